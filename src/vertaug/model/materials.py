@@ -1,0 +1,485 @@
+"""Material maps of the voxel vertebra: HU -> BMD -> apparent density -> BV/TV -> porosity, permeability, E, yield.
+
+Equations (each law is one small function below, with its source; docs/materials.md holds the same with the
+verification status of every number: [V] seen in a source, [C] read in public code, [D] derived here, [M] memory):
+
+    BMD      = a + b * HU                                   [mg/cm^3 HA-equivalent]  linear calibration (overridable)
+    rho_ash  = 0.877 * rho_QCT + 0.0789                     [g/cm^3]   Schileo et al. 2008 (rho_QCT = BMD / 1000)
+    rho_app  = rho_ash / 0.6                                [g/cm^3]   ash fraction 0.6 (Schileo 2008 / Keyak)
+    BV/TV    = rho_app / rho_tissue,  rho_tissue = 2.0 g/cm^3
+    phi      = 1 - BV/TV
+    S_v(phi) = 32.3 phi - 93.9 phi^2 + 134 phi^3 - 101 phi^4 + 28.8 phi^5   [mm^-1]  Martin 1984 (bone surface / TV)
+    k_long   = C phi^3 / S_v^2,  C = 0.022                  [m^2]      Kozeny-Carman, C from Kohles & Roberts 2002
+    k_trans  = k_long / 2.05                                [m^2]      Nauman, Fong & Keaveny 1999 (vertebra)
+    E        = 4730 rho_app^1.56                            [MPa]      Morgan, Bayraktar & Keaveny 2003 (vertebra)
+    E        = 2980 rho_QCT^1.05                            [MPa]      Kopperdahl et al. 2002 (vertebra), selectable
+    sigma_y  = 37.4 rho_QCT^1.39                            [MPa]      Kopperdahl et al. 2002
+    sigma_y  = eps_y * E,  eps_y = 0.77 %                   [MPa]      Morgan & Keaveny 2001 (vertebral yield strain)
+    compaction: BV/TV' = min(1, BV/TV * V_before / V_after) (mass of bone conserved), then the same laws.
+
+Everything public takes and returns SI (density kg/m^3, modulus and stress Pa, permeability m^2, viscosity Pa s),
+except the calibration output ``bmd_mg_cm3`` which keeps the clinical unit in its name (1 mg/cm^3 = 1 kg/m^3).
+Every law validates its input and raises :class:`vertaug.errors.ParameterError` naming the parameter and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vertaug.errors import GridMismatchError, InvalidValueError, ParameterError
+
+__all__ = [
+    "DEFAULT_CALIBRATION",
+    "LABELS",
+    "Calibration",
+    "MaterialMaps",
+    "apparent_density_from_ash_kg_m3",
+    "apparent_density_from_bmd_kg_m3",
+    "apparent_density_from_bvtv_kg_m3",
+    "ash_density_from_apparent_kg_m3",
+    "ash_density_from_qct_kg_m3",
+    "bmd_from_apparent_density_mg_cm3",
+    "bmd_to_hu",
+    "bvtv_from_apparent_density",
+    "compacted_bvtv",
+    "g_cm3_to_kg_m3",
+    "hu_to_bmd_mg_cm3",
+    "kg_m3_to_g_cm3",
+    "kozeny_carman_permeability_m2",
+    "material_maps",
+    "modulus_kopperdahl2002_pa",
+    "modulus_morgan2003_pa",
+    "mpa_to_pa",
+    "pa_to_mpa",
+    "permeability_from_bvtv_m2",
+    "porosity_from_bvtv",
+    "qct_density_from_ash_kg_m3",
+    "shell_fraction",
+    "specific_surface_martin1984_per_m",
+    "transverse_permeability_m2",
+    "yield_stress_from_strain_pa",
+    "yield_stress_kopperdahl2002_pa",
+]
+
+# ---------------------------------------------------------------------------------------------------------------
+# Label table (DESIGN.md, Data model). Kept here as plain constants so this module has no import cycle with the
+# Vertebra model; vertebra.py should use the same numbers.
+LABELS = {
+    "outside": 0,
+    "trabecular": 1,
+    "cortex": 2,
+    "endplate": 3,
+    "canal": 4,
+    "basivertebral_vein": 5,
+    "segmental_vein": 6,
+    "cleft": 7,
+    "disc": 8,
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Constants with their sources (tags as in /work/shared/reference: [V] seen, [C] code, [D] derived, [M] memory).
+TISSUE_DENSITY_KG_M3 = 2000.0  # wet trabecular tissue density ~2.0 g/cm^3 [M]; BV/TV = rho_app / rho_tissue
+ASH_FRACTION = 0.6  # rho_ash / rho_app, constant over the density range (Schileo 2008, after Keyak) [M]
+SCHILEO_SLOPE = 0.877  # rho_ash = 0.877 rho_QCT + 0.0789 g/cm^3 (Schileo 2008, J Biomech 41:356) [M]
+SCHILEO_INTERCEPT_KG_M3 = 78.9
+KOZENY_CONSTANT = 0.022  # Kohles & Roberts 2002 J Biomech Eng 124:521, bovine cancellous bone [V]
+ANISOTROPY_K_LONG_OVER_TRANS = 2.05  # vertebral k_long / k_trans, Nauman, Fong & Keaveny 1999 ABME [V]
+YIELD_STRAIN_VERTEBRA = 0.0077  # compressive apparent yield strain 0.77 %, Morgan & Keaveny 2001 J Biomech 34:569 [M]
+MARROW_VISCOSITY_PA_S = 0.067  # human marrow 67 mPa s (reference physics.md section 3) [V]
+MARROW_DENSITY_KG_M3 = 1000.0  # marrow taken as water-like; yellow marrow (fat) is ~900-950 [M]
+CEMENT_MODULUS_PA = 1937e6  # PMMA vertebroplasty cement 1937 +/- 478 MPa, ISO 5833 test (physics.md section 4) [V]
+CEMENT_MODULUS_SD_PA = 478e6
+CEMENT_COMPRESSIVE_STRENGTH_PA = 70e6  # ISO 5833 minimum compressive strength >= 70 MPa [M]
+CEMENT_DENSITY_KG_M3 = 1100.0  # cement_polymerisation thermal input (physics.md section 2) [C]
+TISSUE_MODULUS_PA = 18.0e9  # trabecular tissue modulus, Bayraktar et al. 2004 [C]
+TISSUE_YIELD_COMPRESSION_PA = 134e6  # Bayraktar 2004 tissue yield stress in compression [C]
+TISSUE_YIELD_TENSION_PA = 83e6  # Bayraktar 2004 tissue yield stress in tension [C]
+CORTEX_THICKNESS_M = 0.38e-3  # vertebral cortical shell ~0.38 mm (Silva, Wang & Fyhrie 1994) [M]
+ENDPLATE_THICKNESS_M = 0.6e-3  # bony endplate ~0.4-0.8 mm [M]
+# Numerical guards of the HU chain (not physics; documented in docs/materials.md): a trabecular voxel keeps at
+# least this much bone so its modulus and yield are positive, and at most fully dense tissue.
+BVTV_FLOOR = 0.02
+RHO_QCT_FLOOR_KG_M3 = 5.0
+
+_MARTIN_COEFFS_PER_MM = (32.3, -93.9, 134.0, -101.0, 28.8)  # S_v(phi) in mm^-1, Martin 1984 [M]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Unit helpers
+def g_cm3_to_kg_m3(x):
+    """Density: g/cm^3 -> kg/m^3 (x 1000)."""
+    return np.asarray(x, dtype=float) * 1000.0
+
+
+def kg_m3_to_g_cm3(x):
+    """Density: kg/m^3 -> g/cm^3 (/ 1000)."""
+    return np.asarray(x, dtype=float) / 1000.0
+
+
+def pa_to_mpa(x):
+    """Stress or modulus: Pa -> MPa."""
+    return np.asarray(x, dtype=float) / 1e6
+
+
+def mpa_to_pa(x):
+    """Stress or modulus: MPa -> Pa."""
+    return np.asarray(x, dtype=float) * 1e6
+
+
+def _checked(name: str, value, low: float, high: float, unit: str, *, low_open: bool = False,
+             fix: str | None = None) -> np.ndarray:
+    """``value`` as a float array, or ParameterError if any element is NaN/inf or outside [low, high]."""
+    arr = np.asarray(value, dtype=float)
+    bad = ~np.isfinite(arr)
+    bad |= (arr <= low) if low_open else (arr < low)
+    bad |= arr > high
+    if np.any(bad):
+        first = arr[bad].flat[0] if arr.ndim else float(arr)
+        rng = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ParameterError(
+            f"Parameter {name} has {int(np.count_nonzero(bad))} value(s) outside {rng} {unit} "
+            f"(first: {first!r}).",
+            fix or f"give {name} in {unit}, finite and within {rng}.",
+        )
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. HU -> BMD
+@dataclass(frozen=True)
+class Calibration:
+    """Linear CT calibration ``BMD_mg_cm3 = intercept_mg_cm3 + slope_mg_cm3_per_hu * HU``.
+
+    The default is a *nominal* phantomless calibration: BMD (mg/cm^3 hydroxyapatite-equivalent) ~ HU, i.e. water
+    (0 HU) -> 0 mg/cm^3 and about 1 mg/cm^3 per HU at 120 kVp. It is the order of magnitude of phantom slopes at
+    120 kVp [M]; no single published equation could be verified here, and published phantomless work
+    (asynchronous phantom calibration, Skornitzke et al. 2022 Sci Rep 12; internal calibration with air and
+    blood/adipose, Lee et al. 2017 Bone 103:325) shows the coefficients are scanner- and kVp-specific [V].
+    For a real patient, give the scanner's asynchronous values or an internal two-point calibration
+    (:meth:`from_two_points`).
+    """
+
+    intercept_mg_cm3: float = 0.0
+    slope_mg_cm3_per_hu: float = 1.0
+    source: str = "nominal phantomless default: BMD = HU (about 1 mg/cm3 HA per HU at 120 kVp) [M], unverified"
+
+    def __post_init__(self):
+        if not np.isfinite(self.intercept_mg_cm3) or abs(self.intercept_mg_cm3) > 1000.0:
+            raise ParameterError(
+                f"Parameter intercept_mg_cm3={self.intercept_mg_cm3!r} is not a plausible calibration intercept.",
+                "give a finite intercept within [-1000, 1000] mg/cm3.",
+            )
+        if not np.isfinite(self.slope_mg_cm3_per_hu) or not (0.05 <= self.slope_mg_cm3_per_hu <= 5.0):
+            raise ParameterError(
+                f"Parameter slope_mg_cm3_per_hu={self.slope_mg_cm3_per_hu!r} is outside [0.05, 5] mg/cm3 per HU.",
+                "give the slope of the scanner's HU -> BMD calibration (about 0.7-1.3 at 120 kVp).",
+            )
+
+    @classmethod
+    def from_two_points(cls, hu_1: float, bmd_1_mg_cm3: float, hu_2: float, bmd_2_mg_cm3: float,
+                        source: str = "two-point internal calibration") -> Calibration:
+        """Calibration through two reference materials (e.g. air and blood, as in internal calibration)."""
+        if not np.all(np.isfinite([hu_1, bmd_1_mg_cm3, hu_2, bmd_2_mg_cm3])) or hu_1 == hu_2:
+            raise ParameterError(
+                f"Two-point calibration needs two finite points with different HU (got HU {hu_1!r}, {hu_2!r}).",
+                "measure two reference materials of different CT number.",
+            )
+        slope = (bmd_2_mg_cm3 - bmd_1_mg_cm3) / (hu_2 - hu_1)
+        return cls(bmd_1_mg_cm3 - slope * hu_1, slope, source)
+
+
+DEFAULT_CALIBRATION = Calibration()
+
+
+def hu_to_bmd_mg_cm3(hu, calibration: Calibration = DEFAULT_CALIBRATION) -> np.ndarray:
+    """Volumetric BMD (mg/cm^3 HA-equivalent) from CT number: ``a + b * HU`` (see :class:`Calibration`)."""
+    hu = _checked("hu", hu, -10000.0, 100000.0, "HU")
+    return calibration.intercept_mg_cm3 + calibration.slope_mg_cm3_per_hu * hu
+
+
+def bmd_to_hu(bmd_mg_cm3, calibration: Calibration = DEFAULT_CALIBRATION) -> np.ndarray:
+    """Inverse of :func:`hu_to_bmd_mg_cm3`."""
+    bmd = _checked("bmd_mg_cm3", bmd_mg_cm3, -5000.0, 5000.0, "mg/cm3")
+    return (bmd - calibration.intercept_mg_cm3) / calibration.slope_mg_cm3_per_hu
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. BMD (QCT-equivalent density) -> ash -> apparent density -> BV/TV -> porosity
+def ash_density_from_qct_kg_m3(rho_qct_kg_m3) -> np.ndarray:
+    """Ash density from QCT-equivalent density: ``rho_ash = 0.877 rho_QCT + 0.0789 g/cm^3``.
+
+    Source: Schileo et al. 2008 J Biomech 41:356 (cadaver femora; used for vertebrae in QCT-FE practice) [M].
+    In and out in kg/m^3 (the intercept is 78.9 kg/m^3).
+    """
+    rho = _checked("rho_qct_kg_m3", rho_qct_kg_m3, -SCHILEO_INTERCEPT_KG_M3 / SCHILEO_SLOPE, 3000.0, "kg/m3")
+    return SCHILEO_SLOPE * rho + SCHILEO_INTERCEPT_KG_M3
+
+
+def qct_density_from_ash_kg_m3(rho_ash_kg_m3) -> np.ndarray:
+    """Inverse of :func:`ash_density_from_qct_kg_m3`."""
+    rho = _checked("rho_ash_kg_m3", rho_ash_kg_m3, 0.0, 3000.0, "kg/m3")
+    return (rho - SCHILEO_INTERCEPT_KG_M3) / SCHILEO_SLOPE
+
+
+def apparent_density_from_ash_kg_m3(rho_ash_kg_m3, ash_fraction: float = ASH_FRACTION) -> np.ndarray:
+    """Wet apparent density ``rho_app = rho_ash / 0.6`` (ash fraction constant; Schileo 2008 after Keyak) [M]."""
+    rho = _checked("rho_ash_kg_m3", rho_ash_kg_m3, 0.0, 3000.0, "kg/m3")
+    af = float(_checked("ash_fraction", ash_fraction, 0.3, 0.8, "(-)"))
+    return rho / af
+
+
+def ash_density_from_apparent_kg_m3(rho_app_kg_m3, ash_fraction: float = ASH_FRACTION) -> np.ndarray:
+    """Inverse of :func:`apparent_density_from_ash_kg_m3`."""
+    rho = _checked("rho_app_kg_m3", rho_app_kg_m3, 0.0, 3000.0, "kg/m3")
+    af = float(_checked("ash_fraction", ash_fraction, 0.3, 0.8, "(-)"))
+    return rho * af
+
+
+def apparent_density_from_bmd_kg_m3(bmd_mg_cm3, ash_fraction: float = ASH_FRACTION) -> np.ndarray:
+    """Wet apparent density (kg/m^3) from BMD (mg/cm^3 = kg/m^3): Schileo 2008 chain QCT -> ash -> apparent."""
+    return apparent_density_from_ash_kg_m3(ash_density_from_qct_kg_m3(bmd_mg_cm3), ash_fraction)
+
+
+def bmd_from_apparent_density_mg_cm3(rho_app_kg_m3, ash_fraction: float = ASH_FRACTION) -> np.ndarray:
+    """Inverse of :func:`apparent_density_from_bmd_kg_m3` (may be negative below rho_app = 131.5 kg/m^3)."""
+    return qct_density_from_ash_kg_m3(ash_density_from_apparent_kg_m3(rho_app_kg_m3, ash_fraction))
+
+
+def bvtv_from_apparent_density(rho_app_kg_m3, tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3) -> np.ndarray:
+    """Bone volume fraction ``BV/TV = rho_app / rho_tissue`` (rho_tissue ~2.0 g/cm^3 wet tissue [M]).
+
+    Raises ParameterError if the result would fall outside (0, 1]: the density is not that of bone.
+    """
+    rho_t = float(_checked("tissue_density_kg_m3", tissue_density_kg_m3, 1500.0, 2500.0, "kg/m3"))
+    rho = _checked("rho_app_kg_m3", rho_app_kg_m3, 0.0, rho_t, "kg/m3", low_open=True,
+                   fix=f"apparent density must be > 0 and at most the tissue density {rho_t:g} kg/m3.")
+    return rho / rho_t
+
+
+def apparent_density_from_bvtv_kg_m3(bvtv, tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3) -> np.ndarray:
+    """Inverse of :func:`bvtv_from_apparent_density`."""
+    rho_t = float(_checked("tissue_density_kg_m3", tissue_density_kg_m3, 1500.0, 2500.0, "kg/m3"))
+    return _checked("bvtv", bvtv, 0.0, 1.0, "(-)", low_open=True) * rho_t
+
+
+def porosity_from_bvtv(bvtv) -> np.ndarray:
+    """Porosity ``phi = 1 - BV/TV`` with BV/TV in (0, 1]."""
+    return 1.0 - _checked("bvtv", bvtv, 0.0, 1.0, "(-)", low_open=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. Permeability
+def specific_surface_martin1984_per_m(porosity) -> np.ndarray:
+    """Bone surface per total volume S_v (1/m) from porosity: Martin 1984 fifth-order fit [M].
+
+    ``S_v = 32.3 p - 93.9 p^2 + 134 p^3 - 101 p^4 + 28.8 p^5`` in mm^-1 (Martin RB, Crit Rev Biomed Eng 1984,
+    10:179). S_v(1) = 0.2 mm^-1 (the fit, not zero), S_v(0) = 0.
+    """
+    p = _checked("porosity", porosity, 0.0, 1.0, "(-)")
+    s_per_mm = np.zeros_like(p)
+    for n, c in enumerate(_MARTIN_COEFFS_PER_MM, start=1):
+        s_per_mm = s_per_mm + c * p**n
+    return s_per_mm * 1e3
+
+
+def kozeny_carman_permeability_m2(porosity, specific_surface_per_m, kozeny_constant: float = KOZENY_CONSTANT):
+    """Kozeny-Carman permeability ``k = C phi^3 / S_v^2`` (m^2), S_v = bone surface / total volume (1/m).
+
+    C = 0.022 from the Kozeny fit to cancellous bone permeability vs porosity (Kohles & Roberts 2002) [V].
+    Zero porosity gives zero permeability.
+    """
+    p = _checked("porosity", porosity, 0.0, 1.0, "(-)")
+    s = _checked("specific_surface_per_m", specific_surface_per_m, 0.0, 1e6, "1/m")
+    c = float(_checked("kozeny_constant", kozeny_constant, 1e-4, 1.0, "(-)"))
+    p, s = np.broadcast_arrays(p, s)
+    k = np.zeros(p.shape, dtype=float)
+    ok = p > 0.0
+    if np.any(ok & (s <= 0.0)):
+        raise ParameterError("Parameter specific_surface_per_m is 0 where porosity > 0: permeability unbounded.",
+                             "give a positive specific surface for porous voxels.")
+    k[ok] = c * p[ok] ** 3 / s[ok] ** 2
+    return k if k.ndim else float(k)
+
+
+def permeability_from_bvtv_m2(bvtv, kozeny_constant: float = KOZENY_CONSTANT) -> np.ndarray:
+    """Longitudinal (superior-inferior) permeability from BV/TV: Kozeny-Carman with Martin's S_v(phi).
+
+    The Kozeny value is taken as the longitudinal permeability; see :func:`transverse_permeability_m2`.
+    For osteoporotic BV/TV 0.057-0.138 it gives about 2.1e-8 .. 4.2e-9 m^2, inside the measured vertebral
+    range (Nauman 1999: 2.68e-11 .. 2.00e-8 m^2; Baroud 2004 SI: 4.45 +/- 1.72e-8 m^2) [V].
+    """
+    p = porosity_from_bvtv(bvtv)
+    return kozeny_carman_permeability_m2(p, specific_surface_martin1984_per_m(p), kozeny_constant)
+
+
+def transverse_permeability_m2(k_long_m2, anisotropy_ratio: float = ANISOTROPY_K_LONG_OVER_TRANS) -> np.ndarray:
+    """Transverse permeability ``k_trans = k_long / 2.05`` (vertebral ratio, Nauman et al. 1999) [V].
+
+    Baroud 2004 measured AP = 0.78 SI (ratio 1.29) [V]; pass ``anisotropy_ratio=1/0.78`` to use it.
+    """
+    k = _checked("k_long_m2", k_long_m2, 0.0, 1e-4, "m2")
+    r = float(_checked("anisotropy_ratio", anisotropy_ratio, 1.0, 20.0, "(-)"))
+    return k / r
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. Elasticity and yield
+def modulus_morgan2003_pa(rho_app_kg_m3) -> np.ndarray:
+    """Vertebral trabecular on-axis modulus ``E = 4730 rho_app^1.56 MPa`` (rho_app in g/cm^3), returned in Pa.
+
+    Morgan, Bayraktar & Keaveny 2003 J Biomech 36:897 (vertebra, n = 61; apparent density) [V: paper and density
+    measure; coefficients C: read in public QCT-FE code].
+    """
+    rho = _checked("rho_app_kg_m3", rho_app_kg_m3, 0.0, 2500.0, "kg/m3")
+    return 4730e6 * (rho / 1000.0) ** 1.56
+
+
+def modulus_kopperdahl2002_pa(rho_qct_kg_m3) -> np.ndarray:
+    """Vertebral trabecular modulus ``E = 2980 rho^1.05 MPa`` (rho = QCT density in g/cm^3), in Pa.
+
+    Kopperdahl, Morgan & Keaveny 2002 J Orthop Res 20:801 ("QCT estimates of the mechanical properties of human
+    vertebral trabecular bone") [C: coefficients as applied to QCT mg/cm^3 / 1000 in public QCT-FE code; M: density
+    measure unverified].
+    """
+    rho = _checked("rho_qct_kg_m3", rho_qct_kg_m3, 0.0, 2500.0, "kg/m3")
+    return 2980e6 * (rho / 1000.0) ** 1.05
+
+
+def yield_stress_kopperdahl2002_pa(rho_qct_kg_m3) -> np.ndarray:
+    """Vertebral trabecular compressive yield stress ``sigma_y = 37.4 rho^1.39 MPa`` (Kopperdahl 2002) [C], in Pa."""
+    rho = _checked("rho_qct_kg_m3", rho_qct_kg_m3, 0.0, 2500.0, "kg/m3")
+    return 37.4e6 * (rho / 1000.0) ** 1.39
+
+
+def yield_stress_from_strain_pa(modulus_pa, yield_strain: float = YIELD_STRAIN_VERTEBRA) -> np.ndarray:
+    """Yield stress ``sigma_y = eps_y E`` with the site-uniform apparent yield strain (vertebra 0.77 %).
+
+    Morgan & Keaveny 2001 J Biomech 34:569: yield strains are uniform within a site [V: finding restated in
+    Morgan et al. 2004 J Biomech 37:1413]; vertebral compressive value 0.77 +/- 0.06 % [M].
+    """
+    e = _checked("modulus_pa", modulus_pa, 0.0, 1e11, "Pa")
+    eps = float(_checked("yield_strain", yield_strain, 1e-4, 0.05, "(-)"))
+    return eps * e
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 5. Compaction (kyphoplasty balloon) and thin shells
+def compacted_bvtv(bvtv_before, volume_ratio) -> np.ndarray:
+    """BV/TV after compaction by ``volume_ratio = V_before / V_after >= 1``, bone mass conserved [D].
+
+    ``BV/TV' = min(1, BV/TV * volume_ratio)``: bone pushed out of a balloon cavity into a shell densifies it; it
+    cannot exceed fully dense tissue. Feed the result to the same laws (``permeability_from_bvtv_m2`` etc.).
+    """
+    b = _checked("bvtv_before", bvtv_before, 0.0, 1.0, "(-)", low_open=True)
+    r = _checked("volume_ratio", volume_ratio, 1.0, 1e3, "(-)",
+                 fix="volume_ratio = V_before / V_after must be >= 1 (compaction only).")
+    return np.minimum(b * r, 1.0)
+
+
+def shell_fraction(thickness_m: float, voxel_size_m: float) -> float:
+    """Volume fraction of a voxel of edge ``voxel_size_m`` filled by a shell of ``thickness_m`` [D]: min(1, t/h)."""
+    t = float(_checked("thickness_m", thickness_m, 1e-6, 0.01, "m"))
+    h = float(_checked("voxel_size_m", voxel_size_m, 1e-5, 0.01, "m"))
+    return min(1.0, t / h)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 6. Maps over a labelled voxel grid
+@dataclass(frozen=True)
+class MaterialMaps:
+    """Per-voxel material fields (float32 arrays of the label grid's shape; SI units in the names).
+
+    bvtv and porosity are volume fractions; permeability is zero where the label is impermeable (cortex,
+    endplate, soft tissue, canal, disc): flow exits are boundary conditions of the flow module, not permeability.
+    """
+
+    bmd_mg_cm3: np.ndarray
+    rho_app_kg_m3: np.ndarray
+    bvtv: np.ndarray
+    porosity: np.ndarray
+    permeability_m2: np.ndarray
+    permeability_transverse_m2: np.ndarray
+    E_pa: np.ndarray
+    yield_pa: np.ndarray
+    modulus_law: str = "morgan2003"
+    calibration: Calibration = field(default_factory=lambda: DEFAULT_CALIBRATION)
+
+
+MODULUS_LAWS = ("morgan2003", "kopperdahl2002")
+
+
+def _trabecular_fields(bmd_mg_cm3: np.ndarray, modulus_law: str, tissue_density_kg_m3: float):
+    """rho_app, BV/TV, k_long, E, yield for trabecular voxels from BMD (with the documented guards)."""
+    bmd_full = float(bmd_from_apparent_density_mg_cm3(tissue_density_kg_m3))  # BMD of fully dense tissue
+    rho_app = apparent_density_from_bmd_kg_m3(np.clip(bmd_mg_cm3, -SCHILEO_INTERCEPT_KG_M3 / SCHILEO_SLOPE, bmd_full))
+    bvtv = np.clip(rho_app / tissue_density_kg_m3, BVTV_FLOOR, 1.0)
+    rho_app = bvtv * tissue_density_kg_m3
+    k = permeability_from_bvtv_m2(bvtv)
+    if modulus_law == "morgan2003":
+        e = modulus_morgan2003_pa(rho_app)
+        sy = yield_stress_from_strain_pa(e)
+    else:
+        rho_qct = np.clip(bmd_mg_cm3, RHO_QCT_FLOOR_KG_M3, None)
+        e = modulus_kopperdahl2002_pa(rho_qct)
+        sy = yield_stress_kopperdahl2002_pa(rho_qct)
+    return rho_app, bvtv, k, e, sy
+
+
+def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration = DEFAULT_CALIBRATION,
+                  modulus_law: str = "morgan2003", *, voxel_size_m: float = 1.0e-3,
+                  anisotropy_ratio: float = ANISOTROPY_K_LONG_OVER_TRANS,
+                  tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3) -> MaterialMaps:
+    """Material fields of a labelled CT grid (labels of DESIGN.md; see docs/materials.md, "Per label").
+
+    - 1 trabecular: the HU chain (BMD -> rho_app -> BV/TV -> k, E, yield), BV/TV kept in [0.02, 1].
+    - 2 cortex, 3 endplate: a bone-tissue shell of cited thickness smeared over the voxel: BV/TV = t/h,
+      E = BV/TV * 18 GPa, yield = BV/TV * 134 MPa (Bayraktar 2004 tissue values), impermeable (k = 0).
+    - 5 basivertebral vein, 6 segmental vein exit: open channel filling the voxel, k = (h/2)^2 / 8 (Poiseuille
+      tube of radius h/2) [D]; 7 cleft/defect: open gap of width h, k = h^2 / 12 (cubic law) [D]. Fluid: E = 0.
+    - 0 outside, 4 canal, 8 disc: no bone, no flow through (k = 0), E = 0 (mechanics does not mesh them).
+    BMD is reported for every voxel (calibration of the HU, whatever the label).
+    """
+    if modulus_law not in MODULUS_LAWS:
+        raise ParameterError(f"Parameter modulus_law={modulus_law!r} is not one of {MODULUS_LAWS}.",
+                             "choose 'morgan2003' (default) or 'kopperdahl2002'.")
+    hu = np.asarray(hu)
+    labels = np.asarray(labels)
+    if hu.shape != labels.shape:
+        raise GridMismatchError(f"hu has shape {hu.shape} but labels has shape {labels.shape}.",
+                                "resample both onto the same voxel grid.")
+    if not np.all(np.isfinite(hu)):
+        raise InvalidValueError("hu holds NaN or infinite values.", "fill or mask them before building materials.")
+    if labels.size and (labels.min() < 0 or labels.max() > max(LABELS.values())):
+        raise InvalidValueError(f"labels holds values outside 0..{max(LABELS.values())}: "
+                                f"{sorted(set(np.unique(labels).tolist()) - set(LABELS.values()))}.",
+                                "use the label table of DESIGN.md (0 outside ... 8 disc).")
+    h = float(_checked("voxel_size_m", voxel_size_m, 1e-5, 0.01, "m"))
+    bmd = hu_to_bmd_mg_cm3(hu, calibration)
+    shape = labels.shape
+    rho = np.zeros(shape, np.float32)
+    bvtv = np.zeros(shape, np.float32)
+    k = np.zeros(shape, np.float32)
+    e = np.zeros(shape, np.float32)
+    sy = np.zeros(shape, np.float32)
+
+    m = labels == LABELS["trabecular"]
+    if np.any(m):
+        rho[m], bvtv[m], k[m], e[m], sy[m] = _trabecular_fields(bmd[m], modulus_law, tissue_density_kg_m3)
+    for name, thickness in (("cortex", CORTEX_THICKNESS_M), ("endplate", ENDPLATE_THICKNESS_M)):
+        m = labels == LABELS[name]
+        f = shell_fraction(thickness, h)
+        bvtv[m] = f
+        rho[m] = f * tissue_density_kg_m3
+        e[m] = f * TISSUE_MODULUS_PA
+        sy[m] = f * TISSUE_YIELD_COMPRESSION_PA
+    vein = (labels == LABELS["basivertebral_vein"]) | (labels == LABELS["segmental_vein"])
+    k[vein] = (h / 2.0) ** 2 / 8.0
+    k[labels == LABELS["cleft"]] = h**2 / 12.0
+
+    porosity = (1.0 - bvtv).astype(np.float32)
+    trab = labels == LABELS["trabecular"]
+    k_trans = k.copy()
+    k_trans[trab] = transverse_permeability_m2(k[trab], anisotropy_ratio)
+    return MaterialMaps(bmd.astype(np.float32), rho, bvtv, porosity, k, k_trans, e, sy, modulus_law, calibration)
