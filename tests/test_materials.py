@@ -54,6 +54,17 @@ def test_schileo_chain_values_and_round_trip():
     assert np.all(np.diff(mat.apparent_density_from_bmd_kg_m3(bmd)) > 0)
 
 
+def test_identity_density_law_and_bad_law():
+    np.testing.assert_allclose(mat.apparent_density_from_bmd_kg_m3(100.0, density_law="identity"), 100.0 / 0.6)
+    np.testing.assert_allclose(mat.bmd_from_apparent_density_mg_cm3(250.0, density_law="identity"), 150.0)
+    with pytest.raises(ParameterError, match="density_law"):
+        mat.apparent_density_from_bmd_kg_m3(100.0, density_law="keyak")
+    hu, labels = _one_voxel_per_label()
+    m = mat.material_maps(hu, labels, density_law="identity")
+    np.testing.assert_allclose(m.rho_app_kg_m3[labels == 1], 100.0 / 0.6, rtol=1e-6)
+    assert m.density_law == "identity"
+
+
 def test_vertebral_qct_range_maps_into_measured_apparent_density_range():
     rho = mat.apparent_density_from_bmd_kg_m3(np.array(VERTEBRAL_QCT_BMD_MG_CM3))
     lo, hi = VERTEBRAL_RHO_APP_KG_M3

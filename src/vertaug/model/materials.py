@@ -32,7 +32,9 @@ from vertaug.errors import GridMismatchError, InvalidValueError, ParameterError
 
 __all__ = [
     "DEFAULT_CALIBRATION",
+    "DENSITY_LAWS",
     "LABELS",
+    "MODULUS_LAWS",
     "Calibration",
     "MaterialMaps",
     "apparent_density_from_ash_kg_m3",
@@ -207,20 +209,36 @@ def bmd_to_hu(bmd_mg_cm3, calibration: Calibration = DEFAULT_CALIBRATION) -> np.
 
 # ---------------------------------------------------------------------------------------------------------------
 # 2. BMD (QCT-equivalent density) -> ash -> apparent density -> BV/TV -> porosity
-def ash_density_from_qct_kg_m3(rho_qct_kg_m3) -> np.ndarray:
-    """Ash density from QCT-equivalent density: ``rho_ash = 0.877 rho_QCT + 0.0789 g/cm^3``.
+def ash_density_from_qct_kg_m3(rho_qct_kg_m3, density_law: str = "schileo2008") -> np.ndarray:
+    """Ash density from QCT-equivalent density (in and out in kg/m^3).
 
-    Source: Schileo et al. 2008 J Biomech 41:356 (cadaver femora; used for vertebrae in QCT-FE practice) [M].
-    In and out in kg/m^3 (the intercept is 78.9 kg/m^3).
+    ``"schileo2008"`` (default): ``rho_ash = 0.877 rho_QCT + 0.0789 g/cm^3`` (Schileo et al. 2008 J Biomech
+    41:356, cadaver femora; the intercept is 78.9 kg/m^3) [M].
+    ``"identity"``: ``rho_ash = rho_QCT`` (HA-equivalent density read as ash density; no fitted parameter) [D].
     """
+    law = _density_law(density_law)
+    if law == "identity":
+        return _checked("rho_qct_kg_m3", rho_qct_kg_m3, 0.0, 3000.0, "kg/m3")
     rho = _checked("rho_qct_kg_m3", rho_qct_kg_m3, -SCHILEO_INTERCEPT_KG_M3 / SCHILEO_SLOPE, 3000.0, "kg/m3")
     return SCHILEO_SLOPE * rho + SCHILEO_INTERCEPT_KG_M3
 
 
-def qct_density_from_ash_kg_m3(rho_ash_kg_m3) -> np.ndarray:
+def qct_density_from_ash_kg_m3(rho_ash_kg_m3, density_law: str = "schileo2008") -> np.ndarray:
     """Inverse of :func:`ash_density_from_qct_kg_m3`."""
     rho = _checked("rho_ash_kg_m3", rho_ash_kg_m3, 0.0, 3000.0, "kg/m3")
+    if _density_law(density_law) == "identity":
+        return rho
     return (rho - SCHILEO_INTERCEPT_KG_M3) / SCHILEO_SLOPE
+
+
+DENSITY_LAWS = ("schileo2008", "identity")
+
+
+def _density_law(name: str) -> str:
+    if name not in DENSITY_LAWS:
+        raise ParameterError(f"Parameter density_law={name!r} is not one of {DENSITY_LAWS}.",
+                             "choose 'schileo2008' (default) or 'identity'.")
+    return name
 
 
 def apparent_density_from_ash_kg_m3(rho_ash_kg_m3, ash_fraction: float = ASH_FRACTION) -> np.ndarray:
@@ -237,14 +255,16 @@ def ash_density_from_apparent_kg_m3(rho_app_kg_m3, ash_fraction: float = ASH_FRA
     return rho * af
 
 
-def apparent_density_from_bmd_kg_m3(bmd_mg_cm3, ash_fraction: float = ASH_FRACTION) -> np.ndarray:
-    """Wet apparent density (kg/m^3) from BMD (mg/cm^3 = kg/m^3): Schileo 2008 chain QCT -> ash -> apparent."""
-    return apparent_density_from_ash_kg_m3(ash_density_from_qct_kg_m3(bmd_mg_cm3), ash_fraction)
+def apparent_density_from_bmd_kg_m3(bmd_mg_cm3, ash_fraction: float = ASH_FRACTION,
+                                    density_law: str = "schileo2008") -> np.ndarray:
+    """Wet apparent density (kg/m^3) from BMD (mg/cm^3 = kg/m^3): QCT -> ash (``density_law``) -> apparent."""
+    return apparent_density_from_ash_kg_m3(ash_density_from_qct_kg_m3(bmd_mg_cm3, density_law), ash_fraction)
 
 
-def bmd_from_apparent_density_mg_cm3(rho_app_kg_m3, ash_fraction: float = ASH_FRACTION) -> np.ndarray:
-    """Inverse of :func:`apparent_density_from_bmd_kg_m3` (may be negative below rho_app = 131.5 kg/m^3)."""
-    return qct_density_from_ash_kg_m3(ash_density_from_apparent_kg_m3(rho_app_kg_m3, ash_fraction))
+def bmd_from_apparent_density_mg_cm3(rho_app_kg_m3, ash_fraction: float = ASH_FRACTION,
+                                     density_law: str = "schileo2008") -> np.ndarray:
+    """Inverse of :func:`apparent_density_from_bmd_kg_m3` (Schileo: negative below rho_app = 131.5 kg/m^3)."""
+    return qct_density_from_ash_kg_m3(ash_density_from_apparent_kg_m3(rho_app_kg_m3, ash_fraction), density_law)
 
 
 def bvtv_from_apparent_density(rho_app_kg_m3, tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3) -> np.ndarray:
@@ -404,16 +424,18 @@ class MaterialMaps:
     E_pa: np.ndarray
     yield_pa: np.ndarray
     modulus_law: str = "morgan2003"
+    density_law: str = "schileo2008"
     calibration: Calibration = field(default_factory=lambda: DEFAULT_CALIBRATION)
 
 
 MODULUS_LAWS = ("morgan2003", "kopperdahl2002")
 
 
-def _trabecular_fields(bmd_mg_cm3: np.ndarray, modulus_law: str, tissue_density_kg_m3: float):
+def _trabecular_fields(bmd_mg_cm3: np.ndarray, modulus_law: str, density_law: str, tissue_density_kg_m3: float):
     """rho_app, BV/TV, k_long, E, yield for trabecular voxels from BMD (with the documented guards)."""
-    bmd_full = float(bmd_from_apparent_density_mg_cm3(tissue_density_kg_m3))  # BMD of fully dense tissue
-    rho_app = apparent_density_from_bmd_kg_m3(np.clip(bmd_mg_cm3, -SCHILEO_INTERCEPT_KG_M3 / SCHILEO_SLOPE, bmd_full))
+    bmd_full = float(bmd_from_apparent_density_mg_cm3(tissue_density_kg_m3, density_law=density_law))
+    bmd_low = float(qct_density_from_ash_kg_m3(0.0, density_law))  # BMD of zero ash density
+    rho_app = apparent_density_from_bmd_kg_m3(np.clip(bmd_mg_cm3, bmd_low, bmd_full), density_law=density_law)
     bvtv = np.clip(rho_app / tissue_density_kg_m3, BVTV_FLOOR, 1.0)
     rho_app = bvtv * tissue_density_kg_m3
     k = permeability_from_bvtv_m2(bvtv)
@@ -428,7 +450,8 @@ def _trabecular_fields(bmd_mg_cm3: np.ndarray, modulus_law: str, tissue_density_
 
 
 def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration = DEFAULT_CALIBRATION,
-                  modulus_law: str = "morgan2003", *, voxel_size_m: float = 1.0e-3,
+                  modulus_law: str = "morgan2003", *, density_law: str = "schileo2008",
+                  voxel_size_m: float = 1.0e-3,
                   anisotropy_ratio: float = ANISOTROPY_K_LONG_OVER_TRANS,
                   tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3) -> MaterialMaps:
     """Material fields of a labelled CT grid (labels of DESIGN.md; see docs/materials.md, "Per label").
@@ -456,6 +479,7 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
                                 f"{sorted(set(np.unique(labels).tolist()) - set(LABELS.values()))}.",
                                 "use the label table of DESIGN.md (0 outside ... 8 disc).")
     h = float(_checked("voxel_size_m", voxel_size_m, 1e-5, 0.01, "m"))
+    _density_law(density_law)
     bmd = hu_to_bmd_mg_cm3(hu, calibration)
     shape = labels.shape
     rho = np.zeros(shape, np.float32)
@@ -466,7 +490,8 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
 
     m = labels == LABELS["trabecular"]
     if np.any(m):
-        rho[m], bvtv[m], k[m], e[m], sy[m] = _trabecular_fields(bmd[m], modulus_law, tissue_density_kg_m3)
+        rho[m], bvtv[m], k[m], e[m], sy[m] = _trabecular_fields(bmd[m], modulus_law, density_law,
+                                                                tissue_density_kg_m3)
     for name, thickness in (("cortex", CORTEX_THICKNESS_M), ("endplate", ENDPLATE_THICKNESS_M)):
         m = labels == LABELS[name]
         f = shell_fraction(thickness, h)
@@ -482,4 +507,5 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
     trab = labels == LABELS["trabecular"]
     k_trans = k.copy()
     k_trans[trab] = transverse_permeability_m2(k[trab], anisotropy_ratio)
-    return MaterialMaps(bmd.astype(np.float32), rho, bvtv, porosity, k, k_trans, e, sy, modulus_law, calibration)
+    return MaterialMaps(bmd.astype(np.float32), rho, bvtv, porosity, k, k_trans, e, sy, modulus_law, density_law,
+                        calibration)
