@@ -1,0 +1,545 @@
+"""Vertebral body morphometry from a CT and its segmentation.
+
+For every level of the label map: anterior, middle and posterior body heights (mm), body volume (mL), mean and median HU
+of the trabecular core, wedge angle (deg), Genant semi-quantitative grade and morphology type, the QM ratios and a CT
+density class. A level that cannot be measured (cut by the field of view, no body voxels, S1) is returned with NaNs and
+the reason, never measured wrongly.
+
+Method (each choice is a module constant below):
+
+1. Body mask: the vertebra label AND the ``vertebrae_body`` label (TotalSegmentator) where that file is given; otherwise
+   the vertebra label opened by ``BODY_OPENING_MM`` (pedicles, laminae and processes are thinner than that and vanish),
+   its largest component, grown back inside the vertebra label by the same distance.
+2. Local frame: the height axis ``h`` joins the body centroids of the neighbouring levels (cranial minus caudal; one
+   neighbour and this level if only one exists; the body's least principal axis if none), pointing superior. The
+   anterior axis ``a`` is the world anterior direction (+y in RAS+) made orthogonal to ``h``; ``l = h x a`` is lateral.
+   ``h`` follows the spine's curve at the level, i.e. the bisector of the two endplate normals, so heights are measured
+   perpendicular to the endplates (for a wedged body: to their mean plane).
+3. The body mask is resampled in that frame (trilinear, threshold 0.5, step ``SAMPLE_STEP_VOXELS`` voxel). In the
+   mid-sagittal band (``|l|`` within ``LATERAL_BAND_FRACTION`` of the body width) the anterior-posterior extent is found
+   in the central ``MID_HEIGHT_FRACTION`` of the body's height,
+   and heights are taken along ``h`` at ``MEASUREMENT_POSITIONS`` of that extent from the posterior wall (15 / 50 / 85 %,
+   as TotalSegmentator's spine report), as the median over the band's columns of the length of the body run through
+   the column.
+4. Wedge angle: the angle between the superior and inferior endplate lines, each through its points at the posterior and
+   anterior positions; positive when the anterior height is the smaller (kyphotic).
+5. HU: mean and median over the body eroded by ``HU_CORE_EROSION_MM`` (away from cortex and endplates).
+6. Genant (Genant 1993, reference heights as in ../shared/reference/clinical.md): wedge deformity 1 - Ha/Hp, biconcave
+   1 - Hm/Hp (reference: the posterior height of the same body), crush 1 - Hp/Hp_ref with Hp_ref the mean posterior height
+   of the evaluable neighbours. The largest deformity names the type; grade 0 below 20 %, 1 for 20-25 %, 2 for 25-40 %,
+   3 above 40 %. Genant defined the method for T4..L4; other levels are graded with a note.
+7. CT density class: Pickhardt 2013 thresholds on the trabecular core (defined at L1; applied to other levels with a note).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import EmptyMaskError, LevelNotFoundError
+from .io import Volume, load_ct, load_labels
+from .levels import BODY_LABEL, LEVELS, in_genant_range, label_table, normalize_level
+
+__all__ = [
+    "LevelMorphometry",
+    "SpineMorphometry",
+    "measure_spine",
+    "measure_volumes",
+    "genant_from_heights",
+    "density_class",
+]
+
+#: Fractions of the anterior-posterior body extent, from the posterior wall, where heights are measured.
+MEASUREMENT_POSITIONS = {"posterior": 0.15, "middle": 0.50, "anterior": 0.85}
+#: Central fraction of the body width (lateral) over which columns are sampled; the height is their median.
+LATERAL_BAND_FRACTION = 0.20
+#: Half-width of the AP window (fraction of the AP extent) around each measurement position.
+AP_WINDOW_FRACTION = 0.03
+#: The AP extent is taken in this central fraction of the body's height (clear of endplate rims and osteophytes).
+MID_HEIGHT_FRACTION = 0.5
+#: Resampling step of the body mask in the local frame, as a fraction of the smallest voxel spacing.
+SAMPLE_STEP_VOXELS = 0.25
+#: Erosion of the body before HU statistics (mm), to stay clear of the cortex and endplates.
+HU_CORE_EROSION_MM = 4.0
+#: Opening radius (mm) that separates the body from the posterior elements when no body segmentation is given.
+BODY_OPENING_MM = 8.0
+#: Genant semi-quantitative grade thresholds on the deformity (height reduction fraction).
+GENANT_THRESHOLDS = (0.20, 0.25, 0.40)
+#: Pickhardt 2013 L1 trabecular attenuation classes: >= 135 HU normal, 90-134 osteopenia, < 90 osteoporosis.
+PICKHARDT_NORMAL_HU = 135.0
+PICKHARDT_OSTEOPOROSIS_HU = 90.0
+#: A level cut by the field of view still steers its neighbours' height axis if this fraction of a typical body is in view.
+NEIGHBOUR_MIN_VOLUME_FRACTION = 0.5
+#: A body smaller than this is not measured (partial segmentation or a fragment).
+MIN_BODY_VOLUME_ML = 2.0
+
+_NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class LevelMorphometry:
+    """Morphometry of one vertebral level. Heights in mm, volume in mL, HU, angle in degrees; NaN where not measured."""
+
+    level: str
+    label: int
+    evaluable: bool
+    reason: str = ""
+    height_anterior_mm: float = _NAN
+    height_middle_mm: float = _NAN
+    height_posterior_mm: float = _NAN
+    ap_depth_mm: float = _NAN
+    width_mm: float = _NAN
+    volume_ml: float = _NAN
+    hu_mean: float = _NAN
+    hu_median: float = _NAN
+    core_voxels: int = 0
+    wedge_angle_deg: float = _NAN
+    genant_grade: int | None = None
+    genant_type: str | None = None
+    deformity: float = _NAN
+    deformity_wedge: float = _NAN
+    deformity_biconcave: float = _NAN
+    deformity_crush: float = _NAN
+    ratio_ha_hp: float = _NAN
+    ratio_hm_hp: float = _NAN
+    ratio_hp_above: float = _NAN
+    ratio_hp_below: float = _NAN
+    density_class: str | None = None
+    notes: tuple[str, ...] = ()
+    centroid_mm: tuple[float, float, float] = (_NAN, _NAN, _NAN)
+    height_axis: tuple[float, float, float] = (_NAN, _NAN, _NAN)
+    anterior_axis: tuple[float, float, float] = (_NAN, _NAN, _NAN)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["notes"] = list(self.notes)
+        return d
+
+
+@dataclass(frozen=True)
+class SpineMorphometry:
+    """All levels of one scan, cranial to caudal."""
+
+    levels: dict[str, LevelMorphometry]
+    ct_source: str
+    seg_source: str
+    body_source: str | None
+    numbering: str
+    spacing_mm: tuple[float, float, float]
+    method: dict = field(default_factory=dict)
+
+    def __getitem__(self, level: str) -> LevelMorphometry:
+        name = normalize_level(level)
+        if name not in self.levels:
+            raise LevelNotFoundError(
+                f"Level {name} is not in the segmentation '{self.seg_source}' (present: {', '.join(self.levels)}).",
+                "choose a level that is present, or check the --numbering (v1 or v2) of the label map.",
+            )
+        return self.levels[name]
+
+    def evaluable(self) -> list[LevelMorphometry]:
+        return [m for m in self.levels.values() if m.evaluable]
+
+    def as_dict(self) -> dict:
+        return {
+            "ct": self.ct_source,
+            "segmentation": self.seg_source,
+            "body_segmentation": self.body_source,
+            "numbering": self.numbering,
+            "spacing_mm": list(self.spacing_mm),
+            "method": self.method,
+            "levels": {k: v.as_dict() for k, v in self.levels.items()},
+        }
+
+
+# ------------------------------------------------------------------------------------------------------- public entry
+
+
+def measure_spine(
+    ct: str | Path | Volume,
+    seg: str | Path | Volume,
+    body: str | Path | Volume | None = None,
+    numbering: str = "v2",
+) -> SpineMorphometry:
+    """Measure every vertebral level present in ``seg`` (paths are loaded; Volumes are used as given)."""
+    ct_vol = ct if isinstance(ct, Volume) else load_ct(ct)
+    seg_vol = seg if isinstance(seg, Volume) else load_labels(seg, ct_vol, "segmentation")
+    body_vol = None
+    if body is not None:
+        body_vol = body if isinstance(body, Volume) else load_labels(body, ct_vol, "vertebrae_body segmentation")
+    return measure_volumes(ct_vol, seg_vol, body_vol, numbering)
+
+
+def measure_volumes(ct: Volume, seg: Volume, body: Volume | None = None, numbering: str = "v2") -> SpineMorphometry:
+    from .io import check_same_grid
+
+    check_same_grid(ct, seg)
+    if body is not None:
+        check_same_grid(ct, body)
+    table = label_table(numbering)
+    present = set(np.unique(seg.data).tolist())
+    levels = [name for name in LEVELS if table.get(name) in present]
+    if not levels:
+        raise EmptyMaskError(
+            f"The segmentation '{seg.source}' holds no vertebra labels of TotalSegmentator numbering {numbering} "
+            f"(labels found: {sorted(present)[:12]}).",
+            "give TotalSegmentator's multilabel output (task 'total'), or use --numbering v1 for TotalSegmentator 1.x.",
+        )
+    bodies = {name: _body_mask(seg.data == table[name], body, ct.spacing_mm) for name in levels}
+    # A body cut by the field of view has a biased centroid; it still steers a neighbour's height axis (as in
+    # TotalSegmentator's spine report) when at least NEIGHBOUR_MIN_VOLUME_FRACTION of a typical body is in view.
+    sizes = {name: int(mask.sum()) for name, mask in bodies.items()}
+    typical = float(np.median([v for v in sizes.values() if v > 0])) if any(sizes.values()) else 0.0
+    centroids = {
+        name: _centroid_mm(mask, ct.affine_mm)
+        for name, mask in bodies.items()
+        if sizes[name] > 0
+        and (_touches_border(mask) is None or sizes[name] >= NEIGHBOUR_MIN_VOLUME_FRACTION * typical)
+    }
+    first = {}
+    for name in levels:
+        first[name] = _measure_level(name, table[name], ct, bodies[name], centroids, levels)
+    final = _add_genant(first, levels)
+    method = {
+        "measurement_positions_from_posterior": MEASUREMENT_POSITIONS,
+        "lateral_band_fraction": LATERAL_BAND_FRACTION,
+        "hu_core_erosion_mm": HU_CORE_EROSION_MM,
+        "genant_thresholds": list(GENANT_THRESHOLDS),
+        "pickhardt_hu": {"normal_min": PICKHARDT_NORMAL_HU, "osteoporosis_below": PICKHARDT_OSTEOPOROSIS_HU},
+        "body_mask": "vertebra AND vertebrae_body==1" if body is not None else f"vertebra opened by {BODY_OPENING_MM} mm",
+    }
+    return SpineMorphometry(
+        levels=final,
+        ct_source=ct.source,
+        seg_source=seg.source,
+        body_source=None if body is None else body.source,
+        numbering=numbering,
+        spacing_mm=ct.spacing_mm,
+        method=method,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------- body masks
+
+
+def _ball(radius_mm: float, spacing_mm: tuple[float, float, float]) -> np.ndarray:
+    r = [max(1, int(math.floor(radius_mm / s))) for s in spacing_mm]
+    g = np.ogrid[tuple(slice(-ri, ri + 1) for ri in r)]
+    d2 = sum((gi * s / radius_mm) ** 2 for gi, s in zip(g, spacing_mm))
+    ball = d2 <= 1.0
+    if ball.sum() <= 1:  # radius below one voxel: use the 6-neighbourhood
+        ball = ndimage.generate_binary_structure(3, 1)
+    return ball
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    sizes = np.bincount(lab.ravel())[1:]
+    return lab == (1 + int(np.argmax(sizes)))
+
+
+def _body_mask(vertebra: np.ndarray, body: Volume | None, spacing_mm) -> np.ndarray:
+    if body is not None:
+        m = vertebra & (body.data == BODY_LABEL)
+        if m.sum() > 0.1 * vertebra.sum():
+            return _largest_component(m)
+    ball = _ball(BODY_OPENING_MM, spacing_mm)
+    core = ndimage.binary_opening(vertebra, structure=ball)
+    if not core.any():
+        return _largest_component(vertebra)
+    core = _largest_component(core)
+    grown = ndimage.binary_dilation(core, structure=ball) & vertebra
+    return _largest_component(grown)
+
+
+def _centroid_mm(mask: np.ndarray, affine_mm: np.ndarray) -> np.ndarray | None:
+    if not mask.any():
+        return None
+    ijk = np.argwhere(mask).mean(axis=0)
+    return affine_mm[:3, :3] @ ijk + affine_mm[:3, 3]
+
+
+def _touches_border(mask: np.ndarray) -> str | None:
+    names = ("right-left (x)", "anterior-posterior (y)", "superior-inferior (z)")
+    for ax in range(3):
+        lo = np.take(mask, 0, axis=ax).any()
+        hi = np.take(mask, mask.shape[ax] - 1, axis=ax).any()
+        if lo or hi:
+            return f"the body touches the {'lower' if lo else 'upper'} image border along {names[ax]}"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------- frame
+
+
+def _height_axis(name: str, centroids: dict, levels: list[str], mask: np.ndarray, affine_mm) -> np.ndarray:
+    i = levels.index(name)
+    here = centroids[name]
+    above = centroids.get(levels[i - 1]) if i > 0 and _adjacent(levels[i - 1], name) else None
+    below = centroids.get(levels[i + 1]) if i + 1 < len(levels) and _adjacent(name, levels[i + 1]) else None
+    if above is not None and below is not None:
+        axis = above - below
+    elif above is not None:
+        axis = above - here
+    elif below is not None:
+        axis = here - below
+    else:
+        pts = (affine_mm[:3, :3] @ np.argwhere(mask).T).T
+        evals, evecs = np.linalg.eigh(np.cov(pts.T))
+        axis = evecs[:, 0]
+    axis = axis / np.linalg.norm(axis)
+    return axis if axis[2] >= 0 else -axis
+
+
+def _adjacent(upper: str, lower: str) -> bool:
+    return LEVELS.index(lower) - LEVELS.index(upper) == 1
+
+
+def _frame(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.array([0.0, 1.0, 0.0]) - h[1] * h
+    if np.linalg.norm(a) < 0.3:  # height axis nearly anterior: degenerate scan orientation
+        a = np.array([1.0, 0.0, 0.0]) - h[0] * h
+    a /= np.linalg.norm(a)
+    lat = np.cross(h, a)
+    return a, lat / np.linalg.norm(lat)
+
+
+# ------------------------------------------------------------------------------------------------------- one level
+
+
+def _not_evaluable(name: str, label: int, reason: str, **kw) -> LevelMorphometry:
+    return LevelMorphometry(level=name, label=label, evaluable=False, reason=reason, **kw)
+
+
+def _measure_level(name, label, ct: Volume, body: np.ndarray, centroids, levels) -> LevelMorphometry:
+    if name == "S1":
+        return _not_evaluable(name, label, "S1 is a sacral segment: body heights and Genant grading apply to C2..L5")
+    if not body.any():
+        return _not_evaluable(name, label, "no body voxels in the segmentation for this level")
+    volume_ml = float(body.sum()) * ct.voxel_volume_mm3 / 1000.0
+    border = _touches_border(body)
+    if border is not None:
+        return _not_evaluable(
+            name, label, f"cut by the field of view: {border}", volume_ml=volume_ml
+        )
+    if volume_ml < MIN_BODY_VOLUME_ML:
+        return _not_evaluable(
+            name, label, f"body volume {volume_ml:.2f} mL is below {MIN_BODY_VOLUME_ML} mL: partial segmentation"
+        )
+    h = _height_axis(name, centroids, levels, body, ct.affine_mm)
+    a, lat = _frame(h)
+    centre = _centroid_mm(body, ct.affine_mm)
+    prof = _profiles(body, ct.affine_mm, centre, h, a, lat)
+    if prof is None:
+        return _not_evaluable(name, label, "the body has no measurable mid-sagittal extent", volume_ml=volume_ml)
+    heights, tops, bottoms, ap_depth, width, d_ap = prof
+    ha, hm, hp = heights["anterior"], heights["middle"], heights["posterior"]
+    dist = (MEASUREMENT_POSITIONS["anterior"] - MEASUREMENT_POSITIONS["posterior"]) * ap_depth
+    top_slope = (tops["anterior"] - tops["posterior"]) / dist
+    bottom_slope = (bottoms["anterior"] - bottoms["posterior"]) / dist
+    wedge = math.degrees(math.atan(bottom_slope) - math.atan(top_slope))
+    hu_mean, hu_median, n_core, core_note = _core_hu(ct, body)
+    notes = [core_note] if core_note else []
+    dens = density_class(hu_mean)
+    if name != "L1" and dens is not None:
+        notes.append("density class uses Pickhardt 2013 thresholds defined at L1")
+    if not in_genant_range(name):
+        notes.append("Genant's method was defined for T4..L4; grade given for information")
+    return LevelMorphometry(
+        level=name,
+        label=label,
+        evaluable=True,
+        height_anterior_mm=ha,
+        height_middle_mm=hm,
+        height_posterior_mm=hp,
+        ap_depth_mm=ap_depth,
+        width_mm=width,
+        volume_ml=volume_ml,
+        hu_mean=hu_mean,
+        hu_median=hu_median,
+        core_voxels=n_core,
+        wedge_angle_deg=wedge,
+        ratio_ha_hp=ha / hp if hp > 0 else _NAN,
+        ratio_hm_hp=hm / hp if hp > 0 else _NAN,
+        density_class=dens,
+        notes=tuple(notes),
+        centroid_mm=tuple(float(v) for v in centre),
+        height_axis=tuple(float(v) for v in h),
+        anterior_axis=tuple(float(v) for v in a),
+    )
+
+
+def _profiles(body, affine_mm, centre, h, a, lat):
+    """Resample the body in the (lat, a, h) frame; return heights, endplate positions, AP depth and width (mm)."""
+    spacing = np.linalg.norm(affine_mm[:3, :3], axis=0)
+    step = SAMPLE_STEP_VOXELS * float(spacing.min())
+    pts = np.argwhere(body)
+    world = (affine_mm[:3, :3] @ pts.T).T + affine_mm[:3, 3] - centre
+    half = np.abs(world @ np.stack([lat, a, h], axis=1)).max(axis=0) + 2 * float(spacing.max())
+    axes = [np.arange(-hv, hv + step / 2, step) for hv in half]
+    inv = np.linalg.inv(affine_mm)
+    fmask = body.astype(np.float32)
+
+    def sample(l_vals, a_vals, h_vals):
+        L, A, H = np.meshgrid(l_vals, a_vals, h_vals, indexing="ij")
+        xyz = centre + L[..., None] * lat + A[..., None] * a + H[..., None] * h
+        ijk = xyz @ inv[:3, :3].T + inv[:3, 3]
+        vals = ndimage.map_coordinates(fmask, ijk.reshape(-1, 3).T, order=1, mode="constant", cval=0.0)
+        return vals.reshape(L.shape) >= 0.5
+
+    l_ax, a_ax, h_ax = axes
+    # width: lateral extent of the body within 3 mm of its mid-height plane
+    mid = sample(l_ax, a_ax, h_ax[np.abs(h_ax) <= max(3.0, 2 * step)])
+    lat_any = mid.any(axis=(1, 2))
+    if not lat_any.any():
+        return None
+    width = _run_length(lat_any, l_ax, step)
+    band = LATERAL_BAND_FRACTION * width / 2
+    l_band = l_ax[np.abs(l_ax) <= max(band, step)]
+    slab = sample(l_band, a_ax, h_ax)  # (nl, na, nh)
+    h_any = slab.any(axis=(0, 1))
+    if not h_any.any():
+        return None
+    h_lo, h_hi = h_ax[np.flatnonzero(h_any)[[0, -1]]]
+    h_mid = 0.5 * (h_lo + h_hi)
+    mid_height = np.abs(h_ax - h_mid) <= max(MID_HEIGHT_FRACTION * (h_hi - h_lo) / 2, step)
+    ap_any = slab[:, :, mid_height].any(axis=(0, 2))
+    if not ap_any.any():
+        return None
+    idx = np.flatnonzero(ap_any)
+    a_post = a_ax[idx[0]] - step / 2
+    a_ant = a_ax[idx[-1]] + step / 2
+    ap_depth = float(a_ant - a_post)
+    heights, tops, bottoms = {}, {}, {}
+    win = max(AP_WINDOW_FRACTION * ap_depth, step)
+    for key, frac in MEASUREMENT_POSITIONS.items():
+        a_pos = a_post + frac * ap_depth
+        sel = np.abs(a_ax - a_pos) <= win
+        cols = slab[:, sel, :].reshape(-1, slab.shape[2])
+        hs, ts, bs = [], [], []
+        for col in cols:
+            run = _central_run(col)
+            if run is None:
+                continue
+            lo, hi = run
+            bs.append(h_ax[lo] - step / 2)
+            ts.append(h_ax[hi] + step / 2)
+            hs.append(ts[-1] - bs[-1])
+        if not hs:
+            return None
+        heights[key] = float(np.median(hs))
+        tops[key] = float(np.median(ts))
+        bottoms[key] = float(np.median(bs))
+    return heights, tops, bottoms, ap_depth, width, step
+
+
+def _central_run(col: np.ndarray) -> tuple[int, int] | None:
+    """The longest run of True in a column (index bounds inclusive)."""
+    if not col.any():
+        return None
+    padded = np.concatenate([[False], col, [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    starts, ends = edges[0::2], edges[1::2]
+    k = int(np.argmax(ends - starts))
+    return int(starts[k]), int(ends[k] - 1)
+
+
+def _run_length(flags: np.ndarray, coords: np.ndarray, step: float) -> float:
+    run = _central_run(flags)
+    lo, hi = run
+    return float(coords[hi] - coords[lo] + step)
+
+
+def _core_hu(ct: Volume, body: np.ndarray) -> tuple[float, float, int, str]:
+    for radius in (HU_CORE_EROSION_MM, HU_CORE_EROSION_MM / 2):
+        core = ndimage.binary_erosion(body, structure=_ball(radius, ct.spacing_mm))
+        if core.sum() >= 5:
+            vals = ct.data[core]
+            note = "" if radius == HU_CORE_EROSION_MM else f"core eroded by {radius:g} mm only (small body)"
+            return float(vals.mean()), float(np.median(vals)), int(core.sum()), note
+    vals = ct.data[body]
+    return float(vals.mean()), float(np.median(vals)), int(body.sum()), "whole body used for HU (too small to erode)"
+
+
+# ------------------------------------------------------------------------------------------------------- grading
+
+
+def density_class(hu: float) -> str | None:
+    """Pickhardt 2013 class of trabecular attenuation: 'normal', 'osteopenia' or 'osteoporosis' (None for NaN)."""
+    if hu is None or not np.isfinite(hu):
+        return None
+    if hu >= PICKHARDT_NORMAL_HU:
+        return "normal"
+    if hu >= PICKHARDT_OSTEOPOROSIS_HU:
+        return "osteopenia"
+    return "osteoporosis"
+
+
+def genant_grade(deformity: float) -> int | None:
+    """Genant SQ grade from a height-reduction fraction: 0 (<20 %), 1 (20-25 %), 2 (25-40 %), 3 (>40 %)."""
+    if deformity is None or not np.isfinite(deformity):
+        return None
+    g1, g2, g3 = GENANT_THRESHOLDS
+    deformity = round(float(deformity), 9)  # 1 - 20/25 is 0.19999999999999996 in binary floating point
+    if deformity < g1:
+        return 0
+    if deformity < g2:
+        return 1
+    if deformity <= g3:
+        return 2
+    return 3
+
+
+def genant_from_heights(ha: float, hm: float, hp: float, hp_reference: float = _NAN) -> dict:
+    """Deformities by type, the largest as the fracture type, and the Genant grade.
+
+    ``hp_reference`` is the expected posterior height (mean of the neighbours); without it crush cannot be assessed.
+    """
+    d_w = 1.0 - ha / hp
+    d_b = 1.0 - hm / hp
+    d_c = 1.0 - hp / hp_reference if np.isfinite(hp_reference) and hp_reference > 0 else _NAN
+    cands = {"wedge": d_w, "biconcave": d_b, "crush": d_c}
+    finite = {k: v for k, v in cands.items() if np.isfinite(v)}
+    kind = max(finite, key=finite.get)
+    deformity = max(0.0, finite[kind])
+    grade = genant_grade(deformity)
+    return {
+        "deformity": deformity,
+        "deformity_wedge": d_w,
+        "deformity_biconcave": d_b,
+        "deformity_crush": d_c,
+        "genant_grade": grade,
+        "genant_type": kind if grade and grade > 0 else "none",
+    }
+
+
+def _add_genant(first: dict[str, LevelMorphometry], levels: list[str]) -> dict[str, LevelMorphometry]:
+    from dataclasses import replace
+
+    out = {}
+    for i, name in enumerate(levels):
+        m = first[name]
+        if not m.evaluable:
+            out[name] = m
+            continue
+        nb = []
+        above = first.get(levels[i - 1]) if i > 0 and _adjacent(levels[i - 1], name) else None
+        below = first.get(levels[i + 1]) if i + 1 < len(levels) and _adjacent(name, levels[i + 1]) else None
+        r_above = m.height_posterior_mm / above.height_posterior_mm if above and above.evaluable else _NAN
+        r_below = m.height_posterior_mm / below.height_posterior_mm if below and below.evaluable else _NAN
+        for n in (above, below):
+            if n is not None and n.evaluable:
+                nb.append(n.height_posterior_mm)
+        hp_ref = float(np.mean(nb)) if nb else _NAN
+        g = genant_from_heights(m.height_anterior_mm, m.height_middle_mm, m.height_posterior_mm, hp_ref)
+        notes = list(m.notes)
+        if not nb:
+            notes.append("no evaluable neighbour: crush deformity not assessed")
+        out[name] = replace(m, ratio_hp_above=r_above, ratio_hp_below=r_below, notes=tuple(notes), **g)
+    return out

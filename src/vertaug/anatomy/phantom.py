@@ -1,0 +1,338 @@
+"""Synthetic vertebra phantoms with exactly known geometry.
+
+A phantom is a short stack of levels (by default the fractured level with one neighbour above and below, separated by
+discs) voxelised on a regular grid. It returns the same types as the CT path — a CT :class:`Volume` in HU, a
+TotalSegmentator-style label map (v2 numbering) and a ``vertebrae_body`` map — plus the tissue label map of the model
+(DESIGN.md table) and the true heights, so tests and examples run on exact known geometry.
+
+Geometry, in a frame with x lateral (right), y anterior, z superior, in mm, each level centred on x = 0:
+
+* Body: an axial "D" shape — an ellipse of semi-axes ``W/2`` (lateral) and ``0.55 D`` (AP) centred ``0.45 D`` in front
+  of the posterior wall, cut by the flat posterior wall — extruded between an inferior endplate at ``z_bot`` and a
+  superior endplate at ``z_bot + H(u, x)``, with ``u`` the fraction of the AP depth from the posterior wall.
+* Fracture of deformity ``d`` (height-reduction fraction, from the Genant grade by default):
+  wedge: ``H = Hp (1 - d max(0, u - 0.15) / 0.70)`` (the superior endplate tilts down anteriorly; H(0.15) = Hp,
+  H(0.85) = Hp (1 - d)); biconcave: both endplates dished by ``d Hp / 2`` each at the centre,
+  ``H = Hp (1 - d b)``, ``b = max(0, 1 - ((u - 0.5) / 0.35)^2 - (x / (0.6 W))^2)``; crush: the whole body uniformly
+  ``H = Hp (1 - d)`` (both endplates move in).
+* Cortex: body voxels within ``cortex_mm`` of the side walls; endplates: within ``endplate_mm`` of the superior and
+  inferior surfaces; basivertebral foramen: a 4 mm channel through the posterior wall at mid-height; segmental vein
+  exits: 3 mm patches of the lateral cortex at mid-height; optional cortical defect: a slot through the anterior cortex;
+  optional cleft: a 2 mm fluid gap under the superior endplate.
+* Posterior elements: canal (an ellipse behind the posterior wall), pedicles (elliptic cylinders from the body's
+  posterolateral corners backwards), laminae and a spinous process.
+
+Dimensions per level (``LEVEL_DIMENSIONS_MM``) are rounded adult values in the range of published morphometry
+(Panjabi 1992 / Zhou 2000 order of magnitude); they are teaching-phantom values, not normative data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ParameterError, check_range
+from .io import Volume
+from .levels import BODY_LABEL, DISC_LABEL, LEVELS, label_table, normalize_level
+
+__all__ = ["PhantomSpec", "Phantom", "make_phantom", "GRADE_DEFORMITY", "TISSUE"]
+
+#: Tissue labels of the voxel model (DESIGN.md).
+TISSUE = {
+    "outside": 0,
+    "trabecular": 1,
+    "cortex": 2,
+    "endplate": 3,
+    "canal": 4,
+    "basivertebral": 5,
+    "segmental": 6,
+    "defect": 7,
+    "disc": 8,
+}
+#: Posterior elements (pedicles, laminae, spinous process) in the tissue map of the phantom: bone, not part of the body.
+POSTERIOR_ELEMENT = 9
+
+#: Deformity used for a requested Genant grade: the middle of each band (grade 0 uses no deformity).
+GRADE_DEFORMITY = {0: 0.0, 1: 0.225, 2: 0.325, 3: 0.50}
+
+#: (posterior body height H, AP depth D, width W, disc height) in mm. Heights rise ~1 mm per level caudally so that
+#: a level's height is the mean of its neighbours' (the crush reference).
+LEVEL_DIMENSIONS_MM: dict[str, tuple[float, float, float, float]] = {
+    "T10": (22.0, 27.0, 34.0, 6.0),
+    "T11": (23.0, 28.0, 36.0, 7.0),
+    "T12": (24.0, 29.0, 38.0, 8.0),
+    "L1": (25.0, 31.0, 42.0, 9.0),
+    "L2": (26.0, 32.0, 44.0, 10.0),
+    "L3": (27.0, 33.0, 46.0, 10.0),
+    "L4": (28.0, 34.0, 48.0, 10.0),
+    "L5": (29.0, 34.0, 50.0, 10.0),
+}
+
+HU = {
+    "soft_tissue": 40.0,
+    "cortex": 700.0,
+    "endplate": 600.0,
+    "canal": 15.0,
+    "basivertebral": 40.0,
+    "segmental": 40.0,
+    "defect": 30.0,
+    "disc": 90.0,
+    "posterior": 450.0,
+}
+
+FRACTURE_TYPES = ("none", "wedge", "biconcave", "crush")
+
+
+@dataclass(frozen=True)
+class PhantomSpec:
+    """What to build. Lengths in mm, densities in HU."""
+
+    level: str = "L1"
+    fracture: str = "none"
+    grade: int = 0
+    deformity: float | None = None
+    spacing_mm: float = 1.0
+    trabecular_hu: float = 80.0
+    noise_hu: float = 0.0
+    cortex_mm: float = 1.0
+    endplate_mm: float = 1.0
+    cortical_defect: bool = False
+    cleft: bool = False
+    neighbours: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        name = normalize_level(self.level)
+        if name not in LEVEL_DIMENSIONS_MM:
+            raise ParameterError(
+                f"Phantom level {self.level!r} has no dimensions table.",
+                f"choose one of {', '.join(LEVEL_DIMENSIONS_MM)} (neighbours need T10..L5).",
+            )
+        object.__setattr__(self, "level", name)
+        if self.fracture not in FRACTURE_TYPES:
+            raise ParameterError(f"Phantom fracture={self.fracture!r} is unknown.", f"use one of {FRACTURE_TYPES}.")
+        if self.grade not in GRADE_DEFORMITY:
+            raise ParameterError(f"Phantom grade={self.grade!r} is not a Genant grade.", "use 0, 1, 2 or 3.")
+        if self.fracture == "none" and (self.grade or self.deformity):
+            raise ParameterError("A phantom with fracture='none' cannot have a grade.", "set fracture or grade=0.")
+        if self.deformity is not None:
+            check_range("deformity", self.deformity, 0.0, 0.7, "", "give a height-reduction fraction in [0, 0.7].")
+        check_range("spacing_mm", self.spacing_mm, 0.2, 3.0, "mm")
+        check_range("trabecular_hu", self.trabecular_hu, -100.0, 400.0, "HU")
+        check_range("noise_hu", self.noise_hu, 0.0, 200.0, "HU")
+        check_range("cortex_mm", self.cortex_mm, 0.2, 5.0, "mm")
+        check_range("endplate_mm", self.endplate_mm, 0.2, 5.0, "mm")
+
+    @property
+    def deformity_fraction(self) -> float:
+        if self.fracture == "none":
+            return 0.0
+        return float(self.deformity if self.deformity is not None else GRADE_DEFORMITY[self.grade])
+
+
+@dataclass(frozen=True, eq=False)
+class Phantom:
+    """A phantom: CT (HU), TotalSegmentator labels (v2), vertebrae_body map, tissue map and the truth."""
+
+    spec: PhantomSpec
+    ct: Volume
+    labels: Volume
+    body: Volume
+    tissue: Volume
+    truth: dict
+
+    @property
+    def numbering(self) -> str:
+        return "v2"
+
+
+def _stack(spec: PhantomSpec) -> list[str]:
+    i = LEVELS.index(spec.level)
+    names = [LEVELS[i - 1], spec.level, LEVELS[i + 1]] if spec.neighbours else [spec.level]
+    for n in names:
+        if n not in LEVEL_DIMENSIONS_MM:
+            raise ParameterError(f"Neighbour {n} of {spec.level} has no phantom dimensions.", "choose T11..L4.")
+    return names
+
+
+def _height_profile(kind: str, d: float, hp: float, u: np.ndarray, x: np.ndarray, width: float):
+    """(top offset from the intact top, bottom offset from the intact bottom) in mm: both >= 0 move inward."""
+    zero = np.zeros(np.broadcast(u, x).shape)
+    if kind == "wedge":
+        return np.clip(d * hp * (u - 0.15) / 0.70, 0.0, 0.95 * hp) + zero, zero
+    if kind == "biconcave":
+        b = np.clip(1.0 - ((u - 0.5) / 0.35) ** 2 - (x / (0.6 * width)) ** 2, 0.0, None)
+        return 0.5 * d * hp * b + zero, 0.5 * d * hp * b + zero
+    if kind == "crush":
+        return 0.5 * d * hp + zero, 0.5 * d * hp + zero
+    return zero, zero
+
+
+def make_phantom(spec: PhantomSpec | None = None, **kwargs) -> Phantom:
+    """Build a phantom from a :class:`PhantomSpec` (or its fields as keyword arguments)."""
+    if spec is None:
+        spec = PhantomSpec(**kwargs)
+    elif kwargs:
+        raise ParameterError("Give either a PhantomSpec or keyword arguments, not both.", "pass one of them.")
+    s = spec.spacing_mm
+    names = _stack(spec)
+    dims = [LEVEL_DIMENSIONS_MM[n] for n in names]
+    max_d = max(d[1] for d in dims)
+    max_w = max(d[2] for d in dims)
+    canal_d, canal_w = 16.0, 22.0
+    # z layout, cranial first, starting at the top; every endplate on a voxel face
+    levels_z = []
+    margin_z = 6.0
+    z = 0.0
+    for name, (hp, _, _, disc) in zip(names, dims):
+        top = z
+        bottom = top - hp
+        levels_z.append((name, bottom, top))
+        z = bottom - disc
+    z_min = levels_z[-1][1] - margin_z
+    z_top = margin_z
+    x_half = max_w / 2 + 12.0
+    y_min, y_max = -(canal_d + 40.0), max_d + 8.0
+    nx = int(np.ceil(2 * x_half / s))
+    ny = int(np.ceil((y_max - y_min) / s))
+    nz = int(np.ceil((z_top - z_min) / s))
+    # voxel centres
+    xs = -x_half + (np.arange(nx) + 0.5) * s
+    ys = y_min + (np.arange(ny) + 0.5) * s
+    zs = z_min + (np.arange(nz) + 0.5) * s
+    X, Y, Z = np.meshgrid(xs, ys, zs, indexing="ij")
+
+    tissue = np.zeros((nx, ny, nz), dtype=np.uint8)
+    seg = np.zeros((nx, ny, nz), dtype=np.uint16)
+    bodymap = np.zeros((nx, ny, nz), dtype=np.uint8)
+    table = label_table("v2")
+    truth: dict = {"levels": {}, "spec": spec, "units": "mm"}
+    d_frac = spec.deformity_fraction
+
+    body_masks = []
+    for (name, bottom, top), (hp, depth, width, _) in zip(levels_z, dims):
+        u = Y / depth  # fraction of the AP depth from the posterior wall (y = 0)
+        ell = (X / (width / 2)) ** 2 + ((Y - 0.45 * depth) / (0.55 * depth)) ** 2 <= 1.0
+        foot = ell & (Y >= 0.0)
+        kind = spec.fracture if name == spec.level else "none"
+        dtop, dbot = _height_profile(kind, d_frac if name == spec.level else 0.0, hp, u, X, width)
+        z_hi = top - dtop
+        z_lo = bottom + dbot
+        body = foot & (Z <= z_hi) & (Z >= z_lo)
+        body_masks.append((name, body, z_lo, z_hi, foot))
+        heights = {}
+        for key, frac in (("posterior", 0.15), ("middle", 0.5), ("anterior", 0.85)):
+            t, b = _height_profile(kind, d_frac if name == spec.level else 0.0, hp, np.array(frac), np.array(0.0), width)
+            heights[key] = float(hp - t - b)
+        wedge = float(np.degrees(np.arctan((heights["posterior"] - heights["anterior"]) / (0.7 * depth))))
+        truth["levels"][name] = {
+            "height_anterior_mm": heights["anterior"],
+            "height_middle_mm": heights["middle"],
+            "height_posterior_mm": heights["posterior"],
+            "ap_depth_mm": depth,
+            "width_mm": width,
+            "wedge_angle_deg": wedge if kind == "wedge" else 0.0,
+            "fracture": kind,
+            "deformity": d_frac if name == spec.level else 0.0,
+            "grade": spec.grade if name == spec.level else 0,
+            "z_bottom_mm": bottom,
+            "z_top_mm": top,
+        }
+
+    # discs: the footprint between adjacent bodies
+    for (n1, b1, lo1, hi1, f1), (n2, b2, lo2, hi2, f2) in zip(body_masks[:-1], body_masks[1:]):
+        disc = (f1 & f2) & (Z < lo1) & (Z > hi2)
+        tissue[disc] = TISSUE["disc"]
+        bodymap[disc] = DISC_LABEL
+    # canal through the whole stack, posterior elements per level
+    canal = (X / (canal_w / 2)) ** 2 + ((Y + canal_d / 2 + 1.0) / (canal_d / 2)) ** 2 <= 1.0
+    for (name, body, z_lo, z_hi, foot), (hp, depth, width, _) in zip(body_masks, dims):
+        lvl = truth["levels"][name]
+        zc = 0.5 * (lvl["z_bottom_mm"] + lvl["z_top_mm"])
+        post = _posterior_elements(X, Y, Z, zc, hp, canal_w, canal_d) & ~canal
+        seg[post] = table[name]
+        tissue[post] = POSTERIOR_ELEMENT
+        seg[body] = table[name]
+        bodymap[body] = BODY_LABEL
+        tissue[body] = TISSUE["trabecular"]
+        _shell(tissue, body, foot, X, Y, Z, z_lo, z_hi, width, depth, spec)
+        if name == spec.level:
+            _vascular_and_defects(tissue, body, X, Y, Z, zc, width, depth, spec, z_hi)
+    tissue[canal & (tissue == 0)] = TISSUE["canal"]
+
+    ct = _hounsfield(tissue, spec)
+    affine = np.diag([s, s, s, 1.0])
+    affine[:3, 3] = [xs[0], ys[0], zs[0]]
+    src = f"phantom:{spec.level}:{spec.fracture}:g{spec.grade}"
+    truth["tissue_labels"] = dict(TISSUE, posterior_element=POSTERIOR_ELEMENT)
+    return Phantom(
+        spec=spec,
+        ct=Volume(ct, affine, src),
+        labels=Volume(seg, affine, src + ":labels"),
+        body=Volume(bodymap, affine, src + ":body"),
+        tissue=Volume(tissue, affine, src + ":tissue"),
+        truth=truth,
+    )
+
+
+def _posterior_elements(X, Y, Z, zc, hp, canal_w, canal_d) -> np.ndarray:
+    """Pedicles, laminae and spinous process of one level (bone), behind the posterior wall."""
+    ped_w, ped_h, ped_len = 8.0, 14.0, canal_d * 0.7
+    zp = zc + 0.15 * hp
+    ped = np.zeros(X.shape, dtype=bool)
+    for side in (-1.0, 1.0):
+        xc = side * (canal_w / 2 + ped_w / 2)
+        ped |= (((X - xc) / (ped_w / 2)) ** 2 + ((Z - zp) / (ped_h / 2)) ** 2 <= 1.0) & (Y <= 1.0) & (Y >= -ped_len)
+    ring_out = (X / (canal_w / 2 + 6.0)) ** 2 + ((Y + canal_d / 2 + 1.0) / (canal_d / 2 + 5.0)) ** 2 <= 1.0
+    lamina = ring_out & (Y < -ped_len) & (np.abs(Z - zp) <= 0.45 * hp)
+    spinous = (np.abs(X) <= 3.0) & (Y < -canal_d) & (Y >= -(canal_d + 32.0)) & (np.abs(Z - zp + 3.0) <= 0.35 * hp)
+    return ped | lamina | spinous
+
+
+def _shell(tissue, body, foot, X, Y, Z, z_lo, z_hi, width, depth, spec) -> None:
+    """Cortex on the side walls, endplates at the superior and inferior surfaces."""
+    tc = spec.cortex_mm
+    inner = ((X / (width / 2 - tc)) ** 2 + ((Y - 0.45 * depth) / (0.55 * depth - tc)) ** 2 <= 1.0) & (Y >= tc)
+    wall = body & ~inner
+    te = spec.endplate_mm
+    plate = body & ((Z > z_hi - te) | (Z < z_lo + te))
+    tissue[wall] = TISSUE["cortex"]
+    tissue[plate & ~wall] = TISSUE["endplate"]
+
+
+def _vascular_and_defects(tissue, body, X, Y, Z, zc, width, depth, spec, z_hi) -> None:
+    s = spec.spacing_mm
+    reach = max(spec.cortex_mm, s) + s
+    bvf = (np.abs(X) <= max(2.0, s)) & (np.abs(Z - zc) <= max(2.0, s)) & (Y >= -s) & (Y <= reach)
+    tissue[bvf & (body | (tissue == 0))] = TISSUE["basivertebral"]
+    ycen = 0.45 * depth
+    for side in (-1.0, 1.0):
+        lateral = side * X >= (width / 2 - reach)
+        seg_vein = lateral & (np.abs(Y - ycen) <= max(1.5, s)) & (np.abs(Z - zc) <= max(1.5, s)) & body
+        tissue[seg_vein & (tissue == TISSUE["cortex"])] = TISSUE["segmental"]
+    if spec.cortical_defect:
+        slot = (Y >= depth - reach - 0.5) & (np.abs(X) <= 4.0) & (np.abs(Z - zc) <= max(1.0, s)) & body
+        tissue[slot & (tissue == TISSUE["cortex"])] = TISSUE["defect"]
+    if spec.cleft:
+        cleft = body & (Z <= z_hi - spec.endplate_mm) & (Z > z_hi - spec.endplate_mm - 2.0)
+        cleft &= (np.abs(X) <= width / 4) & (Y > depth * 0.3) & (Y < depth * 0.85)
+        tissue[cleft & (tissue == TISSUE["trabecular"])] = TISSUE["defect"]
+
+
+def _hounsfield(tissue: np.ndarray, spec: PhantomSpec) -> np.ndarray:
+    lut = np.full(256, HU["soft_tissue"], dtype=np.float32)
+    lut[TISSUE["trabecular"]] = spec.trabecular_hu
+    lut[TISSUE["cortex"]] = HU["cortex"]
+    lut[TISSUE["endplate"]] = HU["endplate"]
+    lut[TISSUE["canal"]] = HU["canal"]
+    lut[TISSUE["basivertebral"]] = HU["basivertebral"]
+    lut[TISSUE["segmental"]] = HU["segmental"]
+    lut[TISSUE["defect"]] = HU["defect"]
+    lut[TISSUE["disc"]] = HU["disc"]
+    lut[POSTERIOR_ELEMENT] = HU["posterior"]
+    ct = lut[tissue]
+    if spec.noise_hu > 0:
+        rng = np.random.default_rng(spec.seed)
+        ct = ct + rng.normal(0.0, spec.noise_hu, size=ct.shape).astype(np.float32)
+    return ct.astype(np.float32)

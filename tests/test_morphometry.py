@@ -1,0 +1,138 @@
+"""Morphometry on phantoms of exactly known geometry, and on the bundled real CT."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from vertaug.anatomy.morphometry import density_class, genant_from_heights, genant_grade, measure_spine, measure_volumes
+from vertaug.anatomy.phantom import GRADE_DEFORMITY, make_phantom
+
+CASES = [("none", 0)] + [(kind, g) for kind in ("wedge", "biconcave", "crush") for g in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("kind,grade", CASES)
+def test_phantom_heights_grade_and_type(kind, grade):
+    ph = make_phantom(fracture=kind, grade=grade, spacing_mm=1.0)
+    spine = measure_volumes(ph.ct, ph.labels, ph.body)
+    m = spine["L1"]
+    truth = ph.truth["levels"]["L1"]
+    voxel = 1.0
+    for key in ("anterior", "middle", "posterior"):
+        assert abs(getattr(m, f"height_{key}_mm") - truth[f"height_{key}_mm"]) <= voxel, key
+    assert m.genant_grade == grade
+    assert m.genant_type == kind
+    assert m.deformity == pytest.approx(GRADE_DEFORMITY[grade], abs=0.03)
+    if kind == "wedge":
+        assert m.wedge_angle_deg == pytest.approx(truth["wedge_angle_deg"], abs=1.5)
+    else:
+        assert abs(m.wedge_angle_deg) < 1.5
+    # neighbours are intact and measured too
+    for name in ("T12", "L2"):
+        n = spine[name]
+        assert n.genant_grade == 0
+        assert n.height_posterior_mm == pytest.approx(ph.truth["levels"][name]["height_posterior_mm"], abs=voxel)
+
+
+def test_phantom_at_half_millimetre_is_within_half_a_millimetre():
+    ph = make_phantom(fracture="wedge", grade=2, spacing_mm=0.5)
+    m = measure_volumes(ph.ct, ph.labels, ph.body)["L1"]
+    t = ph.truth["levels"]["L1"]
+    for key in ("anterior", "middle", "posterior"):
+        assert abs(getattr(m, f"height_{key}_mm") - t[f"height_{key}_mm"]) <= 0.5
+
+
+def test_phantom_without_body_map_separates_body_from_posterior_elements():
+    ph = make_phantom(fracture="wedge", grade=2)
+    with_body = measure_volumes(ph.ct, ph.labels, ph.body)["L1"]
+    without = measure_volumes(ph.ct, ph.labels, None)["L1"]
+    assert without.genant_grade == 2 and without.genant_type == "wedge"
+    assert without.height_anterior_mm == pytest.approx(with_body.height_anterior_mm, abs=1.0)
+    assert without.ap_depth_mm == pytest.approx(31.0, abs=1.5)  # posterior elements not counted as body
+
+
+def test_phantom_volume_and_hu():
+    ph = make_phantom(trabecular_hu=80.0, noise_hu=20.0, seed=3)
+    m = measure_volumes(ph.ct, ph.labels, ph.body)["L1"]
+    # D-shaped body: area of the ellipse part in front of its flat back wall times height
+    a, b, c = 21.0, 0.55 * 31.0, 0.45 * 31.0
+    seg = b * b * math.acos(c / b) - c * math.sqrt(b * b - c * c)  # circular-segment area of the unit-scaled cut
+    area = a / b * (math.pi * b * b - seg)
+    assert m.volume_ml == pytest.approx(area * 25.0 / 1000.0, rel=0.03)
+    assert m.hu_mean == pytest.approx(80.0, abs=3.0)  # core is trabecular only: cortex (700 HU) excluded
+    assert m.density_class == "osteoporosis"
+
+
+def test_genant_bands_at_their_edges():
+    assert [genant_grade(d) for d in (0.0, 0.199, 0.20, 0.249, 0.25, 0.40, 0.401)] == [0, 0, 1, 1, 2, 2, 3]
+    assert genant_grade(float("nan")) is None
+    g = genant_from_heights(ha=15.0, hm=20.0, hp=25.0)  # exactly 40 %: still moderate (severe is > 40 %)
+    assert g["genant_type"] == "wedge" and g["genant_grade"] == 2 and g["deformity"] == pytest.approx(0.4)
+    assert genant_from_heights(ha=14.0, hm=20.0, hp=25.0)["genant_grade"] == 3
+    assert math.isnan(g["deformity_crush"])  # no neighbour reference
+    g = genant_from_heights(ha=20.0, hm=20.0, hp=20.0, hp_reference=25.0)
+    assert g["genant_type"] == "crush" and g["genant_grade"] == 1
+
+
+def test_density_class_thresholds():
+    assert [density_class(v) for v in (200, 135, 134.9, 90, 89.9)] == [
+        "normal", "normal", "osteopenia", "osteopenia", "osteoporosis"]
+    assert density_class(float("nan")) is None
+
+
+def test_bundled_ct_lumbar_levels_all_measured(example):
+    spine = measure_spine(example["ct"], example["seg"], body=example["body"])
+    for name in ("L1", "L2", "L3", "L4", "L5"):
+        m = spine[name]
+        assert m.evaluable, (name, m.reason)
+        for key in ("anterior", "middle", "posterior"):
+            assert 18.0 < getattr(m, f"height_{key}_mm") < 36.0  # adult lumbar range at 3 mm voxels
+        assert 25.0 < m.volume_ml < 70.0
+        assert 60.0 < m.hu_mean < 250.0
+        assert m.genant_grade in (0, 1, 2, 3)
+    # T12 and T11 run out of the field of view at the top: reported, not measured
+    for name in ("T11", "T12"):
+        assert not spine[name].evaluable
+        assert "field of view" in spine[name].reason
+    assert not spine["S1"].evaluable
+
+
+def test_morpho_cli_writes_json(example, tmp_path):
+    from typer.testing import CliRunner
+
+    from vertaug.cli import app
+
+    out = tmp_path / "m.json"
+    res = CliRunner().invoke(app, ["morpho", str(example["ct"]), str(example["seg"]), "--body", str(example["body"]),
+                                   "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert set(["L1", "L2", "L3", "L4", "L5"]) <= set(data["levels"])
+    assert data["units"]["height"] == "mm"
+    assert data["levels"]["T12"]["evaluable"] is False
+
+
+def test_morpho_cli_reports_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from vertaug.cli import app
+
+    res = CliRunner().invoke(app, ["morpho", str(tmp_path / "no.nii.gz"), str(tmp_path / "no2.nii.gz")])
+    assert res.exit_code == 2
+    assert "does not exist" in res.output
+
+
+def test_demo_writes_outputs(tmp_path):
+    from vertaug.demo import run_demo
+
+    written = run_demo(tmp_path / "demo")
+    data = json.loads(written["morphometry_json"].read_text())
+    assert data["levels"]["L1"]["evaluable"]
+    assert written["figure"].stat().st_size > 10_000
+
+
+def test_phantom_tissue_map_has_every_structure():
+    ph = make_phantom(fracture="wedge", grade=2, cortical_defect=True, cleft=True)
+    present = set(np.unique(ph.tissue.data).tolist())
+    assert {0, 1, 2, 3, 4, 5, 6, 7, 8} <= present
