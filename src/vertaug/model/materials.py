@@ -4,8 +4,8 @@ Equations (each law is one small function below, with its source; docs/materials
 verification status of every number: [V] seen in a source, [C] read in public code, [D] derived here, [M] memory):
 
     BMD      = a + b * HU                                   [mg/cm^3 HA-equivalent]  linear calibration (overridable)
-    rho_ash  = 0.877 * rho_QCT + 0.0789                     [g/cm^3]   Schileo et al. 2008 (rho_QCT = BMD / 1000)
-    rho_app  = rho_ash / 0.6                                [g/cm^3]   ash fraction 0.6 (Schileo 2008 / Keyak)
+    rho_ash  = rho_QCT  (default)  or  0.877 rho_QCT + 0.0789   [g/cm^3]  (Schileo et al. 2008), rho_QCT = BMD
+    rho_app  = rho_ash / 0.598                              [g/cm^3]   ash fraction 0.598 (Schileo 2008)
     BV/TV    = rho_app / rho_tissue,  rho_tissue = 2.0 g/cm^3
     phi      = 1 - BV/TV
     S_v(phi) = 32.3 phi - 93.9 phi^2 + 134 phi^3 - 101 phi^4 + 28.8 phi^5   [mm^-1]  Martin 1984 (bone surface / TV)
@@ -83,8 +83,10 @@ LABELS = {
 # ---------------------------------------------------------------------------------------------------------------
 # Constants with their sources (tags as in /work/shared/reference: [V] seen, [C] code, [D] derived, [M] memory).
 TISSUE_DENSITY_KG_M3 = 2000.0  # wet trabecular tissue density ~2.0 g/cm^3 [M]; BV/TV = rho_app / rho_tissue
-ASH_FRACTION = 0.6  # rho_ash / rho_app, constant over the density range (Schileo 2008, after Keyak) [M]
-SCHILEO_SLOPE = 0.877  # rho_ash = 0.877 rho_QCT + 0.0789 g/cm^3 (Schileo 2008, J Biomech 41:356) [M]
+ASH_FRACTION = 0.598  # rho_ash / rho_app, constant over the density range: 0.598 +/- 0.004 (Schileo 2008) [V]
+# rho_ash = 0.877 rho_QCT + 0.0789 g/cm^3 (Schileo 2008, J Biomech 41:356): linear, R^2 0.997, intercept > 0 and
+# slope < 1 [V: abstract]; the two coefficients [M]
+SCHILEO_SLOPE = 0.877
 SCHILEO_INTERCEPT_KG_M3 = 78.9
 KOZENY_CONSTANT = 0.022  # Kohles & Roberts 2002 J Biomech Eng 124:521, bovine cancellous bone [V]
 ANISOTROPY_K_LONG_OVER_TRANS = 2.05  # vertebral k_long / k_trans, Nauman, Fong & Keaveny 1999 ABME [V]
@@ -104,6 +106,9 @@ ENDPLATE_THICKNESS_M = 0.6e-3  # bony endplate ~0.4-0.8 mm [M]
 # least this much bone so its modulus and yield are positive, and at most fully dense tissue.
 BVTV_FLOOR = 0.02
 RHO_QCT_FLOOR_KG_M3 = 5.0
+
+DENSITY_LAWS = ("identity", "schileo2008")
+DEFAULT_DENSITY_LAW = "identity"
 
 _MARTIN_COEFFS_PER_MM = (32.3, -93.9, 134.0, -101.0, 28.8)  # S_v(phi) in mm^-1, Martin 1984 [M]
 
@@ -209,12 +214,13 @@ def bmd_to_hu(bmd_mg_cm3, calibration: Calibration = DEFAULT_CALIBRATION) -> np.
 
 # ---------------------------------------------------------------------------------------------------------------
 # 2. BMD (QCT-equivalent density) -> ash -> apparent density -> BV/TV -> porosity
-def ash_density_from_qct_kg_m3(rho_qct_kg_m3, density_law: str = "schileo2008") -> np.ndarray:
+def ash_density_from_qct_kg_m3(rho_qct_kg_m3, density_law: str = DEFAULT_DENSITY_LAW) -> np.ndarray:
     """Ash density from QCT-equivalent density (in and out in kg/m^3).
 
-    ``"schileo2008"`` (default): ``rho_ash = 0.877 rho_QCT + 0.0789 g/cm^3`` (Schileo et al. 2008 J Biomech
-    41:356, cadaver femora; the intercept is 78.9 kg/m^3) [M].
-    ``"identity"``: ``rho_ash = rho_QCT`` (HA-equivalent density read as ash density; no fitted parameter) [D].
+    ``"identity"`` (default): ``rho_ash = rho_QCT`` (HA-equivalent density read as ash density; no fitted
+    parameter). With it, Morgan 2003 (on rho_app) and Kopperdahl 2002 (on rho_QCT) give the same vertebral modulus
+    within 10-30 % over BMD 60-150 mg/cm^3; with Schileo they differ 2-3x (docs/materials.md).
+    ``"schileo2008"``: ``rho_ash = 0.877 rho_QCT + 0.0789 g/cm^3`` (Schileo et al. 2008, femoral specimens).
     """
     law = _density_law(density_law)
     if law == "identity":
@@ -223,7 +229,7 @@ def ash_density_from_qct_kg_m3(rho_qct_kg_m3, density_law: str = "schileo2008") 
     return SCHILEO_SLOPE * rho + SCHILEO_INTERCEPT_KG_M3
 
 
-def qct_density_from_ash_kg_m3(rho_ash_kg_m3, density_law: str = "schileo2008") -> np.ndarray:
+def qct_density_from_ash_kg_m3(rho_ash_kg_m3, density_law: str = DEFAULT_DENSITY_LAW) -> np.ndarray:
     """Inverse of :func:`ash_density_from_qct_kg_m3`."""
     rho = _checked("rho_ash_kg_m3", rho_ash_kg_m3, 0.0, 3000.0, "kg/m3")
     if _density_law(density_law) == "identity":
@@ -231,18 +237,18 @@ def qct_density_from_ash_kg_m3(rho_ash_kg_m3, density_law: str = "schileo2008") 
     return (rho - SCHILEO_INTERCEPT_KG_M3) / SCHILEO_SLOPE
 
 
-DENSITY_LAWS = ("schileo2008", "identity")
 
 
 def _density_law(name: str) -> str:
     if name not in DENSITY_LAWS:
         raise ParameterError(f"Parameter density_law={name!r} is not one of {DENSITY_LAWS}.",
-                             "choose 'schileo2008' (default) or 'identity'.")
+                             "choose 'identity' (default) or 'schileo2008'.")
     return name
 
 
 def apparent_density_from_ash_kg_m3(rho_ash_kg_m3, ash_fraction: float = ASH_FRACTION) -> np.ndarray:
-    """Wet apparent density ``rho_app = rho_ash / 0.6`` (ash fraction constant; Schileo 2008 after Keyak) [M]."""
+    """Wet apparent density ``rho_app = rho_ash / 0.598``: the ash/apparent ratio is constant over the whole density
+    range, 0.598 +/- 0.004 cortical and 0.598 +/- 0.036 small trabecular specimens (Schileo 2008) [V]."""
     rho = _checked("rho_ash_kg_m3", rho_ash_kg_m3, 0.0, 3000.0, "kg/m3")
     af = float(_checked("ash_fraction", ash_fraction, 0.3, 0.8, "(-)"))
     return rho / af
@@ -256,14 +262,14 @@ def ash_density_from_apparent_kg_m3(rho_app_kg_m3, ash_fraction: float = ASH_FRA
 
 
 def apparent_density_from_bmd_kg_m3(bmd_mg_cm3, ash_fraction: float = ASH_FRACTION,
-                                    density_law: str = "schileo2008") -> np.ndarray:
+                                    density_law: str = DEFAULT_DENSITY_LAW) -> np.ndarray:
     """Wet apparent density (kg/m^3) from BMD (mg/cm^3 = kg/m^3): QCT -> ash (``density_law``) -> apparent."""
     return apparent_density_from_ash_kg_m3(ash_density_from_qct_kg_m3(bmd_mg_cm3, density_law), ash_fraction)
 
 
 def bmd_from_apparent_density_mg_cm3(rho_app_kg_m3, ash_fraction: float = ASH_FRACTION,
-                                     density_law: str = "schileo2008") -> np.ndarray:
-    """Inverse of :func:`apparent_density_from_bmd_kg_m3` (Schileo: negative below rho_app = 131.5 kg/m^3)."""
+                                     density_law: str = DEFAULT_DENSITY_LAW) -> np.ndarray:
+    """Inverse of :func:`apparent_density_from_bmd_kg_m3` (Schileo: negative below rho_app = 131.9 kg/m^3)."""
     return qct_density_from_ash_kg_m3(ash_density_from_apparent_kg_m3(rho_app_kg_m3, ash_fraction), density_law)
 
 
@@ -424,7 +430,7 @@ class MaterialMaps:
     E_pa: np.ndarray
     yield_pa: np.ndarray
     modulus_law: str = "morgan2003"
-    density_law: str = "schileo2008"
+    density_law: str = DEFAULT_DENSITY_LAW
     calibration: Calibration = field(default_factory=lambda: DEFAULT_CALIBRATION)
 
 
@@ -450,7 +456,7 @@ def _trabecular_fields(bmd_mg_cm3: np.ndarray, modulus_law: str, density_law: st
 
 
 def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration = DEFAULT_CALIBRATION,
-                  modulus_law: str = "morgan2003", *, density_law: str = "schileo2008",
+                  modulus_law: str = "morgan2003", *, density_law: str = DEFAULT_DENSITY_LAW,
                   voxel_size_m: float = 1.0e-3,
                   anisotropy_ratio: float = ANISOTROPY_K_LONG_OVER_TRANS,
                   tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3) -> MaterialMaps:
