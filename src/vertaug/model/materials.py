@@ -6,7 +6,7 @@ verification status of every number: [V] seen in a source, [C] read in public co
     BMD      = a + b * HU                                   [mg/cm^3 HA-equivalent]  linear calibration (overridable)
     rho_ash  = rho_QCT  (default)  or  0.877 rho_QCT + 0.0789   [g/cm^3]  (Schileo et al. 2008), rho_QCT = BMD
     rho_app  = rho_ash / 0.598                              [g/cm^3]   ash fraction 0.598 (Schileo 2008)
-    BV/TV    = rho_app / rho_tissue,  rho_tissue = 2.0 g/cm^3
+    BV/TV    = rho_app / rho_tissue,  rho_tissue = 1.24 / 0.598 = 2.07 g/cm^3  (tissue mineral density, Tassani 2011)
     phi      = 1 - BV/TV
     S_v(phi) = 32.3 phi - 93.9 phi^2 + 134 phi^3 - 101 phi^4 + 28.8 phi^5   [mm^-1]  Martin 1984 (bone surface / TV)
     k_long   = C phi^3 / S_v^2,  C = 0.022                  [m^2]      Kozeny-Carman, C from Kohles & Roberts 2002
@@ -82,8 +82,9 @@ LABELS = {
 
 # ---------------------------------------------------------------------------------------------------------------
 # Constants with their sources (tags as in /work/shared/reference: [V] seen, [C] code, [D] derived, [M] memory).
-TISSUE_DENSITY_KG_M3 = 2000.0  # wet trabecular tissue density ~2.0 g/cm^3 [M]; BV/TV = rho_app / rho_tissue
 ASH_FRACTION = 0.598  # rho_ash / rho_app, constant over the density range: 0.598 +/- 0.004 (Schileo 2008) [V]
+TISSUE_MINERAL_DENSITY_KG_M3 = 1240.0  # rho_ash / (BV/TV), trabecular 1.24 +/- 0.16 g/cm^3 (Tassani 2011) [V]
+TISSUE_DENSITY_KG_M3 = TISSUE_MINERAL_DENSITY_KG_M3 / ASH_FRACTION  # wet tissue 2074 kg/m^3 [D]; BV/TV = rho_app/this
 # rho_ash = 0.877 rho_QCT + 0.0789 g/cm^3 (Schileo 2008, J Biomech 41:356): linear, R^2 0.997, intercept > 0 and
 # slope < 1 [V: abstract]; the two coefficients [M]
 SCHILEO_SLOPE = 0.877
@@ -92,7 +93,8 @@ KOZENY_CONSTANT = 0.022  # Kohles & Roberts 2002 J Biomech Eng 124:521, bovine c
 ANISOTROPY_K_LONG_OVER_TRANS = 2.05  # vertebral k_long / k_trans, Nauman, Fong & Keaveny 1999 ABME [V]
 YIELD_STRAIN_VERTEBRA = 0.0077  # compressive apparent yield strain 0.77 %, Morgan & Keaveny 2001 J Biomech 34:569 [M]
 MARROW_VISCOSITY_PA_S = 0.067  # human marrow 67 mPa s (reference physics.md section 3) [V]
-MARROW_DENSITY_KG_M3 = 1000.0  # marrow taken as water-like; yellow marrow (fat) is ~900-950 [M]
+# vertebral marrow ~60 % fat by age 70 (Steiner 1993 via BioNumbers 117069) [V] x fat 900 + cells 1050 kg/m^3 [M]
+MARROW_DENSITY_KG_M3 = 960.0
 CEMENT_MODULUS_PA = 1937e6  # PMMA vertebroplasty cement 1937 +/- 478 MPa, ISO 5833 test (physics.md section 4) [V]
 CEMENT_MODULUS_SD_PA = 478e6
 CEMENT_COMPRESSIVE_STRENGTH_PA = 70e6  # ISO 5833 minimum compressive strength >= 70 MPa [M]
@@ -100,8 +102,10 @@ CEMENT_DENSITY_KG_M3 = 1100.0  # cement_polymerisation thermal input (physics.md
 TISSUE_MODULUS_PA = 18.0e9  # trabecular tissue modulus, Bayraktar et al. 2004 [C]
 TISSUE_YIELD_COMPRESSION_PA = 134e6  # Bayraktar 2004 tissue yield stress in compression [C]
 TISSUE_YIELD_TENSION_PA = 83e6  # Bayraktar 2004 tissue yield stress in tension [C]
-CORTEX_THICKNESS_M = 0.38e-3  # vertebral cortical shell ~0.38 mm (Silva, Wang & Fyhrie 1994) [M]
-ENDPLATE_THICKNESS_M = 0.6e-3  # bony endplate ~0.4-0.8 mm [M]
+# L1 shell and endplate over age 45: porous, ~0.35 mm on average, both < 0.5 mm; clinical CT overestimates >= 2x
+# (Silva, Wang, Keaveny & Hayes 1994 Bone 15:409) [V]
+CORTEX_THICKNESS_M = 0.35e-3
+ENDPLATE_THICKNESS_M = 0.35e-3
 # Numerical guards of the HU chain (not physics; documented in docs/materials.md): a trabecular voxel keeps at
 # least this much bone so its modulus and yield are positive, and at most fully dense tissue.
 BVTV_FLOOR = 0.02
@@ -274,7 +278,8 @@ def bmd_from_apparent_density_mg_cm3(rho_app_kg_m3, ash_fraction: float = ASH_FR
 
 
 def bvtv_from_apparent_density(rho_app_kg_m3, tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3) -> np.ndarray:
-    """Bone volume fraction ``BV/TV = rho_app / rho_tissue`` (rho_tissue ~2.0 g/cm^3 wet tissue [M]).
+    """Bone volume fraction ``BV/TV = rho_app / rho_tissue``; rho_tissue = 2074 kg/m^3 wet tissue, from the tissue
+    mineral density rho_ash/(BV/TV) = 1.24 g/cm^3 (Tassani et al. 2011 J Biomech 44:103) [V] / ash fraction 0.598.
 
     Raises ParameterError if the result would fall outside (0, 1]: the density is not that of bone.
     """
