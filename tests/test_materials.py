@@ -195,6 +195,24 @@ def test_compaction_conserves_bone_and_caps_at_dense_tissue():
     assert e[1] > e[0]
 
 
+def test_properties_from_bvtv_match_the_individual_laws():
+    b = np.array([0.06, 0.1, 0.3])
+    p = mat.properties_from_bvtv(b)
+    rho = b * mat.TISSUE_DENSITY_KG_M3
+    np.testing.assert_allclose(p.E_pa, mat.modulus_morgan2003_pa(rho))
+    np.testing.assert_allclose(p.yield_pa, 0.0077 * p.E_pa)
+    np.testing.assert_allclose(p.permeability_m2, mat.permeability_from_bvtv_m2(b))
+    np.testing.assert_allclose(p.permeability_transverse_m2, p.permeability_m2 / 2.05)
+    q = mat.properties_from_bvtv(b, "kopperdahl2002")  # default chain: rho_QCT = BV/TV * 1240 kg/m3
+    np.testing.assert_allclose(q.E_pa, mat.modulus_kopperdahl2002_pa(b * 1240.0), rtol=1e-12)
+    np.testing.assert_allclose(q.yield_pa, mat.yield_stress_kopperdahl2002_pa(b * 1240.0), rtol=1e-12)
+    # compacted shell: same laws on the new BV/TV
+    c = mat.properties_from_bvtv(mat.compacted_bvtv(0.08, 2.0))
+    np.testing.assert_allclose(c.E_pa, mat.modulus_morgan2003_pa(0.16 * mat.TISSUE_DENSITY_KG_M3))
+    with pytest.raises(ParameterError, match="modulus_law"):
+        mat.properties_from_bvtv(0.1, "gibson")
+
+
 # --- maps over a label grid -------------------------------------------------------------------------------------
 def _one_voxel_per_label(hu_trab=100.0):
     labels = np.arange(9, dtype=np.uint8).reshape(3, 3, 1)
@@ -236,7 +254,7 @@ def test_material_maps_kopperdahl_and_guards():
     m = mat.material_maps(hu, labels, modulus_law="kopperdahl2002")
     t = labels == 1
     np.testing.assert_allclose(m.bvtv[t], mat.BVTV_FLOOR, rtol=1e-6)
-    np.testing.assert_allclose(m.E_pa[t], mat.modulus_kopperdahl2002_pa(mat.RHO_QCT_FLOOR_KG_M3), rtol=1e-5)
+    np.testing.assert_allclose(m.E_pa[t], mat.modulus_kopperdahl2002_pa(0.02 * 1240.0), rtol=1e-5)
     hu[t] = 3000.0  # metal/cortex partial volume: capped at dense tissue
     m = mat.material_maps(hu, labels)
     np.testing.assert_allclose(m.bvtv[t], 1.0)

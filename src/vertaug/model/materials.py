@@ -35,6 +35,7 @@ __all__ = [
     "DENSITY_LAWS",
     "LABELS",
     "MODULUS_LAWS",
+    "BoneProperties",
     "Calibration",
     "MaterialMaps",
     "apparent_density_from_ash_kg_m3",
@@ -57,6 +58,7 @@ __all__ = [
     "pa_to_mpa",
     "permeability_from_bvtv_m2",
     "porosity_from_bvtv",
+    "properties_from_bvtv",
     "qct_density_from_ash_kg_m3",
     "shell_fraction",
     "specific_surface_martin1984_per_m",
@@ -106,13 +108,13 @@ TISSUE_YIELD_TENSION_PA = 83e6  # Bayraktar 2004 tissue yield stress in tension 
 # (Silva, Wang, Keaveny & Hayes 1994 Bone 15:409) [V]
 CORTEX_THICKNESS_M = 0.35e-3
 ENDPLATE_THICKNESS_M = 0.35e-3
-# Numerical guards of the HU chain (not physics; documented in docs/materials.md): a trabecular voxel keeps at
+# Numerical guard of the HU chain (not physics; documented in docs/materials.md): a trabecular voxel keeps at
 # least this much bone so its modulus and yield are positive, and at most fully dense tissue.
 BVTV_FLOOR = 0.02
-RHO_QCT_FLOOR_KG_M3 = 5.0
 
 DENSITY_LAWS = ("identity", "schileo2008")
 DEFAULT_DENSITY_LAW = "identity"
+MODULUS_LAWS = ("morgan2003", "kopperdahl2002")
 
 _MARTIN_COEFFS_PER_MM = (32.3, -93.9, 134.0, -101.0, 28.8)  # S_v(phi) in mm^-1, Martin 1984 [M]
 
@@ -416,6 +418,48 @@ def shell_fraction(thickness_m: float, voxel_size_m: float) -> float:
     return min(1.0, t / h)
 
 
+@dataclass(frozen=True)
+class BoneProperties:
+    """Trabecular properties of one BV/TV (arrays of its shape), SI units; from :func:`properties_from_bvtv`."""
+
+    bvtv: np.ndarray
+    porosity: np.ndarray
+    rho_app_kg_m3: np.ndarray
+    permeability_m2: np.ndarray
+    permeability_transverse_m2: np.ndarray
+    E_pa: np.ndarray
+    yield_pa: np.ndarray
+
+
+def properties_from_bvtv(bvtv, modulus_law: str = "morgan2003", *, density_law: str = DEFAULT_DENSITY_LAW,
+                         anisotropy_ratio: float = ANISOTROPY_K_LONG_OVER_TRANS,
+                         tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3) -> BoneProperties:
+    """All trabecular laws at a given BV/TV in (0, 1] (e.g. the shell after :func:`compacted_bvtv`).
+
+    rho_app = BV/TV rho_tissue; k from Kozeny-Carman; E and yield from the chosen law: ``"morgan2003"`` (E on rho_app,
+    yield = 0.77 % E) or ``"kopperdahl2002"`` (E and yield on rho_QCT, recovered from rho_app through
+    ``density_law``, at least BVTV_FLOOR x the tissue mineral density so that the law stays defined).
+    """
+    if modulus_law not in MODULUS_LAWS:
+        raise ParameterError(f"Parameter modulus_law={modulus_law!r} is not one of {MODULUS_LAWS}.",
+                             "choose 'morgan2003' (default) or 'kopperdahl2002'.")
+    rho_t = float(_checked("tissue_density_kg_m3", tissue_density_kg_m3, 1500.0, 2500.0, "kg/m3"))
+    b = _checked("bvtv", bvtv, 0.0, 1.0, "(-)", low_open=True)
+    rho_app = b * rho_t
+    k = permeability_from_bvtv_m2(b)
+    if modulus_law == "morgan2003":
+        e = modulus_morgan2003_pa(rho_app)
+        sy = yield_stress_from_strain_pa(e)
+    else:
+        rho_ash = ash_density_from_apparent_kg_m3(rho_app)
+        rho_qct = qct_density_from_ash_kg_m3(np.maximum(rho_ash, BVTV_FLOOR * TISSUE_MINERAL_DENSITY_KG_M3),
+                                             density_law)
+        rho_qct = np.maximum(rho_qct, BVTV_FLOOR * TISSUE_MINERAL_DENSITY_KG_M3)
+        e = modulus_kopperdahl2002_pa(rho_qct)
+        sy = yield_stress_kopperdahl2002_pa(rho_qct)
+    return BoneProperties(b, 1.0 - b, rho_app, k, transverse_permeability_m2(k, anisotropy_ratio), e, sy)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 6. Maps over a labelled voxel grid
 @dataclass(frozen=True)
@@ -439,25 +483,14 @@ class MaterialMaps:
     calibration: Calibration = field(default_factory=lambda: DEFAULT_CALIBRATION)
 
 
-MODULUS_LAWS = ("morgan2003", "kopperdahl2002")
-
-
 def _trabecular_fields(bmd_mg_cm3: np.ndarray, modulus_law: str, density_law: str, tissue_density_kg_m3: float):
-    """rho_app, BV/TV, k_long, E, yield for trabecular voxels from BMD (with the documented guards)."""
+    """rho_app, BV/TV, k_long, E, yield for trabecular voxels from BMD, BV/TV kept in [BVTV_FLOOR, 1]."""
     bmd_full = float(bmd_from_apparent_density_mg_cm3(tissue_density_kg_m3, density_law=density_law))
     bmd_low = float(qct_density_from_ash_kg_m3(0.0, density_law))  # BMD of zero ash density
     rho_app = apparent_density_from_bmd_kg_m3(np.clip(bmd_mg_cm3, bmd_low, bmd_full), density_law=density_law)
     bvtv = np.clip(rho_app / tissue_density_kg_m3, BVTV_FLOOR, 1.0)
-    rho_app = bvtv * tissue_density_kg_m3
-    k = permeability_from_bvtv_m2(bvtv)
-    if modulus_law == "morgan2003":
-        e = modulus_morgan2003_pa(rho_app)
-        sy = yield_stress_from_strain_pa(e)
-    else:
-        rho_qct = np.clip(bmd_mg_cm3, RHO_QCT_FLOOR_KG_M3, None)
-        e = modulus_kopperdahl2002_pa(rho_qct)
-        sy = yield_stress_kopperdahl2002_pa(rho_qct)
-    return rho_app, bvtv, k, e, sy
+    p = properties_from_bvtv(bvtv, modulus_law, density_law=density_law, tissue_density_kg_m3=tissue_density_kg_m3)
+    return p.rho_app_kg_m3, p.bvtv, p.permeability_m2, p.E_pa, p.yield_pa
 
 
 def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration = DEFAULT_CALIBRATION,
