@@ -129,6 +129,8 @@ def test_martin_specific_surface_published_polynomial():
     # against measured BS/TV of cancellous bone at BV/TV 0.154: within 2 SD (Martin gives 2.00 mm^-1)
     mean, sd = ILIAC_BSTV_PER_MM
     assert abs(s_per_mm[2] - mean) < 2 * sd
+    # and between the plate (2 BV/TV / Tb.Th) and rod (4 BV/TV / Tb.Th) models with the same samples' Tb.Th 0.17 mm
+    assert 2 * 0.154 / 0.17 < s_per_mm[2] < 4 * 0.154 / 0.17
 
 
 def test_kozeny_carman_formula_and_zero_porosity():
