@@ -62,3 +62,39 @@ def sagittal_level_figure(ct: Volume, seg: Volume, spine: SpineMorphometry, leve
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def model_slices_figure(vertebra, path: str | Path, title: str | None = None) -> Path:
+    """Mid-sagittal and mid-axial slices of the model's tissue labels over its CT (mm axes)."""
+    from matplotlib.colors import ListedColormap
+
+    plt = _plt()
+    v = vertebra
+    c = np.round(v.landmarks.centroid_ijk).astype(int)
+    s_mm = v.spacing_m[0] * 1e3
+    colors = ["none", "#f2d16b", "#e8e8e8", "#5aa0ff", "#b05cff", "#ff3030", "#ff9a1f", "#00d0a0", "#7f7f7f"]
+    cmap = ListedColormap(["#00000000"] + colors[1:])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5), dpi=100)
+    for ax, (img, lab, xl, yl, ttl) in zip(axes, [
+        (v.hu[c[0]].T, v.labels[c[0]].T, "posterior -> anterior (mm)", "inferior -> superior (mm)", "mid-sagittal"),
+        (v.hu[:, :, c[2]].T, v.labels[:, :, c[2]].T, "RAS x (mm)", "posterior -> anterior (mm)",
+         "mid-axial"),
+    ]):
+        ext = (0, img.shape[1] * s_mm, 0, img.shape[0] * s_mm)
+        ax.imshow(img, origin="lower", cmap="gray", vmin=-250, vmax=1000, extent=ext)
+        masked = np.ma.masked_where(lab == 0, lab)
+        ax.imshow(masked, origin="lower", cmap=cmap, vmin=0, vmax=8, alpha=0.55, extent=ext, interpolation="nearest")
+        ax.set_title(ttl, fontsize=9)
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+    axes[1].set_xlabel("right-left position, RAS x (mm)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[i]) for i in range(1, 9)]
+    names = ["trabecular", "cortex", "endplate", "canal", "basivertebral", "segmental vein", "cleft/defect", "disc"]
+    fig.legend(handles, names, loc="lower center", ncol=8, fontsize=7)
+    fig.suptitle(title or f"{v.level} voxel model ({s_mm:g} mm)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
