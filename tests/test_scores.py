@@ -265,8 +265,8 @@ def _status(items, prefix):
         (dict(height_loss_fraction=0.149), "VERTOS II/IV: height loss >= 15 %", "unmet"),
         (dict(t_score=-1.0), "VERTOS II/IV: T-score <= -1", "met"),
         (dict(t_score=-0.9), "VERTOS II/IV: T-score <= -1", "unmet"),
-        (dict(height_loss_fraction=0.20), "RAND/UCLA: unfavourable condition, height loss >= 20 %", "met"),
-        (dict(height_loss_fraction=0.19), "RAND/UCLA: unfavourable condition, height loss >= 20 %", "unmet"),
+        (dict(height_loss_fraction=0.20), "RAND/UCLA: unfavourable condition (one of several, not each required): height loss >= 20 %", "met"),
+        (dict(height_loss_fraction=0.19), "RAND/UCLA: unfavourable condition (one of several, not each required): height loss >= 20 %", "unmet"),
         (dict(), "VERTOS II/IV: VAS >= 5", "unknown"),
     ],
 )
@@ -356,3 +356,68 @@ def test_print_assessment_renders():
     sc.print_assessment(sc.assess(sc.morphology_from_level(_level()), vas=7), con)
     text = con.export_text()
     assert "Genant SQ" in text and "grade 2 (wedge)" in text and "NICE TA279" in text
+
+
+def test_morphology_for_spine():
+    spine = SimpleNamespace(levels={"L1": _level(), "L2": _level(level="L2")})
+    assert sc.morphology_for(spine, "l1").ratio_ha_hp == 0.72
+    from vertaug.errors import LevelNotFoundError
+
+    with pytest.raises(LevelNotFoundError, match="L4"):
+        sc.morphology_for(spine, "L4")
+
+
+def test_eligibility_summary_ignores_optional_rand_conditions():
+    items = sc.eligibility(checklist="rand", vas=7, mri_oedema=True, height_loss_fraction=0.1,
+                           deformity_progression=False)
+    assert sc.eligibility_summary(items) == "met"
+
+
+# ------------------------------------------------------------------------------------------------------------- CLI
+
+DATA = __import__("pathlib").Path(sc.__file__).parents[1] / "data" / "totalseg-example"
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from vertaug.cli import app
+
+    return CliRunner().invoke(app, ["score", *args], env={"COLUMNS": "240"})
+
+
+def test_cli_flags_only():
+    r = _cli("--level", "L2", "--vas", "7", "--pain-weeks", "3", "--no-neuro-deficit")
+    assert r.exit_code == 0, r.output
+    assert "Genant SQ" in r.output and "VERTOS II/IV: VAS >= 5" in r.output and "not a medical device" in r.output
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--level", "L1", "--vas", "12"], "vas"),
+        (["--level", "L1", "--of-class", "OF7"], "Unknown OF class"),
+        (["--level", "L1", "--sins-pain", "awful"], "pain"),
+        (["--level", "Q9"], "not a vertebral level"),
+        ([str(DATA / "example_ct.nii.gz"), "--level", "L1"], "both CT and SEG"),
+    ],
+)
+def test_cli_bad_input_is_a_clear_error(args, needle):
+    r = _cli(*args)
+    assert r.exit_code == 2
+    assert needle in r.output
+
+
+def test_cli_on_bundled_ct_l1():
+    from vertaug.anatomy.morphometry import measure_spine
+
+    ct, seg, body = (DATA / f for f in ("example_ct.nii.gz", "totalseg.nii.gz", "totalseg_vertebrae_body.nii.gz"))
+    lv = measure_spine(ct, seg, body=body).levels["L1"]
+    r = _cli(str(ct), str(seg), "--level", "L1", "--body", str(body), "--vas", "7", "--pain-weeks", "4",
+             "--mri-oedema", "--no-tension-band-failure")
+    assert r.exit_code == 0, r.output
+    expected = sc.genant_sq(lv.ratio_ha_hp, lv.ratio_hm_hp, None if math.isnan(lv.ratio_hp_above) else lv.ratio_hp_above,
+                            lv.ratio_hp_below)
+    assert f"grade {expected.grade}" in r.output
+    assert expected.grade == lv.genant_grade  # the scores module agrees with the morphometry module
+    assert f"{lv.hu_mean:.0f}" in r.output

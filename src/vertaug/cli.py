@@ -61,6 +61,68 @@ def morpho(
 
 
 @app.command()
+def score(
+    ct: Optional[Path] = typer.Argument(None, help="CT (NIfTI or DICOM folder); leave CT and SEG out to score from flags only."),
+    seg: Optional[Path] = typer.Argument(None, help="TotalSegmentator vertebra label map (NIfTI) on the CT's grid."),
+    level: str = typer.Option(..., "--level", help="Level to score, e.g. L1."),
+    body: Optional[Path] = typer.Option(None, "--body", help="TotalSegmentator vertebrae_body map (1 body, 2 disc)."),
+    numbering: str = typer.Option("v2", help="TotalSegmentator label numbering: v2 (>= 2.0, L1=31) or v1 (L1=22)."),
+    pain_weeks: Optional[float] = typer.Option(None, "--pain-weeks", help="Weeks since the pain began."),
+    vas: Optional[float] = typer.Option(None, "--vas", help="Pain 0-10 (under WHO step II analgesia for the OF-score)."),
+    t_score: Optional[float] = typer.Option(None, "--t-score", help="DXA T-score."),
+    neuro_deficit: Optional[bool] = typer.Option(None, "--neuro-deficit/--no-neuro-deficit", help="Deficit N2-N4."),
+    pain_refractory: Optional[bool] = typer.Option(
+        None, "--pain-refractory/--no-pain-refractory", help="Optimal pain management has failed."),
+    mri_oedema: Optional[bool] = typer.Option(None, "--mri-oedema/--no-mri-oedema", help="Bone oedema on MRI (STIR)."),
+    tender: Optional[bool] = typer.Option(None, "--tender/--no-tender", help="Focal tenderness at the level."),
+    progression: Optional[bool] = typer.Option(None, "--progression/--no-progression", help="Deformity progressing."),
+    mobile: Optional[bool] = typer.Option(None, "--mobile/--not-mobile", help="Mobilisation possible under analgesia."),
+    tension_band: Optional[bool] = typer.Option(
+        None, "--tension-band-failure/--no-tension-band-failure", help="Anterior/posterior tension band failure."),
+    posterior_wall: Optional[bool] = typer.Option(
+        None, "--posterior-wall/--no-posterior-wall", help="Distinct (> 1/5) posterior wall involvement."),
+    of_class: Optional[str] = typer.Option(None, "--of-class", help="AO OF class if already known (OF1..OF5)."),
+    asa_gt3: Optional[bool] = typer.Option(None, "--asa-gt3/--no-asa-gt3", help="ASA class above 3."),
+    mfi_gt2: Optional[bool] = typer.Option(None, "--mfi-gt2/--no-mfi-gt2", help="5-item modified frailty index above 2."),
+    anticoagulation: Optional[bool] = typer.Option(None, "--anticoagulation/--no-anticoagulation"),
+    sins_pain: Optional[str] = typer.Option(None, "--sins-pain", help="SINS pain: mechanical, occasional, none."),
+    sins_lesion: Optional[str] = typer.Option(None, "--sins-lesion", help="SINS lesion: lytic, mixed, blastic."),
+    sins_alignment: Optional[str] = typer.Option(None, "--sins-alignment", help="subluxation, deformity, normal."),
+    sins_posterolateral: Optional[str] = typer.Option(None, "--sins-posterolateral", help="bilateral, unilateral, none."),
+) -> None:
+    """Clinical scores of one level (Genant, QM, AO OF class and OF-score, SINS, eligibility) with their reasons.
+
+    Anything not given stays unknown and is shown as such; nothing is filled in by default.
+    """
+    from .anatomy.levels import normalize_level
+    from .clinical.scores import assess, morphology_for, print_assessment
+    from .errors import ParameterError
+
+    try:
+        lvl = normalize_level(level)
+        morph = None
+        if (ct is None) != (seg is None):
+            raise ParameterError("vertaug score needs both CT and SEG, or neither.",
+                                 "give both paths, or leave both out to score from the flags only.")
+        if ct is not None:
+            from .anatomy.morphometry import measure_spine
+
+            morph = morphology_for(measure_spine(ct, seg, body=body, numbering=numbering), lvl)
+        result = assess(
+            morph, level=lvl, pain_weeks=pain_weeks, vas=vas, neuro_deficit=neuro_deficit,
+            pain_refractory=pain_refractory, mri_oedema=mri_oedema, focal_tenderness=tender, t_score=t_score,
+            deformity_progression=progression, mobilisation_possible=mobile, tension_band_failure=tension_band,
+            posterior_wall_distinct=posterior_wall, of_class=of_class, asa_gt3=asa_gt3, mfi_gt2=mfi_gt2,
+            anticoagulation=anticoagulation, sins_pain=sins_pain, sins_lesion=sins_lesion,
+            sins_alignment=sins_alignment, sins_posterolateral=sins_posterolateral,
+        )
+    except InputError as exc:
+        _fail(exc)
+    print_assessment(result, console)
+    console.print(DISCLAIMER)
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("vertaug-demo"), "--out", help="Output folder."),
 ) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from ..errors import ParameterError, check_range
+from ..errors import LevelNotFoundError, ParameterError, check_range
 
 __all__ = [
     "GENANT_FLOORS",
@@ -60,6 +60,7 @@ __all__ = [
     "eligibility",
     "eligibility_summary",
     "morphology_from_level",
+    "morphology_for",
     "assess",
     "print_assessment",
 ]
@@ -590,10 +591,10 @@ def eligibility(
     if key in ("all", "rand"):
         add("RAND/UCLA: VAS >= 5 (pathway entry)", ge(v, 5.0), vas_txt, vas_txt + " < 5", "VAS unknown")
         add("RAND/UCLA: positive advanced imaging (MRI oedema)", oed, "present", "absent", "MRI unknown")
-        add("RAND/UCLA: unfavourable condition, height loss >= 20 %", ge(hl, 0.20),
+        add("RAND/UCLA: unfavourable condition (one of several, not each required): height loss >= 20 %", ge(hl, 0.20),
             f"height loss {hl:.0%}" if hl is not None else "",
             f"height loss {hl:.0%} < 20 %" if hl is not None else "", "height loss unknown")
-        add("RAND/UCLA: unfavourable condition, progression of height loss", prog, "progression seen",
+        add("RAND/UCLA: unfavourable condition (one of several, not each required): progression of height loss", prog, "progression seen",
             "no progression", "progression unknown (needs follow-up imaging)")
     if key in ("all", "multisociety"):
         add("Multisociety 2014: non-operative therapy failed", refr, "failed", "not failed", "unknown")
@@ -601,8 +602,11 @@ def eligibility(
 
 
 def eligibility_summary(items: list[tuple[str, str, str]]) -> str:
-    """``unmet`` if any criterion is unmet, ``met`` if all are met, else ``unknown``."""
-    statuses = {s for _, s, _ in items}
+    """``unmet`` if any required criterion is unmet, ``met`` if all are met, else ``unknown``.
+
+    RAND/UCLA "unfavourable conditions" are weighed together by the panel, not each required: they are left out.
+    """
+    statuses = {s for c, s, _ in items if "not each required" not in c}
     if "unmet" in statuses:
         return "unmet"
     return "met" if statuses == {"met"} else "unknown"
@@ -651,6 +655,18 @@ def morphology_from_level(level_morph: Any) -> MorphologyInputs:
         keep = {"level": vals["level"], "evaluable": False, "reason": vals["reason"]}
         return MorphologyInputs(**keep)
     return MorphologyInputs(**vals)
+
+
+def morphology_for(spine: Any, level: str) -> MorphologyInputs:
+    """The :class:`MorphologyInputs` of one level of a ``SpineMorphometry`` (``.levels`` keyed by level name)."""
+    key = str(level).strip().upper().removeprefix("VERTEBRAE_")
+    levels = getattr(spine, "levels", {})
+    if key not in levels:
+        raise LevelNotFoundError(
+            f"Level {level!r} is not in the segmentation (levels found: {', '.join(levels) or 'none'}).",
+            "choose one of the levels found, or check the label numbering (--numbering v1/v2).",
+        )
+    return morphology_from_level(levels[key])
 
 
 @dataclass(frozen=True)
@@ -730,7 +746,7 @@ def assess(
                        vas=vas, neuro_deficit=neuro_deficit, mobilisation_possible=mobilisation_possible,
                        asa_gt3=asa_gt3, mfi_gt2=mfi_gt2, anticoagulation=anticoagulation)
     collapse, why = sins_collapse_from_deformity(g.deformity)
-    notes.append(f"SINS collapse from morphometry: {why}")
+    notes.append(f"SINS collapse from morphometry: {why}; SINS is defined for neoplastic spine disease")
     s = sins(level=lvl, pain=sins_pain, lesion=sins_lesion, alignment=sins_alignment, collapse=collapse,
              posterolateral=sins_posterolateral)
     elig = eligibility(pain_weeks=pain_weeks, vas=vas, pain_refractory=pain_refractory, mri_oedema=mri_oedema,
@@ -760,8 +776,8 @@ def print_assessment(a: Assessment, console: Any) -> None:
     t.add_row("QM 6-point (20 %)", a.qm.status, "; ".join(a.qm.reasons))
     t.add_row("CT density (Pickhardt)", a.density_class or "unknown", f"mean HU {fmt(m.hu_mean, '.0f')}")
     t.add_row("AO OF class", a.of_class.of_class or " / ".join(a.of_class.possible), "; ".join(a.of_class.reasons))
-    t.add_row("OF-score", f"{fmt(a.of_score.score, 'd')} -> {a.of_score.band}", "; ".join(a.of_score.reasons))
-    t.add_row("SINS", f"{fmt(a.sins.score, 'd')} -> {a.sins.band}", "; ".join(a.sins.reasons))
+    t.add_row("OF-score", f"score {fmt(a.of_score.score, 'd')}; band {a.of_score.band}", "; ".join(a.of_score.reasons))
+    t.add_row("SINS", f"score {fmt(a.sins.score, 'd')}; band {a.sins.band}", "; ".join(a.sins.reasons))
     console.print(t)
     e = Table(title="Eligibility for vertebral augmentation (checklists)")
     e.add_column("criterion")
