@@ -26,9 +26,9 @@ def test_every_row_is_cited_levelled_and_consistent(row):
     assert row.source, "every row names where its figure was seen"
     if row.ci_low is not None:
         assert row.ci_low <= row.effect <= row.ci_high
-    # A row that compares must carry a number or a stated non-significance to compare with.
-    if row.direction.startswith(("vp>", "kp>")) and "comparator" not in row.direction:
-        assert (row.vp_value is not None and row.kp_value is not None) or row.effect is not None
+    # A row that claims a VP-KP difference must carry both values, an effect, or the p-value of the test.
+    if row.direction in ("vp>kp", "kp>vp"):
+        assert (row.vp_value is not None and row.kp_value is not None) or row.effect is not None or row.p_value
     if row.direction in ("vp>kp", "kp>vp") and row.vp_value is not None and row.kp_value is not None:
         assert (row.vp_value > row.kp_value) == (row.direction == "vp>kp")
 
@@ -86,7 +86,9 @@ def test_rows_for_orders_best_evidence_first():
 def test_pooled():
     p = ev.pooled("leakage")
     assert p is not None and p.direction == "vp>kp"
-    assert p.vp_range == (41.0, 54.7) and p.kp_range == (9.0, 18.4)
+    assert p.unit == "%" and p.vp_range == (41.0, 54.7) and p.kp_range == (9.0, 18.4)
+    pain = ev.pooled("pain_vas")  # VAS changes (points) and relief rates (%) are not mixed in one range
+    assert pain.unit == "points" and pain.vp_range == (-4.55, -3.88) and pain.kp_range == (-5.07, -4.05)
     rr = [e for e in p.effects if e[1].startswith("RR")]
     assert rr and rr[0][2:] == (0.62, 0.47, 0.80)
     assert ev.pooled("height").direction == "mixed"  # Beall 2018 finds no KP-VP height difference

@@ -131,6 +131,7 @@ class Pooled:
     metric: str
     rows: tuple[EvidenceRow, ...]
     direction: str  # the common direction of the rows, or "mixed"
+    unit: str  # unit of vp_range / kp_range (the commonest unit among rows that give VP or KP values)
     vp_range: tuple[float, float] | None
     kp_range: tuple[float, float] | None
     effects: tuple[tuple[str, str, float, float | None, float | None], ...]  # (citation, measure, effect, lo, hi)
@@ -267,6 +268,10 @@ def pooled(metric: str) -> Pooled | None:
     def span(vals: list[float]) -> tuple[float, float] | None:
         return (min(vals), max(vals)) if vals else None
 
+    valued = [r for r in rows if r.vp_value is not None or r.kp_value is not None]
+    units = [r.unit for r in valued]
+    unit = max(sorted(set(units)), key=units.count) if units else ""
+    same = [r for r in valued if r.unit == unit]
     effects = tuple(
         (r.short_citation(), r.effect_measure, r.effect, r.ci_low, r.ci_high) for r in rows if r.effect is not None
     )
@@ -274,8 +279,9 @@ def pooled(metric: str) -> Pooled | None:
         metric=metric,
         rows=rows,
         direction=direction,
-        vp_range=span([r.vp_value for r in rows if r.vp_value is not None]),
-        kp_range=span([r.kp_value for r in rows if r.kp_value is not None]),
+        unit=unit,
+        vp_range=span([r.vp_value for r in same if r.vp_value is not None]),
+        kp_range=span([r.kp_value for r in same if r.kp_value is not None]),
         effects=effects,  # type: ignore[arg-type]
     )
 
