@@ -15,13 +15,13 @@ from vertaug.errors import ParameterError
 
 @pytest.mark.parametrize(
     "deformity,grade",
-    [(0.0, 0), (0.1999, 0), (0.20, 1), (0.2499, 1), (0.25, 2), (0.3999, 2), (0.40, 3), (0.95, 3)],
+    [(0.0, 0), (0.1999, 0), (0.20, 1), (0.2499, 1), (0.25, 2), (0.3999, 2), (0.40, 2), (0.4001, 3), (0.95, 3)],
 )
 def test_genant_grade_band_edges(deformity, grade):
     assert sc.genant_grade(deformity) == grade
 
 
-@pytest.mark.parametrize("ratio,grade", [(0.81, 0), (0.80, 1), (0.75, 2), (0.60, 3)])
+@pytest.mark.parametrize("ratio,grade", [(0.81, 0), (0.80, 1), (0.76, 1), (0.75, 2), (0.60, 2), (0.59, 3)])
 def test_genant_sq_wedge_edges_from_ratios(ratio, grade):
     # 1 - 0.80 is 0.19999999999999996 in floating point: it must still count as 20 %.
     g = sc.genant_sq(ratio, 1.0, 1.0, 1.0)
@@ -47,7 +47,7 @@ def test_genant_unknowns_stay_unknown():
     g = sc.genant_sq()
     assert g.grade is None and g.type is None and not g.complete
     g = sc.genant_sq(0.7, 0.9)  # no neighbours: crush cannot be assessed
-    assert g.grade == 3 - 1 and not g.complete
+    assert g.grade == 2 and not g.complete
     assert any("lower bound" in r for r in g.reasons)
     assert any("outside T4-L4" in r for r in sc.genant_sq(0.9, level="L5").reasons)
 
@@ -421,3 +421,10 @@ def test_cli_on_bundled_ct_l1():
     assert f"grade {expected.grade}" in r.output
     assert expected.grade == lv.genant_grade  # the scores module agrees with the morphometry module
     assert f"{lv.hu_mean:.0f}" in r.output
+
+
+@pytest.mark.parametrize("d", [0.0, 0.1999, 0.2, 0.2499, 0.25, 0.3999, 0.4, 0.4001, 0.7, 1 - 0.8, 1 - 0.75, 1 - 0.6])
+def test_genant_edges_agree_with_morphometry_module(d):
+    from vertaug.anatomy.morphometry import genant_grade as morph_grade
+
+    assert sc.genant_grade(d) == morph_grade(d)

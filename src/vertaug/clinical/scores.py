@@ -5,7 +5,8 @@ silently). Each result carries its reasons, so a reader sees which input decided
 
 * Genant semiquantitative grade (Genant 1993, JBMR 8:1137): deformity ``d = 1 - H_reduced / H_reference`` for
   wedge (``Ha/Hp``), biconcave (``Hm/Hp``) and crush (``Hp`` / posterior height of the neighbours); grade 0 for
-  ``d < 0.20``, 1 for ``0.20 <= d < 0.25``, 2 for ``0.25 <= d < 0.40``, 3 for ``d >= 0.40``; defined for T4-L4.
+  ``d < 0.20``, 1 for ``0.20 <= d < 0.25``, 2 for ``0.25 <= d <= 0.40``, 3 for ``d > 0.40`` (grade 3 is "> 40 %";
+  the same edges as ``anatomy.morphometry``); defined for T4-L4.
 * Quantitative morphometry (6-point): a ratio ``Ha/Hp``, ``Hm/Hp``, ``Hp/Hp_above``, ``Hp/Hp_below`` at or below
   0.80 (a 20 % reduction, the fixed ISCD threshold) marks a deformity.
 * AO Spine-DGOU OF classification (Schnake 2018): decision order tension band failure -> OF5; both endplates
@@ -65,7 +66,7 @@ __all__ = [
     "print_assessment",
 ]
 
-#: Genant grade floors of the deformity fraction: grade 1 from 0.20, grade 2 from 0.25, grade 3 from 0.40.
+#: Genant grade edges of the deformity fraction: grade 1 from 0.20, grade 2 from 0.25, grade 3 above 0.40.
 GENANT_FLOORS: tuple[float, float, float] = (0.20, 0.25, 0.40)
 #: Levels for which Genant defined the grades.
 GENANT_LEVELS: tuple[str, ...] = (*(f"T{i}" for i in range(4, 13)), "L1", "L2", "L3", "L4")
@@ -131,11 +132,12 @@ class GenantResult:
 def genant_grade(deformity: float) -> int:
     """Genant grade 0..3 of a deformity fraction (height loss / reference height)."""
     d = check_range("deformity", deformity, 0.0, 1.0, "(fraction)")
-    g = 0
-    for i, floor in enumerate(GENANT_FLOORS, start=1):
-        if d >= floor - _EPS:
-            g = i
-    return g
+    g1, g2, g3 = GENANT_FLOORS
+    if d > g3 + _EPS:
+        return 3
+    if d >= g2 - _EPS:
+        return 2
+    return 1 if d >= g1 - _EPS else 0
 
 
 def _ratio(name: str, value: float | None) -> float | None:
@@ -179,7 +181,7 @@ def genant_sq(
     ref = {"wedge": "Ha/Hp", "biconcave": "Hm/Hp", "crush": "Hp/Hp(neighbours)"}[kind]
     reasons.append(
         f"largest deformity {d:.1%} ({kind}, {ref} = {1 - d:.2f}) -> grade {g} "
-        f"(floors {', '.join(f'{f:.0%}' for f in GENANT_FLOORS)})"
+        "(0 < 20 % <= 1 < 25 % <= 2 <= 40 % < 3)"
     )
     return GenantResult(g, kind if g > 0 else "none", d, not missing, tuple(reasons))
 
