@@ -271,7 +271,7 @@ def _status(items, prefix):
     ],
 )
 def test_eligibility_edges(kw, criterion, status):
-    items = dict((c, s) for c, s, _ in sc.eligibility(**kw))
+    items = {c: s for c, s, _ in sc.eligibility(**kw)}
     assert items[criterion] == status
 
 
@@ -334,7 +334,7 @@ def test_assess_worked_case():
     # OF2 card: 4 + 1 (85 HU) + 0 (progression unknown) + 1 (VAS 7) + 0 + 1 (not mobile) + 0 = 7 ... OF4 adds 4.
     assert any("card score 7 if OF2 ... 11 if OF4" in r for r in a.of_score.reasons)
     assert a.sins.score is None and a.sins.score_min == 3 + 2  # L1 location and < 50 % collapse known
-    elig = dict((c, s) for c, s, _ in a.eligibility)
+    elig = {c: s for c, s, _ in a.eligibility}
     assert elig["VERTOS II/IV: height loss >= 15 %"] == "met"
     assert elig["VERTOS II/IV: pain <= 6 weeks"] == "met"
 

@@ -209,9 +209,8 @@ def _check_row(r: EvidenceRow) -> None:
         raise bad("citation or journal is empty.", "name the authors and the journal.")
     if (r.ci_low is None) != (r.ci_high is None):
         raise bad("only one end of the confidence interval is given.", "give both ends or neither.")
-    if r.ci_low is not None and r.ci_high is not None:
-        if r.effect is None or not (r.ci_low <= r.effect <= r.ci_high):
-            raise bad("the effect is missing or lies outside its confidence interval.", "check the numbers.")
+    if r.ci_low is not None and r.ci_high is not None and (r.effect is None or not r.ci_low <= r.effect <= r.ci_high):
+        raise bad("the effect is missing or lies outside its confidence interval.", "check the numbers.")
     if r.metric == "mortality" and not r.association_only:
         raise bad("a mortality row must be flagged association_only.", "set association_only to true.")
 

@@ -28,8 +28,10 @@ Research and teaching only: these scores must not choose a patient's treatment.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import LevelNotFoundError, ParameterError, check_range
 
@@ -639,12 +641,8 @@ class MorphologyInputs:
 
 
 def _finite_or_none(x: Any) -> Any:
-    try:
-        if x is not None and isinstance(x, float) and x != x:  # NaN from a record that could not be measured
-            return None
-    except TypeError:
-        pass
-    return x
+    """NaN (a measurement that could not be made) becomes ``None`` (unknown)."""
+    return None if isinstance(x, float) and math.isnan(x) else x
 
 
 def morphology_from_level(level_morph: Any) -> MorphologyInputs:
@@ -727,26 +725,22 @@ def assess(
         notes.append(f"OF inputs from morphometry: {why}")
         ofc = of_classification(tension_band_failure=tension_band_failure, posterior_wall_distinct=posterior_wall_distinct,
                                 oedema=mri_oedema, **derived)
-    # The OF-score needs one class: with several possible, report the score of each bound.
+    # The OF-score needs one class: with several possible, report the card score at the lowest and highest class.
+    clinical = {"t_score": t_score, "hu": m.hu_mean, "deformity_progression": deformity_progression, "vas": vas,
+                "neuro_deficit": neuro_deficit, "mobilisation_possible": mobilisation_possible, "asa_gt3": asa_gt3,
+                "mfi_gt2": mfi_gt2, "anticoagulation": anticoagulation}
     if ofc.of_class is None:
         classes = [c for c in ofc.possible if c != "none"]
         ofs = OFScore(None, "unknown", (f"OF class not decided ({' / '.join(ofc.possible)}): score unknown",))
         if classes:
-            lo = of_score(min(classes), t_score=t_score, hu=m.hu_mean, deformity_progression=deformity_progression,
-                          vas=vas, neuro_deficit=neuro_deficit, mobilisation_possible=mobilisation_possible,
-                          asa_gt3=asa_gt3, mfi_gt2=mfi_gt2, anticoagulation=anticoagulation)
-            hi = of_score(max(classes), t_score=t_score, hu=m.hu_mean, deformity_progression=deformity_progression,
-                          vas=vas, neuro_deficit=neuro_deficit, mobilisation_possible=mobilisation_possible,
-                          asa_gt3=asa_gt3, mfi_gt2=mfi_gt2, anticoagulation=anticoagulation)
+            lo, hi = of_score(min(classes), **clinical), of_score(max(classes), **clinical)
             b_lo, b_hi = _band(lo.score_min, OF_BANDS), _band(hi.score_max, OF_BANDS)
-            ofs = OFScore(None, b_lo if b_lo == b_hi else "indeterminate",
-                          ofs.reasons + (f"card score {lo.score} if {min(classes)} ... {hi.score} if {max(classes)}; "
-                                         f"range with all unknowns {lo.score_min}..{hi.score_max}",),
+            why = (f"card score {lo.score} if {min(classes)} ... {hi.score} if {max(classes)}; "
+                   f"range with all unknowns {lo.score_min}..{hi.score_max}")
+            ofs = OFScore(None, b_lo if b_lo == b_hi else "indeterminate", (*ofs.reasons, why),
                           lo.score_min, hi.score_max, None)
     else:
-        ofs = of_score(ofc.of_class, t_score=t_score, hu=m.hu_mean, deformity_progression=deformity_progression,
-                       vas=vas, neuro_deficit=neuro_deficit, mobilisation_possible=mobilisation_possible,
-                       asa_gt3=asa_gt3, mfi_gt2=mfi_gt2, anticoagulation=anticoagulation)
+        ofs = of_score(ofc.of_class, **clinical)
     collapse, why = sins_collapse_from_deformity(g.deformity)
     notes.append(f"SINS collapse from morphometry: {why}; SINS is defined for neoplastic spine disease")
     s = sins(level=lvl, pain=sins_pain, lesion=sins_lesion, alignment=sins_alignment, collapse=collapse,
