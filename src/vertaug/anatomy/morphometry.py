@@ -63,6 +63,8 @@ AP_WINDOW_FRACTION = 0.03
 MID_HEIGHT_FRACTION = 0.5
 #: Resampling step of the body mask in the local frame, as a fraction of the smallest voxel spacing.
 SAMPLE_STEP_VOXELS = 0.25
+#: ... but never finer than this (mm): finer sampling costs time and adds nothing at clinical resolution.
+MIN_SAMPLE_STEP_MM = 0.25
 #: Erosion of the body before HU statistics (mm), to stay clear of the cortex and endplates.
 HU_CORE_EROSION_MM = 4.0
 #: Opening radius (mm) that separates the body from the posterior elements when no body segmentation is given.
@@ -249,13 +251,24 @@ def _body_mask(vertebra: np.ndarray, body: Volume | None, spacing_mm) -> np.ndar
         m = vertebra & (body.data == BODY_LABEL)
         if m.sum() > 0.1 * vertebra.sum():
             return _largest_component(m)
+    if not vertebra.any():
+        return vertebra
     ball = _ball(BODY_OPENING_MM, spacing_mm)
-    core = ndimage.binary_opening(vertebra, structure=ball)
+    pad = np.array(ball.shape) // 2 + 1
+    idx = np.argwhere(vertebra)
+    lo = np.maximum(idx.min(axis=0) - pad, 0)
+    hi = np.minimum(idx.max(axis=0) + pad + 1, vertebra.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # work on the level's bounding box only
+    v = vertebra[box]
+    core = ndimage.binary_opening(v, structure=ball)
+    out = np.zeros_like(vertebra)
     if not core.any():
-        return _largest_component(vertebra)
+        out[box] = _largest_component(v)
+        return out
     core = _largest_component(core)
-    grown = ndimage.binary_dilation(core, structure=ball) & vertebra
-    return _largest_component(grown)
+    grown = ndimage.binary_dilation(core, structure=ball) & v
+    out[box] = _largest_component(grown)
+    return out
 
 
 def _centroid_mm(mask: np.ndarray, affine_mm: np.ndarray) -> np.ndarray | None:
@@ -378,7 +391,7 @@ def _measure_level(name, label, ct: Volume, body: np.ndarray, centroids, levels)
 def _profiles(body, affine_mm, centre, h, a, lat):
     """Resample the body in the (lat, a, h) frame; return heights, endplate positions, AP depth and width (mm)."""
     spacing = np.linalg.norm(affine_mm[:3, :3], axis=0)
-    step = SAMPLE_STEP_VOXELS * float(spacing.min())
+    step = max(SAMPLE_STEP_VOXELS * float(spacing.min()), MIN_SAMPLE_STEP_MM)
     pts = np.argwhere(body)
     world = (affine_mm[:3, :3] @ pts.T).T + affine_mm[:3, 3] - centre
     half = np.abs(world @ np.stack([lat, a, h], axis=1)).max(axis=0) + 2 * float(spacing.max())
@@ -457,10 +470,13 @@ def _run_length(flags: np.ndarray, coords: np.ndarray, step: float) -> float:
 
 
 def _core_hu(ct: Volume, body: np.ndarray) -> tuple[float, float, int, str]:
+    idx = np.argwhere(body)
+    box = tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(axis=0), idx.max(axis=0)))
+    body_box, hu_box = np.pad(body[box], 1), np.pad(ct.data[box], 1)
     for radius in (HU_CORE_EROSION_MM, HU_CORE_EROSION_MM / 2):
-        core = ndimage.binary_erosion(body, structure=_ball(radius, ct.spacing_mm))
+        core = ndimage.binary_erosion(body_box, structure=_ball(radius, ct.spacing_mm))
         if core.sum() >= 5:
-            vals = ct.data[core]
+            vals = hu_box[core]
             note = "" if radius == HU_CORE_EROSION_MM else f"core eroded by {radius:g} mm only (small body)"
             return float(vals.mean()), float(np.median(vals)), int(core.sum()), note
     vals = ct.data[body]
