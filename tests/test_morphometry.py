@@ -130,6 +130,11 @@ def test_demo_writes_outputs(tmp_path):
     data = json.loads(written["morphometry_json"].read_text())
     assert data["levels"]["L1"]["evaluable"]
     assert written["figure"].stat().st_size > 10_000
+    html = written["html"].read_text()
+    assert "not a medical device" in html and "Sham-controlled trials" in html and "data:image/png;base64," in html
+    comp = json.loads(written["json"].read_text())
+    assert comp["level"] == "L1" and comp["model"]["label_counts"]["trabecular"] > 10_000
+    assert [c["number"] for c in comp["claims"]] == list(range(1, 9))
 
 
 def test_phantom_tissue_map_has_every_structure():

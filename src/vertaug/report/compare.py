@@ -1,0 +1,362 @@
+"""The comparison of vertebroplasty and kyphoplasty on one level, and its outputs.
+
+``Comparison`` holds the pre-treatment model, the morphometry of the scan, the two procedure outcomes (when simulated),
+the metrics side by side with their difference and which procedure each favours, the evidence rows and the claims check.
+``write_outputs`` writes ``report.html`` (self-contained), ``comparison.json`` (schema: docs/comparison_schema.md) and
+NIfTI overlays on the CT's grid for 3D Slicer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from .. import DISCLAIMER, __version__
+from ..anatomy.io import Volume, save_nifti
+from ..anatomy.morphometry import SpineMorphometry
+from ..clinical import evidence as ev
+from ..model.vertebra import Vertebra, label_counts
+from .claims import Claim, check_claims
+
+__all__ = ["MetricSpec", "MetricRow", "Comparison", "METRICS", "metric_rows", "compare", "write_outputs",
+           "resample_to_ct"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    key: str
+    label: str
+    unit: str
+    better: str | None  # "lower", "higher" or None (no preference)
+    evidence_metric: str | None = None
+    fmt: str = "{:.2f}"
+
+
+#: The summary metrics of DESIGN.md shown side by side (keys as in Outcome.metrics).
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("injected_ml", "cement injected", "mL", None, None, "{:.2f}"),
+    MetricSpec("leaked_ml", "cement leaked (all routes)", "mL", "lower", "leakage", "{:.3f}"),
+    MetricSpec("leaked_ml_B", "  leaked: basivertebral vein (B)", "mL", "lower", None, "{:.3f}"),
+    MetricSpec("leaked_ml_S", "  leaked: segmental vein (S)", "mL", "lower", None, "{:.3f}"),
+    MetricSpec("leaked_ml_C", "  leaked: cortical defect (C)", "mL", "lower", None, "{:.3f}"),
+    MetricSpec("leaked_ml_D", "  leaked: disc (D)", "mL", "lower", None, "{:.3f}"),
+    MetricSpec("leak_fraction", "leak fraction", "-", "lower", "leakage", "{:.3f}"),
+    MetricSpec("fill_fraction_of_body", "fill of the body", "-", None, None, "{:.3f}"),
+    MetricSpec("max_injection_pressure_pa", "max plunger pressure", "MPa", "lower", None, "{:.2f}"),
+    MetricSpec("max_bone_pressure_pa", "max bone pressure at the tip", "MPa", "lower", None, "{:.3f}"),
+    MetricSpec("height_restored_mm", "height restored", "mm", "higher", "height", "{:.1f}"),
+    MetricSpec("height_anterior_mm", "anterior height after", "mm", "higher", "height", "{:.1f}"),
+    MetricSpec("wedge_angle_deg", "wedge angle after", "deg", "lower", "kyphotic_angle", "{:.1f}"),
+    MetricSpec("peak_temperature_c", "peak temperature (cement core)", "C", "lower", None, "{:.1f}"),
+    MetricSpec("peak_temperature_canal_c", "peak temperature at the canal wall", "C", "lower", None, "{:.1f}"),
+    MetricSpec("time_above_50c_canal_s", "time above 50 C at the canal wall", "s", "lower", None, "{:.0f}"),
+    MetricSpec("necrosis_volume_ml", "thermal necrosis (Omega >= 1)", "mL", "lower", None, "{:.2f}"),
+    MetricSpec("stiffness_n_per_mm", "stiffness after", "N/mm", "higher", None, "{:.0f}"),
+    MetricSpec("strength_n", "strength after", "N", "higher", None, "{:.0f}"),
+    MetricSpec("procedure_time_min", "procedure time (evidence)", "min", "lower", "procedure_time", "{:.1f}"),
+    MetricSpec("cost_usd", "index cost, outpatient (evidence)", "USD", "lower", "cost", "{:,.0f}"),
+    MetricSpec("set_time_min", "cement set time at 37 C", "min", None, None, "{:.1f}"),
+)
+
+_PA_TO_MPA = {"max_injection_pressure_pa", "max_bone_pressure_pa"}
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    key: str
+    label: str
+    unit: str
+    vp: float | None
+    kp: float | None
+    difference: float | None
+    favoured: str  # "VP", "KP", "equal", "-"
+    evidence: str
+
+    @property
+    def vp_text(self) -> str:
+        return _fmt(self.vp, self.key)
+
+    @property
+    def kp_text(self) -> str:
+        return _fmt(self.kp, self.key)
+
+    @property
+    def diff_text(self) -> str:
+        return _fmt(self.difference, self.key, signed=True)
+
+
+def _spec(key: str) -> MetricSpec:
+    return next(s for s in METRICS if s.key == key)
+
+
+def _fmt(v, key, signed=False) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    s = _spec(key)
+    if key in _PA_TO_MPA:
+        v = v / 1e6
+    text = s.fmt.format(v)
+    return ("+" + text) if signed and v > 0 else text
+
+
+def _evidence_summary(metric: str | None) -> str:
+    if metric is None:
+        return ""
+    p = ev.pooled(metric)
+    if p is None:
+        return ""
+    parts = []
+    if p.vp_range and p.kp_range:
+        parts.append(f"VP {p.vp_range[0]:g}-{p.vp_range[1]:g} vs KP {p.kp_range[0]:g}-{p.kp_range[1]:g} {p.unit}")
+    for cite, measure, eff, lo, hi in p.effects[:1]:
+        ci = f" ({lo:g} to {hi:g})" if lo is not None and hi is not None else ""
+        parts.append(f"{measure} {eff:g}{ci}, {cite}")
+    return f"{p.direction}: " + "; ".join(parts) + f" [{len(p.rows)} rows]"
+
+
+def metric_rows(vp: dict, kp: dict, rel_equal: float = 0.02) -> list[MetricRow]:
+    """Side-by-side rows for every metric either outcome has; ``favoured`` by the metric's direction."""
+    rows = []
+    for s in METRICS:
+        a, b = vp.get(s.key), kp.get(s.key)
+        if a is None and b is None:
+            continue
+        diff = (b - a) if a is not None and b is not None else None
+        fav = "-"
+        if diff is not None and s.better is not None:
+            scale = max(abs(a), abs(b), 1e-12)
+            if abs(diff) <= rel_equal * scale:
+                fav = "equal"
+            elif (diff < 0) == (s.better == "lower"):
+                fav = "KP"
+            else:
+                fav = "VP"
+        rows.append(MetricRow(s.key, s.label, "MPa" if s.key in _PA_TO_MPA else s.unit, a, b, diff, fav,
+                              _evidence_summary(s.evidence_metric)))
+    return rows
+
+
+def evidence_procedure_metrics() -> tuple[dict, dict]:
+    """Procedure time and index cost from the evidence table (KAVIAR; AJNR 2011), as VP and KP metrics."""
+    t = next(r for r in ev.rows_for("procedure_time") if r.vp_value is not None)
+    c = next(r for r in ev.rows_for("cost") if r.id == "ajnr2011_cost_outpatient")
+    return ({"procedure_time_min": t.vp_value, "cost_usd": c.vp_value},
+            {"procedure_time_min": t.kp_value, "cost_usd": c.kp_value})
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    level: str
+    vertebra: Vertebra
+    spine: SpineMorphometry
+    vp: object | None = None  # procedures' Outcome
+    kp: object | None = None
+    rows: tuple[MetricRow, ...] = ()
+    claims: tuple[Claim, ...] = ()
+    inputs: dict = field(default_factory=dict)
+    timings_s: dict = field(default_factory=dict)
+
+
+def _outcome_metrics(outcome) -> dict:
+    if outcome is None:
+        return {}
+    m = dict(getattr(outcome, "metrics", {}) or {})
+    by_route = m.pop("leaked_ml_by_route", None)
+    if isinstance(by_route, dict):
+        for route, v in by_route.items():
+            m[f"leaked_ml_{route}"] = v
+    return {k: float(v) for k, v in m.items() if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)}
+
+
+def compare(vertebra: Vertebra, spine: SpineMorphometry, vp=None, kp=None, inputs: dict | None = None,
+            timings_s: dict | None = None) -> Comparison:
+    """Assemble the comparison from the pre-treatment model and the two outcomes (either may be None)."""
+    vp_m, kp_m = _outcome_metrics(vp), _outcome_metrics(kp)
+    if vp is not None or kp is not None:
+        ev_vp, ev_kp = evidence_procedure_metrics()
+        vp_m = {**ev_vp, **vp_m} if vp is not None else vp_m
+        kp_m = {**ev_kp, **kp_m} if kp is not None else kp_m
+    rows = tuple(metric_rows(vp_m, kp_m)) if (vp_m or kp_m) else ()
+    sim = {}
+    for tag, m in (("vp", vp_m), ("kp", kp_m)):
+        for key in ("leaked_ml", "height_restored_mm", "injected_ml"):
+            if key in m:
+                sim[f"{tag}_{key}"] = m[key]
+    level_m = spine[vertebra.level]
+    claims = tuple(check_claims(level_m.density_class, sim))
+    return Comparison(vertebra.level, vertebra, spine, vp, kp, rows, claims, dict(inputs or {}), dict(timings_s or {}))
+
+
+# ------------------------------------------------------------------------------------------------------- outputs
+
+
+def resample_to_ct(field_model: np.ndarray, model_affine_mm: np.ndarray, ct: Volume, order: int = 0) -> np.ndarray:
+    """Put a model-grid field onto the CT's grid (zero outside the model), for NIfTI overlays over the original CT."""
+    out = np.zeros(ct.shape, dtype=np.float32)
+    corners = np.array([[i, j, k] for i in (0, field_model.shape[0] - 1) for j in (0, field_model.shape[1] - 1)
+                        for k in (0, field_model.shape[2] - 1)], float)
+    world = corners @ model_affine_mm[:3, :3].T + model_affine_mm[:3, 3]
+    ct_inv = np.linalg.inv(ct.affine_mm)
+    ijk = world @ ct_inv[:3, :3].T + ct_inv[:3, 3]
+    lo = np.maximum(np.floor(ijk.min(axis=0)).astype(int) - 1, 0)
+    hi = np.minimum(np.ceil(ijk.max(axis=0)).astype(int) + 2, ct.shape)
+    if np.any(hi <= lo):
+        return out
+    grid = np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij")
+    pts = np.stack([g.ravel() for g in grid], axis=1).astype(float)
+    w = pts @ ct.affine_mm[:3, :3].T + ct.affine_mm[:3, 3]
+    m_inv = np.linalg.inv(model_affine_mm)
+    mi = w @ m_inv[:3, :3].T + m_inv[:3, 3]
+    vals = ndimage.map_coordinates(field_model.astype(np.float32), mi.T, order=order, mode="constant", cval=0.0)
+    out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = vals.reshape(grid[0].shape)
+    return out
+
+
+def _clean(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (np.floating, np.integer)):
+        return _clean(obj.item())
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def comparison_dict(c: Comparison) -> dict:
+    from .morpho_table import morphometry_dict
+
+    v = c.vertebra
+    return _clean({
+        "schema": "vertaug.comparison/1",
+        "vertaug_version": __version__,
+        "disclaimer": DISCLAIMER,
+        "level": c.level,
+        "inputs": c.inputs,
+        "morphometry": morphometry_dict(c.spine),
+        "model": {
+            "spacing_mm": [s * 1e3 for s in v.spacing_m],
+            "shape": list(v.shape),
+            "label_counts": label_counts(v),
+            "body_volume_ml": v.body_volume_ml,
+            "notes": list(v.notes),
+        },
+        "metrics": [
+            {"key": r.key, "label": r.label.strip(), "unit": r.unit,
+             "vp": (r.vp / 1e6 if r.unit == "MPa" and r.vp is not None else r.vp),
+             "kp": (r.kp / 1e6 if r.unit == "MPa" and r.kp is not None else r.kp),
+             "kp_minus_vp": (r.difference / 1e6 if r.unit == "MPa" and r.difference is not None else r.difference),
+             "favoured": r.favoured, "evidence": r.evidence}
+            for r in c.rows
+        ],
+        "claims": [{"number": k.number, "claim": k.text, "status": k.status, "finding": k.finding,
+                    "evidence_ids": list(k.evidence_ids), "simulated": k.simulated} for k in c.claims],
+        "evidence_ids": [r.id for r in ev.load_evidence()],
+        "timings_s": c.timings_s,
+    })
+
+
+def _plain_language(c: Comparison) -> list[tuple[str, str]]:
+    m = c.spine[c.level]
+    grade_words = {0: "no measurable collapse", 1: "a mild collapse (20-25 % height loss)",
+                   2: "a moderate collapse (25-40 %)", 3: "a severe collapse (over 40 %)"}
+    qa = [
+        ("What does the scan show?",
+         f"{c.level} is {m.height_anterior_mm:.0f} mm tall at the front and {m.height_posterior_mm:.0f} mm at the back: "
+         f"{grade_words.get(m.genant_grade, 'not gradable')}. Its bone density on CT is in the {m.density_class} range."),
+        ("What would vertebroplasty do?",
+         "A needle is passed through the pedicle into the body and liquid bone cement is pushed into the spongy bone, "
+         "where it sets in about 10-15 minutes. It does not lift a collapsed vertebra much."),
+        ("What would kyphoplasty do?",
+         "A small balloon is first inflated inside the body: it packs the spongy bone aside, makes a cavity and may lift "
+         "the collapsed top plate. The balloon is then deflated and removed, and thicker cement fills the cavity at a lower "
+         "pressure. It takes longer and costs more."),
+        ("How do they differ?",
+         "In published studies, kyphoplasty leaks cement less often and gives back a few degrees of angle and a few "
+         "millimetres of height; pain relief is about the same with both."),
+        ("Do they help the pain?",
+         "Pain gets better after either, but in trials where some patients had a fake (sham) procedure, vertebroplasty "
+         "did little better than the sham overall; one trial in very painful fractures under six weeks old was positive."),
+    ]
+    if c.rows:
+        leak = {r.key: r for r in c.rows}.get("leaked_ml")
+        if leak is not None and leak.vp is not None and leak.kp is not None:
+            qa.append(("What did the simulation of this vertebra show?",
+                       f"With the settings used, {leak.vp:.2f} mL of cement left the vertebra in vertebroplasty and "
+                       f"{leak.kp:.2f} mL in kyphoplasty. These are model estimates, not predictions for this patient."))
+    return qa
+
+
+def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, seg: Volume | None = None,
+                  figures: dict | None = None) -> dict[str, Path]:
+    """Write report.html, comparison.json and NIfTI overlays (when ``ct`` is given and the outcomes have fields)."""
+    from .html import evidence_groups, inline_png, render_report
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    data = comparison_dict(c)
+    written["json"] = out / "comparison.json"
+    written["json"].write_text(json.dumps(data, indent=2))
+    if ct is not None:
+        written.update(_write_overlays(c, ct, out))
+    figs = {k: [{"src": inline_png(p), "caption": cap} for p, cap in v] for k, v in (figures or {}).items()}
+    for key in ("patient", "vp", "kp", "both"):
+        figs.setdefault(key, [])
+    spine_rows = list(c.spine.levels.values())
+    v = c.vertebra
+    counts = label_counts(v)
+    model_table = {
+        "spacing mm": f"{v.spacing_m[0] * 1e3:g}",
+        "grid": "x".join(str(s) for s in v.shape),
+        "body mL": f"{v.body_volume_ml:.1f}",
+        "trabecular voxels": counts["trabecular"],
+        "median k (m^2)": f"{np.median(v.k[v.labels == 1]):.2e}" if counts["trabecular"] else "-",
+        "median E (MPa)": f"{np.median(v.E[v.labels == 1]) / 1e6:.0f}" if counts["trabecular"] else "-",
+    }
+    context = {
+        "level": c.level,
+        "version": __version__,
+        "created": time.strftime("%Y-%m-%d %H:%M"),
+        "disclaimer": DISCLAIMER,
+        "inputs": {k: str(vv) for k, vv in c.inputs.items()},
+        "morph_rows": spine_rows,
+        "model_table": model_table,
+        "figures": figs,
+        "metrics": list(c.rows),
+        "evidence_groups": evidence_groups(),
+        "claims": list(c.claims),
+        "plain": _plain_language(c),
+        "methods": [
+            "Morphometry: docs/anatomy.md; voxel model and material laws: docs/materials.md, docs/file_formats.md.",
+            *[f"Model note: {n}" for n in v.notes],
+            "Evidence: src/vertaug/clinical/evidence.csv (one row per outcome per study, verified flags).",
+            "SI units inside the models; clinical units here, with the unit in every column.",
+        ],
+    }
+    written["html"] = render_report(context, out / "report.html")
+    return written
+
+
+def _write_overlays(c: Comparison, ct: Volume, out: Path) -> dict[str, Path]:
+    written = {}
+    v = c.vertebra
+    written["nifti_labels"] = save_nifti(resample_to_ct(v.labels, v.affine_mm, ct, 0).astype(np.uint8), ct.affine_mm,
+                                         out / "model_labels.nii.gz")
+    for tag, outcome in (("vp", c.vp), ("kp", c.kp)):
+        if outcome is None:
+            continue
+        for name, attr in (("cement", "cement_fraction"), ("max_temperature_c", "max_temperature_c"),
+                           ("damage_omega", "damage_omega")):
+            fld = getattr(outcome, attr, None)
+            if isinstance(fld, np.ndarray) and fld.shape == v.shape:
+                arr = resample_to_ct(fld, v.affine_mm, ct, order=1)
+                written[f"nifti_{name}_{tag}"] = save_nifti(arr, ct.affine_mm, out / f"{name}_{tag}.nii.gz")
+    return written
