@@ -1,0 +1,368 @@
+"""PMMA bone cement: cure kinetics, heat release and viscosity.
+
+Cure (autocatalytic Arrhenius law; Borzacchiello 1998, Li 2003 via Quarini 2006)::
+
+    d(alpha)/dt = K0 exp(-E / (R T)) alpha^m (alpha_max - alpha)^n
+    alpha_max   = min(T / Tg, 1)   (Borzacchiello sets, Tg = 378 K);   alpha_max = 1   (Li 2003)
+    q           = rho_c H d(alpha)/dt                    [W per m^3 of cement]
+
+0-D adiabatic mode (cement alone, no losses)::
+
+    c_c dT/dt = H d(alpha)/dt
+
+Viscosity (power law whose consistency diverges at a gel point, Castro-Macosko form)::
+
+    mu(alpha, T, gamma) = min(mu_max, K(alpha, T) * max(gamma, gamma_min)^(n_flow(alpha) - 1))
+    K(alpha, T)         = K0_mu exp(E_mu/R (1/T - 1/T_ref)) (alpha_g / (alpha_g - alpha))^c     (alpha < alpha_g)
+    n_flow(alpha)       = n_0 - (n_0 - n_end) min(alpha / alpha_g, 1)
+
+Definitions used for the clinical times (isothermal cure at the given temperature, alpha from alpha0 at mixing):
+
+- set time: time to reach ``ALPHA_SET`` = 0.5. Reason: ISO 5833 defines setting time at the temperature midway between
+  ambient and peak in a near-adiabatic test; with the temperature rise proportional to alpha that midpoint is alpha = 0.5.
+- working time: time until the viscosity at ``WORKING_SHEAR_RATE_1_S`` passes ``WORKING_LIMIT_PA_S`` (the upper end of
+  the 1e1..1e3 Pa s working window in the reference).
+- hardened time: time to reach ``ALPHA_HARD`` = 0.95 (answers "the cement hardens within 30 minutes").
+
+SI units throughout; temperatures in K inside (``*_k``), in C at the API edges where named ``*_c``.
+Sources of each number: docs/cement.md and ../shared/reference/physics.md section 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from vertaug.errors import ParameterError, check_range
+
+__all__ = [
+    "GAS_CONSTANT_J_MOL_K",
+    "ALPHA_SET",
+    "ALPHA_HARD",
+    "WORKING_LIMIT_PA_S",
+    "WORKING_SHEAR_RATE_1_S",
+    "Cement",
+    "Cure0DResult",
+    "LOW_VISCOSITY",
+    "HIGH_VISCOSITY",
+    "cement_preset",
+    "alpha_max",
+    "cure_rate_1_s",
+    "viscosity_pa_s",
+    "cure_0d",
+    "time_to_alpha_s",
+    "set_time_s",
+    "working_time_s",
+    "hardened_time_s",
+]
+
+GAS_CONSTANT_J_MOL_K = 8.314462618
+KELVIN = 273.15
+ALPHA_SET = 0.5  # ISO 5833 midpoint temperature <-> half the heat released (see module docstring)
+ALPHA_HARD = 0.95  # "hardened": 95 % of the reaction heat released
+WORKING_LIMIT_PA_S = 1.0e3  # upper end of the 1e1..1e3 Pa s working window (reference, [M])
+WORKING_SHEAR_RATE_1_S = 1.0  # shear rate at which the working-time viscosity is read (K itself)
+NEVER_CURES_S = 24 * 3600.0  # kinetics that do not reach ALPHA_SET in a day are rejected
+
+
+@dataclass(frozen=True)
+class Cement:
+    """A PMMA cement: kinetics set, viscosity law and thermal properties (SI).
+
+    ``tg_k`` is None for kinetics sets with alpha_max = 1 (Li 2003); a number for alpha_max = T/Tg (Borzacchiello).
+    ``alpha0`` is the degree of cure at the end of mixing (time zero of every cure run).
+    """
+
+    name: str
+    density_kg_m3: float = 1100.0
+    heat_of_reaction_j_kg: float = 1.0e5
+    # kinetics set
+    kinetics: str = "Li 2003"
+    k0_1_s: float = 5.206e9
+    activation_energy_j_mol: float = 67891.0
+    exponent_m: float = 1.05
+    exponent_n: float = 1.10
+    tg_k: float | None = None
+    alpha0: float = 1.0e-4
+    # viscosity law
+    consistency_pa_sn: float = 20.0
+    viscosity_activation_energy_j_mol: float = 25.0e3
+    reference_temperature_k: float = 296.15
+    alpha_gel: float = 0.5
+    gel_exponent: float = 2.0
+    flow_index_start: float = 0.7
+    flow_index_end: float = 0.2
+    viscosity_max_pa_s: float = 7.5e4
+    shear_rate_min_1_s: float = 1.0e-2
+    # thermal
+    conductivity_w_m_k: float = 0.17
+    specific_heat_j_kg_k: float = 1400.0
+    sources: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self):
+        check_range("cement.density_kg_m3", self.density_kg_m3, 500.0, 5000.0, "kg/m^3")
+        check_range("cement.heat_of_reaction_j_kg", self.heat_of_reaction_j_kg, 0.0, 1.0e6, "J/kg")
+        check_range(
+            "cement.k0_1_s", self.k0_1_s, 1e-30, 1e30, "1/s",
+            "give a positive pre-exponential factor; K0 <= 0 means the cement never cures.",
+        )
+        check_range("cement.activation_energy_j_mol", self.activation_energy_j_mol, 0.0, 5.0e5, "J/mol")
+        check_range("cement.exponent_m", self.exponent_m, 0.0, 5.0)
+        check_range("cement.exponent_n", self.exponent_n, 0.0, 5.0)
+        if self.tg_k is not None:
+            check_range("cement.tg_k", self.tg_k, 273.15, 600.0, "K")
+        check_range(
+            "cement.alpha0", self.alpha0, 1e-12, 0.5, "",
+            "give a small positive initial cure degree (e.g. 1e-4): with alpha0 = 0 the autocatalytic law never starts.",
+        )
+        check_range("cement.consistency_pa_sn", self.consistency_pa_sn, 1e-3, 1e6, "Pa s^n")
+        check_range("cement.viscosity_activation_energy_j_mol", self.viscosity_activation_energy_j_mol, 0.0, 2e5, "J/mol")
+        check_range("cement.reference_temperature_k", self.reference_temperature_k, 273.15, 400.0, "K")
+        check_range("cement.alpha_gel", self.alpha_gel, 0.05, 1.0)
+        check_range("cement.gel_exponent", self.gel_exponent, 0.0, 20.0)
+        check_range("cement.flow_index_start", self.flow_index_start, 0.05, 1.0)
+        check_range("cement.flow_index_end", self.flow_index_end, 0.05, 1.0)
+        check_range("cement.viscosity_max_pa_s", self.viscosity_max_pa_s, self.consistency_pa_sn, 1e9, "Pa s")
+        check_range("cement.shear_rate_min_1_s", self.shear_rate_min_1_s, 1e-8, 1e3, "1/s")
+        check_range("cement.conductivity_w_m_k", self.conductivity_w_m_k, 1e-3, 100.0, "W/(m K)")
+        check_range("cement.specific_heat_j_kg_k", self.specific_heat_j_kg_k, 100.0, 1e4, "J/(kg K)")
+
+    @property
+    def volumetric_heat_capacity_j_m3k(self) -> float:
+        return self.density_kg_m3 * self.specific_heat_j_kg_k
+
+    @property
+    def adiabatic_rise_k(self) -> float:
+        """Temperature rise of the cement alone for complete cure (alpha 0 -> 1) without losses."""
+        return self.heat_of_reaction_j_kg / self.specific_heat_j_kg_k
+
+
+_LI2003 = dict(
+    kinetics="Li 2003",
+    k0_1_s=5.206e9,
+    activation_energy_j_mol=67891.0,
+    exponent_m=1.05,
+    exponent_n=1.10,
+    tg_k=None,
+    heat_of_reaction_j_kg=1.0e5,
+    alpha0=1.0e-4,
+)
+
+LOW_VISCOSITY = Cement(
+    name="low",
+    consistency_pa_sn=20.0,
+    sources=(
+        "kinetics: Li 2003 JBME via Quarini 2006 / mhogg cement_polymerisation HETVAL [C]",
+        "rho 1100 kg/m3, k 0.17 W/mK [C]; c 1400 J/kgK (reference 0-D check; literature 1250-1700 [M])",
+        "K0_mu 20 Pa s^n: low-viscosity VP cement, lower part of the 1e1-1e3 Pa s working window [M]",
+        "n 0.7 -> 0.2 [M]; mu_max 7.5e4 Pa s (Nicholas 2007 [V]); alpha_gel 0.5 = ISO set point (model choice)",
+    ),
+    **_LI2003,
+)
+
+HIGH_VISCOSITY = Cement(
+    name="high",
+    consistency_pa_sn=300.0,
+    sources=(
+        "kinetics: Li 2003 JBME via Quarini 2006 / mhogg cement_polymerisation HETVAL [C]",
+        "rho 1100 kg/m3, k 0.17 W/mK [C]; c 1400 J/kgK (reference 0-D check; literature 1250-1700 [M])",
+        "K0_mu 300 Pa s^n: high-viscosity (dough-like) VP/KP cement, upper part of the working window [M]",
+        "n 0.7 -> 0.2 [M]; mu_max 7.5e4 Pa s (Nicholas 2007 [V]); alpha_gel 0.5 = ISO set point (model choice)",
+    ),
+    **_LI2003,
+)
+
+_PRESETS = {"low": LOW_VISCOSITY, "high": HIGH_VISCOSITY}
+
+
+def cement_preset(name: str) -> Cement:
+    """Return the preset called ``name`` ("low" or "high")."""
+    key = str(name).strip().lower()
+    if key not in _PRESETS:
+        raise ParameterError(f"Cement preset {name!r} is unknown.", f"use one of {sorted(_PRESETS)}.")
+    return _PRESETS[key]
+
+
+def alpha_max(cement: Cement, temperature_k):
+    """Largest reachable cure degree at ``temperature_k`` (1, or T/Tg capped at 1)."""
+    t = np.asarray(temperature_k, dtype=float)
+    if cement.tg_k is None:
+        return np.ones_like(t)
+    return np.minimum(t / cement.tg_k, 1.0)
+
+
+def cure_rate_1_s(cement: Cement, alpha, temperature_k):
+    """d(alpha)/dt in 1/s; numpy-vectorised over ``alpha`` and ``temperature_k`` (broadcast)."""
+    a = np.asarray(alpha, dtype=float)
+    t = np.asarray(temperature_k, dtype=float)
+    amax = alpha_max(cement, t)
+    a = np.clip(a, 0.0, None)
+    room = np.clip(amax - a, 0.0, None)
+    k = cement.k0_1_s * np.exp(-cement.activation_energy_j_mol / (GAS_CONSTANT_J_MOL_K * t))
+    return k * a**cement.exponent_m * room**cement.exponent_n
+
+
+def viscosity_pa_s(cement: Cement, alpha, temperature_k, shear_rate_1_s=WORKING_SHEAR_RATE_1_S):
+    """Apparent viscosity mu(alpha, T, shear rate) in Pa s; numpy-vectorised (broadcast)."""
+    a = np.asarray(alpha, dtype=float)
+    t = np.asarray(temperature_k, dtype=float)
+    g = np.maximum(np.asarray(shear_rate_1_s, dtype=float), cement.shear_rate_min_1_s)
+    ag = cement.alpha_gel
+    frac = np.clip(a / ag, 0.0, 1.0)
+    n_flow = cement.flow_index_start - (cement.flow_index_start - cement.flow_index_end) * frac
+    arr = np.exp(
+        cement.viscosity_activation_energy_j_mol / GAS_CONSTANT_J_MOL_K * (1.0 / t - 1.0 / cement.reference_temperature_k)
+    )
+    gap = np.maximum(ag - a, 0.0)
+    with np.errstate(divide="ignore", over="ignore"):
+        gel = np.where(gap > 0.0, (ag / np.where(gap > 0.0, gap, 1.0)) ** cement.gel_exponent, np.inf)
+        mu = cement.consistency_pa_sn * arr * gel * g ** (n_flow - 1.0)
+    return np.minimum(mu, cement.viscosity_max_pa_s)
+
+
+@dataclass(frozen=True)
+class Cure0DResult:
+    """0-D cure history: times (s from mixing), alpha, temperature (C), viscosity (Pa s at the given shear rate)."""
+
+    mode: str
+    t_s: np.ndarray
+    alpha: np.ndarray
+    temperature_c: np.ndarray
+    viscosity_pa_s: np.ndarray
+    shear_rate_1_s: float
+
+    @property
+    def peak_temperature_c(self) -> float:
+        return float(np.max(self.temperature_c))
+
+    def time_at_alpha_s(self, alpha: float) -> float:
+        """First time alpha reaches ``alpha`` (linear interpolation); NaN if never."""
+        idx = np.nonzero(self.alpha >= alpha)[0]
+        if idx.size == 0:
+            return float("nan")
+        i = int(idx[0])
+        if i == 0:
+            return float(self.t_s[0])
+        a0, a1 = self.alpha[i - 1], self.alpha[i]
+        return float(self.t_s[i - 1] + (alpha - a0) / (a1 - a0) * (self.t_s[i] - self.t_s[i - 1]))
+
+    @property
+    def viscosity(self) -> np.ndarray:
+        return self.viscosity_pa_s
+
+
+def _check_temperature_c(name: str, value: float) -> float:
+    return check_range(
+        name, value, 0.0, 150.0, "C", "give a temperature in degrees Celsius between 0 and 150 (body 37, room 23)."
+    )
+
+
+def cure_0d(
+    cement: Cement,
+    t_end_s: float,
+    mode: str = "isothermal",
+    temperature_c: float = 37.0,
+    n_out: int = 2001,
+    shear_rate_1_s: float = WORKING_SHEAR_RATE_1_S,
+    rtol: float = 1e-9,
+) -> Cure0DResult:
+    """Cure the cement alone from mixing (alpha = alpha0) for ``t_end_s`` seconds.
+
+    mode "isothermal": T held at ``temperature_c``; "adiabatic": T starts at ``temperature_c`` and rises by H alpha / c.
+    """
+    t_end = check_range("t_end_s", t_end_s, 1e-6, 1e7, "s")
+    t0_k = _check_temperature_c("temperature_c", temperature_c) + KELVIN
+    if mode not in ("isothermal", "adiabatic"):
+        raise ParameterError(f"mode={mode!r} is unknown.", 'use "isothermal" or "adiabatic".')
+    t_eval = np.linspace(0.0, t_end, int(n_out))
+    if mode == "isothermal":
+
+        def rhs(_t, y):
+            return [float(cure_rate_1_s(cement, y[0], t0_k))]
+
+        y0 = [cement.alpha0]
+    else:
+        rise = cement.adiabatic_rise_k
+
+        def rhs(_t, y):
+            r = float(cure_rate_1_s(cement, y[0], y[1]))
+            return [r, rise * r]
+
+        y0 = [cement.alpha0, t0_k]
+    sol = solve_ivp(rhs, (0.0, t_end), y0, method="LSODA", t_eval=t_eval, rtol=rtol, atol=1e-12)
+    if not sol.success:  # pragma: no cover - LSODA failure is a bug, not bad input
+        raise RuntimeError(f"cure_0d integration failed: {sol.message}")
+    alpha = np.clip(sol.y[0], 0.0, 1.0)
+    temp_k = np.full_like(alpha, t0_k) if mode == "isothermal" else sol.y[1]
+    mu = viscosity_pa_s(cement, alpha, temp_k, shear_rate_1_s)
+    return Cure0DResult(mode, sol.t, alpha, temp_k - KELVIN, mu, float(shear_rate_1_s))
+
+
+def time_to_alpha_s(cement: Cement, alpha: float, temperature_c: float) -> float:
+    """Isothermal time (s from mixing) to reach cure degree ``alpha``; ParameterError if not reached in a day."""
+    target = check_range("alpha", alpha, cement.alpha0, 1.0 - 1e-9)
+    t_k = _check_temperature_c("temperature_c", temperature_c) + KELVIN
+    if target > float(alpha_max(cement, t_k)) - 1e-9:
+        raise ParameterError(
+            f"Cure degree alpha={alpha} is above alpha_max={float(alpha_max(cement, t_k)):.3f} at {temperature_c} C.",
+            "ask for a lower alpha or a higher temperature.",
+        )
+
+    def hit(_t, y):
+        return y[0] - target
+
+    hit.terminal = True
+    sol = solve_ivp(
+        lambda _t, y: [float(cure_rate_1_s(cement, y[0], t_k))],
+        (0.0, NEVER_CURES_S),
+        [cement.alpha0],
+        method="LSODA",
+        events=hit,
+        rtol=1e-10,
+        atol=1e-14,
+    )
+    if sol.t_events[0].size == 0:
+        raise ParameterError(
+            f"Cement {cement.name!r} never cures: alpha does not reach {target} within "
+            f"{NEVER_CURES_S / 3600:.0f} h at {temperature_c} C (k0={cement.k0_1_s:g} 1/s, "
+            f"E={cement.activation_energy_j_mol:g} J/mol).",
+            "check the kinetics set (K0, E, m, n, alpha0) against its source.",
+        )
+    return float(sol.t_events[0][0])
+
+
+def set_time_s(cement: Cement, temperature_c: float = 37.0) -> float:
+    """Set time: isothermal time to alpha = ALPHA_SET (ISO 5833 midpoint-temperature equivalent)."""
+    return time_to_alpha_s(cement, ALPHA_SET, temperature_c)
+
+
+def hardened_time_s(cement: Cement, temperature_c: float = 37.0) -> float:
+    """Isothermal time to alpha = ALPHA_HARD (95 % of the reaction heat released)."""
+    return time_to_alpha_s(cement, ALPHA_HARD, temperature_c)
+
+
+def _alpha_at_viscosity(cement: Cement, mu_pa_s: float, temperature_k: float) -> float:
+    """alpha where the viscosity at WORKING_SHEAR_RATE_1_S reaches ``mu_pa_s`` (inverse of the gel law)."""
+    arr = np.exp(
+        cement.viscosity_activation_energy_j_mol / GAS_CONSTANT_J_MOL_K * (1.0 / temperature_k - 1.0 / cement.reference_temperature_k)
+    )
+    g = max(WORKING_SHEAR_RATE_1_S, cement.shear_rate_min_1_s)
+    ratio = mu_pa_s / (cement.consistency_pa_sn * arr)
+    if g != 1.0:  # flow index depends on alpha: solve numerically
+        from scipy.optimize import brentq
+
+        return float(brentq(lambda a: float(viscosity_pa_s(cement, a, temperature_k, g)) - mu_pa_s, 0.0, cement.alpha_gel - 1e-12))
+    if ratio <= 1.0:
+        return 0.0
+    return cement.alpha_gel * (1.0 - ratio ** (-1.0 / cement.gel_exponent))
+
+
+def working_time_s(cement: Cement, temperature_c: float = 23.0) -> float:
+    """Working time: isothermal time until mu(shear 1/s) passes WORKING_LIMIT_PA_S (0 if it starts above)."""
+    t_k = _check_temperature_c("temperature_c", temperature_c) + KELVIN
+    a_w = _alpha_at_viscosity(cement, WORKING_LIMIT_PA_S, t_k)
+    if a_w <= cement.alpha0:
+        return 0.0
+    return time_to_alpha_s(cement, a_w, temperature_c)

@@ -1,0 +1,145 @@
+"""Exotherm solver (physics/thermal.py) and damage integrals (physics/damage.py): verification against analytic
+solutions with observed orders of convergence, energy balance, 0-D limit, and input errors."""
+
+import numpy as np
+import pytest
+
+from vertaug.errors import InvalidValueError, ParameterError
+from vertaug.physics import damage, rheology, thermal
+
+K_TRAB = thermal.LABEL_THERMAL[1].conductivity_w_m_k
+RC_TRAB = thermal.LABEL_THERMAL[1].rho_c_j_m3k
+KAPPA = K_TRAB / RC_TRAB
+L_M = 0.01  # cube edge
+
+
+def _sine_mode(n):
+    """T - 37 = 10 prod sin(pi x_i / L) on cell centres of an n^3 grid (exact Dirichlet eigenmode, also discretely)."""
+    h = L_M / n
+    x = (np.arange(n) + 0.5) * h
+    s = np.sin(np.pi * x / L_M)
+    return h, 10.0 * s[:, None, None] * s[None, :, None] * s[None, None, :]
+
+
+def _run_mode(n, t_end, dt, theta):
+    h, mode = _sine_mode(n)
+    lab = np.ones((n, n, n), np.uint8)
+    res = thermal.simulate_exotherm(
+        lab, (h, h, h), np.zeros(lab.shape), t_end, dt, perfusion=False, theta=theta,
+        initial_temperature_c=37.0 + mode, probes={"all": np.ones(lab.shape, bool)},
+    )
+    return h, mode, res
+
+
+def _observed_order(hs, errs):
+    return np.polyfit(np.log(hs), np.log(errs), 1)[0]
+
+
+def test_space_convergence_second_order():
+    """Full solver vs the continuous solution; CN with a small step so the space error dominates."""
+    t_end = 10.0
+    lam = 3 * np.pi**2 * KAPPA / L_M**2
+    hs, errs = [], []
+    for n in (6, 12, 24):
+        h, mode, res = _run_mode(n, t_end, 0.5, theta=0.5)
+        # the probe 'all' is the mean over the grid: compare it with the mean of the analytic field
+        err = abs((res.probe_temperature_c["all"][-1] - 37.0) - mode.mean() * np.exp(-lam * t_end))
+        hs.append(h)
+        errs.append(err)
+        assert res.max_temperature_c.shape == mode.shape
+    order = _observed_order(hs, errs)
+    print(f"space: h={hs} err={errs} observed order {order:.3f}")
+    assert order == pytest.approx(2.0, abs=0.25)
+
+
+@pytest.mark.parametrize("theta, expected", [(1.0, 1.0), (0.5, 2.0)])
+def test_time_convergence_order(theta, expected):
+    """Fixed grid vs the exact semi-discrete solution (the sampled sine is an exact eigenvector of the 7-point operator)."""
+    n, t_end = 6, 40.0
+    h = L_M / n
+    lam_h = 3 * (4 * KAPPA / h**2) * np.sin(np.pi * h / (2 * L_M)) ** 2
+    dts, errs = [], []
+    for dt in (8.0, 4.0, 2.0, 1.0):
+        _, mode, res = _run_mode(n, t_end, dt, theta)
+        err = abs((res.probe_temperature_c["all"][-1] - 37.0) - mode.mean() * np.exp(-lam_h * t_end))
+        dts.append(dt)
+        errs.append(err)
+    order = _observed_order(dts, errs)
+    print(f"time theta={theta}: dt={dts} err={errs} observed order {order:.3f}")
+    assert order == pytest.approx(expected, abs=0.15)
+
+
+def _bolus(n=16, h=1e-3, radius_m=4e-3, canal=False):
+    lab = np.ones((n, n, n), np.uint8)
+    lab[0, :, :] = 2
+    lab[-1, :, :] = 2
+    if canal:
+        lab[:, :2, :] = 4
+    x = (np.arange(n) - n / 2 + 0.5) * h
+    r = np.sqrt(x[:, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2)
+    frac = (r < radius_m).astype(float)
+    return lab, frac
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(theta=0.5, film_w_m2k=50.0), dict(solver="direct", perfusion=True)])
+def test_energy_balance_closes(kwargs):
+    lab, frac = _bolus(canal=True)
+    res = thermal.simulate_exotherm(lab, (1e-3,) * 3, frac, 600.0, 2.0, probes={"core": (8, 8, 8)}, **kwargs)
+    print(f"{kwargs}: released {res.released_j:.3f} J stored {res.stored_j:.3f} out {res.conducted_out_j:.3f} "
+          f"perfused {res.perfused_j:.3f} error {res.energy_balance_error_rel:.2e}")
+    assert res.released_j > 1.0
+    assert res.energy_balance_error_rel < 1e-6
+    assert res.probe_temperature_c["core"].max() > 40.0
+    assert np.isfinite(res.canal_wall_peak_c)
+
+
+def test_insulated_cement_block_matches_0d_adiabatic():
+    lab = np.full((3, 3, 3), 7, np.uint8)  # open label, pore fraction 1: the voxels are pure cement
+    res = thermal.simulate_exotherm(lab, (1e-3,) * 3, np.ones(lab.shape), 3600.0, 0.5, film_w_m2k=0.0,
+                                    perfusion=False, probes={"c": (1, 1, 1)})
+    ref = rheology.cure_0d(rheology.LOW_VISCOSITY, 3600.0, "adiabatic", 23.0)
+    assert res.cement_peak_c == pytest.approx(ref.peak_temperature_c, abs=1e-6)
+    # time to the midpoint temperature: the operator split lags the source by one step (first order in dt)
+    mid = 0.5 * (23.0 + ref.peak_temperature_c)
+    t3d = res.t_s[np.argmax(res.probe_temperature_c["c"] >= mid)]
+    t0d = ref.t_s[np.argmax(ref.temperature_c >= mid)]
+    assert t3d == pytest.approx(t0d, abs=3.0)
+
+
+def test_damage_integrals_at_constant_temperature():
+    assert damage.time_to_omega_one_s(50.0) == pytest.approx(625.0, rel=0.02)  # reference [D]
+    assert damage.time_to_omega_one_s(60.0) == pytest.approx(0.6, rel=0.1)
+    st = damage.DamageState.start(np.array([43.0, 55.0, 37.0]))
+    for _ in range(60):
+        st.step(np.array([43.0, 55.0, 37.0]), np.array([43.0, 55.0, 37.0]), 1.0)
+    assert st.cem43_min[0] == pytest.approx(1.0, rel=1e-12)
+    assert st.cem43_min[1] == pytest.approx(2.0**12, rel=1e-12)
+    assert st.time_above_50c_s.tolist() == [0.0, 60.0, 0.0]
+    assert st.omega[1] == pytest.approx(60.0 / damage.time_to_omega_one_s(55.0), rel=1e-12)
+    st2 = damage.DamageState.start(np.array([40.0]))
+    st2.step(np.array([40.0]), np.array([60.0]), 10.0)  # crosses 50 C half way
+    assert st2.time_above_50c_s[0] == pytest.approx(5.0)
+
+
+def test_no_canal_gives_nan_with_reason():
+    lab, frac = _bolus(n=8, radius_m=2e-3)
+    res = thermal.simulate_exotherm(lab, (1e-3,) * 3, frac, 10.0, 1.0)
+    assert np.isnan(res.canal_wall_peak_c) and "canal" in res.notes[0]
+
+
+def test_bad_inputs_raise():
+    lab, frac = _bolus(n=8, radius_m=2e-3)
+    with pytest.raises(InvalidValueError, match="cortex"):
+        bad = frac.copy()
+        bad[0, 4, 4] = 1.0
+        thermal.simulate_exotherm(lab, (1e-3,) * 3, bad, 10.0)
+    with pytest.raises(InvalidValueError, match="shape"):
+        thermal.simulate_exotherm(lab, (1e-3,) * 3, frac[:-1], 10.0)
+    with pytest.raises(ParameterError, match="cement_temperature_c"):
+        thermal.simulate_exotherm(lab, (1e-3,) * 3, frac, 10.0, cement_temperature_c=-3.0)
+    with pytest.raises(ParameterError, match="spacing"):
+        thermal.simulate_exotherm(lab, (-1e-3, 1e-3, 1e-3), frac, 10.0)
+    with pytest.raises(InvalidValueError, match="outside"):
+        thermal.simulate_exotherm(lab, (1e-3,) * 3, frac * 2, 10.0)
+    with pytest.raises(InvalidValueError, match="probe"):
+        thermal.simulate_exotherm(lab, (1e-3,) * 3, frac, 10.0, probes={"x": (9, 0, 0)})
