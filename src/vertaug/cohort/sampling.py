@@ -15,7 +15,7 @@ same samples again).
 Ranges (docs/cohort.md gives the derivations; [V] seen in a source, [M] from memory, [D] derived, [A] assumed):
 
 * ``permeability_scale``: log-uniform over exp(+-2 sigma_ln), sigma_ln^2 = ln(1 + CV^2), CV = 1.72 / 4.45 from the
-  scatter of lumbar SI permeability (Baroud 2004, 4.45 +/- 1.72e-8 m^2, n = 20) [V, D]: [0.473, 2.11].
+  scatter of lumbar SI permeability (Baroud 2004, 4.45 +/- 1.72e-8 m^2, n = 20) [V, D]: [0.474, 2.109].
 * ``cement_preset``: low- or high-viscosity PMMA (the presets of DESIGN.md), equally likely [A].
 * ``cement_start_time_min``: injection start after mixing, uniform [2, 8] min: after mixing/doughing, before the
   shortest curing time measured at 25 C, 8.7 min (CMW1, Nicholas 2007) [V for 8.7 min, A for the bounds].
