@@ -182,19 +182,22 @@ def test_local_cluster_worker_killed_mid_run_every_row_exactly_once(tmp_path):
     def killer():
         while len(finished_keys(out)) < 4:
             time.sleep(0.02)
-        busy = {w: ks for w, ks in client.processing().items() if ks}
+        busy = {}
+        while not busy:  # a worker that holds a task now
+            busy = {w: ks for w, ks in client.processing().items() if ks}
         addr = sorted(busy)[0]
         killed["pid"] = client.run(os.getpid, workers=[addr])[addr]
         killed["keys"] = {k.split("-", 3)[3] for k in busy[addr]}
         killed["done_before"] = len(finished_keys(out))
         os.kill(killed["pid"], signal.SIGKILL)
+        killed["sent"] = True
 
     try:
         t = threading.Thread(target=killer, daemon=True)
         t.start()
         r = run_cohort(m, out, samples=5, seed=0, task_fn=_slow_default_task, client=client, progress=False)
         t.join(timeout=5)
-        assert killed and killed["done_before"] < 20  # killed mid-run
+        assert killed.get("sent") and killed["done_before"] < 20  # killed mid-run
         assert (r.n_tasks, r.n_written, r.n_lost, r.n_failed) == (20, 20, 0, 0)
         rows = load_results(out).to_pylist()
         keys = [(x["case_id"], x["sample"], x["procedure"]) for x in rows]
@@ -209,3 +212,24 @@ def test_local_cluster_worker_killed_mid_run_every_row_exactly_once(tmp_path):
     finally:
         client.close()
         cluster.close()
+
+
+# -------------------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_cohort_synthetic_serial_then_resume(tmp_path):
+    from typer.testing import CliRunner
+
+    from vertaug.cli import app
+
+    runner = CliRunner()
+    args = ["cohort", str(tmp_path / "m.csv"), "--out", str(tmp_path / "out"), "--samples", "2", "--scheduler",
+            "serial", "--no-progress"]
+    r = runner.invoke(app, args + ["--synthetic", "2"])
+    assert r.exit_code == 0, r.output
+    assert "4 tasks: 0 already done, 4 written (0 failed)" in r.output
+    assert load_results(tmp_path / "out").num_rows == 4 and (tmp_path / "out" / "summary.json").exists()
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and "4 tasks: 4 already done, 0 written" in r.output
+    r = runner.invoke(app, args[:-3] + ["--task", "vertaug.nothing:here", "--scheduler", "serial"])
+    assert r.exit_code == 2 and "cannot be imported" in r.output

@@ -47,7 +47,7 @@ from ..errors import InputError, ParameterError
 from .manifest import Case, read_manifest
 from .sampling import INPUT_NAMES, UNCERTAIN_INPUTS, case_samples
 
-__all__ = ["Task", "CohortRun", "run_cohort", "default_task", "case_vertebra", "execute_task", "make_tasks",
+__all__ = ["Task", "CohortRun", "run_cohort", "default_task", "resolve_task", "case_vertebra", "execute_task", "make_tasks",
            "finished_keys", "load_results", "RESULTS_FILE", "PARTS_DIR", "CONFIG_FILE"]
 
 RESULTS_FILE = "results.parquet"
@@ -179,6 +179,25 @@ def default_task(case: Case, sample: dict) -> list[dict]:
         "yield_trabecular_pa_mean": _mean(mats.yield_pa[trab]),
     }
     return [row]
+
+
+def resolve_task(spec: str | None) -> TaskFn:
+    """``'package.module:function'`` -> that function (``None`` or ``'default'``: :func:`default_task`)."""
+    if spec in (None, "", "default"):
+        return default_task
+    import importlib
+
+    module, sep, name = spec.partition(":")
+    try:
+        if not sep:
+            raise ValueError(spec)
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ParameterError(f"Task {spec!r} cannot be imported.",
+                             "give it as 'package.module:function', importable on the client and every worker.") from None
+    if not callable(fn):
+        raise ParameterError(f"Task {spec!r} is not a function.", "give a function task_fn(case, sample) -> rows.")
+    return fn
 
 
 # ------------------------------------------------------------------------------------------------ task execution
