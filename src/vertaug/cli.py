@@ -135,5 +135,44 @@ def demo(
         _fail(exc)
 
 
+@app.command()
+def cohort(
+    manifest: Path = typer.Argument(..., help="Manifest CSV: case_id, level, ct, seg[, body] or phantom (docs/cohort.md)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (Parquet parts, results.parquet, summary)."),
+    samples: int = typer.Option(10, "--samples", help="Latin hypercube samples per case over the uncertain inputs."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the samples (same seed, same samples)."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="Dask scheduler address (tcp://host:8786), or 'serial' (no Dask); default: a "
+        "local cluster with one single-threaded worker process per core."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes of the local cluster."),
+    task: Optional[str] = typer.Option(None, "--task", help="Per-task function 'module:function' (default: the "
+                                       "pre-treatment model task)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run the recorded failures again."),
+    synthetic: Optional[int] = typer.Option(
+        None, "--synthetic", help="First write a synthetic phantom cohort of this many cases to MANIFEST."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Cases x parameter samples on Dask, written to Parquet as tasks finish; re-running resumes."""
+    from .cohort.run import resolve_task, run_cohort
+    from .cohort.summary import print_summary, summarize
+
+    try:
+        if synthetic is not None:
+            from .cohort.synthetic import write_synthetic_cohort
+
+            write_synthetic_cohort(manifest, synthetic, seed=seed)
+            console.print(f"wrote synthetic manifest {manifest} ({synthetic} cases)")
+        result = run_cohort(manifest, out, samples=samples, seed=seed, task_fn=resolve_task(task), scheduler=scheduler,
+                            n_workers=workers, retry_failed=retry_failed, progress=progress, console=console)
+        console.print(f"{result.n_tasks} tasks: {result.n_skipped} already done, {result.n_written} written "
+                      f"({result.n_failed} failed), {result.n_lost} lost (re-run to retry) in {result.elapsed_s:.1f} s "
+                      f"on {result.scheduler}")
+        if result.results_path is not None:
+            print_summary(summarize(out), console)
+            console.print(f"results: {result.results_path}")
+    except InputError as exc:
+        _fail(exc)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
