@@ -162,22 +162,34 @@ def _crop_box(mask: np.ndarray, margin_vox: np.ndarray) -> tuple[slice, ...]:
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
-def _resample(vol_data: np.ndarray, affine_mm: np.ndarray, box, spacing_mm: float, order: int, cval: float):
+def _resample(vol_data: np.ndarray, affine_mm: np.ndarray, box, spacing_mm: float, order: int, cval: float | None):
     """Resample ``vol_data[box]`` on an axis-aligned grid of ``spacing_mm`` (canonical input). Returns data, affine."""
     zooms = np.linalg.norm(affine_mm[:3, :3], axis=0)
     start = np.array([b.start for b in box], float)
     stop = np.array([b.stop for b in box], float)
-    extent_mm = (stop - start) * zooms
-    n = np.maximum(np.round(extent_mm / spacing_mm).astype(int), 2)
-    # new voxel centres, in old index units: the first centre sits half a new voxel inside the old box edge
-    coords = [start[a] - 0.5 + (np.arange(n[a]) + 0.5) * spacing_mm / zooms[a] for a in range(3)]
-    grid = np.meshgrid(*coords, indexing="ij")
-    out = ndimage.map_coordinates(vol_data.astype(np.float32), grid, order=order, mode="nearest" if cval is None
-                                  else "constant", cval=0.0 if cval is None else cval)
+    n = np.maximum(np.round((stop - start) * zooms / spacing_mm).astype(int), 2)
+    step = spacing_mm / zooms  # new voxel size in old index units
+    first = start - 0.5 + 0.5 * step  # old index of the first new voxel centre
+    out = ndimage.affine_transform(np.asarray(vol_data, dtype=np.float32), step, offset=first, output_shape=tuple(n),
+                                   order=order, mode="nearest" if cval is None else "constant",
+                                   cval=0.0 if cval is None else cval)
     new_aff = affine_mm.copy()
     new_aff[:3, :3] = affine_mm[:3, :3] / zooms * spacing_mm
-    new_aff[:3, 3] = affine_mm[:3, :3] @ np.array([c[0] for c in coords]) + affine_mm[:3, 3]
+    new_aff[:3, 3] = affine_mm[:3, :3] @ first + affine_mm[:3, 3]
     return out, new_aff
+
+
+def _bbox(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
+    idx = np.argwhere(mask)
+    lo = np.maximum(idx.min(axis=0) - pad, 0)
+    hi = np.minimum(idx.max(axis=0) + pad + 1, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def _project(shape, origin: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """(index - origin) . axis for every voxel, by broadcasting (float32, no index arrays)."""
+    g = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return sum(((gi - o) * float(a)).astype(np.float32) for gi, o, a in zip(g, origin, axis))
 
 
 def _ball(radius_vox: float) -> np.ndarray:
@@ -189,15 +201,17 @@ def _ball(radius_vox: float) -> np.ndarray:
 def _shell_labels(body: np.ndarray, height_axis: np.ndarray, spacing_mm: float) -> np.ndarray:
     """1 trabecular, 2 cortex, 3 endplate inside the body mask."""
     labels = np.zeros(body.shape, np.uint8)
-    depth = ndimage.distance_transform_edt(body) * spacing_mm
-    shell = body & (depth <= SHELL_MM + 1e-6)
-    labels[body] = LABELS["trabecular"]
-    smooth = ndimage.gaussian_filter(body.astype(np.float32), sigma=1.5)
+    box = _bbox(body, 4)
+    b = body[box]
+    depth = ndimage.distance_transform_edt(b) * spacing_mm
+    shell = b & (depth <= SHELL_MM + 1e-6)
+    lab = np.where(b, LABELS["trabecular"], 0).astype(np.uint8)
+    smooth = ndimage.gaussian_filter(b.astype(np.float32), sigma=1.5)
     grad = np.stack(np.gradient(smooth), axis=-1)[shell]
     norm = np.linalg.norm(grad, axis=1) + 1e-12
     cos = np.abs(grad @ height_axis) / norm
-    lab_shell = np.where(cos >= ENDPLATE_NORMAL_COS, LABELS["endplate"], LABELS["cortex"]).astype(np.uint8)
-    labels[shell] = lab_shell
+    lab[shell] = np.where(cos >= ENDPLATE_NORMAL_COS, LABELS["endplate"], LABELS["cortex"]).astype(np.uint8)
+    labels[box] = lab
     return labels
 
 
@@ -225,19 +239,14 @@ def _patch(labels: np.ndarray, centre: np.ndarray, radius_vox: float, value: int
 def _canal(vertebra: np.ndarray, body: np.ndarray, post_wall: np.ndarray, h: np.ndarray, a: np.ndarray,
            spacing_mm: float) -> tuple[np.ndarray, str]:
     r = max(1, int(round(CANAL_CLOSING_MM / spacing_mm)))
-    disk = np.zeros((2 * r + 1, 2 * r + 1), bool)
     yy, xx = np.ogrid[-r:r + 1, -r:r + 1]
-    disk[(yy**2 + xx**2) <= r * r] = True
-    canal = np.zeros_like(vertebra)
-    for k in range(vertebra.shape[2]):
-        sl = vertebra[:, :, k]
-        if not sl.any():
-            continue
-        closed = ndimage.binary_closing(np.pad(sl, r), structure=disk)[r:-r, r:-r]
-        holes = ndimage.binary_fill_holes(closed) & ~closed
-        canal[:, :, k] = holes
-    g = np.indices(vertebra.shape).reshape(3, -1).T.astype(float)
-    behind = ((g - post_wall) @ a).reshape(vertebra.shape) < 0
+    disk = ((yy**2 + xx**2) <= r * r)[:, :, None]  # in-plane (axial) structuring element
+    plane = np.zeros((3, 3, 3), bool)
+    plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)  # hole filling within each axial slice
+    padded = np.pad(vertebra, ((r, r), (r, r), (0, 0)))
+    closed = ndimage.binary_closing(padded, structure=disk)[r:-r, r:-r]
+    canal = ndimage.binary_fill_holes(closed, structure=plane) & ~closed
+    behind = _project(vertebra.shape, post_wall, a) < 0
     canal &= behind & ~body
     lab, n = ndimage.label(canal)
     if n:
@@ -247,10 +256,10 @@ def _canal(vertebra: np.ndarray, body: np.ndarray, post_wall: np.ndarray, h: np.
     if canal.sum() >= min_vox:
         return canal, "canal from the hole enclosed by the vertebral arch"
     centre = post_wall - (CANAL_OFFSET_MM / spacing_mm) * a
-    rel = g - centre
-    along = rel @ h
-    radial = np.linalg.norm(rel - np.outer(along, h), axis=1).reshape(vertebra.shape)
-    cyl = radial <= CANAL_RADIUS_MM / spacing_mm
+    g = np.ogrid[tuple(slice(0, n) for n in vertebra.shape)]
+    r2 = sum(((gi - c) ** 2).astype(np.float32) for gi, c in zip(g, centre))
+    along = _project(vertebra.shape, centre, h)
+    cyl = (r2 - along**2) <= (CANAL_RADIUS_MM / spacing_mm) ** 2
     return cyl & ~vertebra & ~body, "canal: arch not closed on this CT, cylinder of radius 8 mm behind the wall"
 
 
@@ -379,9 +388,8 @@ def _assemble(name, hu, aff, body_m, vert_m, disc, h, a, spacing_mm, morph, sour
         if cortical_defect not in dirs:
             raise ParameterError(f"cortical_defect={cortical_defect!r} is unknown.", "use 'anterior', 'left' or 'right'.")
         p = _point_on_surface(body_m, c, dirs[cortical_defect])
-        g = np.indices(labels.shape).reshape(3, -1).T - p
-        along_h = np.abs(g @ h).reshape(labels.shape) * spacing_mm
-        across = np.abs(g @ np.cross(h, dirs[cortical_defect])).reshape(labels.shape) * spacing_mm
+        along_h = np.abs(_project(labels.shape, p, h)) * spacing_mm
+        across = np.abs(_project(labels.shape, p, np.cross(h, dirs[cortical_defect]))) * spacing_mm
         slot = (along_h <= DEFECT_HALF_HEIGHT_MM) & (across <= DEFECT_HALF_WIDTH_MM) & shell
         labels[slot] = LABELS["defect"]
         notes.append(f"cortical defect ({cortical_defect}): {int(slot.sum())} voxels")
