@@ -9,7 +9,8 @@ Heat equation (per voxel, finite volume, 7-point stencil)::
   is phi_c = cement_fraction * p_L. (rho c)_mix = (1 - phi_c)(rho c)_L + phi_c (rho c)_cement, and the same arithmetic rule
   for k (the parallel bound; documented in docs/cement.md). Perfusion w_b acts on the tissue part (1 - phi_c).
 - Faces: harmonic conductance G = A / (h_i/(2 k_i) + h_j/(2 k_j)). Outer faces: far field T_inf = 37 C through the half
-  cell and a film coefficient h_film: G_b = A / (1/h_film + h/(2k)); h_film = inf is Dirichlet, h_film = 0 insulated.
+  cell and a film coefficient h_film: G_b = A / (1/h_film + h/(2k)); h_film = inf is Dirichlet, h_film = 0 insulated
+  (also a symmetry plane). h_film may differ per outer face: order (-R, +R, -A, +A, -S, +S).
 - Time: theta scheme (theta = 1 backward Euler, 0.5 Crank-Nicolson); the matrix is constant, so it is factorised once
   (scipy splu) or one pyamg hierarchy is built and reused with warm-started CG. The cure is advanced over each step at the
   step's start temperature (RK4 sub-steps), which gives the step's released heat exactly, so that the discrete energy
@@ -45,7 +46,8 @@ __all__ = [
 KELVIN = 273.15
 BODY_C = 37.0
 BLOOD_RHO_C_J_M3K = 1050.0 * 3617.0  # IT'IS blood [M]
-CG_MAX_COND = 50.0  # Jacobi-PCG when cond(A) <= this bound (about 10 iterations per 1e-13)
+CG_MAX_COND = 1.0e4  # "auto": Jacobi-PCG when the diagonal-dominance bound on cond(A) is below this
+CG_MAX_ITER = 300  # "auto" falls back to direct/AMG if PCG needs more
 DIRECT_MAX_UNKNOWNS = 60_000  # above this, pyamg (a 3-D LU fills in too much; ../shared/reference/numerics.md)
 
 
@@ -153,7 +155,19 @@ def mix_properties(labels, cement_fraction, cement: rheology.Cement, table=LABEL
     return k, rho_c, perf, phi_c
 
 
-def assemble_conduction(k: np.ndarray, spacing_m, film_w_m2k: float = np.inf):
+def _films(film_w_m2k) -> tuple:
+    """Six per-face film coefficients (-R, +R, -A, +A, -S, +S) from a scalar or a 6-sequence."""
+    arr = np.asarray(film_w_m2k, dtype=float).ravel()
+    if arr.size not in (1, 6):
+        raise ParameterError("film_w_m2k must be one number or six (-R, +R, -A, +A, -S, +S).", "give 1 or 6 values.")
+    vals = np.broadcast_to(arr, (6,))
+    for i, v in enumerate(vals):
+        if not np.isinf(v):
+            check_range(f"film_w_m2k[{i}]", v, 0.0, 1e9, "W/(m^2 K)", "give a film coefficient >= 0 (inf: Dirichlet).")
+    return tuple(float(v) for v in vals)
+
+
+def assemble_conduction(k: np.ndarray, spacing_m, film_w_m2k=np.inf):
     """Conductance matrix L (W/K, SPD part: interior faces plus outer-face terms) and outer-face conductance per voxel.
 
     Returns (L, g_boundary) with L including diag(g_boundary); flat index is C order over (R, A, S).
@@ -162,6 +176,7 @@ def assemble_conduction(k: np.ndarray, spacing_m, film_w_m2k: float = np.inf):
     n = k.size
     idx = np.arange(n).reshape(shape)
     h = np.asarray(spacing_m, dtype=float)
+    films = _films(film_w_m2k)
     rows, cols, vals = [], [], []
     diag = np.zeros(n)
     g_b = np.zeros(n)
@@ -178,12 +193,14 @@ def assemble_conduction(k: np.ndarray, spacing_m, film_w_m2k: float = np.inf):
         vals += [-g, -g]
         np.add.at(diag, i1, g)
         np.add.at(diag, i2, g)
-        for end in (0, -1):
+        for side, end in enumerate((0, -1)):
             sl = [slice(None)] * 3
             sl[ax] = end
             kb = k[tuple(sl)].ravel()
-            inv = h[ax] / (2 * kb) + (0.0 if np.isinf(film_w_m2k) else (np.inf if film_w_m2k == 0 else 1.0 / film_w_m2k))
-            gb = area / inv
+            film = films[2 * ax + side]
+            if film == 0.0:
+                continue
+            gb = area / (h[ax] / (2 * kb) + (0.0 if np.isinf(film) else 1.0 / film))
             np.add.at(g_b, idx[tuple(sl)].ravel(), gb)
     diag += g_b
     rows.append(np.arange(n))
@@ -209,10 +226,15 @@ class _Solver:
         self.rtol = rtol
         self.iterations = 0
         self._dinv = 1.0 / a.diagonal()
+        self._fallback = method == "auto"
         if method == "auto":
             offdiag = np.asarray(abs(a).sum(axis=1)).ravel() * self._dinv - 1.0  # row sums of |offdiag| / diag
             cond_bound = (1.0 + offdiag.max()) / max(1.0 - offdiag.max(), 1e-300) if offdiag.max() < 1 else np.inf
             method = "cg" if cond_bound < CG_MAX_COND else ("direct" if n <= DIRECT_MAX_UNKNOWNS else "amg")
+        self._setup(method)
+
+    def _setup(self, method):
+        a = self.a
         self.method = method
         if method == "direct":
             self._lu = spla.splu(a.tocsc())
@@ -234,7 +256,7 @@ class _Solver:
         z = dinv * r
         p = z.copy()
         rz = float((r * z).sum())
-        for it in range(1, 1001):
+        for it in range(1, CG_MAX_ITER + 1):
             ap = a @ p
             step = rz / float((p * ap).sum())
             x += step * p
@@ -246,13 +268,19 @@ class _Solver:
             rz_new = float((r * z).sum())
             p = z + (rz_new / rz) * p
             rz = rz_new
-        raise RuntimeError("thermal CG did not converge in 1000 iterations; use solver='direct' or 'amg'.")
+        raise RuntimeError(f"thermal CG did not converge in {CG_MAX_ITER} iterations; use solver='direct' or 'amg'.")
 
     def solve(self, b: np.ndarray, x0: np.ndarray) -> np.ndarray:
         if self.method == "direct":
             return self._lu.solve(b)
         if self.method == "cg":
-            return self._pcg(b, x0)
+            try:
+                return self._pcg(b, x0)
+            except RuntimeError:
+                if not self._fallback:
+                    raise
+                self._setup("direct" if self.a.shape[0] <= DIRECT_MAX_UNKNOWNS else "amg")
+                return self.solve(b, x0)
         return self._ml.solve(b, x0=x0, tol=self.rtol, accel="cg", maxiter=200)
 
 
@@ -316,7 +344,7 @@ def simulate_exotherm(
     age_at_placement_s: float = 0.0,
     far_field_c: float = BODY_C,
     initial_temperature_c: float | np.ndarray | None = None,
-    film_w_m2k: float = np.inf,
+    film_w_m2k=np.inf,
     perfusion: bool = True,
     theta: float = 1.0,
     solver: str = "auto",
@@ -337,8 +365,7 @@ def simulate_exotherm(
     t_cem = rheology._check_temperature_c("cement_temperature_c", cement_temperature_c)
     far = rheology._check_temperature_c("far_field_c", far_field_c)
     check_range("age_at_placement_s", age_at_placement_s, 0.0, 1e5, "s")
-    if film_w_m2k != np.inf:
-        check_range("film_w_m2k", film_w_m2k, 0.0, 1e9, "W/(m^2 K)")
+    _films(film_w_m2k)
     lab = np.asarray(labels)
     k, rho_c, perf, phi_c = mix_properties(lab, cement_fraction, cement, table)
     shape, n = lab.shape, lab.size

@@ -1,0 +1,179 @@
+"""Cement figures and the two thermal validation cases of the reference (physics.md section 5, cases 3 and 5).
+
+Cases (geometry and conditions fixed here, before any comparison; see docs/cement.md for the sources of each number):
+
+- ``porcine_bolus_case``: a porcine-like lumbar body in a 37 C saline bath, ex vivo (no perfusion), one central cement
+  bolus. Compared with BMC Musculoskelet Disord 2011 12:116 (centre 68.1 +/- 3.4 C, 223 s above 45 C, cortices <= 42.4 C).
+- ``astm_mould_case``: an ISO 5833 / ASTM F451-type cylindrical specimen (60 mm diameter) in a closed mould at 23 C,
+  PTFE or PU foam, height 6 or 40 mm. Compared with the reported direction and size of the differences (~50 C mould,
+  ~75 C height).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vertaug.physics import rheology, thermal
+from vertaug.physics.thermal import LABEL_THERMAL, TissueThermal
+
+__all__ = [
+    "ThermalCase",
+    "porcine_bolus_case",
+    "astm_mould_case",
+    "run_case",
+    "plot_cure_curves",
+    "plot_probe_temperatures",
+]
+
+# Porcine lumbar body (typical dimensions, [M]): elliptic cylinder 36 (R) x 26 (A) x 24 (S) mm, 1 mm cortex
+PORCINE_BODY_MM = (36.0, 26.0, 24.0)
+PORCINE_CORTEX_MM = 1.0
+PORCINE_CANAL_RADIUS_MM = 7.0
+BATH_LAYER_MM = 6.0  # still saline between the specimen and the stirred 37 C bath (equivalent film k/d ~ 100 W/m2K)
+INJECTION_AGE_S = 180.0  # cement placed 3 min after the start of mixing [M]
+SALINE = TissueThermal("saline", 0.6, 4.18e6, 0.0, 1.0)
+# Mould test (ISO 5833 specimen 60 mm diameter); mould walls 10 mm; 3 mm still air outside (film ~ 9 W/m2K) [M]
+MOULD_DIAMETER_MM = 60.0
+MOULD_WALL_MM = 10.0
+AIR_LAYER_MM = 3.0
+AIR = TissueThermal("air", 0.026, 1.2 * 1005.0, 0.0, 1.0)
+MOULDS = {
+    "ptfe": TissueThermal("PTFE", 0.25, 2200.0 * 1000.0, 0.0, 0.0),
+    "pu_foam": TissueThermal("PU foam", 0.03, 40.0 * 1500.0, 0.0, 0.0),
+}
+CEMENT_OPEN = TissueThermal("cement cavity", 0.17, 1.54e6, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ThermalCase:
+    """Inputs of one simulate_exotherm run."""
+
+    name: str
+    labels: np.ndarray
+    spacing_m: tuple
+    cement_fraction: np.ndarray
+    probes: dict
+    table: dict
+    kwargs: dict
+
+    @property
+    def cement_volume_ml(self) -> float:
+        pore = np.array([self.table[int(x)].pore_fraction if int(x) in self.table else 0.0 for x in range(256)])
+        return float((self.cement_fraction * pore[self.labels]).sum() * np.prod(self.spacing_m) * 1e6)
+
+
+def porcine_bolus_case(cement_ml: float = 3.0, voxel_mm: float = 1.0, cement: rheology.Cement = rheology.LOW_VISCOSITY):
+    """Porcine-like vertebral body in a 37 C bath with a central spherical bolus of ``cement_ml`` (pore fraction 0.9)."""
+    h = voxel_mm
+    wr, wa, hs = PORCINE_BODY_MM
+    canal_d = 2 * PORCINE_CANAL_RADIUS_MM
+    nr = int(round((wr + 2 * BATH_LAYER_MM) / h))
+    na = int(round((wa + canal_d + 2 * BATH_LAYER_MM) / h))
+    ns = int(round((hs + 2 * BATH_LAYER_MM) / h))
+    x = (np.arange(nr) + 0.5) * h - nr * h / 2
+    y = (np.arange(na) + 0.5) * h - BATH_LAYER_MM - canal_d - wa / 2  # A: body centre at 0, canal posterior (-A)
+    z = (np.arange(ns) + 0.5) * h - ns * h / 2
+    X, Y, Z = np.meshgrid(x, y, z, indexing="ij")
+    ell = (X / (wr / 2)) ** 2 + (Y / (wa / 2)) ** 2
+    body = (ell <= 1.0) & (np.abs(Z) <= hs / 2)
+    inner = ((X / (wr / 2 - PORCINE_CORTEX_MM)) ** 2 + (Y / (wa / 2 - PORCINE_CORTEX_MM)) ** 2 <= 1.0) & (
+        np.abs(Z) <= hs / 2 - PORCINE_CORTEX_MM
+    )
+    labels = np.zeros(X.shape, np.uint8)
+    labels[body] = 2
+    labels[body & (np.abs(Z) > hs / 2 - PORCINE_CORTEX_MM) & ~inner] = 3
+    labels[inner] = 1
+    canal = (X**2 + (Y + wa / 2 + PORCINE_CANAL_RADIUS_MM) ** 2 <= PORCINE_CANAL_RADIUS_MM**2) & (np.abs(Z) <= hs / 2)
+    labels[canal & ~body] = 4
+    pore = LABEL_THERMAL[1].pore_fraction
+    radius = (3 * cement_ml / pore / (4 * np.pi)) ** (1 / 3) * 10.0  # mm
+    frac = ((X**2 + Y**2 + Z**2 <= radius**2) & (labels == 1)).astype(float)
+    ic, jc, kc = (int(np.argmin(np.abs(v))) for v in (x, y, z))
+    cortex_j = np.nonzero(labels[ic, :, kc] == 2)[0]
+    canal_j = np.nonzero(labels[ic, :, kc] == 4)[0]
+    probes = {
+        "core": (ic, jc, kc),
+        "anterior cortex": (ic, int(cortex_j.max()), kc),
+        "posterior cortex": (ic, int(cortex_j.min()), kc),
+        "canal": (ic, int(canal_j.max()), kc),
+    }
+    table = dict(LABEL_THERMAL)
+    table[0] = SALINE
+    spacing = (h * 1e-3,) * 3
+    kwargs = dict(cement=cement, cement_temperature_c=23.0, age_at_placement_s=INJECTION_AGE_S, far_field_c=37.0,
+                  perfusion=False)
+    return ThermalCase(f"porcine bolus {cement_ml:g} mL", labels, spacing, frac, probes, table, kwargs)
+
+
+def astm_mould_case(height_mm: float = 6.0, mould: str = "ptfe", voxel_mm: float = 1.0, cement=rheology.LOW_VISCOSITY):
+    """Quarter of a closed cylindrical mould (symmetry planes at -R and -A) with a 60 mm cement disc at 23 C."""
+    h = voxel_mm
+    rad = MOULD_DIAMETER_MM / 2
+    nr = int(round((rad + MOULD_WALL_MM + AIR_LAYER_MM) / h))
+    ns = int(round((height_mm + 2 * (MOULD_WALL_MM + AIR_LAYER_MM)) / h))
+    x = (np.arange(nr) + 0.5) * h
+    z = (np.arange(ns) + 0.5) * h - ns * h / 2
+    X, Y, Z = np.meshgrid(x, x, z, indexing="ij")
+    r = np.sqrt(X**2 + Y**2)
+    labels = np.zeros(X.shape, np.uint8)
+    labels[(r <= rad + MOULD_WALL_MM) & (np.abs(Z) <= height_mm / 2 + MOULD_WALL_MM)] = 1
+    spec = (r <= rad) & (np.abs(Z) <= height_mm / 2)
+    labels[spec] = 7
+    table = {0: AIR, 1: MOULDS[mould], 7: CEMENT_OPEN}
+    centre = np.zeros(X.shape, bool)
+    centre[0, 0, np.argsort(np.abs(z))[:2 if ns % 2 == 0 else 1]] = True
+    kwargs = dict(cement=cement, cement_temperature_c=23.0, age_at_placement_s=60.0, far_field_c=23.0,
+                  initial_temperature_c=23.0, perfusion=False, film_w_m2k=(0.0, np.inf, 0.0, np.inf, np.inf, np.inf))
+    return ThermalCase(f"mould {mould} {height_mm:g} mm", labels, (h * 1e-3,) * 3, spec.astype(float),
+                       {"centre": centre}, table, kwargs)
+
+
+def run_case(case: ThermalCase, t_end_s: float = 1800.0, dt_s: float = 1.0) -> thermal.ExothermResult:
+    return thermal.simulate_exotherm(case.labels, case.spacing_m, case.cement_fraction, t_end_s, dt_s,
+                                     probes=case.probes, table=case.table, **case.kwargs)
+
+
+def plot_cure_curves(path, t_end_s: float = 3600.0, temperatures_c=(23.0, 37.0)):
+    """alpha and viscosity (shear 1/s) vs time since mixing, both presets, isothermal at each temperature."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_a, ax_mu) = plt.subplots(1, 2, figsize=(10, 4))
+    for cement, colour in ((rheology.LOW_VISCOSITY, "tab:blue"), (rheology.HIGH_VISCOSITY, "tab:red")):
+        for temp, style in zip(temperatures_c, ("--", "-")):
+            res = rheology.cure_0d(cement, t_end_s, "isothermal", temperature_c=temp)
+            label = f"{cement.name} viscosity, {temp:g} C"
+            ax_a.plot(res.t_s / 60, res.alpha, style, color=colour, label=label)
+            ax_mu.semilogy(res.t_s / 60, res.viscosity_pa_s, style, color=colour, label=label)
+    ax_mu.axhline(rheology.WORKING_LIMIT_PA_S, color="grey", lw=0.8)
+    ax_a.set(xlabel="time since mixing (min)", ylabel="degree of cure alpha", title="Cure (Li 2003 kinetics)")
+    ax_mu.set(xlabel="time since mixing (min)", ylabel="viscosity at 1/s (Pa s)", title="Viscosity")
+    ax_a.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_probe_temperatures(result: thermal.ExothermResult, path, title: str = ""):
+    """Temperature vs time at each probe of an exotherm result."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, series in result.probe_temperature_c.items():
+        ax.plot(result.t_s / 60, series, label=name)
+    ax.axhline(45.0, color="grey", lw=0.8, ls=":")
+    ax.axhline(50.0, color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="time since placement (min)", ylabel="temperature (C)", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
