@@ -224,7 +224,7 @@ def test_cylinder_tube_and_ellipsoid_chords():
 
 
 def test_voxel_sphere_projection_matches_analytic_chord():
-    grid = fluoro.OverlayGrid(np.diag([0.5, 0.5, 0.5, 1.0]) @ _shift(-30, -30, -30), (120, 120, 120))
+    grid = fluoro.OverlayGrid(_shift(-30, -30, -30) @ np.diag([0.5, 0.5, 0.5, 1.0]), (120, 120, 120))
     e = fluoro.Ellipsoid((0.2, -0.3, 0.1), (8.0, 8.0, 8.0))
     f = fluoro.ellipsoid_fraction(grid, e, supersample=3)
     assert f.sum() * grid.voxel_volume_ml == pytest.approx(e.volume_ml, rel=0.005)
@@ -253,7 +253,7 @@ def _small_ct():
     hu = np.full((60, 50, 60), -1000.0, dtype=np.float32)
     hu[5:55, 5:45, :] = 0.0
     hu[25:35, 20:30, :] = 700.0
-    aff = np.diag([2.0, 2.0, 2.0, 1.0]) @ _shift(-59, -49, -59)
+    aff = _shift(-59, -49, -59) @ np.diag([2.0, 2.0, 2.0, 1.0])
     return Volume(hu, aff, "phantom")
 
 

@@ -298,7 +298,7 @@ def project_volume(data: np.ndarray, affine_mm: np.ndarray, rays: Rays) -> np.nd
     step = 1.0 / np.abs(dm)  # mm per plane
     if rays.parallel_axis is not None and np.allclose(d[:, [a, b]], 0.0, atol=1e-12):
         summed = data.sum(axis=m, dtype=np.float64)
-        vals = ndimage.map_coordinates(summed, [o[:, a], o[:, b]], order=1, mode="constant", cval=0.0)
+        vals = ndimage.map_coordinates(summed, [o[:, a], o[:, b]], order=1, mode="grid-constant", cval=0.0)
         out[hit] = vals * step
         return out.reshape(rays.shape)
     acc = np.zeros(o.shape[0], dtype=np.float64)
@@ -310,7 +310,7 @@ def project_volume(data: np.ndarray, affine_mm: np.ndarray, rays: Rays) -> np.nd
         if not sel.any():
             continue
         sl = np.take(data, k, axis=m)
-        acc[sel] += ndimage.map_coordinates(sl, [ca[sel], cb[sel]], order=1, mode="constant", cval=0.0)
+        acc[sel] += ndimage.map_coordinates(sl, [ca[sel], cb[sel]], order=1, mode="grid-constant", cval=0.0)
     out[hit] = acc * step
     return out.reshape(rays.shape)
 

@@ -9,7 +9,7 @@ conserved, as in balloon compaction), so its extra line integral is
 with f_c, f_b the cement and balloon volume fractions on the overlay grid (the voxel model's grid, or the CT grid),
 chord_steel the exact length of the ray inside the cannula wall, mu_w = mu_water. The frame shows
 g = 1 - clip((L - lo) / (hi - lo), 0, 1): a log-transformed detector signal with dense = dark, as fluoroscopy
-monitors show it, after the display equalisation below; (lo, hi) are the 2nd and 98th percentiles of the equalised plain
+monitors show it, after the display equalisation below; (lo, hi) are the 5th and 99.8th percentiles of the equalised plain
 DRR (L > 0.2) of that view, fixed for all frames of a procedure so that the frames compare. Cement outside ``body_mask`` (a leak) is projected on its own and
 outlined in red where its projected thickness exceeds ``LEAK_OUTLINE_MM``.
 
@@ -71,7 +71,7 @@ CANNULA_INNER_MM = 2.388
 LEAK_OUTLINE_MM = 0.3
 LEAK_RGB = (255, 40, 40)
 #: Display window percentiles of the plain DRR, over pixels with L > WINDOW_MIN_L (inside the patient).
-WINDOW_PERCENTILES = (2.0, 98.0)
+WINDOW_PERCENTILES = (5.0, 99.8)
 WINDOW_MIN_L = 0.2
 #: Display equalisation (dynamic-range compression, as fluoroscopy/radiography image processing does): the shown
 #: signal is L - EQUALIZE_STRENGTH * G_sigma(L_plain), G a Gaussian of EQUALIZE_SIGMA_MM; it flattens the slow
@@ -174,7 +174,7 @@ def drr_line_integral(ct: Volume, geometry: Geometry, energy_kev: float = EFFECT
 
 def _window(shown: np.ndarray, plain: np.ndarray) -> tuple[float, float]:
     """Percentile window of the shown signal over the pixels where the plain DRR is inside the patient."""
-    vals = shown[plain > WINDOW_MIN_L]
+    vals = shown[(plain > WINDOW_MIN_L) & np.isfinite(shown)]
     if vals.size < 10:
         return float(shown.min()), max(float(shown.max()), float(shown.min()) + 1e-3)
     lo, hi = np.percentile(vals, WINDOW_PERCENTILES)
@@ -182,10 +182,16 @@ def _window(shown: np.ndarray, plain: np.ndarray) -> tuple[float, float]:
 
 
 def _background(base: np.ndarray, pixel_mm: float, strength: float = EQUALIZE_STRENGTH) -> np.ndarray:
-    """The slowly varying part subtracted for display: strength x Gaussian(base, EQUALIZE_SIGMA_MM)."""
+    """The slowly varying part subtracted for display: strength x Gaussian(base, EQUALIZE_SIGMA_MM), averaged over
+    the pixels inside the patient (L > WINDOW_MIN_L); +inf outside, so that air shows white."""
     if strength <= 0:
         return np.zeros_like(base)
-    return strength * ndimage.gaussian_filter(base, EQUALIZE_SIGMA_MM / pixel_mm, mode="nearest")
+    # normalised convolution over the patient only, so that air and the field edge do not pull it down at the skin
+    inside = (base > WINDOW_MIN_L).astype(np.float64)
+    sig = EQUALIZE_SIGMA_MM / pixel_mm
+    num = ndimage.gaussian_filter(base * inside, sig, mode="nearest")
+    den = ndimage.gaussian_filter(inside, sig, mode="nearest")
+    return np.where(inside > 0, strength * num / np.maximum(den, 1e-6), np.inf)
 
 
 def display_gray(line_integral: np.ndarray, window: tuple[float, float]) -> np.ndarray:
@@ -406,7 +412,7 @@ def write_drr_png(ct: Volume, path: str | Path, energy_kev: float = EFFECTIVE_EN
     from .figures import _plt
 
     plt = _plt()
-    ext = np.abs(ct.affine_mm[:3, :3]) @ (np.asarray(ct.shape, dtype=float))
+    ext = np.abs(ct.affine_mm[:3, :3]) @ (np.asarray(ct.shape, dtype=float) - 2.0)  # a voxel inside each face
     centre = ct.affine_mm[:3, :3] @ ((np.asarray(ct.shape, dtype=float) - 1) / 2) + ct.affine_mm[:3, 3]
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.5), dpi=110)
     for ax, view, size in ((axes[0], "lateral", (ext[1], ext[2])), (axes[1], "ap", (ext[0], ext[2]))):
