@@ -91,6 +91,8 @@ def test_energy_balance_closes(kwargs):
     assert res.energy_balance_error_rel < 1e-6
     assert res.probe_temperature_c["core"].max() > 40.0
     assert np.isfinite(res.canal_wall_peak_c)
+    assert res.peak_by_label_c[4] == pytest.approx(res.canal_wall_peak_c)  # the canal's hottest voxel is on its wall
+    assert res.notes == ()
 
 
 def test_insulated_cement_block_matches_0d_adiabatic():
@@ -141,5 +143,49 @@ def test_bad_inputs_raise():
         thermal.simulate_exotherm(lab, (-1e-3, 1e-3, 1e-3), frac, 10.0)
     with pytest.raises(InvalidValueError, match="outside"):
         thermal.simulate_exotherm(lab, (1e-3,) * 3, frac * 2, 10.0)
+    with pytest.raises(ParameterError, match="cement_ml"):
+        from vertaug.report import figures_cement as fc
+
+        fc.porcine_bolus_case(cement_ml=-2.0)
     with pytest.raises(InvalidValueError, match="probe"):
         thermal.simulate_exotherm(lab, (1e-3,) * 3, frac, 10.0, probes={"x": (9, 0, 0)})
+
+
+# --- validation cases (coarse versions of docs/cement.md section 7; the 1 mm numbers come from the benchmark) ---
+
+
+@pytest.mark.slow
+def test_porcine_bolus_directions_coarse():
+    """Porcine-like body, 3 mL central bolus, 2 mm voxels. Published: centre 68.1 +/- 3.4 C, cortices <= 42.4 C.
+
+    Asserted: what the model must get right whatever the kinetics (hot core, cortex well below core, energy closed).
+    The core peak is printed, not asserted against 68.1 C: the model overshoots it (see docs/cement.md section 7).
+    """
+    from vertaug.report import figures_cement as fc
+
+    case = fc.porcine_bolus_case(3.0, voxel_mm=2.0)
+    res = fc.run_case(case, 1800.0, 2.0)
+    core = res.probe_temperature_c["core"].max()
+    cortex = max(res.probe_temperature_c["anterior cortex"].max(), res.probe_temperature_c["posterior cortex"].max())
+    print(f"coarse porcine: core {core:.1f} C, >45 C {res.probe_time_above_c('core', 45.0):.0f} s, cortex {cortex:.1f} C,"
+          f" canal wall {res.canal_wall_peak_c:.1f} C, energy error {res.energy_balance_error_rel:.1e}")
+    assert res.energy_balance_error_rel < 1e-6
+    assert core > 60.0
+    assert cortex < 45.0
+    assert res.canal_wall_peak_c < cortex + 1.0
+
+
+@pytest.mark.slow
+def test_mould_material_and_height_directions_coarse():
+    """ASTM F451-type mould, 2 mm in-plane voxels: insulating foam and a thicker specimen both run hotter."""
+    from vertaug.report import figures_cement as fc
+
+    peaks = {}
+    for height, mould in ((6.0, "ptfe"), (6.0, "pu_foam"), (40.0, "ptfe")):
+        case = fc.astm_mould_case(height, mould, voxel_mm=2.0)
+        res = fc.run_case(case, 3600.0, 4.0)
+        peaks[(height, mould)] = res.probe_temperature_c["centre"].max()
+        assert res.energy_balance_error_rel < 1e-6
+    print(f"coarse moulds: {peaks}")
+    assert peaks[(6.0, "pu_foam")] > peaks[(6.0, "ptfe")] + 10.0
+    assert peaks[(40.0, "ptfe")] > peaks[(6.0, "ptfe")] + 10.0

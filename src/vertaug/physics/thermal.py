@@ -21,6 +21,7 @@ Heat equation (per voxel, finite volume, 7-point stencil)::
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -47,6 +48,7 @@ KELVIN = 273.15
 BODY_C = 37.0
 BLOOD_RHO_C_J_M3K = 1050.0 * 3617.0  # IT'IS blood [M]
 CG_MAX_COND = 1.0e4  # "auto": Jacobi-PCG when the diagonal-dominance bound on cond(A) is below this
+ENERGY_TOL_REL = 1e-6  # every run checks released = stored + conducted + perfused to this relative error
 CG_MAX_ITER = 300  # "auto" falls back to direct/AMG if PCG needs more
 DIRECT_MAX_UNKNOWNS = 60_000  # above this, pyamg (a 3-D LU fills in too much; ../shared/reference/numerics.md)
 
@@ -97,6 +99,7 @@ class ExothermResult:
     perfused_j: float
     energy_balance_error_rel: float
     solver: str
+    peak_by_label_c: dict = field(default_factory=dict)
     notes: tuple = field(default=())
 
     def probe_time_above_c(self, name: str, threshold_c: float) -> float:
@@ -446,6 +449,11 @@ def simulate_exotherm(
     else:
         wall_peak = wall_50 = float("nan")
         notes.append("no canal (label 4) voxel: canal-wall metrics are NaN")
+    if not err <= ENERGY_TOL_REL:
+        msg = f"energy balance error {err:.1e} exceeds {ENERGY_TOL_REL:g} (linear solver tolerance too loose?)"
+        notes.append(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    peaks = {int(v): float(dmg.peak_temperature_c[lab.ravel() == v].max()) for v in np.unique(lab)}
     alpha_field = np.zeros(n)
     alpha_field[cem_idx] = alpha
     return ExothermResult(
@@ -466,5 +474,6 @@ def simulate_exotherm(
         perfused_j=perfused,
         energy_balance_error_rel=float(err),
         solver=lin.method,
+        peak_by_label_c=peaks,
         notes=tuple(notes),
     )

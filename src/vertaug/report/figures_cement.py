@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vertaug.errors import ParameterError, check_range
 from vertaug.physics import rheology, thermal
 from vertaug.physics.thermal import LABEL_THERMAL, TissueThermal
 
@@ -66,7 +67,8 @@ class ThermalCase:
 
 def porcine_bolus_case(cement_ml: float = 3.0, voxel_mm: float = 1.0, cement: rheology.Cement = rheology.LOW_VISCOSITY):
     """Porcine-like vertebral body in a 37 C bath with a central spherical bolus of ``cement_ml`` (pore fraction 0.9)."""
-    h = voxel_mm
+    check_range("cement_ml", cement_ml, 0.05, 8.0, "mL", "give a positive bolus volume that fits the body (<= 8 mL).")
+    h = check_range("voxel_mm", voxel_mm, 0.1, 4.0, "mm")
     wr, wa, hs = PORCINE_BODY_MM
     canal_d = 2 * PORCINE_CANAL_RADIUS_MM
     nr = int(round((wr + 2 * BATH_LAYER_MM) / h))
@@ -109,7 +111,10 @@ def porcine_bolus_case(cement_ml: float = 3.0, voxel_mm: float = 1.0, cement: rh
 
 def astm_mould_case(height_mm: float = 6.0, mould: str = "ptfe", voxel_mm: float = 1.0, cement=rheology.LOW_VISCOSITY):
     """Quarter of a closed cylindrical mould (symmetry planes at -R and -A) with a 60 mm cement disc at 23 C."""
-    h = voxel_mm
+    check_range("height_mm", height_mm, 1.0, 100.0, "mm")
+    if mould not in MOULDS:
+        raise ParameterError(f"mould={mould!r} is unknown.", f"use one of {sorted(MOULDS)}.")
+    h = check_range("voxel_mm", voxel_mm, 0.1, 4.0, "mm")
     rad = MOULD_DIAMETER_MM / 2
     nr = int(round((rad + MOULD_WALL_MM + AIR_LAYER_MM) / h))
     ns = int(round((height_mm + 2 * (MOULD_WALL_MM + AIR_LAYER_MM)) / h))
