@@ -174,5 +174,29 @@ def cohort(
         _fail(exc)
 
 
+@app.command()
+def validate(
+    quick: bool = typer.Option(False, "--quick", help="Coarser voxels and longer time steps (under 2 min; run in CI)."),
+    out: Path = typer.Option(Path("vertaug-validation"), "--out", help="Folder for validation.json, .md and .html."),
+    case: Optional[list[str]] = typer.Option(None, "--case", help="Run only this case (repeatable; default all)."),
+    docs: Optional[Path] = typer.Option(None, "--docs", help="Also write the generated docs page "
+                                        "(docs/validation.md: case list and this run's table) to this path."),
+) -> None:
+    """Rerun every published experiment we model and compare with the published figures (docs/validation.md)."""
+    from .validate.run import print_table, render_docs, run_validation, write_outputs
+
+    try:
+        records = run_validation(quick=quick, names=case or None,
+                                 progress=lambda name: err_console.print(f"running {name}"))
+    except InputError as exc:
+        _fail(exc)
+    print_table(records, console)
+    paths = write_outputs(records, out, quick)
+    console.print(f"wrote {paths['json']}, {paths['md']}, {paths['html']}")
+    if docs is not None:
+        docs.write_text(render_docs(records, quick))
+        console.print(f"wrote {docs}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
