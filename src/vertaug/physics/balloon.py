@@ -1,0 +1,577 @@
+"""Balloon tamp (kyphoplasty): cavity growth in crushable trabecular bone, compacted shell, endplate lift, deflation.
+
+A quasi-static, voxel-by-voxel model: the balloon is a membrane at a uniform gauge pressure ``p``; the volume grows
+in steps of whole voxels (volume-controlled up to ``volume_ml`` per balloon, or pressure-controlled up to
+``max_pressure_pa``), never above the device's rated pressure. Height axis = array axis 2 (canonical RAS+ grid).
+
+Equations and choices (docs/kyphoplasty.md holds the same with the numbers measured):
+
+1. Crushing (cavity growth). Trabecular bone is a crushable foam: under a compressive stress above its yield
+   stress it collapses at a nearly constant stress (the plateau) until it densifies (Gibson & Ashby, Cellular
+   Solids [M]). A balloon in such a foam advances its front where
+
+       p >= sigma_y(voxel)                                                     (crushable-foam cavity expansion [D])
+
+   with sigma_y from the voxel's density (model/materials.py: Morgan 2003 E x 0.77 % yield strain, or Kopperdahl
+   2002). No geometric amplification is applied: for a crushable foam (plastic Poisson ratio ~0) the crushed zone
+   stays at the front, unlike Hill's cavity expansion in a dense plastic solid (p ~ 2-3 sigma_y) [M]. Each step
+   the balloon pressure is the smallest yield stress on the front, p_crush = min_front sigma_y; the front voxels
+   with sigma_y <= p_crush (1 + PRESSURE_TOLERANCE) are crushed, nearest to a balloon's centre first (the membrane
+   keeps the cavity compact; among equal yields the cavity grows as a sphere), so the cavity grows along weak bone
+   (invasion-percolation order). Only trabecular voxels (label 1) crush; the cortex and endplates (smeared tissue
+   yield = shell fraction x 134 MPa, tens of MPa) are walls at any device pressure, veins and defects are not
+   entered by the membrane. The P-V curve therefore has a plateau at the yield stress of the bone at the front,
+   and rises when the front meets denser bone or the walls.
+
+2. Compacted shell (mass conservation). The bone of the crushed voxels, M = sum BV/TV_i V_vox, is pushed into the
+   trabecular voxels that border the final cavity:
+
+       BV/TV' = compacted_bvtv(BV/TV, V_before / V_after)      with  sum_shell (BV/TV' - BV/TV) V_vox = M
+
+   spread evenly (the same increment per voxel), capped at fully dense bone; what does not fit goes one layer
+   further. The shell's permeability, modulus and yield follow from BV/TV' through the same laws
+   (properties_from_bvtv), its HU from the inverse of the HU chain (so rebuilding materials from HU gives the same
+   shell). During growth the front cost is the yield of the *virgin* bone ahead of the shell: the densified shell
+   is carried outwards with the front (foam compaction), it is not re-crushed.
+
+3. Endplate lift (fracture reduction). Fragment = the columns of the body (along the height axis) whose height is
+   below the reference height H_ref (the posterior height at 15 % of the AP depth, the Genant reference of a
+   wedge/biconcave fracture) by at least one voxel; lifted only when the level is fractured (Genant grade >= 1 in
+   the model's morphometry, or ``fractured=True``). The fragment is a rigid plate loaded by a preload F_res
+   (default 100 N: cadaver reduction studies reduce under a constant 100 N load, Rotter 2015 Clin Biomech and
+   Spine J 2022;22:2072 [V: abstracts]). The balloon touches the plate over A_c (cavity voxels directly under
+   an endplate voxel of the fragment, x h^2) and lifts it when
+
+       p_lift = F_res / A_c  <=  p_crush          (the balloon takes the path of least pressure)
+
+   and p_lift <= the pressure limit. A lift step raises every fragment column that is still below H_ref by one
+   voxel (a rigid plate stops column by column at the intact plane: no over-correction): the column content above
+   the insertion point moves up one voxel (endplate, disc, the spine above), and the voxel opened below the
+   endplate becomes cavity (or, in a cortical-wall column, cortex: the buckled wall is straightened). The volume
+   of a lift step is the number of opened interior voxels x V_vox and is part of the balloon volume.
+
+4. Deflation (elastic recoil). The plastic part of the lift (crushed, re-positioned bone) stays; the elastic part
+   is recovered when the balloon pressure is released. The preload then rests on the bone columns of the fragment
+   that run continuously from the inferior endplate to the lifted superior endplate (not over the cavity); the
+   recoil is their elastic shortening under F_res:
+
+       delta_recoil = F_res / K_support,   K_support = sum_columns E_col A_col / H_col,
+       1 / E_col = mean over the column of 1 / E_voxel  (voxels in series)
+
+   rounded to whole voxels (the grid cannot hold less). With no supporting column the fragment falls back fully
+   (delta_recoil = the whole lift). The cavity stays open (its walls are compacted bone).
+
+Device limits (input, with documented defaults): rated pressure DEVICE_MAX_PRESSURE_PSI = 400 psi (2.76 MPa),
+hard upper bound 700 psi (reference/clinical.md: device max ~300-700 psi [M], not verified); nominal balloon volume
+BALLOON_MAX_ML = 4.0 mL per balloon [M] (a 15-20 mm balloon); deflated balloon and cannula radius SEED_RADIUS_MM
+= 1.5 mm (11 G cannula, outer 3.05 mm). Cadaver figures to compare with (reference/physics.md section 4, [V]):
+2.95 +/- 0.18 mL at 122.7 +/- 27.9 psi (0.85 MPa); clinical 175 +/- 37 psi. Nothing here is tuned to them.
+
+Not modelled: balloon membrane elasticity and shape (the cavity is grown from a sphere seed), cleft or defect
+voxels as free space for the membrane, lift of the inferior endplate, viscous or rate effects in bone, damage of
+the bone outside the crushed voxels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy import ndimage
+
+from vertaug.errors import ParameterError, check_range
+from vertaug.model.materials import (
+    BVTV_FLOOR,
+    TISSUE_DENSITY_KG_M3,
+    bmd_from_apparent_density_mg_cm3,
+    bmd_to_hu,
+    compacted_bvtv,
+)
+
+__all__ = [
+    "BALLOON_MAX_ML",
+    "DEVICE_MAX_PRESSURE_PA",
+    "DEVICE_HARD_LIMIT_PA",
+    "PSI_PA",
+    "BalloonResult",
+    "body_heights_mm",
+    "inflate",
+]
+
+PSI_PA = 6894.757293168
+DEVICE_MAX_PRESSURE_PSI = 400.0  # rated pressure of a balloon tamp, default; reference/clinical.md range 300-700 psi [M]
+DEVICE_MAX_PRESSURE_PA = DEVICE_MAX_PRESSURE_PSI * PSI_PA
+DEVICE_HARD_LIMIT_PA = 700.0 * PSI_PA  # upper end of the [M] range: no device setting above it is accepted
+BALLOON_MAX_ML = 4.0  # nominal volume of one balloon [M]
+SEED_RADIUS_MM = 1.5  # deflated balloon / 11 G cannula radius [M]
+PRESET_PRELOAD_N = 100.0  # axial load held during cadaver reduction (Rotter 2015; Spine J 2022 35753638) [V]
+PRESSURE_TOLERANCE = 0.05  # front voxels within 5 % of the lowest yield crush in the same step (numerical choice)
+DISTANCE_BAND_VOX = 1.0  # ... and within one voxel of the nearest such voxel to a balloon centre (compact growth)
+FLUID_HU = 40.0  # HU given to the fluid-filled cavity (blood / saline ~ 40 HU [M])
+REFERENCE_POSITION = 0.15  # posterior height at 15 % of the AP depth (morphometry.MEASUREMENT_POSITIONS)
+HEIGHT_POSITIONS = {"posterior": 0.15, "middle": 0.50, "anterior": 0.85}
+HEIGHT_BAND_MM = 3.0  # heights averaged over columns within +/- 3 mm of the mid-sagittal plane
+
+TRAB, CORTEX, ENDPLATE, CANAL, BVF, SEG, DEFECT, DISC = 1, 2, 3, 4, 5, 6, 7, 8
+BODY_LABELS = (TRAB, CORTEX, ENDPLATE, BVF, SEG, DEFECT)
+
+
+@dataclass(frozen=True, eq=False)
+class BalloonResult:
+    """Inflation history and the models at full inflation and after deflation (SI; mL/mm where named)."""
+
+    volume_ml: np.ndarray  # total balloon volume (all balloons) per step
+    pressure_pa: np.ndarray  # balloon gauge pressure per step
+    lift_mm: np.ndarray  # largest endplate lift so far per step
+    contact_area_mm2: np.ndarray  # balloon-on-fragment contact area per step
+    action: tuple[str, ...]  # 'seed' | 'crush' | 'lift' per step
+    cavity_inflated: np.ndarray  # bool, cavity at full inflation
+    cavity: np.ndarray  # bool, cavity after deflation (on the deflated grid)
+    shell: np.ndarray  # bool, trabecular voxels whose BV/TV was raised by compaction
+    lift_columns_vox: np.ndarray  # int (nx, ny): lift per column at full inflation, voxels
+    labels_inflated: np.ndarray
+    labels: np.ndarray  # after deflation
+    hu: np.ndarray  # after deflation (cavity fluid, shell HU from the compacted BV/TV)
+    bvtv: np.ndarray  # after deflation
+    posterior_mask: np.ndarray
+    crushed_bone_m3: float  # bone tissue volume pushed out of the cavity (sum BV/TV V_vox)
+    shell_gain_m3: float  # bone tissue volume added to the shell
+    mass_balance_error: float  # |crushed - shell gain| / crushed (0 when nothing crushed)
+    recoil_mm: float  # elastic recoil on deflation (before rounding to voxels)
+    recoil_vox: int
+    n_balloons: int
+    stop_reason: str
+    fractured: bool
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def final_pressure_pa(self) -> float:
+        return float(self.pressure_pa[-1])
+
+    @property
+    def final_volume_ml(self) -> float:
+        return float(self.volume_ml[-1])
+
+
+# ------------------------------------------------------------------------------------------------- measurements
+
+
+def _body(labels: np.ndarray) -> np.ndarray:
+    return np.isin(labels, BODY_LABELS)
+
+
+def _column_heights_vox(body: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column (x, y): bottom and top z index of the body and the height in voxels (0 where no body)."""
+    nz = body.shape[2]
+    any_ = body.any(axis=2)
+    top = np.where(any_, nz - 1 - np.argmax(body[:, :, ::-1], axis=2), -1)
+    bot = np.where(any_, np.argmax(body, axis=2), 0)
+    return bot, top, np.where(any_, top - bot + 1, 0)
+
+
+def _ap_frame(body: np.ndarray):
+    """Posterior and anterior y index of the body and the mid-sagittal x (phantoms and canonical CT: y anterior)."""
+    foot = body.any(axis=2)
+    ys = np.nonzero(foot.any(axis=0))[0]
+    xs = np.nonzero(foot.any(axis=1))[0]
+    return float(ys.min()), float(ys.max()), 0.5 * (xs.min() + xs.max())
+
+
+def body_heights_mm(labels: np.ndarray, spacing_m) -> dict[str, float]:
+    """Anterior, middle, posterior body heights (mm) by columns along axis 2, as morphometry measures them.
+
+    Height of a column = (top - bottom + 1) x h over the body labels; averaged over the columns within
+    +/- HEIGHT_BAND_MM of the mid-sagittal plane at 15 / 50 / 85 % of the AP depth (+/- half a voxel).
+    """
+    h_mm = float(spacing_m[2]) * 1e3
+    body = _body(labels)
+    if not body.any():
+        return {f"height_{k}_mm": float("nan") for k in HEIGHT_POSITIONS}
+    _, _, hc = _column_heights_vox(body)
+    y0, y1, xm = _ap_frame(body)
+    band = max(1, int(round(HEIGHT_BAND_MM / (float(spacing_m[0]) * 1e3))))
+    xs = slice(max(0, int(round(xm)) - band), int(round(xm)) + band + 1)
+    out = {}
+    for name, u in HEIGHT_POSITIONS.items():
+        y = int(round(y0 + u * (y1 - y0)))
+        col = hc[xs, y]
+        col = col[col > 0]
+        out[f"height_{name}_mm"] = float(col.mean() * h_mm) if col.size else float("nan")
+    return out
+
+
+def wedge_angle_deg(heights: dict[str, float], labels: np.ndarray, spacing_m) -> float:
+    """Wedge angle from the anterior and posterior heights over 70 % of the AP depth (degrees)."""
+    y0, y1, _ = _ap_frame(_body(labels))
+    depth_mm = (y1 - y0 + 1) * float(spacing_m[1]) * 1e3
+    dh = heights["height_posterior_mm"] - heights["height_anterior_mm"]
+    return float(np.degrees(np.arctan2(dh, 0.7 * depth_mm)))
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def _seed(labels: np.ndarray, tips_ijk: list, radius_vox: float) -> np.ndarray:
+    g = np.ogrid[tuple(slice(0, s) for s in labels.shape)]
+    seed = np.zeros(labels.shape, bool)
+    for t in tips_ijk:
+        d2 = sum((gi - float(c)) ** 2 for gi, c in zip(g, t))
+        seed |= d2 <= max(radius_vox, 0.5) ** 2
+    return seed & (labels == TRAB)
+
+
+def _fragment(labels: np.ndarray, fractured: bool) -> tuple[np.ndarray, int]:
+    """Depression per column (voxels below H_ref; 0 outside the fragment) and H_ref in voxels."""
+    body = _body(labels)
+    _, _, hc = _column_heights_vox(body)
+    y0, y1, _ = _ap_frame(body)
+    y_ref = int(round(y0 + REFERENCE_POSITION * (y1 - y0)))
+    ref_cols = hc[:, y_ref]
+    ref_cols = ref_cols[ref_cols > 0]
+    h_ref = int(np.median(ref_cols)) if ref_cols.size else 0
+    depression = np.where(hc > 0, np.maximum(h_ref - hc, 0), 0)
+    if not fractured:
+        depression[:] = 0
+    return depression.astype(int), h_ref
+
+
+def _top_endplate_insert(labels: np.ndarray, i: int, j: int) -> int | None:
+    """z index just below the superior endplate of column (i, j) (where a lift opens a voxel); None if no body."""
+    col = labels[i, j]
+    body = np.isin(col, BODY_LABELS)
+    if not body.any():
+        return None
+    z = int(np.nonzero(body)[0].max())
+    while z > 0 and col[z] == ENDPLATE:
+        z -= 1
+    return z + 1
+
+
+def _lift_step(st: dict, depression, lifted) -> int:
+    """Raise every fragment column still below H_ref by one voxel. Returns the number of opened cavity voxels.
+
+    ``st`` holds the state arrays (labels, hu, post, cavity, bvtv, E, yield); all move with the column.
+    """
+    labels = st["labels"]
+    nz = labels.shape[2]
+    opened = 0
+    for i, j in np.argwhere(depression - lifted > 0):
+        z_ins = _top_endplate_insert(labels, i, j)
+        if z_ins is None or z_ins < 1 or z_ins >= nz - 1:
+            continue
+        if labels[i, j, nz - 1] in BODY_LABELS:
+            raise ParameterError("The endplate lift reaches the top of the model grid.",
+                                 "build the model with a larger margin above the level.")
+        below = int(labels[i, j, z_ins - 1])
+        for arr in st.values():
+            arr[i, j, z_ins + 1:] = arr[i, j, z_ins:-1].copy()
+        if below in (CORTEX, BVF, SEG):  # a cortical wall column: the wall is straightened, not opened
+            for arr in st.values():
+                arr[i, j, z_ins] = arr[i, j, z_ins - 1]
+            labels[i, j, z_ins] = CORTEX
+            st["cavity"][i, j, z_ins] = False
+            st["gap"][i, j, z_ins] = False
+        else:
+            labels[i, j, z_ins] = DEFECT
+            st["hu"][i, j, z_ins] = FLUID_HU
+            st["cavity"][i, j, z_ins] = True
+            st["gap"][i, j, z_ins] = True
+            st["bvtv"][i, j, z_ins] = 0.0
+            st["E"][i, j, z_ins] = 0.0
+            st["yield"][i, j, z_ins] = 0.0
+            opened += 1
+        st["post"][i, j, z_ins] = False
+        lifted[i, j] += 1
+    return opened
+
+
+def _open(st: dict, sel: np.ndarray) -> None:
+    """Make the voxels ``sel`` cavity: fluid-filled void (label 7), no bone."""
+    st["cavity"][sel] = True
+    st["labels"][sel] = DEFECT
+    st["hu"][sel] = FLUID_HU
+    st["bvtv"][sel] = 0.0
+    st["E"][sel] = 0.0
+    st["yield"][sel] = 0.0
+
+
+def _contact_columns(st: dict, depression, lifted) -> np.ndarray:
+    """Fragment columns where the balloon touches the plate: the run of cavity voxels right under the superior
+    endplate holds a crushed (balloon) voxel, not only opened gap. Bool (nx, ny)."""
+    labels, cavity, gap = st["labels"], st["cavity"], st["gap"]
+    out = np.zeros(depression.shape, bool)
+    if not np.any(depression - lifted > 0):
+        return out
+    for i, j in np.argwhere(depression > 0):
+        z = _top_endplate_insert(labels, i, j)
+        if z is None:
+            continue
+        z -= 1
+        while z >= 0 and cavity[i, j, z]:
+            if not gap[i, j, z]:
+                out[i, j] = True
+                break
+            z -= 1
+    return out
+
+
+def _spread_shell(labels, bvtv, cavity, mass_m3, vvox, max_layers=8):
+    """Distribute the crushed bone over the trabecular voxels around the cavity (mass conserved, cap 1)."""
+    new = bvtv.astype(float).copy()
+    shell = np.zeros(labels.shape, bool)
+    left = float(mass_m3)
+    inside = cavity.copy()
+    for _ in range(max_layers):
+        if left <= 0:
+            break
+        layer = ndimage.binary_dilation(inside) & ~inside & (labels == TRAB)
+        if not layer.any():
+            break
+        b = np.maximum(new[layer], BVTV_FLOOR)
+        room = (1.0 - b) * vvox
+        inc = min(left / (layer.sum() * vvox), 1.0)
+        target = np.minimum(b + inc, 1.0)
+        new[layer] = compacted_bvtv(b, target / b)
+        gained = float(np.minimum(inc * vvox, room).sum())
+        left -= gained
+        shell |= layer
+        inside |= layer
+    return new, shell, float(mass_m3) - left
+
+
+def _hu_from_bvtv(bvtv: np.ndarray, calibration, density_law: str) -> np.ndarray:
+    rho = bvtv * TISSUE_DENSITY_KG_M3
+    bmd = bmd_from_apparent_density_mg_cm3(rho, density_law=density_law)
+    return bmd_to_hu(bmd, calibration)
+
+
+def _recoil(labels, E_pa, cavity, depression, lifted, spacing_m, preload_n):
+    """Elastic recoil of the lifted fragment under the preload (see module docstring, item 4), in m."""
+    cols = np.argwhere(lifted > 0)
+    if cols.size == 0:
+        return 0.0
+    h = spacing_m
+    a_col = h[0] * h[1]
+    k_sum = 0.0
+    for i, j in cols:
+        body = np.isin(labels[i, j], BODY_LABELS)
+        if cavity[i, j].any() or (labels[i, j] == DEFECT).any():
+            continue  # not continuous bone
+        e = E_pa[i, j][body].astype(float)
+        if e.size == 0 or np.any(e <= 0):
+            continue
+        e_col = 1.0 / np.mean(1.0 / e)
+        k_sum += e_col * a_col / (e.size * h[2])
+    if k_sum <= 0:
+        return float("inf")
+    return preload_n / k_sum
+
+
+# ------------------------------------------------------------------------------------------------- main entry
+
+
+def inflate(
+    vertebra,
+    tips_ijk: list,
+    volume_ml: float | None = 3.0,
+    max_pressure_pa: float | None = None,
+    device_max_pressure_pa: float = DEVICE_MAX_PRESSURE_PA,
+    balloon_max_ml: float = BALLOON_MAX_ML,
+    preload_n: float = PRESET_PRELOAD_N,
+    seed_radius_mm: float = SEED_RADIUS_MM,
+    fractured: bool | None = None,
+) -> BalloonResult:
+    """Inflate one balloon per tip in ``tips_ijk`` (voxel coordinates); see the module docstring.
+
+    Volume-controlled when ``volume_ml`` (per balloon) is given: inflate to that volume, stopping early if the
+    pressure would exceed ``device_max_pressure_pa``. Pressure-controlled when ``volume_ml`` is None: inflate while
+    the needed pressure stays <= ``max_pressure_pa`` (<= the device maximum), up to ``balloon_max_ml`` per balloon.
+    ``fractured`` (default: Genant grade >= 1 in ``vertebra.morphometry``) enables the endplate lift.
+    """
+    labels0 = np.asarray(vertebra.labels)
+    spacing = tuple(float(s) for s in vertebra.spacing_m)
+    if any(abs(s - spacing[0]) > 1e-9 * spacing[0] for s in spacing):
+        raise ParameterError(f"spacing_m={spacing} is not isotropic.", "build the model on an isotropic grid.")
+    h = np.array(vertebra.landmarks.height_axis, float)
+    if abs(h[2]) < 0.9:
+        raise ParameterError(f"The height axis {tuple(h)} is not close to array axis 2.",
+                             "reorient the model so that axis 2 runs inferior -> superior (canonical RAS+).")
+    if not tips_ijk:
+        raise ParameterError("tips_ijk is empty.", "give one balloon position (voxel ijk) per cannula.")
+    n = len(tips_ijk)
+    device_max = check_range("device_max_pressure_pa", device_max_pressure_pa, 1e4, DEVICE_HARD_LIMIT_PA, "Pa",
+                             f"balloon tamps are rated up to ~700 psi ({DEVICE_HARD_LIMIT_PA:.3g} Pa).")
+    bmax = check_range("balloon_max_ml", balloon_max_ml, 0.1, 10.0, "mL")
+    if volume_ml is not None:
+        v_one = check_range("volume_ml", volume_ml, 0.05, bmax, "mL",
+                            f"a balloon holds at most balloon_max_ml={bmax:g} mL; give a smaller volume.")
+        p_cap = device_max
+    else:
+        if max_pressure_pa is None:
+            raise ParameterError("Neither volume_ml nor max_pressure_pa is given.",
+                                 "give the balloon volume per balloon (mL) or the maximum pressure (Pa).")
+        if max_pressure_pa > device_max:
+            raise ParameterError(
+                f"Parameter max_pressure_pa={max_pressure_pa:.4g} Pa ({max_pressure_pa / PSI_PA:.0f} psi) is above the "
+                f"device maximum {device_max:.4g} Pa ({device_max / PSI_PA:.0f} psi).",
+                "lower max_pressure_pa, or raise device_max_pressure_pa for a device rated higher (<= 700 psi).")
+        p_cap = check_range("max_pressure_pa", max_pressure_pa, 1e4, device_max, "Pa")
+        v_one = bmax
+    preload = check_range("preload_n", preload_n, 0.0, 5000.0, "N")
+    vvox = float(np.prod(spacing))
+    h_mm = spacing[0] * 1e3
+    v_target_vox = int(round(n * v_one * 1e-6 / vvox))
+    trab_vox = int((labels0 == TRAB).sum())
+    if v_target_vox > trab_vox:
+        raise ParameterError(
+            f"Balloon volume {n} x {v_one:g} mL = {n * v_one:g} mL is larger than the trabecular volume of the body, "
+            f"{trab_vox * vvox * 1e6:.2f} mL.", "use a smaller balloon volume (typically 2-4 mL per balloon).")
+    if fractured is None:
+        m = getattr(vertebra, "morphometry", None)
+        fractured = bool(m is not None and m.genant_grade is not None and m.genant_grade >= 1)
+
+    st = {
+        "labels": labels0.copy(),
+        "hu": np.asarray(vertebra.hu, np.float32).copy(),
+        "post": np.asarray(vertebra.posterior_mask, bool).copy(),
+        "bvtv": np.asarray(vertebra.bvtv, float).copy(),
+        "E": np.asarray(vertebra.materials.E_pa, float).copy(),
+        "yield": np.asarray(vertebra.yield_pa, float).copy(),
+    }
+    labels, yield_pa, bvtv, hu = st["labels"], st["yield"], st["bvtv"], st["hu"]
+    tips = np.array([[float(c) for c in t] for t in tips_ijk])
+    for t in tips:
+        q = tuple(int(round(c)) for c in t)
+        if any(not (0 <= c < s) for c, s in zip(q, labels.shape)) or labels[q] not in (TRAB, DEFECT):
+            raise ParameterError(f"Balloon tip {tuple(t)} is not in the trabecular bone of the body.",
+                                 "place the cannula tip inside the vertebral body (label 1).")
+    cavity = _seed(labels, tips, seed_radius_mm / h_mm)
+    st["cavity"] = cavity
+    st["gap"] = np.zeros(labels.shape, bool)  # cavity opened under the lifted plate (not crushed)
+    depression, h_ref = _fragment(labels0, fractured)
+    lifted = np.zeros_like(depression)
+    crushed_m3 = float(bvtv[cavity].sum() * vvox)
+    seed_p = float(yield_pa[cavity].max()) if cavity.any() else 0.0
+    _open(st, cavity)
+    vols, press, lifts, areas, acts = [0.0], [0.0], [0.0], [0.0], ["start"]
+    vols.append(cavity.sum() * vvox * 1e6)
+    press.append(seed_p)
+    lifts.append(0.0)
+    areas.append(0.0)
+    acts.append("seed")
+    stop = "volume reached"
+    notes = []
+    n_bal = int(cavity.sum())  # balloon volume in voxels: crushed + lifted under the balloon's contact
+    while True:
+        n_cav = n_bal
+        if n_cav >= v_target_vox:
+            break
+        cavity, labels = st["cavity"], st["labels"]
+        front = ndimage.binary_dilation(cavity) & ~cavity & (labels == TRAB)
+        p_crush = float(st["yield"][front].min()) if front.any() else np.inf
+        contact = _contact_columns(st, depression, lifted)
+        a_c = int((contact & (depression - lifted > 0)).sum())
+        p_lift = preload / (a_c * spacing[0] * spacing[1]) if a_c > 0 else np.inf
+        if min(p_crush, p_lift) > p_cap:
+            stop = ("pressure limit reached" if np.isfinite(min(p_crush, p_lift))
+                    else "no crushable bone left on the front")
+            break
+        if p_lift <= p_crush and n_cav + a_c <= v_target_vox:
+            _lift_step(st, depression, lifted)
+            n_bal += a_c
+            p = p_lift
+            act = "lift"
+        elif np.isfinite(p_crush) and p_crush <= p_cap:
+            cand = front & (st["yield"] <= p_crush * (1.0 + PRESSURE_TOLERANCE))
+            idx = np.argwhere(cand)
+            d = np.min(np.linalg.norm(idx[:, None, :] - tips[None, :, :], axis=2), axis=1)
+            keep = d <= d.min() + DISTANCE_BAND_VOX
+            idx, d = idx[keep], d[keep]
+            idx = idx[np.argsort(d, kind="stable")][: v_target_vox - n_cav]
+            sel = np.zeros(labels.shape, bool)
+            sel[tuple(idx.T)] = True
+            crushed_m3 += float(st["bvtv"][sel].sum() * vvox)
+            p = float(st["yield"][sel].max())
+            _open(st, sel)
+            n_bal += int(sel.sum())
+            act = "crush"
+        else:
+            stop = "balloon volume left is smaller than one lift step and no bone can be crushed"
+            break
+        vols.append(n_bal * vvox * 1e6)
+        press.append(p)
+        lifts.append(float(lifted.max()) * h_mm)
+        areas.append(a_c * spacing[0] * spacing[1] * 1e6)
+        acts.append(act)
+    labels_inflated = st["labels"].copy()
+    cavity_inflated = st["cavity"].copy()
+    lift_cols = lifted.copy()
+
+    # deflation: elastic recoil of the lifted fragment under the preload
+    recoil_m = _recoil(st["labels"], st["E"], st["cavity"], depression, lifted, spacing, preload)
+    recoil_vox = (int(min(np.floor(recoil_m / spacing[2] + 1e-9), lifted.max())) if np.isfinite(recoil_m)
+                  else int(lifted.max()))
+    if recoil_vox > 0:
+        notes.append(f"deflation: elastic recoil {recoil_m * 1e3:.3g} mm -> {recoil_vox} voxel(s) of lift lost")
+        _drop(st, lifted, recoil_vox)
+    elif lifted.max() > 0:
+        notes.append(f"deflation: elastic recoil {recoil_m * 1e3:.3g} mm is below one voxel; the lift is kept")
+    st.pop("gap")
+    labels, hu, cavity = st["labels"], st["hu"], st["cavity"]
+    bvtv_after = np.where(cavity, 0.0, st["bvtv"])
+    bvtv_new, shell, gain = _spread_shell(labels, bvtv_after, cavity, crushed_m3, vvox)
+    mats = vertebra.materials
+    hu_shell = _hu_from_bvtv(bvtv_new[shell], mats.calibration, mats.density_law)
+    hu[shell] = hu_shell.astype(np.float32)
+    err = abs(crushed_m3 - gain) / crushed_m3 if crushed_m3 > 0 else 0.0
+    if not fractured:
+        notes.append("no fracture at this level (Genant grade 0): the endplate is not lifted, height change ~0")
+    if lifted.max() == 0 and fractured:
+        notes.append("the balloon did not lift the endplate (no contact with the fragment, or crushing was cheaper)")
+    return BalloonResult(
+        volume_ml=np.array(vols), pressure_pa=np.array(press), lift_mm=np.array(lifts),
+        contact_area_mm2=np.array(areas), action=tuple(acts), cavity_inflated=cavity_inflated, cavity=cavity,
+        shell=shell, lift_columns_vox=lift_cols, labels_inflated=labels_inflated, labels=labels, hu=hu,
+        bvtv=bvtv_new, posterior_mask=st["post"], crushed_bone_m3=crushed_m3, shell_gain_m3=gain, mass_balance_error=err,
+        recoil_mm=recoil_m * 1e3, recoil_vox=recoil_vox, n_balloons=n, stop_reason=stop, fractured=fractured,
+        notes=tuple(notes) + (f"H_ref {h_ref * h_mm:.1f} mm (posterior height)",),
+    )
+
+
+def _drop(st: dict, lifted, n_vox: int) -> None:
+    """Undo ``n_vox`` lift steps in every lifted column (the voxel opened last, under the endplate, closes)."""
+    labels = st["labels"]
+    for i, j in np.argwhere(lifted > 0):
+        for _ in range(min(n_vox, int(lifted[i, j]))):
+            z = _top_endplate_insert(labels, i, j) - 1  # the voxel just under the endplate
+            for arr in st.values():
+                arr[i, j, z:-1] = arr[i, j, z + 1:].copy()
+            lifted[i, j] -= 1
+
+
+def treated_vertebra(vertebra, result: BalloonResult):
+    """The model after deflation as a :class:`Vertebra`: cavity (label 7, fluid), compacted shell, moved endplate.
+
+    Materials are rebuilt from the labels and HU (the shell's HU encodes its compacted BV/TV); the cavity's
+    permeability is that of an open slot of its local width w = 2 x (distance to the cavity wall), k = w^2 / 12
+    (cubic law [D]), at least the label-7 value h^2 / 12.
+    """
+    v = replace(vertebra, hu=result.hu, posterior_mask=result.posterior_mask)
+    v = v.with_labels(result.labels.copy(), morphometry=None,
+                      notes=tuple(vertebra.notes) + ("kyphoplasty balloon: cavity labelled 7 (open void), "
+                                                     "compacted shell in label 1 with raised HU",))
+    mats = v.materials
+    cav = result.cavity
+    if cav.any():
+        w = 2.0 * ndimage.distance_transform_edt(cav) * float(vertebra.spacing_m[0])
+        k_cav = np.maximum(w**2 / 12.0, float(vertebra.spacing_m[0]) ** 2 / 12.0).astype(np.float32)
+        k = mats.permeability_m2.copy()
+        kt = mats.permeability_transverse_m2.copy()
+        k[cav] = k_cav[cav]
+        kt[cav] = k_cav[cav]
+        mats = replace(mats, permeability_m2=k, permeability_transverse_m2=kt)
+        v = replace(v, materials=mats)
+    extra = dict(vertebra.extra)
+    extra["balloon_cavity"] = cav
+    extra["balloon_shell"] = result.shell
+    return replace(v, extra=extra)

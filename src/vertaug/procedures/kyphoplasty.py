@@ -1,0 +1,212 @@
+"""Kyphoplasty: balloon inflation (cavity, compacted shell, endplate lift), deflation, then cement fill of the cavity.
+
+Timeline (each step one physics module):
+
+1. cannula paths: :func:`vertaug.model.trajectory.plan_trajectories` (uni- or bipedicular), one balloon per cannula,
+   centred at the cannula tip;
+2. balloon: :func:`vertaug.physics.balloon.inflate` (volume- or pressure-controlled, capped by the device's rated
+   pressure), which crushes bone into a compacted shell, lifts a depressed superior endplate and recoils on
+   deflation (equations in that module's docstring);
+3. the treated model: :func:`vertaug.physics.balloon.treated_vertebra` (cavity = label 7, open void, permeability of
+   an open slot of its local width; shell with compacted BV/TV, its HU, k, E and yield from the same laws);
+4. fill: :func:`vertaug.physics.flow.inject` of ``cement_ml`` (or ``fill_ratio`` x the cavity volume) of cement
+   through the same cannula tips into the cavity and the bone around it, at ``rate_ml_s``; the cement viscosity
+   follows the preset's cure at body temperature (0-D, isothermal 37 C) from ``start_time_s`` after mixing, and
+   shear-thins (:func:`vertaug.physics.rheology.viscosity_pa_s`); leaks by route B, S, C, D as in VP.
+
+Heights are measured on the voxel model by columns along the height axis (balloon.body_heights_mm: 15 / 50 / 85 %
+of the AP depth, +/- 3 mm of the mid-sagittal plane). Height restored, as a percentage of the height lost, uses the
+posterior height before treatment as the reference of the anterior (wedge) height (the Genant reference):
+``restored % = 100 (Ha_after - Ha_before) / (Hp_before - Ha_before)``; NaN with a note when less than one voxel
+was lost. The cement does not move the endplate in this model (no fluid-structure coupling): a vertebroplasty
+restores no height here, and the filled cavity keeps the height reached after deflation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from vertaug.errors import ParameterError, check_range
+from vertaug.physics import balloon as bl
+from vertaug.physics.flow import ROUTES, inject
+from vertaug.physics.rheology import KELVIN, cement_preset, cure_0d, viscosity_pa_s
+from vertaug.procedures.outcome import Outcome, make_outcome
+
+__all__ = ["Kyphoplasty", "run_kyphoplasty", "fill_with_cement", "cement_viscosity_law", "height_metrics"]
+
+DEFAULT_RATE_ML_S = 0.05  # 3 mL/min (Bou-Francis, reference/physics.md section 1) [V]
+DEFAULT_CFL = 10.0  # the flow solver's saturation step is implicit (stable at any CFL); see docs/kyphoplasty.md
+CURE_HORIZON_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Kyphoplasty:
+    """A kyphoplasty plan. Give ``balloon_ml`` (per balloon, volume-controlled) or ``max_pressure_pa``
+    (pressure-controlled, then ``balloon_ml`` must be None). Cement volume: ``cement_ml`` if given, else
+    ``fill_ratio`` x the cavity volume after deflation."""
+
+    balloon_ml: float | None = 3.0
+    max_pressure_pa: float | None = None
+    approach: str = "bipedicular"
+    cement: str = "high"
+    fill_ratio: float = 1.0
+    cement_ml: float | None = None
+    rate_ml_s: float = DEFAULT_RATE_ML_S
+    start_time_s: float = 0.0
+    temperature_c: float = 37.0
+    device_max_pressure_pa: float = bl.DEVICE_MAX_PRESSURE_PA
+    balloon_max_ml: float = bl.BALLOON_MAX_ML
+    preload_n: float = bl.PRESET_PRELOAD_N
+    cfl: float = DEFAULT_CFL
+
+    def __post_init__(self):
+        if self.approach not in ("bipedicular", "unipedicular"):
+            raise ParameterError(f"approach={self.approach!r} is unknown.", "use 'bipedicular' or 'unipedicular'.")
+        cement_preset(self.cement)
+        dev = check_range("device_max_pressure_pa", self.device_max_pressure_pa, 1e4, bl.DEVICE_HARD_LIMIT_PA, "Pa",
+                          "balloon tamps are rated up to ~700 psi (4.83e6 Pa).")
+        bmax = check_range("balloon_max_ml", self.balloon_max_ml, 0.1, 10.0, "mL")
+        if (self.balloon_ml is None) == (self.max_pressure_pa is None):
+            raise ParameterError("Give exactly one of balloon_ml and max_pressure_pa.",
+                                 "balloon_ml=3.0 (volume-controlled) or balloon_ml=None, max_pressure_pa=1.5e6.")
+        if self.balloon_ml is not None:
+            check_range("balloon_ml", self.balloon_ml, 0.05, bmax, "mL",
+                        f"one balloon holds at most balloon_max_ml={bmax:g} mL.")
+        else:
+            if self.max_pressure_pa > dev:
+                raise ParameterError(
+                    f"Parameter max_pressure_pa={self.max_pressure_pa:.4g} Pa ({self.max_pressure_pa / bl.PSI_PA:.0f} "
+                    f"psi) is above the device maximum {dev:.4g} Pa ({dev / bl.PSI_PA:.0f} psi).",
+                    "lower max_pressure_pa (clinical inflations: 175 +/- 37 psi), or give the device's rating.")
+            check_range("max_pressure_pa", self.max_pressure_pa, 1e4, dev, "Pa")
+        check_range("fill_ratio", self.fill_ratio, 0.1, 3.0, "(-)", "cement volume / cavity volume, typically 1.")
+        if self.cement_ml is not None:
+            check_range("cement_ml", self.cement_ml, 0.1, 30.0, "mL")
+        check_range("rate_ml_s", self.rate_ml_s, 1e-3, 1.0, "mL/s", "e.g. 0.05 mL/s (3 mL/min).")
+        check_range("start_time_s", self.start_time_s, 0.0, 1800.0, "s")
+        check_range("temperature_c", self.temperature_c, 15.0, 45.0, "C")
+        check_range("preload_n", self.preload_n, 0.0, 5000.0, "N")
+        check_range("cfl", self.cfl, 0.1, 20.0)
+
+
+def cement_viscosity_law(cement_name: str, temperature_c: float = 37.0):
+    """``mu(t_s, shear_rate_1_s)`` for :func:`flow.inject`: the preset cured isothermally (0-D) from mixing."""
+    cement = cement_preset(cement_name)
+    cure = cure_0d(cement, CURE_HORIZON_S, "isothermal", temperature_c, n_out=3601)
+    t_k = temperature_c + KELVIN
+
+    def mu(t_s, shear_rate_1_s):
+        alpha = np.interp(t_s, cure.t_s, cure.alpha)
+        return viscosity_pa_s(cement, alpha, t_k, shear_rate_1_s)
+
+    return mu
+
+
+def fill_with_cement(model, tip_voxels, volume_ml: float, cement: str = "high", rate_ml_s: float = DEFAULT_RATE_ML_S,
+                     start_time_s: float = 0.0, temperature_c: float = 37.0, cfl: float = DEFAULT_CFL):
+    """Inject ``volume_ml`` of cement into ``model`` (a Vertebra, treated or not) through ``tip_voxels``.
+
+    The same call serves the kyphoplasty fill and a vertebroplasty reference on the untreated model: anisotropic
+    permeability (transverse on axes 0 and 1, longitudinal on the height axis 2). Returns an InjectionResult.
+    """
+    m = model.materials
+    kt, kl = m.permeability_transverse_m2, m.permeability_m2
+    return inject(model.labels, model.spacing_m, model.phi, (kt, kt, kl), tip_voxels, rate_ml_s * 1e-6,
+                  volume_ml * 1e-6, cement_viscosity_law(cement, temperature_c), start_time_s=start_time_s, cfl=cfl)
+
+
+def height_metrics(labels_before, labels_after, spacing_m, suffix: str = "") -> dict:
+    """Heights after, restored mm and % of the lost anterior height (Genant reference: posterior height before)."""
+    hb = bl.body_heights_mm(labels_before, spacing_m)
+    ha = bl.body_heights_mm(labels_after, spacing_m)
+    lost = hb["height_posterior_mm"] - hb["height_anterior_mm"]
+    gain = ha["height_anterior_mm"] - hb["height_anterior_mm"]
+    vox_mm = float(spacing_m[2]) * 1e3
+    out = {f"{k}{suffix}": v for k, v in ha.items()}
+    out[f"height_restored_mm{suffix}"] = gain
+    out[f"height_restored_pct_of_lost{suffix}"] = 100.0 * gain / lost if lost >= vox_mm else math.nan
+    out[f"wedge_angle_deg{suffix}"] = bl.wedge_angle_deg(ha, labels_after, spacing_m)
+    return out
+
+
+def _tips(vertebra, spec: Kyphoplasty, trajectories):
+    if trajectories is None:
+        from vertaug.model.trajectory import plan_trajectories
+
+        trajectories = plan_trajectories(vertebra, approach=spec.approach)
+    return trajectories
+
+
+def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None) -> Outcome:
+    """Simulate ``spec`` on ``vertebra``; returns an :class:`Outcome` (see the module docstring)."""
+    spec = spec or Kyphoplasty()
+    trajectories = _tips(vertebra, spec, trajectories)
+    notes = []
+    res = bl.inflate(vertebra, [t.tip_ijk for t in trajectories], volume_ml=spec.balloon_ml,
+                     max_pressure_pa=spec.max_pressure_pa, device_max_pressure_pa=spec.device_max_pressure_pa,
+                     balloon_max_ml=spec.balloon_max_ml, preload_n=spec.preload_n)
+    notes.extend(res.notes)
+    if res.stop_reason != "volume reached":
+        notes.append(f"balloon stopped: {res.stop_reason} at {res.final_volume_ml:.2f} mL")
+    treated = bl.treated_vertebra(vertebra, res)
+    vvox_ml = vertebra.voxel_volume_m3 * 1e6
+    cavity_ml = float(res.cavity.sum()) * vvox_ml
+    cement_ml = spec.cement_ml if spec.cement_ml is not None else spec.fill_ratio * cavity_ml
+    tip_vox = np.concatenate([np.asarray(t.tip_voxels) for t in trajectories])
+    inj = fill_with_cement(treated, tip_vox, cement_ml, spec.cement, spec.rate_ml_s, spec.start_time_s,
+                           spec.temperature_c, spec.cfl)
+    cement_fraction = (inj.saturation * treated.phi).astype(np.float32)
+    extra = dict(treated.extra)
+    extra["cement_fraction"] = cement_fraction
+    from dataclasses import replace
+
+    model_after = replace(treated, extra=extra)
+
+    sp = vertebra.spacing_m
+    lab0 = vertebra.labels
+    hb = bl.body_heights_mm(lab0, sp)
+    metrics = {f"{k}_before": v for k, v in hb.items()}
+    metrics["wedge_angle_deg_before"] = bl.wedge_angle_deg(hb, lab0, sp)
+    metrics.update(height_metrics(lab0, res.labels_inflated, sp, "_inflated"))
+    metrics.update(height_metrics(lab0, res.labels, sp))
+    if not np.isfinite(metrics["height_restored_pct_of_lost"]):
+        notes.append("less than one voxel of anterior height was lost: height restored % is not defined")
+    leaked = {r: float(inj.leaked_m3[r][-1] * 1e6) for r in ROUTES}
+    injected = float(inj.injected_m3[-1] * 1e6)
+    body_ml = vertebra.body_volume_ml
+    metrics.update({
+        "balloon_volume_ml": res.final_volume_ml,
+        "balloon_final_pressure_pa": res.final_pressure_pa,
+        "balloon_final_pressure_psi": res.final_pressure_pa / bl.PSI_PA,
+        "balloon_max_pressure_pa": float(res.pressure_pa.max()),
+        "cavity_volume_ml": cavity_ml,
+        "crushed_bone_tissue_ml": res.crushed_bone_m3 * 1e6,
+        "shell_mass_balance_error": res.mass_balance_error,
+        "endplate_lift_max_mm": float(res.lift_mm[-1]),
+        "deflation_recoil_mm": res.recoil_mm,
+        "injected_ml": injected,
+        "leaked_ml_by_route": leaked,
+        "leaked_ml": float(sum(leaked.values())),
+        "leak_fraction": float(sum(leaked.values())) / injected if injected > 0 else math.nan,
+        "fill_fraction_of_body": float(inj.in_bone_m3[-1] * 1e6) / body_ml,
+        "max_injection_pressure_pa": float(np.max(inj.tip_pressure_pa)),
+        "cement_mass_balance_error_max": float(np.max(inj.mass_balance_error)),
+        "injection_time_s": float(inj.t_s[-1]),
+    })
+    notes.append("max_injection_pressure_pa is the bone part at the cannula outlet (cannula loss not included)")
+    series = {
+        "balloon_volume_ml": res.volume_ml, "balloon_pressure_pa": res.pressure_pa, "balloon_lift_mm": res.lift_mm,
+        "balloon_contact_area_mm2": res.contact_area_mm2,
+        "t_s": inj.t_s, "injected_ml": inj.injected_m3 * 1e6, "in_bone_ml": inj.in_bone_m3 * 1e6,
+        "tip_pressure_pa": np.max(inj.tip_pressure_pa, axis=1),
+        **{f"leaked_ml_{r}": inj.leaked_m3[r] * 1e6 for r in ROUTES},
+    }
+    fields = {"balloon_cavity": res.cavity, "compacted_shell": res.shell, "cement_saturation": inj.saturation}
+    inputs = asdict(spec)
+    inputs["n_balloons"] = len(trajectories)
+    inputs["tips_ijk"] = [tuple(float(c) for c in t.tip_ijk) for t in trajectories]
+    return make_outcome("kyphoplasty", cement_fraction, inj.arrival_time_s, series, metrics, model_after,
+                        model_before=vertebra, fields=fields, inputs=inputs, notes=notes)

@@ -1,0 +1,84 @@
+"""The result of one simulated procedure (vertebroplasty or kyphoplasty): the shared ``Outcome`` of DESIGN.md.
+
+An Outcome holds
+
+* final fields on the model grid: ``cement_fraction`` (cement volume per voxel volume, 0..1: saturation x porosity),
+  ``arrival_time_s`` (NaN where cement never arrived) and any further named fields in ``fields`` (for a
+  kyphoplasty: the balloon cavity and the compacted shell);
+* time series in ``series``: name -> 1-D array, with the unit in the name (``t_s``, ``injected_ml``,
+  ``leaked_ml_B`` ..., ``balloon_volume_ml``, ``balloon_pressure_pa``);
+* summary metrics in ``metrics``: name -> float (or a dict of floats for a value per route), units in the names
+  (``injected_ml``, ``leaked_ml_by_route``, ``height_anterior_mm`` ...);
+* the model before and after treatment (``model_after`` is a valid :class:`vertaug.model.vertebra.Vertebra`);
+* ``notes``: plain sentences about what the model did or could not do (a measurement that cannot be made is a NaN
+  metric plus a note, never an exception in the middle of a batch), and ``inputs`` (the procedure spec as a dict).
+
+Both procedure modules build it with :func:`make_outcome`; nothing here is specific to one procedure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Outcome", "make_outcome"]
+
+
+@dataclass(frozen=True, eq=False)
+class Outcome:
+    """What a procedure did to one vertebra. Arrays are on the grid of ``model_after``."""
+
+    procedure: str
+    cement_fraction: np.ndarray
+    arrival_time_s: np.ndarray
+    series: dict[str, np.ndarray]
+    metrics: dict[str, Any]
+    model_after: Any
+    model_before: Any = None
+    fields: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    version: str = ""
+
+    def metric(self, name: str) -> Any:
+        """One summary metric; NaN (not an error) if this procedure did not produce it."""
+        return self.metrics.get(name, math.nan)
+
+    def summary(self) -> dict[str, Any]:
+        """Metrics, inputs, notes and version as plain JSON-able values."""
+
+        def plain(x):
+            if isinstance(x, dict):
+                return {str(k): plain(v) for k, v in x.items()}
+            if isinstance(x, (np.floating, np.integer)):
+                return x.item()
+            if isinstance(x, (tuple, list)):
+                return [plain(v) for v in x]
+            return x
+
+        return {"procedure": self.procedure, "version": self.version, "inputs": plain(self.inputs),
+                "metrics": plain(self.metrics), "notes": list(self.notes)}
+
+
+def make_outcome(procedure: str, cement_fraction, arrival_time_s, series: dict, metrics: dict, model_after,
+                 model_before=None, fields: dict | None = None, inputs: dict | None = None,
+                 notes=()) -> Outcome:
+    """Build an :class:`Outcome`, checking that every field lies on the grid of ``model_after``."""
+    from vertaug import __version__
+    from vertaug.errors import GridMismatchError
+
+    shape = tuple(model_after.labels.shape)
+    all_fields = {"cement_fraction": cement_fraction, "arrival_time_s": arrival_time_s, **(fields or {})}
+    for name, arr in all_fields.items():
+        if np.shape(arr) != shape:
+            raise GridMismatchError(f"Outcome field {name} has shape {np.shape(arr)}, the model has {shape}.",
+                                    "compute every field on the treated model's grid.")
+    return Outcome(
+        procedure=procedure, cement_fraction=np.asarray(cement_fraction), arrival_time_s=np.asarray(arrival_time_s),
+        series={k: np.asarray(v) for k, v in series.items()}, metrics=dict(metrics), model_after=model_after,
+        model_before=model_before, fields=dict(fields or {}), inputs=dict(inputs or {}), notes=tuple(notes),
+        version=str(__version__),
+    )
