@@ -1,0 +1,561 @@
+"""Cement injection into trabecular bone: two-phase (cement c displacing marrow m) Darcy flow on the voxel model.
+
+Equations (reference/physics.md section 1; capillary pressure and gravity neglected, both phases incompressible):
+
+    phi dS/dt + div(f(S) u) = q_c                   cement saturation S (marrow 1 - S)
+    div u = q,   u = -k lambda_t(S) grad p          total Darcy velocity
+    lambda_t = S / mu_c + (1 - S) / mu_m,   f(S) = (S / mu_c) / lambda_t      (kr_c = S, kr_m = 1 - S)
+    mu_c = mu_c(t, gamma),   gamma = |u| / sqrt(k phi)                          (cure state and shear rate)
+
+Discretisation (finite volumes on the voxel grid, one unknown per porous voxel):
+
+* Porous voxels: labels 1 (trabecular) and 7 (fracture cleft / cortical defect). Walls: every other label, the array
+  border, and the cannula tip voxels themselves (the cannula occupies them).
+* Face transmissibility T = A / h * 2 k_i k_j / (k_i + k_j) (harmonic mean, k of the face's axis for anisotropy);
+  total mobility at a face taken from the upstream cell of the previous step (arithmetic mean at the first step).
+* Source: each cannula (a connected group of tip voxels) delivers rate / n_cannulas of pure cement, split evenly over
+  the faces between its tip voxels and porous voxels (a Neumann flux; the cannula is rate-controlled).
+* Exits (Dirichlet faces, reservoir at the venous pressure, half-cell transmissibility A k_i / (h/2)):
+  route B: porous voxel next to label 5 (basivertebral foramen/vein); route S: porous voxel next to label 6
+  (segmental vein exit); route C: voxel labelled 7 next to label 0 (paraspinal soft tissue) or 4 (canal);
+  route D: voxel labelled 7 next to label 8 (disc; a fracture through the endplate is labelled 7).
+  A voxel labelled 1 next to 0, 4 or 8 is *not* an exit: the cortex or endplate is taken as intact there.
+  Outflow carries f(S_i) of cement; inflow from a reservoir is marrow.
+* Pressure (implicit): sum_faces T lambda (p_i - p_j) + sum_exits T lambda (p_i - p_v) = q_i, SPD, solved by
+  :class:`vertaug.physics.solvers.PressureSolver` with multigrid setup reuse and warm starts.
+* Saturation: single-point upstream, implicit in time (backward Euler), solved by Newton on the cells that hold or
+  can receive cement, then written back in conservative flux form so that every face flux leaves one cell and enters
+  its neighbour. The pressure is implicit and the saturation lagged behind it, as in IMPES; the saturation is
+  implicit in time because the explicit upstream scheme is stable only for dt < phi V / (f'(S) F) with
+  f'(1) = mu_c / mu_m = 1e3 - 1e6 for cement and marrow, which would take 1e3-1e6 times more steps than the
+  volumetric CFL step. The first step is dt = cfl * min(phi V / outflow) over the cells at the cannula; later steps
+  are scaled (by 0.5-2x) so that the largest saturation change per step stays near ``max_saturation_change``: the
+  front crosses a cell in a few steps, so dt ~ h (accuracy, not stability).
+* Mass balance, checked every step: injected = in bone + sum of leaked per route (cement), and
+  rate = sum of exit fluxes (total volume, the pressure solve); relative errors < ``mass_tolerance``.
+
+Pressures are computed relative to the reservoir and reported as gauge pressure (above atmospheric) by adding
+``venous_pressure_pa``. Default 3.3e3 Pa (25 mmHg): lumbar intraosseous pressure equals the pressure of the inferior
+vena cava (Spine 1981 6:159, doi 10.1097/00007632-198103000-00009); the mean intraosseous pressure measured in
+cancellous bone is 24.5 mmHg (Beverly & Murray 2018, J Orthop Surg Res, doi 10.1186/s13018-018-0877-z, rabbit).
+Because every exit sits at the same reservoir pressure, this value shifts the reported pressures only; it does not
+change the flow or the leakage.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from scipy.sparse.csgraph import connected_components
+
+from vertaug.errors import EmptyMaskError, GridMismatchError, InvalidValueError, ParameterError, check_range
+from vertaug.physics.solvers import PressureSolver
+
+__all__ = [
+    "ROUTES",
+    "POROUS_LABELS",
+    "MARROW_VISCOSITY_PA_S",
+    "VENOUS_PRESSURE_PA",
+    "InjectionResult",
+    "inject",
+    "newtonian",
+]
+
+ROUTES = ("B", "S", "C", "D")
+POROUS_LABELS = (1, 7)
+#: human yellow marrow, 67 mPa s (reference/physics.md section 3, [V])
+MARROW_VISCOSITY_PA_S = 0.067
+#: 25 mmHg, see module docstring
+VENOUS_PRESSURE_PA = 25.0 * 133.322
+ARRIVAL_SATURATION = 0.5
+
+# (label of the porous voxel or None for any porous label, neighbour labels) -> route
+_EXIT_RULES = {
+    "B": (None, (5,)),
+    "S": (None, (6,)),
+    "C": (7, (0, 4)),
+    "D": (7, (8,)),
+}
+
+
+def newtonian(viscosity_pa_s: float) -> Callable:
+    """A constant cement viscosity as the callable ``inject`` expects."""
+    mu = check_range("viscosity_pa_s", viscosity_pa_s, 1e-4, 1e7, "Pa s")
+    return lambda t_s, shear_rate_1_s: mu
+
+
+@dataclass(frozen=True)
+class InjectionResult:
+    """Fields on the full voxel grid and time series (one row per time step, first row t = 0)."""
+
+    saturation: np.ndarray  # cement saturation, 0 outside the porous voxels
+    arrival_time_s: np.ndarray  # time the saturation first reached 0.5; NaN where it never did; 0 at the tip
+    pressure_pa: np.ndarray  # final gauge pressure, NaN outside the porous voxels
+    t_s: np.ndarray
+    injected_m3: np.ndarray
+    in_bone_m3: np.ndarray
+    tip_pressure_pa: np.ndarray  # (n_steps, n_cannulas) gauge bone pressure at the cannula outlet
+    leaked_m3: dict[str, np.ndarray]  # cumulative cement volume out through each route
+    mass_balance_error: np.ndarray  # |injected - in bone - leaked| / injected
+    volume_balance_error: np.ndarray  # |rate - sum of exit fluxes| / rate (pressure solve)
+    stop_reason: str
+    n_steps: int
+    wall_time_s: float
+    solver_iterations: tuple[int, ...] = field(default=())
+    solver_setups: int = 0
+
+    @property
+    def leaked_total_m3(self) -> np.ndarray:
+        return sum(self.leaked_m3[r] for r in ROUTES)
+
+
+@dataclass
+class _Grid:
+    shape: tuple[int, int, int]
+    cells: np.ndarray  # flat indices (C order) of the unknowns
+    pv: np.ndarray  # pore volume per cell, m^3
+    k_iso: np.ndarray  # geometric-mean permeability per cell (shear-rate estimate)
+    phi: np.ndarray
+    fi: np.ndarray  # interior faces: cell i (lower), cell j (upper), axis, geometric transmissibility
+    fj: np.ndarray
+    f_axis: np.ndarray
+    f_tg: np.ndarray
+    ei: np.ndarray  # exit faces: cell, route index, geometric transmissibility
+    e_route: np.ndarray
+    e_tg: np.ndarray
+    ti: np.ndarray  # tip faces: cell, cannula index, half-cell transmissibility, axis
+    t_can: np.ndarray
+    t_th: np.ndarray
+    t_axis: np.ndarray
+    n_cannulas: int
+    area: np.ndarray  # face area per axis
+
+
+def _as_k_tuple(permeability_m2, shape):
+    if isinstance(permeability_m2, (tuple, list)):
+        if len(permeability_m2) != 3:
+            raise InvalidValueError(
+                f"permeability_m2 is a sequence of {len(permeability_m2)} arrays.",
+                "give one 3-D array (isotropic) or a 3-tuple (k along right, anterior, superior).",
+            )
+        ks = tuple(np.asarray(k, dtype=float) for k in permeability_m2)
+    else:
+        k = np.asarray(permeability_m2, dtype=float)
+        ks = (k, k, k)
+    for a, k in enumerate(ks):
+        if k.shape != shape:
+            raise GridMismatchError(
+                f"permeability_m2 (axis {a}) has shape {k.shape}, labels have {shape}.",
+                "give permeability on the same voxel grid as the labels.",
+            )
+    return ks
+
+
+def _tip_mask(tip_voxels, shape):
+    if isinstance(tip_voxels, np.ndarray) and tip_voxels.dtype == bool:
+        if tip_voxels.shape != shape:
+            raise GridMismatchError(
+                f"tip_voxels mask has shape {tip_voxels.shape}, labels have {shape}.", "give a mask on the same grid."
+            )
+        return tip_voxels.copy()
+    mask = np.zeros(shape, dtype=bool)
+    for t in tip_voxels:
+        idx = tuple(int(v) for v in t)
+        if len(idx) != 3 or any(not (0 <= v < s) for v, s in zip(idx, shape)):
+            raise ParameterError(
+                f"Cannula tip voxel {tuple(t)} lies outside the voxel grid of shape {shape}: the tip is outside the body.",
+                "place the tip inside the vertebral body (a voxel labelled 1 or 7).",
+            )
+        mask[idx] = True
+    return mask
+
+
+def _build_grid(labels, spacing_m, porosity, ks, tip):
+    shape = labels.shape
+    porous = np.isin(labels, POROUS_LABELS)
+    if not tip.any():
+        raise EmptyMaskError("tip_voxels holds no voxel.", "give at least one cannula tip voxel.")
+    bad = tip & ~porous
+    if bad.any():
+        where = tuple(int(v) for v in np.argwhere(bad)[0])
+        raise ParameterError(
+            f"Cannula tip voxel {where} has label {int(labels[where])}, not bone marrow space (labels 1 or 7): "
+            "the tip is outside the body.",
+            "place the tip inside the vertebral body (a voxel labelled 1 or 7).",
+        )
+    flow = porous & ~tip
+    h = np.asarray(spacing_m, dtype=float)
+    area = np.array([h[1] * h[2], h[0] * h[2], h[0] * h[1]])
+    vol = float(np.prod(h))
+    n_can, can_lab = _label_components(tip)
+    flat_flow = np.flatnonzero(flow)
+
+    idx = np.full(labels.size, -1, dtype=np.int64)
+    idx[flat_flow] = np.arange(flat_flow.size)
+    idx = idx.reshape(shape)
+
+    fi, fj, fa, ftg = [], [], [], []
+    ei, er, etg = [], [], []
+    ti, tc, tth, tax = [], [], [], []
+    for a in range(3):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[a] = slice(0, -1)
+        hi[a] = slice(1, None)
+        lo, hi = tuple(lo), tuple(hi)
+        f_lo, f_hi = flow[lo], flow[hi]
+        k_lo, k_hi = ks[a][lo], ks[a][hi]
+        # interior faces
+        m = f_lo & f_hi
+        kl, kh = k_lo[m], k_hi[m]
+        fi.append(idx[lo][m])
+        fj.append(idx[hi][m])
+        fa.append(np.full(kl.size, a, dtype=np.int8))
+        ftg.append(area[a] / h[a] * 2.0 * kl * kh / (kl + kh))
+        # exits, both orientations
+        for side_flow, side_k, side_lab, other_lab, side_idx in (
+            (f_lo, k_lo, labels[lo], labels[hi], idx[lo]),
+            (f_hi, k_hi, labels[hi], labels[lo], idx[hi]),
+        ):
+            for r, (own, nbrs) in enumerate(_EXIT_RULES.values()):
+                m = side_flow & np.isin(other_lab, nbrs)
+                if own is not None:
+                    m &= side_lab == own
+                if m.any():
+                    ei.append(side_idx[m])
+                    er.append(np.full(int(m.sum()), r, dtype=np.int8))
+                    etg.append(area[a] * side_k[m] / (0.5 * h[a]))
+        # tip faces, both orientations
+        for side_flow, side_k, side_idx, tip_side in (
+            (f_lo, k_lo, idx[lo], can_lab[hi]),
+            (f_hi, k_hi, idx[hi], can_lab[lo]),
+        ):
+            m = side_flow & (tip_side > 0)
+            if m.any():
+                ti.append(side_idx[m])
+                tc.append(tip_side[m] - 1)
+                tth.append(area[a] * side_k[m] / (0.5 * h[a]))
+                tax.append(np.full(int(m.sum()), a, dtype=np.int8))
+
+    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
+    phi = porosity.reshape(-1)[flat_flow].astype(float)
+    kg = np.cbrt(ks[0].reshape(-1)[flat_flow] * ks[1].reshape(-1)[flat_flow] * ks[2].reshape(-1)[flat_flow])
+    g = _Grid(
+        shape=shape, cells=flat_flow, pv=phi * vol, k_iso=kg, phi=phi,
+        fi=cat(fi, np.int64), fj=cat(fj, np.int64), f_axis=cat(fa, np.int8), f_tg=cat(ftg, float),
+        ei=cat(ei, np.int64), e_route=cat(er, np.int8), e_tg=cat(etg, float),
+        ti=cat(ti, np.int64), t_can=cat(tc, np.int64), t_th=cat(tth, float), t_axis=cat(tax, np.int8),
+        n_cannulas=n_can, area=area,
+    )
+    for c in range(n_can):
+        if not np.any(g.t_can == c):
+            where = tuple(int(v) for v in np.argwhere(can_lab == c + 1)[0])
+            raise ParameterError(
+                f"Cannula tip at voxel {where} has no face on porous bone (labels 1 or 7): the tip is outside the body "
+                "or walled in by cortex.",
+                "move the tip into the trabecular bone of the vertebral body.",
+            )
+    return _restrict_to_reachable(g)
+
+
+def _label_components(mask):
+    from scipy import ndimage
+
+    lab, n = ndimage.label(mask)  # 6-connectivity: one cannula = one face-connected group of tip voxels
+    return n, lab
+
+
+def _restrict_to_reachable(g: _Grid) -> _Grid:
+    """Keep only the porous voxels connected to a cannula (PoreSpy-style guard); each such region needs an exit."""
+    n = g.cells.size
+    adj = sp.coo_matrix((np.ones(g.fi.size), (g.fi, g.fj)), shape=(n, n))
+    ncomp, comp = connected_components(adj, directed=False)
+    reached = np.unique(comp[g.ti])
+    for c in reached:
+        if not np.any(comp[g.ei] == c):
+            raise ParameterError(
+                "The bone region around the cannula tip has no exit (no voxel next to a vein (5, 6), a cortical defect "
+                "(7 next to 0/4) or an endplate fracture (7 next to 8)): incompressible marrow cannot be displaced.",
+                "label the basivertebral foramen (5) or segmental vein exits (6) in the model.",
+            )
+    keep = np.isin(comp, reached)
+    new = np.full(n, -1, dtype=np.int64)
+    new[keep] = np.arange(int(keep.sum()))
+    fm = keep[g.fi]
+    em = keep[g.ei]
+    return _Grid(
+        shape=g.shape, cells=g.cells[keep], pv=g.pv[keep], k_iso=g.k_iso[keep], phi=g.phi[keep],
+        fi=new[g.fi[fm]], fj=new[g.fj[fm]], f_axis=g.f_axis[fm], f_tg=g.f_tg[fm],
+        ei=new[g.ei[em]], e_route=g.e_route[em], e_tg=g.e_tg[em],
+        ti=new[g.ti], t_can=g.t_can, t_th=g.t_th, t_axis=g.t_axis, n_cannulas=g.n_cannulas, area=g.area,
+    )
+
+
+class _Assembler:
+    """Assemble the SPD pressure matrix with a fixed sparsity pattern (values only change from step to step)."""
+
+    def __init__(self, g: _Grid):
+        n = g.cells.size
+        self.n = n
+        rows = np.concatenate([g.fi, g.fj, np.arange(n)])
+        cols = np.concatenate([g.fj, g.fi, np.arange(n)])
+        order = sp.csr_matrix((np.arange(1, rows.size + 1, dtype=float), (rows, cols)), shape=(n, n))
+        self.perm = order.data.astype(np.int64) - 1
+        self.indptr, self.indices = order.indptr, order.indices
+        self.g = g
+
+    def matrix(self, t_face, t_exit):
+        g = self.g
+        diag = np.bincount(g.fi, t_face, self.n) + np.bincount(g.fj, t_face, self.n) + np.bincount(g.ei, t_exit, self.n)
+        vals = np.concatenate([-t_face, -t_face, diag])[self.perm]
+        return sp.csr_matrix((vals, self.indices, self.indptr), shape=(self.n, self.n))
+
+
+def _frac(S, mu_c, mu_m):
+    d = S * mu_m + (1.0 - S) * mu_c
+    return S * mu_m / d, mu_m * mu_c / d**2
+
+
+def _saturation_step(S_old, dt, pv, up, dn, wf, out, src, mu_c, mu_m, active, p, tol=1e-11, max_iter=60):
+    """Backward-Euler single-point-upstream saturation; returns S at the new time level (Newton on ``active``).
+
+    Numbered by falling pressure, every upstream cell comes before its downstream neighbours (flow goes from high
+    to low pressure), so the Newton matrix is lower triangular and each Newton step is one triangular solve.
+    """
+    S = S_old.copy()
+    n = S.size
+    a = np.flatnonzero(active)
+    a = a[np.argsort(-p[a], kind="stable")]
+    loc = np.full(n, -1, dtype=np.int64)
+    loc[a] = np.arange(a.size)
+    fm = active[dn] & active[up] & (wf > 0)
+    dn_a, up_a, w_a = loc[dn[fm]], loc[up[fm]], wf[fm]
+    inflow_edge = active[dn] & ~active[up]  # inflow from inactive (S fixed) cells
+    pv_a, out_a, mu_a = pv[a], out[a], mu_c[a]
+    fixed_in = np.bincount(loc[dn[inflow_edge]], _frac(S[up[inflow_edge]], mu_c[up[inflow_edge]], mu_m)[0]
+                           * wf[inflow_edge], a.size) if inflow_edge.any() else np.zeros(a.size)
+    rhs_src = src[a] + fixed_in
+    Sa = S[a].copy()
+    Sa_old = S_old[a]
+    scale = pv_a / dt
+    for _ in range(max_iter):
+        f, df = _frac(Sa, mu_a, mu_m)
+        inflow = np.bincount(dn_a, f[up_a] * w_a, a.size)
+        R = scale * (Sa - Sa_old) + f * out_a - inflow - rhs_src
+        if np.max(np.abs(R) / scale) < tol:
+            break
+        diag = np.arange(a.size)
+        J = sp.csr_matrix(
+            (np.concatenate([-(df[up_a] * w_a), scale + df * out_a]),
+             (np.concatenate([dn_a, diag]), np.concatenate([up_a, diag]))),
+            shape=(a.size, a.size),
+        )
+        delta = spla.spsolve_triangular(J, -R, lower=True)
+        # a cell may sit a hair above 1 where the pressure solve leaves a residual (rtol); the write-back is exact
+        Sa = np.clip(Sa + delta, 0.0, 1.0 + 1e-8)
+    else:
+        raise RuntimeError("saturation Newton iteration did not converge; reduce cfl.")
+    S[a] = Sa
+    return S
+
+
+def inject(
+    labels: np.ndarray,
+    spacing_m,
+    porosity: np.ndarray,
+    permeability_m2,
+    tip_voxels,
+    rate_m3_s: float,
+    volume_m3: float,
+    cement_viscosity: Callable,
+    marrow_viscosity_pa_s: float = MARROW_VISCOSITY_PA_S,
+    venous_pressure_pa: float = VENOUS_PRESSURE_PA,
+    stop_leak_m3: float | None = None,
+    start_time_s: float = 0.0,
+    cfl: float = 1.0,
+    max_saturation_change: float = 0.3,
+    max_dt_s: float = 2.0,
+    shear_rate_factor: float = 1.0,
+    solver: PressureSolver | None = None,
+    mass_tolerance: float = 1e-6,
+    max_steps: int = 100_000,
+) -> InjectionResult:
+    """Inject ``volume_m3`` of cement at ``rate_m3_s`` through the cannula tip(s); see the module docstring.
+
+    ``cement_viscosity(t_s, shear_rate_1_s)`` returns the cement viscosity in Pa s (scalar or per-cell array);
+    ``t_s`` is ``start_time_s`` + time since the start of the injection (so a cure model can count from mixing).
+    The injection stops when the volume is reached or, if ``stop_leak_m3`` is given, as soon as the total leaked
+    cement exceeds it. Returns an :class:`InjectionResult`.
+    """
+    t_wall = time.perf_counter()
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise InvalidValueError(f"labels has {labels.ndim} dimensions.", "give a 3-D label array (right, anterior, superior).")
+    shape = labels.shape
+    rate = check_range("rate_m3_s", rate_m3_s, 1e-15, 1e-3, "m^3/s", "give a positive rate, e.g. 5e-8 m^3/s (3 mL/min).")
+    if not rate > 1e-15:
+        raise ParameterError(f"Parameter rate_m3_s={rate_m3_s!r} must be > 0.", "give a positive injection rate.")
+    vol_target = check_range("volume_m3", volume_m3, 1e-15, 1e-3, "m^3", "give a positive volume, e.g. 4e-6 m^3 (4 mL).")
+    mu_m = check_range("marrow_viscosity_pa_s", marrow_viscosity_pa_s, 1e-4, 10.0, "Pa s")
+    p_v = check_range("venous_pressure_pa", venous_pressure_pa, 0.0, 1e5, "Pa")
+    cfl = check_range("cfl", cfl, 1e-3, 20.0)
+    max_saturation_change = check_range("max_saturation_change", max_saturation_change, 1e-3, 1.0)
+    spacing = tuple(check_range("spacing_m", s, 1e-6, 1e-2, "m") for s in spacing_m)
+    if len(spacing) != 3:
+        raise ParameterError(f"Parameter spacing_m={spacing_m!r} needs 3 values.", "give (dx, dy, dz) in m.")
+    porosity = np.asarray(porosity, dtype=float)
+    if porosity.shape != shape:
+        raise GridMismatchError(f"porosity has shape {porosity.shape}, labels have {shape}.", "use the same grid.")
+    ks = _as_k_tuple(permeability_m2, shape)
+    tip = _tip_mask(tip_voxels, shape)
+    porous = np.isin(labels, POROUS_LABELS)
+    if not np.all((porosity[porous] > 0) & (porosity[porous] <= 1)):
+        raise InvalidValueError("porosity is outside (0, 1] in porous voxels (labels 1, 7).", "give 0 < porosity <= 1.")
+    for k in ks:
+        if not np.all(np.isfinite(k[porous]) & (k[porous] > 0)):
+            raise InvalidValueError("permeability_m2 is not finite and > 0 in porous voxels.", "give k > 0 in m^2.")
+
+    g = _build_grid(labels, spacing, porosity, ks, tip)
+    pore_m3 = float(g.pv.sum())
+    if vol_target > pore_m3:
+        raise ParameterError(
+            f"Parameter volume_m3={vol_target:.4g} exceeds the pore space reachable from the cannula, {pore_m3:.4g} m^3.",
+            "inject less cement (the body cannot hold more than its marrow space).",
+        )
+    n = g.cells.size
+    asm = _Assembler(g)
+    solver = solver or PressureSolver("rs")
+
+    # cannula source: rate / n_cannulas each, split evenly over that cannula's faces
+    faces_per_can = np.bincount(g.t_can, minlength=g.n_cannulas).astype(float)
+    q_face = rate / g.n_cannulas / faces_per_can[g.t_can]
+    src = np.bincount(g.ti, q_face, n)
+
+    S = np.zeros(n)
+    p = np.zeros(n)
+    F = np.zeros(g.fi.size)
+    gamma = np.zeros(n)
+    arrival = np.full(n, np.nan)
+    t = 0.0
+    injected = 0.0
+    leaked = np.zeros(4)
+    ts, inj, bone, tipp, leak_hist, mb, vb = [0.0], [0.0], [0.0], [np.full(g.n_cannulas, p_v)], [leaked.copy()], [0.0], [0.0]
+    adj = sp.csr_matrix((np.ones(2 * g.fi.size), (np.concatenate([g.fi, g.fj]), np.concatenate([g.fj, g.fi]))),
+                        shape=(n, n))
+    sqrt_kphi = np.sqrt(g.k_iso * g.phi)
+    stop_reason = "volume reached"
+    step = 0
+    dt = None
+    dS_last = 0.0
+    while injected < vol_target * (1 - 1e-12):
+        step += 1
+        if step > max_steps:
+            stop_reason = "max_steps reached"
+            break
+        mu_c = np.broadcast_to(np.asarray(cement_viscosity(start_time_s + t, shear_rate_factor * gamma), float), (n,))
+        if not np.all(np.isfinite(mu_c) & (mu_c > 0)):
+            raise InvalidValueError("cement_viscosity returned a non-positive or non-finite value.", "check the law.")
+        lam = S / mu_c + (1.0 - S) / mu_m
+        lam_f = np.where(F > 0, lam[g.fi], np.where(F < 0, lam[g.fj], 0.5 * (lam[g.fi] + lam[g.fj])))
+        t_face = g.f_tg * lam_f
+        t_exit = g.e_tg * lam[g.ei]  # outflow upstream mobility (exits only see outflow while injecting)
+        A = asm.matrix(t_face, t_exit)
+        p = solver.solve(A, src, x0=p)
+        F = t_face * (p[g.fi] - p[g.fj])
+        F_exit = t_exit * p[g.ei]
+        vol_err = abs(rate - F_exit.sum()) / rate
+
+        # upstream / downstream per interior face, outflow per cell
+        pos = F >= 0
+        up = np.where(pos, g.fi, g.fj)
+        dn = np.where(pos, g.fj, g.fi)
+        w = np.abs(F)
+        out = np.bincount(up, w, n) + np.bincount(g.ei, np.maximum(F_exit, 0.0), n)
+        # time step: first step by the volumetric CFL number of the cells at the cannula, then adapted so that the
+        # largest saturation change per step stays near max_saturation_change (the front crosses a cell in a few steps)
+        if dt is None:
+            at_tip = src > 0
+            dt = cfl * float(np.min(g.pv[at_tip] / out[at_tip]))
+        else:
+            dt *= float(np.clip(max_saturation_change / max(dS_last, 1e-12), 0.5, 2.0))
+        dt = min(dt, max_dt_s, (vol_target - injected) / rate)
+        # cells that take part in the implicit solve: holding any cement, and two layers around them
+        near = (S > 1e-12) | (src > 0)
+        near = near | (adj @ near.astype(float) > 0)
+        active = near | (adj @ near.astype(float) > 0)
+        S_new = _saturation_step(S, dt, g.pv, up, dn, w, out, src, mu_c, mu_m, active, p)
+        # conservative write-back with the converged fractional flows
+        fS = _frac(S_new, mu_c, mu_m)[0]
+        fc = fS[up] * w
+        fe = np.where(F_exit > 0, fS[g.ei] * F_exit, 0.0)
+        dV = (np.bincount(dn, fc, n) - np.bincount(up, fc, n) - np.bincount(g.ei, fe, n) + src) * dt
+        S_prev = S
+        S = S + dV / g.pv
+        dS_last = float(np.max(np.abs(S - S_prev)))
+        leaked += np.bincount(g.e_route, fe, 4) * dt
+        injected += rate * dt
+        t += dt
+        newly = np.isnan(arrival) & (S >= ARRIVAL_SATURATION)
+        arrival[newly] = t
+        in_bone = float(np.dot(g.pv, S))
+        err = abs(injected - in_bone - leaked.sum()) / injected
+        if err > mass_tolerance or vol_err > mass_tolerance:
+            raise RuntimeError(
+                f"mass balance violated at step {step}: cement {err:.3g}, volume {vol_err:.3g} (> {mass_tolerance:g})."
+            )
+        # bone pressure at the cannula outlet: face pressure p_i + q / (lambda_i T_half), averaged per cannula
+        p_face = p[g.ti] + q_face / (lam[g.ti] * g.t_th)
+        tip_p = np.bincount(g.t_can, p_face, g.n_cannulas) / faces_per_can + p_v
+        # shear rate for the next step: cell velocity from face fluxes, gamma = |u| / sqrt(k phi)
+        u2 = np.zeros(n)
+        for a in range(3):
+            m = g.f_axis == a
+            ua = np.bincount(g.fi[m], np.abs(F[m]), n) + np.bincount(g.fj[m], np.abs(F[m]), n)
+            mt = g.t_axis == a
+            ua += np.bincount(g.ti[mt], q_face[mt], n)
+            u2 += (0.5 * ua / g.area[a]) ** 2
+        gamma = np.sqrt(u2) / sqrt_kphi
+
+        ts.append(t)
+        inj.append(injected)
+        bone.append(in_bone)
+        tipp.append(tip_p)
+        leak_hist.append(leaked.copy())
+        mb.append(err)
+        vb.append(vol_err)
+        if stop_leak_m3 is not None and leaked.sum() > stop_leak_m3:
+            stop_reason = "leak threshold exceeded"
+            break
+
+    def full(x, fill):
+        out_arr = np.full(int(np.prod(shape)), fill, dtype=float)
+        out_arr[g.cells] = x
+        return out_arr.reshape(shape)
+
+    arrival_full = full(arrival, np.nan)
+    arrival_full[tip] = 0.0
+    sat_full = full(S, 0.0)
+    sat_full[tip] = 1.0  # the cannula tip is full of cement (not counted in the bone volume)
+    lh = np.array(leak_hist)
+    return InjectionResult(
+        saturation=sat_full,
+        arrival_time_s=arrival_full,
+        pressure_pa=full(p + p_v, np.nan),
+        t_s=np.array(ts),
+        injected_m3=np.array(inj),
+        in_bone_m3=np.array(bone),
+        tip_pressure_pa=np.array(tipp),
+        leaked_m3={r: lh[:, i] for i, r in enumerate(ROUTES)},
+        mass_balance_error=np.array(mb),
+        volume_balance_error=np.array(vb),
+        stop_reason=stop_reason,
+        n_steps=step,
+        wall_time_s=time.perf_counter() - t_wall,
+        solver_iterations=tuple(solver.stats.iterations),
+        solver_setups=solver.stats.n_setups,
+    )

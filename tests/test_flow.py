@@ -1,0 +1,168 @@
+"""Two-phase Darcy cement injection: mass balance, spherical-front verification, leakage routes, bad input."""
+
+import numpy as np
+import pytest
+
+from vertaug.errors import InputError, ParameterError
+from vertaug.physics import flow
+
+PHI, K, MU_C, MU_M = 0.8, 4e-9, 100.0, 0.067  # reference/physics.md section 1 sanity case (k, marrow 67 mPa s)
+RB, R0, Q = 15e-3, 1.5e-3, 1e-7
+
+
+def block_phantom(n=(22, 22, 18), defect=True):
+    """A box vertebra at 1 mm: 2-voxel cortex (2), endplates (3), trabecular core (1), a basivertebral vein exit (5)
+    through the posterior wall, two segmental vein exits (6) on the anterolateral walls, and optionally a cortical
+    defect (7) through the right wall next to the tip. Axes (right, anterior, superior)."""
+    nx, ny, nz = n
+    lab = np.zeros(n, np.uint8)
+    lab[1:-1, 1:-1, 1:-1] = 2
+    lab[1:-1, 1:-1, 1:3] = 3
+    lab[1:-1, 1:-1, -3:-1] = 3
+    lab[3:-3, 3:-3, 3:-3] = 1
+    cx, cz = nx // 2, nz // 2
+    lab[cx, 1:3, cz] = 5  # basivertebral foramen in the posterior wall (low anterior index)
+    lab[3, -3:-1, cz] = 6  # segmental vein exits, anterolateral
+    lab[-4, -3:-1, cz] = 6
+    if defect:
+        lab[-3:-1, cx - 1 : cx + 1, cz - 1 : cz + 1] = 7  # cortical defect through the right wall
+        lab[-1, cx - 1 : cx + 1, cz - 1 : cz + 1] = 0
+    tip = (cx + 3, ny // 2, cz)
+    return lab, tip
+
+
+def _inject_block(mu_c, volume_m3=1.5e-6, defect=True, **kw):
+    lab, tip = block_phantom(defect=defect)
+    k = np.full(lab.shape, K)
+    k[lab == 7] = 10 * K  # an open defect: 10x the trabecular permeability (assumption, see docs/flow.md)
+    return flow.inject(lab, (1e-3,) * 3, np.full(lab.shape, PHI), k, [tip], 5e-8, volume_m3, mu_c, **kw)
+
+
+def test_mass_balance_every_step_and_routes():
+    r = _inject_block(flow.newtonian(30.0))
+    assert r.stop_reason == "volume reached"
+    assert r.injected_m3[-1] == pytest.approx(1.5e-6, rel=1e-12)
+    # injected = in bone + leaked per route, every step (the solver also raises if not)
+    total = r.in_bone_m3 + sum(r.leaked_m3[x] for x in flow.ROUTES)
+    np.testing.assert_allclose(total[1:], r.injected_m3[1:], rtol=1e-9)
+    assert r.mass_balance_error.max() < 1e-6
+    assert r.volume_balance_error.max() < 1e-6
+    assert r.leaked_m3["D"][-1] == 0.0  # no endplate fracture in this phantom
+    assert 0.0 <= r.saturation.min() and r.saturation.max() <= 1.0 + 1e-6
+    # saturation field agrees with the bone volume series
+    assert float(np.sum(r.saturation[np.isin(block_phantom()[0], (1, 7))]) * 1e-9 * PHI) - PHI * 1e-9 == pytest.approx(
+        r.in_bone_m3[-1], rel=1e-9
+    )
+    assert np.all(np.diff(r.t_s) > 0)
+    assert np.all(np.diff(r.leaked_total_m3) >= -1e-20)
+
+
+def _sphere_octant(n, r_final=8e-3):
+    """Homogeneous ball of radius RB with the cannula (r < R0) at the centre, octant by symmetry, exit at r = RB."""
+    h = RB / n
+    c = (np.arange(n + 2) + 0.5) * h
+    r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
+    lab = np.where(r < RB, 1, 6).astype(np.uint8)
+    tip = r < R0
+    r0_eff = (8 * tip.sum() * h**3 * 3 / (4 * np.pi)) ** (1 / 3)  # radius of the voxelised cannula ball
+    t_end = PHI * 4 / 3 * np.pi * (r_final**3 - r0_eff**3) / Q
+    res = flow.inject(lab, (h, h, h), np.full(lab.shape, PHI), np.full(lab.shape, K), tip, Q / 8, Q / 8 * t_end,
+                      flow.newtonian(MU_C), marrow_viscosity_pa_s=MU_M, venous_pressure_pa=0.0)
+
+    def front_radius_an(t):  # phi (4/3) pi (R^3 - r0^3) = Q t
+        return (3 * Q * t / (4 * np.pi * PHI) + r0_eff**3) ** (1 / 3)
+
+    def p_an(rr, t):  # dp = (mu_c Q / 4 pi k)(1/r - 1/R) + (mu_m Q / 4 pi k)(1/R - 1/Rb)
+        R = front_radius_an(t)
+        return Q / (4 * np.pi * K) * (MU_C * (1 / rr - 1 / R) + MU_M * (1 / R - 1 / RB))
+
+    S = res.saturation
+    radii = []
+    for a in range(3):
+        s0 = [slice(None)] * 3
+        s1 = [slice(None)] * 3
+        s0[a], s1[a] = slice(0, -1), slice(1, None)
+        s0, s1 = tuple(s0), tuple(s1)
+        ok = (lab[s0] == 1) & (lab[s1] == 1) & ~tip[s0] & ~tip[s1] & ((S[s0] - 0.5) * (S[s1] - 0.5) < 0)
+        w = (S[s0][ok] - 0.5) / (S[s0][ok] - S[s1][ok])
+        radii.append(r[s0][ok] + w * (r[s1][ok] - r[s0][ok]))
+    t = res.t_s[-1]
+
+    def p_num(rr):  # mean over the cells of the shell |r - rr| < h/2
+        shell = (lab == 1) & ~tip & (np.abs(r - rr) < h / 2)
+        return float(np.mean(res.pressure_pa[shell]))
+
+    return dict(
+        h=h,
+        front=abs(np.mean(np.concatenate(radii)) - front_radius_an(t)) / front_radius_an(t),
+        dp=abs((p_num(3e-3) - p_num(6e-3)) - (p_an(3e-3, t) - p_an(6e-3, t))) / (p_an(3e-3, t) - p_an(6e-3, t)),
+        tip_series=np.abs(res.tip_pressure_pa[1:, 0] - p_an(R0, res.t_s[1:])) / p_an(R0, res.t_s[1:]),
+        mass=res.mass_balance_error.max(),
+    )
+
+
+def _order(hs, errs):
+    return float(np.polyfit(np.log(hs), np.log(errs), 1)[0])
+
+
+def test_spherical_front_converges_in_space():
+    runs = [_sphere_octant(n) for n in (10, 20, 30)]
+    hs = [d["h"] for d in runs]
+    o_front = _order(hs, [d["front"] for d in runs])
+    o_dp = _order(hs, [d["dp"] for d in runs])
+    print(f"\nspherical front: h (mm) {[round(h * 1e3, 3) for h in hs]}")
+    fmt = lambda xs: ", ".join(f"{x:.2e}" for x in xs)  # noqa: E731
+    print(f"  front radius rel. error {fmt(d['front'] for d in runs)}  observed order {o_front:.2f}")
+    print(f"  p(3 mm) - p(6 mm) rel. error {fmt(d['dp'] for d in runs)}  observed order {o_dp:.2f}")
+    print(f"  tip pressure rel. error, final {fmt(d['tip_series'][-1] for d in runs)}")
+    assert o_front > 0.9
+    assert o_dp > 0.9
+    assert runs[-1]["front"] < 0.01
+    assert runs[-1]["dp"] < 0.05
+    assert runs[-1]["tip_series"][-1] < 0.1  # voxelised cannula ball: O(h / r0) near-field error
+    assert max(d["mass"] for d in runs) < 1e-12
+
+
+def test_defect_and_volume_raise_leakage():
+    mu = flow.newtonian(30.0)
+    with_defect = _inject_block(mu, volume_m3=2.0e-6)
+    without = _inject_block(mu, volume_m3=2.0e-6, defect=False)
+    smaller = _inject_block(mu, volume_m3=1.0e-6)
+    assert without.leaked_m3["C"][-1] == 0.0
+    assert with_defect.leaked_m3["C"][-1] > 0.0
+    assert with_defect.leaked_total_m3[-1] > without.leaked_total_m3[-1]
+    assert with_defect.leaked_total_m3[-1] > smaller.leaked_total_m3[-1]
+
+
+def test_stop_at_leak_threshold():
+    r = _inject_block(flow.newtonian(30.0), volume_m3=2.0e-6, stop_leak_m3=1e-9)
+    assert r.stop_reason == "leak threshold exceeded"
+    assert r.leaked_total_m3[-1] > 1e-9
+    assert r.leaked_total_m3[-2] <= 1e-9
+    assert r.injected_m3[-1] < 2.0e-6
+
+
+def test_bad_input():
+    lab, tip = block_phantom()
+    phi = np.full(lab.shape, PHI)
+    k = np.full(lab.shape, K)
+    args = (lab, (1e-3,) * 3, phi, k)
+    mu = flow.newtonian(30.0)
+    with pytest.raises(ParameterError, match="rate_m3_s"):
+        flow.inject(*args, [tip], 0.0, 1e-6, mu)
+    with pytest.raises(ParameterError, match="rate_m3_s"):
+        flow.inject(*args, [tip], -1e-8, 1e-6, mu)
+    with pytest.raises(ParameterError, match="volume_m3"):
+        flow.inject(*args, [tip], 5e-8, 0.0, mu)
+    with pytest.raises(ParameterError, match="pore space"):
+        flow.inject(*args, [tip], 5e-8, 1e-5, mu)  # 10 mL into a 16x16x12 mm core
+    with pytest.raises(ParameterError, match="outside the body"):
+        flow.inject(*args, [(0, 0, 0)], 5e-8, 1e-6, mu)  # soft tissue
+    with pytest.raises(ParameterError, match="outside the body"):
+        flow.inject(*args, [(1, 5, 5)], 5e-8, 1e-6, mu)  # cortex
+    with pytest.raises(ParameterError, match="outside the body"):
+        flow.inject(*args, [(99, 5, 5)], 5e-8, 1e-6, mu)  # off the grid
+    closed = lab.copy()
+    closed[np.isin(closed, (5, 6, 7))] = 2
+    with pytest.raises(InputError, match="no exit"):
+        flow.inject(closed, (1e-3,) * 3, phi, k, [tip], 5e-8, 1e-6, mu)
