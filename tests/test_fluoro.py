@@ -385,3 +385,15 @@ def test_real_ct_synthetic_vp_and_kp_frames(l1, tmp_path):
         reds = [int(np.all(im.rgb == fluoro.LEAK_RGB, axis=-1).sum()) for im in pf.images[view]]
         assert reds[:3] == [0, 0, 0] and reds[-1] > 10  # the leak appears from the second half of the fill
         assert pf.images[view][-1].leak_mm.sum() == pytest.approx(300.0, rel=0.02)  # mm^3 at 1 mm pixels
+
+
+def test_cannulas_from_trajectories_map_model_indices_to_world():
+    from types import SimpleNamespace
+
+    v = SimpleNamespace(affine_mm=_shift(10.0, -5.0, 2.0) @ np.diag([0.5, 0.5, 0.5, 1.0]))
+    t = SimpleNamespace(entry_ijk=(0.0, 0.0, 0.0), tip_ijk=(20.0, 40.0, 10.0), gauge_mm=2.413)
+    (c,) = fluoro.cannulas_from_trajectories(v, [t])
+    assert c.entry_mm == pytest.approx((10.0, -5.0, 2.0))
+    assert c.tip_mm == pytest.approx((20.0, 15.0, 7.0))
+    assert c.outer_diameter_mm == pytest.approx(2.413)
+    assert 0 < c.inner_diameter_mm < c.outer_diameter_mm

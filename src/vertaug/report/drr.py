@@ -44,6 +44,7 @@ __all__ = [
     "Material",
     "Rays",
     "contrast_material",
+    "crop_to_support",
     "cylinder_chord_mm",
     "ellipsoid_chord_mm",
     "make_rays",
@@ -302,6 +303,7 @@ def project_volume(data: np.ndarray, affine_mm: np.ndarray, rays: Rays) -> np.nd
         out[hit] = vals * step
         return out.reshape(rays.shape)
     acc = np.zeros(o.shape[0], dtype=np.float64)
+    planes = np.ascontiguousarray(np.moveaxis(data, m, 0))  # planes[k] is the (a, b) slice k, contiguous
     for k in range(data.shape[m]):
         t = (k - o[:, m]) / dm
         ca = o[:, a] + t * d[:, a]
@@ -309,10 +311,21 @@ def project_volume(data: np.ndarray, affine_mm: np.ndarray, rays: Rays) -> np.nd
         sel = (ca > -1) & (ca < data.shape[a]) & (cb > -1) & (cb < data.shape[b])
         if not sel.any():
             continue
-        sl = np.take(data, k, axis=m)
-        acc[sel] += ndimage.map_coordinates(sl, [ca[sel], cb[sel]], order=1, mode="grid-constant", cval=0.0)
+        acc[sel] += ndimage.map_coordinates(planes[k], [ca[sel], cb[sel]], order=1, mode="grid-constant", cval=0.0)
     out[hit] = acc * step
     return out.reshape(rays.shape)
+
+
+def crop_to_support(data: np.ndarray, affine_mm: np.ndarray, pad: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest box holding the non-zero voxels (plus ``pad``) and its affine: projects to the same integrals."""
+    nz = np.nonzero(data)
+    if nz[0].size == 0:
+        return data[:1, :1, :1] * 0, np.asarray(affine_mm, dtype=float)
+    lo = [max(int(x.min()) - pad, 0) for x in nz]
+    hi = [min(int(x.max()) + pad + 1, n) for x, n in zip(nz, data.shape)]
+    aff = np.asarray(affine_mm, dtype=float).copy()
+    aff[:3, 3] = aff[:3, :3] @ np.asarray(lo, dtype=float) + aff[:3, 3]
+    return data[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], aff
 
 
 # ------------------------------------------------------------------------------------------------ analytic shapes

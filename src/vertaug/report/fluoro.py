@@ -38,6 +38,7 @@ from .drr import (
     Material,
     Rays,
     contrast_material,
+    crop_to_support,
     ellipsoid_chord_mm,
     make_rays,
     mu_from_hu,
@@ -48,6 +49,7 @@ from .drr import (
 
 __all__ = [
     "Cannula",
+    "cannulas_from_trajectories",
     "Ellipsoid",
     "FluoroFrame",
     "FluoroImage",
@@ -162,6 +164,20 @@ class ProcedureFrames:
     geometry: dict[str, Geometry]
     window: dict[str, tuple[float, float]]
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def cannulas_from_trajectories(v, trajectories, inner_diameter_mm: float | None = None) -> tuple[Cannula, ...]:
+    """Cannulas from planned paths on the model grid of ``v`` (objects with ``entry_ijk``, ``tip_ijk`` in model voxel
+    indices and ``gauge_mm`` the outer diameter, as ``vertaug.model.trajectory.Trajectory``)."""
+    aff = np.asarray(v.affine_mm, dtype=float)
+    out = []
+    for t in trajectories:
+        e = aff[:3, :3] @ np.asarray(t.entry_ijk, dtype=float) + aff[:3, 3]
+        p = aff[:3, :3] @ np.asarray(t.tip_ijk, dtype=float) + aff[:3, 3]
+        od = float(getattr(t, "gauge_mm", CANNULA_OUTER_MM))
+        idm = inner_diameter_mm if inner_diameter_mm is not None else od * CANNULA_INNER_MM / CANNULA_OUTER_MM
+        out.append(Cannula(tuple(float(x) for x in e), tuple(float(x) for x in p), od, idm))
+    return tuple(out)
 
 
 # ------------------------------------------------------------------------------------------------ core
@@ -336,14 +352,14 @@ def render_procedure(
                 delta += np.float32(d_cem) * fc
                 any_field = True
                 if outside is not None and (fc * outside).any():
-                    leak = project_volume(fc * outside, grid.affine_mm, rays)
+                    leak = project_volume(*crop_to_support(fc * outside, grid.affine_mm), rays)
             if isinstance(fr.balloon, Ellipsoid):
                 line += d_bal * ellipsoid_chord_mm(rays, fr.balloon.centre_mm, fr.balloon.semi_axes_mm, fr.balloon.axes)
             elif fr.balloon is not None:
                 delta += np.float32(d_bal) * _check_field("balloon", fr.balloon, grid)
                 any_field = True
             if any_field:
-                line += project_volume(delta, grid.affine_mm, rays)
+                line += project_volume(*crop_to_support(delta, grid.affine_mm), rays)
             for c in fr.cannulas:
                 if c not in steel_mm:
                     steel_mm[c] = _cannula_chord_mm(c, sub)
