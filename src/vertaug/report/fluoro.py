@@ -49,12 +49,12 @@ from .drr import (
 
 __all__ = [
     "Cannula",
-    "cannulas_from_trajectories",
     "Ellipsoid",
     "FluoroFrame",
     "FluoroImage",
     "OverlayGrid",
     "ProcedureFrames",
+    "cannulas_from_trajectories",
     "display_gray",
     "drr_line_integral",
     "ellipsoid_fraction",
