@@ -172,11 +172,15 @@ def test_cement_contrast_and_steel_attenuation_by_hand():
     w_ba = 137.327 / 233.383
     w_s = 32.06 / 233.383
     w_o = 4 * 15.999 / 233.383
-    rho = 1 / (0.7 / 1.19 + 0.3 / 4.5)
-    hand = rho * (0.7 * 0.1924 + 0.3 * (w_ba * 8.511 + w_s * 0.4053 + w_o * 0.1907)) / 10
-    assert drr.CEMENT_PMMA_BASO4.density_g_cm3 == pytest.approx(1.527, abs=1e-3)
+    w_b = 0.11 / w_ba  # BaSO4 share giving 11 wt% Ba (Lewis 2007)
+    assert w_b == pytest.approx(0.187, abs=1e-3)
+    rho = 1 / ((1 - w_b) / 1.19 + w_b / 4.5)
+    hand = rho * ((1 - w_b) * 0.1924 + w_b * (w_ba * 8.511 + w_s * 0.4053 + w_o * 0.1907)) / 10
+    assert drr.CEMENT_PMMA_BASO4.density_g_cm3 == pytest.approx(1.380, abs=1e-3)
     assert drr.CEMENT_PMMA_BASO4.mu_per_mm() == pytest.approx(hand, rel=1e-9)
-    assert drr.CEMENT_PMMA_BASO4.mu_per_mm() == pytest.approx(0.2549, abs=5e-4)  # 12.4 x water
+    assert drr.CEMENT_PMMA_BASO4.mu_per_mm() == pytest.approx(0.1535, abs=5e-4)  # 7.5 x water
+    # 30 wt% BaSO4 in the whole cement (not the powder) would be 12.4 x water
+    assert drr.cement_material(0.30).mu_per_mm() / MU_W == pytest.approx(12.38, abs=0.02)
     assert drr.contrast_material(150.0).mu_per_mm() == pytest.approx((0.2059 + 0.150 * 7.579) / 10, rel=1e-3)
     assert drr.STAINLESS_STEEL.mu_per_mm() == pytest.approx(8.0 * (0.71 * 1.205 + 0.19 * 0.9639 + 0.10 * 1.512) / 10)
     # barium's edge makes cement relatively stronger at low energy: ratio to water falls with energy
