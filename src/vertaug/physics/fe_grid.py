@@ -1,0 +1,294 @@
+"""Voxel grid finite elements: one 8-node hexahedron per voxel, matrix-free.
+
+Linear elasticity, small strain, isotropic:
+
+    div sigma = 0,   sigma = lambda tr(eps) I + 2 mu eps,   eps = (grad u + grad u^T) / 2,
+    lambda = E nu / ((1 + nu)(1 - 2 nu)),   mu = E / (2 (1 + nu)).
+
+Every voxel is a trilinear brick of size (hx, hy, hz). Its stiffness is
+
+    K_e = lambda_e K_lambda + mu_e K_mu,
+    K_lambda = int B^T m m^T B dV,   K_mu = int B^T diag(2, 2, 2, 1, 1, 1) B dV,   m = (1, 1, 1, 0, 0, 0),
+
+integrated exactly by 2x2x2 Gauss points (the integrand of a brick is at most quadratic per coordinate).
+With a scalar Poisson ratio the two reference matrices fold into one, K_e = E_e K_ref(nu), so the whole
+model uses one 24x24 matrix scaled by each voxel's modulus.
+
+Layout (fixed for the whole package): element arrays have shape (nx, ny, nz) on axes (right, anterior,
+superior); nodal vectors have shape (nx+1, ny+1, nz+1, 3), component last. Element-local node c has
+offset (a, b, d) with c = a + 2 b + 4 d; its DOFs are 3 c + k, k the component.
+
+The operator ``K u`` is applied chunk by chunk: gather the 8 corner displacements of every voxel
+of the chunk into an (n, 24) array, multiply by the reference matrix (one BLAS call), scale by the voxel
+coefficient, scatter-add back. It stores no matrix: memory is the coefficient array plus the vectors.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import scipy.sparse as sp
+
+CORNERS = tuple((a, b, d) for d in (0, 1) for b in (0, 1) for a in (0, 1))
+_CHUNK_ELEMENTS = 8192  # elements per chunk: the (n, 24) work arrays stay in the L2 cache
+
+
+def _shape_gradients(xi: np.ndarray, spacing_m) -> np.ndarray:
+    """dN_c/dx_j at reference point xi in [-1, 1]^3, shape (8, 3)."""
+    s = 2.0 * np.array(CORNERS, dtype=float) - 1.0
+    dn = np.empty((8, 3))
+    for j in range(3):
+        t = np.ones(8)
+        for k in range(3):
+            if k != j:
+                t = t * (1.0 + s[:, k] * xi[k])
+        dn[:, j] = s[:, j] * t / 8.0
+    return dn * (2.0 / np.asarray(spacing_m, dtype=float))
+
+
+def strain_matrix(xi, spacing_m) -> np.ndarray:
+    """B (6 x 24) mapping element DOFs to (exx, eyy, ezz, gxy, gyz, gzx) at xi (engineering shear)."""
+    g = _shape_gradients(np.asarray(xi, dtype=float), spacing_m)
+    b = np.zeros((6, 24))
+    for c in range(8):
+        gx, gy, gz = g[c]
+        b[0, 3 * c] = gx
+        b[1, 3 * c + 1] = gy
+        b[2, 3 * c + 2] = gz
+        b[3, 3 * c], b[3, 3 * c + 1] = gy, gx
+        b[4, 3 * c + 1], b[4, 3 * c + 2] = gz, gy
+        b[5, 3 * c], b[5, 3 * c + 2] = gz, gx
+    return b
+
+
+def hex8_reference_matrices(spacing_m) -> tuple[np.ndarray, np.ndarray]:
+    """(K_lambda, K_mu), each 24 x 24, for a brick of the given spacing (m)."""
+    g = 1.0 / np.sqrt(3.0)
+    det_j = float(np.prod(spacing_m)) / 8.0
+    m = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    w_mu = np.diag([2.0, 2.0, 2.0, 1.0, 1.0, 1.0])
+    k_lam = np.zeros((24, 24))
+    k_mu = np.zeros((24, 24))
+    for xi in itertools.product((-g, g), repeat=3):
+        b = strain_matrix(xi, spacing_m)
+        mb = m @ b
+        k_lam += det_j * np.outer(mb, mb)
+        k_mu += det_j * b.T @ w_mu @ b
+    return k_lam, k_mu
+
+
+def lame_factors(nu):
+    """lambda/E and mu/E for Poisson ratio nu (scalar or array)."""
+    nu = np.asarray(nu, dtype=float)
+    return nu / ((1.0 + nu) * (1.0 - 2.0 * nu)), 1.0 / (2.0 * (1.0 + nu))
+
+
+class Material:
+    """Voxel coefficients and reference matrices: K_e = sum_i coefs[i][e] * krefs(spacing)[i]."""
+
+    def __init__(self, e_pa: np.ndarray, nu):
+        nu_arr = np.asarray(nu, dtype=float)
+        self.scalar_nu = nu_arr.ndim == 0
+        if self.scalar_nu:
+            self.coefs = [np.asarray(e_pa, dtype=float)]
+            self.nu = float(nu_arr)
+        else:
+            lam, mu = lame_factors(nu_arr)
+            self.coefs = [e_pa * lam, e_pa * mu]
+            self.nu = None
+
+    def krefs(self, spacing_m) -> list[np.ndarray]:
+        k_lam, k_mu = hex8_reference_matrices(spacing_m)
+        if self.scalar_nu:
+            lam, mu = lame_factors(self.nu)
+            return [float(lam) * k_lam + float(mu) * k_mu]
+        return [k_lam, k_mu]
+
+
+def coarsen_coefficients(coef: np.ndarray) -> np.ndarray:
+    """Mean over 2x2x2 blocks (the model padded with void to even size): rediscretised coarse voxels."""
+    nx, ny, nz = coef.shape
+    px, py, pz = nx + nx % 2, ny + ny % 2, nz + nz % 2
+    padded = np.zeros((px, py, pz), dtype=coef.dtype)
+    padded[:nx, :ny, :nz] = coef
+    return padded.reshape(px // 2, 2, py // 2, 2, pz // 2, 2).mean(axis=(1, 3, 5))
+
+
+class VoxelOperator:
+    """Matrix-free y = K u on a regular voxel grid (see module docstring for the layout).
+
+    Elements are indexed on the node grid (NX, NY, NZ) = (nx+1, ny+1, nz+1), the last layer of each axis padded
+    with zero coefficients, so that corner (a, b, d) of the element at flat node index p is node p + off(a, b, d),
+    off = (a NY + b) NZ + d: every gather and scatter is a contiguous block copy.
+    """
+
+    def __init__(self, coefs, krefs, xp=np, dtype=np.float64, chunk: int = _CHUNK_ELEMENTS):
+        self.xp = xp
+        self.dtype = dtype
+        self.shape = tuple(int(n) for n in coefs[0].shape)
+        nx, ny, nz = self.shape
+        self.node_shape = (nx + 1, ny + 1, nz + 1, 3)
+        self.n_nodes = (nx + 1) * (ny + 1) * (nz + 1)
+        self.offsets = [(a * (ny + 1) + b) * (nz + 1) + d for a, b, d in CORNERS]
+        self.pad = max(self.offsets)
+        self.kref = [xp.asarray(k, dtype=dtype) for k in krefs]
+        self.diag_kref = [xp.asarray(np.diag(k), dtype=dtype) for k in krefs]
+        flat = []
+        for c in coefs:
+            g = np.zeros(self.node_shape[:3], dtype=dtype)
+            g[:nx, :ny, :nz] = c
+            flat.append(g.ravel())
+        solid = sum(np.abs(c) for c in flat) != 0
+        self.coefs = [xp.asarray(c) for c in flat]
+        self._buffers = {}
+        self.chunks = []
+        for s0 in range(0, self.n_nodes, chunk):
+            idx = np.flatnonzero(solid[s0 : s0 + chunk])
+            if idx.size:
+                self.chunks.append((s0 + int(idx[0]), s0 + int(idx[-1]) + 1))
+
+    def _padded(self, u):
+        """u copied into a cached (n_nodes + pad, 3) buffer whose tail stays zero (no page faults per call)."""
+        buf = self._buffers.get(u.dtype)
+        if buf is None:
+            buf = self._buffers[u.dtype] = self.xp.zeros((self.n_nodes + self.pad, 3), dtype=u.dtype)
+        buf[: self.n_nodes] = u.reshape(-1, 3)
+        return buf
+
+    def _element_forces(self, upad, s0, s1):
+        n = s1 - s0
+        ue = self.xp.empty((n, 24), dtype=upad.dtype)
+        for c, off in enumerate(self.offsets):
+            ue[:, 3 * c : 3 * c + 3] = upad[s0 + off : s1 + off]
+        fe = None
+        for k, coef in zip(self.kref, self.coefs):
+            term = ue @ k  # K_ref is symmetric: (K u_e)^T = u_e^T K
+            term *= coef[s0:s1, None]
+            fe = term if fe is None else fe + term
+        return ue, fe
+
+    def _scatter(self, fpad, fe, s0, s1):
+        for c, off in enumerate(self.offsets):
+            fpad[s0 + off : s1 + off] += fe[:, 3 * c : 3 * c + 3]
+
+    def element_fields(self, u):
+        """Yield (s0, s1, ue, fe) per chunk: element DOF values and forces K_e u_e, each (n, 24).
+
+        Element p of a chunk is voxel np.unravel_index(p, node_shape[:3]) (padded layers included).
+        """
+        upad = self._padded(u)
+        for s0, s1 in self.chunks:
+            ue, fe = self._element_forces(upad, s0, s1)
+            yield s0, s1, ue, fe
+
+    def apply(self, u):
+        upad = self._padded(u)
+        fpad = self.xp.zeros((self.n_nodes + self.pad, 3), dtype=u.dtype)
+        for s0, s1 in self.chunks:
+            _, fe = self._element_forces(upad, s0, s1)
+            self._scatter(fpad, fe, s0, s1)
+        return fpad[: self.n_nodes].reshape(self.node_shape)
+
+    def diagonal(self):
+        xp = self.xp
+        fpad = xp.zeros((self.n_nodes + self.pad, 3), dtype=self.dtype)
+        for s0, s1 in self.chunks:
+            fe = None
+            for d, coef in zip(self.diag_kref, self.coefs):
+                term = coef[s0:s1, None] * d[None, :]
+                fe = term if fe is None else fe + term
+            self._scatter(fpad, fe, s0, s1)
+        return fpad[: self.n_nodes].reshape(self.node_shape)
+
+
+def prolong(c, fine_node_shape, xp=np):
+    """Trilinear interpolation of a coarse nodal vector (NXc, NYc, NZc, 3) to the fine nodes."""
+    out = c
+    for axis in (0, 1, 2):
+        nf = fine_node_shape[axis]
+        shape = list(out.shape)
+        shape[axis] = nf
+        new = xp.empty(shape, dtype=c.dtype)
+        ne, no = (nf + 1) // 2, nf // 2
+        dst, src = [slice(None)] * 4, [slice(None)] * 4
+        dst[axis], src[axis] = slice(0, None, 2), slice(0, ne)
+        new[tuple(dst)] = out[tuple(src)]
+        lo, hi = [slice(None)] * 4, [slice(None)] * 4
+        dst[axis], lo[axis], hi[axis] = slice(1, None, 2), slice(0, no), slice(1, no + 1)
+        new[tuple(dst)] = 0.5 * (out[tuple(lo)] + out[tuple(hi)])
+        out = new
+    return out
+
+
+def restrict(r, coarse_node_shape, xp=np):
+    """Transpose of :func:`prolong`."""
+    out = r
+    for axis in (0, 1, 2):
+        nf = out.shape[axis]
+        shape = list(out.shape)
+        shape[axis] = coarse_node_shape[axis]
+        new = xp.zeros(shape, dtype=r.dtype)
+        ne, no = (nf + 1) // 2, nf // 2
+        ev, od = [slice(None)] * 4, [slice(None)] * 4
+        ev[axis], od[axis] = slice(0, None, 2), slice(1, None, 2)
+        t0, t1, t2 = [slice(None)] * 4, [slice(None)] * 4, [slice(None)] * 4
+        t0[axis], t1[axis], t2[axis] = slice(0, ne), slice(0, no), slice(1, no + 1)
+        new[tuple(t0)] += out[tuple(ev)]
+        half = 0.5 * out[tuple(od)]
+        new[tuple(t1)] += half
+        new[tuple(t2)] += half
+        out = new
+    return out
+
+
+def element_dof_indices(shape, i0: int, i1: int) -> np.ndarray:
+    """Global DOF numbers (24, n) of the elements of slab [i0, i1) (nodal vector layout, flattened)."""
+    nx, ny, nz = shape
+    ii, jj, kk = np.meshgrid(np.arange(i0, i1), np.arange(ny), np.arange(nz), indexing="ij")
+    out = np.empty((24, ii.size), dtype=np.int64)
+    for c, (a, b, d) in enumerate(CORNERS):
+        node = ((ii + a) * (ny + 1) + (jj + b)) * (nz + 1) + (kk + d)
+        for k in range(3):
+            out[3 * c + k] = 3 * node.ravel() + k
+    return out
+
+
+def assemble_csr(coefs, krefs) -> sp.csr_matrix:
+    """Assembled global stiffness (CSR), slab by slab, void voxels skipped."""
+    shape = coefs[0].shape
+    nx, ny, nz = shape
+    ndof = 3 * (nx + 1) * (ny + 1) * (nz + 1)
+    step = max(1, 200_000 // max(1, ny * nz))
+    total = sp.csr_matrix((ndof, ndof))
+    for i0 in range(0, nx, step):
+        i1 = min(i0 + step, nx)
+        sub = [np.asarray(c[i0:i1]).ravel() for c in coefs]
+        keep = np.flatnonzero(sum(np.abs(c) for c in sub) != 0)
+        if keep.size == 0:
+            continue
+        edofs = element_dof_indices(shape, i0, i1)[:, keep]
+        vals = sum(k.reshape(24, 24, 1) * c[keep].reshape(1, 1, -1) for k, c in zip(krefs, sub))
+        rows = np.broadcast_to(edofs[:, None, :], (24, 24, keep.size)).ravel()
+        cols = np.broadcast_to(edofs[None, :, :], (24, 24, keep.size)).ravel()
+        total = total + sp.csr_matrix((vals.ravel(), (rows, cols)), shape=(ndof, ndof))
+    total.sum_duplicates()
+    return total
+
+
+def node_coordinates(shape, spacing_m) -> np.ndarray:
+    """Node coordinates (3, nx+1, ny+1, nz+1) in metres, origin at node (0, 0, 0)."""
+    axes = [np.arange(n + 1) * h for n, h in zip(shape, spacing_m)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"))
+
+
+def rigid_body_modes(shape, spacing_m) -> np.ndarray:
+    """The six rigid-body modes (ndof, 6) in the nodal vector layout: 3 translations, 3 rotations."""
+    x, y, z = (c.ravel() for c in node_coordinates(shape, spacing_m))
+    modes = np.zeros((x.size, 3, 6))
+    for k in range(3):
+        modes[:, k, k] = 1.0
+    modes[:, 0, 3], modes[:, 1, 3] = -y, x
+    modes[:, 1, 4], modes[:, 2, 4] = -z, y
+    modes[:, 0, 5], modes[:, 2, 5] = z, -x
+    return modes.reshape(-1, 6)
