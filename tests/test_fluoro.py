@@ -401,3 +401,11 @@ def test_cannulas_from_trajectories_map_model_indices_to_world():
     assert c.tip_mm == pytest.approx((20.0, 15.0, 7.0))
     assert c.outer_diameter_mm == pytest.approx(2.413)
     assert 0 < c.inner_diameter_mm < c.outer_diameter_mm
+
+
+def test_write_drr_png_of_a_ct(tmp_path):
+    from PIL import Image
+
+    path = fluoro.write_drr_png(_small_ct(), tmp_path / "drr.png", projection="perspective")
+    with Image.open(path) as im:
+        assert im.size[0] > 500 and im.size[1] > 300
