@@ -1,0 +1,156 @@
+"""Vertebroplasty: cement injected through one or two transpedicular cannulas into the untreated trabecular bone.
+
+Timeline (each step one physics module):
+
+1. cannula paths: :func:`vertaug.model.trajectory.plan_trajectories` (uni- or bipedicular);
+2. injection: :func:`vertaug.physics.flow.inject` of ``volume_ml`` at ``rate_ml_s`` (split evenly between the
+   cannulas), two-phase Darcy flow of cement displacing marrow, leakage by route B, S, C, D; the cement viscosity
+   follows the preset's isothermal cure at ``temperature_c`` from ``start_time_s`` after mixing and shear-thins
+   (:func:`vertaug.procedures.kyphoplasty.cement_viscosity_law`, :mod:`vertaug.physics.rheology`); the injection
+   stops at the volume or, if ``stop_leak_ml`` is given, at the first step where the leaked volume exceeds it (as a
+   clinician stops at the first sign of leakage);
+3. plunger pressure = cannula loss + bone pressure at the cannula outlet. Cannula loss (physics/cannula.py), per
+   cannula at flow q = rate / n_cannulas, with the cement taken as a power law fitted at the wall shear rate:
+   gamma_w = 4 q / (pi r^3), n = 1 + log2(mu(2 gamma_w) / mu(gamma_w)), K = mu(gamma_w) gamma_w^(1 - n),
+   dp = (2 K L / r) [((3n+1)/n) q / (pi r^3)]^n.
+
+Start time default 210 s: the earliest injection time after admixing (3.5 min) of the benchmark leakage study of
+Habib, Serhan, Marchek & Baroud (Int J Spine Surg 4:26, http://www.ijssurgery.com/content/4/1/26). Cannula length
+default 120 mm (reference/physics.md section 1, sanity case). The cement does not move the endplates in this model:
+heights after = heights before.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from vertaug.errors import ParameterError, check_range
+from vertaug.physics import cannula
+from vertaug.physics.flow import ROUTES, inject
+from vertaug.physics.rheology import KELVIN, cement_preset, cure_0d, viscosity_pa_s
+from vertaug.procedures.outcome import Outcome, make_outcome
+
+__all__ = ["Vertebroplasty", "run_vertebroplasty", "cannula_pressure_drop_series_pa"]
+
+DEFAULT_RATE_ML_S = 0.05  # 3 mL/min (Bou-Francis, reference/physics.md section 1) [V]
+DEFAULT_START_S = 210.0  # 3.5 min after admixing (Habib et al., see module docstring)
+DEFAULT_CANNULA_LENGTH_MM = 120.0
+CURE_HORIZON_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Vertebroplasty:
+    """A vertebroplasty plan (validated at construction)."""
+
+    volume_ml: float = 4.0
+    rate_ml_s: float = DEFAULT_RATE_ML_S
+    approach: str = "bipedicular"
+    cannula_gauge: int = 11
+    cement: str = "low"
+    start_time_s: float = DEFAULT_START_S
+    stop_leak_ml: float | None = None
+    temperature_c: float = 37.0
+    cannula_length_mm: float = DEFAULT_CANNULA_LENGTH_MM
+    cfl: float = 1.0
+
+    def __post_init__(self):
+        if self.approach not in ("bipedicular", "unipedicular"):
+            raise ParameterError(f"approach={self.approach!r} is unknown.", "use 'bipedicular' or 'unipedicular'.")
+        cement_preset(self.cement)
+        cannula.inner_radius_m(self.cannula_gauge)
+        check_range("volume_ml", self.volume_ml, 1e-3, 30.0, "mL", "a vertebroplasty injects about 2-8 mL.")
+        check_range("rate_ml_s", self.rate_ml_s, 1e-4, 1.0, "mL/s", "e.g. 0.05 mL/s (3 mL/min).")
+        check_range("start_time_s", self.start_time_s, 0.0, 1800.0, "s")
+        check_range("temperature_c", self.temperature_c, 15.0, 45.0, "C")
+        check_range("cannula_length_mm", self.cannula_length_mm, 20.0, 300.0, "mm")
+        check_range("cfl", self.cfl, 0.01, 20.0)
+        if self.stop_leak_ml is not None:
+            check_range("stop_leak_ml", self.stop_leak_ml, 0.0, 30.0, "mL")
+
+
+def _viscosity_law(cement_name: str, temperature_c: float):
+    """``mu(t_s, shear_rate_1_s)``: the preset cured isothermally (0-D) from mixing; also returns the cure curve."""
+    cement = cement_preset(cement_name)
+    cure = cure_0d(cement, CURE_HORIZON_S, "isothermal", temperature_c, n_out=3601)
+    t_k = temperature_c + KELVIN
+
+    def mu(t_s, shear_rate_1_s):
+        alpha = np.interp(t_s, cure.t_s, cure.alpha)
+        return viscosity_pa_s(cement, alpha, t_k, shear_rate_1_s)
+
+    return mu
+
+
+def cannula_pressure_drop_series_pa(mu, t_s, flow_per_cannula_m3_s: float, length_m: float, radius_m: float):
+    """Cannula loss at each time (power law fitted to ``mu(t, gamma)`` at the wall shear rate; module docstring)."""
+    t = np.asarray(t_s, dtype=float)
+    gw = 4.0 * flow_per_cannula_m3_s / (math.pi * radius_m**3)
+    mu1 = np.broadcast_to(np.asarray(mu(t, np.full_like(t, gw)), float), t.shape)
+    mu2 = np.broadcast_to(np.asarray(mu(t, np.full_like(t, 2 * gw)), float), t.shape)
+    n = np.clip(1.0 + np.log2(mu2 / mu1), 0.05, 2.0)
+    out = np.empty_like(t)
+    for i in range(t.size):
+        K = mu1[i] * gw ** (1.0 - n[i])
+        out[i] = cannula.pressure_drop_pa(flow_per_cannula_m3_s, length_m, radius_m, consistency_pa_sn=K, n=n[i])
+    return out
+
+
+def run_vertebroplasty(vertebra, spec: Vertebroplasty | None = None, trajectories=None) -> Outcome:
+    """Simulate ``spec`` on ``vertebra`` (a :class:`vertaug.model.vertebra.Vertebra`); returns an Outcome."""
+    spec = spec or Vertebroplasty()
+    if trajectories is None:
+        from vertaug.model.trajectory import plan_trajectories
+
+        trajectories = plan_trajectories(vertebra, approach=spec.approach)
+    notes = []
+    for t in trajectories:
+        notes.extend(t.warnings)
+    tips = np.concatenate([np.asarray(t.tip_voxels) for t in trajectories])
+    m = vertebra.materials
+    kt, kl = m.permeability_transverse_m2, m.permeability_m2
+    mu = _viscosity_law(spec.cement, spec.temperature_c)
+    inj = inject(vertebra.labels, vertebra.spacing_m, vertebra.phi, (kt, kt, kl), tips, spec.rate_ml_s * 1e-6,
+                 spec.volume_ml * 1e-6, mu, start_time_s=spec.start_time_s, cfl=spec.cfl,
+                 stop_leak_m3=None if spec.stop_leak_ml is None else spec.stop_leak_ml * 1e-6)
+    if inj.stop_reason != "volume reached":
+        notes.append(f"injection stopped: {inj.stop_reason} after {inj.injected_m3[-1] * 1e6:.2f} mL")
+    n_can = inj.tip_pressure_pa.shape[1]
+    r = cannula.inner_radius_m(spec.cannula_gauge)
+    dp_can = cannula_pressure_drop_series_pa(mu, spec.start_time_s + inj.t_s, spec.rate_ml_s * 1e-6 / n_can,
+                                             spec.cannula_length_mm * 1e-3, r)
+    bone = np.max(inj.tip_pressure_pa, axis=1)
+    plunger = dp_can + bone
+    cement_fraction = (inj.saturation * vertebra.phi).astype(np.float32)
+    model_after = replace(vertebra, extra={**vertebra.extra, "cement_fraction": cement_fraction})
+
+    leaked = {x: float(inj.leaked_m3[x][-1] * 1e6) for x in ROUTES}
+    injected = float(inj.injected_m3[-1] * 1e6)
+    i_max = int(np.argmax(plunger[1:])) + 1 if plunger.size > 1 else 0
+    metrics = {
+        "injected_ml": injected,
+        "leaked_ml_by_route": leaked,
+        "leaked_ml": float(sum(leaked.values())),
+        "leak_fraction": float(sum(leaked.values())) / injected if injected > 0 else math.nan,
+        "fill_fraction_of_body": float(inj.in_bone_m3[-1] * 1e6) / vertebra.body_volume_ml,
+        "max_injection_pressure_pa": float(plunger[i_max]),
+        "max_injection_pressure_cannula_pa": float(dp_can[i_max]),
+        "max_injection_pressure_bone_pa": float(bone[i_max]),
+        "cannula_share_of_pressure": float(dp_can[i_max] / plunger[i_max]),
+        "cement_mass_balance_error_max": float(np.max(inj.mass_balance_error)),
+        "injection_time_s": float(inj.t_s[-1]),
+        "height_restored_mm": 0.0,
+        "n_cannulas": n_can,
+    }
+    series = {
+        "t_s": inj.t_s, "injected_ml": inj.injected_m3 * 1e6, "in_bone_ml": inj.in_bone_m3 * 1e6,
+        "tip_pressure_pa": bone, "cannula_pressure_drop_pa": dp_can, "plunger_pressure_pa": plunger,
+        **{f"leaked_ml_{x}": inj.leaked_m3[x] * 1e6 for x in ROUTES},
+    }
+    inputs = asdict(spec)
+    inputs["tips_ijk"] = [tuple(float(c) for c in t.tip_ijk) for t in trajectories]
+    return make_outcome("vertebroplasty", cement_fraction, inj.arrival_time_s, series, metrics, model_after,
+                        model_before=vertebra, fields={"cement_saturation": inj.saturation}, inputs=inputs,
+                        notes=notes)

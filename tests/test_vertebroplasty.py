@@ -1,0 +1,79 @@
+"""Vertebroplasty procedure on the synthetic phantom: plunger = cannula + bone pressure, cement by preset, bad input."""
+
+import numpy as np
+import pytest
+
+from vertaug.anatomy.phantom import make_phantom
+from vertaug.errors import ParameterError
+from vertaug.model.vertebra import vertebra_from_phantom
+from vertaug.physics import cannula
+from vertaug.procedures.vertebroplasty import (
+    Vertebroplasty,
+    _viscosity_law,
+    cannula_pressure_drop_series_pa,
+    run_vertebroplasty,
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return vertebra_from_phantom(make_phantom(fracture="wedge", grade=2, cortical_defect=True))
+
+
+@pytest.fixture(scope="module")
+def outcomes(model):
+    return {c: run_vertebroplasty(model, Vertebroplasty(volume_ml=2.0, cement=c)) for c in ("low", "high")}
+
+
+def test_outcome_series_and_balance(outcomes, model):
+    o = outcomes["low"]
+    m, s = o.metrics, o.series
+    assert m["injected_ml"] == pytest.approx(2.0, rel=1e-9)
+    assert m["cement_mass_balance_error_max"] < 1e-6
+    np.testing.assert_allclose(s["plunger_pressure_pa"], s["cannula_pressure_drop_pa"] + s["tip_pressure_pa"])
+    total = s["in_bone_ml"] + sum(s[f"leaked_ml_{r}"] for r in "BSCD")
+    np.testing.assert_allclose(total[1:], s["injected_ml"][1:], rtol=1e-9)
+    assert o.cement_fraction.shape == model.labels.shape
+    in_bone = o.arrival_time_s != 0.0  # arrival 0 marks the cannula tip voxels (full of cement, not bone)
+    assert float(o.cement_fraction[in_bone].sum()) * model.voxel_volume_m3 * 1e6 == pytest.approx(
+        m["injected_ml"] - m["leaked_ml"], rel=1e-5)  # float32 field
+    assert m["injection_time_s"] == pytest.approx(2.0 / 0.05, rel=1e-9)
+    assert m["n_cannulas"] == 2
+
+
+def test_cannula_carries_most_of_the_pressure(outcomes):
+    low, high = outcomes["low"].metrics, outcomes["high"].metrics
+    print(f"\ncannula share of the plunger pressure: low {low['cannula_share_of_pressure']:.3f}, "
+          f"high {high['cannula_share_of_pressure']:.3f} (Baroud & Steffen 2005: ~0.95)")
+    print(f"max plunger pressure: low {low['max_injection_pressure_pa'] / 1e3:.1f} kPa, "
+          f"high {high['max_injection_pressure_pa'] / 1e3:.1f} kPa")
+    assert high["max_injection_pressure_pa"] > low["max_injection_pressure_pa"]
+    assert 0.5 < low["cannula_share_of_pressure"] < 1.0
+    assert 0.85 < high["cannula_share_of_pressure"] < 1.0
+
+
+def test_doubling_inner_diameter_cuts_delivery_pressure(outcomes):
+    spec = Vertebroplasty(cement="high")
+    mu = _viscosity_law("high", 37.0)
+    o = outcomes["high"]
+    t = spec.start_time_s + o.series["t_s"]
+    r = cannula.inner_radius_m(11)
+    q = 0.05e-6 / 2
+    dp1 = cannula_pressure_drop_series_pa(mu, t, q, 0.12, r)
+    dp2 = cannula_pressure_drop_series_pa(mu, t, q, 0.12, 2 * r)
+    bone = o.series["tip_pressure_pa"]
+    cut = 1.0 - (dp2 + bone)[1:] / (dp1 + bone)[1:]
+    print(f"\ndoubling the 11 G inner diameter over the whole 120 mm cuts the plunger pressure by "
+          f"{100 * cut.min():.0f}-{100 * cut.max():.0f} % (Baroud & Steffen 2005, proximal part only: ~63 %)")
+    assert np.all(cut > 0.6)
+
+
+def test_bad_input():
+    with pytest.raises(ParameterError, match="volume_ml"):
+        Vertebroplasty(volume_ml=0.0)
+    with pytest.raises(ParameterError, match="rate_ml_s"):
+        Vertebroplasty(rate_ml_s=-0.05)
+    with pytest.raises(ParameterError, match="cannula_gauge"):
+        Vertebroplasty(cannula_gauge=12)
+    with pytest.raises(ParameterError, match="approach"):
+        Vertebroplasty(approach="transforaminal")
