@@ -5,7 +5,7 @@ the analytic cannula chords (report/fluoro.py). Peer (measured in the same run):
 re-renders every frame by marching each ray through the CT and the object field at a fixed step with trilinear
 sampling (scipy map_coordinates, order 1) -- the method of most DRR tutorials and of DeepDRR-style projectors.
 
-Run:  python benchmarks/bench_fluoro.py   (about a minute on 2 cores; prints our figure, the peer's and the ratio;
+Run:  python benchmarks/bench_fluoro.py [--out DIR]   (about a minute on 2 cores; prints our figure, the peer's and the ratio;
 wall time and tracemalloc peak of the numpy/Python allocations, plus the process's max RSS)
 """
 
@@ -88,7 +88,7 @@ def cylinder_accuracy() -> tuple[float, float]:
     return err(ours), err(peer)
 
 
-def main() -> None:
+def main(out: str | None = None) -> None:
     p = example_paths()
     ct = load_ct(p["ct"])
     seg = load_labels(p["seg"], ct)
@@ -118,7 +118,17 @@ def main() -> None:
     print(f"cylinder+rod max relative error: ours {ours_e:.4f}  peer (0.5 mm marching) {peer_e:.4f}  "
           f"ratio {peer_e / max(ours_e, 1e-12):.2f}")
     print(f"process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    if out:
+        paths = fluoro.write_fluoro(out, ct, {k: (grid, f) for k, f in timelines.items()})
+        paths["drr"] = fluoro.write_drr_png(ct, f"{out}/drr_parallel.png")
+        paths["drr_perspective"] = fluoro.write_drr_png(ct, f"{out}/drr_perspective.png", projection="perspective")
+        for k, v_ in paths.items():
+            print(f"wrote {k}: {v_}")
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", help="also write the showcase DRRs, GIFs and key-frame grid (synthetic timelines) here")
+    main(ap.parse_args().out)

@@ -7,11 +7,12 @@ conserved, as in balloon compaction), so its extra line integral is
     dL = int [ f_c (mu_cement - mu_w) + f_b (mu_contrast - mu_w) ] dt  +  chord_steel (mu_steel - mu_w)
 
 with f_c, f_b the cement and balloon volume fractions on the overlay grid (the voxel model's grid, or the CT grid),
-chord_steel the exact length of the ray inside the cannula wall, mu_w = mu_water. The frame shows
-g = 1 - clip((L - lo) / (hi - lo), 0, 1): a log-transformed detector signal with dense = dark, as fluoroscopy
-monitors show it, after the display equalisation below; (lo, hi) are the 5th and 99.8th percentiles of the equalised plain
-DRR (L > 0.2) of that view, fixed for all frames of a procedure so that the frames compare. Cement outside ``body_mask`` (a leak) is projected on its own and
-outlined in red where its projected thickness exceeds ``LEAK_OUTLINE_MM``.
+chord_steel the exact length of the ray inside the cannula wall, mu_w = mu_water. The frame shows the line integral
+with dense = dark, as fluoroscopy monitors show it (a log-transformed detector signal): the display equalisation
+(EQUALIZE_*) flattens the slow soft-tissue changes, the window (lo, hi) is the 5th-99.8th percentile of the equalised
+plain DRR inside the patient, fixed for all frames of a procedure and view so that the frames compare, and a soft
+shoulder (``display_gray``) keeps thick cement darker than thin cement. Cement outside ``body_mask`` (a leak) is
+projected on its own and outlined in red where its projected thickness exceeds ``LEAK_OUTLINE_MM``.
 
 Entry points: ``render_procedure`` (frames as arrays), ``write_fluoro`` (GIF per procedure and view + key-frame
 grid PNG, returns the paths), ``synthetic_timeline`` (a stand-in VP/KP timeline for demos and tests: shapes placed
@@ -210,11 +211,20 @@ def _background(base: np.ndarray, pixel_mm: float, strength: float = EQUALIZE_ST
     return np.where(inside > 0, strength * num / np.maximum(den, 1e-6), np.inf)
 
 
+#: Display shoulder: above SHOULDER (share of the window) the grey level approaches black exponentially with scale
+#: SHOULDER_SCALE windows, so that thick cement stays darker than thin cement instead of clipping to one black.
+SHOULDER = 0.7
+SHOULDER_SCALE = 1.0
+
+
 def display_gray(line_integral: np.ndarray, window: tuple[float, float]) -> np.ndarray:
-    """uint8 image, dense = dark: 255 (1 - clip((L - lo)/(hi - lo), 0, 1))."""
+    """uint8 image, dense = dark: 255 (1 - d(x)), x = (L - lo)/(hi - lo); d(x) = clip(x, 0) up to SHOULDER, then
+    SHOULDER + (1 - SHOULDER)(1 - exp(-(x - SHOULDER)/SHOULDER_SCALE)) (continuous, tends to 1 = black)."""
     lo, hi = window
-    g = 1.0 - np.clip((np.asarray(line_integral, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
-    return np.round(255.0 * g).astype(np.uint8)
+    x = np.maximum((np.asarray(line_integral, dtype=np.float64) - lo) / (hi - lo), 0.0)
+    tail = SHOULDER + (1.0 - SHOULDER) * (1.0 - np.exp(-(x - SHOULDER) / SHOULDER_SCALE))
+    d = np.where(x <= SHOULDER, x, tail)
+    return np.round(255.0 * (1.0 - d)).astype(np.uint8)
 
 
 #: Sub-rays per pixel side for the analytic instruments: a 0.33 mm cannula wall is thinner than a pixel, so its
