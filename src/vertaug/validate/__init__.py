@@ -6,5 +6,14 @@
 from vertaug.validate.cases import CASES, Case, Measured, Target, case_names
 from vertaug.validate.run import Record, render_docs, run_validation, write_outputs
 
-__all__ = ["CASES", "Case", "Measured", "Target", "case_names", "Record", "run_validation", "write_outputs",
-           "render_docs"]
+__all__ = [
+           "CASES",
+           "Case",
+           "Measured",
+           "Record",
+           "Target",
+           "case_names",
+           "render_docs",
+           "run_validation",
+           "write_outputs",
+]

@@ -16,14 +16,25 @@ import json
 import math
 import platform
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
 
 from vertaug.validate.cases import APPROX_REL_SPREAD, CASES, Case, Measured
 
-__all__ = ["Record", "run_case", "run_validation", "write_outputs", "print_table", "render_markdown_table",
-           "render_html", "render_cases_markdown", "render_docs", "CASES_BEGIN", "CASES_END"]
+__all__ = [
+    "CASES_BEGIN",
+    "CASES_END",
+    "Record",
+    "print_table",
+    "render_cases_markdown",
+    "render_docs",
+    "render_html",
+    "render_markdown_table",
+    "run_case",
+    "run_validation",
+    "write_outputs",
+]
 
 CASES_BEGIN = "<!-- CASES_BEGIN: generated from vertaug.validate.cases.CASES; do not edit -->"
 CASES_END = "<!-- CASES_END -->"
