@@ -236,15 +236,19 @@ def _fragment(labels: np.ndarray, fractured: bool) -> tuple[np.ndarray, int]:
 
 
 def _top_endplate_insert(labels: np.ndarray, i: int, j: int) -> int | None:
-    """z index just below the superior endplate of column (i, j) (where a lift opens a voxel); None if no body."""
+    """z index where a lift opens a voxel in column (i, j): the lowest voxel of the superior endplate run (so the
+    opened voxel lies right under the plate), or the top body voxel where the column has no endplate on top
+    (a cortical wall column, or a voxelised edge). None if the column holds no body."""
     col = labels[i, j]
     body = np.isin(col, BODY_LABELS)
     if not body.any():
         return None
     z = int(np.nonzero(body)[0].max())
-    while z > 0 and col[z] == ENDPLATE:
+    if col[z] != ENDPLATE:
+        return z
+    while z > 0 and col[z - 1] == ENDPLATE:
         z -= 1
-    return z + 1
+    return z
 
 
 def _lift_step(st: dict, depression, lifted) -> int:
@@ -265,7 +269,8 @@ def _lift_step(st: dict, depression, lifted) -> int:
         below = int(labels[i, j, z_ins - 1])
         for arr in st.values():
             arr[i, j, z_ins + 1:] = arr[i, j, z_ins:-1].copy()
-        if below in (CORTEX, BVF, SEG):  # a cortical wall column: the wall is straightened, not opened
+        if below in (CORTEX, BVF, SEG) or _on_surface(labels, i, j, z_ins):
+            # a cortical wall column, or a voxel on the body surface: the wall is straightened, never opened
             for arr in st.values():
                 arr[i, j, z_ins] = arr[i, j, z_ins - 1]
             labels[i, j, z_ins] = CORTEX
@@ -283,6 +288,15 @@ def _lift_step(st: dict, depression, lifted) -> int:
         st["post"][i, j, z_ins] = False
         lifted[i, j] += 1
     return opened
+
+
+def _on_surface(labels: np.ndarray, i: int, j: int, k: int) -> bool:
+    """True if voxel (i, j, k) has a face neighbour in the same axial plane outside the body."""
+    nx, ny = labels.shape[:2]
+    for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
+        if not (0 <= a < nx and 0 <= b < ny) or labels[a, b, k] not in BODY_LABELS:
+            return True
+    return False
 
 
 def _open(st: dict, sel: np.ndarray) -> None:
@@ -322,7 +336,7 @@ def _spread_shell(labels, bvtv, cavity, mass_m3, vvox, max_layers=8):
     left = float(mass_m3)
     inside = cavity.copy()
     for _ in range(max_layers):
-        if left <= 0:
+        if left <= 1e-9 * float(mass_m3):
             break
         layer = ndimage.binary_dilation(inside) & ~inside & (labels == TRAB)
         if not layer.any():
@@ -467,7 +481,9 @@ def inflate(
         if n_cav >= v_target_vox:
             break
         cavity, labels = st["cavity"], st["labels"]
-        front = ndimage.binary_dilation(cavity) & ~cavity & (labels == TRAB)
+        # trabecular voxels touching a non-body label (a shell thinner than a voxel): the membrane does not open them
+        outer = ndimage.binary_dilation(~np.isin(labels, BODY_LABELS))
+        front = ndimage.binary_dilation(cavity) & ~cavity & (labels == TRAB) & ~outer
         p_crush = float(st["yield"][front].min()) if front.any() else np.inf
         contact = _contact_columns(st, depression, lifted)
         a_c = int((contact & (depression - lifted > 0)).sum())
