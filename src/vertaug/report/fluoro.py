@@ -9,8 +9,8 @@ conserved, as in balloon compaction), so its extra line integral is
 with f_c, f_b the cement and balloon volume fractions on the overlay grid (the voxel model's grid, or the CT grid),
 chord_steel the exact length of the ray inside the cannula wall, mu_w = mu_water. The frame shows the line integral
 with dense = dark, as fluoroscopy monitors show it (a log-transformed detector signal): the display equalisation
-(EQUALIZE_*) flattens the slow soft-tissue changes, the window (lo, hi) is the 5th-99.8th percentile of the equalised
-plain DRR inside the patient, fixed for all frames of a procedure and view so that the frames compare, and a soft
+(EQUALIZE_*) flattens the slow soft-tissue changes, the window (lo, hi) puts the 2nd percentile of the equalised plain
+DRR inside the patient (away from the skin) at white and its median at 50 % grey, fixed for all frames of a procedure and view so that the frames compare, and a soft
 shoulder (``display_gray``) keeps thick cement darker than thin cement. Cement outside ``body_mask`` (a leak) is
 projected on its own and outlined in red where its projected thickness exceeds ``LEAK_OUTLINE_MM``.
 
@@ -49,6 +49,7 @@ from .drr import (
 )
 
 __all__ = [
+    "BONE_HU",
     "Cannula",
     "Ellipsoid",
     "FluoroFrame",
@@ -73,8 +74,11 @@ CANNULA_INNER_MM = 2.388
 #: A leak is outlined where the projected thickness of cement outside the body exceeds this (mm).
 LEAK_OUTLINE_MM = 0.3
 LEAK_RGB = (255, 40, 40)
-#: Display window percentiles of the plain DRR, over pixels with L > WINDOW_MIN_L (inside the patient).
-WINDOW_PERCENTILES = (5.0, 99.8)
+#: Display window of the plain DRR (pixels with L > WINDOW_MIN_L, inside the patient): lo at the
+#: WINDOW_LOW_PERCENTILE-th percentile, and hi such that the median pixel shows at WINDOW_MEDIAN_GREY of the way to
+#: black; denser pixels (bone edges, cement) go into the shoulder of ``display_gray``.
+WINDOW_LOW_PERCENTILE = 2.0
+WINDOW_MEDIAN_GREY = 0.5
 WINDOW_MIN_L = 0.2
 #: Display equalisation (dynamic-range compression, as fluoroscopy/radiography image processing does): the shown
 #: signal is L - EQUALIZE_STRENGTH * G_sigma(L_plain), G a Gaussian of EQUALIZE_SIGMA_MM; it flattens the slow
@@ -184,17 +188,31 @@ def cannulas_from_trajectories(v, trajectories, inner_diameter_mm: float | None 
 # ------------------------------------------------------------------------------------------------ core
 
 
-def drr_line_integral(ct: Volume, geometry: Geometry, energy_kev: float = EFFECTIVE_ENERGY_KEV) -> np.ndarray:
-    """The plain DRR of a CT: line integral of mu (dimensionless) per pixel, shape ``geometry.shape``."""
-    return project_volume(mu_from_hu(ct.data, energy_kev), ct.affine_mm, make_rays(geometry)).astype(np.float32)
+#: Bone DRR threshold (HU): a "bone window" DRR keeps only voxels at or above it (the rest as air), as DRRs for 2-D/3-D
+#: registration do; cortical and dense trabecular bone lie above ~200 HU, soft tissue and contrast-free organs below.
+BONE_HU = 200.0
 
 
-def _window(shown: np.ndarray, plain: np.ndarray) -> tuple[float, float]:
-    """Percentile window of the shown signal over the pixels where the plain DRR is inside the patient."""
-    vals = shown[(plain > WINDOW_MIN_L) & np.isfinite(shown)]
+def drr_line_integral(ct: Volume, geometry: Geometry, energy_kev: float = EFFECTIVE_ENERGY_KEV,
+                      min_hu: float | None = None) -> np.ndarray:
+    """The plain DRR of a CT: line integral of mu (dimensionless) per pixel, shape ``geometry.shape``. With
+    ``min_hu``, voxels below it count as air (a bone DRR for ``min_hu=BONE_HU``)."""
+    mu = mu_from_hu(ct.data, energy_kev)
+    if min_hu is not None:
+        mu = np.where(ct.data >= min_hu, mu, np.float32(0.0))
+    return project_volume(mu, ct.affine_mm, make_rays(geometry)).astype(np.float32)
+
+
+def _window(shown: np.ndarray, plain: np.ndarray, pixel_mm: float = 1.0) -> tuple[float, float]:
+    """Window of the shown signal from the pixels inside the patient and at least EQUALIZE_SIGMA_MM from its edge
+    (where the equalisation over- and undershoots); all inside pixels when that leaves too few."""
+    inside = (plain > WINDOW_MIN_L) & np.isfinite(shown)
+    core = ndimage.binary_erosion(inside, iterations=max(1, round(EQUALIZE_SIGMA_MM / pixel_mm)))
+    vals = shown[core] if core.sum() >= 100 else shown[inside]
     if vals.size < 10:
         return float(shown.min()), max(float(shown.max()), float(shown.min()) + 1e-3)
-    lo, hi = np.percentile(vals, WINDOW_PERCENTILES)
+    lo, med = np.percentile(vals, (WINDOW_LOW_PERCENTILE, 50.0))
+    hi = med + (med - lo) * (1.0 - WINDOW_MEDIAN_GREY) / WINDOW_MEDIAN_GREY
     return float(lo), float(max(hi, lo + 1e-3))
 
 
@@ -350,7 +368,7 @@ def render_procedure(
         steel_mm: dict[Cannula, np.ndarray] = {}
         base = project_volume(mu_ct, ct.affine_mm, rays)
         bg = _background(base, pixel_mm, equalize)
-        win = _window(base - bg, base)
+        win = _window(base - bg, base, pixel_mm)
         out = []
         for fr in frames:
             line = base.copy()
@@ -433,25 +451,35 @@ def write_key_frame_grid(procedures: list[ProcedureFrames], path: str | Path, n_
 
 
 def write_drr_png(ct: Volume, path: str | Path, energy_kev: float = EFFECTIVE_ENERGY_KEV, pixel_mm: float = 1.0,
-                  projection: str = "parallel", equalize: float = EQUALIZE_STRENGTH) -> Path:
-    """Lateral and AP DRRs of the whole CT side by side (mm axes), for a first look at the anatomy."""
+                  projection: str = "parallel", equalize: float = EQUALIZE_STRENGTH,
+                  bone_hu: float | None = BONE_HU) -> Path:
+    """Lateral and AP DRRs of the whole CT (mm axes), for a first look at the anatomy; with ``bone_hu`` a second row
+    shows the bone DRR (voxels >= bone_hu only, plain window), where ribs, vertebrae and pelvis stand out."""
     from .figures import _plt
 
     plt = _plt()
     ext = np.abs(ct.affine_mm[:3, :3]) @ (np.asarray(ct.shape, dtype=float) - 2.0)  # a voxel inside each face
     centre = ct.affine_mm[:3, :3] @ ((np.asarray(ct.shape, dtype=float) - 1) / 2) + ct.affine_mm[:3, 3]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.5), dpi=110)
-    for ax, view, size in ((axes[0], "lateral", (ext[1], ext[2])), (axes[1], "ap", (ext[0], ext[2]))):
-        g = Geometry(view=view, centre_mm=tuple(centre), size_mm=tuple(float(s) for s in size), pixel_mm=pixel_mm,
-                     projection=projection)
-        line = drr_line_integral(ct, g, energy_kev)
-        shown = line - _background(line, pixel_mm, equalize)
-        gray = display_gray(shown, _window(shown, line))
-        left, right = VIEW_LETTERS[view]
-        ax.imshow(gray, cmap="gray", vmin=0, vmax=255, extent=(0, size[0], size[1], 0))
-        ax.set_title(f"{view.upper()} DRR ({projection}, {energy_kev:g} keV)   {left} <-> {right}", fontsize=9)
-        ax.set_xlabel("mm")
-        ax.set_ylabel("mm (superior at top)")
+    rows = [None] if bone_hu is None else [None, float(bone_hu)]
+    fig, axes = plt.subplots(len(rows), 2, figsize=(10, 5.5 * len(rows)), dpi=110, squeeze=False)
+    for r, min_hu in enumerate(rows):
+        for c, (view, size) in enumerate((("lateral", (ext[1], ext[2])), ("ap", (ext[0], ext[2])))):
+            ax = axes[r, c]
+            g = Geometry(view=view, centre_mm=tuple(centre), size_mm=tuple(float(s) for s in size),
+                         pixel_mm=pixel_mm, projection=projection)
+            line = drr_line_integral(ct, g, energy_kev, min_hu)
+            if min_hu is None:
+                shown = line - _background(line, pixel_mm, equalize)
+                gray = display_gray(shown, _window(shown, line, pixel_mm))
+                what = "DRR"
+            else:
+                gray = display_gray(line, (0.0, float(np.percentile(line, 99.5)) + 1e-6))
+                what = f"bone DRR (HU >= {min_hu:g})"
+            left, right = VIEW_LETTERS[view]
+            ax.imshow(gray, cmap="gray", vmin=0, vmax=255, extent=(0, size[0], size[1], 0))
+            ax.set_title(f"{view.upper()} {what} ({projection}, {energy_kev:g} keV)   {left} <-> {right}", fontsize=9)
+            ax.set_xlabel("mm")
+            ax.set_ylabel("mm (superior at top)")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
