@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from vertaug.cohort.manifest import read_manifest, write_manifest
-from vertaug.cohort.run import default_task, finished_keys, load_results, run_cohort
-from vertaug.cohort.sampling import INPUT_NAMES, UNCERTAIN_INPUTS, case_samples
+from vertaug.cohort.run import default_task, finished_keys, load_results, local_cluster, run_cohort
+from vertaug.cohort.sampling import UNCERTAIN_INPUTS, case_samples
 from vertaug.cohort.synthetic import synthetic_cases, write_synthetic_cohort
 from vertaug.errors import FileFormatError, ParameterError
 
@@ -168,15 +168,16 @@ def _slow_default_task(case, sample):
 
 
 def test_local_cluster_worker_killed_mid_run_every_row_exactly_once(tmp_path):
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
     m = write_synthetic_cohort(tmp_path / "m.csv", 4, seed=0, spacing_mm=2.0)
     out = tmp_path / "out"
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                       dashboard_address=None, silence_logs=40)
-    client = distributed.Client(cluster)
+    client, cluster = local_cluster(2)  # 2 single-threaded worker processes on 127.0.0.1
+    assert len(client.scheduler_info()["workers"]) == 2 and client.scheduler.address.startswith("tcp://127.0.0.1:")
+    env = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
+    assert set(env.values()) == {(None, "1")}  # glibc's dynamic mmap threshold kept, one BLAS thread
     killed: dict = {}
 
     def killer():
@@ -185,7 +186,7 @@ def test_local_cluster_worker_killed_mid_run_every_row_exactly_once(tmp_path):
         busy = {}
         while not busy:  # a worker that holds a task now
             busy = {w: ks for w, ks in client.processing().items() if ks}
-        addr = sorted(busy)[0]
+        addr = min(busy)
         killed["pid"] = client.run(os.getpid, workers=[addr])[addr]
         killed["keys"] = {k.split("-", 3)[3] for k in busy[addr]}
         killed["done_before"] = len(finished_keys(out))

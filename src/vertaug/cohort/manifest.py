@@ -33,7 +33,7 @@ from pathlib import Path
 from ..errors import FileFormatError, ParameterError
 from .sampling import INPUT_NAMES, UNCERTAIN_INPUTS
 
-__all__ = ["Case", "read_manifest", "write_manifest", "parse_phantom_spec", "MANIFEST_COLUMNS"]
+__all__ = ["MANIFEST_COLUMNS", "Case", "parse_phantom_spec", "read_manifest", "write_manifest"]
 
 MANIFEST_COLUMNS = ("case_id", "level", "ct", "seg", "body", "numbering", "phantom", "procedures", "spacing_mm")
 DEFAULT_PROCEDURES = ("VP", "KP")

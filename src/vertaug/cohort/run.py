@@ -21,7 +21,8 @@ The per-task function (``task_fn``) is the hook where ``compare()`` plugs in::
 one row and must hold ``procedure`` (e.g. ``"VP"``/``"KP"``; the default task returns one ``"pre"`` row) and scalar
 metrics named as DESIGN.md's Outcome summary (``injected_ml``, ``leaked_ml``, ``leaked_ml_B``..., ``leak_fraction``,
 ``height_anterior_mm``...). The runner adds the keys, the sampled inputs, ``status``, ``error_type``, ``error``,
-``elapsed_s``, ``worker_pid``, ``host``, ``seed`` and ``vertaug_version``. An :class:`InputError` (or any other
+``elapsed_s`` (wall), ``cpu_s`` (CPU time of the worker process), ``worker_pid``, ``host``, ``seed`` and
+``vertaug_version``. An :class:`InputError` (or any other
 exception) raised by ``task_fn`` becomes one row with ``status='failed'``, ``procedure=None`` and its message; the
 other tasks go on. ``task_fn`` must be picklable (a module-level function) to travel to the workers.
 """
@@ -36,9 +37,9 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -47,8 +48,22 @@ from ..errors import InputError, ParameterError
 from .manifest import Case, read_manifest
 from .sampling import INPUT_NAMES, UNCERTAIN_INPUTS, case_samples
 
-__all__ = ["Task", "CohortRun", "run_cohort", "default_task", "resolve_task", "case_vertebra", "execute_task", "make_tasks",
-           "finished_keys", "load_results", "RESULTS_FILE", "PARTS_DIR", "CONFIG_FILE"]
+__all__ = [
+    "CONFIG_FILE",
+    "PARTS_DIR",
+    "RESULTS_FILE",
+    "CohortRun",
+    "Task",
+    "case_vertebra",
+    "default_task",
+    "execute_task",
+    "finished_keys",
+    "load_results",
+    "local_cluster",
+    "make_tasks",
+    "resolve_task",
+    "run_cohort",
+]
 
 RESULTS_FILE = "results.parquet"
 PARTS_DIR = "parts"
@@ -224,7 +239,7 @@ def _failure(exc: BaseException) -> dict:
 
 def execute_task(task_fn: TaskFn, task: Task) -> list[dict]:
     """Run ``task_fn`` on one task and return its rows with keys, inputs and bookkeeping (runs on the worker)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     base = {"case_id": task.case.case_id, "sample": int(task.sample["sample"]), "level": task.case.level}
     base.update({n: task.sample[n] for n in INPUT_NAMES})
     try:
@@ -243,8 +258,8 @@ def execute_task(task_fn: TaskFn, task: Task) -> list[dict]:
                           **{k: _scalar(k, v) for k, v in r.items()}})
     except Exception as exc:  # noqa: BLE001 - a failed case is recorded, the cohort goes on
         clean = [_failure(exc)]
-    elapsed = time.perf_counter() - t0
-    info = {"elapsed_s": elapsed, "worker_pid": os.getpid(), "host": socket.gethostname(), "seed": int(task.seed),
+    info = {"elapsed_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "worker_pid": os.getpid(),
+            "host": socket.gethostname(), "seed": int(task.seed),
             "vertaug_version": __version__}
     return [{**base, **r, **info} for r in clean]
 
@@ -316,6 +331,10 @@ def _consolidate(out_dir: Path) -> Path | None:
 
 
 def _task_name(task_fn: TaskFn) -> str:
+    import functools
+
+    if isinstance(task_fn, functools.partial):
+        return f"{_task_name(task_fn.func)}(*{task_fn.args!r}, **{task_fn.keywords!r})"
     return f"{getattr(task_fn, '__module__', '?')}.{getattr(task_fn, '__qualname__', repr(task_fn))}"
 
 
@@ -344,20 +363,40 @@ def make_tasks(cases: list[Case], samples: int, seed: int) -> list[Task]:
 
 
 def _progress(enabled: bool, total: int, console=None):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("cohort"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
                     TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, console=console,
                     transient=False)
 
 
-def _local_client(n_workers: int | None):
+def local_cluster(n_workers: int | None = None, keep_malloc_trim: bool = False):
+    """``(client, cluster)``: a loopback ``LocalCluster`` of single-threaded worker processes (default: one per core).
+
+    Workers get one BLAS thread each (Dask's default). Dask also sets ``MALLOC_TRIM_THRESHOLD_=65536`` in the workers'
+    environment (and, to do so, in this process's); setting it disables glibc's dynamic mmap threshold, so every
+    numpy temporary above 128 KiB is mmapped and page-faulted afresh: a loop of 160 x 160 dense solves took 2-3x the
+    CPU time here (docs/cohort.md). Unless ``keep_malloc_trim``, it is removed from the workers' environment and from
+    this process's (where only an earlier Dask cluster would have put it).
+    """
+    import dask
     from distributed import Client, LocalCluster
 
     n = int(n_workers or os.cpu_count() or 1)
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
+    env = {}
+    if not keep_malloc_trim:
+        os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+        env = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    with dask.config.set(env):
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=logging.ERROR)
     return Client(cluster), cluster
 
 
@@ -425,12 +464,19 @@ def _run_dask(todo, task_fn, record, counts, bar, job, scheduler, n_workers, cli
         if scheduler:
             own_client = client = Client(scheduler)
         else:
-            own_client, own_cluster = _local_client(n_workers)
+            own_client, own_cluster = local_cluster(n_workers)
             client = own_client
     run_id = uuid.uuid4().hex[:8]
     futures: dict = {}
     try:
-        futures = {client.submit(execute_task, task_fn, t, key=f"vertaug-cohort-{run_id}-{t.key}", pure=False): t
+        # soft case -> worker affinity, so a worker builds a case's model once (MODEL_CACHE_SIZE); loose, so a
+        # task whose worker is gone, busy or absent runs elsewhere (and idle workers may steal it)
+        addrs = sorted(client.scheduler_info()["workers"])
+        home: dict[str, list[str] | None] = {}
+        for t in todo:
+            home.setdefault(t.case.case_id, [addrs[len(home) % len(addrs)]] if addrs else None)
+        futures = {client.submit(execute_task, task_fn, t, key=f"vertaug-cohort-{run_id}-{t.key}", pure=False,
+                                 workers=home[t.case.case_id], allow_other_workers=True): t
                    for t in todo}
         for fut in as_completed(futures):
             t = futures.pop(fut)

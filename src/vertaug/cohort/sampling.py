@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import ParameterError
 
-__all__ = ["UncertainInput", "UNCERTAIN_INPUTS", "INPUT_NAMES", "latin_hypercube", "case_samples", "case_seed"]
+__all__ = ["INPUT_NAMES", "UNCERTAIN_INPUTS", "UncertainInput", "case_samples", "case_seed", "latin_hypercube"]
 
 #: Baroud 2004 lumbar superior-inferior permeability, mean and SD (m^2), n = 20 [V] (reference/physics.md section 3).
 _K_MEAN_M2, _K_SD_M2 = 4.45e-8, 1.72e-8

@@ -27,11 +27,11 @@ import numpy as np
 from .run import load_results
 from .sampling import INPUT_NAMES
 
-__all__ = ["CohortSummary", "summarize", "p_vp_leaks_more", "leak_volumes", "print_summary", "SUMMARY_FILE"]
+__all__ = ["SUMMARY_FILE", "CohortSummary", "leak_volumes", "p_vp_leaks_more", "print_summary", "summarize"]
 
 SUMMARY_FILE = "summary.json"
 FIGURE_FILE = "summary_metrics.png"
-NOT_METRICS = frozenset({"sample", "seed", "worker_pid", "elapsed_s", *INPUT_NAMES})
+NOT_METRICS = frozenset({"sample", "seed", "worker_pid", "elapsed_s", "cpu_s", *INPUT_NAMES})
 LEAK_METRIC = "leaked_ml"
 Z95 = 1.959963984540054
 PROCEDURE_ORDER = ("pre", "VP", "KP")

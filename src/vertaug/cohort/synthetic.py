@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import check_range
 from .manifest import write_manifest
 
-__all__ = ["synthetic_cases", "write_synthetic_cohort", "SYNTHETIC_LEVELS"]
+__all__ = ["SYNTHETIC_LEVELS", "synthetic_cases", "write_synthetic_cohort"]
 
 SYNTHETIC_LEVELS = ("T11", "T12", "L1", "L2", "L3", "L4")
 FRACTURES = ("wedge", "biconcave", "crush")
