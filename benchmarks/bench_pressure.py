@@ -7,7 +7,7 @@ faces (label 6, reservoir) on the whole x = 0 face, the cannula tip at the centr
 are those that vertaug.physics.flow.inject assembles at its first step (marrow mobility everywhere). rtol 1e-8 for
 every iterative solver (||b - A x|| <= 1e-8 ||b||). In the same run:
 
-* ours, cold: PressureSolver("rs") = Ruge-Stuben setup + our CG (no BLAS dot);
+* ours, cold: PressureSolver("rs") = Ruge-Stuben setup + our CG (no BLAS dot), and the same with "sa";
 * ours, in sequence: the next step of an injection (a 6 mm ball of cement around the tip: mobility / 1500) solved
   with the kept interpolation (Galerkin refresh) and the previous pressure as the start: what each step costs;
 * peer: plain pyamg smoothed aggregation, setup + ml.solve(accel="cg"), as a user would call it;
@@ -61,8 +61,8 @@ def relres(A, x, b):
     return float(np.linalg.norm(b - A @ x) / np.linalg.norm(b))
 
 
-def ours(A, A2, b):
-    s = PressureSolver("rs", rtol=RTOL)
+def ours(A, A2, b, backend="rs"):
+    s = PressureSolver(backend, rtol=RTOL)
     x, t_cold = timed(lambda: s.solve(A, b))
     its_cold = s.stats.iterations[-1]
     setup_cold = s.stats.setup_s
@@ -94,14 +94,15 @@ def main():
     A, A2, b = problem(a.n)
     N, nnz = A.shape[0], A.nnz
     print(f"grid {a.n}^3: {N} unknowns, {nnz} nonzeros, rtol {RTOL:g}")
-    o = ours(A, A2, b)
     p = pyamg_sa(A, b)
-    print(f"  ours (RS + CG), cold:        {o['t_cold']:7.2f} s  (setup {o['setup']:.2f} s, {o['its']} its, "
-          f"relres {o['res']:.1e})")
-    print(f"  ours, next injection step:   {o['t_next']:7.2f} s  ({o['its_next']} its, refresh + warm start, "
-          f"relres {o['res_next']:.1e}, full setups {o['setups']})")
     print(f"  peer pyamg SA + CG:          {p['t']:7.2f} s  ({p['its']} its, relres {p['res']:.1e})")
-    print(f"  ratio peer / ours: cold {p['t'] / o['t_cold']:.2f}x, per step {p['t'] / o['t_next']:.2f}x")
+    for backend in ("rs", "sa"):
+        o = ours(A, A2, b, backend)
+        print(f"  ours ({backend} + our CG), cold:   {o['t_cold']:7.2f} s  (setup {o['setup']:.2f} s, {o['its']} its, "
+              f"relres {o['res']:.1e})")
+        print(f"  ours ({backend}), next step:       {o['t_next']:7.2f} s  ({o['its_next']} its, refresh + warm start, "
+              f"relres {o['res_next']:.1e}, full setups {o['setups']})")
+        print(f"  ratio peer / ours ({backend}): cold {p['t'] / o['t_cold']:.2f}x, per step {p['t'] / o['t_next']:.2f}x")
     solve_part = o["t_next"]
     per_it = solve_part / max(o["its_next"], 1)
     bytes_matvec = nnz * 12 + N * 8 * 2
