@@ -1,0 +1,268 @@
+"""Voxel elasticity benchmark: vertaug (matrix-free GMG-PCG) vs scikit-fem + pyamg vs CalculiX ccx, same model.
+
+Model: an n^3 block of 0.5 mm voxels with a heterogeneous modulus (smoothed Gaussian random field mapped to
+50 MPa .. 5 GPa, contrast 100, quantised to 32 log-spaced levels so that ccx can hold one material per level),
+nu = 0.3, compressed between bonded platens (bottom face fixed, top face u_z = -1 % of the height, u_x = u_y = 0).
+All three solvers use full-integration 8-node hexahedra (ccx C3D8), so their stiffness must agree.
+
+Each solver runs in its own subprocess; its peak resident memory comes from os.wait4 (ru_maxrss) and the
+memory before the solve (model built, imports done) is subtracted to give solver bytes per voxel.
+
+Setup: pip install scikit-fem (extra "bench"); apt-get update && apt-get install -y calculix-ccx.
+Usage:  python benchmarks/bench_mechanics.py --n 100 --skfem-n 32 --ccx-n 64
+        (peers that would not fit in memory or in 10 minutes are run at the sizes given and reported as such)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+H_M = 0.5e-3
+NU = 0.3
+STRAIN = 0.01
+N_LEVELS = 32
+
+
+def block_modulus(n: int, seed: int = 0) -> np.ndarray:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    f = ndimage.gaussian_filter(rng.standard_normal((n, n, n)), 2.0, mode="wrap")
+    f = (f - f.mean()) / f.std()
+    levels = np.logspace(np.log10(50e6), np.log10(5e9), N_LEVELS)
+    idx = np.clip(np.round((np.clip(f, -2.5, 2.5) + 2.5) / 5.0 * (N_LEVELS - 1)), 0, N_LEVELS - 1).astype(int)
+    return levels[idx]
+
+
+def _rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def run_ours(e: np.ndarray, backend: str) -> dict:
+    from vertaug.physics import mechanics as mech
+
+    before = _rss_bytes()
+    t0 = time.perf_counter()
+    r = mech.solve_stiffness(e, (H_M,) * 3, nu=NU, load_case=mech.compression_between_end_caps(strain=STRAIN),
+                             backend=backend, fields=False)
+    total = time.perf_counter() - t0
+    return {"stiffness_n_per_mm": r.stiffness_n_per_mm, "time_s": total, "setup_s": r.setup_time_s,
+            "solve_s": r.solve_time_s, "iterations": r.iterations, "rss_before": before,
+            "traced_peak_bytes": r.peak_memory_bytes}
+
+
+def run_skfem(e: np.ndarray) -> dict:
+    import pyamg
+    import scipy.sparse.linalg as spla
+    from skfem import Basis, BilinearForm, ElementHex1, ElementVector, MeshHex, asm
+    from skfem.helpers import ddot, sym_grad, trace
+
+    before = _rss_bytes()
+    n = e.shape[0]
+    t0 = time.perf_counter()
+    x = np.linspace(0.0, n * H_M * 1e3, n + 1)  # mm, so E in MPa gives N/mm
+    mesh = MeshHex.init_tensor(x, x, x)
+    basis = Basis(mesh, ElementVector(ElementHex1()))
+    centre = mesh.p[:, mesh.t].mean(axis=1) / (H_M * 1e3)
+    ijk = np.floor(centre).astype(int)
+    e_elem = e[ijk[0], ijk[1], ijk[2]] / 1e6  # MPa
+    lam_f, mu_f = NU / ((1 + NU) * (1 - 2 * NU)), 1 / (2 * (1 + NU))
+
+    @BilinearForm
+    def elasticity(u, v, w):
+        eu, ev = sym_grad(u), sym_grad(v)
+        return w["E"] * (2 * mu_f * ddot(eu, ev) + lam_f * trace(eu) * trace(ev))
+
+    e_field = np.repeat(e_elem[:, None], basis.X.shape[-1], axis=1)
+    k = asm(elasticity, basis, E=e_field).tocsr()
+    t_asm = time.perf_counter() - t0
+    z = mesh.p[2]
+    height = n * H_M * 1e3
+    nodal = basis.nodal_dofs  # (3, n_nodes)
+    bottom, top = np.isclose(z, 0.0), np.isclose(z, height)
+    d_all = np.concatenate([nodal[:, bottom].ravel(), nodal[:, top].ravel()])
+    u = np.zeros(k.shape[0])
+    u[nodal[2, top]] = -STRAIN * height
+    free = np.setdiff1d(np.arange(k.shape[0]), d_all)
+    b = -(k @ u)[free]
+    a = k[free][:, free].tocsr()
+    p = mesh.p[:, :] / (H_M * 1e3)
+    modes = np.zeros((3, p.shape[1], 6))
+    for c in range(3):
+        modes[c, :, c] = 1.0
+    modes[0, :, 3], modes[1, :, 3] = -p[1], p[0]
+    modes[1, :, 4], modes[2, :, 4] = -p[2], p[1]
+    modes[0, :, 5], modes[2, :, 5] = p[2], -p[0]
+    bmat = np.zeros((k.shape[0], 6))
+    for c in range(3):
+        bmat[nodal[c]] = modes[c]
+    ml = pyamg.smoothed_aggregation_solver(a, B=bmat[free], symmetry="symmetric", max_coarse=1000,
+                                           coarse_solver="splu")
+    its = []
+    sol, info = spla.cg(a, b, rtol=1e-8, M=ml.aspreconditioner(), callback=lambda _: its.append(1), maxiter=500)
+    u[free] = sol
+    f = k @ u
+    force = -f[nodal[2, top]].sum()
+    total = time.perf_counter() - t0
+    return {"stiffness_n_per_mm": force / (STRAIN * height), "time_s": total, "assembly_s": t_asm,
+            "iterations": len(its), "rss_before": before}
+
+
+def _write_ccx(e: np.ndarray, path: str, solver: str) -> None:
+    n = e.shape[0]
+    hmm = H_M * 1e3
+    nn = n + 1
+    ii, jj, kk = np.meshgrid(np.arange(nn), np.arange(nn), np.arange(nn), indexing="ij")
+    nid = (ii * nn + jj) * nn + kk + 1
+    with open(path, "w") as fh:
+        fh.write("*HEADING\nvertaug benchmark block\n*NODE, NSET=NALL\n")
+        coords = np.column_stack([nid.ravel(), ii.ravel() * hmm, jj.ravel() * hmm, kk.ravel() * hmm])
+        np.savetxt(fh, coords, fmt="%d, %.6f, %.6f, %.6f")
+        ei, ej, ek = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
+        eid = (ei * n + ej) * n + ek + 1
+        corner = lambda a, b, d: (((ei + a) * nn + (ej + b)) * nn + (ek + d) + 1)  # noqa: E731
+        conn = np.stack([eid] + [corner(*c) for c in [(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0),
+                                                      (0, 0, 1), (1, 0, 1), (1, 1, 1), (0, 1, 1)]], axis=-1)
+        levels = np.unique(e)
+        for m, level in enumerate(levels):
+            sel = conn[e == level]
+            fh.write(f"*ELEMENT, TYPE=C3D8, ELSET=E{m}\n")
+            np.savetxt(fh, sel, fmt="%d", delimiter=", ")
+        for m, level in enumerate(levels):
+            fh.write(f"*MATERIAL, NAME=M{m}\n*ELASTIC\n{level / 1e6:.6f}, {NU}\n")
+            fh.write(f"*SOLID SECTION, ELSET=E{m}, MATERIAL=M{m}\n")
+        for name, plane in (("NBOT", 0), ("NTOP", n)):
+            fh.write(f"*NSET, NSET={name}\n")
+            ids = nid[:, :, plane].ravel()
+            pad = (-ids.size) % 16
+            rows = np.concatenate([ids, np.full(pad, -1)]).reshape(-1, 16)
+            for row in rows:
+                fh.write(", ".join(str(v) for v in row if v > 0) + "\n")
+        fh.write(f"*STEP\n*STATIC, SOLVER={solver}\n*BOUNDARY\nNBOT, 1, 3, 0.\nNTOP, 1, 2, 0.\n")
+        fh.write(f"NTOP, 3, 3, {-STRAIN * n * hmm:.9f}\n*NODE PRINT, NSET=NTOP, TOTALS=ONLY\nRF\n*END STEP\n")
+
+
+def run_ccx(e: np.ndarray, solver: str) -> dict:
+    """Runs ccx as a grandchild; the worker reports ccx's own peak RSS from os.wait4."""
+    exe = shutil.which("ccx")
+    if exe is None:
+        raise RuntimeError("ccx not found: apt-get update && apt-get install -y calculix-ccx")
+    n = e.shape[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        inp = os.path.join(tmp, "block.inp")
+        t0 = time.perf_counter()
+        _write_ccx(e, inp, solver)
+        t_write = time.perf_counter() - t0
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([exe, "block"], cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        total = time.perf_counter() - t0
+        text = open(os.path.join(tmp, "block.dat")).read() if os.path.exists(os.path.join(tmp, "block.dat")) else ""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    force = None
+    for i, ln in enumerate(lines):
+        if "total force" in ln and i + 1 < len(lines):
+            force = -float(lines[i + 1].split()[2])
+    if force is None:
+        raise RuntimeError(f"ccx produced no reaction force (status {status}).")
+    return {"stiffness_n_per_mm": force / (STRAIN * n * H_M * 1e3), "time_s": total, "input_write_s": t_write,
+            "ccx_peak_rss": usage.ru_maxrss * 1024, "solver": solver}
+
+
+def worker(args) -> None:
+    e = block_modulus(args.n)
+    if args.worker == "ours":
+        out = run_ours(e, args.backend)
+    elif args.worker == "skfem":
+        out = run_skfem(e)
+    else:
+        out = run_ccx(e, args.ccx_solver)
+    print("RESULT " + json.dumps(out))
+
+
+def spawn(kind: str, n: int, extra: list[str], timeout_s: float) -> dict:
+    """Run one worker; its own peak RSS comes from os.wait4 (per child, not the max over children)."""
+    import threading
+
+    cmd = [sys.executable, __file__, "--worker", kind, "--n", str(n)] + extra
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+        timer = threading.Timer(timeout_s, proc.kill)
+        timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        timer.cancel()
+        proc.returncode = status
+        out.seek(0)
+        text = out.read()
+    line = [ln for ln in text.splitlines() if ln.startswith("RESULT ")]
+    if not line:
+        tail = text.strip().splitlines()[-1] if text.strip() else f"killed after {timeout_s:.0f} s or no output"
+        return {"error": tail}
+    res = json.loads(line[-1][7:])
+    res["peak_rss_children"] = usage.ru_maxrss * 1024
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=100, help="voxels per edge for our solver")
+    ap.add_argument("--skfem-n", type=int, default=32, help="size for scikit-fem (0 skips)")
+    ap.add_argument("--ccx-n", type=int, default=48, help="size for ccx (0 skips)")
+    ap.add_argument("--ccx-solver", default="SPOOLES", help="SPOOLES (exact) or 'ITERATIVE CHOLESKY'")
+    ap.add_argument("--backend", default="gmg")
+    ap.add_argument("--timeout", type=float, default=540.0)
+    ap.add_argument("--worker", choices=["ours", "skfem", "ccx"])
+    args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    print(f"machine: {os.cpu_count()} CPUs; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
+          f"OMP_NUM_THREADS(ccx)={os.environ.get('OMP_NUM_THREADS', '2')}")
+    sizes = sorted({args.n, args.skfem_n, args.ccx_n} - {0})
+    ours = {}
+    for n in sizes:
+        ours[n] = spawn("ours", n, ["--backend", args.backend], args.timeout)
+    peers = []
+    if args.skfem_n:
+        peers.append(("scikit-fem+pyamg", args.skfem_n, spawn("skfem", args.skfem_n, [], args.timeout)))
+    if args.ccx_n:
+        peers.append((f"ccx {args.ccx_solver}", args.ccx_n,
+                      spawn("ccx", args.ccx_n, ["--ccx-solver", args.ccx_solver], args.timeout)))
+    print(f"\n{'solver':<24}{'voxels':>10}{'K N/mm':>14}{'time s':>9}{'its':>5}{'peak RSS MB':>13}{'solver B/vox':>13}")
+    for n, r in ours.items():
+        if "error" in r:
+            print(f"{'vertaug ' + args.backend:<24}{n ** 3:>10}  error: {r['error']}")
+            continue
+        solver_b = (r["peak_rss_children"] - r["rss_before"]) / n**3
+        print(f"{'vertaug ' + args.backend:<24}{n ** 3:>10}{r['stiffness_n_per_mm']:>14.2f}{r['time_s']:>9.2f}"
+              f"{r['iterations']:>5}{r['peak_rss_children'] / 2**20:>13.0f}{solver_b:>13.0f}"
+              f"   (numpy peak during solve {r['traced_peak_bytes'] / n ** 3:.0f} B/voxel)")
+    for name, n, r in peers:
+        if "error" in r:
+            print(f"{name:<24}{n ** 3:>10}  error: {r['error']}")
+            continue
+        rss = r.get("ccx_peak_rss", r["peak_rss_children"])
+        before = r.get("rss_before", 0)
+        mine = ours.get(n, {})
+        print(f"{name:<24}{n ** 3:>10}{r['stiffness_n_per_mm']:>14.2f}{r['time_s']:>9.2f}{r.get('iterations', 0):>5}"
+              f"{rss / 2**20:>13.0f}{(rss - before) / n ** 3:>13.0f}")
+        if "error" not in mine:
+            d = mine["stiffness_n_per_mm"] / r["stiffness_n_per_mm"] - 1
+            mine_b = mine["peak_rss_children"] - mine["rss_before"]
+            print(f"   ratio at {n}^3: stiffness ours/peer - 1 = {100 * d:+.4f} %, time peer/ours = "
+                  f"{r['time_s'] / mine['time_s']:.1f}x, solver memory peer/ours = {(rss - before) / mine_b:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
