@@ -223,7 +223,7 @@ def solve_amg(coefs, krefs_fn, spacing_m, fixed, u_dirichlet, tol, maxiter):
     a = k[free_index][:, free_index].tocsr()
     del k
     modes = rigid_body_modes(coefs[0].shape, h / h.min())[free_index]
-    ml = pyamg.smoothed_aggregation_solver(a, B=modes, symmetry="symmetric", max_coarse=2000)
+    ml = pyamg.smoothed_aggregation_solver(a, B=modes, symmetry="symmetric", max_coarse=1000, coarse_solver="splu")
     t1 = time.perf_counter()
     w, it, res = pcg(a.dot, b, ml.aspreconditioner(cycle="V"), tol, maxiter)
     t2 = time.perf_counter()
