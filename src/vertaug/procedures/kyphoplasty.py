@@ -12,7 +12,11 @@ Timeline (each step one physics module):
 4. fill: :func:`vertaug.physics.flow.inject` of ``cement_ml`` (or ``fill_ratio`` x the cavity volume) of cement
    through the same cannula tips into the cavity and the bone around it, at ``rate_ml_s``; the cement viscosity
    follows the preset's cure at body temperature (0-D, isothermal 37 C) from ``start_time_s`` after mixing, and
-   shear-thins (:func:`vertaug.physics.rheology.viscosity_pa_s`); leaks by route B, S, C, D as in VP.
+   shear-thins (:func:`vertaug.physics.rheology.viscosity_pa_s`); leaks by route B, S, C, D as in VP; the plunger
+   pressure adds the cannula loss as vertebroplasty computes it (power law at the wall shear rate, 11 G, 120 mm).
+   Start time default 210 s after mixing, as vertebroplasty (Habib et al. benchmark leakage study). The fill
+   uses CFL 10 by default (vertebroplasty: 1): the flow solver's saturation step is implicit, and the open cavity
+   would otherwise take thousands of steps; give ``cfl`` to change it (use the same value for a VP comparison).
 
 Heights are measured on the voxel model by columns along the height axis (balloon.body_heights_mm: 15 / 50 / 85 %
 of the AP depth, +/- 3 mm of the mid-sagittal plane). Height restored, as a percentage of the height lost, uses the
@@ -31,11 +35,17 @@ import numpy as np
 
 from vertaug.errors import ParameterError, check_range
 from vertaug.physics import balloon as bl
+from vertaug.physics import cannula
 from vertaug.physics.flow import ROUTES, inject
 from vertaug.physics.rheology import KELVIN, cement_preset, cure_0d, viscosity_pa_s
 from vertaug.procedures.outcome import Outcome, make_outcome
+from vertaug.procedures.vertebroplasty import (
+    DEFAULT_CANNULA_LENGTH_MM,
+    DEFAULT_START_S,
+    cannula_pressure_drop_series_pa,
+)
 
-__all__ = ["Kyphoplasty", "run_kyphoplasty", "fill_with_cement", "cement_viscosity_law", "height_metrics"]
+__all__ = ["Kyphoplasty", "cement_viscosity_law", "fill_with_cement", "height_metrics", "run_kyphoplasty"]
 
 DEFAULT_RATE_ML_S = 0.05  # 3 mL/min (Bou-Francis, reference/physics.md section 1) [V]
 DEFAULT_CFL = 10.0  # the flow solver's saturation step is implicit (stable at any CFL); see docs/kyphoplasty.md
@@ -55,8 +65,10 @@ class Kyphoplasty:
     fill_ratio: float = 1.0
     cement_ml: float | None = None
     rate_ml_s: float = DEFAULT_RATE_ML_S
-    start_time_s: float = 0.0
+    start_time_s: float = DEFAULT_START_S
     temperature_c: float = 37.0
+    cannula_gauge: int = 11
+    cannula_length_mm: float = DEFAULT_CANNULA_LENGTH_MM
     device_max_pressure_pa: float = bl.DEVICE_MAX_PRESSURE_PA
     balloon_max_ml: float = bl.BALLOON_MAX_ML
     preload_n: float = bl.PRESET_PRELOAD_N
@@ -66,6 +78,8 @@ class Kyphoplasty:
         if self.approach not in ("bipedicular", "unipedicular"):
             raise ParameterError(f"approach={self.approach!r} is unknown.", "use 'bipedicular' or 'unipedicular'.")
         cement_preset(self.cement)
+        cannula.inner_radius_m(self.cannula_gauge)
+        check_range("cannula_length_mm", self.cannula_length_mm, 20.0, 300.0, "mm")
         dev = check_range("device_max_pressure_pa", self.device_max_pressure_pa, 1e4, bl.DEVICE_HARD_LIMIT_PA, "Pa",
                           "balloon tamps are rated up to ~700 psi (4.83e6 Pa).")
         bmax = check_range("balloon_max_ml", self.balloon_max_ml, 0.1, 10.0, "mL")
@@ -106,7 +120,7 @@ def cement_viscosity_law(cement_name: str, temperature_c: float = 37.0):
 
 
 def fill_with_cement(model, tip_voxels, volume_ml: float, cement: str = "high", rate_ml_s: float = DEFAULT_RATE_ML_S,
-                     start_time_s: float = 0.0, temperature_c: float = 37.0, cfl: float = DEFAULT_CFL):
+                     start_time_s: float = DEFAULT_START_S, temperature_c: float = 37.0, cfl: float = DEFAULT_CFL):
     """Inject ``volume_ml`` of cement into ``model`` (a Vertebra, treated or not) through ``tip_voxels``.
 
     The same call serves the kyphoplasty fill and a vertebroplasty reference on the untreated model: anisotropic
@@ -165,6 +179,14 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
 
     model_after = replace(treated, extra=extra)
 
+    n_can = inj.tip_pressure_pa.shape[1]
+    dp_can = cannula_pressure_drop_series_pa(cement_viscosity_law(spec.cement, spec.temperature_c),
+                                             spec.start_time_s + inj.t_s, spec.rate_ml_s * 1e-6 / n_can,
+                                             spec.cannula_length_mm * 1e-3, cannula.inner_radius_m(spec.cannula_gauge))
+    bone = np.max(inj.tip_pressure_pa, axis=1)
+    plunger = dp_can + bone
+    i_max = int(np.argmax(plunger[1:])) + 1 if plunger.size > 1 else 0
+
     sp = vertebra.spacing_m
     lab0 = vertebra.labels
     hb = bl.body_heights_mm(lab0, sp)
@@ -192,16 +214,18 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
         "leaked_ml": float(sum(leaked.values())),
         "leak_fraction": float(sum(leaked.values())) / injected if injected > 0 else math.nan,
         "fill_fraction_of_body": float(inj.in_bone_m3[-1] * 1e6) / body_ml,
-        "max_injection_pressure_pa": float(np.max(inj.tip_pressure_pa)),
+        "max_injection_pressure_pa": float(plunger[i_max]),
+        "max_injection_pressure_cannula_pa": float(dp_can[i_max]),
+        "max_injection_pressure_bone_pa": float(bone[i_max]),
+        "cannula_share_of_pressure": float(dp_can[i_max] / plunger[i_max]),
         "cement_mass_balance_error_max": float(np.max(inj.mass_balance_error)),
         "injection_time_s": float(inj.t_s[-1]),
     })
-    notes.append("max_injection_pressure_pa is the bone part at the cannula outlet (cannula loss not included)")
     series = {
         "balloon_volume_ml": res.volume_ml, "balloon_pressure_pa": res.pressure_pa, "balloon_lift_mm": res.lift_mm,
         "balloon_contact_area_mm2": res.contact_area_mm2,
         "t_s": inj.t_s, "injected_ml": inj.injected_m3 * 1e6, "in_bone_ml": inj.in_bone_m3 * 1e6,
-        "tip_pressure_pa": np.max(inj.tip_pressure_pa, axis=1),
+        "tip_pressure_pa": bone, "cannula_pressure_drop_pa": dp_can, "plunger_pressure_pa": plunger,
         **{f"leaked_ml_{r}": inj.leaked_m3[r] * 1e6 for r in ROUTES},
     }
     fields = {"balloon_cavity": res.cavity, "compacted_shell": res.shell, "cement_saturation": inj.saturation}
