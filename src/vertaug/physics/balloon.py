@@ -18,7 +18,8 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    the balloon pressure is the smallest yield stress on the front, p_crush = min_front sigma_y; the front voxels
    with sigma_y <= p_crush (1 + PRESSURE_TOLERANCE) are crushed, nearest to a balloon's centre first (the membrane
    keeps the cavity compact; among equal yields the cavity grows as a sphere), so the cavity grows along weak bone
-   (invasion-percolation order). Only trabecular voxels (label 1) crush; the cortex and endplates (smeared tissue
+   (invasion-percolation order). Only trabecular voxels (label 1) not touching a non-body label crush (where the
+   shell is thinner than a voxel the membrane does not open the body); the cortex and endplates (smeared tissue
    yield = shell fraction x 134 MPa, tens of MPa) are walls at any device pressure, veins and defects are not
    entered by the membrane. The P-V curve therefore has a plateau at the yield stress of the bone at the front,
    and rises when the front meets denser bone or the walls.
@@ -44,11 +45,15 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
 
        p_lift = F_res / A_c  <=  p_crush          (the balloon takes the path of least pressure)
 
-   and p_lift <= the pressure limit. A lift step raises every fragment column that is still below H_ref by one
-   voxel (a rigid plate stops column by column at the intact plane: no over-correction): the column content above
-   the insertion point moves up one voxel (endplate, disc, the spine above), and the voxel opened below the
-   endplate becomes cavity (or, in a cortical-wall column, cortex: the buckled wall is straightened). The volume
-   of a lift step is the number of opened interior voxels x V_vox and is part of the balloon volume.
+   and p_lift <= the pressure limit. Only columns still below H_ref count in A_c (a part of the plate already at
+   the intact plane does not help lift the rest). A lift step raises every fragment column that is still below
+   H_ref by one voxel (a rigid plate stops column by column at the intact plane: no over-correction): the column
+   content above the insertion point (the lowest voxel of the superior endplate, or the top body voxel where the
+   column has no endplate on top) moves up one voxel (endplate, disc, the spine above), and the opened voxel
+   becomes cavity; in a cortical-wall column, or where the opened voxel would touch a non-body label in its axial
+   plane, it becomes cortex instead (the buckled wall is straightened; the body surface is never opened). The
+   balloon volume grows by the opened voxels of the contact columns only (A_c x h); the space opened under the
+   rest of the rigid plate is cavity (filled with fluid, later cement) but not balloon.
 
 4. Deflation (elastic recoil). The plastic part of the lift (crushed, re-positioned bone) stays; the elastic part
    is recovered when the balloon pressure is released. The preload then rests on the bone columns of the fragment
@@ -86,16 +91,19 @@ from vertaug.model.materials import (
     bmd_from_apparent_density_mg_cm3,
     bmd_to_hu,
     compacted_bvtv,
+    material_maps,
 )
 
 __all__ = [
     "BALLOON_MAX_ML",
-    "DEVICE_MAX_PRESSURE_PA",
     "DEVICE_HARD_LIMIT_PA",
+    "DEVICE_MAX_PRESSURE_PA",
     "PSI_PA",
     "BalloonResult",
     "body_heights_mm",
     "inflate",
+    "treated_vertebra",
+    "wedge_angle_deg",
 ]
 
 PSI_PA = 6894.757293168
@@ -189,11 +197,11 @@ def body_heights_mm(labels: np.ndarray, spacing_m) -> dict[str, float]:
         return {f"height_{k}_mm": float("nan") for k in HEIGHT_POSITIONS}
     _, _, hc = _column_heights_vox(body)
     y0, y1, xm = _ap_frame(body)
-    band = max(1, int(round(HEIGHT_BAND_MM / (float(spacing_m[0]) * 1e3))))
-    xs = slice(max(0, int(round(xm)) - band), int(round(xm)) + band + 1)
+    band = max(1, round(HEIGHT_BAND_MM / (float(spacing_m[0]) * 1e3)))
+    xs = slice(max(0, round(xm) - band), round(xm) + band + 1)
     out = {}
     for name, u in HEIGHT_POSITIONS.items():
-        y = int(round(y0 + u * (y1 - y0)))
+        y = round(y0 + u * (y1 - y0))
         col = hc[xs, y]
         col = col[col > 0]
         out[f"height_{name}_mm"] = float(col.mean() * h_mm) if col.size else float("nan")
@@ -225,7 +233,7 @@ def _fragment(labels: np.ndarray, fractured: bool) -> tuple[np.ndarray, int]:
     body = _body(labels)
     _, _, hc = _column_heights_vox(body)
     y0, y1, _ = _ap_frame(body)
-    y_ref = int(round(y0 + REFERENCE_POSITION * (y1 - y0)))
+    y_ref = round(y0 + REFERENCE_POSITION * (y1 - y0))
     ref_cols = hc[:, y_ref]
     ref_cols = ref_cols[ref_cols > 0]
     h_ref = int(np.median(ref_cols)) if ref_cols.size else 0
@@ -434,7 +442,7 @@ def inflate(
     preload = check_range("preload_n", preload_n, 0.0, 5000.0, "N")
     vvox = float(np.prod(spacing))
     h_mm = spacing[0] * 1e3
-    v_target_vox = int(round(n * v_one * 1e-6 / vvox))
+    v_target_vox = round(n * v_one * 1e-6 / vvox)
     trab_vox = int((labels0 == TRAB).sum())
     if v_target_vox > trab_vox:
         raise ParameterError(
@@ -455,7 +463,7 @@ def inflate(
     labels, yield_pa, bvtv, hu = st["labels"], st["yield"], st["bvtv"], st["hu"]
     tips = np.array([[float(c) for c in t] for t in tips_ijk])
     for t in tips:
-        q = tuple(int(round(c)) for c in t)
+        q = tuple(round(c) for c in t)
         if any(not (0 <= c < s) for c, s in zip(q, labels.shape)) or labels[q] not in (TRAB, DEFECT):
             raise ParameterError(f"Balloon tip {tuple(t)} is not in the trabecular bone of the body.",
                                  "place the cannula tip inside the vertebral body (label 1).")
@@ -572,11 +580,13 @@ def treated_vertebra(vertebra, result: BalloonResult):
     permeability is that of an open slot of its local width w = 2 x (distance to the cavity wall), k = w^2 / 12
     (cubic law [D]), at least the label-7 value h^2 / 12.
     """
+    m0 = vertebra.materials
+    labels = result.labels.copy()
+    mats = material_maps(result.hu, labels, m0.calibration, m0.modulus_law, density_law=m0.density_law,
+                         voxel_size_m=float(vertebra.spacing_m[0]))
     v = replace(vertebra, hu=result.hu, posterior_mask=result.posterior_mask)
-    v = v.with_labels(result.labels.copy(), morphometry=None,
-                      notes=tuple(vertebra.notes) + ("kyphoplasty balloon: cavity labelled 7 (open void), "
-                                                     "compacted shell in label 1 with raised HU",))
-    mats = v.materials
+    note = "kyphoplasty balloon: cavity labelled 7 (open void), compacted shell in label 1 with raised HU"
+    v = v.with_labels(labels, materials=mats, morphometry=None, notes=(*vertebra.notes, note))
     cav = result.cavity
     if cav.any():
         w = 2.0 * ndimage.distance_transform_edt(cav) * float(vertebra.spacing_m[0])
