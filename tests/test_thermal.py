@@ -182,7 +182,8 @@ def test_mould_material_and_height_directions_coarse():
 
     peaks = {}
     for height, mould in ((6.0, "ptfe"), (6.0, "pu_foam"), (40.0, "ptfe")):
-        case = fc.astm_mould_case(height, mould, voxel_mm=2.0)
+        case = fc.astm_mould_case(height, mould, voxel_mm=2.0, voxel_s_mm=1.0)
+        assert case.cement_volume_ml == pytest.approx(np.pi * 3.0**2 * height / 10 / 4, rel=0.08)  # quarter disc
         res = fc.run_case(case, 3600.0, 4.0)
         peaks[(height, mould)] = res.probe_temperature_c["centre"].max()
         assert res.energy_balance_error_rel < 1e-6

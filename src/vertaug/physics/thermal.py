@@ -11,8 +11,8 @@ Heat equation (per voxel, finite volume, 7-point stencil)::
 - Faces: harmonic conductance G = A / (h_i/(2 k_i) + h_j/(2 k_j)). Outer faces: far field T_inf = 37 C through the half
   cell and a film coefficient h_film: G_b = A / (1/h_film + h/(2k)); h_film = inf is Dirichlet, h_film = 0 insulated
   (also a symmetry plane). h_film may differ per outer face: order (-R, +R, -A, +A, -S, +S).
-- Time: theta scheme (theta = 1 backward Euler, 0.5 Crank-Nicolson); the matrix is constant, so it is factorised once
-  (scipy splu) or one pyamg hierarchy is built and reused with warm-started CG. The cure is advanced over each step at the
+- Time: theta scheme (theta = 1 backward Euler, 0.5 Crank-Nicolson); the matrix is constant, so its solver is set up
+  once: Jacobi-preconditioned CG (warm-started), or one scipy splu factorisation / one pyamg hierarchy reused. The cure is advanced over each step at the
   step's start temperature (RK4 sub-steps), which gives the step's released heat exactly, so that the discrete energy
   balance closes to solver precision:
       released = stored + conducted out through the outer faces + removed by perfusion.

@@ -109,17 +109,25 @@ def porcine_bolus_case(cement_ml: float = 3.0, voxel_mm: float = 1.0, cement: rh
     return ThermalCase(f"porcine bolus {cement_ml:g} mL", labels, spacing, frac, probes, table, kwargs)
 
 
-def astm_mould_case(height_mm: float = 6.0, mould: str = "ptfe", voxel_mm: float = 1.0, cement=rheology.LOW_VISCOSITY):
-    """Quarter of a closed cylindrical mould (symmetry planes at -R and -A) with a 60 mm cement disc at 23 C."""
+def astm_mould_case(height_mm: float = 6.0, mould: str = "ptfe", voxel_mm: float = 1.0, cement=rheology.LOW_VISCOSITY,
+                    voxel_s_mm: float | None = None):
+    """Quarter of a closed cylindrical mould (symmetry planes at -R and -A) with a 60 mm cement disc at 23 C.
+
+    ``voxel_mm`` is the in-plane voxel size, ``voxel_s_mm`` the size along the specimen axis (default the same); the
+    height should be a whole number of ``voxel_s_mm`` so that the disc is voxelised at its true thickness.
+    """
     check_range("height_mm", height_mm, 1.0, 100.0, "mm")
     if mould not in MOULDS:
         raise ParameterError(f"mould={mould!r} is unknown.", f"use one of {sorted(MOULDS)}.")
     h = check_range("voxel_mm", voxel_mm, 0.1, 4.0, "mm")
+    hs = h if voxel_s_mm is None else check_range("voxel_s_mm", voxel_s_mm, 0.1, 4.0, "mm")
     rad = MOULD_DIAMETER_MM / 2
     nr = int(round((rad + MOULD_WALL_MM + AIR_LAYER_MM) / h))
-    ns = int(round((height_mm + 2 * (MOULD_WALL_MM + AIR_LAYER_MM)) / h))
+    n_spec = int(round(height_mm / hs))
+    n_wall = int(round((MOULD_WALL_MM + AIR_LAYER_MM) / hs))
+    ns = n_spec + 2 * n_wall
     x = (np.arange(nr) + 0.5) * h
-    z = (np.arange(ns) + 0.5) * h - ns * h / 2
+    z = (np.arange(ns) + 0.5) * hs - ns * hs / 2
     X, Y, Z = np.meshgrid(x, x, z, indexing="ij")
     r = np.sqrt(X**2 + Y**2)
     labels = np.zeros(X.shape, np.uint8)
@@ -128,10 +136,10 @@ def astm_mould_case(height_mm: float = 6.0, mould: str = "ptfe", voxel_mm: float
     labels[spec] = 7
     table = {0: AIR, 1: MOULDS[mould], 7: CEMENT_OPEN}
     centre = np.zeros(X.shape, bool)
-    centre[0, 0, np.argsort(np.abs(z))[:2 if ns % 2 == 0 else 1]] = True
+    centre[0, 0, np.argsort(np.abs(z))[: 2 if ns % 2 == 0 else 1]] = True
     kwargs = dict(cement=cement, cement_temperature_c=23.0, age_at_placement_s=60.0, far_field_c=23.0,
                   initial_temperature_c=23.0, perfusion=False, film_w_m2k=(0.0, np.inf, 0.0, np.inf, np.inf, np.inf))
-    return ThermalCase(f"mould {mould} {height_mm:g} mm", labels, (h * 1e-3,) * 3, spec.astype(float),
+    return ThermalCase(f"mould {mould} {height_mm:g} mm", labels, (h * 1e-3, h * 1e-3, hs * 1e-3), spec.astype(float),
                        {"centre": centre}, table, kwargs)
 
 
