@@ -105,6 +105,7 @@ def _order(hs, errs):
     return float(np.polyfit(np.log(hs), np.log(errs), 1)[0])
 
 
+@pytest.mark.slow
 def test_spherical_front_converges_in_space():
     runs = [_sphere_octant(n) for n in (10, 20, 30)]
     hs = [d["h"] for d in runs]

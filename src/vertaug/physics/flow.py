@@ -429,7 +429,7 @@ def inject(
         )
     n = g.cells.size
     asm = _Assembler(g)
-    solver = solver or PressureSolver("rs", rtol=1e-9)
+    solver = solver or PressureSolver("sa", rtol=1e-9)
 
     # cannula source: rate / n_cannulas each, split evenly over that cannula's faces
     faces_per_can = np.bincount(g.t_can, minlength=g.n_cannulas).astype(float)
