@@ -214,6 +214,51 @@ def spawn(kind: str, n: int, extra: list[str], timeout_s: float) -> dict:
     return res
 
 
+def phantom_modulus(spacing_mm: float, fracture: str = "none", grade: int = 0):
+    """E (Pa) of the L1 phantom's vertebral body (trabecular, cortex, endplate voxels; posterior elements and
+    discs excluded) from the materials module; returns (E, body mask)."""
+    from vertaug.anatomy.phantom import make_phantom
+    from vertaug.model.materials import LABELS, material_maps
+
+    ph = make_phantom(level="L1", fracture=fracture, grade=grade, spacing_mm=spacing_mm, neighbours=False)
+    tissue = np.asarray(ph.tissue.data)
+    maps = material_maps(np.asarray(ph.ct.data, dtype=float), tissue)
+    bone = (np.asarray(ph.body.data) > 0) & np.isin(tissue, [LABELS["trabecular"], LABELS["cortex"],
+                                                             LABELS["endplate"]])
+    return np.where(bone, maps.E_pa, 0.0), bone
+
+
+def run_phantom(spacings_mm) -> None:
+    """Mesh convergence of the phantom's stiffness (2 mm PMMA caps, bonded) and intact vs grade-2 wedge."""
+    import warnings
+
+    from vertaug.physics import mechanics as mech
+
+    lc = mech.compression_between_end_caps(cap_thickness_m=2e-3)
+    rows = []
+    for h in spacings_mm:
+        e, bone = phantom_modulus(h)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = mech.solve_stiffness(e, (h * 1e-3,) * 3, load_case=lc, bone_mask=bone)
+        rows.append((h, r))
+        print(f"L1 phantom intact h={h} mm: {r.n_voxels} voxels, K = {r.stiffness_n_per_mm:.1f} N/mm, "
+              f"strength = {mech.strength_n(r):.0f} N, {r.iterations} its, {r.setup_time_s + r.solve_time_s:.1f} s")
+    if len(rows) >= 3:
+        s = [r.stiffness_n_per_mm for _, r in rows[-3:]]
+        order = np.log2(abs(s[0] - s[1]) / abs(s[1] - s[2]))
+        print(f"observed order (last three spacings) = {order:.2f}; change {rows[-2][0]} -> {rows[-1][0]} mm: "
+              f"{100 * (s[2] / s[1] - 1):+.2f} %")
+    h = spacings_mm[-1]
+    for frac, grade in (("wedge", 2),):
+        e, bone = phantom_modulus(h, frac, grade)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = mech.solve_stiffness(e, (h * 1e-3,) * 3, load_case=lc, bone_mask=bone)
+        print(f"L1 phantom {frac} grade {grade} h={h} mm: K = {r.stiffness_n_per_mm:.1f} N/mm, "
+              f"strength = {mech.strength_n(r):.0f} N")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100, help="voxels per edge for our solver")
@@ -223,7 +268,11 @@ def main() -> None:
     ap.add_argument("--backend", default="gmg")
     ap.add_argument("--timeout", type=float, default=540.0)
     ap.add_argument("--worker", choices=["ours", "skfem", "ccx"])
+    ap.add_argument("--phantom", type=float, nargs="*", help="instead: L1 phantom stiffness at these spacings (mm)")
     args = ap.parse_args()
+    if args.phantom:
+        run_phantom(args.phantom)
+        return
     if args.worker:
         worker(args)
         return

@@ -88,7 +88,7 @@ def _dilate_inject(mask: np.ndarray, coarse_node_shape) -> np.ndarray:
 @dataclass
 class _Level:
     op: VoxelOperator
-    free: object  # 1 on free DOFs, 0 on fixed, in the level dtype
+    free: object  # bool, True on free DOFs
     dinv: object
     beta: float
     lu: object = None  # SuperLU of the free block on the coarsest level
@@ -111,7 +111,7 @@ class GeometricMultigrid:
             op = VoxelOperator(coefs, krefs, xp, dtype)
             diag = op.diagonal()
             fixed_l = dirichlet | (_to_numpy(diag) <= 0)
-            free = xp.asarray(~fixed_l, dtype=dtype)
+            free = xp.asarray(~fixed_l)
             ndof = int(np.count_nonzero(~fixed_l))
             if np.prod(op.node_shape) <= max_coarse_dofs or min(op.shape) <= 2:
                 a = assemble_csr(coefs, krefs)
@@ -119,7 +119,7 @@ class GeometricMultigrid:
                 lu = spla.splu(a[free_index][:, free_index].tocsc(), permc_spec="MMD_AT_PLUS_A") if ndof else None
                 self.levels.append(_Level(op, free, None, 0.0, lu, free_index))
                 break
-            dinv = xp.where(free > 0, 1.0 / xp.where(diag > 0, diag, 1), 0).astype(dtype)
+            dinv = xp.where(free, 1.0 / xp.where(diag > 0, diag, 1), 0).astype(dtype)
             level = _Level(op, free, dinv, 0.0)
             v = xp.asarray(rng.standard_normal(op.node_shape), dtype=dtype) * free
             lam = 1.0
@@ -195,9 +195,9 @@ def solve_gmg(coefs, krefs_fn, spacing_m, fixed, u_dirichlet, tol, maxiter, xp=n
     t0 = time.perf_counter()
     mg = GeometricMultigrid(coefs, krefs_fn, spacing_m, fixed, xp=xp, dtype=dtype)
     op = VoxelOperator(coefs, krefs_fn(np.asarray(spacing_m, dtype=float)), xp, np.float64)
-    free = mg.levels[0].free.astype(np.float64)
+    free = mg.levels[0].free
     u_d = xp.asarray(u_dirichlet, dtype=np.float64)
-    b = -free * op.apply(u_d)
+    b = -(free * op.apply(u_d))
     t1 = time.perf_counter()
     w, it, res = pcg(lambda v: free * op.apply(v), b, mg, tol, maxiter, xp)
     t2 = time.perf_counter()
