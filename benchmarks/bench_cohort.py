@@ -141,6 +141,12 @@ def main() -> None:
                 print(f"dask {w} worker(s):       {r.tasks_per_min:8.1f} tasks/min  ({r.elapsed_s:.2f} s; cluster "
                       f"start {startup:.1f} s)  ratio to serial {r.tasks_per_min / rs.tasks_per_min:.2f}; "
                       f"tasks got {share:.2f} core each (CPU / wall)")
+            if tag == "heavy":  # the same 1-worker run with Dask's default worker environment
+                r, _, _ = _dask_run(manifest, tmp / f"dask1-{tag}-trim", args.samples, 1, fn, keep_malloc_trim=True)
+                trim_ms = 1e3 * _task_costs(tmp / f"dask1-{tag}-trim", "cpu_s")[1]
+                ours_ms = 1e3 * _task_costs(tmp / f"dask1-{tag}", "cpu_s")[1]
+                print(f"dask 1 worker, Dask's MALLOC_TRIM_THRESHOLD_=65536 kept: {r.tasks_per_min:8.1f} tasks/min; "
+                      f"CPU per further sample {trim_ms:.0f} ms (ours {ours_ms:.0f} ms)")
             overhead = min(c for _, c in runs.values()) / n
             speedup = runs[2][0].tasks_per_min / runs[1][0].tasks_per_min
             eff = min(1.0, speedup / 2.0)
