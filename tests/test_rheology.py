@@ -84,3 +84,17 @@ def test_bad_parameters_raise_clear_errors():
     with pytest.raises(ParameterError, match="preset"):
         rh.cement_preset("medium")
     assert rh.cement_preset("High") is HIGH
+
+
+def test_cure_and_probe_figures_are_written(tmp_path):
+    from vertaug.physics import thermal
+    from vertaug.report import figures_cement as fc
+
+    path = fc.plot_cure_curves(tmp_path / "cure.png", t_end_s=1200.0)
+    assert path.stat().st_size > 10_000
+    lab = np.ones((6, 6, 6), np.uint8)
+    frac = np.zeros(lab.shape)
+    frac[2:4, 2:4, 2:4] = 1.0
+    res = thermal.simulate_exotherm(lab, (1e-3,) * 3, frac, 30.0, 1.0, probes={"core": (2, 2, 2), "edge": (0, 0, 0)})
+    out = fc.plot_probe_temperatures(res, tmp_path / "probes.png", "tiny")
+    assert out.stat().st_size > 10_000
