@@ -105,7 +105,8 @@ def test_missing_file_is_a_recorded_failure_and_rerun_writes_nothing(tmp_path):
         {"case_id": "PH", "level": syn.level, "phantom": "fracture={fracture};grade={grade};trabecular_hu="
          "{trabecular_hu};cortical_defect={cortical_defect};cleft={cleft};spacing_mm=2;seed=0".format(
              **synthetic_cases(1, seed=2)[0])},
-        {"case_id": "MISSING", "level": "L1", "ct": "nowhere/ct.nii.gz", "seg": "nowhere/seg.nii.gz"},
+        {"case_id": "MISSING", "level": syn.level, "ct": "nowhere/ct.nii.gz", "seg": "nowhere/seg.nii.gz",
+         "body": "nowhere/body.nii.gz", "spacing_mm": 2.0},
     ], tmp_path / "m.csv")
     out = tmp_path / "out"
     r = run_cohort(m, out, samples=3, seed=1, scheduler="serial", progress=False)
@@ -136,6 +137,17 @@ def test_missing_file_is_a_recorded_failure_and_rerun_writes_nothing(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (out / "parts").iterdir()} == before
     with pytest.raises(ParameterError, match="samples=3, not 4"):
         run_cohort(m, out, samples=4, seed=1, scheduler="serial", progress=False)
+    # fix the case (its files appear) and run the recorded failures again: each task is rewritten once, in place
+    (tmp_path / "nowhere").mkdir()
+    for col in ("ct", "seg", "body"):
+        (tmp_path / "nowhere" / f"{col}.nii.gz").write_bytes(Path(getattr(syn, col)).read_bytes())
+    r3 = run_cohort(m, out, samples=3, seed=1, scheduler="serial", progress=False, retry_failed=True)
+    assert (r3.n_written, r3.n_failed, r3.n_skipped) == (3, 0, 6)
+    rows = load_results(out).to_pylist()
+    assert len(rows) == 9 and all(x["status"] == "ok" for x in rows)
+    fixed = {x["sample"]: x for x in rows if x["case_id"] == "MISSING"}
+    for k in ("height_anterior_mm", "body_volume_ml", "exit_volume_ml"):  # the same files as case CT
+        assert fixed[0][k] == pytest.approx(ok[("CT", 0)][k], abs=1e-9)
 
 
 def _leaky_task(case, sample):
