@@ -222,6 +222,14 @@ def test_local_cluster_worker_killed_mid_run_every_row_exactly_once(tmp_path):
         r2 = run_cohort(m, out, samples=5, seed=0, task_fn=_slow_default_task, client=client, progress=False)
         assert (r2.n_written, r2.n_skipped) == (0, 20)
         assert {p: p.stat().st_mtime_ns for p in (out / "parts").iterdir()} == mtimes
+        # two parts lost (deleted): a run attached by address, as `--scheduler tcp://...`, redoes exactly those two
+        for k in ("SYN0001__s00003", "SYN0002__s00000"):
+            (out / "parts" / f"{k}.parquet").unlink()
+        r3 = run_cohort(m, out, samples=5, seed=0, task_fn=_slow_default_task, scheduler=cluster.scheduler_address,
+                        progress=False)
+        assert (r3.n_written, r3.n_skipped, r3.scheduler) == (2, 18, cluster.scheduler_address)
+        rows = load_results(out).to_pylist()
+        assert sorted((x["case_id"], x["sample"], x["procedure"]) for x in rows) == sorted(expected)
     finally:
         client.close()
         cluster.close()
