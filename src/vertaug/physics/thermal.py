@@ -377,8 +377,8 @@ def simulate_exotherm(
     pmat = (perf * vol).ravel() if perfusion else np.zeros(n)  # W/K
     lmat, g_b = assemble_conduction(k, h, film_w_m2k)
     full = (lmat + sp.diags(pmat)).tocsr()
+    del lmat, k, rho_c, perf  # keep two matrices (full, A) per run: ~200 bytes per voxel with the fields below
     a_mat = (sp.diags(cap / dt) + theta * full).tocsr()
-    a_exp = (sp.diags(cap / dt) - (1.0 - theta) * full).tocsr()
     lin = _Solver(a_mat, solver)
     fixed_rhs = g_b * far + pmat * far
 
@@ -391,7 +391,7 @@ def simulate_exotherm(
             raise ParameterError("initial_temperature_c is below 0 C.", "give tissue temperatures in C (body 37).")
     phi = phi_c.ravel()
     rc_cem = cement.volumetric_heat_capacity_j_m3k
-    rc_mix = rho_c.ravel()
+    rc_mix = cap / vol
     temp = ((rc_mix - phi * rc_cem) * t_tis + phi * rc_cem * t_cem) / rc_mix
     cem_idx = np.flatnonzero(phi > 0)
     alpha0 = cement.alpha0
@@ -415,12 +415,13 @@ def simulate_exotherm(
         dt_step = min(dt, t_end - t_now)
         if dt_step != dt:  # last partial step: rebuild once
             a_mat = (sp.diags(cap / dt_step) + theta * full).tocsr()
-            a_exp = (sp.diags(cap / dt_step) - (1.0 - theta) * full).tocsr()
             lin = _Solver(a_mat, solver)
         new_alpha = _advance_cure(cement, alpha, temp[cem_idx] + KELVIN, dt_step)
         q_j = heat_per_alpha * (new_alpha - alpha)
         alpha = new_alpha
-        rhs = a_exp @ temp + fixed_rhs
+        rhs = (cap / dt_step) * temp + fixed_rhs
+        if theta < 1.0:
+            rhs -= (1.0 - theta) * (full @ temp)
         rhs[cem_idx] += q_j / dt_step
         new = lin.solve(rhs, temp)
         t_theta = theta * new + (1.0 - theta) * temp
