@@ -105,6 +105,9 @@ class PressureSolver:
             self._ml = pyamg.smoothed_aggregation_solver(A, symmetry="symmetric", max_coarse=300, coarse_solver="splu")
         else:
             self._ml = pyamg.ruge_stuben_solver(A, max_coarse=300, coarse_solver="splu")
+        for lvl in self._ml.levels[:-1]:  # CSR transfer operators: faster R A P refresh and V-cycle than BSR
+            lvl.P = sp.csr_matrix(lvl.P)
+            lvl.R = sp.csr_matrix(lvl.R)
         self.stats.setup_s += time.perf_counter() - t0
         self.stats.n_setups += 1
         self._reference_iterations = None
