@@ -34,8 +34,15 @@ def test_isothermal_times_scale_with_the_arrhenius_factor():
 
 
 def test_borzacchiello_alpha_max_is_t_over_tg():
-    borz = rh.Cement(name="borz1", kinetics="Borzacchiello 1998 #1", k0_1_s=1.2088e4, activation_energy_j_mol=33240.0,
-                     exponent_m=0.98, exponent_n=1.14, tg_k=378.15)
+    borz = rh.Cement(
+        name="borz1",
+        kinetics="Borzacchiello 1998 #1",
+        k0_1_s=1.2088e4,
+        activation_energy_j_mol=33240.0,
+        exponent_m=0.98,
+        exponent_n=1.14,
+        tg_k=378.15,
+    )
     res = rh.cure_0d(borz, 7200.0, "isothermal", temperature_c=37.0)
     assert res.alpha[-1] == pytest.approx(310.15 / 378.15, abs=2e-3)
     with pytest.raises(ParameterError, match="alpha_max"):
@@ -46,9 +53,13 @@ def test_viscosity_law_directions_and_cap():
     a = np.array([0.0, 0.2, 0.4, 0.49])
     mu = rh.viscosity_pa_s(LOW, a, 310.15, 1.0)
     assert np.all(np.diff(mu) > 0)  # rises with cure
-    assert mu[0] == pytest.approx(20.0 * np.exp(25e3 / rh.GAS_CONSTANT_J_MOL_K * (1 / 310.15 - 1 / 296.15)), rel=1e-12)
+    assert mu[0] == pytest.approx(
+        20.0 * np.exp(25e3 / rh.GAS_CONSTANT_J_MOL_K * (1 / 310.15 - 1 / 296.15)), rel=1e-12
+    )
     assert rh.viscosity_pa_s(LOW, 0.5, 310.15) == LOW.viscosity_max_pa_s  # solid at the gel point
-    assert rh.viscosity_pa_s(LOW, 0.1, 310.15, 100.0) < rh.viscosity_pa_s(LOW, 0.1, 310.15, 1.0)  # shear thinning
+    assert rh.viscosity_pa_s(LOW, 0.1, 310.15, 100.0) < rh.viscosity_pa_s(
+        LOW, 0.1, 310.15, 1.0
+    )  # shear thinning
     assert rh.viscosity_pa_s(LOW, 0.1, 320.0) < rh.viscosity_pa_s(LOW, 0.1, 300.0)  # thinner when warm
     assert rh.viscosity_pa_s(HIGH, 0.1, 310.15) == pytest.approx(15.0 * rh.viscosity_pa_s(LOW, 0.1, 310.15))
     grid = rh.viscosity_pa_s(LOW, np.zeros((3, 4)), np.full((3, 1), 310.15), np.ones(4))
@@ -95,6 +106,8 @@ def test_cure_and_probe_figures_are_written(tmp_path):
     lab = np.ones((6, 6, 6), np.uint8)
     frac = np.zeros(lab.shape)
     frac[2:4, 2:4, 2:4] = 1.0
-    res = thermal.simulate_exotherm(lab, (1e-3,) * 3, frac, 30.0, 1.0, probes={"core": (2, 2, 2), "edge": (0, 0, 0)})
+    res = thermal.simulate_exotherm(
+        lab, (1e-3,) * 3, frac, 30.0, 1.0, probes={"core": (2, 2, 2), "edge": (0, 0, 0)}
+    )
     out = fc.plot_probe_temperatures(res, tmp_path / "probes.png", "tiny")
     assert out.stat().st_size > 10_000

@@ -25,8 +25,15 @@ def _run_mode(n, t_end, dt, theta):
     h, mode = _sine_mode(n)
     lab = np.ones((n, n, n), np.uint8)
     res = thermal.simulate_exotherm(
-        lab, (h, h, h), np.zeros(lab.shape), t_end, dt, perfusion=False, theta=theta,
-        initial_temperature_c=37.0 + mode, probes={"all": np.ones(lab.shape, bool)},
+        lab,
+        (h, h, h),
+        np.zeros(lab.shape),
+        t_end,
+        dt,
+        perfusion=False,
+        theta=theta,
+        initial_temperature_c=37.0 + mode,
+        probes={"all": np.ones(lab.shape, bool)},
     )
     return h, mode, res
 
@@ -81,24 +88,38 @@ def _bolus(n=16, h=1e-3, radius_m=4e-3, canal=False):
     return lab, frac
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(theta=0.5, film_w_m2k=50.0), dict(solver="direct", perfusion=True)])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"theta": 0.5, "film_w_m2k": 50.0}, {"solver": "direct", "perfusion": True}]
+)
 def test_energy_balance_closes(kwargs):
     lab, frac = _bolus(canal=True)
     res = thermal.simulate_exotherm(lab, (1e-3,) * 3, frac, 600.0, 2.0, probes={"core": (8, 8, 8)}, **kwargs)
-    print(f"{kwargs}: released {res.released_j:.3f} J stored {res.stored_j:.3f} out {res.conducted_out_j:.3f} "
-          f"perfused {res.perfused_j:.3f} error {res.energy_balance_error_rel:.2e}")
+    print(
+        f"{kwargs}: released {res.released_j:.3f} J stored {res.stored_j:.3f} out {res.conducted_out_j:.3f} "
+        f"perfused {res.perfused_j:.3f} error {res.energy_balance_error_rel:.2e}"
+    )
     assert res.released_j > 1.0
     assert res.energy_balance_error_rel < 1e-6
     assert res.probe_temperature_c["core"].max() > 40.0
     assert np.isfinite(res.canal_wall_peak_c)
-    assert res.peak_by_label_c[4] == pytest.approx(res.canal_wall_peak_c)  # the canal's hottest voxel is on its wall
+    assert res.peak_by_label_c[4] == pytest.approx(
+        res.canal_wall_peak_c
+    )  # the canal's hottest voxel is on its wall
     assert res.notes == ()
 
 
 def test_insulated_cement_block_matches_0d_adiabatic():
     lab = np.full((3, 3, 3), 7, np.uint8)  # open label, pore fraction 1: the voxels are pure cement
-    res = thermal.simulate_exotherm(lab, (1e-3,) * 3, np.ones(lab.shape), 3600.0, 0.5, film_w_m2k=0.0,
-                                    perfusion=False, probes={"c": (1, 1, 1)})
+    res = thermal.simulate_exotherm(
+        lab,
+        (1e-3,) * 3,
+        np.ones(lab.shape),
+        3600.0,
+        0.5,
+        film_w_m2k=0.0,
+        perfusion=False,
+        probes={"c": (1, 1, 1)},
+    )
     ref = rheology.cure_0d(rheology.LOW_VISCOSITY, 3600.0, "adiabatic", 23.0)
     assert res.cement_peak_c == pytest.approx(ref.peak_temperature_c, abs=1e-6)
     # time to the midpoint temperature: the operator split lags the source by one step (first order in dt)
@@ -166,9 +187,13 @@ def test_porcine_bolus_directions_coarse():
     case = fc.porcine_bolus_case(3.0, voxel_mm=2.0)
     res = fc.run_case(case, 1800.0, 2.0)
     core = res.probe_temperature_c["core"].max()
-    cortex = max(res.probe_temperature_c["anterior cortex"].max(), res.probe_temperature_c["posterior cortex"].max())
-    print(f"coarse porcine: core {core:.1f} C, >45 C {res.probe_time_above_c('core', 45.0):.0f} s, cortex {cortex:.1f} C,"
-          f" canal wall {res.canal_wall_peak_c:.1f} C, energy error {res.energy_balance_error_rel:.1e}")
+    cortex = max(
+        res.probe_temperature_c["anterior cortex"].max(), res.probe_temperature_c["posterior cortex"].max()
+    )
+    print(
+        f"coarse porcine: core {core:.1f} C, >45 C {res.probe_time_above_c('core', 45.0):.0f} s, cortex {cortex:.1f} C,"
+        f" canal wall {res.canal_wall_peak_c:.1f} C, energy error {res.energy_balance_error_rel:.1e}"
+    )
     assert res.energy_balance_error_rel < 1e-6
     assert core > 60.0
     assert cortex < 45.0
@@ -183,7 +208,9 @@ def test_mould_material_and_height_directions_coarse():
     peaks = {}
     for height, mould in ((6.0, "ptfe"), (6.0, "pu_foam"), (40.0, "ptfe")):
         case = fc.astm_mould_case(height, mould, voxel_mm=2.0, voxel_s_mm=1.0)
-        assert case.cement_volume_ml == pytest.approx(np.pi * 3.0**2 * height / 10 / 4, rel=0.08)  # quarter disc
+        assert case.cement_volume_ml == pytest.approx(
+            np.pi * 3.0**2 * height / 10 / 4, rel=0.08
+        )  # quarter disc
         res = fc.run_case(case, 3600.0, 4.0)
         peaks[(height, mould)] = res.probe_temperature_c["centre"].max()
         assert res.energy_balance_error_rel < 1e-6
@@ -191,4 +218,6 @@ def test_mould_material_and_height_directions_coarse():
     assert peaks[(6.0, "pu_foam")] > peaks[(6.0, "ptfe")] + 10.0
     assert peaks[(40.0, "ptfe")] > peaks[(6.0, "ptfe")] + 10.0
     # grid check: the 1 mm isotropic runs (docs/cement.md section 7) gave 54.0 / 90.0 / 92.4 C
-    assert [peaks[(6.0, "ptfe")], peaks[(6.0, "pu_foam")], peaks[(40.0, "ptfe")]] == pytest.approx([54.0, 90.0, 92.4], abs=1.5)
+    assert [peaks[(6.0, "ptfe")], peaks[(6.0, "pu_foam")], peaks[(40.0, "ptfe")]] == pytest.approx(
+        [54.0, 90.0, 92.4], abs=1.5
+    )

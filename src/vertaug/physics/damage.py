@@ -75,7 +75,7 @@ class DamageState:
     _cem_prev: np.ndarray
 
     @classmethod
-    def start(cls, temperature_c: np.ndarray) -> "DamageState":
+    def start(cls, temperature_c: np.ndarray) -> DamageState:
         t = np.asarray(temperature_c, dtype=float)
         z = np.zeros_like(t)
         return cls(z.copy(), z.copy(), z.copy(), t.copy(), arrhenius_rate_1_s(t), cem43_rate_min_s(t))

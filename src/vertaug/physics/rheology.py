@@ -38,24 +38,24 @@ from scipy.integrate import solve_ivp
 from vertaug.errors import ParameterError, check_range
 
 __all__ = [
-    "GAS_CONSTANT_J_MOL_K",
-    "ALPHA_SET",
     "ALPHA_HARD",
+    "ALPHA_SET",
+    "GAS_CONSTANT_J_MOL_K",
+    "HIGH_VISCOSITY",
+    "LOW_VISCOSITY",
     "WORKING_LIMIT_PA_S",
     "WORKING_SHEAR_RATE_1_S",
     "Cement",
     "Cure0DResult",
-    "LOW_VISCOSITY",
-    "HIGH_VISCOSITY",
-    "cement_preset",
     "alpha_max",
-    "cure_rate_1_s",
-    "viscosity_pa_s",
+    "cement_preset",
     "cure_0d",
-    "time_to_alpha_s",
-    "set_time_s",
-    "working_time_s",
+    "cure_rate_1_s",
     "hardened_time_s",
+    "set_time_s",
+    "time_to_alpha_s",
+    "viscosity_pa_s",
+    "working_time_s",
 ]
 
 GAS_CONSTANT_J_MOL_K = 8.314462618
@@ -105,7 +105,11 @@ class Cement:
         check_range("cement.density_kg_m3", self.density_kg_m3, 500.0, 5000.0, "kg/m^3")
         check_range("cement.heat_of_reaction_j_kg", self.heat_of_reaction_j_kg, 0.0, 1.0e6, "J/kg")
         check_range(
-            "cement.k0_1_s", self.k0_1_s, 1e-30, 1e30, "1/s",
+            "cement.k0_1_s",
+            self.k0_1_s,
+            1e-30,
+            1e30,
+            "1/s",
             "give a positive pre-exponential factor; K0 <= 0 means the cement never cures.",
         )
         check_range("cement.activation_energy_j_mol", self.activation_energy_j_mol, 0.0, 5.0e5, "J/mol")
@@ -114,11 +118,21 @@ class Cement:
         if self.tg_k is not None:
             check_range("cement.tg_k", self.tg_k, 273.15, 600.0, "K")
         check_range(
-            "cement.alpha0", self.alpha0, 1e-12, 0.5, "",
+            "cement.alpha0",
+            self.alpha0,
+            1e-12,
+            0.5,
+            "",
             "give a small positive initial cure degree (e.g. 1e-4): with alpha0 = 0 the autocatalytic law never starts.",
         )
         check_range("cement.consistency_pa_sn", self.consistency_pa_sn, 1e-3, 1e6, "Pa s^n")
-        check_range("cement.viscosity_activation_energy_j_mol", self.viscosity_activation_energy_j_mol, 0.0, 2e5, "J/mol")
+        check_range(
+            "cement.viscosity_activation_energy_j_mol",
+            self.viscosity_activation_energy_j_mol,
+            0.0,
+            2e5,
+            "J/mol",
+        )
         check_range("cement.reference_temperature_k", self.reference_temperature_k, 273.15, 400.0, "K")
         check_range("cement.alpha_gel", self.alpha_gel, 0.05, 1.0)
         check_range("cement.gel_exponent", self.gel_exponent, 0.0, 20.0)
@@ -139,16 +153,16 @@ class Cement:
         return self.heat_of_reaction_j_kg / self.specific_heat_j_kg_k
 
 
-_LI2003 = dict(
-    kinetics="Li 2003",
-    k0_1_s=5.206e9,
-    activation_energy_j_mol=67891.0,
-    exponent_m=1.05,
-    exponent_n=1.10,
-    tg_k=None,
-    heat_of_reaction_j_kg=1.0e5,
-    alpha0=1.0e-4,
-)
+_LI2003 = {
+    "kinetics": "Li 2003",
+    "k0_1_s": 5.206e9,
+    "activation_energy_j_mol": 67891.0,
+    "exponent_m": 1.05,
+    "exponent_n": 1.10,
+    "tg_k": None,
+    "heat_of_reaction_j_kg": 1.0e5,
+    "alpha0": 1.0e-4,
+}
 
 LOW_VISCOSITY = Cement(
     name="low",
@@ -213,7 +227,9 @@ def viscosity_pa_s(cement: Cement, alpha, temperature_k, shear_rate_1_s=WORKING_
     frac = np.clip(a / ag, 0.0, 1.0)
     n_flow = cement.flow_index_start - (cement.flow_index_start - cement.flow_index_end) * frac
     arr = np.exp(
-        cement.viscosity_activation_energy_j_mol / GAS_CONSTANT_J_MOL_K * (1.0 / t - 1.0 / cement.reference_temperature_k)
+        cement.viscosity_activation_energy_j_mol
+        / GAS_CONSTANT_J_MOL_K
+        * (1.0 / t - 1.0 / cement.reference_temperature_k)
     )
     gap = np.maximum(ag - a, 0.0)
     with np.errstate(divide="ignore", over="ignore"):
@@ -255,7 +271,12 @@ class Cure0DResult:
 
 def _check_temperature_c(name: str, value: float) -> float:
     return check_range(
-        name, value, 0.0, 150.0, "C", "give a temperature in degrees Celsius between 0 and 150 (body 37, room 23)."
+        name,
+        value,
+        0.0,
+        150.0,
+        "C",
+        "give a temperature in degrees Celsius between 0 and 150 (body 37, room 23).",
     )
 
 
@@ -346,14 +367,22 @@ def hardened_time_s(cement: Cement, temperature_c: float = 37.0) -> float:
 def _alpha_at_viscosity(cement: Cement, mu_pa_s: float, temperature_k: float) -> float:
     """alpha where the viscosity at WORKING_SHEAR_RATE_1_S reaches ``mu_pa_s`` (inverse of the gel law)."""
     arr = np.exp(
-        cement.viscosity_activation_energy_j_mol / GAS_CONSTANT_J_MOL_K * (1.0 / temperature_k - 1.0 / cement.reference_temperature_k)
+        cement.viscosity_activation_energy_j_mol
+        / GAS_CONSTANT_J_MOL_K
+        * (1.0 / temperature_k - 1.0 / cement.reference_temperature_k)
     )
     g = max(WORKING_SHEAR_RATE_1_S, cement.shear_rate_min_1_s)
     ratio = mu_pa_s / (cement.consistency_pa_sn * arr)
     if g != 1.0:  # flow index depends on alpha: solve numerically
         from scipy.optimize import brentq
 
-        return float(brentq(lambda a: float(viscosity_pa_s(cement, a, temperature_k, g)) - mu_pa_s, 0.0, cement.alpha_gel - 1e-12))
+        return float(
+            brentq(
+                lambda a: float(viscosity_pa_s(cement, a, temperature_k, g)) - mu_pa_s,
+                0.0,
+                cement.alpha_gel - 1e-12,
+            )
+        )
     if ratio <= 1.0:
         return 0.0
     return cement.alpha_gel * (1.0 - ratio ** (-1.0 / cement.gel_exponent))

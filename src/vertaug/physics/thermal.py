@@ -22,8 +22,8 @@ Heat equation (per voxel, finite volume, 7-point stencil)::
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,14 +34,14 @@ from vertaug.physics import rheology
 from vertaug.physics.damage import NECROSIS_OMEGA, DamageState
 
 __all__ = [
-    "TissueThermal",
-    "LABEL_THERMAL",
     "BLOOD_RHO_C_J_M3K",
+    "LABEL_THERMAL",
     "ExothermResult",
-    "mix_properties",
+    "TissueThermal",
     "assemble_conduction",
-    "simulate_exotherm",
     "canal_wall_mask",
+    "mix_properties",
+    "simulate_exotherm",
 ]
 
 KELVIN = 273.15
@@ -50,7 +50,9 @@ BLOOD_RHO_C_J_M3K = 1050.0 * 3617.0  # IT'IS blood [M]
 CG_MAX_COND = 1.0e4  # "auto": Jacobi-PCG when the diagonal-dominance bound on cond(A) is below this
 ENERGY_TOL_REL = 1e-6  # every run checks released = stored + conducted + perfused to this relative error
 CG_MAX_ITER = 300  # "auto" falls back to direct/AMG if PCG needs more
-DIRECT_MAX_UNKNOWNS = 60_000  # above this, pyamg (a 3-D LU fills in too much; ../shared/reference/numerics.md)
+DIRECT_MAX_UNKNOWNS = (
+    60_000  # above this, pyamg (a 3-D LU fills in too much; ../shared/reference/numerics.md)
+)
 
 
 @dataclass(frozen=True)
@@ -127,23 +129,32 @@ def mix_properties(labels, cement_fraction, cement: rheology.Cement, table=LABEL
     """Per-voxel (k, rho c, perfusion, cement volume fraction phi_c) by the volume-fraction rule (module docstring)."""
     lab = np.asarray(labels)
     if lab.ndim != 3:
-        raise InvalidValueError(f"labels must be a 3-D array, got shape {lab.shape}.", "pass the (R, A, S) label grid.")
+        raise InvalidValueError(
+            f"labels must be a 3-D array, got shape {lab.shape}.", "pass the (R, A, S) label grid."
+        )
     if lab.dtype != np.uint8:
         if np.issubdtype(lab.dtype, np.integer) and lab.min() >= 0 and lab.max() <= 255:
             lab = lab.astype(np.uint8)
         else:
-            raise InvalidValueError(f"labels dtype {lab.dtype} is not uint8.", "pass integer labels 0..8 (uint8).")
+            raise InvalidValueError(
+                f"labels dtype {lab.dtype} is not uint8.", "pass integer labels 0..8 (uint8)."
+            )
     k_tab = _table_array(table, "conductivity_w_m_k")
     if np.isnan(k_tab[lab]).any():
-        bad = sorted(set(np.unique(lab).tolist()) - set(int(x) for x in table))
-        raise InvalidValueError(f"labels holds values {bad} that have no thermal properties.", "use the label table 0..8.")
+        bad = sorted(set(np.unique(lab).tolist()) - {int(x) for x in table})
+        raise InvalidValueError(
+            f"labels holds values {bad} that have no thermal properties.", "use the label table 0..8."
+        )
     f = np.asarray(cement_fraction, dtype=float)
     if f.shape != lab.shape:
         raise InvalidValueError(
-            f"cement_fraction shape {f.shape} differs from labels shape {lab.shape}.", "pass one fraction per voxel."
+            f"cement_fraction shape {f.shape} differs from labels shape {lab.shape}.",
+            "pass one fraction per voxel.",
         )
     if not np.isfinite(f).all() or f.min() < 0.0 or f.max() > 1.0:
-        raise InvalidValueError("cement_fraction holds values outside [0, 1] or NaN.", "give a fraction 0..1 of pore space.")
+        raise InvalidValueError(
+            "cement_fraction holds values outside [0, 1] or NaN.", "give a fraction 0..1 of pore space."
+        )
     pore = _table_array(table, "pore_fraction")[lab]
     if np.any((f > 0) & (pore <= 0)):
         names = sorted({table[int(x)].name for x in np.unique(lab[(f > 0) & (pore <= 0)])})
@@ -153,7 +164,9 @@ def mix_properties(labels, cement_fraction, cement: rheology.Cement, table=LABEL
         )
     phi_c = f * pore
     k = (1 - phi_c) * k_tab[lab] + phi_c * cement.conductivity_w_m_k
-    rho_c = (1 - phi_c) * _table_array(table, "rho_c_j_m3k")[lab] + phi_c * cement.volumetric_heat_capacity_j_m3k
+    rho_c = (1 - phi_c) * _table_array(table, "rho_c_j_m3k")[
+        lab
+    ] + phi_c * cement.volumetric_heat_capacity_j_m3k
     perf = (1 - phi_c) * _table_array(table, "perfusion_1_s")[lab] * BLOOD_RHO_C_J_M3K
     return k, rho_c, perf, phi_c
 
@@ -162,11 +175,15 @@ def _films(film_w_m2k) -> tuple:
     """Six per-face film coefficients (-R, +R, -A, +A, -S, +S) from a scalar or a 6-sequence."""
     arr = np.asarray(film_w_m2k, dtype=float).ravel()
     if arr.size not in (1, 6):
-        raise ParameterError("film_w_m2k must be one number or six (-R, +R, -A, +A, -S, +S).", "give 1 or 6 values.")
+        raise ParameterError(
+            "film_w_m2k must be one number or six (-R, +R, -A, +A, -S, +S).", "give 1 or 6 values."
+        )
     vals = np.broadcast_to(arr, (6,))
     for i, v in enumerate(vals):
         if not np.isinf(v):
-            check_range(f"film_w_m2k[{i}]", v, 0.0, 1e9, "W/(m^2 K)", "give a film coefficient >= 0 (inf: Dirichlet).")
+            check_range(
+                f"film_w_m2k[{i}]", v, 0.0, 1e9, "W/(m^2 K)", "give a film coefficient >= 0 (inf: Dirichlet)."
+            )
     return tuple(float(v) for v in vals)
 
 
@@ -209,9 +226,7 @@ def assemble_conduction(k: np.ndarray, spacing_m, film_w_m2k=np.inf):
     rows.append(np.arange(n))
     cols.append(np.arange(n))
     vals.append(diag)
-    lmat = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-    )
+    lmat = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     return lmat, g_b
 
 
@@ -231,8 +246,12 @@ class _Solver:
         self._dinv = 1.0 / a.diagonal()
         self._fallback = method == "auto"
         if method == "auto":
-            offdiag = np.asarray(abs(a).sum(axis=1)).ravel() * self._dinv - 1.0  # row sums of |offdiag| / diag
-            cond_bound = (1.0 + offdiag.max()) / max(1.0 - offdiag.max(), 1e-300) if offdiag.max() < 1 else np.inf
+            offdiag = (
+                np.asarray(abs(a).sum(axis=1)).ravel() * self._dinv - 1.0
+            )  # row sums of |offdiag| / diag
+            cond_bound = (
+                (1.0 + offdiag.max()) / max(1.0 - offdiag.max(), 1e-300) if offdiag.max() < 1 else np.inf
+            )
             method = "cg" if cond_bound < CG_MAX_COND else ("direct" if n <= DIRECT_MAX_UNKNOWNS else "amg")
         self._setup(method)
 
@@ -271,7 +290,9 @@ class _Solver:
             rz_new = float((r * z).sum())
             p = z + (rz_new / rz) * p
             rz = rz_new
-        raise RuntimeError(f"thermal CG did not converge in {CG_MAX_ITER} iterations; use solver='direct' or 'amg'.")
+        raise RuntimeError(
+            f"thermal CG did not converge in {CG_MAX_ITER} iterations; use solver='direct' or 'amg'."
+        )
 
     def solve(self, b: np.ndarray, x0: np.ndarray) -> np.ndarray:
         if self.method == "direct":
@@ -306,12 +327,16 @@ def _probe_indices(probes, shape) -> dict:
     for name, where in (probes or {}).items():
         if isinstance(where, np.ndarray) and where.dtype == bool:
             if where.shape != shape or not where.any():
-                raise InvalidValueError(f"probe {name!r} mask is empty or has the wrong shape.", f"give a {shape} mask.")
+                raise InvalidValueError(
+                    f"probe {name!r} mask is empty or has the wrong shape.", f"give a {shape} mask."
+                )
             out[name] = np.flatnonzero(where)
         else:
             ijk = tuple(int(v) for v in where)
             if len(ijk) != 3 or any(not 0 <= v < s for v, s in zip(ijk, shape)):
-                raise InvalidValueError(f"probe {name!r} index {where} is outside the grid {shape}.", "give (i, j, k).")
+                raise InvalidValueError(
+                    f"probe {name!r} index {where} is outside the grid {shape}.", "give (i, j, k)."
+                )
             out[name] = np.array([np.ravel_multi_index(ijk, shape)])
     return out
 
@@ -320,7 +345,9 @@ def _advance_cure(cement, alpha, temp_k, dt_s):
     """Advance alpha over dt at fixed temperature with RK4 sub-steps (sub-step size from the largest rate constant)."""
     if alpha.size == 0:
         return alpha
-    kmax = cement.k0_1_s * np.exp(-cement.activation_energy_j_mol / (rheology.GAS_CONSTANT_J_MOL_K * temp_k.max()))
+    kmax = cement.k0_1_s * np.exp(
+        -cement.activation_energy_j_mol / (rheology.GAS_CONSTANT_J_MOL_K * temp_k.max())
+    )
     nsub = max(1, int(np.ceil(dt_s * kmax / 0.1)))
     h = dt_s / nsub
     a = alpha.copy()
@@ -377,7 +404,12 @@ def simulate_exotherm(
     pmat = (perf * vol).ravel() if perfusion else np.zeros(n)  # W/K
     lmat, g_b = assemble_conduction(k, h, film_w_m2k)
     full = (lmat + sp.diags(pmat)).tocsr()
-    del lmat, k, rho_c, perf  # keep two matrices (full, A) per run: ~200 bytes per voxel with the fields below
+    del (
+        lmat,
+        k,
+        rho_c,
+        perf,
+    )  # keep two matrices (full, A) per run: ~200 bytes per voxel with the fields below
     a_mat = (sp.diags(cap / dt) + theta * full).tocsr()
     lin = _Solver(a_mat, solver)
     fixed_rhs = g_b * far + pmat * far
@@ -388,7 +420,9 @@ def simulate_exotherm(
     else:
         t_tis = np.broadcast_to(np.asarray(initial_temperature_c, dtype=float), shape).ravel().copy()
         if t_tis.min() < 0.0:
-            raise ParameterError("initial_temperature_c is below 0 C.", "give tissue temperatures in C (body 37).")
+            raise ParameterError(
+                "initial_temperature_c is below 0 C.", "give tissue temperatures in C (body 37)."
+            )
     phi = phi_c.ravel()
     rc_cem = cement.volumetric_heat_capacity_j_m3k
     rc_mix = cap / vol
@@ -398,7 +432,9 @@ def simulate_exotherm(
     if age_at_placement_s > 0:
         alpha0 = float(rheology.cure_0d(cement, age_at_placement_s, "isothermal", t_cem, n_out=2).alpha[-1])
     alpha = np.full(cem_idx.size, alpha0)
-    heat_per_alpha = phi[cem_idx] * vol * cement.density_kg_m3 * cement.heat_of_reaction_j_kg  # J per unit alpha
+    heat_per_alpha = (
+        phi[cem_idx] * vol * cement.density_kg_m3 * cement.heat_of_reaction_j_kg
+    )  # J per unit alpha
 
     probe_idx = _probe_indices(probes, shape)
     n_steps = int(np.ceil(t_end / dt - 1e-9))
@@ -451,7 +487,9 @@ def simulate_exotherm(
         wall_peak = wall_50 = float("nan")
         notes.append("no canal (label 4) voxel: canal-wall metrics are NaN")
     if not err <= ENERGY_TOL_REL:
-        msg = f"energy balance error {err:.1e} exceeds {ENERGY_TOL_REL:g} (linear solver tolerance too loose?)"
+        msg = (
+            f"energy balance error {err:.1e} exceeds {ENERGY_TOL_REL:g} (linear solver tolerance too loose?)"
+        )
         notes.append(msg)
         warnings.warn(msg, RuntimeWarning, stacklevel=2)
     peaks = {int(v): float(dmg.peak_temperature_c[lab.ravel() == v].max()) for v in np.unique(lab)}

@@ -21,18 +21,20 @@ from vertaug.physics.thermal import LABEL_THERMAL, TissueThermal
 
 __all__ = [
     "ThermalCase",
-    "porcine_bolus_case",
     "astm_mould_case",
-    "run_case",
     "plot_cure_curves",
     "plot_probe_temperatures",
+    "porcine_bolus_case",
+    "run_case",
 ]
 
 # Porcine lumbar body (typical dimensions, [M]): elliptic cylinder 36 (R) x 26 (A) x 24 (S) mm, 1 mm cortex
 PORCINE_BODY_MM = (36.0, 26.0, 24.0)
 PORCINE_CORTEX_MM = 1.0
 PORCINE_CANAL_RADIUS_MM = 7.0
-BATH_LAYER_MM = 6.0  # still saline between the specimen and the stirred 37 C bath (equivalent film k/d ~ 100 W/m2K)
+BATH_LAYER_MM = (
+    6.0  # still saline between the specimen and the stirred 37 C bath (equivalent film k/d ~ 100 W/m2K)
+)
 INJECTION_AGE_S = 180.0  # cement placed 3 min after the start of mixing [M]
 SALINE = TissueThermal("saline", 0.6, 4.18e6, 0.0, 1.0)
 # Mould test (ISO 5833 specimen 60 mm diameter); mould walls 10 mm; 3 mm still air outside (film ~ 9 W/m2K) [M]
@@ -61,21 +63,29 @@ class ThermalCase:
 
     @property
     def cement_volume_ml(self) -> float:
-        pore = np.array([self.table[int(x)].pore_fraction if int(x) in self.table else 0.0 for x in range(256)])
+        pore = np.array(
+            [self.table[int(x)].pore_fraction if int(x) in self.table else 0.0 for x in range(256)]
+        )
         return float((self.cement_fraction * pore[self.labels]).sum() * np.prod(self.spacing_m) * 1e6)
 
 
-def porcine_bolus_case(cement_ml: float = 3.0, voxel_mm: float = 1.0, cement: rheology.Cement = rheology.LOW_VISCOSITY):
+def porcine_bolus_case(
+    cement_ml: float = 3.0, voxel_mm: float = 1.0, cement: rheology.Cement = rheology.LOW_VISCOSITY
+):
     """Porcine-like vertebral body in a 37 C bath with a central spherical bolus of ``cement_ml`` (pore fraction 0.9)."""
-    check_range("cement_ml", cement_ml, 0.05, 8.0, "mL", "give a positive bolus volume that fits the body (<= 8 mL).")
+    check_range(
+        "cement_ml", cement_ml, 0.05, 8.0, "mL", "give a positive bolus volume that fits the body (<= 8 mL)."
+    )
     h = check_range("voxel_mm", voxel_mm, 0.1, 4.0, "mm")
     wr, wa, hs = PORCINE_BODY_MM
     canal_d = 2 * PORCINE_CANAL_RADIUS_MM
-    nr = int(round((wr + 2 * BATH_LAYER_MM) / h))
-    na = int(round((wa + canal_d + 2 * BATH_LAYER_MM) / h))
-    ns = int(round((hs + 2 * BATH_LAYER_MM) / h))
+    nr = round((wr + 2 * BATH_LAYER_MM) / h)
+    na = round((wa + canal_d + 2 * BATH_LAYER_MM) / h)
+    ns = round((hs + 2 * BATH_LAYER_MM) / h)
     x = (np.arange(nr) + 0.5) * h - nr * h / 2
-    y = (np.arange(na) + 0.5) * h - BATH_LAYER_MM - canal_d - wa / 2  # A: body centre at 0, canal posterior (-A)
+    y = (
+        (np.arange(na) + 0.5) * h - BATH_LAYER_MM - canal_d - wa / 2
+    )  # A: body centre at 0, canal posterior (-A)
     z = (np.arange(ns) + 0.5) * h - ns * h / 2
     X, Y, Z = np.meshgrid(x, y, z, indexing="ij")
     ell = (X / (wr / 2)) ** 2 + (Y / (wa / 2)) ** 2
@@ -87,7 +97,9 @@ def porcine_bolus_case(cement_ml: float = 3.0, voxel_mm: float = 1.0, cement: rh
     labels[body] = 2
     labels[body & (np.abs(Z) > hs / 2 - PORCINE_CORTEX_MM) & ~inner] = 3
     labels[inner] = 1
-    canal = (X**2 + (Y + wa / 2 + PORCINE_CANAL_RADIUS_MM) ** 2 <= PORCINE_CANAL_RADIUS_MM**2) & (np.abs(Z) <= hs / 2)
+    canal = (X**2 + (Y + wa / 2 + PORCINE_CANAL_RADIUS_MM) ** 2 <= PORCINE_CANAL_RADIUS_MM**2) & (
+        np.abs(Z) <= hs / 2
+    )
     labels[canal & ~body] = 4
     pore = LABEL_THERMAL[1].pore_fraction
     radius = (3 * cement_ml / pore / (4 * np.pi)) ** (1 / 3) * 10.0  # mm
@@ -104,13 +116,23 @@ def porcine_bolus_case(cement_ml: float = 3.0, voxel_mm: float = 1.0, cement: rh
     table = dict(LABEL_THERMAL)
     table[0] = SALINE
     spacing = (h * 1e-3,) * 3
-    kwargs = dict(cement=cement, cement_temperature_c=23.0, age_at_placement_s=INJECTION_AGE_S, far_field_c=37.0,
-                  perfusion=False)
+    kwargs = {
+        "cement": cement,
+        "cement_temperature_c": 23.0,
+        "age_at_placement_s": INJECTION_AGE_S,
+        "far_field_c": 37.0,
+        "perfusion": False,
+    }
     return ThermalCase(f"porcine bolus {cement_ml:g} mL", labels, spacing, frac, probes, table, kwargs)
 
 
-def astm_mould_case(height_mm: float = 6.0, mould: str = "ptfe", voxel_mm: float = 1.0, cement=rheology.LOW_VISCOSITY,
-                    voxel_s_mm: float | None = None):
+def astm_mould_case(
+    height_mm: float = 6.0,
+    mould: str = "ptfe",
+    voxel_mm: float = 1.0,
+    cement=rheology.LOW_VISCOSITY,
+    voxel_s_mm: float | None = None,
+):
     """Quarter of a closed cylindrical mould (symmetry planes at -R and -A) with a 60 mm cement disc at 23 C.
 
     ``voxel_mm`` is the in-plane voxel size, ``voxel_s_mm`` the size along the specimen axis (default the same); the
@@ -122,9 +144,9 @@ def astm_mould_case(height_mm: float = 6.0, mould: str = "ptfe", voxel_mm: float
     h = check_range("voxel_mm", voxel_mm, 0.1, 4.0, "mm")
     hs = h if voxel_s_mm is None else check_range("voxel_s_mm", voxel_s_mm, 0.1, 4.0, "mm")
     rad = MOULD_DIAMETER_MM / 2
-    nr = int(round((rad + MOULD_WALL_MM + AIR_LAYER_MM) / h))
-    n_spec = int(round(height_mm / hs))
-    n_wall = int(round((MOULD_WALL_MM + AIR_LAYER_MM) / hs))
+    nr = round((rad + MOULD_WALL_MM + AIR_LAYER_MM) / h)
+    n_spec = round(height_mm / hs)
+    n_wall = round((MOULD_WALL_MM + AIR_LAYER_MM) / hs)
     ns = n_spec + 2 * n_wall
     x = (np.arange(nr) + 0.5) * h
     z = (np.arange(ns) + 0.5) * hs - ns * hs / 2
@@ -137,15 +159,37 @@ def astm_mould_case(height_mm: float = 6.0, mould: str = "ptfe", voxel_mm: float
     table = {0: AIR, 1: MOULDS[mould], 7: CEMENT_OPEN}
     centre = np.zeros(X.shape, bool)
     centre[0, 0, np.argsort(np.abs(z))[: 2 if ns % 2 == 0 else 1]] = True
-    kwargs = dict(cement=cement, cement_temperature_c=23.0, age_at_placement_s=60.0, far_field_c=23.0,
-                  initial_temperature_c=23.0, perfusion=False, film_w_m2k=(0.0, np.inf, 0.0, np.inf, np.inf, np.inf))
-    return ThermalCase(f"mould {mould} {height_mm:g} mm", labels, (h * 1e-3, h * 1e-3, hs * 1e-3), spec.astype(float),
-                       {"centre": centre}, table, kwargs)
+    kwargs = {
+        "cement": cement,
+        "cement_temperature_c": 23.0,
+        "age_at_placement_s": 60.0,
+        "far_field_c": 23.0,
+        "initial_temperature_c": 23.0,
+        "perfusion": False,
+        "film_w_m2k": (0.0, np.inf, 0.0, np.inf, np.inf, np.inf),
+    }
+    return ThermalCase(
+        f"mould {mould} {height_mm:g} mm",
+        labels,
+        (h * 1e-3, h * 1e-3, hs * 1e-3),
+        spec.astype(float),
+        {"centre": centre},
+        table,
+        kwargs,
+    )
 
 
 def run_case(case: ThermalCase, t_end_s: float = 1800.0, dt_s: float = 1.0) -> thermal.ExothermResult:
-    return thermal.simulate_exotherm(case.labels, case.spacing_m, case.cement_fraction, t_end_s, dt_s,
-                                     probes=case.probes, table=case.table, **case.kwargs)
+    return thermal.simulate_exotherm(
+        case.labels,
+        case.spacing_m,
+        case.cement_fraction,
+        t_end_s,
+        dt_s,
+        probes=case.probes,
+        table=case.table,
+        **case.kwargs,
+    )
 
 
 def plot_cure_curves(path, t_end_s: float = 3600.0, temperatures_c=(23.0, 37.0)):
