@@ -378,7 +378,8 @@ def _progress(enabled: bool, total: int, console=None):
 
 
 def local_cluster(n_workers: int | None = None, keep_malloc_trim: bool = False):
-    """``(client, cluster)``: a loopback ``LocalCluster`` of single-threaded worker processes (default: one per core).
+    """``(client, cluster)``: a loopback ``LocalCluster`` of single-threaded worker processes (default: one per core
+    this process may use).
 
     Workers get one BLAS thread each (Dask's default). Dask also sets ``MALLOC_TRIM_THRESHOLD_=65536`` in the workers'
     environment (and, to do so, in this process's); setting it disables glibc's dynamic mmap threshold, so every
@@ -389,7 +390,8 @@ def local_cluster(n_workers: int | None = None, keep_malloc_trim: bool = False):
     import dask
     from distributed import Client, LocalCluster
 
-    n = int(n_workers or os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = int(n_workers or cores or 1)
     env = {}
     if not keep_malloc_trim:
         os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
