@@ -135,6 +135,14 @@ def test_defect_and_volume_raise_leakage():
     assert with_defect.leaked_total_m3[-1] > smaller.leaked_total_m3[-1]
 
 
+def test_tip_voxels_in_the_cortex_are_walls():
+    lab, tip = block_phantom()
+    phi, k = np.full(lab.shape, PHI), np.full(lab.shape, K)
+    a = flow.inject(lab, (1e-3,) * 3, phi, k, [tip], 5e-8, 2e-7, flow.newtonian(30.0))
+    b = flow.inject(lab, (1e-3,) * 3, phi, k, [tip, (1, 5, 5)], 5e-8, 2e-7, flow.newtonian(30.0))
+    np.testing.assert_allclose(a.saturation, b.saturation, atol=1e-12)
+
+
 def test_stop_at_leak_threshold():
     r = _inject_block(flow.newtonian(30.0), volume_m3=2.0e-6, stop_leak_m3=1e-9)
     assert r.stop_reason == "leak threshold exceeded"
@@ -160,7 +168,9 @@ def test_bad_input():
     with pytest.raises(ParameterError, match="outside the body"):
         flow.inject(*args, [(0, 0, 0)], 5e-8, 1e-6, mu)  # soft tissue
     with pytest.raises(ParameterError, match="outside the body"):
-        flow.inject(*args, [(1, 5, 5)], 5e-8, 1e-6, mu)  # cortex
+        flow.inject(*args, [(1, 5, 5)], 5e-8, 1e-6, mu)  # only cortex
+    with pytest.raises(ParameterError, match="outside the body"):
+        flow.inject(*args, [(11, 11, 9), (11, 11, 0)], 5e-8, 1e-6, mu)  # one tip voxel in soft tissue
     with pytest.raises(ParameterError, match="outside the body"):
         flow.inject(*args, [(99, 5, 5)], 5e-8, 1e-6, mu)  # off the grid
     closed = lab.copy()

@@ -180,13 +180,21 @@ def _build_grid(labels, spacing_m, porosity, ks, tip):
     porous = np.isin(labels, POROUS_LABELS)
     if not tip.any():
         raise EmptyMaskError("tip_voxels holds no voxel.", "give at least one cannula tip voxel.")
-    bad = tip & ~porous
+    bad = tip & ~np.isin(labels, POROUS_LABELS + (2, 3))
     if bad.any():
         where = tuple(int(v) for v in np.argwhere(bad)[0])
         raise ParameterError(
-            f"Cannula tip voxel {where} has label {int(labels[where])}, not bone marrow space (labels 1 or 7): "
+            f"Cannula tip voxel {where} has label {int(labels[where])}, not bone (labels 1, 2, 3, 7): "
             "the tip is outside the body.",
             "place the tip inside the vertebral body (a voxel labelled 1 or 7).",
+        )
+    # tip voxels in the cortex or an endplate (a cannula radius reaching the shell) are walls, not outlets
+    tip = tip & porous
+    if not tip.any():
+        raise ParameterError(
+            "No cannula tip voxel lies in the marrow space (labels 1 or 7): the tip is outside the body or in the "
+            "cortex.",
+            "move the tip into the trabecular bone of the vertebral body.",
         )
     flow = porous & ~tip
     h = np.asarray(spacing_m, dtype=float)
@@ -421,6 +429,7 @@ def inject(
             raise InvalidValueError("permeability_m2 is not finite and > 0 in porous voxels.", "give k > 0 in m^2.")
 
     g = _build_grid(labels, spacing, porosity, ks, tip)
+    tip = tip & porous  # tip voxels in the cortex/endplate are walls (see _build_grid)
     pore_m3 = float(g.pv.sum())
     if vol_target > pore_m3:
         raise ParameterError(
