@@ -152,7 +152,7 @@ def _write_ccx(e: np.ndarray, path: str, solver: str) -> None:
         fh.write(f"NTOP, 3, 3, {-STRAIN * n * hmm:.9f}\n*NODE PRINT, NSET=NTOP, TOTALS=ONLY\nRF\n*END STEP\n")
 
 
-def run_ccx(e: np.ndarray, solver: str) -> dict:
+def run_ccx(e: np.ndarray, solver: str, timeout_s: float) -> dict:
     """Runs ccx as a grandchild; the worker reports ccx's own peak RSS from os.wait4."""
     exe = shutil.which("ccx")
     if exe is None:
@@ -165,8 +165,13 @@ def run_ccx(e: np.ndarray, solver: str) -> dict:
         t_write = time.perf_counter() - t0
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
         t0 = time.perf_counter()
-        proc = subprocess.Popen([exe, "block"], cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        import threading
+
+        proc = subprocess.Popen([exe, "block"], cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        timer = threading.Timer(timeout_s, proc.kill)  # ccx itself, not only this worker
+        timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        timer.cancel()
         total = time.perf_counter() - t0
         text = open(os.path.join(tmp, "block.dat")).read() if os.path.exists(os.path.join(tmp, "block.dat")) else ""
     lines = [ln for ln in text.splitlines() if ln.strip()]
@@ -187,7 +192,7 @@ def worker(args) -> None:
     elif args.worker == "skfem":
         out = run_skfem(e)
     else:
-        out = run_ccx(e, args.ccx_solver)
+        out = run_ccx(e, args.ccx_solver, args.timeout - 30.0)
     print("RESULT " + json.dumps(out))
 
 
@@ -222,7 +227,8 @@ def phantom_modulus(spacing_mm: float, fracture: str = "none", grade: int = 0):
 
     ph = make_phantom(level="L1", fracture=fracture, grade=grade, spacing_mm=spacing_mm, neighbours=False)
     tissue = np.asarray(ph.tissue.data)
-    maps = material_maps(np.asarray(ph.ct.data, dtype=float), tissue)
+    known = np.isin(tissue, list(LABELS.values()))  # the phantom's posterior-element label is not in the table
+    maps = material_maps(np.asarray(ph.ct.data, dtype=float), np.where(known, tissue, 0))
     bone = (np.asarray(ph.body.data) > 0) & np.isin(tissue, [LABELS["trabecular"], LABELS["cortex"],
                                                              LABELS["endplate"]])
     return np.where(bone, maps.E_pa, 0.0), bone
@@ -266,7 +272,7 @@ def main() -> None:
     ap.add_argument("--ccx-n", type=int, default=48, help="size for ccx (0 skips)")
     ap.add_argument("--ccx-solver", default="SPOOLES", help="SPOOLES (exact) or 'ITERATIVE CHOLESKY'")
     ap.add_argument("--backend", default="gmg")
-    ap.add_argument("--timeout", type=float, default=540.0)
+    ap.add_argument("--timeout", type=float, default=540.0, help="seconds per solver run")
     ap.add_argument("--worker", choices=["ours", "skfem", "ccx"])
     ap.add_argument("--phantom", type=float, nargs="*", help="instead: L1 phantom stiffness at these spacings (mm)")
     args = ap.parse_args()
@@ -287,7 +293,8 @@ def main() -> None:
         peers.append(("scikit-fem+pyamg", args.skfem_n, spawn("skfem", args.skfem_n, [], args.timeout)))
     if args.ccx_n:
         peers.append((f"ccx {args.ccx_solver}", args.ccx_n,
-                      spawn("ccx", args.ccx_n, ["--ccx-solver", args.ccx_solver], args.timeout)))
+                      spawn("ccx", args.ccx_n, ["--ccx-solver", args.ccx_solver, "--timeout", str(args.timeout)],
+                            args.timeout + 30.0)))
     print(f"\n{'solver':<24}{'voxels':>10}{'K N/mm':>14}{'time s':>9}{'its':>5}{'peak RSS MB':>13}{'solver B/vox':>13}")
     for n, r in ours.items():
         if "error" in r:

@@ -19,7 +19,7 @@ superior); nodal vectors have shape (nx+1, ny+1, nz+1, 3), component last. Eleme
 offset (a, b, d) with c = a + 2 b + 4 d; its DOFs are 3 c + k, k the component.
 
 The operator ``K u`` is applied chunk by chunk: gather the 8 corner displacements of every voxel
-of the chunk into an (n, 24) array, multiply by the reference matrix (one BLAS call), scale by the voxel
+of the chunk into a (24, n) array, multiply by the reference matrix (one BLAS call), scale by the voxel
 coefficient, scatter-add back. It stores no matrix: memory is the coefficient array plus the vectors.
 """
 
@@ -120,7 +120,8 @@ class VoxelOperator:
 
     Elements are indexed on the node grid (NX, NY, NZ) = (nx+1, ny+1, nz+1), the last layer of each axis padded
     with zero coefficients, so that corner (a, b, d) of the element at flat node index p is node p + off(a, b, d),
-    off = (a NY + b) NZ + d: every gather and scatter is a contiguous block copy.
+    off = (a NY + b) NZ + d. The work buffers are component-major (3, n_nodes + pad): every gather and scatter is
+    a contiguous block copy; the product is K_ref (24 x 24) times u_e (24 x n).
     """
 
     def __init__(self, coefs, krefs, xp=np, dtype=np.float64, chunk: int = _CHUNK_ELEMENTS):
@@ -149,28 +150,30 @@ class VoxelOperator:
                 self.chunks.append((s0 + int(idx[0]), s0 + int(idx[-1]) + 1))
 
     def _padded(self, u):
-        """u copied into a cached (n_nodes + pad, 3) buffer whose tail stays zero (no page faults per call)."""
+        """u as a component-major (3, n_nodes + pad) cached buffer whose tail stays zero."""
         buf = self._buffers.get(u.dtype)
         if buf is None:
-            buf = self._buffers[u.dtype] = self.xp.zeros((self.n_nodes + self.pad, 3), dtype=u.dtype)
-        buf[: self.n_nodes] = u.reshape(-1, 3)
+            buf = self._buffers[u.dtype] = self.xp.zeros((3, self.n_nodes + self.pad), dtype=u.dtype)
+        buf[:, : self.n_nodes] = u.reshape(-1, 3).T
         return buf
 
     def _element_forces(self, upad, s0, s1):
-        n = s1 - s0
-        ue = self.xp.empty((n, 24), dtype=upad.dtype)
+        ue = self.xp.empty((24, s1 - s0), dtype=upad.dtype)
         for c, off in enumerate(self.offsets):
-            ue[:, 3 * c : 3 * c + 3] = upad[s0 + off : s1 + off]
+            ue[3 * c : 3 * c + 3] = upad[:, s0 + off : s1 + off]
         fe = None
         for k, coef in zip(self.kref, self.coefs):
-            term = ue @ k  # K_ref is symmetric: (K u_e)^T = u_e^T K
-            term *= coef[s0:s1, None]
+            term = k @ ue
+            term *= coef[None, s0:s1]
             fe = term if fe is None else fe + term
         return ue, fe
 
     def _scatter(self, fpad, fe, s0, s1):
         for c, off in enumerate(self.offsets):
-            fpad[s0 + off : s1 + off] += fe[:, 3 * c : 3 * c + 3]
+            fpad[:, s0 + off : s1 + off] += fe[3 * c : 3 * c + 3]
+
+    def _unpad(self, fpad):
+        return fpad[:, : self.n_nodes].T.reshape(self.node_shape)
 
     def element_fields(self, u):
         """Yield (s0, s1, ue, fe) per chunk: element DOF values and forces K_e u_e, each (n, 24).
@@ -180,26 +183,27 @@ class VoxelOperator:
         upad = self._padded(u)
         for s0, s1 in self.chunks:
             ue, fe = self._element_forces(upad, s0, s1)
-            yield s0, s1, ue, fe
+            yield s0, s1, ue.T, fe.T
 
     def apply(self, u):
+        """K u as an (NX, NY, NZ, 3) array (a transposed view of the component-major work buffer)."""
         upad = self._padded(u)
-        fpad = self.xp.zeros((self.n_nodes + self.pad, 3), dtype=u.dtype)
+        fpad = self.xp.zeros((3, self.n_nodes + self.pad), dtype=u.dtype)
         for s0, s1 in self.chunks:
             _, fe = self._element_forces(upad, s0, s1)
             self._scatter(fpad, fe, s0, s1)
-        return fpad[: self.n_nodes].reshape(self.node_shape)
+        return self._unpad(fpad)
 
     def diagonal(self):
         xp = self.xp
-        fpad = xp.zeros((self.n_nodes + self.pad, 3), dtype=self.dtype)
+        fpad = xp.zeros((3, self.n_nodes + self.pad), dtype=self.dtype)
         for s0, s1 in self.chunks:
             fe = None
             for d, coef in zip(self.diag_kref, self.coefs):
-                term = coef[s0:s1, None] * d[None, :]
+                term = d[:, None] * coef[None, s0:s1]
                 fe = term if fe is None else fe + term
             self._scatter(fpad, fe, s0, s1)
-        return fpad[: self.n_nodes].reshape(self.node_shape)
+        return xp.ascontiguousarray(self._unpad(fpad))
 
 
 def prolong(c, fine_node_shape, xp=np):
