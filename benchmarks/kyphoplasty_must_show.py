@@ -31,7 +31,7 @@ def leaks(res):
 
 
 def fmt(d):
-    return " ".join(f"{k}={v:.4f}" for k, v in d.items()) + f" total={sum(d.values()):.4f} mL"
+    return " ".join(f"{k}={v:.3g}" for k, v in d.items()) + f" total={sum(d.values()):.3g} mL"
 
 
 def heights_section(s):
@@ -69,7 +69,7 @@ def pv_section(s):
                                                r.pressure_pa[::max(1, len(r.volume_ml) // 12)])))
     row("pressure at 2.95 mL (cadaver 0.85 MPa)", p295 / 1e6, 0.846, "MPa")
     row("pressure at 2.95 mL vs clinical 175 psi", p295 / bl.PSI_PA, 175.0, "psi")
-    plateau = np.median(r.pressure_pa[2:]) / 1e6
+    plateau = np.median(r.pressure_pa[2:]) / 1e6  # [0] start, [1] drilled seed at p = 0
     print(f"  plateau (median after the seed) {plateau:.3f} MPa = yield of the phantom's trabecular bone "
           f"{np.median(v.yield_pa[v.labels == 1]) / 1e6:.3f} MPa; stop: {r.stop_reason}")
 

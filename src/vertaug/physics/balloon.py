@@ -69,8 +69,9 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
 Device limits (input, with documented defaults): rated pressure DEVICE_MAX_PRESSURE_PSI = 400 psi (2.76 MPa),
 hard upper bound 700 psi (reference/clinical.md: device max ~300-700 psi [M], not verified); nominal balloon volume
 BALLOON_MAX_ML = 4.0 mL per balloon [M] (a 15-20 mm balloon); deflated balloon and cannula radius SEED_RADIUS_MM
-= 1.5 mm (11 G cannula, outer 3.05 mm). Cadaver figures to compare with (reference/physics.md section 4, [V]):
-2.95 +/- 0.18 mL at 122.7 +/- 27.9 psi (0.85 MPa); clinical 175 +/- 37 psi. Nothing here is tuned to them.
+= 1.5 mm (11 G cannula, outer 3.05 mm); this seed is drilled, not inflated: it is recorded at p = 0.
+Cadaver figures to compare with (reference/physics.md section 4, [V]): 2.95 +/- 0.18 mL at 122.7 +/- 27.9 psi
+(0.85 MPa); clinical 175 +/- 37 psi. Nothing here is tuned to them.
 
 Not modelled: balloon membrane elasticity and shape (the cavity is grown from a sphere seed), cleft or defect
 voxels as free space for the membrane, lift of the inferior endplate, viscous or rate effects in bone, damage of
@@ -460,7 +461,7 @@ def inflate(
         "E": np.asarray(vertebra.materials.E_pa, float).copy(),
         "yield": np.asarray(vertebra.yield_pa, float).copy(),
     }
-    labels, yield_pa, bvtv, hu = st["labels"], st["yield"], st["bvtv"], st["hu"]
+    labels, bvtv = st["labels"], st["bvtv"]
     tips = np.array([[float(c) for c in t] for t in tips_ijk])
     for t in tips:
         q = tuple(round(c) for c in t)
@@ -473,7 +474,7 @@ def inflate(
     depression, h_ref = _fragment(labels0, fractured)
     lifted = np.zeros_like(depression)
     crushed_m3 = float(bvtv[cavity].sum() * vvox)
-    seed_p = float(yield_pa[cavity].max()) if cavity.any() else 0.0
+    seed_p = 0.0  # the deflated balloon sits in the channel the cannula drilled: no inflation pressure yet
     _open(st, cavity)
     vols, press, lifts, areas, acts = [0.0], [0.0], [0.0], [0.0], ["start"]
     vols.append(cavity.sum() * vvox * 1e6)
