@@ -221,3 +221,38 @@ def test_mould_material_and_height_directions_coarse():
     assert [peaks[(6.0, "ptfe")], peaks[(6.0, "pu_foam")], peaks[(40.0, "ptfe")]] == pytest.approx(
         [54.0, 90.0, 92.4], abs=1.5
     )
+
+
+def test_perfusion_sink_decay_is_exact():
+    """Insulated uniform soft tissue at 40 C: BE gives T - 37 = 3 (1 + dt w rho_b c_b / rho c)^-N exactly."""
+    lab = np.zeros((3, 3, 3), np.uint8)
+    res = thermal.simulate_exotherm(
+        lab,
+        (1e-3,) * 3,
+        np.zeros(lab.shape),
+        600.0,
+        10.0,
+        film_w_m2k=0.0,
+        initial_temperature_c=40.0,
+        probes={"c": (1, 1, 1)},
+    )
+    tis = thermal.LABEL_THERMAL[0]
+    rate = tis.perfusion_1_s * thermal.BLOOD_RHO_C_J_M3K / tis.rho_c_j_m3k
+    expected = 37.0 + 3.0 * (1.0 + 10.0 * rate) ** -60
+    assert res.probe_temperature_c["c"][-1] == pytest.approx(expected, abs=1e-9)
+    assert res.perfused_j == pytest.approx(-res.stored_j, rel=1e-9)
+
+
+def test_face_conductances_are_harmonic_and_films_in_series():
+    """Two voxels along R with k 0.3 and 0.6 W/mK, 1 x 2 x 4 mm: interior and outer-face conductances by hand."""
+    k = np.array([0.3, 0.6]).reshape(2, 1, 1)
+    h = (1e-3, 2e-3, 4e-3)
+    lmat, g_b = thermal.assemble_conduction(k, h, film_w_m2k=(np.inf, 10.0, 0.0, 0.0, 0.0, 0.0))
+    area_r = h[1] * h[2]
+    g_face = area_r / (h[0] / (2 * 0.3) + h[0] / (2 * 0.6))
+    assert lmat[0, 1] == pytest.approx(-g_face, rel=1e-12)
+    assert g_b[0] == pytest.approx(area_r / (h[0] / (2 * 0.3)), rel=1e-12)  # Dirichlet at -R
+    assert g_b[1] == pytest.approx(area_r / (1 / 10.0 + h[0] / (2 * 0.6)), rel=1e-12)  # film at +R
+    assert lmat[0, 0] == pytest.approx(g_face + g_b[0], rel=1e-12)  # insulated A and S faces add nothing
+    with pytest.raises(ParameterError, match="film"):
+        thermal.assemble_conduction(k, h, film_w_m2k=(1.0, 2.0))
