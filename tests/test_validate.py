@@ -28,6 +28,7 @@ def quick_records():
     return run_validation(quick=True)
 
 
+@pytest.mark.slow
 def test_quick_run_records_every_target_of_every_case(quick_records):
     expected = [(c.name, t.quantity) for c in CASES for t in c.targets]
     assert [(r.case, r.quantity) for r in quick_records] == expected
@@ -37,8 +38,11 @@ def test_quick_run_records_every_target_of_every_case(quick_records):
         if r.status == STATUS_OK:
             assert r.ours is not None and r.within is not None and r.run_time_s >= 0.0
     assert sum(r.status == STATUS_OK for r in quick_records) >= 10
+    # --quick is part of CI: under 2 minutes for all cases (each case's time counted once)
+    assert sum({r.case: r.run_time_s for r in quick_records}.values()) < 120.0
 
 
+@pytest.mark.slow
 def test_analytic_and_0d_cases_agree_within_their_stated_tolerance(quick_records):
     by = {(r.case, r.quantity): r for r in quick_records}
     for name in ANALYTIC:
@@ -50,6 +54,7 @@ def test_analytic_and_0d_cases_agree_within_their_stated_tolerance(quick_records
     assert by[("cure_adiabatic_23c", "adiabatic peak temperature from 23 C")].ours == pytest.approx(94.0, rel=0.05)
 
 
+@pytest.mark.slow
 def test_within_flag_and_relative_error_follow_the_numbers(quick_records):
     for r in quick_records:
         if r.status != STATUS_OK:

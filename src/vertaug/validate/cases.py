@@ -19,6 +19,7 @@ A case whose model is not importable is recorded as "model not available" (never
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 from collections.abc import Callable
@@ -32,7 +33,6 @@ __all__ = ["APPROX_REL_SPREAD", "CASES", "Case", "Measured", "Target", "case_nam
 APPROX_REL_SPREAD = 0.10
 
 ML = 1e-6  # m^3 per mL
-CC_PER_MIN = 1e-6 / 60.0  # m^3/s per cc/min
 
 
 @dataclass(frozen=True)
@@ -248,63 +248,57 @@ def run_f451_moulds(quick: bool) -> list[Measured]:
 
 # ------------------------------------------------------------------------------------------ Baroud cannula share
 
-BAROUD_RATE_M3_S = 4.0 * CC_PER_MIN  # 4 cc/min (Baroud & Steffen 2005) [V]
-CANNULA_LENGTH_M = 0.12  # reference/physics.md section 1 sanity set [D]
-DISTAL_LENGTH_M = 0.04  # ASSUMED distal (pedicle) section of the redesigned cannula; proximal = the rest
-INJECTION_AGE_S = 240.0  # ASSUMED start of injection, 4 min after mixing, cement and room at 23 C
-
-
-def _power_law_at(cement, alpha: float, temperature_k: float) -> tuple[float, float]:
-    """(K, n) of the cement's viscosity law at (alpha, T), read off rheology.viscosity_pa_s at 1 and 10 1/s."""
-    from vertaug.physics import rheology
-
-    mu1 = float(rheology.viscosity_pa_s(cement, alpha, temperature_k, 1.0))
-    mu10 = float(rheology.viscosity_pa_s(cement, alpha, temperature_k, 10.0))
-    return mu1, 1.0 + math.log10(mu10 / mu1)
+BAROUD_RATE_ML_S = 4.0 / 60.0  # 4 cc/min (Baroud & Steffen 2005) [V]
+DISTAL_LENGTH_MM = 40.0  # ASSUMED distal (pedicle) section of the redesigned cannula; proximal = the rest
+BENCH_TEMPERATURE_C = 23.0  # bench injection at room temperature (ASSUMED)
 
 
 def run_baroud_cannula(quick: bool) -> list[Measured]:
-    """Delivery pressure = cannula loss + bone pressure at the tip, at 4 cc/min (Baroud & Steffen 2005).
+    """Delivery (plunger) pressure = cannula loss + bone pressure at the tip, at 4 cc/min (Baroud & Steffen 2005).
 
-    Bone: the L1 phantom (intact, 80 HU) through model.vertebra_from_phantom (2 mm voxels; 1.5 mm full), the
-    model's own porosity and permeability; flow.inject of 1.5 mL at 4 cc/min through one tip at the body centroid,
-    cement preset "low" whose viscosity follows its cure at 23 C from INJECTION_AGE_S = 240 s after mixing (ASSUMED)
-    and its shear-thinning law; bone pressure = gauge tip pressure at the end of the injection.
-    Cannula: 11 G regular wall (cannula.CANNULA_GAUGES, ID 2.388 mm), 120 mm long; cannula.pressure_drop_pa with the
-    cement's power law (K, n) at the same moment. Redesign: the proximal section (ASSUMED 80 mm of the 120 mm; the
-    abstract does not give the split) has twice the inner diameter; the 40 mm distal section is unchanged.
+    Scenario: procedures.vertebroplasty.run_vertebroplasty on the L1 phantom (intact, 80 HU; 2 mm voxels, 1.5 mm
+    full) with Vertebroplasty(volume_ml=1.5, rate_ml_s=4/60, approach="unipedicular", cannula_gauge=11, cement="low",
+    temperature_c=23, other fields default: start 210 s after mixing, cannula 120 mm). Share = the procedure's
+    cannula_share_of_pressure metric (at the peak plunger pressure). Redesign: the proximal section (ASSUMED 80 of
+    the 120 mm; the abstract does not give the split) has twice the inner diameter, the 40 mm distal section is
+    unchanged: its loss by procedures.vertebroplasty.cannula_pressure_drop_series_pa with the same cement law
+    (procedures.kyphoplasty.cement_viscosity_law) at the same moment; bone pressure unchanged.
     """
     from vertaug.anatomy.phantom import make_phantom
     from vertaug.model.vertebra import vertebra_from_phantom
-    from vertaug.physics import cannula, flow, rheology
-
-    cement = rheology.cement_preset("low")
-    t_k = 23.0 + 273.15
-    hist = rheology.cure_0d(cement, 3600.0, "isothermal", temperature_c=23.0, n_out=3601)
-
-    def viscosity(t_s, shear_rate_1_s):
-        alpha = float(np.interp(t_s, hist.t_s, hist.alpha))
-        return rheology.viscosity_pa_s(cement, alpha, t_k, shear_rate_1_s)
+    from vertaug.physics import cannula
+    from vertaug.procedures.kyphoplasty import cement_viscosity_law
+    from vertaug.procedures.vertebroplasty import (
+        Vertebroplasty,
+        cannula_pressure_drop_series_pa,
+        run_vertebroplasty,
+    )
 
     v = vertebra_from_phantom(make_phantom(level="L1", spacing_mm=2.0 if quick else 1.5))
-    tip = tuple(round(x) for x in v.landmarks.centroid_ijk)
-    volume_m3 = 1.5 * ML
-    res = flow.inject(v.labels, v.spacing_m, v.phi, v.k, [tip], BAROUD_RATE_M3_S, volume_m3, viscosity,
-                      start_time_s=INJECTION_AGE_S)
-    p_bone = float(res.tip_pressure_pa[-1].max())
-    t_end = INJECTION_AGE_S + float(res.t_s[-1])
-    K, n = _power_law_at(cement, float(np.interp(t_end, hist.t_s, hist.alpha)), t_k)
-    r = cannula.inner_radius_m(11)
-    dp_conv = cannula.pressure_drop_pa(BAROUD_RATE_M3_S, CANNULA_LENGTH_M, r, consistency_pa_sn=K, n=n)
-    dp_new = (cannula.pressure_drop_pa(BAROUD_RATE_M3_S, DISTAL_LENGTH_M, r, consistency_pa_sn=K, n=n)
-              + cannula.pressure_drop_pa(BAROUD_RATE_M3_S, CANNULA_LENGTH_M - DISTAL_LENGTH_M, 2 * r,
-                                         consistency_pa_sn=K, n=n))
-    share = dp_conv / (dp_conv + p_bone)
+    spec = Vertebroplasty(volume_ml=1.5, rate_ml_s=BAROUD_RATE_ML_S, approach="unipedicular", cannula_gauge=11,
+                          cement="low", temperature_c=BENCH_TEMPERATURE_C)
+    out = run_vertebroplasty(v, spec)
+    m = out.metrics
+    share = m["cannula_share_of_pressure"]
+    dp_conv, p_bone = m["max_injection_pressure_cannula_pa"], m["max_injection_pressure_bone_pa"]
+    plunger = out.series["plunger_pressure_pa"]
+    i_max = int(np.argmax(plunger[1:])) + 1 if plunger.size > 1 else 0
+    t = np.array([spec.start_time_s + out.series["t_s"][i_max]])
+    mu = cement_viscosity_law(spec.cement, spec.temperature_c)
+    q = spec.rate_ml_s * 1e-6
+    r = cannula.inner_radius_m(spec.cannula_gauge)
+    length = spec.cannula_length_mm * 1e-3
+    distal = DISTAL_LENGTH_MM * 1e-3
+    dp_new = float(cannula_pressure_drop_series_pa(mu, t, q, distal, r)[0]
+                   + cannula_pressure_drop_series_pa(mu, t, q, length - distal, 2 * r)[0])
+    dp_check = float(cannula_pressure_drop_series_pa(mu, t, q, length, r)[0])
     cut = 1.0 - (dp_new + p_bone) / (dp_conv + p_bone)
-    n_note = f"cement n = {n:.2f}, K = {K:.0f} Pa s^n at {t_end:.0f} s; cannula {dp_conv / 1e6:.2f} MPa, " \
-             f"bone {p_bone / 1e6:.3f} MPa"
-    cut_note = f"Newtonian fluid with the same split would give {100 * (1 - 1 / 3 - 2 / 3 / 16):.1f} %; " \
-               f"shear thinning (n = {n:.2f}) weakens the r^-(3n+1) gain" if cut < 0.567 else n_note
+    gw = 4.0 * q / (math.pi * r**3)
+    n = 1.0 + math.log2(float(mu(t, 2 * gw)[0]) / float(mu(t, gw)[0]))
+    n_note = (f"cannula {dp_conv / 1e6:.3f} MPa, bone {p_bone / 1e6:.4f} MPa at {t[0]:.0f} s after mixing "
+              f"(recomputed cannula loss {dp_check / 1e6:.3f} MPa)")
+    cut_note = (f"a Newtonian fluid with the same split gives {100 * (1 - 1 / 3 - 2 / 3 / 16):.1f} %; the cement "
+                f"shear-thins (n = {n:.2f}), so the loss falls as r^-(3n+1), less than r^-4") if cut < 0.567 else n_note
     return [Measured("share of delivery pressure lost in the cannula", 100.0 * share, n_note),
             Measured("delivery pressure cut by doubling the proximal ID", 100.0 * cut, cut_note)]
 
@@ -369,9 +363,10 @@ def run_balloon_pv(quick: bool) -> list[Measured]:
     """Balloon tamp in a vertebral body compressed to 80 % of its height (cadaver L1-L5, reference section 4).
 
     Geometry: the L1 phantom with a wedge fracture of 20 % height loss (anatomy.phantom, 80 HU trabecular bone),
-    model.vertebra_from_phantom (Morgan 2003 modulus law), 2 mm voxels (1 mm full). One balloon at the body centroid
-    (physics.balloon.inflate), volume-controlled to 2.95 mL (the published mean volume), default 100 N preload and
-    device limits. Ours: the balloon pressure at 2.95 mL.
+    model.vertebra_from_phantom (Morgan 2003 modulus law), 2 mm voxels (1 mm full). One balloon
+    at the tip of the unipedicular cannula path (model.trajectory.plan_trajectories), physics.balloon.inflate
+    volume-controlled to 2.95 mL (the published mean volume), default 100 N preload and device limits.
+    Ours: the balloon pressure at 2.95 mL.
     """
     from vertaug.anatomy.phantom import make_phantom
     from vertaug.model.vertebra import vertebra_from_phantom
@@ -379,7 +374,9 @@ def run_balloon_pv(quick: bool) -> list[Measured]:
 
     v = vertebra_from_phantom(make_phantom(level="L1", fracture="wedge", deformity=0.2,
                                            spacing_mm=2.0 if quick else 1.0))
-    tip = tuple(round(x) for x in v.landmarks.centroid_ijk)
+    from vertaug.model.trajectory import plan_trajectories
+
+    tip = plan_trajectories(v, approach="unipedicular")[0].tip_ijk
     res = balloon.inflate(v, [tip], volume_ml=2.95)
     p_mpa = res.final_pressure_pa / 1e6
     note = f"{res.final_volume_ml:.2f} mL, stop: {res.stop_reason}; "
@@ -433,54 +430,104 @@ def run_two_material_column(quick: bool) -> list[Measured]:
 # ------------------------------------------------------------------------------------------ Belkoff 2001
 
 
-def run_belkoff_height(quick: bool) -> list[Measured]:
-    """Belkoff 2001 (n = 16 cadaveric vertebral compression fractures): share of the lost height restored by the
-    balloon tamp (KP) and by vertebroplasty (VP).
+BELKOFF_RESTORED_FRACTION = 1.0 - APPROX_REL_SPREAD  # "restored" = within the approx spread of the initial value
 
-    Geometry: the L1 phantom with a Genant grade 2 wedge fracture (anatomy.phantom, 80 HU), and the same level intact
-    for the reference heights; model.vertebra_from_phantom, 2 mm voxels (1 mm full). KP: one balloon at the body
-    centroid (physics.balloon.inflate), pressure-controlled up to the default device rating (400 psi) and the nominal
-    4 mL, default 100 N preload, then deflation; heights by balloon.body_heights_mm after deflation. VP: the injection
-    model (physics.flow) moves no bone, so its height change is 0 by construction (stated, not computed).
-    Restored = (anterior height after - fractured) / (intact - fractured) x 100 %.
-    This case uses the balloon physics directly; when vertaug.procedures.kyphoplasty lands it should call the
-    procedure (bipedicular balloons placed by the planner) instead.
-    """
+
+@functools.lru_cache(maxsize=2)
+def _belkoff_states(quick: bool):
+    """(Cached: the height and mechanics cases share one run of each procedure.) Intact and grade-2 wedge L1 phantoms, and the KP and VP outcomes on the fractured one (procedure defaults)."""
     from vertaug.anatomy.phantom import make_phantom
     from vertaug.model.vertebra import vertebra_from_phantom
-    from vertaug.physics import balloon
+    from vertaug.procedures.kyphoplasty import Kyphoplasty, run_kyphoplasty
+    from vertaug.procedures.vertebroplasty import Vertebroplasty, run_vertebroplasty
 
     s = 2.0 if quick else 1.0
     intact = vertebra_from_phantom(make_phantom(level="L1", spacing_mm=s))
     frac = vertebra_from_phantom(make_phantom(level="L1", fracture="wedge", grade=2, spacing_mm=s))
-    key = "height_anterior_mm"
-    h_int = balloon.body_heights_mm(intact.labels, intact.spacing_m)[key]
-    h_frac = balloon.body_heights_mm(frac.labels, frac.spacing_m)[key]
-    tip = tuple(round(x) for x in frac.landmarks.centroid_ijk)
-    res = balloon.inflate(frac, [tip], volume_ml=None, max_pressure_pa=balloon.DEVICE_MAX_PRESSURE_PA)
-    h_kp = balloon.body_heights_mm(res.labels, frac.spacing_m)[key]
-    kp = 100.0 * (h_kp - h_frac) / (h_int - h_frac)
-    note = (f"anterior height intact {h_int:.1f}, fractured {h_frac:.1f}, after KP {h_kp:.1f} mm; "
-            f"{res.final_volume_ml:.2f} mL at {res.final_pressure_pa / 1e6:.2f} MPa, lift {float(res.lift_mm.max()):.1f} mm")
-    if kp < 97.0 - 9.7:
-        note += ("; " + "; ".join(res.notes[:1]) if res.notes else "") + (
-            "; likely reason: the phantom bone yields uniformly, so crushing stays cheaper than lifting the fragment "
-            "(p_lift = preload / contact area)")
+    kp = run_kyphoplasty(frac, Kyphoplasty())
+    vp = run_vertebroplasty(frac, Vertebroplasty())
+    return intact, frac, kp, vp
+
+
+def run_belkoff_height(quick: bool) -> list[Measured]:
+    """Belkoff 2001 (n = 16 cadaveric vertebral compression fractures): share of the lost height restored by the
+    balloon tamp (KP) and by vertebroplasty (VP).
+
+    Scenario: the L1 phantom with a Genant grade 2 wedge fracture (anatomy.phantom, 80 HU), model.vertebra_from_phantom,
+    2 mm voxels (1 mm full); procedures.kyphoplasty.run_kyphoplasty(Kyphoplasty()) and
+    procedures.vertebroplasty.run_vertebroplasty(Vertebroplasty()) with their defaults (bipedicular; KP 3 mL
+    balloons, high-viscosity cement filling the cavity; VP 4 mL low-viscosity cement). Ours: the KP outcome's
+    height_restored_pct_of_lost; for VP procedures.kyphoplasty.height_metrics(before, after) on its model_after
+    (% of the lost anterior height, the posterior height as the reference).
+    """
+    from vertaug.procedures.kyphoplasty import height_metrics
+
+    _, frac, kp, vp = _belkoff_states(quick)
+    m = kp.metrics
+    kp_pct = float(m["height_restored_pct_of_lost"])
+    vp_pct = float(height_metrics(frac.labels, vp.model_after.labels, frac.spacing_m)["height_restored_pct_of_lost"])
+    note = (f"anterior height {m['height_anterior_mm_before']:.1f} -> inflated {m['height_anterior_mm_inflated']:.1f}"
+            f" -> after {m['height_anterior_mm']:.1f} mm; balloons {m['balloon_volume_ml']:.2f} mL at "
+            f"{m['balloon_final_pressure_psi']:.0f} psi, lift {m['endplate_lift_max_mm']:.1f} mm")
+    if kp_pct < 97.0 - 9.7 and m["endplate_lift_max_mm"] <= 0.0:
+        note += "; " + "; ".join(n for n in kp.notes if "lift" in n)
     return [
-        Measured("height restored, KP", kp, note),
-        Measured("height restored, VP", 0.0,
-                 "0 by construction: the injection model moves no bone; the cadaver VP gain (positioning, "
-                 "postural reduction) is not modelled"),
+        Measured("height restored, KP", kp_pct, note),
+        Measured("height restored, VP", vp_pct,
+                 "the injection model moves no bone (no fluid-structure coupling); the cadaver VP gain "
+                 "(positioning, postural reduction) is not modelled"),
     ]
 
 
-def run_belkoff_mechanics(quick: bool) -> list[Measured]:
-    """Belkoff 2001: strength and stiffness after KP and VP vs the initial (intact) values of the same vertebra.
+CEMENT_FRACTION_MIN = 0.01  # below 1 % of a voxel the cement is left out of E (traces at the front; not load-bearing)
 
-    Runs through the procedures (vertaug.procedures.vertebroplasty / kyphoplasty: Outcome.model_after) and
-    physics.mechanics (compression between PMMA end caps) once both procedure modules land.
+
+def _voigt_modulus_pa(model, cement_fraction):
+    """E of a voxel holding a cement volume fraction phi_c: (1 - phi_c) E_bone + phi_c E_cement (Voigt bound)."""
+    from vertaug.physics.mechanics import CEMENT_MODULUS_PA
+
+    phi_c = np.clip(np.asarray(cement_fraction, dtype=float), 0.0, 1.0)
+    phi_c = np.where(phi_c >= CEMENT_FRACTION_MIN, phi_c, 0.0)
+    return (1.0 - phi_c) * np.asarray(model.E, dtype=float) + phi_c * CEMENT_MODULUS_PA
+
+
+def run_belkoff_mechanics(quick: bool) -> list[Measured]:
+    """Belkoff 2001: strength and stiffness after KP and after VP vs the initial (intact) values of the same level.
+
+    Scenario: the four states of ``belkoff_2001_height`` (intact phantom; fractured; KP and VP outcomes on the
+    fractured one). Modulus per voxel: the model's E (Morgan 2003; KP: model_after with the compacted shell and the
+    cavity), with the outcome's cement volume fraction mixed in by the Voigt rule E = (1 - phi_c) E_bone +
+    phi_c x 1937 MPa (mechanics.CEMENT_MODULUS_PA), phi_c < 1 % counted as no cement. Load: physics.mechanics.solve_stiffness with
+    compression_between_end_caps(cap_thickness_m=2 mm) (bonded PMMA caps, 1 % strain); strength by
+    mechanics.strength_n (Pistoia criterion over the bone voxels without cement). "Stronger" = strength after >
+    initial; "restores stiffness" = stiffness after >= 90 % of initial (the approx-spread rule).
     """
-    raise NotImplementedError("the procedure API is not wired into this case yet")
+    from vertaug.physics import mechanics
+
+    intact, frac, kp, vp = _belkoff_states(quick)
+    load = mechanics.compression_between_end_caps(cap_thickness_m=2e-3)
+    out = {}
+    for name, model, phi_c in (("intact", intact, 0.0), ("fractured", frac, 0.0),
+                               ("KP", kp.model_after, kp.cement_fraction), ("VP", vp.model_after, vp.cement_fraction)):
+        e = _voigt_modulus_pa(model, np.broadcast_to(phi_c, model.labels.shape))
+        bone = (np.asarray(model.E) > 0) & (np.broadcast_to(phi_c, model.labels.shape) < CEMENT_FRACTION_MIN)
+        r = mechanics.solve_stiffness(e, model.spacing_m, load_case=load, bone_mask=bone)
+        out[name] = (r.stiffness_n_per_mm, mechanics.strength_n(r))
+    s0, f0 = out["intact"]
+    summary = ", ".join(f"{k} {v[0]:.0f} N/mm / {v[1]:.0f} N" for k, v in out.items())
+    res = []
+    for proc in ("KP", "VP"):
+        stronger = out[proc][1] > f0
+        why = "" if stronger else (
+            "; likely reason: the cement does not bridge the wedge, so the fractured bone beside it still sets the "
+            "strength (Pistoia: 2 % of bone voxels over 0.7 % strain)")
+        res.append(Measured(f"{proc} stronger than initial", float(stronger),
+                            f"strength {proc} / initial = {out[proc][1] / f0:.2f}; {summary}{why}"))
+    for proc in ("KP", "VP"):
+        ratio = out[proc][0] / s0
+        res.append(Measured(f"{proc} restores initial stiffness", float(ratio >= BELKOFF_RESTORED_FRACTION),
+                            f"stiffness {proc} / initial = {ratio:.2f}"))
+    return res
 
 
 # ------------------------------------------------------------------------------------------ the list
