@@ -66,7 +66,9 @@ def _compare(target, measured: Measured | None, run_time_s: float, case: Case) -
                       target.spread_kind, None, None, None, run_time_s, STATUS_ERROR,
                       "the case returned no finite value for this quantity" if measured is None else measured.note)
     ours = float(measured.ours)
-    rel = (ours - target.published) / abs(target.published) if target.published != 0 else None
+    rel = None
+    if target.published != 0 and target.spread_kind != "direction":
+        rel = (ours - target.published) / abs(target.published)
     if target.spread_kind == "direction":
         within = (ours >= 0.5) == (target.published >= 0.5)
     else:
