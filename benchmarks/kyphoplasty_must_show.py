@@ -102,8 +102,11 @@ def main():
     if not a.quick:
         p = example_paths()
         ct = load_ct(p["ct"])
-        v = vertebra_from_ct(ct, load_labels(p["seg"], ct), "L1", body=load_labels(p["body"], ct), spacing_mm=s)
-        leak_section(f"bundled real L1 ({s} mm; Genant grade {v.morphometry.genant_grade})", v, (3.0, None))
+        for defect in ("anterior", None):
+            v = vertebra_from_ct(ct, load_labels(p["seg"], ct), "L1", body=load_labels(p["body"], ct), spacing_mm=s,
+                                 cortical_defect=defect)
+            leak_section(f"bundled real L1 ({s} mm; Genant grade {v.morphometry.genant_grade}; cortical defect "
+                         f"{defect})", v, (3.0, None))
 
 
 if __name__ == "__main__":
