@@ -42,12 +42,13 @@ def _to_numpy(a):
 
 
 def pcg(apply_a, b, precond, tol: float, maxiter: int, xp=np):
-    """Preconditioned CG from w = 0; returns (w, iterations, relative residual)."""
+    """Preconditioned CG from w = 0; returns (w, iterations, relative residual). ``b`` is overwritten (it becomes
+    the residual: one vector less)."""
     x = xp.zeros_like(b)
     bnorm = float(xp.linalg.norm(b.ravel()))
     if bnorm == 0.0:
         return x, 0, 0.0
-    r = b.copy()
+    r = b
     z = precond(r)
     p = z.copy()
     rz = float(xp.vdot(r.ravel(), z.ravel()))
