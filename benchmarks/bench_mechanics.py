@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -53,12 +54,24 @@ def run_ours(e: np.ndarray, backend: str) -> dict:
 
     before = _rss_bytes()
     t0 = time.perf_counter()
-    r = mech.solve_stiffness(e, (H_M,) * 3, nu=NU, load_case=mech.compression_between_end_caps(strain=STRAIN),
-                             backend=backend, fields=False)
+    r = mech.solve_stiffness(
+        e,
+        (H_M,) * 3,
+        nu=NU,
+        load_case=mech.compression_between_end_caps(strain=STRAIN),
+        backend=backend,
+        fields=False,
+    )
     total = time.perf_counter() - t0
-    return {"stiffness_n_per_mm": r.stiffness_n_per_mm, "time_s": total, "setup_s": r.setup_time_s,
-            "solve_s": r.solve_time_s, "iterations": r.iterations, "rss_before": before,
-            "traced_peak_bytes": r.peak_memory_bytes}
+    return {
+        "stiffness_n_per_mm": r.stiffness_n_per_mm,
+        "time_s": total,
+        "setup_s": r.setup_time_s,
+        "solve_s": r.solve_time_s,
+        "iterations": r.iterations,
+        "rss_before": before,
+        "traced_peak_bytes": r.peak_memory_bytes,
+    }
 
 
 def run_skfem(e: np.ndarray) -> dict:
@@ -106,16 +119,24 @@ def run_skfem(e: np.ndarray) -> dict:
     bmat = np.zeros((k.shape[0], 6))
     for c in range(3):
         bmat[nodal[c]] = modes[c]
-    ml = pyamg.smoothed_aggregation_solver(a, B=bmat[free], symmetry="symmetric", max_coarse=1000,
-                                           coarse_solver="splu")
+    ml = pyamg.smoothed_aggregation_solver(
+        a, B=bmat[free], symmetry="symmetric", max_coarse=1000, coarse_solver="splu"
+    )
     its = []
-    sol, info = spla.cg(a, b, rtol=1e-8, M=ml.aspreconditioner(), callback=lambda _: its.append(1), maxiter=500)
+    sol, _info = spla.cg(
+        a, b, rtol=1e-8, M=ml.aspreconditioner(), callback=lambda _: its.append(1), maxiter=500
+    )
     u[free] = sol
     f = k @ u
     force = -f[nodal[2, top]].sum()
     total = time.perf_counter() - t0
-    return {"stiffness_n_per_mm": force / (STRAIN * height), "time_s": total, "assembly_s": t_asm,
-            "iterations": len(its), "rss_before": before}
+    return {
+        "stiffness_n_per_mm": force / (STRAIN * height),
+        "time_s": total,
+        "assembly_s": t_asm,
+        "iterations": len(its),
+        "rss_before": before,
+    }
 
 
 def _write_ccx(e: np.ndarray, path: str, solver: str) -> None:
@@ -130,9 +151,24 @@ def _write_ccx(e: np.ndarray, path: str, solver: str) -> None:
         np.savetxt(fh, coords, fmt="%d, %.6f, %.6f, %.6f")
         ei, ej, ek = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
         eid = (ei * n + ej) * n + ek + 1
-        corner = lambda a, b, d: (((ei + a) * nn + (ej + b)) * nn + (ek + d) + 1)  # noqa: E731
-        conn = np.stack([eid] + [corner(*c) for c in [(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0),
-                                                      (0, 0, 1), (1, 0, 1), (1, 1, 1), (0, 1, 1)]], axis=-1)
+        corner = lambda a, b, d: ((ei + a) * nn + (ej + b)) * nn + (ek + d) + 1
+        conn = np.stack(
+            [eid]
+            + [
+                corner(*c)
+                for c in [
+                    (0, 0, 0),
+                    (1, 0, 0),
+                    (1, 1, 0),
+                    (0, 1, 0),
+                    (0, 0, 1),
+                    (1, 0, 1),
+                    (1, 1, 1),
+                    (0, 1, 1),
+                ]
+            ],
+            axis=-1,
+        )
         levels = np.unique(e)
         for m, level in enumerate(levels):
             sel = conn[e == level]
@@ -146,8 +182,7 @@ def _write_ccx(e: np.ndarray, path: str, solver: str) -> None:
             ids = nid[:, :, plane].ravel()
             pad = (-ids.size) % 16
             rows = np.concatenate([ids, np.full(pad, -1)]).reshape(-1, 16)
-            for row in rows:
-                fh.write(", ".join(str(v) for v in row if v > 0) + "\n")
+            fh.writelines(", ".join(str(v) for v in row if v > 0) + "\n" for row in rows)
         fh.write(f"*STEP\n*STATIC, SOLVER={solver}\n*BOUNDARY\nNBOT, 1, 3, 0.\nNTOP, 1, 2, 0.\n")
         fh.write(f"NTOP, 3, 3, {-STRAIN * n * hmm:.9f}\n*NODE PRINT, NSET=NTOP, TOTALS=ONLY\nRF\n*END STEP\n")
 
@@ -167,13 +202,16 @@ def run_ccx(e: np.ndarray, solver: str, timeout_s: float) -> dict:
         t0 = time.perf_counter()
         import threading
 
-        proc = subprocess.Popen([exe, "block"], cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [exe, "block"], cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         timer = threading.Timer(timeout_s, proc.kill)  # ccx itself, not only this worker
         timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
         timer.cancel()
         total = time.perf_counter() - t0
-        text = open(os.path.join(tmp, "block.dat")).read() if os.path.exists(os.path.join(tmp, "block.dat")) else ""
+        dat = os.path.join(tmp, "block.dat")
+        text = Path(dat).read_text() if os.path.exists(dat) else ""
     lines = [ln for ln in text.splitlines() if ln.strip()]
     force = None
     for i, ln in enumerate(lines):
@@ -181,8 +219,13 @@ def run_ccx(e: np.ndarray, solver: str, timeout_s: float) -> dict:
             force = -float(lines[i + 1].split()[2])
     if force is None:
         raise RuntimeError(f"ccx produced no reaction force (status {status}).")
-    return {"stiffness_n_per_mm": force / (STRAIN * n * H_M * 1e3), "time_s": total, "input_write_s": t_write,
-            "ccx_peak_rss": usage.ru_maxrss * 1024, "solver": solver}
+    return {
+        "stiffness_n_per_mm": force / (STRAIN * n * H_M * 1e3),
+        "time_s": total,
+        "input_write_s": t_write,
+        "ccx_peak_rss": usage.ru_maxrss * 1024,
+        "solver": solver,
+    }
 
 
 def worker(args) -> None:
@@ -212,7 +255,9 @@ def spawn(kind: str, n: int, extra: list[str], timeout_s: float) -> dict:
         text = out.read()
     line = [ln for ln in text.splitlines() if ln.startswith("RESULT ")]
     if not line:
-        tail = text.strip().splitlines()[-1] if text.strip() else f"killed after {timeout_s:.0f} s or no output"
+        tail = (
+            text.strip().splitlines()[-1] if text.strip() else f"killed after {timeout_s:.0f} s or no output"
+        )
         return {"error": tail}
     res = json.loads(line[-1][7:])
     res["peak_rss_children"] = usage.ru_maxrss * 1024
@@ -227,10 +272,13 @@ def phantom_modulus(spacing_mm: float, fracture: str = "none", grade: int = 0):
 
     ph = make_phantom(level="L1", fracture=fracture, grade=grade, spacing_mm=spacing_mm, neighbours=False)
     tissue = np.asarray(ph.tissue.data)
-    known = np.isin(tissue, list(LABELS.values()))  # the phantom's posterior-element label is not in the table
+    known = np.isin(
+        tissue, list(LABELS.values())
+    )  # the phantom's posterior-element label is not in the table
     maps = material_maps(np.asarray(ph.ct.data, dtype=float), np.where(known, tissue, 0))
-    bone = (np.asarray(ph.body.data) > 0) & np.isin(tissue, [LABELS["trabecular"], LABELS["cortex"],
-                                                             LABELS["endplate"]])
+    bone = (np.asarray(ph.body.data) > 0) & np.isin(
+        tissue, [LABELS["trabecular"], LABELS["cortex"], LABELS["endplate"]]
+    )
     return np.where(bone, maps.E_pa, 0.0), bone
 
 
@@ -248,21 +296,27 @@ def run_phantom(spacings_mm) -> None:
             warnings.simplefilter("ignore")
             r = mech.solve_stiffness(e, (h * 1e-3,) * 3, load_case=lc, bone_mask=bone)
         rows.append((h, r))
-        print(f"L1 phantom intact h={h} mm: {r.n_voxels} voxels, K = {r.stiffness_n_per_mm:.1f} N/mm, "
-              f"strength = {mech.strength_n(r):.0f} N, {r.iterations} its, {r.setup_time_s + r.solve_time_s:.1f} s")
+        print(
+            f"L1 phantom intact h={h} mm: {r.n_voxels} voxels, K = {r.stiffness_n_per_mm:.1f} N/mm, "
+            f"strength = {mech.strength_n(r):.0f} N, {r.iterations} its, {r.setup_time_s + r.solve_time_s:.1f} s"
+        )
     if len(rows) >= 3:
         s = [r.stiffness_n_per_mm for _, r in rows[-3:]]
         order = np.log2(abs(s[0] - s[1]) / abs(s[1] - s[2]))
-        print(f"observed order (last three spacings) = {order:.2f}; change {rows[-2][0]} -> {rows[-1][0]} mm: "
-              f"{100 * (s[2] / s[1] - 1):+.2f} %")
+        print(
+            f"observed order (last three spacings) = {order:.2f}; change {rows[-2][0]} -> {rows[-1][0]} mm: "
+            f"{100 * (s[2] / s[1] - 1):+.2f} %"
+        )
     h = spacings_mm[-1]
     for frac, grade in (("wedge", 2),):
         e, bone = phantom_modulus(h, frac, grade)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             r = mech.solve_stiffness(e, (h * 1e-3,) * 3, load_case=lc, bone_mask=bone)
-        print(f"L1 phantom {frac} grade {grade} h={h} mm: K = {r.stiffness_n_per_mm:.1f} N/mm, "
-              f"strength = {mech.strength_n(r):.0f} N")
+        print(
+            f"L1 phantom {frac} grade {grade} h={h} mm: K = {r.stiffness_n_per_mm:.1f} N/mm, "
+            f"strength = {mech.strength_n(r):.0f} N"
+        )
 
 
 def main() -> None:
@@ -274,7 +328,9 @@ def main() -> None:
     ap.add_argument("--backend", default="gmg")
     ap.add_argument("--timeout", type=float, default=540.0, help="seconds per solver run")
     ap.add_argument("--worker", choices=["ours", "skfem", "ccx"])
-    ap.add_argument("--phantom", type=float, nargs="*", help="instead: L1 phantom stiffness at these spacings (mm)")
+    ap.add_argument(
+        "--phantom", type=float, nargs="*", help="instead: L1 phantom stiffness at these spacings (mm)"
+    )
     args = ap.parse_args()
     if args.phantom:
         run_phantom(args.phantom)
@@ -282,8 +338,10 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    print(f"machine: {os.cpu_count()} CPUs; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
-          f"OMP_NUM_THREADS(ccx)={os.environ.get('OMP_NUM_THREADS', '2')}")
+    print(
+        f"machine: {os.cpu_count()} CPUs; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
+        f"OMP_NUM_THREADS(ccx)={os.environ.get('OMP_NUM_THREADS', '2')}"
+    )
     sizes = sorted({args.n, args.skfem_n, args.ccx_n} - {0})
     ours = {}
     for n in sizes:
@@ -292,32 +350,49 @@ def main() -> None:
     if args.skfem_n:
         peers.append(("scikit-fem+pyamg", args.skfem_n, spawn("skfem", args.skfem_n, [], args.timeout)))
     if args.ccx_n:
-        peers.append((f"ccx {args.ccx_solver}", args.ccx_n,
-                      spawn("ccx", args.ccx_n, ["--ccx-solver", args.ccx_solver, "--timeout", str(args.timeout)],
-                            args.timeout + 30.0)))
-    print(f"\n{'solver':<24}{'voxels':>10}{'K N/mm':>14}{'time s':>9}{'its':>5}{'peak RSS MB':>13}{'solver B/vox':>13}")
+        peers.append(
+            (
+                f"ccx {args.ccx_solver}",
+                args.ccx_n,
+                spawn(
+                    "ccx",
+                    args.ccx_n,
+                    ["--ccx-solver", args.ccx_solver, "--timeout", str(args.timeout)],
+                    args.timeout + 30.0,
+                ),
+            )
+        )
+    print(
+        f"\n{'solver':<24}{'voxels':>10}{'K N/mm':>14}{'time s':>9}{'its':>5}{'peak RSS MB':>13}{'solver B/vox':>13}"
+    )
     for n, r in ours.items():
         if "error" in r:
-            print(f"{'vertaug ' + args.backend:<24}{n ** 3:>10}  error: {r['error']}")
+            print(f"{'vertaug ' + args.backend:<24}{n**3:>10}  error: {r['error']}")
             continue
         solver_b = (r["peak_rss_children"] - r["rss_before"]) / n**3
-        print(f"{'vertaug ' + args.backend:<24}{n ** 3:>10}{r['stiffness_n_per_mm']:>14.2f}{r['time_s']:>9.2f}"
-              f"{r['iterations']:>5}{r['peak_rss_children'] / 2**20:>13.0f}{solver_b:>13.0f}"
-              f"   (numpy peak during solve {r['traced_peak_bytes'] / n ** 3:.0f} B/voxel)")
+        print(
+            f"{'vertaug ' + args.backend:<24}{n**3:>10}{r['stiffness_n_per_mm']:>14.2f}{r['time_s']:>9.2f}"
+            f"{r['iterations']:>5}{r['peak_rss_children'] / 2**20:>13.0f}{solver_b:>13.0f}"
+            f"   (numpy peak during solve {r['traced_peak_bytes'] / n**3:.0f} B/voxel)"
+        )
     for name, n, r in peers:
         if "error" in r:
-            print(f"{name:<24}{n ** 3:>10}  error: {r['error']}")
+            print(f"{name:<24}{n**3:>10}  error: {r['error']}")
             continue
         rss = r.get("ccx_peak_rss", r["peak_rss_children"])
         before = r.get("rss_before", 0)
         mine = ours.get(n, {})
-        print(f"{name:<24}{n ** 3:>10}{r['stiffness_n_per_mm']:>14.2f}{r['time_s']:>9.2f}{r.get('iterations', 0):>5}"
-              f"{rss / 2**20:>13.0f}{(rss - before) / n ** 3:>13.0f}")
+        print(
+            f"{name:<24}{n**3:>10}{r['stiffness_n_per_mm']:>14.2f}{r['time_s']:>9.2f}{r.get('iterations', 0):>5}"
+            f"{rss / 2**20:>13.0f}{(rss - before) / n**3:>13.0f}"
+        )
         if "error" not in mine:
             d = mine["stiffness_n_per_mm"] / r["stiffness_n_per_mm"] - 1
             mine_b = mine["peak_rss_children"] - mine["rss_before"]
-            print(f"   ratio at {n}^3: stiffness ours/peer - 1 = {100 * d:+.4f} %, time peer/ours = "
-                  f"{r['time_s'] / mine['time_s']:.1f}x, solver memory peer/ours = {(rss - before) / mine_b:.1f}x")
+            print(
+                f"   ratio at {n}^3: stiffness ours/peer - 1 = {100 * d:+.4f} %, time peer/ours = "
+                f"{r['time_s'] / mine['time_s']:.1f}x, solver memory peer/ours = {(rss - before) / mine_b:.1f}x"
+            )
 
 
 if __name__ == "__main__":

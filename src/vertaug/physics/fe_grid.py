@@ -248,7 +248,7 @@ def restrict(r, coarse_node_shape, xp=np):
 
 def element_dof_indices(shape, i0: int, i1: int) -> np.ndarray:
     """Global DOF numbers (24, n) of the elements of slab [i0, i1) (nodal vector layout, flattened)."""
-    nx, ny, nz = shape
+    _nx, ny, nz = shape
     ii, jj, kk = np.meshgrid(np.arange(i0, i1), np.arange(ny), np.arange(nz), indexing="ij")
     out = np.empty((24, ii.size), dtype=np.int64)
     for c, (a, b, d) in enumerate(CORNERS):

@@ -99,8 +99,16 @@ class _Level:
 class GeometricMultigrid:
     """Matrix-free geometric multigrid V-cycle for the masked voxel elasticity operator."""
 
-    def __init__(self, coefs, krefs_fn, spacing_m, fixed: np.ndarray, xp=np, dtype=np.float32,
-                 max_coarse_dofs: int = MAX_COARSE_DOFS):
+    def __init__(
+        self,
+        coefs,
+        krefs_fn,
+        spacing_m,
+        fixed: np.ndarray,
+        xp=np,
+        dtype=np.float32,
+        max_coarse_dofs: int = MAX_COARSE_DOFS,
+    ):
         self.xp, self.dtype = xp, dtype
         self.levels: list[_Level] = []
         coefs = [np.asarray(c, dtype=float) for c in coefs]
@@ -117,7 +125,11 @@ class GeometricMultigrid:
             if np.prod(op.node_shape) <= max_coarse_dofs or min(op.shape) <= 2:
                 a = assemble_csr(coefs, krefs)
                 free_index = np.flatnonzero(~fixed_l.ravel())
-                lu = spla.splu(a[free_index][:, free_index].tocsc(), permc_spec="MMD_AT_PLUS_A") if ndof else None
+                lu = (
+                    spla.splu(a[free_index][:, free_index].tocsc(), permc_spec="MMD_AT_PLUS_A")
+                    if ndof
+                    else None
+                )
                 self.levels.append(_Level(op, free, None, 0.0, lu, free_index))
                 break
             dinv = xp.where(free, 1.0 / xp.where(diag > 0, diag, 1), 0).astype(dtype)
@@ -224,12 +236,17 @@ def solve_amg(coefs, krefs_fn, spacing_m, fixed, u_dirichlet, tol, maxiter):
     a = k[free_index][:, free_index].tocsr()
     del k
     modes = rigid_body_modes(coefs[0].shape, h / h.min())[free_index]
-    ml = pyamg.smoothed_aggregation_solver(a, B=modes, symmetry="symmetric", max_coarse=1000, coarse_solver="splu")
+    ml = pyamg.smoothed_aggregation_solver(
+        a, B=modes, symmetry="symmetric", max_coarse=1000, coarse_solver="splu"
+    )
     t1 = time.perf_counter()
     w, it, res = pcg(a.dot, b, ml.aspreconditioner(cycle="V"), tol, maxiter)
     t2 = time.perf_counter()
     u = u_d.copy()
     u[free_index] += w
-    info = {"levels": len(ml.levels), "matrix_bytes": int(a.data.nbytes + a.indices.nbytes + a.indptr.nbytes),
-            "operator_complexity": float(ml.operator_complexity())}
+    info = {
+        "levels": len(ml.levels),
+        "matrix_bytes": int(a.data.nbytes + a.indices.nbytes + a.indptr.nbytes),
+        "operator_complexity": float(ml.operator_complexity()),
+    }
     return u.reshape(np.asarray(u_dirichlet).shape), it, res, t1 - t0, t2 - t1, info

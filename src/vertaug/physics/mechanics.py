@@ -42,7 +42,6 @@ Bad input and load-path rules:
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 import warnings
 from dataclasses import dataclass, field
@@ -54,20 +53,22 @@ from vertaug.errors import EmptyMaskError, InvalidValueError, ParameterError, ch
 from vertaug.physics.fe_grid import Material, VoxelOperator, lame_factors, strain_matrix
 
 __all__ = [
-    "LoadCase",
-    "MechanicsResult",
-    "compression_between_end_caps",
-    "solve_stiffness",
-    "strength_n",
-    "export_vtk",
-    "StateMechanics",
-    "augmentation_table",
     "CEMENT_MODULUS_PA",
     "PISTOIA_CRITICAL_STRAIN",
     "PISTOIA_CRITICAL_VOLUME",
+    "LoadCase",
+    "MechanicsResult",
+    "StateMechanics",
+    "augmentation_table",
+    "compression_between_end_caps",
+    "export_vtk",
+    "solve_stiffness",
+    "strength_n",
 ]
 
-CEMENT_MODULUS_PA = 1937e6  # PMMA cement, 1937 +/- 478 MPa, ISO 5833 test (reference/physics.md section 4) [V]
+CEMENT_MODULUS_PA = (
+    1937e6  # PMMA cement, 1937 +/- 478 MPa, ISO 5833 test (reference/physics.md section 4) [V]
+)
 CEMENT_NU = 0.3  # typical PMMA Poisson ratio [M]
 PISTOIA_CRITICAL_STRAIN = 0.007  # Pistoia et al. 2002 Bone 30:842; n88tools pistoia.py default [V]
 PISTOIA_CRITICAL_VOLUME = 0.02  # 2 % of bone voxels (same sources) [V]
@@ -89,18 +90,25 @@ class LoadCase:
     def __post_init__(self):
         check_range("strain", self.strain, 1e-9, 0.2, "", "give the nominal compressive strain, e.g. 0.01.")
         if self.lateral not in ("fixed", "free"):
-            raise ParameterError(f"Parameter lateral={self.lateral!r} is not known.",
-                                 "use 'fixed' (bonded platens) or 'free' (frictionless platens).")
+            raise ParameterError(
+                f"Parameter lateral={self.lateral!r} is not known.",
+                "use 'fixed' (bonded platens) or 'free' (frictionless platens).",
+            )
         check_range("cap_thickness_m", self.cap_thickness_m, 0.0, 0.05, "m")
         check_range("cap_modulus_pa", self.cap_modulus_pa, 1e6, 1e12, "Pa")
         check_range("cap_nu", self.cap_nu, 0.0, 0.49)
 
     def cap_layers(self, hz_m: float) -> int:
-        return int(round(self.cap_thickness_m / hz_m))
+        return round(self.cap_thickness_m / hz_m)
 
 
-def compression_between_end_caps(strain: float = 0.01, cap_thickness_m: float = 0.0, lateral: str = "fixed",
-                                 cap_modulus_pa: float = CEMENT_MODULUS_PA, cap_nu: float = CEMENT_NU) -> LoadCase:
+def compression_between_end_caps(
+    strain: float = 0.01,
+    cap_thickness_m: float = 0.0,
+    lateral: str = "fixed",
+    cap_modulus_pa: float = CEMENT_MODULUS_PA,
+    cap_nu: float = CEMENT_NU,
+) -> LoadCase:
     """Axial compression of the model between two platens, optionally through PMMA end caps.
 
     Bottom face held, top face moved down by ``strain`` x height (axis 2). ``lateral="fixed"`` bonds the faces
@@ -148,26 +156,36 @@ class MechanicsResult:
 def _validate_modulus(e_pa) -> np.ndarray:
     e = np.asarray(e_pa)
     if e.ndim != 3:
-        raise InvalidValueError(f"E_pa has {e.ndim} dimensions; a 3-D voxel array is needed.",
-                                "pass the modulus field with axes (right, anterior, superior).")
+        raise InvalidValueError(
+            f"E_pa has {e.ndim} dimensions; a 3-D voxel array is needed.",
+            "pass the modulus field with axes (right, anterior, superior).",
+        )
     if not np.issubdtype(e.dtype, np.number):
         raise InvalidValueError(f"E_pa has dtype {e.dtype}; moduli must be numbers in Pa.", "cast to float.")
     e = e.astype(np.float64)
     if not np.all(np.isfinite(e)):
-        raise InvalidValueError(f"E_pa holds {int(np.count_nonzero(~np.isfinite(e)))} NaN or infinite voxels.",
-                                "replace them by 0 (void) or a modulus in Pa.")
+        raise InvalidValueError(
+            f"E_pa holds {int(np.count_nonzero(~np.isfinite(e)))} NaN or infinite voxels.",
+            "replace them by 0 (void) or a modulus in Pa.",
+        )
     if np.any(e < 0):
-        raise InvalidValueError(f"E_pa holds {int(np.count_nonzero(e < 0))} negative moduli (min {e.min():g} Pa).",
-                                "moduli must be > 0 for solid voxels and exactly 0 for void.")
+        raise InvalidValueError(
+            f"E_pa holds {int(np.count_nonzero(e < 0))} negative moduli (min {e.min():g} Pa).",
+            "moduli must be > 0 for solid voxels and exactly 0 for void.",
+        )
     return e
 
 
 def _validate_spacing(spacing_m) -> tuple:
     s = tuple(np.asarray(spacing_m, dtype=float).ravel())
     if len(s) != 3:
-        raise ParameterError(f"Parameter spacing_m={spacing_m!r} must hold 3 values.", "give (dx, dy, dz) in m.")
-    return tuple(check_range(f"spacing_m[{i}]", v, 1e-6, 1e-2, "m", "spacing is in metres, e.g. 0.5e-3.")
-                 for i, v in enumerate(s))
+        raise ParameterError(
+            f"Parameter spacing_m={spacing_m!r} must hold 3 values.", "give (dx, dy, dz) in m."
+        )
+    return tuple(
+        check_range(f"spacing_m[{i}]", v, 1e-6, 1e-2, "m", "spacing is in metres, e.g. 0.5e-3.")
+        for i, v in enumerate(s)
+    )
 
 
 def _load_path(e: np.ndarray) -> tuple[np.ndarray, int]:
@@ -182,7 +200,8 @@ def _load_path(e: np.ndarray) -> tuple[np.ndarray, int]:
             f"No bone in the load path: none of the {n} connected solid parts (E > 0) joins the bottom and top faces "
             "(axis 2, superior).",
             "check the modulus field and its axis order (right, anterior, superior), or add end caps "
-            "(compression_between_end_caps(cap_thickness_m=...)).")
+            "(compression_between_end_caps(cap_thickness_m=...)).",
+        )
     keep = np.isin(labels, spanning)
     return keep, int(np.count_nonzero(solid & ~keep))
 
@@ -201,8 +220,11 @@ def _crop_and_cap(e, nu, bone_mask, load_case: LoadCase, hz):
     bone = np.ones(e.shape, bool) if bone_mask is None else np.asarray(bone_mask, bool)[box]
     keep, dropped = _load_path(e)
     if dropped:
-        warnings.warn(f"mechanics: {dropped} solid voxels ({100.0 * dropped / np.count_nonzero(e > 0):.2f} %) are not "
-                      "face-connected to both loaded faces and were dropped (they carry no load).", stacklevel=3)
+        warnings.warn(
+            f"mechanics: {dropped} solid voxels ({100.0 * dropped / np.count_nonzero(e > 0):.2f} %) are not "
+            "face-connected to both loaded faces and were dropped (they carry no load).",
+            stacklevel=3,
+        )
     e = np.where(keep, e, 0.0)
     ncap = load_case.cap_layers(hz)
     if ncap:
@@ -214,9 +236,14 @@ def _crop_and_cap(e, nu, bone_mask, load_case: LoadCase, hz):
             capnu = np.full((nx, ny, ncap), load_case.cap_nu)
             nu_box = np.concatenate([capnu, nu_box, capnu], axis=2)
         elif abs(float(nu_box) - load_case.cap_nu) > 1e-12:
-            nu_box = np.concatenate([np.full((nx, ny, ncap), load_case.cap_nu),
-                                     np.full(e[:, :, ncap:-ncap].shape, float(nu_box)),
-                                     np.full((nx, ny, ncap), load_case.cap_nu)], axis=2)
+            nu_box = np.concatenate(
+                [
+                    np.full((nx, ny, ncap), load_case.cap_nu),
+                    np.full(e[:, :, ncap:-ncap].shape, float(nu_box)),
+                    np.full((nx, ny, ncap), load_case.cap_nu),
+                ],
+                axis=2,
+            )
     bone &= e > 0
     return e, nu_box, bone, tuple(lo), ncap, dropped
 
@@ -262,8 +289,10 @@ def _postprocess(op: VoxelOperator, u, e, nu, spacing):
     tr = eps[..., 0] + eps[..., 1] + eps[..., 2]
     s = [lam * tr + 2 * mu * eps[..., i] for i in range(3)]
     t = [mu * eps[..., i] for i in range(3, 6)]
-    vm = np.sqrt(0.5 * ((s[0] - s[1]) ** 2 + (s[1] - s[2]) ** 2 + (s[2] - s[0]) ** 2)
-                 + 3.0 * (t[0] ** 2 + t[1] ** 2 + t[2] ** 2))
+    vm = np.sqrt(
+        0.5 * ((s[0] - s[1]) ** 2 + (s[1] - s[2]) ** 2 + (s[2] - s[0]) ** 2)
+        + 3.0 * (t[0] ** 2 + t[1] ** 2 + t[2] ** 2)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         ees = np.where(e > 0, np.sqrt(np.maximum(2.0 * energy, 0.0) / np.where(e > 0, e, 1.0)), 0.0)
     return strain, vm.astype(np.float32), ees.astype(np.float32)
@@ -277,15 +306,23 @@ def _choose_backend(backend: str, n_voxels: int) -> str:
     return backend
 
 
-def solve_stiffness(E_pa: np.ndarray, spacing_m, nu=0.3, load_case: LoadCase | None = None, tol: float = 1e-8,
-                    backend: str = "auto", bone_mask: np.ndarray | None = None, maxiter: int = 500,
-                    fields: bool = True) -> MechanicsResult:
+def solve_stiffness(
+    E_pa: np.ndarray,
+    spacing_m,
+    nu=0.3,
+    load_case: LoadCase | None = None,
+    tol: float = 1e-8,
+    backend: str = "auto",
+    bone_mask: np.ndarray | None = None,
+    maxiter: int = 500,
+    fields: bool = True,
+) -> MechanicsResult:
     """Apparent axial stiffness of a voxel model under ``load_case`` (default: bonded compression, no caps).
 
     E_pa: modulus per voxel (Pa), axes (right, anterior, superior); 0 = void. nu: scalar or per-voxel array.
     bone_mask: voxels the strength criterion counts (default: every solid voxel of the input).
-    backend: "gmg" (matrix-free geometric multigrid, ~200 B/voxel), "amg" (assembled CSR + pyamg smoothed
-    aggregation, ~3 kB/voxel), "cupy" (gmg on a CUDA device) or "auto" (= "gmg").
+    backend: "gmg" (matrix-free geometric multigrid, ~260 B/voxel of arrays at 1e6), "amg" (assembled CSR +
+    pyamg smoothed aggregation, ~12 kB/voxel at 1e6), "cupy" (gmg on a CUDA device) or "auto" (= "gmg").
     fields=False skips the element strain / von Mises / EES post-processing (then strength_n is unavailable).
     """
     load_case = load_case or compression_between_end_caps()
@@ -294,14 +331,22 @@ def solve_stiffness(E_pa: np.ndarray, spacing_m, nu=0.3, load_case: LoadCase | N
     check_range("tol", tol, 1e-14, 1e-2)
     nu_arr = np.asarray(nu, dtype=float)
     if nu_arr.ndim not in (0, 3) or (nu_arr.ndim == 3 and nu_arr.shape != e.shape):
-        raise ParameterError(f"Parameter nu has shape {nu_arr.shape}; it must be a scalar or match E_pa {e.shape}.",
-                             "pass one Poisson ratio or one per voxel.")
+        raise ParameterError(
+            f"Parameter nu has shape {nu_arr.shape}; it must be a scalar or match E_pa {e.shape}.",
+            "pass one Poisson ratio or one per voxel.",
+        )
     if nu_arr.size and (np.any(~np.isfinite(nu_arr)) or nu_arr.min() < 0.0 or nu_arr.max() > 0.49):
-        raise ParameterError(f"Parameter nu outside [0, 0.49] (min {nu_arr.min():g}, max {nu_arr.max():g}).",
-                             "use a Poisson ratio in [0, 0.49] (bone ~0.3).")
+        raise ParameterError(
+            f"Parameter nu outside [0, 0.49] (min {nu_arr.min():g}, max {nu_arr.max():g}).",
+            "use a Poisson ratio in [0, 0.49] (bone ~0.3).",
+        )
     if bone_mask is not None and np.shape(bone_mask) != e.shape:
-        raise ParameterError(f"bone_mask has shape {np.shape(bone_mask)}, E_pa has {e.shape}.", "pass a matching mask.")
-    model_e, model_nu, bone, origin, ncap, dropped = _crop_and_cap(e, nu_arr, bone_mask, load_case, spacing[2])
+        raise ParameterError(
+            f"bone_mask has shape {np.shape(bone_mask)}, E_pa has {e.shape}.", "pass a matching mask."
+        )
+    model_e, model_nu, bone, origin, ncap, dropped = _crop_and_cap(
+        e, nu_arr, bone_mask, load_case, spacing[2]
+    )
     n_voxels = int(np.count_nonzero(model_e > 0))
     chosen = _choose_backend(backend, n_voxels)
     mat = Material(model_e, model_nu)
@@ -314,7 +359,7 @@ def solve_stiffness(E_pa: np.ndarray, spacing_m, nu=0.3, load_case: LoadCase | N
     for a in (0, 1):
         for b in (0, 1):
             for d in (0, 1):
-                solid_nodes[a:a + nx, b:b + ny, d:d + nz] |= sol
+                solid_nodes[a : a + nx, b : b + ny, d : d + nz] |= sol
     fixed, u_d = _constraints(node_shape, solid_nodes[:, :, 0], load_case.lateral, u_top)
     fixed &= solid_nodes[..., None]
     u_d *= solid_nodes[..., None]
@@ -327,7 +372,9 @@ def solve_stiffness(E_pa: np.ndarray, spacing_m, nu=0.3, load_case: LoadCase | N
     if chosen == "amg":
         from vertaug.physics.fe_solvers import solve_amg
 
-        u, it, res, t_setup, t_solve, info = solve_amg(mat.coefs, mat.krefs, spacing, fixed, u_d, tol, maxiter)
+        u, it, res, t_setup, t_solve, info = solve_amg(
+            mat.coefs, mat.krefs, spacing, fixed, u_d, tol, maxiter
+        )
         xp = np
     else:
         from vertaug.physics.fe_solvers import solve_gmg
@@ -335,14 +382,18 @@ def solve_stiffness(E_pa: np.ndarray, spacing_m, nu=0.3, load_case: LoadCase | N
         xp = np
         if chosen == "cupy":
             xp = _import_cupy()
-        u, it, res, t_setup, t_solve, info = solve_gmg(mat.coefs, mat.krefs, spacing, fixed, u_d, tol, maxiter, xp=xp)
+        u, it, res, t_setup, t_solve, info = solve_gmg(
+            mat.coefs, mat.krefs, spacing, fixed, u_d, tol, maxiter, xp=xp
+        )
         u = u.get() if hasattr(u, "get") else u
     peak = tracemalloc.get_traced_memory()[1] - base
     if not tracing:
         tracemalloc.stop()
     if res > tol:
-        warnings.warn(f"mechanics: CG stopped at relative residual {res:.2e} > tol {tol:g} after {it} iterations.",
-                      stacklevel=2)
+        warnings.warn(
+            f"mechanics: CG stopped at relative residual {res:.2e} > tol {tol:g} after {it} iterations.",
+            stacklevel=2,
+        )
 
     op = VoxelOperator(mat.coefs, mat.krefs(np.asarray(spacing)), np, np.float64)
     force = op.apply(np.asarray(u, dtype=np.float64))
@@ -354,26 +405,50 @@ def solve_stiffness(E_pa: np.ndarray, spacing_m, nu=0.3, load_case: LoadCase | N
     else:
         strain = vm = ees = np.zeros((0, 0, 0), np.float32)
     return MechanicsResult(
-        stiffness_n_per_mm=stiffness, reaction_force_n=f_top, applied_displacement_m=-u_top, height_m=height,
-        displacement_m=u, strain=strain, von_mises_pa=vm, effective_strain=ees,
-        e_pa=model_e.astype(np.float32), bone_mask=bone, spacing_m=spacing, origin_index=origin, cap_layers=ncap,
-        load_case=load_case, backend=chosen, iterations=it, residual=res, setup_time_s=t_setup,
-        solve_time_s=t_solve, peak_memory_bytes=int(peak), n_voxels=n_voxels, n_dofs=int(np.count_nonzero(~fixed
-        & solid_nodes[..., None])), dropped_voxels=dropped,
-        equilibrium_error=abs(f_top - f_bottom) / max(abs(f_top), 1e-300), info=info)
+        stiffness_n_per_mm=stiffness,
+        reaction_force_n=f_top,
+        applied_displacement_m=-u_top,
+        height_m=height,
+        displacement_m=u,
+        strain=strain,
+        von_mises_pa=vm,
+        effective_strain=ees,
+        e_pa=model_e.astype(np.float32),
+        bone_mask=bone,
+        spacing_m=spacing,
+        origin_index=origin,
+        cap_layers=ncap,
+        load_case=load_case,
+        backend=chosen,
+        iterations=it,
+        residual=res,
+        setup_time_s=t_setup,
+        solve_time_s=t_solve,
+        peak_memory_bytes=int(peak),
+        n_voxels=n_voxels,
+        n_dofs=int(np.count_nonzero(~fixed & solid_nodes[..., None])),
+        dropped_voxels=dropped,
+        equilibrium_error=abs(f_top - f_bottom) / max(abs(f_top), 1e-300),
+        info=info,
+    )
 
 
 def _import_cupy():
     try:
         import cupy
     except ImportError as exc:  # pragma: no cover - depends on the machine
-        raise ParameterError("backend='cupy' needs CuPy and a CUDA device.",
-                             "install the 'gpu' extra (pip install vertaug[gpu]) or use backend='gmg'.") from exc
+        raise ParameterError(
+            "backend='cupy' needs CuPy and a CUDA device.",
+            "install the 'gpu' extra (pip install vertaug[gpu]) or use backend='gmg'.",
+        ) from exc
     return cupy
 
 
-def strength_n(result: MechanicsResult, critical_strain: float = PISTOIA_CRITICAL_STRAIN,
-               critical_volume: float = PISTOIA_CRITICAL_VOLUME) -> float:
+def strength_n(
+    result: MechanicsResult,
+    critical_strain: float = PISTOIA_CRITICAL_STRAIN,
+    critical_volume: float = PISTOIA_CRITICAL_VOLUME,
+) -> float:
     """Compressive load (N) at which ``critical_volume`` of the bone voxels exceed ``critical_strain`` (EES).
 
     Linear scaling of the solved load case (Pistoia et al. 2002): F_fail = F * eps_crit / EES_q, EES_q the
@@ -382,12 +457,16 @@ def strength_n(result: MechanicsResult, critical_strain: float = PISTOIA_CRITICA
     check_range("critical_strain", critical_strain, 1e-5, 0.2)
     check_range("critical_volume", critical_volume, 1e-4, 0.5)
     if result.effective_strain.size == 0:
-        raise ParameterError("The result was solved with fields=False; strength needs the element strains.",
-                             "call solve_stiffness(..., fields=True).")
+        raise ParameterError(
+            "The result was solved with fields=False; strength needs the element strains.",
+            "call solve_stiffness(..., fields=True).",
+        )
     ees = np.sort(result.effective_strain[result.bone_mask].astype(np.float64))
     if ees.size == 0:
-        raise EmptyMaskError("No bone voxel in the load path for the strength criterion.",
-                             "pass a bone_mask that covers loaded bone.")
+        raise EmptyMaskError(
+            "No bone voxel in the load path for the strength criterion.",
+            "pass a bone_mask that covers loaded bone.",
+        )
     q = ees[min(ees.size - 1, int(ees.size * (1.0 - critical_volume)))]
     return float(result.reaction_force_n * critical_strain / q)
 
@@ -405,10 +484,10 @@ def export_vtk(result: MechanicsResult, path) -> None:
     from vertaug.physics.fe_grid import CORNERS, node_coordinates
 
     e = result.e_pa
-    nx, ny, nz = e.shape
+    _nx, ny, nz = e.shape
     pts = node_coordinates(e.shape, result.spacing_m).reshape(3, -1).T.copy()
     ii, jj, kk = np.nonzero(e > 0)
-    node = lambda a, b, d: ((ii + a) * (ny + 1) + (jj + b)) * (nz + 1) + (kk + d)  # noqa: E731
+    node = lambda a, b, d: ((ii + a) * (ny + 1) + (jj + b)) * (nz + 1) + (kk + d)
     vtk_order = [(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (1, 1, 1), (0, 1, 1)]
     assert set(vtk_order) == set(CORNERS)
     cells = np.stack([node(*c) for c in vtk_order], axis=1)
@@ -417,8 +496,12 @@ def export_vtk(result: MechanicsResult, path) -> None:
         cell_data["von_mises_pa"] = [result.von_mises_pa[ii, jj, kk]]
         cell_data["effective_strain"] = [result.effective_strain[ii, jj, kk]]
         cell_data["strain"] = [result.strain[ii, jj, kk]]
-    mesh = meshio.Mesh(pts, [("hexahedron", cells)], point_data={"displacement_m": result.displacement_m.reshape(-1, 3)},
-                       cell_data=cell_data)
+    mesh = meshio.Mesh(
+        pts,
+        [("hexahedron", cells)],
+        point_data={"displacement_m": result.displacement_m.reshape(-1, 3)},
+        cell_data=cell_data,
+    )
     meshio.write(str(path), mesh)
 
 
@@ -433,8 +516,14 @@ class StateMechanics:
     solve_time_s: float
 
 
-def augmentation_table(models: dict, spacing_m, nu=0.3, bone_masks: dict | None = None,
-                       load_case: LoadCase | None = None, backend: str = "auto") -> list[StateMechanics]:
+def augmentation_table(
+    models: dict,
+    spacing_m,
+    nu=0.3,
+    bone_masks: dict | None = None,
+    load_case: LoadCase | None = None,
+    backend: str = "auto",
+) -> list[StateMechanics]:
     """Stiffness and strength for each state, e.g. {"intact": E0, "fractured": E1, "VP": E2, "KP": E3}.
 
     Each value is an E array (Pa) on the same grid. ``bone_masks[state]`` selects the voxels of the strength
