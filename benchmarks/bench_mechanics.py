@@ -317,6 +317,24 @@ def run_phantom(spacings_mm) -> None:
             f"L1 phantom {frac} grade {grade} h={h} mm: K = {r.stiffness_n_per_mm:.1f} N/mm, "
             f"strength = {mech.strength_n(r):.0f} N"
         )
+    # Stand-in for VP until the procedure modules exist (NOT a procedure outcome): a centred ellipsoid of PMMA
+    # (semi-axes 8 x 6 x 6 mm) inside the fractured body, cement excluded from the strength criterion.
+    e0, bone0 = phantom_modulus(h)
+    e1, bone1 = phantom_modulus(h, "wedge", 2)
+    idx = np.nonzero(bone1)
+    centre = [0.5 * (i.min() + i.max()) * h for i in idx]
+    x, y, z = np.meshgrid(*[(np.arange(n) + 0.5) * h for n in e1.shape], indexing="ij")
+    blob = ((x - centre[0]) / 8) ** 2 + ((y - centre[1]) / 6) ** 2 + ((z - centre[2]) / 6) ** 2 <= 1.0
+    blob &= bone1
+    e2 = np.where(blob, mech.CEMENT_MODULUS_PA, e1)
+    rows = mech.augmentation_table(
+        {"intact": e0, "fractured": e1, "cement-core stand-in": e2},
+        (h * 1e-3,) * 3,
+        bone_masks={"intact": bone0, "fractured": bone1, "cement-core stand-in": bone1 & ~blob},
+    )
+    print(f"cement stand-in volume {blob.sum() * h**3 / 1e3:.2f} mL")
+    for row in rows:
+        print(f"  {row.state:<22} K = {row.stiffness_n_per_mm:9.1f} N/mm  strength = {row.strength_n:7.0f} N")
 
 
 def main() -> None:
