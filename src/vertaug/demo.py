@@ -31,53 +31,38 @@ def example_paths() -> dict[str, Path]:
     }
 
 
-def run_demo(out: str | Path, console: Console | None = None, spacing_mm: float = 1.0) -> dict[str, Path]:
-    from rich.progress import Progress
+#: Demo plans: the same cement volume (about 4 mL) for both, each procedure with its usual cement and approach.
+DEMO_VP = dict(volume_ml=4.0, rate_ml_s=0.05, approach="bipedicular", cement="low")
+DEMO_KP = dict(balloon_ml=2.0, approach="bipedicular", cement="high", fill_ratio=1.0)
 
+
+def run_demo(out: str | Path, console: Console | None = None, spacing_mm: float = 1.0, fluoro: bool = True,
+             thermal: bool = True, mechanics: bool = True) -> dict[str, Path]:
     from .anatomy.io import load_ct, load_labels
-    from .anatomy.morphometry import measure_volumes
-    from .model.vertebra import vertebra_from_ct
-    from .report.compare import compare, write_outputs
-    from .report.figures import model_slices_figure, sagittal_level_figure
-    from .report.morpho_table import morphometry_table, write_morphometry_json
+    from .procedures.kyphoplasty import Kyphoplasty
+    from .procedures.vertebroplasty import Vertebroplasty
+    from .report.morpho_table import morphometry_table
+    from .report.pipeline import run_pipeline
+    from .report.summary import print_comparison
 
     console = console or Console()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = example_paths()
-    written: dict[str, Path] = {}
-    timings: dict[str, float] = {}
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("loading the bundled CT", total=4)
-        t0 = time.perf_counter()
-        ct = load_ct(paths["ct"])
-        seg = load_labels(paths["seg"], ct, "segmentation")
-        body = load_labels(paths["body"], ct, "vertebrae_body segmentation")
-        progress.update(task, advance=1, description="morphometry of every level")
-        spine = measure_volumes(ct, seg, body)
-        timings["morphometry"] = time.perf_counter() - t0
-        progress.update(task, advance=1, description=f"voxel model of {DEMO_LEVEL} at {spacing_mm:g} mm")
-        t0 = time.perf_counter()
-        vertebra = vertebra_from_ct(ct, seg, DEMO_LEVEL, body=body, spacing_mm=spacing_mm)
-        timings["model"] = time.perf_counter() - t0
-        progress.update(task, advance=1, description="report")
-        written["morphometry_json"] = write_morphometry_json(spine, out / "morphometry.json")
-        written["figure"] = sagittal_level_figure(ct, seg, spine, DEMO_LEVEL, out / f"{DEMO_LEVEL}_sagittal.png")
-        written["model_figure"] = model_slices_figure(vertebra, out / f"{DEMO_LEVEL}_model.png")
-        inputs = {"ct": paths["ct"].name, "seg": paths["seg"].name, "body": paths["body"].name, "level": DEMO_LEVEL,
-                  "spacing_mm": spacing_mm, "numbering": "v2"}
-        comparison = compare(vertebra, spine, inputs=inputs, timings_s=timings)
-        figures = {"patient": [(written["figure"], f"{DEMO_LEVEL}: mid-sagittal CT with the three heights"),
-                               (written["model_figure"], f"{DEMO_LEVEL}: voxel model (tissue labels over CT)")]}
-        written.update(write_outputs(comparison, out, ct=ct, seg=seg, figures=figures))
-        progress.update(task, advance=1)
-    table = morphometry_table(spine, title=f"Morphometry of the bundled CT ({paths['ct'].name})")
+    ct = load_ct(paths["ct"])
+    seg = load_labels(paths["seg"], ct, "segmentation")
+    body = load_labels(paths["body"], ct, "vertebrae_body segmentation")
+    written = run_pipeline(ct, seg, DEMO_LEVEL, out, body=body, spacing_mm=spacing_mm, vp=Vertebroplasty(**DEMO_VP),
+                           kp=Kyphoplasty(**DEMO_KP), thermal=thermal, mechanics=mechanics, fluoro=fluoro,
+                           inputs={"ct": paths["ct"].name, "seg": paths["seg"].name, "body": paths["body"].name},
+                           console=console)
+    comparison = written.pop("_comparison")
+    table = morphometry_table(comparison.spine, title=f"Morphometry of the bundled CT ({paths['ct'].name})")
     console.print(table)
     txt = Console(record=True, width=160, file=io.StringIO())
     txt.print(table)
     (out / "morphometry.txt").write_text(txt.export_text() + "\n" + DISCLAIMER + "\n")
     written["morphometry_txt"] = out / "morphometry.txt"
+    print_comparison(comparison, console)
     console.print(f"[dim]{DISCLAIMER}[/]")
-    console.print(f"report: [bold]{written['html']}[/]; all outputs in [bold]{out}[/]: "
-                  + ", ".join(sorted(p.name for p in written.values())))
+    console.print(f"report: [bold]{written['html']}[/] ({len(written)} files in {out})")
     return written

@@ -125,6 +125,8 @@ def metric_rows(vp: dict, kp: dict, rel_equal: float = 0.02) -> list[MetricRow]:
     rows = []
     for s in METRICS:
         a, b = vp.get(s.key), kp.get(s.key)
+        a = None if a is None or not math.isfinite(a) else a
+        b = None if b is None or not math.isfinite(b) else b
         if a is None and b is None:
             continue
         diff = (b - a) if a is not None and b is not None else None
@@ -161,6 +163,9 @@ class Comparison:
     claims: tuple[Claim, ...] = ()
     inputs: dict = field(default_factory=dict)
     timings_s: dict = field(default_factory=dict)
+    states: dict = field(default_factory=dict)  # mechanics: state -> {stiffness_n_per_mm, strength_n}
+    notes: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)  # per procedure: metrics of later stages (exotherm, mechanics)
 
 
 def _outcome_metrics(outcome) -> dict:
@@ -175,9 +180,16 @@ def _outcome_metrics(outcome) -> dict:
 
 
 def compare(vertebra: Vertebra, spine: SpineMorphometry, vp=None, kp=None, inputs: dict | None = None,
-            timings_s: dict | None = None) -> Comparison:
-    """Assemble the comparison from the pre-treatment model and the two outcomes (either may be None)."""
+            timings_s: dict | None = None, extra_metrics: dict | None = None, states: dict | None = None,
+            notes=()) -> Comparison:
+    """Assemble the comparison from the pre-treatment model and the two outcomes (either may be None).
+
+    ``extra_metrics`` = {"VP": {...}, "KP": {...}}: metrics of later stages (exotherm, mechanics) merged in.
+    """
     vp_m, kp_m = _outcome_metrics(vp), _outcome_metrics(kp)
+    extra = extra_metrics or {}
+    vp_m.update({k: float(v) for k, v in extra.get("VP", {}).items()})
+    kp_m.update({k: float(v) for k, v in extra.get("KP", {}).items()})
     if vp is not None or kp is not None:
         ev_vp, ev_kp = evidence_procedure_metrics()
         vp_m = {**ev_vp, **vp_m} if vp is not None else vp_m
@@ -190,7 +202,8 @@ def compare(vertebra: Vertebra, spine: SpineMorphometry, vp=None, kp=None, input
                 sim[f"{tag}_{key}"] = m[key]
     level_m = spine[vertebra.level]
     claims = tuple(check_claims(level_m.density_class, sim))
-    return Comparison(vertebra.level, vertebra, spine, vp, kp, rows, claims, dict(inputs or {}), dict(timings_s or {}))
+    return Comparison(vertebra.level, vertebra, spine, vp, kp, rows, claims, dict(inputs or {}), dict(timings_s or {}),
+                      dict(states or {}), tuple(notes), {k: dict(v) for k, v in extra.items()})
 
 
 # ------------------------------------------------------------------------------------------------------- outputs
@@ -258,6 +271,11 @@ def comparison_dict(c: Comparison) -> dict:
         ],
         "claims": [{"number": k.number, "claim": k.text, "status": k.status, "finding": k.finding,
                     "evidence_ids": list(k.evidence_ids), "simulated": k.simulated} for k in c.claims],
+        "mechanics_states": c.states,
+        "stage_metrics": c.extra,
+        "outcomes": {name: o.summary() for name, o in (("VP", c.vp), ("KP", c.kp)) if o is not None and
+                     hasattr(o, "summary")},
+        "notes": list(c.notes),
         "evidence_ids": [r.id for r in ev.load_evidence()],
         "timings_s": c.timings_s,
     })
@@ -295,7 +313,7 @@ def _plain_language(c: Comparison) -> list[tuple[str, str]]:
 
 
 def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, seg: Volume | None = None,
-                  figures: dict | None = None) -> dict[str, Path]:
+                  figures: dict | None = None, exotherms: dict | None = None) -> dict[str, Path]:
     """Write report.html, comparison.json and NIfTI overlays (when ``ct`` is given and the outcomes have fields)."""
     from .html import evidence_groups, inline_png, render_report
 
@@ -306,7 +324,7 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
     written["json"] = out / "comparison.json"
     written["json"].write_text(json.dumps(data, indent=2))
     if ct is not None:
-        written.update(_write_overlays(c, ct, out))
+        written.update(_write_overlays(c, ct, out, exotherms or {}))
     figs = {k: [{"src": inline_png(p), "caption": cap} for p, cap in v] for k, v in (figures or {}).items()}
     for key in ("patient", "vp", "kp", "both"):
         figs.setdefault(key, [])
@@ -337,6 +355,9 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
         "methods": [
             "Morphometry: docs/anatomy.md; voxel model and material laws: docs/materials.md, docs/file_formats.md.",
             *[f"Model note: {n}" for n in v.notes],
+            *[f"{o.procedure}: {n}" for o in (c.vp, c.kp) if o is not None for n in getattr(o, "notes", ())],
+            *c.notes,
+            "Run time per stage (s): " + ", ".join(f"{k} {t:.1f}" for k, t in c.timings_s.items()),
             "Evidence: src/vertaug/clinical/evidence.csv (one row per outcome per study, verified flags).",
             "SI units inside the models; clinical units here, with the unit in every column.",
         ],
@@ -345,18 +366,26 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
     return written
 
 
-def _write_overlays(c: Comparison, ct: Volume, out: Path) -> dict[str, Path]:
+def _write_overlays(c: Comparison, ct: Volume, out: Path, exotherms: dict) -> dict[str, Path]:
     written = {}
     v = c.vertebra
     written["nifti_labels"] = save_nifti(resample_to_ct(v.labels, v.affine_mm, ct, 0).astype(np.uint8), ct.affine_mm,
                                          out / "model_labels.nii.gz")
-    for tag, outcome in (("vp", c.vp), ("kp", c.kp)):
+    for tag, outcome in (("VP", c.vp), ("KP", c.kp)):
         if outcome is None:
             continue
-        for name, attr in (("cement", "cement_fraction"), ("max_temperature_c", "max_temperature_c"),
-                           ("damage_omega", "damage_omega")):
-            fld = getattr(outcome, attr, None)
-            if isinstance(fld, np.ndarray) and fld.shape == v.shape:
-                arr = resample_to_ct(fld, v.affine_mm, ct, order=1)
-                written[f"nifti_{name}_{tag}"] = save_nifti(arr, ct.affine_mm, out / f"{name}_{tag}.nii.gz")
+        model = outcome.model_after
+        fields = {"cement": outcome.cement_fraction}
+        ex = exotherms.get(tag)
+        if ex is not None:
+            fields["max_temperature_c"] = ex.max_temperature_c
+            fields["damage_omega"] = ex.omega
+        for name, fld in fields.items():
+            fld = np.asarray(fld)
+            if fld.shape == model.shape:
+                arr = resample_to_ct(fld, model.affine_mm, ct, order=1)
+                if name == "max_temperature_c":  # outside the model the tissue stays at body temperature
+                    inside = resample_to_ct(np.ones(model.shape, np.float32), model.affine_mm, ct, 0) > 0
+                    arr = np.where(inside, arr, 37.0).astype(np.float32)
+                written[f"nifti_{name}_{tag}"] = save_nifti(arr, ct.affine_mm, out / f"{name}_{tag.lower()}.nii.gz")
     return written

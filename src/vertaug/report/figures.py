@@ -98,3 +98,130 @@ def model_slices_figure(vertebra, path: str | Path, title: str | None = None) ->
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# --------------------------------------------------------------------------------------------- procedure figures
+
+ROUTES = {"B": "basivertebral", "S": "segmental", "C": "cortical", "D": "disc"}
+COLORS = {"VP": "#d9534f", "KP": "#337ab7"}
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    _plt().close(fig)
+    return path
+
+
+def cement_slices_figure(outcome, path: str | Path, title: str) -> Path:
+    """Mid-sagittal and axial slices through the cement centroid: CT, body outline, cement (and balloon cavity)."""
+    plt = _plt()
+    v = outcome.model_after
+    f = np.asarray(outcome.cement_fraction)
+    c = np.round(np.argwhere(f > 0).mean(axis=0)).astype(int) if (f > 0).any() else np.round(
+        v.landmarks.centroid_ijk).astype(int)
+    s_mm = v.spacing_m[0] * 1e3
+    body = np.asarray(v.body_mask)
+    outside = (f > 0) & ~body
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4), dpi=100)
+    for ax, sl, ttl in ((axes[0], (c[0], slice(None), slice(None)), "sagittal (posterior -> anterior)"),
+                        (axes[1], (slice(None), slice(None), c[2]), "axial (right -> left index, posterior -> anterior)")):
+        hu, cf, bd, out = v.hu[sl].T, f[sl].T, body[sl].T.astype(float), outside[sl].T
+        ext = (0, hu.shape[1] * s_mm, 0, hu.shape[0] * s_mm)
+        ax.imshow(hu, origin="lower", cmap="gray", vmin=-250, vmax=1000, extent=ext)
+        ax.contour(bd, [0.5], colors="w", linewidths=0.6, extent=ext, origin="lower")
+        ax.imshow(np.ma.masked_where(cf <= 0, cf), origin="lower", cmap="autumn_r", vmin=0, vmax=0.6, alpha=0.85,
+                  extent=ext, interpolation="nearest")
+        cav = outcome.fields.get("balloon_cavity")
+        if cav is not None:
+            ax.contour(np.asarray(cav)[sl].T.astype(float), [0.5], colors="c", linewidths=0.8, extent=ext,
+                       origin="lower")
+        if out.any():
+            ax.contour(out.astype(float), [0.5], colors="lime", linewidths=1.2, extent=ext, origin="lower")
+        ax.set_title(ttl, fontsize=8)
+        ax.set_xlabel("mm")
+    fig.suptitle(title + " — cement (orange), body outline (white), leak (green), balloon cavity (cyan)", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def leakage_figure(outcomes: dict, path: str | Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    x = np.arange(len(ROUTES))
+    w = 0.38
+    for i, (name, o) in enumerate(outcomes.items()):
+        by = o.metrics.get("leaked_ml_by_route", {})
+        vals = [max(float(by.get(r, 0.0)), 0.0) for r in ROUTES]
+        ax.bar(x + (i - 0.5) * w, vals, w, label=f"{name}: total {sum(vals):.3g} mL", color=COLORS.get(name))
+    ax.set_xticks(x, [f"{k}\n{v}" for k, v in ROUTES.items()], fontsize=8)
+    ax.set_ylabel("cement leaked (mL)")
+    ax.set_title("Leakage by route (Yeom 2003 classes)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def pressure_volume_figure(outcomes: dict, path: str | Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    for name, o in outcomes.items():
+        s = o.series
+        if "plunger_pressure_pa" in s:
+            ax.plot(s["injected_ml"], np.asarray(s["plunger_pressure_pa"]) / 1e6, "-", color=COLORS.get(name),
+                    label=f"{name} plunger")
+            ax.plot(s["injected_ml"], np.asarray(s["tip_pressure_pa"]) / 1e6, "--", color=COLORS.get(name),
+                    label=f"{name} bone at tip")
+    ax.set_xlabel("cement injected (mL)")
+    ax.set_ylabel("pressure (MPa)")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_title("Injection pressure vs volume", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def balloon_figure(outcome, path: str | Path) -> Path:
+    plt = _plt()
+    s = outcome.series
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    ax.plot(s["balloon_volume_ml"], np.asarray(s["balloon_pressure_pa"]) / 6894.757, "o-", color=COLORS["KP"])
+    ax.axhspan(175 - 37, 175 + 37, color="grey", alpha=0.2, label="clinical 175 +/- 37 psi")
+    ax.set_xlabel("balloon volume, all balloons (mL)")
+    ax.set_ylabel("balloon pressure (psi)")
+    ax.set_title("Kyphoplasty balloon pressure-volume", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def temperature_figure(exotherms: dict, path: str | Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    styles = {"cement core": "-", "canal wall": "--", "cortex": ":"}
+    for name, ex in exotherms.items():
+        for probe, series in ex.probe_temperature_c.items():
+            ax.plot(np.asarray(ex.t_s) / 60, series, styles.get(probe, "-."), color=COLORS.get(name),
+                    label=f"{name} {probe}")
+    ax.axhline(50, color="k", lw=0.6)
+    ax.set_xlabel("time after injection (min)")
+    ax.set_ylabel("temperature (C)")
+    ax.set_title("Cement exotherm (probe max over the probe region)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def stiffness_figure(states: dict, path: str | Path) -> Path:
+    plt = _plt()
+    names = list(states)
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.0), dpi=100)
+    cols = [COLORS.get(n, "#888888") for n in names]
+    axes[0].bar(names, [states[n]["stiffness_n_per_mm"] / 1e3 for n in names], color=cols)
+    axes[0].set_ylabel("stiffness (kN/mm)")
+    axes[1].bar(names, [states[n]["strength_n"] / 1e3 for n in names], color=cols)
+    axes[1].set_ylabel("strength (kN)")
+    fig.suptitle("Voxel FE, compression between PMMA end caps", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,99 @@
+"""The cement exotherm after a procedure: temperatures and thermal damage on the treated model.
+
+The injected cement (``Outcome.cement_fraction``: cement volume per voxel volume) is converted to the thermal model's
+fraction of pore space, ``S = min(1, f / pore(label))`` with the pore fraction of each label in
+:data:`vertaug.physics.thermal.LABEL_THERMAL`; clipped volume is reported. The domain is cropped to the body's bounding
+box plus ``MARGIN_MM`` (the far-field boundary at 37 C sits there). The cement is placed at its mixing temperature
+with the cure age it had when injection ended (start time + injection time), and the heat equation with the cure source
+and Pennes perfusion is integrated for ``duration_s`` (Crank-Nicolson, ``DT_S``; physics/thermal.py).
+
+Peaks can exceed the adiabatic rise of the cement from body temperature (37 + H/c = 108 C): the rim cures first and
+preheats the uncured core, which then releases its own heat (cement does not diffuse: a "superadiabatic" front).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..physics import rheology, thermal
+
+__all__ = ["ExothermSummary", "exotherm_after"]
+
+#: Margin (mm) of tissue kept around the body for the thermal domain.
+MARGIN_MM = 10.0
+DURATION_S = 900.0
+#: Time step and scheme: Crank-Nicolson at 2.5 s. On a 9 mm-radius sphere of pure cement in trabecular bone the peak was
+#: 115.3 C vs 115.6 C at 0.5 s backward Euler (110.6 C with 5 s backward Euler): within 0.3 C at 1/5 of the cost.
+DT_S = 2.5
+THETA = 0.5
+
+
+@dataclass(frozen=True, eq=False)
+class ExothermSummary:
+    metrics: dict
+    max_temperature_c: np.ndarray  # on the full model grid (37 C outside the thermal domain)
+    omega: np.ndarray
+    t_s: np.ndarray
+    probe_temperature_c: dict
+    notes: tuple[str, ...]
+
+
+def _probes(labels: np.ndarray, cement: np.ndarray) -> dict:
+    probes = {}
+    if (cement > 0).any():
+        w = np.argwhere(cement == cement.max())
+        probes["cement core"] = tuple(int(v) for v in w[len(w) // 2])
+    canal = thermal.canal_wall_mask(labels)
+    if canal.any():
+        probes["canal wall"] = canal
+    cortex = labels == 2
+    if cortex.any():
+        probes["cortex"] = cortex
+    return probes
+
+
+def exotherm_after(outcome, duration_s: float = DURATION_S, dt_s: float = DT_S) -> ExothermSummary:
+    """Run the exotherm for a procedure ``Outcome`` (its ``model_after`` and ``cement_fraction``)."""
+    model = outcome.model_after
+    labels = np.asarray(model.labels)
+    f = np.asarray(outcome.cement_fraction, dtype=float)
+    pore = np.array([thermal.LABEL_THERMAL[i].pore_fraction if i in thermal.LABEL_THERMAL else 0.0
+                     for i in range(256)])[labels]
+    sat = np.zeros_like(f)
+    ok = pore > 0
+    sat[ok] = np.minimum(1.0, f[ok] / pore[ok])
+    placed = float((sat * pore).sum())
+    total = float(f.sum())
+    notes = []
+    if total > 0 and placed < 0.999 * total:
+        notes.append(f"{100 * (1 - placed / total):.1f} % of the cement volume fell in voxels without pore space in "
+                     "the thermal table and was not placed")
+    s_mm = model.spacing_m[0] * 1e3
+    pad = int(np.ceil(MARGIN_MM / s_mm))
+    body = np.asarray(model.body_mask) | (sat > 0)
+    idx = np.argwhere(body)
+    lo = np.maximum(idx.min(axis=0) - pad, 0)
+    hi = np.minimum(idx.max(axis=0) + pad + 1, labels.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    lab_c, sat_c = labels[box].astype(np.uint8), sat[box]
+    cement = rheology.cement_preset(outcome.inputs.get("cement", "low"))
+    age = float(outcome.inputs.get("start_time_s", 0.0)) + float(outcome.metrics.get("injection_time_s", 0.0))
+    res = thermal.simulate_exotherm(lab_c, model.spacing_m, sat_c, duration_s, dt_s=dt_s, cement=cement,
+                                    probes=_probes(lab_c, sat_c), age_at_placement_s=age, theta=THETA)
+    tmax = np.full(labels.shape, thermal.BODY_C, dtype=np.float32)
+    tmax[box] = res.max_temperature_c
+    omega = np.zeros(labels.shape, dtype=np.float32)
+    omega[box] = res.omega
+    endplate = res.peak_by_label_c.get(3, float("nan"))
+    metrics = {
+        "peak_temperature_c": float(res.cement_peak_c),
+        "peak_temperature_endplate_c": float(endplate),
+        "peak_temperature_canal_c": float(res.canal_wall_peak_c),
+        "time_above_50c_canal_s": float(res.canal_wall_time_above_50c_s),
+        "necrosis_volume_ml": float(res.necrosis_volume_ml),
+        "thermal_energy_balance_error": float(res.energy_balance_error_rel),
+        "set_time_min": rheology.set_time_s(cement, 37.0) / 60.0,
+    }
+    return ExothermSummary(metrics, tmax, omega, res.t_s, dict(res.probe_temperature_c), tuple(notes) + tuple(res.notes))
