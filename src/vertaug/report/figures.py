@@ -102,6 +102,8 @@ def model_slices_figure(vertebra, path: str | Path, title: str | None = None) ->
 
 # --------------------------------------------------------------------------------------------- procedure figures
 
+#: Cement below this volume fraction of a voxel is not drawn (invisible on imaging; the front's numerical trace).
+DISPLAY_MIN_FRACTION = 0.01
 ROUTES = {"B": "basivertebral", "S": "segmental", "C": "cortical", "D": "disc"}
 COLORS = {"VP": "#d9534f", "KP": "#337ab7"}
 
@@ -119,10 +121,12 @@ def cement_slices_figure(outcome, path: str | Path, title: str) -> Path:
     plt = _plt()
     v = outcome.model_after
     f = np.asarray(outcome.cement_fraction)
-    c = np.round(np.argwhere(f > 0).mean(axis=0)).astype(int) if (f > 0).any() else np.round(
+    c = np.round(np.argwhere(f >= DISPLAY_MIN_FRACTION).mean(axis=0)).astype(int) if (
+        f >= DISPLAY_MIN_FRACTION).any() else np.round(
         v.landmarks.centroid_ijk).astype(int)
     s_mm = v.spacing_m[0] * 1e3
     body = np.asarray(v.body_mask)
+    f = np.where(f >= DISPLAY_MIN_FRACTION, f, 0.0)  # the Darcy front leaves ~1e-30 traces: not cement one could see
     outside = (f > 0) & ~body
     fig, axes = plt.subplots(1, 2, figsize=(8, 4), dpi=100)
     for ax, sl, ttl in ((axes[0], (c[0], slice(None), slice(None)), "sagittal (posterior -> anterior)"),

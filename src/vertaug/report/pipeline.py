@@ -64,6 +64,11 @@ def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Vol
         kp_out = timed("kyphoplasty", run_kyphoplasty, vertebra, kp, trajectories=trajectories[kp.approach])
         outcomes = {"VP": vp_out, "KP": kp_out}
         extra = {"VP": {}, "KP": {}}
+        if "height_anterior_mm" not in vp_out.metrics:  # same height rule as KP for the side-by-side rows
+            from ..procedures.kyphoplasty import height_metrics
+
+            h = height_metrics(vertebra.labels, vp_out.model_after.labels, vertebra.spacing_m)
+            extra["VP"].update({k: h[k] for k in ("height_anterior_mm", "wedge_angle_deg") if k in h})
         exotherms = {}
         if thermal:
             from ..procedures.exotherm import exotherm_after
@@ -128,6 +133,7 @@ def _fluoro(ct, vertebra, outcomes, trajectories, vp, kp, out: Path) -> dict[str
     import numpy as np
 
     from . import fluoro
+    from .figures import DISPLAY_MIN_FRACTION
 
     grid = fluoro.OverlayGrid.from_vertebra(vertebra)
     procs = {}
@@ -141,6 +147,7 @@ def _fluoro(ct, vertebra, outcomes, trajectories, vp, kp, out: Path) -> dict[str
                                              cannulas=cannulas))
         t_arr = np.asarray(o.arrival_time_s)
         f = np.asarray(o.cement_fraction)
+        f = np.where(f >= DISPLAY_MIN_FRACTION, f, 0.0)  # numerical traces of the front are not visible cement
         finite = np.isfinite(t_arr) & (f > 0)
         if finite.any():
             t0, t1 = float(t_arr[finite].min()), float(t_arr[finite].max())
