@@ -36,6 +36,38 @@ def test_pipeline_on_grade2_wedge_phantom(tmp_path):
     assert {m["key"] for m in data["metrics"]} >= {"leaked_ml", "peak_temperature_c", "stiffness_n_per_mm"}
     html = written["html"].read_text()
     assert "Vertebroplasty" in html and "Kyphoplasty" in html and html.count("data:image/png;base64,") >= 8
-    cement = load_ct(written["nifti_cement_VP"])  # overlay on the phantom CT grid
+    # comparison.json validates against its documented schema
+    import jsonschema
+    from importlib.resources import files
+
+    schema = json.loads((files("vertaug.report") / "templates" / "comparison.schema.json").read_text())
+    jsonschema.validate(data, schema)
+    # overlays lie on the CT grid: same shape and affine, so they open over the original CT in 3D Slicer
+    cement = load_ct(written["nifti_cement_VP"])
     assert cement.shape == ph.ct.shape
+    np.testing.assert_allclose(cement.affine_mm, ph.ct.affine_mm, atol=1e-6)
+    tmax = load_ct(written["nifti_max_temperature_c_KP"])
+    np.testing.assert_allclose(tmax.affine_mm, ph.ct.affine_mm, atol=1e-6)
+    assert tmax.data.min() == pytest.approx(37.0, abs=0.5) and tmax.data.max() > 60.0
+    assert not list(tmp_path.glob(".*partial*"))  # the temporary folder was moved into place
     assert cement.data.sum() * ph.ct.voxel_volume_mm3 / 1000 == pytest.approx(6.0, rel=0.05)
+
+
+def test_compare_cli_bad_input_exits_with_one_line_and_no_report(tmp_path, example):
+    from typer.testing import CliRunner
+
+    from vertaug.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "report"
+    res = runner.invoke(app, ["compare", str(tmp_path / "missing.nii.gz"), str(example["seg"]), "--level", "L1",
+                              "--out", str(out)])
+    assert res.exit_code == 2 and "does not exist" in res.output and "Traceback" not in res.output
+    assert not out.exists()
+    res = runner.invoke(app, ["compare", str(example["ct"]), str(example["seg"]), "--level", "T12", "--body",
+                              str(example["body"]), "--out", str(out), "--no-thermal", "--no-mechanics"])
+    assert res.exit_code == 2 and "cannot be modelled" in res.output and "Traceback" not in res.output
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+    res = runner.invoke(app, ["compare", str(example["ct"]), str(example["seg"]), "--level", "L1", "--out", str(out),
+                              "--vp-volume", "-1"])
+    assert res.exit_code == 2 and "volume_ml" in res.output and not out.exists()

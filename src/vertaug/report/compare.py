@@ -49,7 +49,7 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("leak_fraction", "leak fraction", "-", "lower", "leakage", "{:.3f}"),
     MetricSpec("fill_fraction_of_body", "fill of the body", "-", None, None, "{:.3f}"),
     MetricSpec("max_injection_pressure_pa", "max plunger pressure", "MPa", "lower", None, "{:.2f}"),
-    MetricSpec("max_bone_pressure_pa", "max bone pressure at the tip", "MPa", "lower", None, "{:.3f}"),
+    MetricSpec("max_injection_pressure_bone_pa", "max bone pressure at the tip", "MPa", "lower", None, "{:.3f}"),
     MetricSpec("height_restored_mm", "height restored", "mm", "higher", "height", "{:.1f}"),
     MetricSpec("height_anterior_mm", "anterior height after", "mm", "higher", "height", "{:.1f}"),
     MetricSpec("wedge_angle_deg", "wedge angle after", "deg", "lower", "kyphotic_angle", "{:.1f}"),
@@ -64,7 +64,7 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("set_time_min", "cement set time at 37 C", "min", None, None, "{:.1f}"),
 )
 
-_PA_TO_MPA = {"max_injection_pressure_pa", "max_bone_pressure_pa"}
+_PA_TO_MPA = {"max_injection_pressure_pa", "max_injection_pressure_bone_pa"}
 
 
 @dataclass(frozen=True)
@@ -312,6 +312,27 @@ def _plain_language(c: Comparison) -> list[tuple[str, str]]:
     return qa
 
 
+LIMITATIONS = (
+    "Geometry: the model is built from the CT and its segmentation resampled to the model spacing; on a coarse (3 mm) "
+    "scan the cortex, pedicles and canal are approximations, and exits (basivertebral foramen, segmental veins) are "
+    "placed by rule, not seen.",
+    "Fracture clefts are found only as gas (< -200 HU); cortical defects are an input. Leakage depends on them: "
+    "without a defect, little or no cement leaves a modelled body.",
+    "Injection: two-phase Darcy flow without capillarity; cement is always more viscous than marrow here, so viscous "
+    "fingering (a mechanism of low-viscosity leakage) cannot occur; permeability comes from density by Kozeny-Carman.",
+    "Vertebroplasty moves no bone in this model, so it restores no height (Belkoff 2001 measured 30 % in cadavers).",
+    "Kyphoplasty: cavities grow from spheres in the weakest bone, only the superior endplate is lifted, the rest of "
+    "the fracture mechanics (fragments, posterior wall) is not modelled.",
+    "Cement: Li 2003 kinetics are slow at room temperature compared with commercial cements (Nicholas 2007); both "
+    "presets share kinetics and thermal properties; the porcine thermal validation runs hotter than measured "
+    "(see docs/validation.md).",
+    "Mechanics: linear elastic voxel FE of the body between PMMA end caps; cement by a Voigt mix; strength from a "
+    "tissue-strain criterion (Pistoia) that counts bone voxels only.",
+    "Clinical evidence is group-level; it says what happened on average in studies, not what will happen to this "
+    "patient.",
+)
+
+
 def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, seg: Volume | None = None,
                   figures: dict | None = None, exotherms: dict | None = None) -> dict[str, Path]:
     """Write report.html, comparison.json and NIfTI overlays (when ``ct`` is given and the outcomes have fields)."""
@@ -352,6 +373,7 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
         "evidence_groups": evidence_groups(),
         "claims": list(c.claims),
         "plain": _plain_language(c),
+        "limitations": LIMITATIONS,
         "methods": [
             "Morphometry: docs/anatomy.md; voxel model and material laws: docs/materials.md, docs/file_formats.md.",
             *[f"Model note: {n}" for n in v.notes],

@@ -7,6 +7,9 @@ recorded as a note in the report and the others go on.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +25,26 @@ def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Vol
                  numbering: str = "v2", spacing_mm: float = 1.0, vp=None, kp=None, thermal: bool = True,
                  mechanics: bool = True, fluoro: bool = False, inputs: dict | None = None,
                  console: Console | None = None) -> dict[str, Path]:
+    console = console or Console()
+    final = Path(out)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # everything is written to a hidden temporary folder and moved into place at the end: a failed run leaves no
+    # partial report that looks complete
+    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    try:
+        written = _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mechanics, fluoro, inputs,
+                       console)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    final.mkdir(exist_ok=True)
+    for p in out.iterdir():
+        os.replace(p, final / p.name)
+    out.rmdir()
+    return {k: (final / v.name if isinstance(v, Path) else v) for k, v in written.items()}
+
+
+def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mechanics, fluoro, inputs, console):
     from rich.progress import Progress
 
     from ..anatomy.morphometry import measure_volumes
@@ -33,9 +56,6 @@ def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Vol
     from .compare import compare, write_outputs
     from .morpho_table import write_morphometry_json
 
-    console = console or Console()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     vp = vp or Vertebroplasty()
     kp = kp or Kyphoplasty()
     timings: dict[str, float] = {}
