@@ -181,11 +181,11 @@ def test_bad_input():
 
 @pytest.mark.slow
 def test_high_viscosity_cement_leaks_less():
-    from vertaug.procedures.vertebroplasty import _viscosity_law  # cured, shear-thinning presets (rheology)
+    from vertaug.procedures.vertebroplasty import cement_viscosity_law  # cured, shear-thinning presets (rheology)
 
     leaks = {}
     for cem in ("low", "high"):
-        r = _inject_block(_viscosity_law(cem, 37.0), volume_m3=2.0e-6, start_time_s=210.0)
+        r = _inject_block(cement_viscosity_law(cem, 37.0), volume_m3=2.0e-6, start_time_s=210.0)
         leaks[cem] = {x: float(r.leaked_m3[x][-1] * 1e9) for x in flow.ROUTES}
     print(f"\nblock phantom with a cortical defect, 2 mL at 3 mL/min from 3.5 min: leaked uL by route "
           f"low {leaks['low']}, high {leaks['high']}")

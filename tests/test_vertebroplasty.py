@@ -9,7 +9,7 @@ from vertaug.model.vertebra import vertebra_from_phantom
 from vertaug.physics import cannula
 from vertaug.procedures.vertebroplasty import (
     Vertebroplasty,
-    _viscosity_law,
+    cement_viscosity_law,
     cannula_pressure_drop_series_pa,
     run_vertebroplasty,
 )
@@ -54,7 +54,7 @@ def test_cannula_carries_most_of_the_pressure(outcomes):
 
 def test_doubling_inner_diameter_cuts_delivery_pressure(outcomes):
     spec = Vertebroplasty(cement="high")
-    mu = _viscosity_law("high", 37.0)
+    mu = cement_viscosity_law("high", 37.0)
     o = outcomes["high"]
     t = spec.start_time_s + o.series["t_s"]
     r = cannula.inner_radius_m(11)

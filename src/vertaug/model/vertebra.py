@@ -37,22 +37,13 @@ from scipy import ndimage
 from ..anatomy.io import Volume
 from ..anatomy.levels import DISC_LABEL, label_table, normalize_level
 from ..anatomy.morphometry import LevelMorphometry, _body_mask, measure_volumes
+from ..anatomy.phantom import TISSUE
 from ..errors import EmptyMaskError, LevelNotFoundError, ParameterError, check_range
 from .materials import MaterialMaps, material_maps
 
 __all__ = ["Vertebra", "LABELS", "vertebra_from_ct", "vertebra_from_phantom", "label_counts"]
 
-LABELS = {
-    "outside": 0,
-    "trabecular": 1,
-    "cortex": 2,
-    "endplate": 3,
-    "canal": 4,
-    "basivertebral": 5,
-    "segmental": 6,
-    "defect": 7,
-    "disc": 8,
-}
+LABELS = TISSUE  # one table for the phantom and the model (DESIGN.md)
 LABEL_NAMES = {v: k for k, v in LABELS.items()}
 
 MARGIN_MM = 8.0

@@ -37,19 +37,19 @@ from vertaug.errors import ParameterError, check_range
 from vertaug.physics import balloon as bl
 from vertaug.physics import cannula
 from vertaug.physics.flow import ROUTES, inject
-from vertaug.physics.rheology import KELVIN, cement_preset, cure_0d, viscosity_pa_s
+from vertaug.physics.rheology import cement_preset
 from vertaug.procedures.outcome import Outcome, make_outcome
 from vertaug.procedures.vertebroplasty import (
     DEFAULT_CANNULA_LENGTH_MM,
     DEFAULT_START_S,
     cannula_pressure_drop_series_pa,
+    cement_viscosity_law,
 )
 
 __all__ = ["Kyphoplasty", "cement_viscosity_law", "fill_with_cement", "height_metrics", "run_kyphoplasty"]
 
 DEFAULT_RATE_ML_S = 0.05  # 3 mL/min (Bou-Francis, reference/physics.md section 1) [V]
 DEFAULT_CFL = 10.0  # the flow solver's saturation step is implicit (stable at any CFL); see docs/kyphoplasty.md
-CURE_HORIZON_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -104,19 +104,6 @@ class Kyphoplasty:
         check_range("temperature_c", self.temperature_c, 15.0, 45.0, "C")
         check_range("preload_n", self.preload_n, 0.0, 5000.0, "N")
         check_range("cfl", self.cfl, 0.1, 20.0)
-
-
-def cement_viscosity_law(cement_name: str, temperature_c: float = 37.0):
-    """``mu(t_s, shear_rate_1_s)`` for :func:`flow.inject`: the preset cured isothermally (0-D) from mixing."""
-    cement = cement_preset(cement_name)
-    cure = cure_0d(cement, CURE_HORIZON_S, "isothermal", temperature_c, n_out=3601)
-    t_k = temperature_c + KELVIN
-
-    def mu(t_s, shear_rate_1_s):
-        alpha = np.interp(t_s, cure.t_s, cure.alpha)
-        return viscosity_pa_s(cement, alpha, t_k, shear_rate_1_s)
-
-    return mu
 
 
 def fill_with_cement(model, tip_voxels, volume_ml: float, cement: str = "high", rate_ml_s: float = DEFAULT_RATE_ML_S,

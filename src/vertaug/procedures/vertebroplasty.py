@@ -71,8 +71,8 @@ class Vertebroplasty:
             check_range("stop_leak_ml", self.stop_leak_ml, 0.0, 30.0, "mL")
 
 
-def _viscosity_law(cement_name: str, temperature_c: float):
-    """``mu(t_s, shear_rate_1_s)``: the preset cured isothermally (0-D) from mixing; also returns the cure curve."""
+def cement_viscosity_law(cement_name: str, temperature_c: float = 37.0):
+    """``mu(t_s, shear_rate_1_s)`` for :func:`flow.inject`: the preset cured isothermally (0-D) from mixing."""
     cement = cement_preset(cement_name)
     cure = cure_0d(cement, CURE_HORIZON_S, "isothermal", temperature_c, n_out=3601)
     t_k = temperature_c + KELVIN
@@ -111,7 +111,7 @@ def run_vertebroplasty(vertebra, spec: Vertebroplasty | None = None, trajectorie
     tips = np.concatenate([np.asarray(t.tip_voxels) for t in trajectories])
     m = vertebra.materials
     kt, kl = m.permeability_transverse_m2, m.permeability_m2
-    mu = _viscosity_law(spec.cement, spec.temperature_c)
+    mu = cement_viscosity_law(spec.cement, spec.temperature_c)
     inj = inject(vertebra.labels, vertebra.spacing_m, vertebra.phi, (kt, kt, kl), tips, spec.rate_ml_s * 1e-6,
                  spec.volume_ml * 1e-6, mu, start_time_s=spec.start_time_s, cfl=spec.cfl,
                  stop_leak_m3=None if spec.stop_leak_ml is None else spec.stop_leak_ml * 1e-6)
