@@ -318,24 +318,86 @@ def _open(st: dict, sel: np.ndarray) -> None:
     st["yield"][sel] = 0.0
 
 
+def _open_flat(st: dict, flat: np.ndarray) -> None:
+    """:func:`_open` for the voxels at the flat (C order) indices ``flat``; the state arrays are C-contiguous."""
+    for key, value in (("cavity", True), ("labels", DEFECT), ("hu", FLUID_HU), ("bvtv", 0.0), ("E", 0.0),
+                       ("yield", 0.0)):
+        assert st[key].flags.c_contiguous  # reshape(-1) is then a view
+        st[key].reshape(-1)[flat] = value
+
+
 def _contact_columns(st: dict, depression, lifted) -> np.ndarray:
     """Fragment columns where the balloon touches the plate: the run of cavity voxels right under the superior
     endplate holds a crushed (balloon) voxel, not only opened gap. Bool (nx, ny)."""
-    labels, cavity, gap = st["labels"], st["cavity"], st["gap"]
     out = np.zeros(depression.shape, bool)
     if not np.any(depression - lifted > 0):
         return out
     for i, j in np.argwhere(depression > 0):
-        z = _top_endplate_insert(labels, i, j)
-        if z is None:
-            continue
-        z -= 1
-        while z >= 0 and cavity[i, j, z]:
-            if not gap[i, j, z]:
-                out[i, j] = True
-                break
-            z -= 1
+        out[i, j] = _contact_column(st, i, j)
     return out
+
+
+def _contact_column(st: dict, i: int, j: int) -> bool:
+    """True if column (i, j) has a crushed (balloon) voxel in the run of cavity right under the superior endplate."""
+    labels, cavity, gap = st["labels"], st["cavity"], st["gap"]
+    z = _top_endplate_insert(labels, i, j)
+    if z is None:
+        return False
+    z -= 1
+    while z >= 0 and cavity[i, j, z]:
+        if not gap[i, j, z]:
+            return True
+        z -= 1
+    return False
+
+
+class _Front:
+    """The crushable front, kept incrementally: the trabecular voxels (label 1) not touching a non-body label,
+    outside the cavity, with a face neighbour in the cavity, as sorted flat indices (C order, as ``np.argwhere``).
+
+    Same set as ``binary_dilation(cavity) & ~cavity & (labels == TRAB) & ~binary_dilation(~body)`` every step:
+    a crush step only turns front voxels (label 1, body) into cavity (label 7, body), so the body mask and the
+    "touching a non-body label" mask do not change; the front loses the crushed voxels and gains their trabecular
+    face neighbours. A lift step moves whole columns: everything is rebuilt from the grid.
+    """
+
+    def __init__(self, st: dict, depression):
+        self.st = st
+        self.shape = st["labels"].shape
+        self.frag_cols = depression > 0
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        st = self.st
+        labels, cavity = st["labels"], st["cavity"]
+        # trabecular voxels touching a non-body label (a shell thinner than a voxel): the membrane does not open them
+        outer = ndimage.binary_dilation(~np.isin(labels, BODY_LABELS))
+        self.crushable = (labels == TRAB) & ~outer
+        front = ndimage.binary_dilation(cavity) & ~cavity & self.crushable
+        self.flat = np.flatnonzero(front)
+        self.contact = np.zeros(self.frag_cols.shape, bool)
+        for i, j in np.argwhere(self.frag_cols):
+            self.contact[i, j] = _contact_column(st, i, j)
+
+    def crushed(self, sel_flat: np.ndarray) -> None:
+        """Update after the voxels ``sel_flat`` (sorted flat indices, already opened) became cavity."""
+        cav = self.st["cavity"].reshape(-1)
+        ok = self.crushable.reshape(-1)
+        ok[sel_flat] = False
+        ijk = np.stack(np.unravel_index(sel_flat, self.shape), axis=1)
+        nb = []
+        for ax in range(3):
+            for dz in (-1, 1):
+                q = ijk.copy()
+                q[:, ax] += dz
+                q = q[(q[:, ax] >= 0) & (q[:, ax] < self.shape[ax])]
+                nb.append(np.ravel_multi_index(tuple(q.T), self.shape))
+        nb = np.concatenate(nb)
+        nb = nb[ok[nb] & ~cav[nb]]
+        self.flat = np.union1d(np.setdiff1d(self.flat, sel_flat, assume_unique=True), nb)
+        for i, j in set(zip(ijk[:, 0].tolist(), ijk[:, 1].tolist())):
+            if self.frag_cols[i, j]:
+                self.contact[i, j] = _contact_column(self.st, i, j)
 
 
 def _spread_shell(labels, bvtv, cavity, mass_m3, vvox, max_layers=8):
@@ -485,17 +547,15 @@ def inflate(
     stop = "volume reached"
     notes = []
     n_bal = int(cavity.sum())  # balloon volume in voxels: crushed + lifted under the balloon's contact
+    shape = labels.shape
+    fr = _Front(st, depression)  # the crushable front and the contact columns, updated step by step
     while True:
         n_cav = n_bal
         if n_cav >= v_target_vox:
             break
-        cavity, labels = st["cavity"], st["labels"]
-        # trabecular voxels touching a non-body label (a shell thinner than a voxel): the membrane does not open them
-        outer = ndimage.binary_dilation(~np.isin(labels, BODY_LABELS))
-        front = ndimage.binary_dilation(cavity) & ~cavity & (labels == TRAB) & ~outer
-        p_crush = float(st["yield"][front].min()) if front.any() else np.inf
-        contact = _contact_columns(st, depression, lifted)
-        a_c = int((contact & (depression - lifted > 0)).sum())
+        y_front = st["yield"].reshape(-1)[fr.flat]
+        p_crush = float(y_front.min()) if y_front.size else np.inf
+        a_c = int((fr.contact & (depression - lifted > 0)).sum())
         p_lift = preload / (a_c * spacing[0] * spacing[1]) if a_c > 0 else np.inf
         if min(p_crush, p_lift) > p_cap:
             stop = ("pressure limit reached" if np.isfinite(min(p_crush, p_lift))
@@ -503,22 +563,22 @@ def inflate(
             break
         if p_lift <= p_crush and n_cav + a_c <= v_target_vox:
             _lift_step(st, depression, lifted)
+            fr.rebuild()
             n_bal += a_c
             p = p_lift
             act = "lift"
         elif np.isfinite(p_crush) and p_crush <= p_cap:
-            cand = front & (st["yield"] <= p_crush * (1.0 + PRESSURE_TOLERANCE))
-            idx = np.argwhere(cand)
+            cand = fr.flat[y_front <= p_crush * (1.0 + PRESSURE_TOLERANCE)]  # C order, as np.argwhere
+            idx = np.transpose(np.unravel_index(cand, shape))
             d = np.min(np.linalg.norm(idx[:, None, :] - tips[None, :, :], axis=2), axis=1)
             keep = d <= d.min() + DISTANCE_BAND_VOX
-            idx, d = idx[keep], d[keep]
-            idx = idx[np.argsort(d, kind="stable")][: v_target_vox - n_cav]
-            sel = np.zeros(labels.shape, bool)
-            sel[tuple(idx.T)] = True
-            crushed_m3 += float(st["bvtv"][sel].sum() * vvox)
-            p = float(st["yield"][sel].max())
-            _open(st, sel)
-            n_bal += int(sel.sum())
+            cand, d = cand[keep], d[keep]
+            sel = np.sort(cand[np.argsort(d, kind="stable")][: v_target_vox - n_cav])  # C order, as a bool mask
+            crushed_m3 += float(st["bvtv"].reshape(-1)[sel].sum() * vvox)
+            p = float(st["yield"].reshape(-1)[sel].max())
+            _open_flat(st, sel)
+            fr.crushed(sel)
+            n_bal += int(sel.size)
             act = "crush"
         else:
             stop = "balloon volume left is smaller than one lift step and no bone can be crushed"

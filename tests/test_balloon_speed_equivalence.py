@@ -1,0 +1,99 @@
+"""Balloon: the incremental front (balloon._Front) equals the full-grid definition at every step, and a noisy
+wedge inflation (hundreds of crush steps and some lift steps) gives the same numbers as the full-grid code did.
+
+The pinned numbers were produced by the full-grid implementation (two whole-grid dilations per step, commit
+6ac373f) before the front was made incremental; the incremental code must reproduce them exactly (rel 1e-12).
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from vertaug.anatomy.phantom import make_phantom
+from vertaug.model.trajectory import plan_trajectories
+from vertaug.model.vertebra import vertebra_from_phantom
+from vertaug.physics import balloon as bl
+
+
+@pytest.fixture(scope="module")
+def noisy_wedge():
+    """2 mm wedge phantom (grade 2) with N(0, 25 HU) noise on the trabecular bone: many small crush steps."""
+    v = vertebra_from_phantom(make_phantom(fracture="wedge", grade=2, spacing_mm=2.0))
+    rng = np.random.default_rng(7)
+    hu = v.hu.copy()
+    m = v.labels == bl.TRAB
+    hu[m] = hu[m] + rng.normal(0.0, 25.0, m.sum()).astype(hu.dtype)
+    vn = replace(v, hu=hu).with_labels(v.labels.copy(), morphometry=v.morphometry)
+    return vn, [t.tip_ijk for t in plan_trajectories(vn)]
+
+
+def _full_grid_front(st):
+    """The front as the full-grid code computed it every step."""
+    labels, cavity = st["labels"], st["cavity"]
+    outer = ndimage.binary_dilation(~np.isin(labels, bl.BODY_LABELS))
+    return ndimage.binary_dilation(cavity) & ~cavity & (labels == bl.TRAB) & ~outer
+
+
+def _full_grid_contact(st, frag_cols):
+    """Contact columns as the full-grid code computed them (cavity run under the endplate holds a crushed voxel)."""
+    labels, cavity, gap = st["labels"], st["cavity"], st["gap"]
+    out = np.zeros(frag_cols.shape, bool)
+    for i, j in np.argwhere(frag_cols):
+        z = bl._top_endplate_insert(labels, i, j)
+        if z is None:
+            continue
+        z -= 1
+        while z >= 0 and cavity[i, j, z]:
+            if not gap[i, j, z]:
+                out[i, j] = True
+                break
+            z -= 1
+    return out
+
+
+def test_incremental_front_matches_full_grid_every_step(noisy_wedge, monkeypatch):
+    v, tips = noisy_wedge
+    checks = {"crush": 0, "lift": 0}
+    crushed0, rebuild0 = bl._Front.crushed, bl._Front.rebuild
+
+    def check(fr):
+        np.testing.assert_array_equal(fr.flat, np.flatnonzero(_full_grid_front(fr.st)))
+        np.testing.assert_array_equal(fr.contact, _full_grid_contact(fr.st, fr.frag_cols))
+        assert np.all(np.diff(fr.flat) > 0)  # sorted, unique: C order as np.argwhere
+
+    def crushed(self, sel_flat):
+        crushed0(self, sel_flat)
+        check(self)
+        checks["crush"] += 1
+
+    def rebuild(self):
+        rebuild0(self)
+        check(self)
+        checks["lift"] += 1
+
+    monkeypatch.setattr(bl._Front, "crushed", crushed)
+    monkeypatch.setattr(bl._Front, "rebuild", rebuild)
+    r = bl.inflate(v, tips, volume_ml=3.0)
+    assert checks["crush"] == r.action.count("crush") == 522
+    assert checks["lift"] == r.action.count("lift") + 1 == 3  # + the initial build
+
+
+def test_noisy_wedge_same_as_full_grid_code(noisy_wedge):
+    v, tips = noisy_wedge
+    r = bl.inflate(v, tips, volume_ml=3.0)
+    assert len(r.action) == 526 and r.action.count("lift") == 2
+    assert r.stop_reason == "volume reached"
+    assert int(r.cavity.sum()) == 896 and int(r.shell.sum()) == 1200
+    assert int(r.lift_columns_vox.sum()) == 360
+    assert r.crushed_bone_m3 == pytest.approx(2.5722075022757043e-07, rel=1e-12)
+    assert float(r.pressure_pa.sum()) == pytest.approx(451215265.0403403, rel=1e-12)
+    assert float(r.pressure_pa.max()) == pytest.approx(1385291.75, rel=1e-12)
+    assert float(r.hu.astype(float).sum()) == pytest.approx(2248463.689971924, rel=1e-12)
+
+    rp = bl.inflate(v, tips, volume_ml=None, max_pressure_pa=2.5e6)
+    assert len(rp.action) == 615 and rp.action.count("lift") == 3
+    assert int(rp.cavity.sum()) == 1178 and int(rp.lift_columns_vox.sum()) == 460
+    assert rp.crushed_bone_m3 == pytest.approx(3.6109480538964275e-07, rel=1e-12)
+    assert float(rp.pressure_pa.sum()) == pytest.approx(542347278.6948543, rel=1e-12)
