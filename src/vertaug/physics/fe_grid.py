@@ -120,8 +120,10 @@ class VoxelOperator:
 
     Elements are indexed on the node grid (NX, NY, NZ) = (nx+1, ny+1, nz+1), the last layer of each axis padded
     with zero coefficients, so that corner (a, b, d) of the element at flat node index p is node p + off(a, b, d),
-    off = (a NY + b) NZ + d. The work buffers are component-major (3, n_nodes + pad): every gather and scatter is
-    a contiguous block copy; the product is K_ref (24 x 24) times u_e (24 x n).
+    off = (a NY + b) NZ + d. Vectors in the *padded layout* are component-major arrays (3, n_nodes + pad) whose
+    tail (the last ``pad`` entries of each component) stays zero: every gather and scatter is a contiguous block
+    copy and :meth:`apply_padded` needs no copy of its input; the product is K_ref (24 x 24) times u_e (24 x n).
+    The solvers keep all their vectors in this layout; :meth:`apply` takes and returns the nodal layout.
     """
 
     def __init__(self, coefs, krefs, xp=np, dtype=np.float64, chunk: int = _CHUNK_ELEMENTS):
@@ -135,13 +137,15 @@ class VoxelOperator:
         self.pad = max(self.offsets)
         self.kref = [xp.asarray(k, dtype=dtype) for k in krefs]
         self.diag_kref = [xp.asarray(np.diag(k), dtype=dtype) for k in krefs]
+        solid = np.zeros(self.n_nodes, bool)
         flat = []
         for c in coefs:
             g = np.zeros(self.node_shape[:3], dtype=dtype)
             g[:nx, :ny, :nz] = c
-            flat.append(g.ravel())
-        solid = sum(np.abs(c) for c in flat) != 0
-        self.coefs = [xp.asarray(c) for c in flat]
+            g = g.ravel()
+            solid |= g != 0
+            flat.append(xp.asarray(g))
+        self.coefs = flat
         self._buffers = {}
         self.chunks = []
         for s0 in range(0, self.n_nodes, chunk):
@@ -149,14 +153,38 @@ class VoxelOperator:
             if idx.size:
                 self.chunks.append((s0 + int(idx[0]), s0 + int(idx[-1]) + 1))
 
+    # ----------------------------------------------------------------- layouts
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        return (3, self.n_nodes + self.pad)
+
+    def zeros(self, dtype=None):
+        """A zero vector in the padded layout."""
+        return self.xp.zeros(self.padded_shape, dtype=dtype or self.dtype)
+
+    def to_padded(self, u, out=None):
+        """Nodal (NX, NY, NZ, 3) array -> padded layout (into ``out`` if given; its tail must be zero)."""
+        if out is None:
+            out = self.zeros(u.dtype)
+        out[:, : self.n_nodes] = u.reshape(-1, 3).T
+        return out
+
+    def grid_view(self, v):
+        """The (3, NX, NY, NZ) view of a padded-layout vector (no copy)."""
+        return v[:, : self.n_nodes].reshape((3,) + self.node_shape[:3])
+
+    def from_padded(self, v):
+        """Padded layout -> nodal (NX, NY, NZ, 3) view (transposed; no copy)."""
+        return v[:, : self.n_nodes].T.reshape(self.node_shape)
+
     def _padded(self, u):
         """u as a component-major (3, n_nodes + pad) cached buffer whose tail stays zero."""
         buf = self._buffers.get(u.dtype)
         if buf is None:
-            buf = self._buffers[u.dtype] = self.xp.zeros((3, self.n_nodes + self.pad), dtype=u.dtype)
-        buf[:, : self.n_nodes] = u.reshape(-1, 3).T
-        return buf
+            buf = self._buffers[u.dtype] = self.zeros(u.dtype)
+        return self.to_padded(u, buf)
 
+    # ----------------------------------------------------------------- products
     def _element_forces(self, upad, s0, s1):
         ue = self.xp.empty((24, s1 - s0), dtype=upad.dtype)
         for c, off in enumerate(self.offsets):
@@ -172,9 +200,6 @@ class VoxelOperator:
         for c, off in enumerate(self.offsets):
             fpad[:, s0 + off : s1 + off] += fe[3 * c : 3 * c + 3]
 
-    def _unpad(self, fpad):
-        return fpad[:, : self.n_nodes].T.reshape(self.node_shape)
-
     def element_fields(self, u):
         """Yield (s0, s1, ue, fe) per chunk: element DOF values and forces K_e u_e, each (n, 24).
 
@@ -185,65 +210,91 @@ class VoxelOperator:
             ue, fe = self._element_forces(upad, s0, s1)
             yield s0, s1, ue.T, fe.T
 
-    def apply(self, u):
-        """K u as an (NX, NY, NZ, 3) array (a transposed view of the component-major work buffer)."""
-        upad = self._padded(u)
-        fpad = self.xp.zeros((3, self.n_nodes + self.pad), dtype=u.dtype)
+    def apply_padded(self, upad, out=None):
+        """K u for u in the padded layout, written into ``out`` (padded layout, overwritten) and returned."""
+        if out is None:
+            out = self.zeros(upad.dtype)
+        else:
+            out.fill(0)
         for s0, s1 in self.chunks:
             _, fe = self._element_forces(upad, s0, s1)
-            self._scatter(fpad, fe, s0, s1)
-        return self._unpad(fpad)
+            self._scatter(out, fe, s0, s1)
+        return out
 
-    def diagonal(self):
-        xp = self.xp
-        fpad = xp.zeros((3, self.n_nodes + self.pad), dtype=self.dtype)
+    def apply(self, u):
+        """K u as an (NX, NY, NZ, 3) array (a transposed view of a component-major work buffer)."""
+        return self.from_padded(self.apply_padded(self._padded(u)))
+
+    def diagonal_padded(self):
+        """diag(K) in the padded layout."""
+        fpad = self.zeros()
         for s0, s1 in self.chunks:
             fe = None
             for d, coef in zip(self.diag_kref, self.coefs):
                 term = d[:, None] * coef[None, s0:s1]
                 fe = term if fe is None else fe + term
             self._scatter(fpad, fe, s0, s1)
-        return xp.ascontiguousarray(self._unpad(fpad))
+        return fpad
+
+    def diagonal(self):
+        return self.xp.ascontiguousarray(self.from_padded(self.diagonal_padded()))
 
 
-def prolong(c, fine_node_shape, xp=np):
-    """Trilinear interpolation of a coarse nodal vector (NXc, NYc, NZc, 3) to the fine nodes."""
-    out = c
-    for axis in (0, 1, 2):
-        nf = fine_node_shape[axis]
-        shape = list(out.shape)
-        shape[axis] = nf
-        new = xp.empty(shape, dtype=c.dtype)
-        ne, no = (nf + 1) // 2, nf // 2
-        dst, src = [slice(None)] * 4, [slice(None)] * 4
-        dst[axis], src[axis] = slice(0, None, 2), slice(0, ne)
-        new[tuple(dst)] = out[tuple(src)]
-        lo, hi = [slice(None)] * 4, [slice(None)] * 4
-        dst[axis], lo[axis], hi[axis] = slice(1, None, 2), slice(0, no), slice(1, no + 1)
-        new[tuple(dst)] = 0.5 * (out[tuple(lo)] + out[tuple(hi)])
-        out = new
+def _axis_slices(axis: int, ndim: int, **sl):
+    out = {}
+    for name, s in sl.items():
+        idx = [slice(None)] * ndim
+        idx[axis] = s
+        out[name] = tuple(idx)
     return out
 
 
-def restrict(r, coarse_node_shape, xp=np):
-    """Transpose of :func:`prolong`."""
-    out = r
-    for axis in (0, 1, 2):
-        nf = out.shape[axis]
-        shape = list(out.shape)
-        shape[axis] = coarse_node_shape[axis]
+def prolong(c, fine_node_shape, xp=np, out=None, component_axis: int = 3):
+    """Trilinear interpolation of a coarse nodal vector to the fine nodes.
+
+    ``c`` is (NXc, NYc, NZc, 3) (``component_axis=3``, the nodal layout) or (3, NXc, NYc, NZc)
+    (``component_axis=0``, the grid view of the padded layout); ``out`` receives the result if given.
+    """
+    cur = c
+    spatial = (0, 1, 2) if component_axis == 3 else (1, 2, 3)
+    for step, axis in enumerate(spatial):
+        nf = fine_node_shape[step]
+        shape = list(cur.shape)
+        shape[axis] = nf
+        new = out if (step == 2 and out is not None) else xp.empty(shape, dtype=c.dtype)
+        ne, no = (nf + 1) // 2, nf // 2
+        s = _axis_slices(axis, 4, ev=slice(0, None, 2), od=slice(1, None, 2), src=slice(0, ne),
+                         lo=slice(0, no), hi=slice(1, no + 1))
+        new[s["ev"]] = cur[s["src"]]
+        odd = new[s["od"]]
+        xp.add(cur[s["lo"]], cur[s["hi"]], out=odd)
+        odd *= 0.5
+        cur = new
+    return cur
+
+
+def restrict(r, coarse_node_shape, xp=np, component_axis: int = 3, overwrite: bool = False):
+    """Transpose of :func:`prolong` (same layouts). ``overwrite=True`` lets it scale ``r`` in place (no temporary)."""
+    cur = r
+    spatial = (0, 1, 2) if component_axis == 3 else (1, 2, 3)
+    for step, axis in enumerate(spatial):
+        nf = cur.shape[axis]
+        shape = list(cur.shape)
+        shape[axis] = coarse_node_shape[step]
         new = xp.zeros(shape, dtype=r.dtype)
         ne, no = (nf + 1) // 2, nf // 2
-        ev, od = [slice(None)] * 4, [slice(None)] * 4
-        ev[axis], od[axis] = slice(0, None, 2), slice(1, None, 2)
-        t0, t1, t2 = [slice(None)] * 4, [slice(None)] * 4, [slice(None)] * 4
-        t0[axis], t1[axis], t2[axis] = slice(0, ne), slice(0, no), slice(1, no + 1)
-        new[tuple(t0)] += out[tuple(ev)]
-        half = 0.5 * out[tuple(od)]
-        new[tuple(t1)] += half
-        new[tuple(t2)] += half
-        out = new
-    return out
+        s = _axis_slices(axis, 4, ev=slice(0, None, 2), od=slice(1, None, 2), t0=slice(0, ne),
+                         t1=slice(0, no), t2=slice(1, no + 1))
+        new[s["t0"]] += cur[s["ev"]]
+        if overwrite or step > 0:
+            half = cur[s["od"]]
+            half *= 0.5
+        else:
+            half = 0.5 * cur[s["od"]]
+        new[s["t1"]] += half
+        new[s["t2"]] += half
+        cur = new
+    return cur
 
 
 def element_dof_indices(shape, i0: int, i1: int) -> np.ndarray:

@@ -35,6 +35,8 @@ CHEBYSHEV_DEGREE = 3
 CHEBYSHEV_RANGE = 15.0  # smooth the upper part [beta / 15, beta] of the spectrum of D^-1 A
 POWER_ITERATIONS = 12
 MAX_COARSE_DOFS = 4_000
+INNER_REDUCTION = 1e-4  # each float32 CG round reduces its residual by this factor (float32 eps ~ 6e-8)
+STAGNATION = 0.9  # stop refining when a round cuts the float64 residual by less than 10 %
 
 
 def _to_numpy(a):
@@ -89,15 +91,24 @@ def _dilate_inject(mask: np.ndarray, coarse_node_shape) -> np.ndarray:
 @dataclass
 class _Level:
     op: VoxelOperator
-    free: object  # bool, True on free DOFs
+    free: object  # bool, True on free DOFs (padded layout)
     dinv: object
     beta: float
     lu: object = None  # SuperLU of the free block on the coarsest level
-    free_index: np.ndarray | None = None
+    free_index: np.ndarray | None = None  # free DOFs of the coarsest level (nodal layout, flattened)
+    work: object = None  # apply output / residual buffer (padded layout)
+    x: object = None  # V-cycle iterate (padded layout); level 0: the preconditioned vector handed to CG
+    d: object = None  # Chebyshev update / prolongated correction (padded layout)
+    b: object = None  # right-hand side of a coarse level (restricted residual); level 0 uses the caller's vector
 
 
 class GeometricMultigrid:
-    """Matrix-free geometric multigrid V-cycle for the masked voxel elasticity operator."""
+    """Matrix-free geometric multigrid V-cycle for the masked voxel elasticity operator.
+
+    Vectors are in the padded layout of :class:`VoxelOperator`. Every level owns three work vectors (x, d, work),
+    so a V-cycle allocates nothing on the fine level. The vector returned by a call is level 0's ``x`` buffer: it is
+    overwritten by the next call.
+    """
 
     def __init__(
         self,
@@ -111,38 +122,47 @@ class GeometricMultigrid:
     ):
         self.xp, self.dtype = xp, dtype
         self.levels: list[_Level] = []
-        coefs = [np.asarray(c, dtype=float) for c in coefs]
         h = np.asarray(spacing_m, dtype=float)
         dirichlet = np.asarray(fixed, dtype=bool)
         rng = np.random.default_rng(0)
         while True:
             krefs = krefs_fn(h)
             op = VoxelOperator(coefs, krefs, xp, dtype)
-            diag = op.diagonal()
-            fixed_l = dirichlet | (_to_numpy(diag) <= 0)
-            free = xp.asarray(~fixed_l)
-            ndof = int(np.count_nonzero(~fixed_l))
+            diag = op.diagonal_padded()
+            free = diag > 0
+            free[:, : op.n_nodes] &= xp.asarray(~dirichlet.reshape(-1, 3).T)
             if np.prod(op.node_shape) <= max_coarse_dofs or min(op.shape) <= 2:
                 a = assemble_csr(coefs, krefs)
-                free_index = np.flatnonzero(~fixed_l.ravel())
+                free_index = np.flatnonzero(_to_numpy(op.from_padded(free)).ravel())
                 lu = (
                     spla.splu(a[free_index][:, free_index].tocsc(), permc_spec="MMD_AT_PLUS_A")
-                    if ndof
+                    if free_index.size
                     else None
                 )
-                self.levels.append(_Level(op, free, None, 0.0, lu, free_index))
+                self.levels.append(
+                    _Level(op, free, None, 0.0, lu, free_index, work=op.zeros(), x=op.zeros(),
+                           b=op.zeros() if self.levels else None)
+                )
                 break
-            dinv = xp.where(free, 1.0 / xp.where(diag > 0, diag, 1), 0).astype(dtype)
-            level = _Level(op, free, dinv, 0.0)
-            v = xp.asarray(rng.standard_normal(op.node_shape), dtype=dtype) * free
+            diag[~free] = 1
+            dinv = 1 / diag
+            del diag
+            dinv *= free
+            level = _Level(op, free, dinv, 0.0, work=op.zeros(), x=op.zeros(), d=op.zeros(),
+                           b=op.zeros() if self.levels else None)
+            v = level.x
+            v[:] = xp.asarray(rng.standard_normal(op.padded_shape, dtype=np.float32))
+            v *= free
             lam = 1.0
             for _ in range(POWER_ITERATIONS):
-                w = dinv * op.apply(v)
+                w = self._apply(level, v, level.work)
+                w *= dinv
                 lam = float(xp.linalg.norm(w.ravel()) / xp.linalg.norm(v.ravel()))
-                v = w / float(xp.linalg.norm(w.ravel()))
+                v[:] = w
+                v *= 1.0 / float(xp.linalg.norm(v.ravel()))
             level.beta = 1.1 * lam
             self.levels.append(level)
-            coefs = [coarsen_coefficients(c) for c in coefs]
+            coefs = [coarsen_coefficients(np.asarray(c, dtype=float)) for c in coefs]
             h = 2.0 * h
             coarse_nodes = tuple(n + 1 for n in coefs[0].shape) + (3,)
             dirichlet = _dilate_inject(dirichlet, coarse_nodes)
@@ -152,27 +172,43 @@ class GeometricMultigrid:
         total = 0
         for lv in self.levels:
             total += sum(c.nbytes for c in lv.op.coefs) + lv.free.nbytes
-            total += 0 if lv.dinv is None else lv.dinv.nbytes
+            for arr in (lv.dinv, lv.work, lv.x, lv.d, lv.b):
+                total += 0 if arr is None else arr.nbytes
         return int(total)
 
-    def _apply(self, lv: _Level, x):
-        return lv.free * lv.op.apply(x)
+    @staticmethod
+    def _apply(lv: _Level, x, out):
+        lv.op.apply_padded(x, out)
+        out *= lv.free
+        return out
 
-    def _smooth(self, lv: _Level, b, x=None):
+    def _smooth(self, lv: _Level, b, x, first: bool):
+        """Chebyshev smoothing of A x = b in place on x (x taken as 0 when ``first``)."""
+        xp = self.xp
         beta = lv.beta
         alpha = beta / CHEBYSHEV_RANGE
         theta, delta = 0.5 * (beta + alpha), 0.5 * (beta - alpha)
         sigma = theta / delta
         rho = 1.0 / sigma
-        r = b if x is None else b - self._apply(lv, x)
-        d = lv.dinv * r
-        d *= 1.0 / theta
-        x = d.copy() if x is None else x + d
+        d, w = lv.d, lv.work
+        if first:
+            xp.multiply(lv.dinv, b, out=d)
+            d *= 1.0 / theta
+            x[:] = d
+        else:
+            self._apply(lv, x, w)
+            xp.subtract(b, w, out=w)
+            xp.multiply(lv.dinv, w, out=d)
+            d *= 1.0 / theta
+            x += d
         for _ in range(CHEBYSHEV_DEGREE - 1):
-            r = b - self._apply(lv, x)
+            self._apply(lv, x, w)
+            xp.subtract(b, w, out=w)
+            w *= lv.dinv
             rho_new = 1.0 / (2.0 * sigma - rho)
             d *= rho_new * rho
-            d += (2.0 * rho_new / delta) * (lv.dinv * r)
+            w *= 2.0 * rho_new / delta
+            d += w
             x += d
             rho = rho_new
         return x
@@ -180,42 +216,126 @@ class GeometricMultigrid:
     def _vcycle(self, k: int, b):
         lv = self.levels[k]
         xp = self.xp
-        if lv.lu is not None or lv.dinv is None:
-            x = xp.zeros(lv.op.node_shape, dtype=self.dtype)
+        x = lv.x
+        if lv.dinv is None:  # coarsest level: direct solve
+            x.fill(0)
             if lv.lu is not None:
-                sol = lv.lu.solve(_to_numpy(b).ravel()[lv.free_index].astype(np.float64))
                 flat = np.zeros(int(np.prod(lv.op.node_shape)))
-                flat[lv.free_index] = sol
-                x = xp.asarray(flat.reshape(lv.op.node_shape), dtype=self.dtype)
+                flat[lv.free_index] = lv.lu.solve(
+                    _to_numpy(lv.op.from_padded(b)).ravel()[lv.free_index].astype(np.float64)
+                )
+                lv.op.to_padded(xp.asarray(flat.reshape(lv.op.node_shape), dtype=self.dtype), x)
             return x
-        x = self._smooth(lv, b)
-        r = b - self._apply(lv, x)
+        self._smooth(lv, b, x, first=True)
+        w = self._apply(lv, x, lv.work)
+        xp.subtract(b, w, out=w)
         coarse = self.levels[k + 1]
-        rc = restrict(r, coarse.op.node_shape, xp) * coarse.free
-        del r
-        x += prolong(self._vcycle(k + 1, rc), lv.op.node_shape, xp) * lv.free
-        return self._smooth(lv, b, x)
+        bc = coarse.b
+        coarse.op.grid_view(bc)[...] = restrict(
+            lv.op.grid_view(w), coarse.op.node_shape, xp, component_axis=0, overwrite=True
+        )
+        bc *= coarse.free
+        xc = self._vcycle(k + 1, bc)
+        prolong(coarse.op.grid_view(xc), lv.op.node_shape, xp, out=lv.op.grid_view(lv.d), component_axis=0)
+        lv.d *= lv.free
+        x += lv.d
+        return self._smooth(lv, b, x, first=False)
 
     def __call__(self, r):
-        z = self._vcycle(0, r.astype(self.dtype))
-        return z.astype(r.dtype)
+        """One V-cycle for A z = r (r in the padded layout, level dtype); returns level 0's ``x`` buffer."""
+        if r.dtype != self.dtype:
+            r = r.astype(self.dtype)
+        return self._vcycle(0, r)
+
+
+def _dot(a, b, xp=np) -> float:
+    """a . b accumulated in float64 (chunks of float32 BLAS dots, so no float32 sum runs over millions of terms)."""
+    a, b = a.ravel(), b.ravel()
+    if xp is not np:
+        return float(xp.dot(a.astype(xp.float64), b.astype(xp.float64)))
+    step = 1 << 16
+    return float(sum(float(np.dot(a[i : i + step], b[i : i + step])) for i in range(0, a.size, step)))
 
 
 def solve_gmg(coefs, krefs_fn, spacing_m, fixed, u_dirichlet, tol, maxiter, xp=np, dtype=np.float32):
-    """Solve with PCG + matrix-free GMG. Returns (u, iterations, residual, setup_s, solve_s, info)."""
+    """Solve K u = 0 on the free DOFs, u = u_D on the fixed ones, by mixed-precision PCG + matrix-free GMG.
+
+    ``fixed``: (NX, NY, NZ, 3) bool; ``u_dirichlet``: prescribed values, any array broadcastable to that shape (only
+    its values on fixed DOFs are used). Returns (u (NX, NY, NZ, 3) float64, iterations, relative residual, setup_s,
+    solve_s, info).
+
+    Iterative refinement (Wilkinson; mixed-precision CG as in e.g. Carson & Higham 2018): the solution ``u`` and the
+    true residual r = -P K u (P: free DOFs) are float64; each round solves A d = r / ||r|| by PCG with float32 vectors
+    and the float32 multigrid preconditioner until its recursive residual falls by ``INNER_REDUCTION`` (or below the
+    outer target), adding each CG step to ``u`` in float64. The stopping test is on the float64 residual:
+    ||r|| <= tol ||b||, b = r(u_D). ``iterations`` counts the inner CG steps of all rounds.
+    """
     import time
 
     t0 = time.perf_counter()
-    mg = GeometricMultigrid(coefs, krefs_fn, spacing_m, fixed, xp=xp, dtype=dtype)
-    op = VoxelOperator(coefs, krefs_fn(np.asarray(spacing_m, dtype=float)), xp, np.float64)
-    free = mg.levels[0].free
-    u_d = xp.asarray(u_dirichlet, dtype=np.float64)
-    b = -(free * op.apply(u_d))
+    h = np.asarray(spacing_m, dtype=float)
+    mg = GeometricMultigrid(coefs, krefs_fn, h, fixed, xp=xp, dtype=dtype)
+    lv0 = mg.levels[0]
+    free = lv0.free
+    op = VoxelOperator(coefs, krefs_fn(h), xp, np.float64)
+    u = op.zeros(np.float64)
+    fixed = np.asarray(fixed, dtype=bool)
+    u_b = np.broadcast_to(np.asarray(u_dirichlet, dtype=np.float64), fixed.shape)
+    grid = op.grid_view(u)
+    for k in range(3):
+        grid[k] = xp.asarray(np.where(fixed[..., k], u_b[..., k], 0.0))
+    del grid, u_b
+    r = lv0.op.zeros()
+
+    def true_residual() -> float:
+        """r <- -P K u / ||P K u|| (float32); returns ||P K u|| (float64)."""
+        r64 = op.apply_padded(u)
+        r64 *= free
+        nrm = float(xp.linalg.norm(r64.ravel()))
+        if nrm > 0:
+            r64 *= -1.0 / nrm
+        r[:] = r64
+        return nrm
+
+    bnorm = true_residual()
     t1 = time.perf_counter()
-    w, it, res = pcg(lambda v: free * op.apply(v), b, mg, tol, maxiter, xp)
+    it = rounds = 0
+    res = 0.0
+    if bnorm > 0:
+        rnorm = bnorm
+        res = 1.0
+        while res > tol and it < maxiter:
+            rounds += 1
+            target = max(INNER_REDUCTION, 0.5 * tol * bnorm / rnorm)
+            z = mg(r)
+            p = z.copy()
+            rz = _dot(r, z, xp)
+            while True:
+                q = mg._apply(lv0, p, lv0.work)
+                alpha = rz / _dot(p, q, xp)
+                u += (alpha * rnorm) * p
+                q *= alpha
+                r -= q
+                del q
+                it += 1
+                if float(xp.linalg.norm(r.ravel())) <= target or it >= maxiter:
+                    break
+                z = mg(r)
+                rz_new = _dot(r, z, xp)
+                p *= rz_new / rz
+                p += z
+                rz = rz_new
+            del p, z
+            rnorm_new = true_residual()
+            res = rnorm_new / bnorm
+            if rnorm_new > STAGNATION * rnorm:
+                break  # float32 rounding floor: caller warns (res > tol)
+            rnorm = rnorm_new
     t2 = time.perf_counter()
-    u = u_d + w * free
-    return u, it, res, t1 - t0, t2 - t1, {"levels": len(mg.levels), "mg_bytes": mg.nbytes}
+    info = {"levels": len(mg.levels), "mg_bytes": mg.nbytes, "refinement_rounds": rounds}
+    del mg, lv0, free, r
+    out = xp.ascontiguousarray(op.from_padded(u))
+    return out, it, res, t1 - t0, t2 - t1, info
 
 
 def solve_amg(coefs, krefs_fn, spacing_m, fixed, u_dirichlet, tol, maxiter):
@@ -231,7 +351,8 @@ def solve_amg(coefs, krefs_fn, spacing_m, fixed, u_dirichlet, tol, maxiter):
     k = assemble_csr(coefs, krefs_fn(h))
     diag = k.diagonal()
     free_index = np.flatnonzero(~np.asarray(fixed).ravel() & (diag > 0))
-    u_d = np.asarray(u_dirichlet, dtype=float).ravel()
+    fixed = np.asarray(fixed, dtype=bool)
+    u_d = np.where(fixed, np.broadcast_to(np.asarray(u_dirichlet, dtype=float), fixed.shape), 0.0).ravel()
     b = -(k @ u_d)[free_index]
     a = k[free_index][:, free_index].tocsr()
     del k
@@ -249,4 +370,4 @@ def solve_amg(coefs, krefs_fn, spacing_m, fixed, u_dirichlet, tol, maxiter):
         "matrix_bytes": int(a.data.nbytes + a.indices.nbytes + a.indptr.nbytes),
         "operator_complexity": float(ml.operator_complexity()),
     }
-    return u.reshape(np.asarray(u_dirichlet).shape), it, res, t1 - t0, t2 - t1, info
+    return u.reshape(fixed.shape), it, res, t1 - t0, t2 - t1, info

@@ -162,7 +162,7 @@ def _validate_modulus(e_pa) -> np.ndarray:
         )
     if not np.issubdtype(e.dtype, np.number):
         raise InvalidValueError(f"E_pa has dtype {e.dtype}; moduli must be numbers in Pa.", "cast to float.")
-    e = e.astype(np.float64)
+    e = np.asarray(e, dtype=np.float64)  # no copy for float64 input (never written to)
     if not np.all(np.isfinite(e)):
         raise InvalidValueError(
             f"E_pa holds {int(np.count_nonzero(~np.isfinite(e)))} NaN or infinite voxels.",
@@ -249,9 +249,9 @@ def _crop_and_cap(e, nu, bone_mask, load_case: LoadCase, hz):
 
 
 def _constraints(node_shape, active_bottom: np.ndarray, lateral: str, u_top_m: float):
-    """Fixed-DOF mask and prescribed values (NX, NY, NZ, 3)."""
+    """Fixed-DOF mask (NX, NY, NZ, 3) and prescribed values (1, 1, NZ, 3), broadcast over x and y."""
     fixed = np.zeros(node_shape, bool)
-    u_d = np.zeros(node_shape)
+    u_d = np.zeros((1, 1) + tuple(node_shape[2:]))
     fixed[:, :, 0, 2] = True
     fixed[:, :, -1, 2] = True
     u_d[:, :, -1, 2] = u_top_m
@@ -362,7 +362,6 @@ def solve_stiffness(
                 solid_nodes[a : a + nx, b : b + ny, d : d + nz] |= sol
     fixed, u_d = _constraints(node_shape, solid_nodes[:, :, 0], load_case.lateral, u_top)
     fixed &= solid_nodes[..., None]
-    u_d *= solid_nodes[..., None]
 
     tracing = tracemalloc.is_tracing()
     if not tracing:
