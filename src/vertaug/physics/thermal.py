@@ -379,18 +379,33 @@ def simulate_exotherm(
     theta: float = 1.0,
     solver: str = "auto",
     table: Mapping[int, TissueThermal] = LABEL_THERMAL,
+    dt_max_s: float | None = None,
+    max_change_c: float = 1.0,
+    max_cure_change: float = 0.02,
+    solver_rtol: float = 1e-13,
 ) -> ExothermResult:
     """Run the exotherm of cement placed at t = 0 in the voxel model and integrate the damage.
 
     The cement (``cement_fraction`` of each voxel's pore space) is placed at ``cement_temperature_c`` with the cure degree
     it reached after ``age_at_placement_s`` seconds at that temperature since mixing; tissue starts at
     ``initial_temperature_c`` (default the far field). ``perfusion=False`` models ex-vivo specimens.
+
+    Time steps: ``dt_s`` fixed, or adaptive when ``dt_max_s`` > ``dt_s`` is given: each step's size is chosen (from
+    ``dt_s`` up to ``dt_max_s``, in powers of two times ``dt_s``) so that the predicted largest temperature change
+    stays below ``max_change_c`` and the predicted largest cure advance below ``max_cure_change`` (predictions from
+    the last step's rates); one system matrix is kept per step size used. ``solver_rtol``: relative residual of each
+    linear solve (the energy balance is checked against ENERGY_TOL_REL at the end).
     """
     h = tuple(check_range(f"spacing_m[{i}]", v, 1e-6, 0.1, "m") for i, v in enumerate(spacing_m))
     if len(h) != 3:
         raise InvalidValueError(f"spacing_m has {len(h)} entries.", "give three voxel sizes in metres.")
     t_end = check_range("t_end_s", t_end_s, 1e-9, 1e6, "s")
     dt = check_range("dt_s", dt_s, 1e-6, t_end, "s")
+    if dt_max_s is not None:
+        check_range("dt_max_s", dt_max_s, dt, max(t_end, dt), "s", "give dt_max_s >= dt_s (or None for fixed steps).")
+    check_range("max_change_c", max_change_c, 1e-3, 100.0, "C")
+    check_range("max_cure_change", max_cure_change, 1e-4, 1.0)
+    check_range("solver_rtol", solver_rtol, 1e-15, 1e-4)
     theta = check_range("theta", theta, 0.5, 1.0)
     t_cem = rheology._check_temperature_c("cement_temperature_c", cement_temperature_c)
     far = rheology._check_temperature_c("far_field_c", far_field_c)
@@ -410,8 +425,14 @@ def simulate_exotherm(
         rho_c,
         perf,
     )  # keep two matrices (full, A) per run: ~200 bytes per voxel with the fields below
-    a_mat = (sp.diags(cap / dt) + theta * full).tocsr()
-    lin = _Solver(a_mat, solver)
+    solvers: dict[float, _Solver] = {}
+
+    def solver_for(step_s: float) -> _Solver:
+        if step_s not in solvers:
+            solvers[step_s] = _Solver((sp.diags(cap / step_s) + theta * full).tocsr(), solver, rtol=solver_rtol)
+        return solvers[step_s]
+
+    lin = solver_for(dt)
     fixed_rhs = g_b * far + pmat * far
 
     # initial state: cement and tissue mixed at constant energy
@@ -437,39 +458,47 @@ def simulate_exotherm(
     )  # J per unit alpha
 
     probe_idx = _probe_indices(probes, shape)
-    n_steps = int(np.ceil(t_end / dt - 1e-9))
-    t_s = np.zeros(n_steps + 1)
-    probe_t = {name: np.zeros(n_steps + 1) for name in probe_idx}
-    for name, ii in probe_idx.items():
-        probe_t[name][0] = temp[ii].mean()
+    t_list = [0.0]
+    probe_t = {name: [float(temp[ii].mean())] for name, ii in probe_idx.items()}
     dmg = DamageState.start(temp)
     energy0 = float((cap * temp).sum())
     released = conducted = perfused = 0.0
     cement_peak = float(temp[cem_idx].max()) if cem_idx.size else float("nan")
     t_now = 0.0
-    for step in range(1, n_steps + 1):
-        dt_step = min(dt, t_end - t_now)
-        if dt_step != dt:  # last partial step: rebuild once
-            a_mat = (sp.diags(cap / dt_step) + theta * full).tocsr()
-            lin = _Solver(a_mat, solver)
+    temp_prev, dt_prev = None, dt  # the last two states give a linear extrapolation as the CG start
+    dt_next = dt
+    rate_t = rate_a = 0.0  # largest |dT/dt| and d(alpha)/dt of the last step
+    while t_now < t_end * (1 - 1e-12):
+        if dt_max_s is not None and dt_max_s > dt:
+            # the largest power-of-two multiple of dt whose predicted changes stay below the limits
+            dt_next = dt
+            while (2 * dt_next <= dt_max_s * (1 + 1e-12) and rate_t * 2 * dt_next <= max_change_c
+                   and rate_a * 2 * dt_next <= max_cure_change and temp_prev is not None):
+                dt_next *= 2
+        dt_step = dt_next if t_end - t_now > dt_next * (1 + 1e-9) else t_end - t_now  # the last step ends at t_end
+        lin = solver_for(dt_step)
         new_alpha = _advance_cure(cement, alpha, temp[cem_idx] + KELVIN, dt_step)
         q_j = heat_per_alpha * (new_alpha - alpha)
-        alpha = new_alpha
+        alpha_old, alpha = alpha, new_alpha
         rhs = (cap / dt_step) * temp + fixed_rhs
         if theta < 1.0:
             rhs -= (1.0 - theta) * (full @ temp)
         rhs[cem_idx] += q_j / dt_step
-        new = lin.solve(rhs, temp)
+        guess = temp if temp_prev is None else temp + (temp - temp_prev) * (dt_step / dt_prev)
+        new = lin.solve(rhs, guess)
+        temp_prev, dt_prev = temp, dt_step
         t_theta = theta * new + (1.0 - theta) * temp
         released += float(q_j.sum())
         conducted += dt_step * float((g_b * (t_theta - far)).sum())
         perfused += dt_step * float((pmat * (t_theta - far)).sum())
         dmg.step(temp, new, dt_step)
+        rate_t = float(np.abs(new - temp).max()) / dt_step
+        rate_a = float((new_alpha - alpha_old).max()) / dt_step if alpha.size else 0.0
         temp = new
         t_now += dt_step
-        t_s[step] = t_now
+        t_list.append(t_now)
         for name, ii in probe_idx.items():
-            probe_t[name][step] = temp[ii].mean()
+            probe_t[name].append(float(temp[ii].mean()))
         if cem_idx.size:
             cement_peak = max(cement_peak, float(temp[cem_idx].max()))
     stored = float((cap * temp).sum()) - energy0
@@ -496,8 +525,8 @@ def simulate_exotherm(
     alpha_field = np.zeros(n)
     alpha_field[cem_idx] = alpha
     return ExothermResult(
-        t_s=t_s,
-        probe_temperature_c=probe_t,
+        t_s=np.array(t_list),
+        probe_temperature_c={name: np.array(v) for name, v in probe_t.items()},
         max_temperature_c=dmg.peak_temperature_c.reshape(shape),
         omega=dmg.omega.reshape(shape),
         cem43_min=dmg.cem43_min.reshape(shape),
