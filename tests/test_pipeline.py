@@ -71,3 +71,35 @@ def test_compare_cli_bad_input_exits_with_one_line_and_no_report(tmp_path, examp
     res = runner.invoke(app, ["compare", str(example["ct"]), str(example["seg"]), "--level", "L1", "--out", str(out),
                               "--vp-volume", "-1"])
     assert res.exit_code == 2 and "volume_ml" in res.output and not out.exists()
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_serial_results(tmp_path):
+    """The KP chain in a second process (workers=2) gives the serial run's numbers (round-off: reductions in
+    another process may sum in another order)."""
+    ph = make_phantom(fracture="wedge", grade=2)
+    runs = {}
+    for workers in (1, 2):
+        written = run_pipeline(ph.ct, ph.labels, "L1", tmp_path / f"w{workers}", body=ph.body, spacing_mm=1.0,
+                               vp=Vertebroplasty(volume_ml=3.0), kp=Kyphoplasty(balloon_ml=1.5), thermal=True,
+                               mechanics=True, fluoro=False, workers=workers)
+        runs[workers] = written.pop("_comparison")
+    serial, parallel = runs[1], runs[2]
+    assert {"vertebroplasty", "kyphoplasty", "exotherm_KP", "mechanics_KP"} <= set(parallel.timings_s)
+    for a, b in zip(serial.rows, parallel.rows):
+        assert a.key == b.key
+        for x, y in ((a.vp, b.vp), (a.kp, b.kp)):
+            if isinstance(x, float) and np.isfinite(x):
+                assert y == pytest.approx(x, rel=1e-7, abs=1e-12), a.key
+    assert set(parallel.states) == {"pre-treatment", "VP", "KP"}
+    for name, st in serial.states.items():
+        assert parallel.states[name]["stiffness_n_per_mm"] == pytest.approx(st["stiffness_n_per_mm"], rel=1e-7)
+
+
+def test_workers_out_of_range_is_a_parameter_error(tmp_path):
+    from vertaug.errors import ParameterError
+
+    ph = make_phantom(fracture="none", spacing_mm=2.0)
+    with pytest.raises(ParameterError, match="workers"):
+        run_pipeline(ph.ct, ph.labels, "L1", tmp_path / "x", body=ph.body, workers=0)
+    assert not (tmp_path / "x").exists()

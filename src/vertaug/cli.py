@@ -27,6 +27,8 @@ app = typer.Typer(
 # Tables need ~120 columns; when the output is not a terminal (pipes, CI logs) rich would assume 80.
 console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+#: Two processes where two cores exist: the VP and KP chains are independent.
+_DEFAULT_WORKERS = 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
 def _fail(exc: InputError) -> None:
@@ -144,6 +146,8 @@ def compare(
     thermal: bool = typer.Option(True, "--thermal/--no-thermal", help="Simulate the exotherm and thermal damage."),
     mechanics: bool = typer.Option(True, "--mechanics/--no-mechanics", help="Voxel FE stiffness and strength."),
     fluoro: bool = typer.Option(False, "--fluoro/--no-fluoro", help="Write simulated fluoroscopy animations."),
+    workers: int = typer.Option(_DEFAULT_WORKERS, "--workers", help="Processes: 2 runs the KP chain beside the VP "
+                                "chain (same results); 1 runs them one after the other."),
 ) -> None:
     """Simulate vertebroplasty and kyphoplasty of one level and write the side-by-side report."""
     from .anatomy.io import load_ct, load_labels
@@ -161,7 +165,7 @@ def compare(
         written = run_pipeline(ct_vol, seg_vol, level, out, body=body_vol, numbering=numbering, spacing_mm=spacing,
                                vp=vp, kp=kp, thermal=thermal, mechanics=mechanics, fluoro=fluoro,
                                inputs={"ct": str(ct), "seg": str(seg), "body": str(body) if body else None},
-                               console=console)
+                               console=console, workers=workers)
     except InputError as exc:
         _fail(exc)
     print_comparison(written.pop("_comparison"), console)
@@ -176,12 +180,15 @@ def demo(
     fluoro: bool = typer.Option(True, "--fluoro/--no-fluoro", help="Write simulated fluoroscopy animations."),
     thermal: bool = typer.Option(True, "--thermal/--no-thermal", help="Simulate the exotherm."),
     mechanics: bool = typer.Option(True, "--mechanics/--no-mechanics", help="Voxel FE stiffness and strength."),
+    workers: int = typer.Option(_DEFAULT_WORKERS, "--workers", help="Processes: 2 runs the KP chain beside the VP "
+                                "chain (same results); 1 runs them one after the other."),
 ) -> None:
     """Run VP vs KP on L1 of the bundled real CT (TotalSegmentator example, Apache-2.0) and write the report to OUT."""
     from .demo import run_demo
 
     try:
-        run_demo(out, console, spacing_mm=spacing, fluoro=fluoro, thermal=thermal, mechanics=mechanics)
+        run_demo(out, console, spacing_mm=spacing, fluoro=fluoro, thermal=thermal, mechanics=mechanics,
+                 workers=workers)
     except InputError as exc:
         _fail(exc)
 

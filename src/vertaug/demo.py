@@ -37,7 +37,7 @@ DEMO_KP = dict(balloon_ml=2.0, approach="bipedicular", cement="high", fill_ratio
 
 
 def run_demo(out: str | Path, console: Console | None = None, spacing_mm: float = 1.0, fluoro: bool = True,
-             thermal: bool = True, mechanics: bool = True) -> dict[str, Path]:
+             thermal: bool = True, mechanics: bool = True, workers: int = 1) -> dict[str, Path]:
     from .anatomy.io import load_ct, load_labels
     from .procedures.kyphoplasty import Kyphoplasty
     from .procedures.vertebroplasty import Vertebroplasty
@@ -54,7 +54,7 @@ def run_demo(out: str | Path, console: Console | None = None, spacing_mm: float 
     written = run_pipeline(ct, seg, DEMO_LEVEL, out, body=body, spacing_mm=spacing_mm, vp=Vertebroplasty(**DEMO_VP),
                            kp=Kyphoplasty(**DEMO_KP), thermal=thermal, mechanics=mechanics, fluoro=fluoro,
                            inputs={"ct": paths["ct"].name, "seg": paths["seg"].name, "body": paths["body"].name},
-                           console=console)
+                           console=console, workers=workers)
     comparison = written.pop("_comparison")
     table = morphometry_table(comparison.spine, title=f"Morphometry of the bundled CT ({paths['ct'].name})")
     console.print(table)

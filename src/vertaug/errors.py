@@ -26,6 +26,9 @@ class InputError(ValueError):
         self.fix = fix
         super().__init__(problem if fix is None else f"{problem} Fix: {fix}")
 
+    def __reduce__(self):  # pickled as (problem, fix): errors raised in worker processes keep their fix
+        return (self.__class__, (self.problem, self.fix))
+
 
 class FileFormatError(InputError):
     """A file is missing, unreadable, truncated or not the kind of image expected."""

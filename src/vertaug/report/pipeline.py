@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..anatomy.io import Volume
-from ..errors import InputError
+from ..errors import InputError, check_range
 
 __all__ = ["run_pipeline"]
 
@@ -24,8 +24,15 @@ __all__ = ["run_pipeline"]
 def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Volume | None = None,
                  numbering: str = "v2", spacing_mm: float = 1.0, vp=None, kp=None, thermal: bool = True,
                  mechanics: bool = True, fluoro: bool = False, inputs: dict | None = None,
-                 console: Console | None = None) -> dict[str, Path]:
+                 console: Console | None = None, workers: int = 1) -> dict[str, Path]:
+    """Run the pipeline and write the report folder ``out``; returns the paths written (and "_comparison").
+
+    ``workers=2`` runs the kyphoplasty chain (balloon, fill, exotherm, its FE state) in a second process while this one
+    runs the vertebroplasty chain and the pre-treatment FE state: the same results (each chain is deterministic and
+    independent), in about the time of the longer chain on a machine with two free cores.
+    """
     console = console or Console()
+    workers = int(check_range("workers", workers, 1, 64, "", "1 (serial) or 2 (VP and KP chains side by side)."))
     final = Path(out)
     final.parent.mkdir(parents=True, exist_ok=True)
     # everything is written to a hidden temporary folder and moved into place at the end: a failed run leaves no
@@ -33,7 +40,7 @@ def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Vol
     out = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     try:
         written = _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mechanics, fluoro, inputs,
-                       console)
+                       console, workers)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -44,14 +51,75 @@ def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Vol
     return {k: (final / v.name if isinstance(v, Path) else v) for k, v in written.items()}
 
 
-def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mechanics, fluoro, inputs, console):
+def _procedure_chain(name: str, vertebra, spec, trajectories, thermal: bool, mechanics: bool, progress=None) -> dict:
+    """One procedure on the pre-treatment model: outcome, exotherm (``thermal``) and FE state (``mechanics``).
+
+    Module-level and free of console objects so that it can run in a worker process (``progress``: a callable
+    taking a stage description, or None).
+    """
+    from ..procedures.kyphoplasty import run_kyphoplasty
+    from ..procedures.vertebroplasty import run_vertebroplasty
+
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    res: dict = {"timings": timings, "notes": [], "exotherm": None, "state": None}
+    t0 = time.perf_counter()
+    if name == "VP":
+        say(f"vertebroplasty: {spec.volume_ml:g} mL {spec.cement} cement")
+        res["outcome"] = run_vertebroplasty(vertebra, spec, trajectories=trajectories)
+        timings["vertebroplasty"] = time.perf_counter() - t0
+    else:
+        say("kyphoplasty: balloon, cavity, fill")
+        res["outcome"] = run_kyphoplasty(vertebra, spec, trajectories=trajectories)
+        timings["kyphoplasty"] = time.perf_counter() - t0
+    if thermal:
+        from ..procedures.exotherm import exotherm_after
+
+        say(f"{name}: cement exotherm and thermal damage")
+        t0 = time.perf_counter()
+        res["exotherm"] = exotherm_after(res["outcome"])
+        timings[f"exotherm_{name}"] = time.perf_counter() - t0
+    if mechanics:
+        say(f"{name}: voxel FE stiffness and strength")
+        t0 = time.perf_counter()
+        res["state"], note = _fe_state(vertebra, name, res["outcome"])
+        timings[f"mechanics_{name}"] = time.perf_counter() - t0
+        if note:
+            res["notes"].append(note)
+    return res
+
+
+def _fe_state(vertebra, name: str, outcome=None) -> tuple[dict | None, str | None]:
+    """FE stiffness and strength of one state (``outcome`` None: the pre-treatment model), or a note why not."""
+    from ..procedures.stiffness import stiffness_states
+
+    try:
+        if outcome is None:
+            return stiffness_states(vertebra, {})["pre-treatment"], None
+        return _one_state(vertebra, name, outcome), None
+    except InputError as exc:
+        return None, f"mechanics not computed for {name}: {exc}"
+
+
+def _one_state(vertebra, name: str, outcome) -> dict:
+    from ..physics import mechanics
+    from ..procedures.stiffness import state_modulus
+
+    e, bone = state_modulus(outcome.model_after, outcome.cement_fraction)
+    (row,) = mechanics.augmentation_table({name: e}, vertebra.spacing_m, bone_masks={name: bone})
+    return {"stiffness_n_per_mm": row.stiffness_n_per_mm, "strength_n": row.strength_n, "iterations": row.iterations,
+            "solve_time_s": row.solve_time_s}
+
+
+def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mechanics, fluoro, inputs, console,
+         workers=1):
     from rich.progress import Progress
 
     from ..anatomy.morphometry import measure_volumes
     from ..model.trajectory import plan_trajectories
     from ..model.vertebra import vertebra_from_ct
-    from ..procedures.kyphoplasty import Kyphoplasty, run_kyphoplasty
-    from ..procedures.vertebroplasty import Vertebroplasty, run_vertebroplasty
+    from ..procedures.kyphoplasty import Kyphoplasty
+    from ..procedures.vertebroplasty import Vertebroplasty
     from . import figures as fg
     from .compare import compare, write_outputs
     from .morpho_table import write_morphometry_json
@@ -78,10 +146,41 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
         progress.update(task, advance=1, description="cannula trajectories")
         trajectories = {a: timed(f"trajectory_{a}", plan_trajectories, vertebra, approach=a)
                         for a in {vp.approach, kp.approach}}
-        progress.update(task, advance=1, description=f"vertebroplasty: {vp.volume_ml:g} mL {vp.cement} cement")
-        vp_out = timed("vertebroplasty", run_vertebroplasty, vertebra, vp, trajectories=trajectories[vp.approach])
-        progress.update(task, advance=1, description="kyphoplasty: balloon, cavity, fill")
-        kp_out = timed("kyphoplasty", run_kyphoplasty, vertebra, kp, trajectories=trajectories[kp.approach])
+        progress.update(task, advance=1)
+        say = lambda msg: progress.update(task, description=msg)
+        pool = kp_job = None
+        if workers >= 2:  # the KP chain in a second process, the VP chain and the pre-treatment state here
+            import multiprocessing
+
+            pool = multiprocessing.get_context("spawn").Pool(1)
+            kp_job = pool.apply_async(_procedure_chain, ("KP", vertebra, kp, trajectories[kp.approach], thermal,
+                                                         mechanics))
+        try:
+            chains = {"VP": _procedure_chain("VP", vertebra, vp, trajectories[vp.approach], thermal, mechanics, say)}
+            progress.update(task, advance=1)
+            pre_state = None
+            if mechanics:
+                say("pre-treatment: voxel FE stiffness and strength")
+                t0 = time.perf_counter()
+                pre_state, note = _fe_state(vertebra, "pre-treatment")
+                timings["mechanics_pre-treatment"] = time.perf_counter() - t0
+                if note:
+                    notes.append(note)
+            if kp_job is not None:
+                say("kyphoplasty chain (second process): balloon, fill, exotherm, FE")
+                chains["KP"] = kp_job.get()
+                pool.close()
+            else:
+                chains["KP"] = _procedure_chain("KP", vertebra, kp, trajectories[kp.approach], thermal, mechanics, say)
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+        progress.update(task, advance=1 + int(thermal) + int(mechanics))
+        for name, ch in chains.items():
+            timings.update(ch["timings"])
+            notes.extend(ch["notes"])
+        vp_out, kp_out = chains["VP"]["outcome"], chains["KP"]["outcome"]
         outcomes = {"VP": vp_out, "KP": kp_out}
         extra = {"VP": {}, "KP": {}}
         if "height_anterior_mm" not in vp_out.metrics:  # same height rule as KP for the side-by-side rows
@@ -90,28 +189,20 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
             h = height_metrics(vertebra.labels, vp_out.model_after.labels, vertebra.spacing_m)
             extra["VP"].update({k: h[k] for k in ("height_anterior_mm", "wedge_angle_deg") if k in h})
         exotherms = {}
-        if thermal:
-            from ..procedures.exotherm import exotherm_after
-
-            progress.update(task, advance=1, description="cement exotherm and thermal damage")
-            for name, o in outcomes.items():
-                ex = timed(f"exotherm_{name}", exotherm_after, o)
+        for name, ch in chains.items():
+            ex = ch["exotherm"]
+            if ex is not None:
                 exotherms[name] = ex
                 extra[name].update(ex.metrics)
                 notes.extend(f"{name} exotherm: {n}" for n in ex.notes)
         states = {}
-        if mechanics:
-            from ..procedures.stiffness import stiffness_states
-
-            progress.update(task, advance=1, description="voxel FE stiffness and strength")
-            try:
-                states = timed("mechanics", stiffness_states, vertebra, outcomes)
-            except InputError as exc:
-                notes.append(f"mechanics not computed: {exc}")
-            for name in ("VP", "KP"):
-                if name in states:
-                    extra[name]["stiffness_n_per_mm"] = states[name]["stiffness_n_per_mm"]
-                    extra[name]["strength_n"] = states[name]["strength_n"]
+        if mechanics and pre_state is not None:
+            states["pre-treatment"] = pre_state
+            for name, ch in chains.items():
+                if ch["state"] is not None:
+                    states[name] = ch["state"]
+                    extra[name]["stiffness_n_per_mm"] = ch["state"]["stiffness_n_per_mm"]
+                    extra[name]["strength_n"] = ch["state"]["strength_n"]
         progress.update(task, advance=1, description="figures")
         figs = {"patient": [], "vp": [], "kp": [], "both": []}
         written["figure"] = fg.sagittal_level_figure(ct, seg, spine, level, out / f"{level}_sagittal.png")
