@@ -1,9 +1,12 @@
 """Screenshot a report.html with headless Chromium (Debian's `chromium`), to look at what a reader sees.
 
-    python scripts/report_screenshot.py vertaug-demo/report.html report.png [--height 6000]
+    python scripts/report_screenshot.py vertaug-demo/report.html report.png [--width 1200]
 
 Chromium is not a dependency of vertaug: install it with `apt-get install chromium`. The flags keep it off the
-network (no background services) and run it as root in a container.
+network (no background services) and run it as root in a container. The page is shot at a height that grows until
+the bottom rows are blank (so nothing is cut), then cropped to the content; the script prints what it checked:
+the content height, whether anything touches the right edge (horizontal overflow) and the fraction of coloured
+pixels (figures rendered). ``tests/test_report_screenshot.py`` runs it when chromium is installed.
 """
 
 from __future__ import annotations
@@ -14,23 +17,72 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
 
-def screenshot(html: Path, png: Path, width: int = 1200, height: int = 6000) -> Path:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        raise SystemExit("chromium not found: apt-get install chromium")
+#: Rows (px) at the bottom that must be blank page background for "nothing is cut" (taller than any gap between
+#: the report's blocks), and columns at the right (no horizontal overflow).
+BOTTOM_BLANK_PX = 200
+BLANK_MARGIN_PX = 8
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _shoot(exe: str, html: Path, png: Path, width: int, height: int) -> None:
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        f"--user-data-dir={profile}", f"--screenshot={png}", f"--window-size={width},{height}",
-                        html.resolve().as_uri()], check=True, capture_output=True, timeout=120)
-    return png
+                        "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={png}",
+                        f"--window-size={width},{height}", html.resolve().as_uri()],
+                       check=True, capture_output=True, timeout=180)
+
+
+def inspect(png: Path) -> dict:
+    """What a reader would see: content height, blank bottom / right margins, coloured-pixel fraction."""
+    import matplotlib.image as mpimg
+
+    img = np.asarray(mpimg.imread(png))[..., :3].astype(float)
+    background = img[0, -1]  # top-right corner: page background
+    ink = np.abs(img - background).max(axis=2) > 0.02
+    rows = np.flatnonzero(ink.any(axis=1))
+    chroma = img.max(axis=2) - img.min(axis=2)
+    return {
+        "height_px": int(img.shape[0]),
+        "width_px": int(img.shape[1]),
+        "content_height_px": int(rows[-1] + 1) if rows.size else 0,
+        "bottom_blank": bool(not ink[-BOTTOM_BLANK_PX:].any()),
+        "right_blank": bool(not ink[:, -BLANK_MARGIN_PX:].any()),
+        "coloured_fraction": float((chroma > 0.15).mean()),
+    }
+
+
+def screenshot(html: Path, png: Path, width: int = 1200, height: int = 4000, max_height: int = 64000) -> dict:
+    """Shoot ``html`` into ``png`` at ``width``, doubling the height until the bottom rows are blank; returns
+    :func:`inspect`'s checks. The PNG is cropped to the content plus a margin."""
+    exe = chromium()
+    if exe is None:
+        raise SystemExit("chromium not found: apt-get install chromium")
+    while True:
+        _shoot(exe, Path(html), Path(png), width, height)
+        info = inspect(png)
+        if info["bottom_blank"] or height >= max_height:
+            break
+        height = min(2 * height, max_height)
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(png)
+    keep = min(img.shape[0], info["content_height_px"] + 4 * BLANK_MARGIN_PX)
+    mpimg.imsave(png, img[:keep])
+    info["shot_height_px"] = height
+    return info
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("html", type=Path)
     ap.add_argument("png", type=Path)
-    ap.add_argument("--height", type=int, default=6000)
+    ap.add_argument("--width", type=int, default=1200)
     a = ap.parse_args()
-    print(screenshot(a.html, a.png, height=a.height))
+    info = screenshot(a.html, a.png, width=a.width)
+    print(a.png, info)

@@ -12,12 +12,20 @@ from vertaug.procedures.vertebroplasty import Vertebroplasty
 from vertaug.report.pipeline import run_pipeline
 
 
-@pytest.mark.slow
-def test_pipeline_on_grade2_wedge_phantom(tmp_path):
+@pytest.fixture(scope="module")
+def grade2_run(tmp_path_factory):
+    """The whole pipeline once on a grade-2 wedge phantom with a cortical defect (shared by the tests below)."""
+    out = tmp_path_factory.mktemp("grade2")
     ph = make_phantom(fracture="wedge", grade=2, cortical_defect=True)
-    written = run_pipeline(ph.ct, ph.labels, "L1", tmp_path, body=ph.body, vp=Vertebroplasty(volume_ml=6.0),
+    written = run_pipeline(ph.ct, ph.labels, "L1", out / "report", body=ph.body, vp=Vertebroplasty(volume_ml=6.0),
                            kp=Kyphoplasty(balloon_ml=3.0, cement_ml=6.0), thermal=True, mechanics=True, fluoro=False)
     c = written.pop("_comparison")
+    return ph, written, c, out
+
+
+@pytest.mark.slow
+def test_pipeline_on_grade2_wedge_phantom(grade2_run):
+    ph, written, c, tmp_path = grade2_run
     rows = {r.key: r for r in c.rows}
     # same cement volume requested: same cement volume for both (KP balloons 2 x 3 mL)
     assert rows["injected_ml"].vp == pytest.approx(6.0, rel=1e-6)
@@ -51,6 +59,40 @@ def test_pipeline_on_grade2_wedge_phantom(tmp_path):
     assert tmax.data.min() == pytest.approx(37.0, abs=0.5) and tmax.data.max() > 60.0
     assert not list(tmp_path.glob(".*partial*"))  # the temporary folder was moved into place
     assert cement.data.sum() * ph.ct.voxel_volume_mm3 / 1000 == pytest.approx(6.0, rel=0.05)
+
+
+@pytest.mark.slow
+def test_report_screenshot_in_headless_chromium(grade2_run):
+    """The report as a reader sees it (scripts/report_screenshot.py, Debian chromium): every figure decoded, the
+    page ends inside the shot (>= 200 blank rows at the bottom) and nothing overflows the right edge at 1200 px."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "report_screenshot.py"
+    spec = importlib.util.spec_from_file_location("report_screenshot", script)
+    shot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shot)
+    if shot.chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    _, written, _, tmp_path = grade2_run
+    png = tmp_path / "report.png"
+    info = shot.screenshot(written["html"], png, width=1200)
+    assert info["bottom_blank"] and info["right_blank"], info
+    assert info["content_height_px"] > 3000  # the morphometry, both procedures, evidence, claims and limitations
+    assert info["coloured_fraction"] > 0.003, info  # the figures (coloured cement, curves, bars) were drawn
+    # each inline figure is a decodable PNG: what the browser was given to draw
+    import base64
+    import io
+    import re
+
+    import matplotlib.image as mpimg
+
+    html = written["html"].read_text()
+    figures = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(figures) >= 8
+    for b64 in figures:
+        img = mpimg.imread(io.BytesIO(base64.b64decode(b64)), format="png")
+        assert img.shape[0] > 100 and img.shape[1] > 100 and img[..., :3].std() > 0.01
 
 
 def test_compare_cli_bad_input_exits_with_one_line_and_no_report(tmp_path, example):

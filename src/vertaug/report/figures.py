@@ -150,15 +150,29 @@ def cement_slices_figure(outcome, path: str | Path, title: str) -> Path:
     return _save(fig, path)
 
 
+#: Leaks below one cubic millimetre (0.001 mL, one voxel at 1 mm) are drawn as none: numerical traces of the front
+#: (1e-30 mL and the like) would otherwise set the axis scale.
+LEAK_DISPLAY_MIN_ML = 1e-3
+
+
 def leakage_figure(outcomes: dict, path: str | Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
     x = np.arange(len(ROUTES))
     w = 0.38
+    top = 0.0
     for i, (name, o) in enumerate(outcomes.items()):
         by = o.metrics.get("leaked_ml_by_route", {})
         vals = [max(float(by.get(r, 0.0)), 0.0) for r in ROUTES]
-        ax.bar(x + (i - 0.5) * w, vals, w, label=f"{name}: total {sum(vals):.3g} mL", color=COLORS.get(name))
+        shown = [v if v >= LEAK_DISPLAY_MIN_ML else 0.0 for v in vals]
+        total = sum(vals)
+        label = f"{name}: total {total:.3g} mL" if total >= LEAK_DISPLAY_MIN_ML else f"{name}: < 0.001 mL"
+        ax.bar(x + (i - 0.5) * w, shown, w, label=label, color=COLORS.get(name))
+        top = max(top, *shown)
+    if top == 0.0:
+        ax.set_ylim(0.0, 0.1)
+        ax.text(0.5, 0.55, "no leak of 0.001 mL (1 mm$^3$) or more", transform=ax.transAxes, ha="center",
+                fontsize=9, color="0.3")
     ax.set_xticks(x, [f"{k}\n{v}" for k, v in ROUTES.items()], fontsize=8)
     ax.set_ylabel("cement leaked (mL)")
     ax.set_title("Leakage by route (Yeom 2003 classes)", fontsize=9)
