@@ -45,8 +45,9 @@ def test_pipeline_on_grade2_wedge_phantom(grade2_run):
     html = written["html"].read_text()
     assert "Vertebroplasty" in html and "Kyphoplasty" in html and html.count("data:image/png;base64,") >= 8
     # comparison.json validates against its documented schema
-    import jsonschema
     from importlib.resources import files
+
+    import jsonschema
 
     schema = json.loads((files("vertaug.report") / "templates" / "comparison.schema.json").read_text())
     jsonschema.validate(data, schema)
