@@ -183,6 +183,43 @@ def test_caps_of_same_material_lengthen_the_column():
     assert not r.bone_mask[:, :, :2].any() and r.bone_mask[:, :, 2:-2].all()
 
 
+def test_embedded_caps_fill_a_stepped_end_surface():
+    """Caps cast onto the ends: a block whose top has a 2-voxel step, caps of the block's own modulus, nu = 0 and
+    frictionless platens becomes a full block, S = E A / (L + 2 t) exactly; flat caps (embed=False) touch only the
+    high part and give less. Filler voxels are never bone."""
+    e = np.full((4, 4, 6), 1.937e9)
+    e[2:, :, 4:] = 0.0  # the right half is 2 voxels lower
+    lc = mech.compression_between_end_caps(cap_thickness_m=2e-3, lateral="free", cap_modulus_pa=1.937e9, cap_nu=0.0)
+    r = mech.solve_stiffness(e, (H, H, H), nu=0.0, load_case=lc)
+    assert r.embedded_voxels == 2 * 4 * 2
+    assert r.stiffness_n_per_mm == pytest.approx(1.937e9 * 16e-6 / 10e-3 / 1e3, rel=1e-8)
+    assert not r.bone_mask[2:, :, 2 + 4 :].any() and r.bone_mask[:, :, 2:6].all()
+    flat = mech.compression_between_end_caps(
+        cap_thickness_m=2e-3, lateral="free", cap_modulus_pa=1.937e9, cap_nu=0.0, embed=False
+    )
+    r_flat = mech.solve_stiffness(e, (H, H, H), nu=0.0, load_case=flat)
+    assert r_flat.embedded_voxels == 0
+    assert r_flat.stiffness_n_per_mm < 0.9 * r.stiffness_n_per_mm
+    # no caps: nothing is embedded (the platen is on the bone itself)
+    assert mech.solve_stiffness(e, (H, H, H), load_case=FREE).embedded_voxels == 0
+
+
+def test_state_modulus_voigt_mix_and_bone_mask():
+    """E = E_bone + f E_cement (f >= 1 %), bone mask = every body voxel with bone, cemented or not; cement-only
+    voxels (E_bone = 0, e.g. a kyphoplasty cavity) and non-body labels are not bone."""
+    from types import SimpleNamespace
+
+    from vertaug.procedures.stiffness import MIN_CEMENT_FRACTION, state_modulus
+
+    labels = np.array([1, 1, 1, 7, 8, 2], np.uint8).reshape(6, 1, 1)
+    e_bone = np.array([200e6, 200e6, 200e6, 0.0, 5e6, 6e9]).reshape(6, 1, 1)
+    f = np.array([0.0, 0.9, 0.5 * MIN_CEMENT_FRACTION, 1.0, 0.5, 0.0]).reshape(6, 1, 1)
+    e, bone = state_modulus(SimpleNamespace(labels=labels, E=e_bone), f)
+    expected = [200e6, 200e6 + 0.9 * mech.CEMENT_MODULUS_PA, 200e6, mech.CEMENT_MODULUS_PA, 0.0, 6e9]
+    assert np.allclose(e.ravel(), expected, rtol=1e-12)
+    assert bone.ravel().tolist() == [True, True, True, False, False, True]
+
+
 def test_bonded_platens_are_stiffer_than_frictionless():
     e = np.full((6, 6, 6), 1e9)
     free = mech.solve_stiffness(e, (H, H, H), nu=0.3, load_case=FREE).stiffness_n_per_mm

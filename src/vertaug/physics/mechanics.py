@@ -86,6 +86,7 @@ class LoadCase:
     cap_thickness_m: float = 0.0
     cap_modulus_pa: float = CEMENT_MODULUS_PA
     cap_nu: float = CEMENT_NU
+    embed: bool = True
 
     def __post_init__(self):
         check_range("strain", self.strain, 1e-9, 0.2, "", "give the nominal compressive strain, e.g. 0.01.")
@@ -108,14 +109,19 @@ def compression_between_end_caps(
     lateral: str = "fixed",
     cap_modulus_pa: float = CEMENT_MODULUS_PA,
     cap_nu: float = CEMENT_NU,
+    embed: bool = True,
 ) -> LoadCase:
     """Axial compression of the model between two platens, optionally through PMMA end caps.
 
     Bottom face held, top face moved down by ``strain`` x height (axis 2). ``lateral="fixed"`` bonds the faces
     (u_x = u_y = 0, as with potted specimens); ``"free"`` lets them slide (uniaxial stress in a homogeneous block,
     stiffness exactly E A / L). ``cap_thickness_m`` of PMMA (rounded to whole voxel layers) is added below and above.
+    With caps and ``embed=True`` (default) the caps are cast onto the end surfaces, as PMMA potting is: in every
+    voxel column holding solid, the void between the outermost solid voxel and the model's bounding face is filled
+    with cap material, so a wedged, tilted or concave endplate is loaded over its whole surface. ``embed=False``
+    keeps flat cap layers only (the platen then touches the highest points of the end surface and nothing else).
     """
-    return LoadCase("compression_between_end_caps", strain, lateral, cap_thickness_m, cap_modulus_pa, cap_nu)
+    return LoadCase("compression_between_end_caps", strain, lateral, cap_thickness_m, cap_modulus_pa, cap_nu, embed)
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,7 @@ class MechanicsResult:
     n_voxels: int  # solid voxels solved (with caps)
     n_dofs: int
     dropped_voxels: int
+    embedded_voxels: int  # void voxels filled with cap material by the embedding (load_case.embed)
     equilibrium_error: float  # |F_top - F_bottom| / F_top
     info: dict = field(default_factory=dict, repr=False)
 
@@ -226,26 +233,35 @@ def _crop_and_cap(e, nu, bone_mask, load_case: LoadCase, hz):
             stacklevel=3,
         )
     e = np.where(keep, e, 0.0)
+    del keep
     ncap = load_case.cap_layers(hz)
+    embedded = 0
     if ncap:
+        filler = _embedding(e > 0) if load_case.embed else np.zeros(e.shape, bool)
+        embedded = int(np.count_nonzero(filler))
         nx, ny, _ = e.shape
-        cap = np.full((nx, ny, ncap), load_case.cap_modulus_pa)
-        e = np.concatenate([cap, e, cap], axis=2)
-        bone = np.concatenate([np.zeros((nx, ny, ncap), bool), bone, np.zeros((nx, ny, ncap), bool)], axis=2)
-        if nu_box.ndim == 3:
-            capnu = np.full((nx, ny, ncap), load_case.cap_nu)
-            nu_box = np.concatenate([capnu, nu_box, capnu], axis=2)
-        elif abs(float(nu_box) - load_case.cap_nu) > 1e-12:
-            nu_box = np.concatenate(
-                [
-                    np.full((nx, ny, ncap), load_case.cap_nu),
-                    np.full(e[:, :, ncap:-ncap].shape, float(nu_box)),
-                    np.full((nx, ny, ncap), load_case.cap_nu),
-                ],
-                axis=2,
-            )
+        layer = np.ones((nx, ny, ncap), bool)
+        cap = np.concatenate([layer, filler, layer], axis=2)
+        del filler
+        e = np.concatenate([np.zeros((nx, ny, ncap)), e, np.zeros((nx, ny, ncap))], axis=2)
+        e[cap] = load_case.cap_modulus_pa
+        bone = np.concatenate([~layer, bone, ~layer], axis=2) & ~cap
+        if nu_box.ndim == 3 or abs(float(nu_box) - load_case.cap_nu) > 1e-12:
+            nu_full = np.broadcast_to(nu_box, (nx, ny, e.shape[2] - 2 * ncap))
+            nu_box = np.concatenate([np.zeros((nx, ny, ncap)), nu_full, np.zeros((nx, ny, ncap))], axis=2)
+            nu_box[cap] = load_case.cap_nu
     bone &= e > 0
-    return e, nu_box, bone, tuple(lo), ncap, dropped
+    return e, nu_box, bone, tuple(lo), ncap, dropped, embedded
+
+
+def _embedding(solid: np.ndarray) -> np.ndarray:
+    """Void voxels between each column's outermost solid voxels and the bottom / top faces (cast cap material)."""
+    nz = solid.shape[2]
+    column = solid.any(axis=2)
+    first = np.argmax(solid, axis=2)
+    last = nz - 1 - np.argmax(solid[:, :, ::-1], axis=2)
+    z = np.arange(nz)[None, None, :]
+    return column[..., None] & ((z < first[..., None]) | (z > last[..., None]))
 
 
 def _constraints(node_shape, active_bottom: np.ndarray, lateral: str, u_top_m: float):
@@ -344,7 +360,7 @@ def solve_stiffness(
         raise ParameterError(
             f"bone_mask has shape {np.shape(bone_mask)}, E_pa has {e.shape}.", "pass a matching mask."
         )
-    model_e, model_nu, bone, origin, ncap, dropped = _crop_and_cap(
+    model_e, model_nu, bone, origin, ncap, dropped, embedded = _crop_and_cap(
         e, nu_arr, bone_mask, load_case, spacing[2]
     )
     n_voxels = int(np.count_nonzero(model_e > 0))
@@ -427,6 +443,7 @@ def solve_stiffness(
         n_voxels=n_voxels,
         n_dofs=int(np.count_nonzero(~fixed & solid_nodes[..., None])),
         dropped_voxels=dropped,
+        embedded_voxels=embedded,
         equilibrium_error=abs(f_top - f_bottom) / max(abs(f_top), 1e-300),
         info=info,
     )

@@ -2,11 +2,18 @@
 
 Modulus of a treated voxel by the Voigt (iso-strain) rule of its constituents: the bone's apparent modulus of the treated
 model (compacted shell included) plus the cement volume fraction times the cement modulus,
-``E = E_bone + f_cement * E_cement`` with ``E_cement`` = 1937 MPa (materials.CEMENT_MODULUS_PA). The Voigt rule is an
-upper bound; in a trabecular voxel filled with cement the cement is the continuous phase, so it is close. Load case:
-compression between 2 mm PMMA end caps (mechanics.compression_between_end_caps); strength from the Pistoia criterion
-counted on bone voxels without cement. Only the body (labels 1, 2, 3, 5, 6, 7) is meshed: the disc and posterior elements
-are not part of this load case.
+``E = E_bone + f_cement * E_cement`` with ``E_cement`` = 1937 MPa (materials.CEMENT_MODULUS_PA): the cement fills the
+marrow space (f_cement = saturation x porosity), so the bone skeleton keeps its own modulus and the two phases act in
+parallel. The Voigt rule is an upper bound; in a trabecular voxel filled with cement the cement is the continuous phase,
+so it is close. Load case: compression between 2 mm PMMA end caps cast onto the endplates
+(mechanics.compression_between_end_caps, embed=True), bonded.
+
+Strength: the Pistoia criterion (2 % of the bone voxels over 0.7 % effective strain) counted on every voxel that holds
+bone (E_bone > 0), with or without cement. Under the iso-strain rule the bone in a cemented voxel strains with the
+voxel, so it is loaded bone like any other; and vertebroplasty removes no bone, so the count (the "2 %") refers to the
+same bone before and after. Voxels of cement alone (the kyphoplasty cavity, E_bone = 0) are not bone and are not
+counted. Only the body (labels 1, 2, 3, 5, 6, 7) is meshed: the disc and posterior elements are not part of this
+load case.
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ MIN_CEMENT_FRACTION = 0.01
 
 
 def state_modulus(model, cement_fraction: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(E_pa of the body, bone mask for the strength criterion) for a model and its cement."""
+    """(E_pa of the body, bone mask for the strength criterion) for a model and its cement.
+
+    The bone mask is every body voxel with bone (E_bone > 0), cemented or not (see the module docstring).
+    """
     body = np.isin(model.labels, BODY_LABELS)
     e = np.where(body, np.asarray(model.E, dtype=float), 0.0)
     bone = body & (e > 0)
@@ -33,7 +43,6 @@ def state_modulus(model, cement_fraction: np.ndarray | None = None) -> tuple[np.
         f = np.clip(np.asarray(cement_fraction, dtype=float), 0.0, 1.0)
         in_body = body & (f >= MIN_CEMENT_FRACTION)
         e = e + np.where(in_body, f * CEMENT_MODULUS_PA, 0.0)
-        bone = bone & (f < 0.5)
     return e, bone
 
 
