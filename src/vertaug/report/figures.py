@@ -57,11 +57,7 @@ def sagittal_level_figure(ct: Volume, seg: Volume, spine: SpineMorphometry, leve
     ax.set_xlabel("posterior -> anterior (mm)")
     ax.set_ylabel("inferior -> superior (mm)")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def model_slices_figure(vertebra, path: str | Path, title: str | None = None) -> Path:
@@ -93,11 +89,7 @@ def model_slices_figure(vertebra, path: str | Path, title: str | None = None) ->
     fig.legend(handles, names, loc="lower center", ncol=8, fontsize=7)
     fig.suptitle(title or f"{v.level} voxel model ({s_mm:g} mm)", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------------------------- procedure figures

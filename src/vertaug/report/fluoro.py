@@ -425,7 +425,7 @@ def _key_indices(n: int, n_key: int) -> list[int]:
 def write_key_frame_grid(procedures: list[ProcedureFrames], path: str | Path, n_key: int = 4,
                          views: tuple[str, ...] = ("lateral", "ap")) -> Path:
     """PNG grid: one row per (procedure, view), ``n_key`` key frames (first to last, evenly spaced) per row."""
-    from .figures import _plt
+    from .figures import _plt, _save
 
     plt = _plt()
     rows = [(p, v) for p in procedures for v in views if v in p.images]
@@ -443,11 +443,7 @@ def write_key_frame_grid(procedures: list[ProcedureFrames], path: str | Path, n_
                 ax.imshow(im.rgb)
                 ax.set_title(f"{p.name} {v}: {im.label}", fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_drr_png(ct: Volume, path: str | Path, energy_kev: float = EFFECTIVE_ENERGY_KEV, pixel_mm: float = 1.0,
@@ -455,7 +451,7 @@ def write_drr_png(ct: Volume, path: str | Path, energy_kev: float = EFFECTIVE_EN
                   bone_hu: float | None = BONE_HU) -> Path:
     """Lateral and AP DRRs of the whole CT (mm axes), for a first look at the anatomy; with ``bone_hu`` a second row
     shows the bone DRR (voxels >= bone_hu only, plain window), where ribs, vertebrae and pelvis stand out."""
-    from .figures import _plt
+    from .figures import _plt, _save
 
     plt = _plt()
     ext = np.abs(ct.affine_mm[:3, :3]) @ (np.asarray(ct.shape, dtype=float) - 2.0)  # a voxel inside each face
@@ -481,11 +477,7 @@ def write_drr_png(ct: Volume, path: str | Path, energy_kev: float = EFFECTIVE_EN
             ax.set_xlabel("mm")
             ax.set_ylabel("mm (superior at top)")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_fluoro(
