@@ -45,8 +45,8 @@ from vertaug.procedures.outcome import Outcome, make_outcome
 from vertaug.procedures.vertebroplasty import (
     DEFAULT_CANNULA_LENGTH_MM,
     DEFAULT_START_S,
-    cannula_pressure_drop_series_pa,
     cement_viscosity_law,
+    injection_metrics,
 )
 
 __all__ = ["Kyphoplasty", "cement_viscosity_law", "fill_with_cement", "height_metrics", "run_kyphoplasty"]
@@ -177,13 +177,9 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
 
     model_after = replace(treated, extra=extra)
 
-    n_can = inj.tip_pressure_pa.shape[1]
-    dp_can = cannula_pressure_drop_series_pa(cement_viscosity_law(spec.cement, spec.temperature_c),
-                                             spec.start_time_s + inj.t_s, spec.rate_ml_s * 1e-6 / n_can,
-                                             spec.cannula_length_mm * 1e-3, cannula.inner_radius_m(spec.cannula_gauge))
-    bone = np.max(inj.tip_pressure_pa, axis=1)
-    plunger = dp_can + bone
-    i_max = int(np.argmax(plunger[1:])) + 1 if plunger.size > 1 else 0
+    fill_metrics, pressures = injection_metrics(inj, spec, cement_viscosity_law(spec.cement, spec.temperature_c),
+                                                vertebra.body_volume_ml)
+    bone, dp_can, plunger = pressures["bone"], pressures["cannula"], pressures["plunger"]
 
     sp = vertebra.spacing_m
     lab0 = vertebra.labels
@@ -194,9 +190,6 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
     metrics.update(height_metrics(lab0, res.labels, sp))
     if not np.isfinite(metrics["height_restored_pct_of_lost"]):
         notes.append("less than one voxel of anterior height was lost: height restored % is not defined")
-    leaked = {r: float(inj.leaked_m3[r][-1] * 1e6) for r in ROUTES}
-    injected = float(inj.injected_m3[-1] * 1e6)
-    body_ml = vertebra.body_volume_ml
     metrics.update({
         "balloon_volume_ml": res.final_volume_ml,
         "balloon_final_pressure_pa": res.final_pressure_pa,
@@ -207,17 +200,7 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
         "shell_mass_balance_error": res.mass_balance_error,
         "endplate_lift_max_mm": float(res.lift_mm[-1]),
         "deflation_recoil_mm": res.recoil_mm,
-        "injected_ml": injected,
-        "leaked_ml_by_route": leaked,
-        "leaked_ml": float(sum(leaked.values())),
-        "leak_fraction": float(sum(leaked.values())) / injected if injected > 0 else math.nan,
-        "fill_fraction_of_body": float(inj.in_bone_m3[-1] * 1e6) / body_ml,
-        "max_injection_pressure_pa": float(plunger[i_max]),
-        "max_injection_pressure_cannula_pa": float(dp_can[i_max]),
-        "max_injection_pressure_bone_pa": float(bone[i_max]),
-        "cannula_share_of_pressure": float(dp_can[i_max] / plunger[i_max]),
-        "cement_mass_balance_error_max": float(np.max(inj.mass_balance_error)),
-        "injection_time_s": float(inj.t_s[-1]),
+        **fill_metrics,
     })
     series = {
         "balloon_volume_ml": res.volume_ml, "balloon_pressure_pa": res.pressure_pa, "balloon_lift_mm": res.lift_mm,

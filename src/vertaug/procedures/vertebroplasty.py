@@ -33,7 +33,7 @@ from vertaug.physics.flow import ROUTES, inject
 from vertaug.physics.rheology import KELVIN, cement_preset, cure_0d, viscosity_pa_s
 from vertaug.procedures.outcome import Outcome, make_outcome
 
-__all__ = ["Vertebroplasty", "run_vertebroplasty", "cannula_pressure_drop_series_pa"]
+__all__ = ["Vertebroplasty", "cannula_pressure_drop_series_pa", "injection_metrics", "run_vertebroplasty"]
 
 DEFAULT_RATE_ML_S = 0.05  # 3 mL/min (Bou-Francis, reference/physics.md section 1) [V]
 DEFAULT_START_S = 210.0  # 3.5 min after admixing (Habib et al., see module docstring)
@@ -98,6 +98,36 @@ def cannula_pressure_drop_series_pa(mu, t_s, flow_per_cannula_m3_s: float, lengt
     return out
 
 
+def injection_metrics(inj, spec, mu, body_ml: float) -> tuple[dict, dict]:
+    """Metrics of one injection (flow.InjectionResult) shared by vertebroplasty and the kyphoplasty fill, and the
+    pressure series: bone pressure at the tip (largest over cannulas), cannula loss and plunger pressure (Pa).
+
+    ``spec`` supplies rate_ml_s, start_time_s, cannula_length_mm and cannula_gauge; ``mu`` is the viscosity law.
+    """
+    n_can = inj.tip_pressure_pa.shape[1]
+    dp_can = cannula_pressure_drop_series_pa(mu, spec.start_time_s + inj.t_s, spec.rate_ml_s * 1e-6 / n_can,
+                                             spec.cannula_length_mm * 1e-3, cannula.inner_radius_m(spec.cannula_gauge))
+    bone = np.max(inj.tip_pressure_pa, axis=1)
+    plunger = dp_can + bone
+    leaked = {x: float(inj.leaked_m3[x][-1] * 1e6) for x in ROUTES}
+    injected = float(inj.injected_m3[-1] * 1e6)
+    i_max = int(np.argmax(plunger[1:])) + 1 if plunger.size > 1 else 0
+    metrics = {
+        "injected_ml": injected,
+        "leaked_ml_by_route": leaked,
+        "leaked_ml": float(sum(leaked.values())),
+        "leak_fraction": float(sum(leaked.values())) / injected if injected > 0 else math.nan,
+        "fill_fraction_of_body": float(inj.in_bone_m3[-1] * 1e6) / body_ml,
+        "max_injection_pressure_pa": float(plunger[i_max]),
+        "max_injection_pressure_cannula_pa": float(dp_can[i_max]),
+        "max_injection_pressure_bone_pa": float(bone[i_max]),
+        "cannula_share_of_pressure": float(dp_can[i_max] / plunger[i_max]),
+        "cement_mass_balance_error_max": float(np.max(inj.mass_balance_error)),
+        "injection_time_s": float(inj.t_s[-1]),
+    }
+    return metrics, {"bone": bone, "cannula": dp_can, "plunger": plunger}
+
+
 def run_vertebroplasty(vertebra, spec: Vertebroplasty | None = None, trajectories=None) -> Outcome:
     """Simulate ``spec`` on ``vertebra`` (a :class:`vertaug.model.vertebra.Vertebra`); returns an Outcome."""
     spec = spec or Vertebroplasty()
@@ -118,32 +148,14 @@ def run_vertebroplasty(vertebra, spec: Vertebroplasty | None = None, trajectorie
     if inj.stop_reason != "volume reached":
         notes.append(f"injection stopped: {inj.stop_reason} after {inj.injected_m3[-1] * 1e6:.2f} mL")
     n_can = inj.tip_pressure_pa.shape[1]
-    r = cannula.inner_radius_m(spec.cannula_gauge)
-    dp_can = cannula_pressure_drop_series_pa(mu, spec.start_time_s + inj.t_s, spec.rate_ml_s * 1e-6 / n_can,
-                                             spec.cannula_length_mm * 1e-3, r)
-    bone = np.max(inj.tip_pressure_pa, axis=1)
-    plunger = dp_can + bone
+    metrics, pressures = injection_metrics(inj, spec, mu, vertebra.body_volume_ml)
     cement_fraction = (inj.saturation * vertebra.phi).astype(np.float32)
     model_after = replace(vertebra, extra={**vertebra.extra, "cement_fraction": cement_fraction})
-
-    leaked = {x: float(inj.leaked_m3[x][-1] * 1e6) for x in ROUTES}
-    injected = float(inj.injected_m3[-1] * 1e6)
-    i_max = int(np.argmax(plunger[1:])) + 1 if plunger.size > 1 else 0
-    metrics = {
-        "injected_ml": injected,
-        "leaked_ml_by_route": leaked,
-        "leaked_ml": float(sum(leaked.values())),
-        "leak_fraction": float(sum(leaked.values())) / injected if injected > 0 else math.nan,
-        "fill_fraction_of_body": float(inj.in_bone_m3[-1] * 1e6) / vertebra.body_volume_ml,
-        "max_injection_pressure_pa": float(plunger[i_max]),
-        "max_injection_pressure_cannula_pa": float(dp_can[i_max]),
-        "max_injection_pressure_bone_pa": float(bone[i_max]),
-        "cannula_share_of_pressure": float(dp_can[i_max] / plunger[i_max]),
-        "cement_mass_balance_error_max": float(np.max(inj.mass_balance_error)),
-        "injection_time_s": float(inj.t_s[-1]),
+    bone, dp_can, plunger = pressures["bone"], pressures["cannula"], pressures["plunger"]
+    metrics.update({
         "height_restored_mm": 0.0,
         "n_cannulas": n_can,
-    }
+    })
     series = {
         "t_s": inj.t_s, "injected_ml": inj.injected_m3 * 1e6, "in_bone_ml": inj.in_bone_m3 * 1e6,
         "tip_pressure_pa": bone, "cannula_pressure_drop_pa": dp_can, "plunger_pressure_pa": plunger,
