@@ -137,6 +137,7 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
         timings[name] = time.perf_counter() - t0
         return r
 
+    t_start = time.perf_counter()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("morphometry", total=stages)
         spine = timed("morphometry", measure_volumes, ct, seg, body, numbering)
@@ -231,6 +232,7 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
         written["morphometry_json"] = write_morphometry_json(spine, out / "morphometry.json")
         all_inputs = {"level": level, "spacing_mm": spacing_mm, "numbering": numbering,
                       "vp": dict(vp_out.inputs), "kp": dict(kp_out.inputs), **(inputs or {})}
+        timings["all_stages_wall"] = time.perf_counter() - t_start  # with workers=2 the chains' times overlap
         comparison = compare(vertebra, spine, vp=vp_out, kp=kp_out, inputs=all_inputs, timings_s=timings,
                              extra_metrics=extra, states=states, notes=notes)
         written.update(write_outputs(comparison, out, ct=ct, seg=seg, figures=figs, exotherms=exotherms))
