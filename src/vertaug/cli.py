@@ -204,7 +204,7 @@ def cohort(
         "local cluster with one single-threaded worker process per core."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes of the local cluster."),
     task: Optional[str] = typer.Option(None, "--task", help="Per-task function 'module:function' (default: the "
-                                       "pre-treatment model task)."),
+                                       "pre-treatment model; VP+KP: vertaug.cohort.tasks:procedures_task)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run the recorded failures again."),
     synthetic: Optional[int] = typer.Option(
         None, "--synthetic", help="First write a synthetic phantom cohort of this many cases to MANIFEST."),

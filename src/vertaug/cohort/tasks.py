@@ -1,0 +1,241 @@
+"""Cohort tasks that simulate the procedures: vertebroplasty (VP) and kyphoplasty (KP) of one case under one sample.
+
+Plug them into :func:`vertaug.cohort.run.run_cohort` (``task_fn=procedures_task``) or the CLI
+(``vertaug cohort MANIFEST --task vertaug.cohort.tasks:procedures_task``). Each returns two rows, ``procedure='VP'``
+and ``procedure='KP'``, computed on the same pre-treatment model (:func:`vertaug.cohort.run.case_vertebra`) with the
+same cannula trajectories (bipedicular, planned once).
+
+Sampled inputs (:mod:`vertaug.cohort.sampling`) -> model and plans:
+
+* materials: the material maps are rebuilt from the model's HU with the sampled calibration ``BMD = slope * HU``
+  (``bmd_slope_mg_cm3_per_hu``; intercept 0), so BV/TV, k, E and yield all follow it; then both permeability fields
+  are scaled in the trabecular bone (label 1), ``k_long' = s k_long(BV/TV)``, ``k_trans' = s k_trans(BV/TV)`` with
+  ``s = permeability_scale`` (the sampled scatter is that of measured trabecular permeability, Baroud 2004); the
+  open channels (veins, cleft, defect: geometric k of the voxel width) are not scaled;
+* cement: preset ``low_viscosity`` -> ``'low'``, ``high_viscosity`` -> ``'high'`` (physics/rheology.py), mixed
+  ``60 * cement_start_time_min`` s before the injection starts, injected at ``rate_ml_s``;
+* VP: :class:`~vertaug.procedures.vertebroplasty.Vertebroplasty` of ``volume_ml``;
+* KP: :class:`~vertaug.procedures.kyphoplasty.Kyphoplasty`, one balloon per cannula of ``volume_ml / n_cannulas``
+  each (volume-controlled, clipped to [0.05, balloon_max_ml]), then ``cement_ml = volume_ml``: the two procedures
+  inject the same cement volume.
+
+Row columns (scalars, units in the names): ``injected_ml``, ``leaked_ml``, ``leaked_ml_B``/``_S``/``_C``/``_D``,
+``leak_fraction``, ``fill_fraction_of_body``, ``max_injection_pressure_pa`` (plunger), ``max_injection_pressure_bone_pa``
+(bone at the cannula tip, gauge), ``injection_time_s``, ``height_restored_mm`` (VP: 0.0, the cement moves no
+endplate in this model), ``height_anterior_mm`` and ``wedge_angle_deg`` after treatment (both procedures measured by
+:func:`~vertaug.procedures.kyphoplasty.height_metrics`), ``balloon_ml`` and ``balloon_final_pressure_pa`` (NaN for VP),
+``n_cannulas``, ``procedure_s`` (wall time of this procedure's simulation, s), ``permeability_scale_applied`` (bool:
+whether the model the cement was injected into kept the sampled trabecular permeability; see below) and ``note``
+(the outcome's notes, at most ``NOTE_CHARS`` characters). :func:`compare_task` adds ``peak_temperature_c``,
+``peak_temperature_canal_c``, ``necrosis_volume_ml`` and ``exotherm_s`` (exotherm, procedures/exotherm.py),
+``stiffness_n_per_mm``, ``strength_n`` of the treated level, ``pre_stiffness_n_per_mm``, ``pre_strength_n`` of the
+untreated level under the same sampled materials and ``mechanics_s`` (wall time of the three FE solves together; voxel
+FE, procedures/stiffness.py).
+
+Known limit (2026-11-24): :func:`vertaug.physics.balloon.treated_vertebra` rebuilds the KP model's material maps from
+HU with the model's calibration but the unscaled k(BV/TV) law, so the KP fill does not see ``permeability_scale``
+(its rows are identical for any scale; ``permeability_scale_applied`` is False for KP whenever the scale is not 1).
+The BMD slope does reach KP (the calibration is kept).
+
+A procedure that fails raises (nothing is caught here): the runner records the task as one failed row and goes on.
+
+Reproducibility: pyamg draws the start vectors of its spectral-radius estimates from numpy's global random state
+(pyamg.util.linalg.approximate_spectral_radius), which moved the leaked volume in the 12th digit between two runs of
+the same sample. The tasks run under numpy's global state seeded with ``RNG_SEED`` and restore the caller's state
+afterwards, so a sample gives bit-identical rows whatever ran before it on the worker.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import replace
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..physics.flow import ROUTES
+
+__all__ = ["CEMENT_OF_PRESET", "NOTE_CHARS", "compare_task", "procedure_specs", "procedures_task", "sampled_vertebra"]
+
+#: Sampled cement preset -> name of the rheology preset.
+CEMENT_OF_PRESET = {"low_viscosity": "low", "high_viscosity": "high"}
+#: Longest ``note`` kept in a row (characters).
+NOTE_CHARS = 300
+#: Seed of numpy's global random state while a task runs (module docstring, "Reproducibility").
+RNG_SEED = 0
+
+
+def sampled_vertebra(vertebra, sample: dict):
+    """``vertebra`` with material maps rebuilt for the sampled BMD slope and the trabecular permeabilities scaled.
+
+    ``permeability_scale`` multiplies both fields (``permeability_m2``, ``permeability_transverse_m2``) where they come
+    from the BV/TV law (label 1, trabecular bone): the scatter it samples is that of measured trabecular permeability
+    (Baroud 2004). The open channels (veins 5, 6; cleft/defect 7) keep their geometric values (Poiseuille tube, cubic
+    law of the voxel width) and impermeable labels stay at 0.
+    """
+    from ..model.materials import Calibration, material_maps
+    from ..model.vertebra import LABELS
+
+    scale = float(sample["permeability_scale"])
+    if not (math.isfinite(scale) and scale > 0):
+        raise ParameterError(f"Parameter permeability_scale={scale!r} is not a positive number.",
+                             "give a permeability factor > 0 (the cohort samples 0.47-2.11).")
+    old = vertebra.materials
+    cal = Calibration(0.0, float(sample["bmd_slope_mg_cm3_per_hu"]), source="cohort sample")
+    mats = material_maps(vertebra.hu, vertebra.labels, calibration=cal, modulus_law=old.modulus_law,
+                         density_law=old.density_law, voxel_size_m=vertebra.spacing_m[0])
+    factor = np.where(vertebra.labels == LABELS["trabecular"], np.float32(scale), np.float32(1.0))
+    mats = replace(mats,
+                   permeability_m2=(mats.permeability_m2 * factor).astype(mats.permeability_m2.dtype),
+                   permeability_transverse_m2=(mats.permeability_transverse_m2 * factor).astype(
+                       mats.permeability_transverse_m2.dtype))
+    return replace(vertebra, materials=mats)
+
+
+def procedure_specs(sample: dict, n_cannulas: int = 2):
+    """``(Vertebroplasty, Kyphoplasty)`` plans of one sample (bipedicular; see the module docstring)."""
+    from ..physics.balloon import BALLOON_MAX_ML
+    from ..procedures.kyphoplasty import Kyphoplasty
+    from ..procedures.vertebroplasty import Vertebroplasty
+
+    preset = sample["cement_preset"]
+    if preset not in CEMENT_OF_PRESET:
+        raise ParameterError(f"Parameter cement_preset={preset!r} is unknown.",
+                             f"use one of {sorted(CEMENT_OF_PRESET)}.")
+    cement = CEMENT_OF_PRESET[preset]
+    volume = float(sample["volume_ml"])
+    common = {"rate_ml_s": float(sample["rate_ml_s"]), "start_time_s": 60.0 * float(sample["cement_start_time_min"]),
+              "cement": cement, "approach": "bipedicular"}
+    balloon = float(np.clip(volume / max(int(n_cannulas), 1), 0.05, BALLOON_MAX_ML))
+    return Vertebroplasty(volume_ml=volume, **common), Kyphoplasty(balloon_ml=balloon, cement_ml=volume, **common)
+
+
+def _plain(v):
+    """numpy scalars -> Python int/float (rows hold plain scalars)."""
+    return v.item() if isinstance(v, (np.integer, np.floating, np.bool_)) else v
+
+
+def _clip_note(note: str) -> str:
+    return note if len(note) <= NOTE_CHARS else note[: NOTE_CHARS - 3] + "..."
+
+
+def _row(name: str, out, heights: dict, elapsed_s: float) -> dict:
+    m = out.metrics
+    leaked = m["leaked_ml_by_route"]
+    note = "; ".join(out.notes)
+    row = {
+        "procedure": name,
+        "injected_ml": m["injected_ml"],
+        "leaked_ml": m["leaked_ml"],
+        **{f"leaked_ml_{r}": float(leaked.get(r, 0.0)) for r in ROUTES},
+        "leak_fraction": m["leak_fraction"],
+        "fill_fraction_of_body": m["fill_fraction_of_body"],
+        "max_injection_pressure_pa": m["max_injection_pressure_pa"],
+        "max_injection_pressure_bone_pa": m["max_injection_pressure_bone_pa"],
+        "injection_time_s": m["injection_time_s"],
+        "height_restored_mm": m["height_restored_mm"],
+        "height_anterior_mm": heights["height_anterior_mm"],
+        "wedge_angle_deg": heights["wedge_angle_deg"],
+        "balloon_ml": out.inputs.get("balloon_ml") if name == "KP" else math.nan,
+        "balloon_final_pressure_pa": m.get("balloon_final_pressure_pa", math.nan),
+        "n_cannulas": len(out.inputs.get("tips_ijk", ())),
+        "procedure_s": elapsed_s,
+        "note": _clip_note(note),
+    }
+    return {k: _plain(v) for k, v in row.items()}
+
+
+def _permeability_kept(before, after, shell) -> bool:
+    """Whether the treated model keeps the trabecular permeability of ``before`` where the bone is untouched
+    (label 1 in both, outside the compacted shell): False when the model was rebuilt from the unscaled law."""
+    from ..model.vertebra import LABELS
+
+    trab = LABELS["trabecular"]
+    same = (before.labels == trab) & (after.labels == trab)
+    if shell is not None:
+        same &= ~np.asarray(shell, dtype=bool)
+    if not same.any():
+        return True
+    k0 = before.materials.permeability_m2[same].astype(np.float64)
+    k1 = after.materials.permeability_m2[same].astype(np.float64)
+    return bool(np.median(np.abs(k1 / k0 - 1.0)) < 1e-4)
+
+
+def _run_procedures(case, sample: dict, thermal: bool = False, mechanics: bool = False) -> list[dict]:
+    """VP and KP rows of one (case, sample); ``thermal`` adds the exotherm, ``mechanics`` the FE stiffness."""
+    import time
+
+    from ..model.trajectory import plan_trajectories
+    from ..procedures.kyphoplasty import height_metrics, run_kyphoplasty
+    from ..procedures.vertebroplasty import run_vertebroplasty
+    from .run import case_vertebra
+
+    v = sampled_vertebra(case_vertebra(case), sample)
+    trajectories = plan_trajectories(v, approach="bipedicular")
+    vp_spec, kp_spec = procedure_specs(sample, len(trajectories))
+    t0 = time.perf_counter()
+    vp = run_vertebroplasty(v, vp_spec, trajectories=trajectories)
+    t1 = time.perf_counter()
+    kp = run_kyphoplasty(v, kp_spec, trajectories=trajectories)
+    t2 = time.perf_counter()
+    vp_h = height_metrics(v.labels, vp.model_after.labels, v.spacing_m)
+    rows = {"VP": _row("VP", vp, vp_h, t1 - t0), "KP": _row("KP", kp, kp.metrics, t2 - t1)}
+    for name, out in (("VP", vp), ("KP", kp)):
+        kept = _permeability_kept(v, out.model_after, out.fields.get("compacted_shell"))
+        rows[name]["permeability_scale_applied"] = kept
+        if not kept:
+            lost = ("permeability_scale not applied: the treated model's permeability was rebuilt from the unscaled "
+                    "BV/TV law (physics/balloon.treated_vertebra)")
+            rows[name]["note"] = _clip_note("; ".join(filter(None, (lost, rows[name]["note"]))))
+    outs = {"VP": vp, "KP": kp}
+    if thermal:
+        from ..procedures.exotherm import exotherm_after
+
+        for name, out in outs.items():
+            t0 = time.perf_counter()
+            ex = exotherm_after(out)
+            r = rows[name]
+            r.update({k: float(ex.metrics[k]) for k in ("peak_temperature_c", "peak_temperature_canal_c",
+                                                        "necrosis_volume_ml")})
+            r["exotherm_s"] = time.perf_counter() - t0
+            if ex.notes:
+                r["note"] = _clip_note("; ".join(filter(None, (r["note"], *ex.notes))))
+    if mechanics:
+        from ..procedures.stiffness import stiffness_states
+
+        t0 = time.perf_counter()
+        states = stiffness_states(v, outs)
+        fe_s = time.perf_counter() - t0
+        pre = states["pre-treatment"]
+        for name in outs:
+            rows[name].update({
+                "stiffness_n_per_mm": float(states[name]["stiffness_n_per_mm"]),
+                "strength_n": float(states[name]["strength_n"]),
+                "pre_stiffness_n_per_mm": float(pre["stiffness_n_per_mm"]),
+                "pre_strength_n": float(pre["strength_n"]),
+                "mechanics_s": fe_s,
+            })
+    return [rows["VP"], rows["KP"]]
+
+
+@contextmanager
+def _seeded_global_rng(seed: int = RNG_SEED):
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def procedures_task(case, sample: dict) -> list[dict]:
+    """VP and KP of one case under one sample: two rows (columns in the module docstring)."""
+    with _seeded_global_rng():
+        return _run_procedures(case, sample)
+
+
+def compare_task(case, sample: dict) -> list[dict]:
+    """:func:`procedures_task` plus the cement exotherm and the FE stiffness/strength before and after."""
+    with _seeded_global_rng():
+        return _run_procedures(case, sample, thermal=True, mechanics=True)
