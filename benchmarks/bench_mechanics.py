@@ -370,15 +370,22 @@ def run_states(spacing_mm: float, real: bool = True) -> None:
     from vertaug.procedures.vertebroplasty import Vertebroplasty, run_vertebroplasty
 
     s = spacing_mm
-    cases = [("grade-2 wedge L1 phantom", vertebra_from_phantom(make_phantom(level="L1", spacing_mm=s)),
-              vertebra_from_phantom(make_phantom(level="L1", fracture="wedge", grade=2, spacing_mm=s)))]
+    cases = [
+        (
+            "grade-2 wedge L1 phantom",
+            vertebra_from_phantom(make_phantom(level="L1", spacing_mm=s)),
+            vertebra_from_phantom(make_phantom(level="L1", fracture="wedge", grade=2, spacing_mm=s)),
+        )
+    ]
     if real:
         from vertaug.anatomy.io import load_ct, load_labels
         from vertaug.demo import example_paths
 
         p = example_paths()
         ct = load_ct(p["ct"])
-        v = vertebra_from_ct(ct, load_labels(p["seg"], ct), "L1", body=load_labels(p["body"], ct), spacing_mm=s)
+        v = vertebra_from_ct(
+            ct, load_labels(p["seg"], ct), "L1", body=load_labels(p["body"], ct), spacing_mm=s
+        )
         cases.append((f"bundled real L1 (Genant grade {v.morphometry.genant_grade}: no fracture)", v, None))
     for title, intact, fractured in cases:
         t0 = time.perf_counter()
@@ -388,8 +395,10 @@ def run_states(spacing_mm: float, real: bool = True) -> None:
             vp = run_vertebroplasty(treated, Vertebroplasty())
             kp = run_kyphoplasty(treated, Kyphoplasty())
         vox_ml = float(np.prod(treated.spacing_m)) * 1e6
-        print(f"\n{title}, {s} mm voxels (procedures {time.perf_counter() - t0:.0f} s); VP {vp.cement_fraction.sum() * vox_ml:.2f}"
-              f" mL cement, KP {kp.cement_fraction.sum() * vox_ml:.2f} mL")
+        print(
+            f"\n{title}, {s} mm voxels (procedures {time.perf_counter() - t0:.0f} s); VP {vp.cement_fraction.sum() * vox_ml:.2f}"
+            f" mL cement, KP {kp.cement_fraction.sum() * vox_ml:.2f} mL"
+        )
         states = {"intact": state_modulus(intact)}
         if fractured is not None:
             states["fractured"] = state_modulus(fractured)
@@ -399,7 +408,9 @@ def run_states(spacing_mm: float, real: bool = True) -> None:
         dist = {k: ndimage.distance_transform_edt(~c) for k, c in cement.items()}
         for embed in (True, False):
             lc = mech.compression_between_end_caps(cap_thickness_m=2e-3, embed=embed)
-            print(f"  load case: 2 mm PMMA caps, bonded, {'cast onto the endplates (default)' if embed else 'flat (embed=False)'}")
+            print(
+                f"  load case: 2 mm PMMA caps, bonded, {'cast onto the endplates (default)' if embed else 'flat (embed=False)'}"
+            )
             for name, (e, bone) in states.items():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -413,13 +424,21 @@ def run_states(spacing_mm: float, real: bool = True) -> None:
                     frac = (vp if name == "VP" else kp).cement_fraction[box]
                     ees = r.effective_strain[:, :, nc:-nc]
                     bone = r.bone_mask[:, :, nc:-nc]
-                    former = np.sort(ees[bone & (frac < 0.5)])  # the mask before this change: bone with f < 0.5
-                    f_former = r.reaction_force_n * mech.PISTOIA_CRITICAL_STRAIN / former[int(former.size * 0.98)]
-                    extra = (f"; top-2 % voxels: {100 * np.mean(d <= 1.5):.0f} % within 1 voxel of cement, median "
-                             f"distance {np.median(d):.1f} voxels; {int(bone.sum())} bone voxels; former mask "
-                             f"(cement < 50 %, {former.size} voxels): {f_former:.0f} N")
-                print(f"    {name:<10} K = {r.stiffness_n_per_mm:9.0f} N/mm  strength = {f_fail:6.0f} N  "
-                      f"(filler {r.embedded_voxels} voxels, {r.iterations} its{extra})")
+                    former = np.sort(
+                        ees[bone & (frac < 0.5)]
+                    )  # the mask before this change: bone with f < 0.5
+                    f_former = (
+                        r.reaction_force_n * mech.PISTOIA_CRITICAL_STRAIN / former[int(former.size * 0.98)]
+                    )
+                    extra = (
+                        f"; top-2 % voxels: {100 * np.mean(d <= 1.5):.0f} % within 1 voxel of cement, median "
+                        f"distance {np.median(d):.1f} voxels; {int(bone.sum())} bone voxels; former mask "
+                        f"(cement < 50 %, {former.size} voxels): {f_former:.0f} N"
+                    )
+                print(
+                    f"    {name:<10} K = {r.stiffness_n_per_mm:9.0f} N/mm  strength = {f_fail:6.0f} N  "
+                    f"(filler {r.embedded_voxels} voxels, {r.iterations} its{extra})"
+                )
 
 
 def main() -> None:
@@ -435,7 +454,9 @@ def main() -> None:
         "--phantom", type=float, nargs="*", help="instead: L1 phantom stiffness at these spacings (mm)"
     )
     ap.add_argument(
-        "--states", type=float, metavar="SPACING_MM",
+        "--states",
+        type=float,
+        metavar="SPACING_MM",
         help="instead: Belkoff table intact / fractured / VP / KP (phantom and real L1) at this spacing (mm)",
     )
     ap.add_argument("--no-real", action="store_true", help="with --states: the phantom only")

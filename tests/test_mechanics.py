@@ -189,7 +189,9 @@ def test_embedded_caps_fill_a_stepped_end_surface():
     high part and give less. Filler voxels are never bone."""
     e = np.full((4, 4, 6), 1.937e9)
     e[2:, :, 4:] = 0.0  # the right half is 2 voxels lower
-    lc = mech.compression_between_end_caps(cap_thickness_m=2e-3, lateral="free", cap_modulus_pa=1.937e9, cap_nu=0.0)
+    lc = mech.compression_between_end_caps(
+        cap_thickness_m=2e-3, lateral="free", cap_modulus_pa=1.937e9, cap_nu=0.0
+    )
     r = mech.solve_stiffness(e, (H, H, H), nu=0.0, load_case=lc)
     assert r.embedded_voxels == 2 * 4 * 2
     assert r.stiffness_n_per_mm == pytest.approx(1.937e9 * 16e-6 / 10e-3 / 1e3, rel=1e-8)

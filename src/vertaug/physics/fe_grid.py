@@ -263,8 +263,15 @@ def prolong(c, fine_node_shape, xp=np, out=None, component_axis: int = 3):
         shape[axis] = nf
         new = out if (step == 2 and out is not None) else xp.empty(shape, dtype=c.dtype)
         ne, no = (nf + 1) // 2, nf // 2
-        s = _axis_slices(axis, 4, ev=slice(0, None, 2), od=slice(1, None, 2), src=slice(0, ne),
-                         lo=slice(0, no), hi=slice(1, no + 1))
+        s = _axis_slices(
+            axis,
+            4,
+            ev=slice(0, None, 2),
+            od=slice(1, None, 2),
+            src=slice(0, ne),
+            lo=slice(0, no),
+            hi=slice(1, no + 1),
+        )
         new[s["ev"]] = cur[s["src"]]
         odd = new[s["od"]]
         xp.add(cur[s["lo"]], cur[s["hi"]], out=odd)
@@ -283,8 +290,15 @@ def restrict(r, coarse_node_shape, xp=np, component_axis: int = 3, overwrite: bo
         shape[axis] = coarse_node_shape[step]
         new = xp.zeros(shape, dtype=r.dtype)
         ne, no = (nf + 1) // 2, nf // 2
-        s = _axis_slices(axis, 4, ev=slice(0, None, 2), od=slice(1, None, 2), t0=slice(0, ne),
-                         t1=slice(0, no), t2=slice(1, no + 1))
+        s = _axis_slices(
+            axis,
+            4,
+            ev=slice(0, None, 2),
+            od=slice(1, None, 2),
+            t0=slice(0, ne),
+            t1=slice(0, no),
+            t2=slice(1, no + 1),
+        )
         new[s["t0"]] += cur[s["ev"]]
         if overwrite or step > 0:
             half = cur[s["od"]]

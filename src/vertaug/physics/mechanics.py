@@ -8,7 +8,9 @@ Model (SI units; array axes (right, anterior, superior), spacing in metres):
 one 8-node trilinear hexahedron per voxel with K_e = E_e K_ref(nu) (see :mod:`vertaug.physics.fe_grid`).
 
 Load case "compression between end caps" (vtkbone style: a named generator of constraints):
-optional layers of PMMA (``cap_modulus_pa``) are added below and above the model over its whole footprint;
+optional layers of PMMA (``cap_modulus_pa``) are added below and above the model over its whole footprint and,
+with ``embed=True`` (default), cast onto the end surfaces: the void between each voxel column's outermost solid
+voxel and the bounding face is filled with cap material, as PMMA potting fills a wedged or concave endplate;
 the bottom face z = 0 is held (u_z = 0; with ``lateral="fixed"`` also u_x = u_y = 0, a bonded platen);
 the top face z = L is displaced by u_z = -strain L (and u_x = u_y = 0 when bonded). With
 ``lateral="free"`` (frictionless platens) only the rigid-body motions in the x-y plane are removed.
@@ -121,7 +123,9 @@ def compression_between_end_caps(
     with cap material, so a wedged, tilted or concave endplate is loaded over its whole surface. ``embed=False``
     keeps flat cap layers only (the platen then touches the highest points of the end surface and nothing else).
     """
-    return LoadCase("compression_between_end_caps", strain, lateral, cap_thickness_m, cap_modulus_pa, cap_nu, embed)
+    return LoadCase(
+        "compression_between_end_caps", strain, lateral, cap_thickness_m, cap_modulus_pa, cap_nu, embed
+    )
 
 
 @dataclass(frozen=True)
@@ -337,7 +341,7 @@ def solve_stiffness(
 
     E_pa: modulus per voxel (Pa), axes (right, anterior, superior); 0 = void. nu: scalar or per-voxel array.
     bone_mask: voxels the strength criterion counts (default: every solid voxel of the input).
-    backend: "gmg" (matrix-free geometric multigrid, ~260 B/voxel of arrays at 1e6), "amg" (assembled CSR +
+    backend: "gmg" (mixed-precision PCG + matrix-free geometric multigrid, ~150 B/voxel of arrays at 1e6), "amg" (assembled CSR +
     pyamg smoothed aggregation, ~12 kB/voxel at 1e6), "cupy" (gmg on a CUDA device) or "auto" (= "gmg").
     fields=False skips the element strain / von Mises / EES post-processing (then strength_n is unavailable).
     """
