@@ -152,7 +152,7 @@ def _permeability_kept(before, after, shell) -> bool:
     from ..model.vertebra import LABELS
 
     trab = LABELS["trabecular"]
-    same = (before.labels == trab) & (after.labels == trab)
+    same = (before.labels == trab) & (after.labels == trab) & (before.materials.permeability_m2 > 0)
     if shell is not None:
         same &= ~np.asarray(shell, dtype=bool)
     if not same.any():
