@@ -291,3 +291,14 @@ def test_material_maps_on_bundled_l1_stay_in_measured_ranges():
     assert VERTEBRAL_K_RANGE_M2[0] < k_mean < VERTEBRAL_K_RANGE_M2[1], k_mean
     e_median = float(np.median(m.E_pa[t]))
     assert 0.1e6 < e_median < 976e6, e_median  # vertebral trabecular E range of the 2021 review [V]
+
+
+def test_shell_holds_the_same_bone_at_every_voxel_size():
+    """The 0.35 mm cortex smeared over the labelled 1 mm shell: one layer at 1 mm, two at 0.5 mm, three at 0.33 mm;
+    bone per unit wall area (layers x h x BV/TV) = 0.35 mm at each size (the 0.5 mm model had 0.7 mm before)."""
+    from vertaug.model.materials import CORTEX_THICKNESS_M, shell_fraction
+
+    for h_mm, layers in ((1.0, 1), (0.5, 2), (1.0 / 3.0, 3), (0.75, 1)):
+        f = shell_fraction(CORTEX_THICKNESS_M, h_mm * 1e-3)
+        assert layers * h_mm * 1e-3 * f == pytest.approx(CORTEX_THICKNESS_M, rel=1e-12)
+    assert shell_fraction(2e-3, 1e-3) == 1.0  # a shell thicker than its labels fills them

@@ -35,6 +35,7 @@ __all__ = [
     "DENSITY_LAWS",
     "LABELS",
     "MODULUS_LAWS",
+    "SHELL_LABEL_THICKNESS_M",
     "BoneProperties",
     "Calibration",
     "MaterialMaps",
@@ -108,6 +109,10 @@ TISSUE_YIELD_TENSION_PA = 83e6  # Bayraktar 2004 tissue yield stress in tension 
 # (Silva, Wang, Keaveny & Hayes 1994 Bone 15:409) [V]
 CORTEX_THICKNESS_M = 0.35e-3
 ENDPLATE_THICKNESS_M = 0.35e-3
+#: Thickness of the labelled shell (cortex / endplate labels) of the voxel models: vertebra.SHELL_MM and the phantom's
+#: cortex_mm. The bone of the thin shell above is smeared over the labelled layers: floor(1 mm / h) layers of voxel
+#: size h (one at 1 mm, two at 0.5 mm), so the shell holds the same bone at every voxel size.
+SHELL_LABEL_THICKNESS_M = 1.0e-3
 # Numerical guard of the HU chain (not physics; documented in docs/materials.md): a trabecular voxel keeps at
 # least this much bone so its modulus and yield are positive, and at most fully dense tissue.
 BVTV_FLOOR = 0.02
@@ -411,11 +416,15 @@ def compacted_bvtv(bvtv_before, volume_ratio) -> np.ndarray:
     return np.minimum(b * r, 1.0)
 
 
-def shell_fraction(thickness_m: float, voxel_size_m: float) -> float:
-    """Volume fraction of a voxel of edge ``voxel_size_m`` filled by a shell of ``thickness_m`` [D]: min(1, t/h)."""
+def shell_fraction(thickness_m: float, voxel_size_m: float,
+                   label_thickness_m: float = SHELL_LABEL_THICKNESS_M) -> float:
+    """Volume fraction of each shell voxel (edge ``voxel_size_m``) when a shell of ``thickness_m`` is smeared over
+    the labelled shell of ``label_thickness_m``: n = max(1, floor(label / h)) voxel layers, min(1, t / (n h)) [D]."""
     t = float(_checked("thickness_m", thickness_m, 1e-6, 0.01, "m"))
     h = float(_checked("voxel_size_m", voxel_size_m, 1e-5, 0.01, "m"))
-    return min(1.0, t / h)
+    lt = float(_checked("label_thickness_m", label_thickness_m, 1e-5, 0.01, "m"))
+    layers = max(1, int(np.floor(lt / h + 1e-6)))
+    return min(1.0, t / (layers * h))
 
 
 @dataclass(frozen=True)
@@ -497,11 +506,13 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
                   modulus_law: str = "morgan2003", *, density_law: str = DEFAULT_DENSITY_LAW,
                   voxel_size_m: float = 1.0e-3,
                   anisotropy_ratio: float = ANISOTROPY_K_LONG_OVER_TRANS,
-                  tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3) -> MaterialMaps:
+                  tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3,
+                  shell_label_thickness_m: float = SHELL_LABEL_THICKNESS_M) -> MaterialMaps:
     """Material fields of a labelled CT grid (labels of DESIGN.md; see docs/materials.md, "Per label").
 
     - 1 trabecular: the HU chain (BMD -> rho_app -> BV/TV -> k, E, yield), BV/TV kept in [0.02, 1].
-    - 2 cortex, 3 endplate: a bone-tissue shell of cited thickness smeared over the voxel: BV/TV = t/h,
+    - 2 cortex, 3 endplate: a bone-tissue shell of cited thickness t smeared over the labelled shell
+      (``shell_label_thickness_m``, floor(label / h) >= 1 voxel layers): BV/TV = t / (layers h),
       E = BV/TV * 18 GPa, yield = BV/TV * 134 MPa (Bayraktar 2004 tissue values), impermeable (k = 0).
     - 5 basivertebral vein, 6 segmental vein exit: open channel filling the voxel, k = (h/2)^2 / 8 (Poiseuille
       tube of radius h/2) [D]; 7 cleft/defect: open gap of width h, k = h^2 / 12 (cubic law) [D]. Fluid: E = 0.
@@ -538,7 +549,7 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
                                                                 tissue_density_kg_m3)
     for name, thickness in (("cortex", CORTEX_THICKNESS_M), ("endplate", ENDPLATE_THICKNESS_M)):
         m = labels == LABELS[name]
-        f = shell_fraction(thickness, h)
+        f = shell_fraction(thickness, h, shell_label_thickness_m)
         bvtv[m] = f
         rho[m] = f * tissue_density_kg_m3
         e[m] = f * TISSUE_MODULUS_PA

@@ -39,7 +39,7 @@ from ..anatomy.levels import DISC_LABEL, label_table, normalize_level
 from ..anatomy.morphometry import LevelMorphometry, _body_mask, measure_volumes
 from ..anatomy.phantom import TISSUE
 from ..errors import EmptyMaskError, LevelNotFoundError, ParameterError, check_range
-from .materials import MaterialMaps, material_maps
+from .materials import SHELL_LABEL_THICKNESS_M, MaterialMaps, material_maps
 
 __all__ = ["Vertebra", "LABELS", "vertebra_from_ct", "vertebra_from_phantom", "label_counts"]
 
@@ -47,7 +47,7 @@ LABELS = TISSUE  # one table for the phantom and the model (DESIGN.md)
 LABEL_NAMES = {v: k for k, v in LABELS.items()}
 
 MARGIN_MM = 8.0
-SHELL_MM = 1.0
+SHELL_MM = SHELL_LABEL_THICKNESS_M * 1e3  # labelled shell; materials smear the thin cortex over it
 ENDPLATE_NORMAL_COS = np.cos(np.radians(45.0))
 CANAL_CLOSING_MM = 4.0
 CANAL_RADIUS_MM = 8.0
@@ -327,7 +327,8 @@ def vertebra_from_phantom(phantom, spacing_mm: float | None = None, modulus_law:
     a = np.array([0.0, 1.0, 0.0])
     body_m = (labels != 0) & (labels != LABELS["canal"]) & (labels != LABELS["disc"])
     lm = _landmarks(body_m, h, a)
-    mats = material_maps(hu, labels, voxel_size_m=s * 1e-3, modulus_law=modulus_law)
+    mats = material_maps(hu, labels, voxel_size_m=s * 1e-3, modulus_law=modulus_law,
+                         shell_label_thickness_m=phantom.spec.cortex_mm * 1e-3)
     return Vertebra(
         level=name, spacing_m=(s * 1e-3,) * 3, affine_mm=aff, hu=hu, labels=labels, posterior_mask=posterior,
         materials=mats, landmarks=lm, morphometry=morph, source=phantom.ct.source,

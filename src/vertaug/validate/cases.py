@@ -479,38 +479,27 @@ def run_belkoff_height(quick: bool) -> list[Measured]:
     ]
 
 
-CEMENT_FRACTION_MIN = 0.01  # below 1 % of a voxel the cement is left out of E (traces at the front; not load-bearing)
-
-
-def _voigt_modulus_pa(model, cement_fraction):
-    """E of a voxel holding a cement volume fraction phi_c: (1 - phi_c) E_bone + phi_c E_cement (Voigt bound)."""
-    from vertaug.physics.mechanics import CEMENT_MODULUS_PA
-
-    phi_c = np.clip(np.asarray(cement_fraction, dtype=float), 0.0, 1.0)
-    phi_c = np.where(phi_c >= CEMENT_FRACTION_MIN, phi_c, 0.0)
-    return (1.0 - phi_c) * np.asarray(model.E, dtype=float) + phi_c * CEMENT_MODULUS_PA
-
-
 def run_belkoff_mechanics(quick: bool) -> list[Measured]:
     """Belkoff 2001: strength and stiffness after KP and after VP vs the initial (intact) values of the same level.
 
     Scenario: the four states of ``belkoff_2001_height`` (intact phantom; fractured; KP and VP outcomes on the
-    fractured one). Modulus per voxel: the model's E (Morgan 2003; KP: model_after with the compacted shell and the
-    cavity), with the outcome's cement volume fraction mixed in by the Voigt rule E = (1 - phi_c) E_bone +
-    phi_c x 1937 MPa (mechanics.CEMENT_MODULUS_PA), phi_c < 1 % counted as no cement. Load: physics.mechanics.solve_stiffness with
-    compression_between_end_caps(cap_thickness_m=2 mm) (bonded PMMA caps, 1 % strain); strength by
-    mechanics.strength_n (Pistoia criterion over the bone voxels without cement). "Stronger" = strength after >
-    initial; "restores stiffness" = stiffness after >= 90 % of initial (the approx-spread rule).
+    fractured one). Modulus per voxel and the bone counted by the strength criterion: the pipeline's
+    :func:`vertaug.procedures.stiffness.state_modulus` (the model's E, Morgan 2003; KP: model_after with the
+    compacted shell and the cavity; cement mixed in by the Voigt rule E = E_bone + phi_c x 1937 MPa above 1 % of a
+    voxel; every bone voxel counted, cemented or not). Load: compression between 2 mm PMMA end caps cast onto the
+    endplates (mechanics.compression_between_end_caps, bonded, 1 % strain); strength by mechanics.strength_n
+    (Pistoia criterion). "Stronger" = strength after > initial; "restores stiffness" = stiffness after >= 90 % of
+    initial (the approx-spread rule).
     """
     from vertaug.physics import mechanics
+    from vertaug.procedures.stiffness import state_modulus
 
     intact, frac, kp, vp = _belkoff_states(quick)
     load = mechanics.compression_between_end_caps(cap_thickness_m=2e-3)
     out = {}
-    for name, model, phi_c in (("intact", intact, 0.0), ("fractured", frac, 0.0),
+    for name, model, phi_c in (("intact", intact, None), ("fractured", frac, None),
                                ("KP", kp.model_after, kp.cement_fraction), ("VP", vp.model_after, vp.cement_fraction)):
-        e = _voigt_modulus_pa(model, np.broadcast_to(phi_c, model.labels.shape))
-        bone = (np.asarray(model.E) > 0) & (np.broadcast_to(phi_c, model.labels.shape) < CEMENT_FRACTION_MIN)
+        e, bone = state_modulus(model, phi_c)
         r = mechanics.solve_stiffness(e, model.spacing_m, load_case=load, bone_mask=bone)
         out[name] = (r.stiffness_n_per_mm, mechanics.strength_n(r))
     s0, f0 = out["intact"]
@@ -519,8 +508,8 @@ def run_belkoff_mechanics(quick: bool) -> list[Measured]:
     for proc in ("KP", "VP"):
         stronger = out[proc][1] > f0
         why = "" if stronger else (
-            "; likely reason: the cement does not bridge the wedge, so the fractured bone beside it still sets the "
-            "strength (Pistoia: 2 % of bone voxels over 0.7 % strain)")
+            "; the strains concentrate in bone next to the cement and in the fractured bone it does not reach "
+            "(Pistoia: 2 % of bone voxels over 0.7 % strain)")
         res.append(Measured(f"{proc} stronger than initial", float(stronger),
                             f"strength {proc} / initial = {out[proc][1] / f0:.2f}; {summary}{why}"))
     for proc in ("KP", "VP"):
