@@ -105,8 +105,6 @@ def test_lower_permeability_raises_the_vp_bone_pressure():
     assert lo["leaked_ml"] > hi["leaked_ml"] >= 0.0  # the stiffer bone pushes more cement out of the defect
 
 
-@pytest.mark.xfail(strict=True, reason="balloon.treated_vertebra rebuilds k from the unscaled BV/TV law: the KP fill "
-                   "ignores permeability_scale (tasks.py, 'Known limit')")
 def test_lower_permeability_raises_the_kp_bone_pressure():
     lo = procedures_task(CASE, dict(SAMPLE, permeability_scale=0.5))[1]
     hi = procedures_task(CASE, dict(SAMPLE, permeability_scale=2.0))[1]

@@ -32,10 +32,9 @@ whether the model the cement was injected into kept the sampled trabecular perme
 untreated level under the same sampled materials and ``mechanics_s`` (wall time of the three FE solves together; voxel
 FE, procedures/stiffness.py).
 
-Known limit (2026-11-24): :func:`vertaug.physics.balloon.treated_vertebra` rebuilds the KP model's material maps from
-HU with the model's calibration but the unscaled k(BV/TV) law, so the KP fill does not see ``permeability_scale``
-(its rows are identical for any scale; ``permeability_scale_applied`` is False for KP whenever the scale is not 1).
-The BMD slope does reach KP (the calibration is kept).
+The permeability scale is part of the model's :class:`~vertaug.model.materials.MaterialMaps`
+(``permeability_scale``), so the treated KP model (rebuilt from HU by ``balloon.treated_vertebra``) keeps it;
+``permeability_scale_applied`` checks that on the untouched trabecular bone of each treated model.
 
 A procedure that fails raises (nothing is caught here): the runner records the task as one failed row and goes on.
 
@@ -75,7 +74,6 @@ def sampled_vertebra(vertebra, sample: dict):
     law of the voxel width) and impermeable labels stay at 0.
     """
     from ..model.materials import Calibration, material_maps
-    from ..model.vertebra import LABELS
 
     scale = float(sample["permeability_scale"])
     if not (math.isfinite(scale) and scale > 0):
@@ -84,12 +82,7 @@ def sampled_vertebra(vertebra, sample: dict):
     old = vertebra.materials
     cal = Calibration(0.0, float(sample["bmd_slope_mg_cm3_per_hu"]), source="cohort sample")
     mats = material_maps(vertebra.hu, vertebra.labels, calibration=cal, modulus_law=old.modulus_law,
-                         density_law=old.density_law, voxel_size_m=vertebra.spacing_m[0])
-    factor = np.where(vertebra.labels == LABELS["trabecular"], np.float32(scale), np.float32(1.0))
-    mats = replace(mats,
-                   permeability_m2=(mats.permeability_m2 * factor).astype(mats.permeability_m2.dtype),
-                   permeability_transverse_m2=(mats.permeability_transverse_m2 * factor).astype(
-                       mats.permeability_transverse_m2.dtype))
+                         density_law=old.density_law, voxel_size_m=vertebra.spacing_m[0], permeability_scale=scale)
     return replace(vertebra, materials=mats)
 
 
@@ -185,8 +178,7 @@ def _run_procedures(case, sample: dict, thermal: bool = False, mechanics: bool =
         kept = _permeability_kept(v, out.model_after, out.fields.get("compacted_shell"))
         rows[name]["permeability_scale_applied"] = kept
         if not kept:
-            lost = ("permeability_scale not applied: the treated model's permeability was rebuilt from the unscaled "
-                    "BV/TV law (physics/balloon.treated_vertebra)")
+            lost = "permeability_scale not applied: the treated model's trabecular permeability differs from the sample's"
             rows[name]["note"] = _clip_note("; ".join(filter(None, (lost, rows[name]["note"]))))
     outs = {"VP": vp, "KP": kp}
     if thermal:

@@ -53,6 +53,7 @@ __all__ = [
     "kg_m3_to_g_cm3",
     "kozeny_carman_permeability_m2",
     "material_maps",
+    "material_maps_like",
     "modulus_kopperdahl2002_pa",
     "modulus_morgan2003_pa",
     "mpa_to_pa",
@@ -490,6 +491,8 @@ class MaterialMaps:
     modulus_law: str = "morgan2003"
     density_law: str = DEFAULT_DENSITY_LAW
     calibration: Calibration = field(default_factory=lambda: DEFAULT_CALIBRATION)
+    #: factor on the trabecular permeability law (label 1; e.g. a cohort sample of Baroud 2004's scatter)
+    permeability_scale: float = 1.0
 
 
 def _trabecular_fields(bmd_mg_cm3: np.ndarray, modulus_law: str, density_law: str, tissue_density_kg_m3: float):
@@ -507,10 +510,12 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
                   voxel_size_m: float = 1.0e-3,
                   anisotropy_ratio: float = ANISOTROPY_K_LONG_OVER_TRANS,
                   tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3,
-                  shell_label_thickness_m: float = SHELL_LABEL_THICKNESS_M) -> MaterialMaps:
+                  shell_label_thickness_m: float = SHELL_LABEL_THICKNESS_M,
+                  permeability_scale: float = 1.0) -> MaterialMaps:
     """Material fields of a labelled CT grid (labels of DESIGN.md; see docs/materials.md, "Per label").
 
-    - 1 trabecular: the HU chain (BMD -> rho_app -> BV/TV -> k, E, yield), BV/TV kept in [0.02, 1].
+    - 1 trabecular: the HU chain (BMD -> rho_app -> BV/TV -> k, E, yield), BV/TV kept in [0.02, 1]; both
+      permeabilities times ``permeability_scale`` (1 by default; a cohort samples the measured scatter).
     - 2 cortex, 3 endplate: a bone-tissue shell of cited thickness t smeared over the labelled shell
       (``shell_label_thickness_m``, floor(label / h) >= 1 voxel layers): BV/TV = t / (layers h),
       E = BV/TV * 18 GPa, yield = BV/TV * 134 MPa (Bayraktar 2004 tissue values), impermeable (k = 0).
@@ -534,6 +539,7 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
                                 f"{sorted(set(np.unique(labels).tolist()) - set(LABELS.values()))}.",
                                 "use the label table of DESIGN.md (0 outside ... 8 disc).")
     h = float(_checked("voxel_size_m", voxel_size_m, 1e-5, 0.01, "m"))
+    k_scale = float(_checked("permeability_scale", permeability_scale, 1e-3, 1e3, "(-)"))
     _density_law(density_law)
     bmd = hu_to_bmd_mg_cm3(hu, calibration)
     shape = labels.shape
@@ -547,6 +553,8 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
     if np.any(m):
         rho[m], bvtv[m], k[m], e[m], sy[m] = _trabecular_fields(bmd[m], modulus_law, density_law,
                                                                 tissue_density_kg_m3)
+        if k_scale != 1.0:
+            k[m] *= np.float32(k_scale)
     for name, thickness in (("cortex", CORTEX_THICKNESS_M), ("endplate", ENDPLATE_THICKNESS_M)):
         m = labels == LABELS[name]
         f = shell_fraction(thickness, h, shell_label_thickness_m)
@@ -563,4 +571,12 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
     k_trans = k.copy()
     k_trans[trab] = transverse_permeability_m2(k[trab], anisotropy_ratio)
     return MaterialMaps(bmd.astype(np.float32), rho, bvtv, porosity, k, k_trans, e, sy, modulus_law, density_law,
-                        calibration)
+                        calibration, k_scale)
+
+
+def material_maps_like(materials: MaterialMaps, hu: np.ndarray, labels: np.ndarray,
+                       voxel_size_m: float) -> MaterialMaps:
+    """:func:`material_maps` of new labels / HU with the laws, calibration and permeability scale of ``materials``
+    (a treated model keeps the choices made for the untreated one)."""
+    return material_maps(hu, labels, materials.calibration, materials.modulus_law, density_law=materials.density_law,
+                         voxel_size_m=voxel_size_m, permeability_scale=materials.permeability_scale)

@@ -39,7 +39,7 @@ from ..anatomy.levels import DISC_LABEL, label_table, normalize_level
 from ..anatomy.morphometry import LevelMorphometry, _body_mask, measure_volumes
 from ..anatomy.phantom import TISSUE
 from ..errors import EmptyMaskError, LevelNotFoundError, ParameterError, check_range
-from .materials import SHELL_LABEL_THICKNESS_M, MaterialMaps, material_maps
+from .materials import SHELL_LABEL_THICKNESS_M, MaterialMaps, material_maps, material_maps_like
 
 __all__ = ["Vertebra", "LABELS", "vertebra_from_ct", "vertebra_from_phantom", "label_counts"]
 
@@ -131,7 +131,7 @@ class Vertebra:
     def with_labels(self, labels: np.ndarray, materials: MaterialMaps | None = None, **changes) -> "Vertebra":
         """A copy with new labels (and materials rebuilt from them unless given): the post-treatment model."""
         if materials is None:
-            materials = material_maps(self.hu, labels, voxel_size_m=self.spacing_m[0])
+            materials = material_maps_like(self.materials, self.hu, labels, self.spacing_m[0])
         return replace(self, labels=labels, materials=materials, **changes)
 
     def to_volume(self, data: np.ndarray) -> Volume:

@@ -92,7 +92,7 @@ from vertaug.model.materials import (
     bmd_from_apparent_density_mg_cm3,
     bmd_to_hu,
     compacted_bvtv,
-    material_maps,
+    material_maps_like,
 )
 
 __all__ = [
@@ -643,8 +643,7 @@ def treated_vertebra(vertebra, result: BalloonResult):
     """
     m0 = vertebra.materials
     labels = result.labels.copy()
-    mats = material_maps(result.hu, labels, m0.calibration, m0.modulus_law, density_law=m0.density_law,
-                         voxel_size_m=float(vertebra.spacing_m[0]))
+    mats = material_maps_like(m0, result.hu, labels, float(vertebra.spacing_m[0]))
     v = replace(vertebra, hu=result.hu, posterior_mask=result.posterior_mask)
     note = "kyphoplasty balloon: cavity labelled 7 (open void), compacted shell in label 1 with raised HU"
     v = v.with_labels(labels, materials=mats, morphometry=None, notes=(*vertebra.notes, note))
