@@ -183,12 +183,6 @@ def _project(shape, origin: np.ndarray, axis: np.ndarray) -> np.ndarray:
     return sum(((gi - o) * float(a)).astype(np.float32) for gi, o, a in zip(g, origin, axis))
 
 
-def _ball(radius_vox: float) -> np.ndarray:
-    r = max(1, int(np.floor(radius_vox)))
-    g = np.ogrid[-r:r + 1, -r:r + 1, -r:r + 1]
-    return (g[0] ** 2 + g[1] ** 2 + g[2] ** 2) <= max(radius_vox, 1.0) ** 2
-
-
 def _shell_labels(body: np.ndarray, height_axis: np.ndarray, spacing_mm: float) -> np.ndarray:
     """1 trabecular, 2 cortex, 3 endplate inside the body mask."""
     labels = np.zeros(body.shape, np.uint8)
