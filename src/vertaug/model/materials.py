@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vertaug.anatomy.phantom import TISSUE
 from vertaug.errors import GridMismatchError, InvalidValueError, ParameterError
 
 __all__ = [
@@ -70,19 +71,8 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------------------------------------------
-# Label table (DESIGN.md, Data model). Kept here as plain constants so this module has no import cycle with the
-# Vertebra model; vertebra.py should use the same numbers.
-LABELS = {
-    "outside": 0,
-    "trabecular": 1,
-    "cortex": 2,
-    "endplate": 3,
-    "canal": 4,
-    "basivertebral_vein": 5,
-    "segmental_vein": 6,
-    "cleft": 7,
-    "disc": 8,
-}
+# Label table (DESIGN.md, Data model): the one table of the phantom and the model (anatomy.phantom.TISSUE).
+LABELS = TISSUE
 
 # ---------------------------------------------------------------------------------------------------------------
 # Constants with their sources (tags as in /work/shared/reference: [V] seen, [C] code, [D] derived, [M] memory).
@@ -562,9 +552,9 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
         rho[m] = f * tissue_density_kg_m3
         e[m] = f * TISSUE_MODULUS_PA
         sy[m] = f * TISSUE_YIELD_COMPRESSION_PA
-    vein = (labels == LABELS["basivertebral_vein"]) | (labels == LABELS["segmental_vein"])
+    vein = (labels == LABELS["basivertebral"]) | (labels == LABELS["segmental"])
     k[vein] = (h / 2.0) ** 2 / 8.0
-    k[labels == LABELS["cleft"]] = h**2 / 12.0
+    k[labels == LABELS["defect"]] = h**2 / 12.0
 
     porosity = (1.0 - bvtv).astype(np.float32)
     trab = labels == LABELS["trabecular"]
