@@ -146,3 +146,18 @@ def test_workers_out_of_range_is_a_parameter_error(tmp_path):
     with pytest.raises(ParameterError, match="workers"):
         run_pipeline(ph.ct, ph.labels, "L1", tmp_path / "x", body=ph.body, workers=0)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_error_in_the_kp_worker_reaches_the_caller_and_leaves_no_report(tmp_path):
+    """Bad input that only the KP chain meets (more cement than the body's pore space), run in the second process:
+    the InputError comes back with its message and fix, the worker is stopped, and no report folder is left."""
+    from vertaug.errors import ParameterError
+
+    ph = make_phantom(fracture="wedge", grade=2)
+    out = tmp_path / "report"
+    with pytest.raises(ParameterError, match="pore space") as info:
+        run_pipeline(ph.ct, ph.labels, "L1", out, body=ph.body, vp=Vertebroplasty(volume_ml=2.0),
+                     kp=Kyphoplasty(balloon_ml=1.0, cement_ml=30.0), thermal=False, mechanics=False, workers=2)
+    assert info.value.fix  # the fix survived the trip between processes
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
