@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -49,6 +50,29 @@ def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Vol
         os.replace(p, final / p.name)
     out.rmdir()
     return {k: (final / v.name if isinstance(v, Path) else v) for k, v in written.items()}
+
+
+@contextmanager
+def _second_process(workers: int):
+    """A one-process spawn pool when ``workers >= 2`` (else None), started at once so that it imports the physics
+    while this process builds the model; terminated on the way out, whatever happens."""
+    if workers < 2:
+        yield None
+        return
+    import multiprocessing
+
+    pool = multiprocessing.get_context("spawn").Pool(1)
+    try:
+        pool.apply_async(_warm_up)
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _warm_up() -> None:
+    """Import the physics of the procedure chains (runs first in the second process, beside the model build)."""
+    from ..procedures import exotherm, kyphoplasty, stiffness, vertebroplasty  # noqa: F401
 
 
 def _procedure_chain(name: str, vertebra, spec, trajectories, thermal: bool, mechanics: bool, progress=None) -> dict:
@@ -138,7 +162,7 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
         return r
 
     t_start = time.perf_counter()
-    with Progress(console=console, transient=True) as progress:
+    with _second_process(workers) as pool, Progress(console=console, transient=True) as progress:
         task = progress.add_task("morphometry", total=stages)
         spine = timed("morphometry", measure_volumes, ct, seg, body, numbering)
         progress.update(task, advance=1, description=f"voxel model of {level} at {spacing_mm:g} mm")
@@ -149,13 +173,11 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
                         for a in {vp.approach, kp.approach}}
         progress.update(task, advance=1)
         say = lambda msg: progress.update(task, description=msg)
-        pool = kp_job = None
-        if workers >= 2:  # the KP chain in a second process, the VP chain and the pre-treatment state here
-            import multiprocessing
-
-            pool = multiprocessing.get_context("spawn").Pool(1)
+        kp_job = None
+        if pool is not None:  # the KP chain in the second process, the VP chain and the pre-treatment state here
             kp_job = pool.apply_async(_procedure_chain, ("KP", vertebra, kp, trajectories[kp.approach], thermal,
                                                          mechanics))
+        figs = {"patient": [], "vp": [], "kp": [], "both": []}
         try:
             chains = {"VP": _procedure_chain("VP", vertebra, vp, trajectories[vp.approach], thermal, mechanics, say)}
             progress.update(task, advance=1)
@@ -167,6 +189,11 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
                 timings["mechanics_pre-treatment"] = time.perf_counter() - t0
                 if note:
                     notes.append(note)
+            say("figures of the level and its model")  # while the KP chain may still run
+            written["figure"] = fg.sagittal_level_figure(ct, seg, spine, level, out / f"{level}_sagittal.png")
+            written["model_figure"] = fg.model_slices_figure(vertebra, out / f"{level}_model.png")
+            figs["patient"] += [(written["figure"], f"{level}: mid-sagittal CT with the three heights"),
+                                (written["model_figure"], f"{level}: voxel model (tissue labels over CT)")]
             if kp_job is not None:
                 say("kyphoplasty chain (second process): balloon, fill, exotherm, FE")
                 chains["KP"] = kp_job.get()
@@ -174,9 +201,8 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
             else:
                 chains["KP"] = _procedure_chain("KP", vertebra, kp, trajectories[kp.approach], thermal, mechanics, say)
         finally:
-            if pool is not None:
+            if pool is not None:  # the KP chain is done (or failed): free the second process now
                 pool.terminate()
-                pool.join()
         progress.update(task, advance=1 + int(thermal) + int(mechanics))
         for name, ch in chains.items():
             timings.update(ch["timings"])
@@ -205,11 +231,6 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
                     extra[name]["stiffness_n_per_mm"] = ch["state"]["stiffness_n_per_mm"]
                     extra[name]["strength_n"] = ch["state"]["strength_n"]
         progress.update(task, advance=1, description="figures")
-        figs = {"patient": [], "vp": [], "kp": [], "both": []}
-        written["figure"] = fg.sagittal_level_figure(ct, seg, spine, level, out / f"{level}_sagittal.png")
-        written["model_figure"] = fg.model_slices_figure(vertebra, out / f"{level}_model.png")
-        figs["patient"] += [(written["figure"], f"{level}: mid-sagittal CT with the three heights"),
-                            (written["model_figure"], f"{level}: voxel model (tissue labels over CT)")]
         for name, o in outcomes.items():
             p = fg.cement_slices_figure(o, out / f"cement_{name}.png", f"{name}")
             figs[name.lower()].append((p, f"{name}: cement after {o.metrics.get('injected_ml', 0):.1f} mL"))
