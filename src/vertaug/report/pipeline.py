@@ -153,7 +153,7 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
     timings: dict[str, float] = {}
     notes: list[str] = []
     written: dict[str, Path] = {}
-    stages = 6 + int(thermal) + int(mechanics) + int(fluoro)
+    stages = 7 + int(thermal) + int(mechanics) + int(fluoro)  # the progress.update(advance=...) calls below
 
     def timed(name, fn, *a, **k):
         t0 = time.perf_counter()
@@ -203,7 +203,7 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
         finally:
             if pool is not None:  # the KP chain is done (or failed): free the second process now
                 pool.terminate()
-        progress.update(task, advance=1 + int(thermal) + int(mechanics))
+        progress.update(task, advance=int(thermal) + int(mechanics))  # the KP chain, exotherms, FE states
         for name, ch in chains.items():
             timings.update(ch["timings"])
             notes.extend(ch["notes"])
