@@ -196,7 +196,11 @@ def balloon_figure(outcome, path: str | Path) -> Path:
     plt = _plt()
     s = outcome.series
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-    ax.plot(s["balloon_volume_ml"], np.asarray(s["balloon_pressure_pa"]) / 6894.757, "o-", color=COLORS["KP"])
+    psi = np.asarray(s["balloon_pressure_pa"]) / 6894.757
+    # each step's pressure is the yield of the bone crushed (or the lift pressure) in that step: it jumps from voxel to
+    # voxel; the running maximum is the pressure the inflation has had to reach so far (what the gauge shows)
+    ax.plot(s["balloon_volume_ml"], psi, ".", ms=3, color=COLORS["KP"], alpha=0.35, label="per step (crush / lift)")
+    ax.plot(s["balloon_volume_ml"], np.maximum.accumulate(psi), "-", color=COLORS["KP"], label="highest so far")
     ax.axhspan(175 - 37, 175 + 37, color="grey", alpha=0.2, label="clinical 175 +/- 37 psi")
     ax.set_xlabel("balloon volume, all balloons (mL)")
     ax.set_ylabel("balloon pressure (psi)")
