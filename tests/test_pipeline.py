@@ -55,6 +55,10 @@ def test_pipeline_on_grade2_wedge_phantom(grade2_run):
     cement = load_ct(written["nifti_cement_VP"])
     assert cement.shape == ph.ct.shape
     np.testing.assert_allclose(cement.affine_mm, ph.ct.affine_mm, atol=1e-6)
+    for tag in ("pre", "vp", "kp"):  # FE strain at the failure load, one overlay per state
+        strain = load_ct(written[f"nifti_strain_at_failure_pct_{tag}"])
+        np.testing.assert_allclose(strain.affine_mm, ph.ct.affine_mm, atol=1e-6)
+        assert 0.7 < strain.data.max() < 20.0
     tmax = load_ct(written["nifti_max_temperature_c_KP"])
     np.testing.assert_allclose(tmax.affine_mm, ph.ct.affine_mm, atol=1e-6)
     assert tmax.data.min() == pytest.approx(37.0, abs=0.5) and tmax.data.max() > 60.0

@@ -23,7 +23,7 @@ import numpy as np
 from ..model.materials import CEMENT_MODULUS_PA
 from ..physics import mechanics
 
-__all__ = ["state_modulus", "stiffness_states"]
+__all__ = ["state_mechanics", "state_modulus", "stiffness_states", "strain_at_failure_load"]
 
 BODY_LABELS = (1, 2, 3, 5, 6, 7)
 #: Cement below this volume fraction of a voxel is ignored (a trace at the front; it stiffens nothing, and moduli
@@ -46,13 +46,48 @@ def state_modulus(model, cement_fraction: np.ndarray | None = None) -> tuple[np.
     return e, bone
 
 
-def stiffness_states(before, outcomes: dict) -> dict[str, dict]:
-    """{"pre-treatment": {...}, "VP": {...}, "KP": {...}} with stiffness_n_per_mm and strength_n."""
-    states = {"pre-treatment": state_modulus(before)}
+def strain_at_failure_load(result: mechanics.MechanicsResult, shape: tuple) -> np.ndarray:
+    """Effective strain (%) of each bone voxel at the Pistoia failure load, on the input grid of ``shape``.
+
+    The solved case scaled to F_fail: strain = 0.7 % x EES / EES_98 (EES_98: the 98th percentile over the bone); the
+    voxels at or above 0.7 % are the 2 % of the bone that yields first. 0 outside the bone and where nothing was
+    solved (caps are cut away: element (i, j, cap_layers + k) of the solved model is voxel origin + (i, j, k)).
+    """
+    ees = np.asarray(result.effective_strain, dtype=np.float64)
+    bone = np.asarray(result.bone_mask, dtype=bool)
+    out = np.zeros(shape, np.float32)
+    if not bone.any():
+        return out
+    q = np.sort(ees[bone])[min(int(bone.sum()) - 1, int(bone.sum() * (1.0 - mechanics.PISTOIA_CRITICAL_VOLUME)))]
+    if not q > 0:
+        return out
+    pct = np.where(bone, 100.0 * mechanics.PISTOIA_CRITICAL_STRAIN * ees / q, 0.0)
+    c = result.cap_layers
+    pct = pct[:, :, c:pct.shape[2] - c] if c else pct
+    o = [int(v) for v in result.origin_index]
+    dst = tuple(slice(a, min(a + n, s)) for a, n, s in zip(o, pct.shape, shape))
+    src = tuple(slice(0, d.stop - d.start) for d in dst)
+    out[dst] = pct[src].astype(np.float32)
+    return out
+
+
+def state_mechanics(model, cement_fraction: np.ndarray | None = None, field: bool = True) -> dict:
+    """Stiffness (N/mm), strength (N), iterations, solve time and (``field``) the strain at the failure load (%) on
+    the model grid, of one state: the model and its cement (None: untreated)."""
+    e, bone = state_modulus(model, cement_fraction)
+    load = mechanics.compression_between_end_caps(cap_thickness_m=2e-3)
+    r = mechanics.solve_stiffness(e, model.spacing_m, load_case=load, bone_mask=bone)
+    out = {"stiffness_n_per_mm": r.stiffness_n_per_mm, "strength_n": mechanics.strength_n(r),
+           "iterations": r.iterations, "solve_time_s": r.solve_time_s}
+    if field:
+        out["strain_at_failure_pct"] = strain_at_failure_load(r, tuple(np.shape(model.labels)))
+    return out
+
+
+def stiffness_states(before, outcomes: dict, fields: bool = False) -> dict[str, dict]:
+    """{"pre-treatment": {...}, "VP": {...}, "KP": {...}}: :func:`state_mechanics` of each state."""
+    states = {"pre-treatment": state_mechanics(before, None, fields)}
     for name, out in outcomes.items():
         if out is not None:
-            states[name] = state_modulus(out.model_after, out.cement_fraction)
-    rows = mechanics.augmentation_table({k: v[0] for k, v in states.items()}, before.spacing_m,
-                                        bone_masks={k: v[1] for k, v in states.items()})
-    return {r.state: {"stiffness_n_per_mm": r.stiffness_n_per_mm, "strength_n": r.strength_n,
-                      "iterations": r.iterations, "solve_time_s": r.solve_time_s} for r in rows}
+            states[name] = state_mechanics(out.model_after, out.cement_fraction, fields)
+    return states

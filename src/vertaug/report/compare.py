@@ -334,8 +334,12 @@ LIMITATIONS = (
 
 
 def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, seg: Volume | None = None,
-                  figures: dict | None = None, exotherms: dict | None = None) -> dict[str, Path]:
-    """Write report.html, comparison.json and NIfTI overlays (when ``ct`` is given and the outcomes have fields)."""
+                  figures: dict | None = None, exotherms: dict | None = None,
+                  strain_fields: dict | None = None) -> dict[str, Path]:
+    """Write report.html, comparison.json and NIfTI overlays (when ``ct`` is given and the outcomes have fields).
+
+    ``strain_fields``: {state: effective strain at the failure load (%) on the model grid} (FE), written as
+    ``strain_at_failure_pct_<state>.nii.gz``."""
     from .html import evidence_groups, inline_png, render_report
 
     out = Path(out_dir)
@@ -345,7 +349,7 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
     written["json"] = out / "comparison.json"
     written["json"].write_text(json.dumps(data, indent=2))
     if ct is not None:
-        written.update(_write_overlays(c, ct, out, exotherms or {}))
+        written.update(_write_overlays(c, ct, out, exotherms or {}, strain_fields or {}))
     figs = {k: [{"src": inline_png(p), "caption": cap} for p, cap in v] for k, v in (figures or {}).items()}
     for key in ("patient", "vp", "kp", "both"):
         figs.setdefault(key, [])
@@ -389,9 +393,15 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
     return written
 
 
-def _write_overlays(c: Comparison, ct: Volume, out: Path, exotherms: dict) -> dict[str, Path]:
+def _write_overlays(c: Comparison, ct: Volume, out: Path, exotherms: dict, strain_fields: dict) -> dict[str, Path]:
     written = {}
     v = c.vertebra
+    for state, fld in strain_fields.items():
+        if fld is not None and np.shape(fld) == v.shape:
+            tag = "pre" if state == "pre-treatment" else state.lower()
+            arr = resample_to_ct(np.asarray(fld, np.float32), v.affine_mm, ct, order=1)
+            written[f"nifti_strain_at_failure_pct_{tag}"] = save_nifti(arr, ct.affine_mm,
+                                                                      out / f"strain_at_failure_pct_{tag}.nii.gz")
     written["nifti_labels"] = save_nifti(resample_to_ct(v.labels, v.affine_mm, ct, 0).astype(np.uint8), ct.affine_mm,
                                          out / "model_labels.nii.gz")
     for tag, outcome in (("VP", c.vp), ("KP", c.kp)):

@@ -227,6 +227,34 @@ def temperature_figure(exotherms: dict, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def failure_strain_figure(vertebra, strain_fields: dict, path: str | Path) -> Path:
+    """Mid-sagittal slice of each state: effective strain at the FE failure load (%) over the CT; the voxels at or
+    above 0.7 % (outlined) are the 2 % of the bone that yields first (Pistoia criterion)."""
+    plt = _plt()
+    names = [n for n, f in strain_fields.items() if f is not None]
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(2.9 * max(1, len(names)) + 0.8, 3.0), dpi=100,
+                             squeeze=False, layout="constrained")
+    i = int(round(vertebra.landmarks.centroid_ijk[0]))
+    s_mm = vertebra.spacing_m[0] * 1e3
+    im = None
+    for ax, name in zip(axes[0], names):
+        hu = np.asarray(vertebra.hu)[i].T
+        eps = np.asarray(strain_fields[name])[i].T
+        ext = (0, hu.shape[1] * s_mm, 0, hu.shape[0] * s_mm)
+        ax.imshow(hu, origin="lower", cmap="gray", vmin=-250, vmax=1000, extent=ext)
+        im = ax.imshow(np.ma.masked_where(eps <= 0, eps), origin="lower", cmap="viridis", vmin=0.0, vmax=0.7,
+                       alpha=0.9, extent=ext, interpolation="nearest")
+        if (eps >= 0.7).any():
+            ax.contour((eps >= 0.7).astype(float), [0.5], colors="r", linewidths=0.8, extent=ext, origin="lower")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("posterior -> anterior (mm)", fontsize=7)
+    axes[0][0].set_ylabel("inferior -> superior (mm)", fontsize=7)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="strain at failure load (%)")
+    fig.suptitle("Where the level yields first (mid-sagittal; red: the 2 % of bone over 0.7 %)", fontsize=8)
+    return _save(fig, path)
+
+
 def stiffness_figure(states: dict, path: str | Path) -> Path:
     plt = _plt()
     names = list(states)

@@ -114,25 +114,16 @@ def _procedure_chain(name: str, vertebra, spec, trajectories, thermal: bool, mec
 
 
 def _fe_state(vertebra, name: str, outcome=None) -> tuple[dict | None, str | None]:
-    """FE stiffness and strength of one state (``outcome`` None: the pre-treatment model), or a note why not."""
-    from ..procedures.stiffness import stiffness_states
+    """FE stiffness, strength and strain at the failure load of one state (``outcome`` None: the pre-treatment
+    model), or a note why not."""
+    from ..procedures.stiffness import state_mechanics
 
     try:
         if outcome is None:
-            return stiffness_states(vertebra, {})["pre-treatment"], None
-        return _one_state(vertebra, name, outcome), None
+            return state_mechanics(vertebra), None
+        return state_mechanics(outcome.model_after, outcome.cement_fraction), None
     except InputError as exc:
         return None, f"mechanics not computed for {name}: {exc}"
-
-
-def _one_state(vertebra, name: str, outcome) -> dict:
-    from ..physics import mechanics
-    from ..procedures.stiffness import state_modulus
-
-    e, bone = state_modulus(outcome.model_after, outcome.cement_fraction)
-    (row,) = mechanics.augmentation_table({name: e}, vertebra.spacing_m, bone_masks={name: bone})
-    return {"stiffness_n_per_mm": row.stiffness_n_per_mm, "strength_n": row.strength_n, "iterations": row.iterations,
-            "solve_time_s": row.solve_time_s}
 
 
 def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mechanics, fluoro, inputs, console,
@@ -222,14 +213,16 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
                 exotherms[name] = ex
                 extra[name].update(ex.metrics)
                 notes.extend(f"{name} exotherm: {n}" for n in ex.notes)
-        states = {}
+        states, strain_fields = {}, {}
         if mechanics and pre_state is not None:
-            states["pre-treatment"] = pre_state
-            for name, ch in chains.items():
-                if ch["state"] is not None:
-                    states[name] = ch["state"]
-                    extra[name]["stiffness_n_per_mm"] = ch["state"]["stiffness_n_per_mm"]
-                    extra[name]["strength_n"] = ch["state"]["strength_n"]
+            for name, st in (("pre-treatment", pre_state), *((n, ch["state"]) for n, ch in chains.items())):
+                if st is None:
+                    continue
+                strain_fields[name] = st.pop("strain_at_failure_pct", None)
+                states[name] = st
+                if name in extra:
+                    extra[name]["stiffness_n_per_mm"] = st["stiffness_n_per_mm"]
+                    extra[name]["strength_n"] = st["strength_n"]
         progress.update(task, advance=1, description="figures")
         for name, o in outcomes.items():
             p = fg.cement_slices_figure(o, out / f"cement_{name}.png", f"{name}")
@@ -244,6 +237,9 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
         if states:
             figs["both"].append((fg.stiffness_figure(states, out / "stiffness.png"),
                                  "Stiffness and strength before and after"))
+        if any(f is not None for f in strain_fields.values()):
+            figs["both"].append((fg.failure_strain_figure(vertebra, strain_fields, out / "failure_strain.png"),
+                                 "Strain at the FE failure load: where the level yields first, before and after"))
         if fluoro:
             progress.update(task, advance=1, description="fluoroscopy frames")
             written.update(_fluoro(ct, vertebra, outcomes, trajectories, vp, kp, out))
@@ -256,7 +252,8 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
         timings["all_stages_wall"] = time.perf_counter() - t_start  # with workers=2 the chains' times overlap
         comparison = compare(vertebra, spine, vp=vp_out, kp=kp_out, inputs=all_inputs, timings_s=timings,
                              extra_metrics=extra, states=states, notes=notes)
-        written.update(write_outputs(comparison, out, ct=ct, seg=seg, figures=figs, exotherms=exotherms))
+        written.update(write_outputs(comparison, out, ct=ct, seg=seg, figures=figs, exotherms=exotherms,
+                                     strain_fields=strain_fields))
         progress.update(task, advance=1)
     written["_comparison"] = comparison  # type: ignore[assignment]
     return written
