@@ -369,8 +369,7 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
         "version": __version__,
         "created": time.strftime("%Y-%m-%d %H:%M"),
         "disclaimer": DISCLAIMER,
-        "inputs": {k: (", ".join(f"{a}={b}" for a, b in vv.items()) if isinstance(vv, dict) else str(vv))
-                   for k, vv in c.inputs.items()},
+        "inputs": {k: _fmt_input(vv) for k, vv in c.inputs.items()},
         "morph_rows": spine_rows,
         "model_table": model_table,
         "figures": figs,
@@ -391,6 +390,17 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
     }
     written["html"] = render_report(context, out / "report.html")
     return written
+
+
+def _fmt_input(v) -> str:
+    """An input value for the report's table: floats to 4 significant digits, dicts as key=value, lists bracketed."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_fmt_input(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt_input(x) for x in v) + "]"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
 
 
 def _write_overlays(c: Comparison, ct: Volume, out: Path, exotherms: dict, strain_fields: dict) -> dict[str, Path]:
