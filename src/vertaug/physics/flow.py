@@ -367,9 +367,20 @@ def _saturation_step(S_old, dt, pv, up, dn, wf, out, src, mu_c, mu_m, active, p,
         # a cell may sit a hair above 1 where the pressure solve leaves a residual (rtol); the write-back is exact
         Sa = np.clip(Sa + delta, 0.0, 1.0 + 1e-8)
     else:
-        raise RuntimeError("saturation Newton iteration did not converge; reduce cfl.")
+        raise _SaturationNotConverged("saturation Newton iteration did not converge; reduce cfl.")
     S[a] = Sa
     return S
+
+
+class _SaturationNotConverged(RuntimeError):
+    """The implicit saturation step did not converge at this time step (inject halves the step and retries)."""
+
+
+#: Halvings of a time step whose saturation Newton iteration fails before inject gives up.
+MAX_STEP_HALVINGS = 8
+#: Largest saturation a cell outside the implicit set may receive in one step before the set is grown.
+ACTIVE_SET_TOL = 1e-3
+MAX_ACTIVE_GROWTHS = 200
 
 
 def inject(
@@ -493,11 +504,33 @@ def inject(
         else:
             dt *= float(np.clip(max_saturation_change / max(dS_last, 1e-12), 0.5, 2.0))
         dt = min(dt, max_dt_s, (vol_target - injected) / rate)
-        # cells that take part in the implicit solve: holding any cement, and two layers around them
+        # cells that take part in the implicit solve: holding any cement, and two layers around them; grown (two
+        # layers more around the cells concerned) while the solution would push more than ACTIVE_SET_TOL of a cell's
+        # pore volume into a cell outside it (whose update would then be explicit and unbounded: a long first step,
+        # cfl >> 1, can carry the front many cells)
         near = (S > 1e-12) | (src > 0)
         near = near | (adj @ near.astype(float) > 0)
         active = near | (adj @ near.astype(float) > 0)
-        S_new = _saturation_step(S, dt, g.pv, up, dn, w, out, src, mu_c, mu_m, active, p)
+        for _growth in range(MAX_ACTIVE_GROWTHS + 1):
+            for halving in range(MAX_STEP_HALVINGS + 1):
+                try:
+                    S_new = _saturation_step(S, dt, g.pv, up, dn, w, out, src, mu_c, mu_m, active, p)
+                    break
+                except _SaturationNotConverged:
+                    if halving == MAX_STEP_HALVINGS:
+                        raise RuntimeError(
+                            f"saturation step did not converge at step {step} even at dt = {dt:.3g} s; reduce cfl "
+                            "or max_saturation_change.") from None
+                    dt *= 0.5  # take half the step (same pressure field)
+            f_new = _frac(S_new, mu_c, mu_m)[0]
+            spill = ~active & (np.bincount(dn, f_new[up] * w, n) * dt > ACTIVE_SET_TOL * g.pv)
+            if not spill.any():
+                break
+            grow = active | spill
+            grow = grow | (adj @ grow.astype(float) > 0)
+            active = grow | (adj @ grow.astype(float) > 0)
+        else:
+            raise RuntimeError(f"the implicit saturation set kept growing at step {step}; reduce cfl.")
         # conservative write-back with the converged fractional flows
         fS = _frac(S_new, mu_c, mu_m)[0]
         fc = fS[up] * w
