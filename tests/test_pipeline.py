@@ -120,6 +120,26 @@ def test_compare_cli_bad_input_exits_with_one_line_and_no_report(tmp_path, examp
     assert res.exit_code == 2 and "volume_ml" in res.output and not out.exists()
 
 
+def test_compare_cli_numerical_failure_is_one_line(tmp_path, example, monkeypatch):
+    """A solver failure (RuntimeError, not bad input) exits 3 with one line; VERTAUG_TRACEBACK=1 shows the traceback."""
+    from typer.testing import CliRunner
+
+    import vertaug.report.pipeline as pipeline
+    from vertaug.cli import app
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("saturation step did not converge at step 2 even at dt = 0.003 s")
+
+    monkeypatch.setattr(pipeline, "run_pipeline", fails)
+    args = ["compare", str(example["ct"]), str(example["seg"]), "--level", "L1", "--out", str(tmp_path / "r")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 3 and "numerical failure" in res.output and "Traceback" not in res.output
+    assert "VERTAUG_TRACEBACK=1" in res.output
+    monkeypatch.setenv("VERTAUG_TRACEBACK", "1")
+    res = CliRunner().invoke(app, args)
+    assert isinstance(res.exception, RuntimeError)
+
+
 @pytest.mark.slow
 def test_two_workers_give_the_serial_results(tmp_path):
     """The KP chain in a second process (workers=2) gives the serial run's numbers (round-off: reductions in

@@ -36,6 +36,15 @@ def _fail(exc: InputError) -> None:
     raise typer.Exit(code=2)
 
 
+def _numerical_failure(exc: RuntimeError) -> None:
+    """A solver that did not converge (not bad input): one line and exit 3; VERTAUG_TRACEBACK=1 shows the traceback."""
+    if os.environ.get("VERTAUG_TRACEBACK"):
+        raise exc
+    err_console.print(f"[bold red]numerical failure:[/] {exc} Fix: not an input error; try --workers 1 or another "
+                      "--spacing, and report it with the output of VERTAUG_TRACEBACK=1.")
+    raise typer.Exit(code=3)
+
+
 @app.callback(invoke_without_command=True)
 def _main(
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
@@ -168,6 +177,8 @@ def compare(
                                console=console, workers=workers)
     except InputError as exc:
         _fail(exc)
+    except RuntimeError as exc:
+        _numerical_failure(exc)
     print_comparison(written.pop("_comparison"), console)
     console.print(f"[dim]{DISCLAIMER}[/]")
     console.print(f"report: [bold]{written['html']}[/] ({len(written)} files in {out})")
@@ -191,6 +202,8 @@ def demo(
                  workers=workers)
     except InputError as exc:
         _fail(exc)
+    except RuntimeError as exc:
+        _numerical_failure(exc)
 
 
 @app.command()
