@@ -54,8 +54,9 @@ __all__ = ["Kyphoplasty", "cement_viscosity_law", "fill_with_cement", "height_me
 DEFAULT_RATE_ML_S = 0.05  # 3 mL/min (Bou-Francis, reference/physics.md section 1) [V]
 DEFAULT_CFL = 10.0  # the flow solver's saturation step is implicit (stable at any CFL); see docs/kyphoplasty.md
 #: Largest saturation change per fill step (flow.inject; vertebroplasty keeps the solver's 0.3). Measured on the demo's
-#: L1 fill (2 x 2 mL cavity, 4.0 mL, 2026-11-24): 0.3 -> 172 steps, 1.557 mL in the cavity, 2720 cells > 50 % outside;
-#: 0.6 -> 90 steps, 1.535 mL, 2752 cells (-1.4 %, +1.2 %); 1.0 -> 40 steps, 1.495 mL, 2817 (-4.0 %, +3.6 %).
+#: L1 fill (2 x 2 mL cavity, 4.0 mL, 2026-11-24, with the grown implicit set of flow.inject): 0.3 -> 172 steps,
+#: 1.558 mL in the cavity, 2723 cells > 50 % outside; 0.6 -> 91 steps, 1.537 mL, 2751 cells (-1.3 %, +1.0 %);
+#: 1.0 -> 40 steps, 1.494 mL, 2819 cells (-4.1 %, +3.5 %).
 DEFAULT_MAX_SATURATION_CHANGE = 0.6
 
 
