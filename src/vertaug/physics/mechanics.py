@@ -63,6 +63,7 @@ __all__ = [
     "StateMechanics",
     "augmentation_table",
     "compression_between_end_caps",
+    "critical_effective_strain",
     "export_vtk",
     "solve_stiffness",
     "strength_n",
@@ -475,6 +476,13 @@ def strength_n(
     (1 - critical_volume) quantile of the energy-equivalent strain over ``result.bone_mask``.
     """
     check_range("critical_strain", critical_strain, 1e-5, 0.2)
+    q = critical_effective_strain(result, critical_volume)
+    return float(result.reaction_force_n * critical_strain / q)
+
+
+def critical_effective_strain(result: MechanicsResult, critical_volume: float = PISTOIA_CRITICAL_VOLUME) -> float:
+    """EES_q: the (1 - ``critical_volume``) quantile of the energy-equivalent strain over ``result.bone_mask`` (the
+    strain of the solved case that the Pistoia criterion scales to its critical strain)."""
     check_range("critical_volume", critical_volume, 1e-4, 0.5)
     if result.effective_strain.size == 0:
         raise ParameterError(
@@ -487,8 +495,7 @@ def strength_n(
             "No bone voxel in the load path for the strength criterion.",
             "pass a bone_mask that covers loaded bone.",
         )
-    q = ees[min(ees.size - 1, int(ees.size * (1.0 - critical_volume)))]
-    return float(result.reaction_force_n * critical_strain / q)
+    return float(ees[min(ees.size - 1, int(ees.size * (1.0 - critical_volume)))])
 
 
 def export_vtk(result: MechanicsResult, path) -> None:

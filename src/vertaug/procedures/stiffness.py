@@ -58,7 +58,7 @@ def strain_at_failure_load(result: mechanics.MechanicsResult, shape: tuple) -> n
     out = np.zeros(shape, np.float32)
     if not bone.any():
         return out
-    q = np.sort(ees[bone])[min(int(bone.sum()) - 1, int(bone.sum() * (1.0 - mechanics.PISTOIA_CRITICAL_VOLUME)))]
+    q = mechanics.critical_effective_strain(result)
     if not q > 0:
         return out
     pct = np.where(bone, 100.0 * mechanics.PISTOIA_CRITICAL_STRAIN * ees / q, 0.0)

@@ -108,6 +108,19 @@ def _save(fig, path) -> Path:
     return path
 
 
+def _plot_axes():
+    """Figure and axes of the report's small line and bar plots (5 x 3.2 in at 100 dpi)."""
+    return _plt().subplots(figsize=(5, 3.2), dpi=100)
+
+
+def _finish_plot(fig, ax, path, title: str, legend_fontsize: int = 8) -> Path:
+    """Title, legend, tight layout and save: the common end of the small plots."""
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=legend_fontsize)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def cement_slices_figure(outcome, path: str | Path, title: str) -> Path:
     """Mid-sagittal and axial slices through the cement centroid: CT, body outline, cement (and balloon cavity)."""
     plt = _plt()
@@ -148,8 +161,7 @@ LEAK_DISPLAY_MIN_ML = 1e-3
 
 
 def leakage_figure(outcomes: dict, path: str | Path) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    fig, ax = _plot_axes()
     x = np.arange(len(ROUTES))
     w = 0.38
     top = 0.0
@@ -167,15 +179,11 @@ def leakage_figure(outcomes: dict, path: str | Path) -> Path:
                 fontsize=9, color="0.3")
     ax.set_xticks(x, [f"{k}\n{v}" for k, v in ROUTES.items()], fontsize=8)
     ax.set_ylabel("cement leaked (mL)")
-    ax.set_title("Leakage by route (Yeom 2003 classes)", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish_plot(fig, ax, path, "Leakage by route (Yeom 2003 classes)")
 
 
 def pressure_volume_figure(outcomes: dict, path: str | Path) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    fig, ax = _plot_axes()
     for name, o in outcomes.items():
         s = o.series
         if "plunger_pressure_pa" in s:
@@ -186,16 +194,12 @@ def pressure_volume_figure(outcomes: dict, path: str | Path) -> Path:
     ax.set_xlabel("cement injected (mL)")
     ax.set_ylabel("pressure (MPa)")
     ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_title("Injection pressure vs volume", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish_plot(fig, ax, path, "Injection pressure vs volume", legend_fontsize=7)
 
 
 def balloon_figure(outcome, path: str | Path) -> Path:
-    plt = _plt()
     s = outcome.series
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    fig, ax = _plot_axes()
     psi = np.asarray(s["balloon_pressure_pa"]) / 6894.757
     # each step's pressure is the yield of the bone crushed (or the lift pressure) in that step: it jumps from voxel to
     # voxel; the running maximum is the pressure the inflation has had to reach so far (what the gauge shows)
@@ -204,15 +208,11 @@ def balloon_figure(outcome, path: str | Path) -> Path:
     ax.axhspan(175 - 37, 175 + 37, color="grey", alpha=0.2, label="clinical 175 +/- 37 psi")
     ax.set_xlabel("balloon volume, all balloons (mL)")
     ax.set_ylabel("balloon pressure (psi)")
-    ax.set_title("Kyphoplasty balloon pressure-volume", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish_plot(fig, ax, path, "Kyphoplasty balloon pressure-volume")
 
 
 def temperature_figure(exotherms: dict, path: str | Path) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    fig, ax = _plot_axes()
     styles = {"cement core": "-", "canal wall": "--", "cortex": ":"}
     for name, ex in exotherms.items():
         for probe, series in ex.probe_temperature_c.items():
@@ -221,10 +221,7 @@ def temperature_figure(exotherms: dict, path: str | Path) -> Path:
     ax.axhline(50, color="k", lw=0.6)
     ax.set_xlabel("time after injection (min)")
     ax.set_ylabel("temperature (C)")
-    ax.set_title("Cement exotherm (probe max over the probe region)", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish_plot(fig, ax, path, "Cement exotherm (probe max over the probe region)", legend_fontsize=7)
 
 
 def failure_strain_figure(vertebra, strain_fields: dict, path: str | Path) -> Path:
@@ -236,11 +233,11 @@ def failure_strain_figure(vertebra, strain_fields: dict, path: str | Path) -> Pa
                              squeeze=False, layout="constrained")
     i = int(round(vertebra.landmarks.centroid_ijk[0]))
     s_mm = vertebra.spacing_m[0] * 1e3
+    hu = np.asarray(vertebra.hu)[i].T
+    ext = (0, hu.shape[1] * s_mm, 0, hu.shape[0] * s_mm)
     im = None
     for ax, name in zip(axes[0], names):
-        hu = np.asarray(vertebra.hu)[i].T
         eps = np.asarray(strain_fields[name])[i].T
-        ext = (0, hu.shape[1] * s_mm, 0, hu.shape[0] * s_mm)
         ax.imshow(hu, origin="lower", cmap="gray", vmin=-250, vmax=1000, extent=ext)
         im = ax.imshow(np.ma.masked_where(eps <= 0, eps), origin="lower", cmap="viridis", vmin=0.0, vmax=0.7,
                        alpha=0.9, extent=ext, interpolation="nearest")

@@ -87,30 +87,31 @@ def _procedure_chain(name: str, vertebra, spec, trajectories, thermal: bool, mec
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     res: dict = {"timings": timings, "notes": [], "exotherm": None, "state": None}
-    t0 = time.perf_counter()
     if name == "VP":
         say(f"vertebroplasty: {spec.volume_ml:g} mL {spec.cement} cement")
-        res["outcome"] = run_vertebroplasty(vertebra, spec, trajectories=trajectories)
-        timings["vertebroplasty"] = time.perf_counter() - t0
+        res["outcome"] = _timed(timings, "vertebroplasty", run_vertebroplasty, vertebra, spec, trajectories=trajectories)
     else:
         say("kyphoplasty: balloon, cavity, fill")
-        res["outcome"] = run_kyphoplasty(vertebra, spec, trajectories=trajectories)
-        timings["kyphoplasty"] = time.perf_counter() - t0
+        res["outcome"] = _timed(timings, "kyphoplasty", run_kyphoplasty, vertebra, spec, trajectories=trajectories)
     if thermal:
         from ..procedures.exotherm import exotherm_after
 
         say(f"{name}: cement exotherm and thermal damage")
-        t0 = time.perf_counter()
-        res["exotherm"] = exotherm_after(res["outcome"])
-        timings[f"exotherm_{name}"] = time.perf_counter() - t0
+        res["exotherm"] = _timed(timings, f"exotherm_{name}", exotherm_after, res["outcome"])
     if mechanics:
         say(f"{name}: voxel FE stiffness and strength")
-        t0 = time.perf_counter()
-        res["state"], note = _fe_state(vertebra, name, res["outcome"])
-        timings[f"mechanics_{name}"] = time.perf_counter() - t0
+        res["state"], note = _timed(timings, f"mechanics_{name}", _fe_state, vertebra, name, res["outcome"])
         if note:
             res["notes"].append(note)
     return res
+
+
+def _timed(timings: dict, name: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, its wall time stored in ``timings[name]`` (s)."""
+    t0 = time.perf_counter()
+    result = fn(*args, **kwargs)
+    timings[name] = time.perf_counter() - t0
+    return result
 
 
 def _fe_state(vertebra, name: str, outcome=None) -> tuple[dict | None, str | None]:
@@ -147,10 +148,7 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
     stages = 7 + int(thermal) + int(mechanics) + int(fluoro)  # the progress.update(advance=...) calls below
 
     def timed(name, fn, *a, **k):
-        t0 = time.perf_counter()
-        r = fn(*a, **k)
-        timings[name] = time.perf_counter() - t0
-        return r
+        return _timed(timings, name, fn, *a, **k)
 
     t_start = time.perf_counter()
     with _second_process(workers) as pool, Progress(console=console, transient=True) as progress:
@@ -175,9 +173,7 @@ def _run(ct, seg, level, out, body, numbering, spacing_mm, vp, kp, thermal, mech
             pre_state = None
             if mechanics:
                 say("pre-treatment: voxel FE stiffness and strength")
-                t0 = time.perf_counter()
-                pre_state, note = _fe_state(vertebra, "pre-treatment")
-                timings["mechanics_pre-treatment"] = time.perf_counter() - t0
+                pre_state, note = timed("mechanics_pre-treatment", _fe_state, vertebra, "pre-treatment")
                 if note:
                     notes.append(note)
             say("figures of the level and its model")  # while the KP chain may still run

@@ -483,25 +483,22 @@ def run_belkoff_mechanics(quick: bool) -> list[Measured]:
     """Belkoff 2001: strength and stiffness after KP and after VP vs the initial (intact) values of the same level.
 
     Scenario: the four states of ``belkoff_2001_height`` (intact phantom; fractured; KP and VP outcomes on the
-    fractured one). Modulus per voxel and the bone counted by the strength criterion: the pipeline's
-    :func:`vertaug.procedures.stiffness.state_modulus` (the model's E, Morgan 2003; KP: model_after with the
+    fractured one). The pipeline's :func:`vertaug.procedures.stiffness.state_mechanics`: modulus per voxel and the
+    bone counted by the strength criterion from ``state_modulus`` (the model's E, Morgan 2003; KP: model_after with the
     compacted shell and the cavity; cement mixed in by the Voigt rule E = E_bone + phi_c x 1937 MPa above 1 % of a
     voxel; every bone voxel counted, cemented or not). Load: compression between 2 mm PMMA end caps cast onto the
     endplates (mechanics.compression_between_end_caps, bonded, 1 % strain); strength by mechanics.strength_n
     (Pistoia criterion). "Stronger" = strength after > initial; "restores stiffness" = stiffness after >= 90 % of
     initial (the approx-spread rule).
     """
-    from vertaug.physics import mechanics
-    from vertaug.procedures.stiffness import state_modulus
+    from vertaug.procedures.stiffness import state_mechanics
 
     intact, frac, kp, vp = _belkoff_states(quick)
-    load = mechanics.compression_between_end_caps(cap_thickness_m=2e-3)
     out = {}
     for name, model, phi_c in (("intact", intact, None), ("fractured", frac, None),
                                ("KP", kp.model_after, kp.cement_fraction), ("VP", vp.model_after, vp.cement_fraction)):
-        e, bone = state_modulus(model, phi_c)
-        r = mechanics.solve_stiffness(e, model.spacing_m, load_case=load, bone_mask=bone)
-        out[name] = (r.stiffness_n_per_mm, mechanics.strength_n(r))
+        st = state_mechanics(model, phi_c, field=False)
+        out[name] = (st["stiffness_n_per_mm"], st["strength_n"])
     s0, f0 = out["intact"]
     summary = ", ".join(f"{k} {v[0]:.0f} N/mm / {v[1]:.0f} N" for k, v in out.items())
     res = []
