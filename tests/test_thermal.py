@@ -243,6 +243,33 @@ def test_perfusion_sink_decay_is_exact():
     assert res.perfused_j == pytest.approx(-res.stored_j, rel=1e-9)
 
 
+def test_perfusion_sink_decay_is_exact_with_adaptive_steps():
+    """The same sink with adaptive steps (2.5 .. 40 s, one matrix per step size): backward Euler gives
+    T - 37 = 3 prod_i (1 + dt_i w rho_b c_b / rho c)^-1 exactly, whatever sizes the steps took."""
+    lab = np.zeros((3, 3, 3), np.uint8)
+    res = thermal.simulate_exotherm(lab, (1e-3,) * 3, np.zeros(lab.shape), 600.0, 2.5, film_w_m2k=0.0,
+                                    initial_temperature_c=40.0, probes={"c": (1, 1, 1)}, dt_max_s=40.0,
+                                    solver_rtol=1e-13)
+    tis = thermal.LABEL_THERMAL[0]
+    rate = tis.perfusion_1_s * thermal.BLOOD_RHO_C_J_M3K / tis.rho_c_j_m3k
+    steps = np.diff(res.t_s)
+    assert len(set(np.round(steps, 9))) >= 3 and res.t_s[-1] == pytest.approx(600.0, abs=1e-9)
+    expected = 37.0 + 3.0 * np.cumprod(1.0 / (1.0 + steps * rate))
+    np.testing.assert_allclose(res.probe_temperature_c["c"][1:], expected, rtol=0, atol=1e-9)
+
+
+def test_damage_step_is_exact_for_linear_heating():
+    """One 60 s step with T rising linearly from 44 to 50 C (above 43 C, R = 1/2): CEM43 = int 2^(T - 43) dt / 60
+    = (2^7 - 2^1) / (6 ln 2) = 30.30 minutes exactly; the log-mean rule reproduces it (the trapezoid on the step
+    ends gives 65 min, +114 %)."""
+    st = damage.DamageState.start(np.array([44.0]))
+    st.step(np.array([44.0]), np.array([50.0]), 60.0)
+    exact = (2.0**7 - 2.0**1) / (6.0 * np.log(2.0))
+    assert st.cem43_min[0] == pytest.approx(exact, rel=1e-12)
+    trapezoid = 0.5 * 60.0 * (2.0**1 + 2.0**7) / 60.0
+    assert trapezoid / exact - 1.0 == pytest.approx(1.145, abs=0.001)
+
+
 def test_face_conductances_are_harmonic_and_films_in_series():
     """Two voxels along R with k 0.3 and 0.6 W/mK, 1 x 2 x 4 mm: interior and outer-face conductances by hand."""
     k = np.array([0.3, 0.6]).reshape(2, 1, 1)
