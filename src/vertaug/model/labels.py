@@ -1,0 +1,70 @@
+"""The tissue label vocabulary of the voxel model: every label number and the groups the physics uses.
+
+This is the only module that spells a label number (``tests/test_labels.py`` scans the source for others). A voxel of
+the model carries one of these labels (uint8):
+
+====  ===================  ==================================================================================
+ 0    outside              soft tissue around the level (paraspinal muscle, fat): route C's far side
+ 1    trabecular           cancellous bone of the body: porous (cement flows), crushable by the balloon
+ 2    cortex               the body's lateral, anterior and posterior wall (0.35 mm shell smeared over 1 mm)
+ 3    endplate             the superior and inferior bony endplates
+ 4    canal                the spinal canal (epidural space and dura): route C's far side, thermal risk
+ 5    basivertebral        basivertebral foramen / vein: a venous exit to the epidural plexus (route B)
+ 6    segmental            segmental / nutrient vein exit through the anterolateral cortex (route S)
+ 7    defect               fracture cleft, cortical or endplate break, balloon cavity: open, porous
+ 8    disc                 intervertebral disc: route D's far side (through an endplate break)
+====  ===================  ==================================================================================
+
+Groups are tuples of label numbers (``np.isin(labels, GROUP)``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "OUTSIDE", "TRABECULAR", "CORTEX", "ENDPLATE", "CANAL", "BASIVERTEBRAL", "SEGMENTAL", "DEFECT", "DISC",
+    "LABELS", "LABEL_NAMES", "BODY", "SHELL", "POROUS", "VEINS", "INJECTABLE", "is_body",
+]
+
+OUTSIDE = 0
+TRABECULAR = 1
+CORTEX = 2
+ENDPLATE = 3
+CANAL = 4
+BASIVERTEBRAL = 5
+SEGMENTAL = 6
+DEFECT = 7
+DISC = 8
+
+#: name -> label number (the phantom and the CT model use the same table).
+LABELS: dict[str, int] = {
+    "outside": OUTSIDE,
+    "trabecular": TRABECULAR,
+    "cortex": CORTEX,
+    "endplate": ENDPLATE,
+    "canal": CANAL,
+    "basivertebral": BASIVERTEBRAL,
+    "segmental": SEGMENTAL,
+    "defect": DEFECT,
+    "disc": DISC,
+}
+#: label number -> name
+LABEL_NAMES: dict[int, str] = {v: k for k, v in LABELS.items()}
+
+#: The vertebral body: bone, its shell, the venous exits through it and its clefts (meshed by the FE, crushable
+#: region of the balloon, denominator of fill fractions).
+BODY = (TRABECULAR, CORTEX, ENDPLATE, BASIVERTEBRAL, SEGMENTAL, DEFECT)
+#: The bony shell of the body.
+SHELL = (CORTEX, ENDPLATE)
+#: Voxels the cement flows through as a porous medium (Darcy): trabecular bone and open clefts/defects.
+POROUS = (TRABECULAR, DEFECT)
+#: Venous exits (route B, route S).
+VEINS = (BASIVERTEBRAL, SEGMENTAL)
+#: Where a cannula tip may sit: the porous voxels and the shell it pierces.
+INJECTABLE = POROUS + SHELL
+
+
+def is_body(labels: np.ndarray) -> np.ndarray:
+    """Boolean mask of the vertebral body (:data:`BODY`)."""
+    return np.isin(labels, BODY)
