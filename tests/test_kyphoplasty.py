@@ -13,6 +13,7 @@ from vertaug.model.vertebra import vertebra_from_phantom
 from vertaug.physics import balloon as bl
 from vertaug.procedures.kyphoplasty import Kyphoplasty, fill_with_cement, run_kyphoplasty
 from vertaug.procedures.outcome import Outcome
+from vertaug.procedures.vertebroplasty import Vertebroplasty, run_vertebroplasty
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +47,12 @@ def test_outcome_contents_and_mass_balance(wedge, kp):
 
 def test_heights_before_inflated_after(kp):
     m = kp.metrics
-    assert m["height_anterior_mm_before"] == pytest.approx(18.0)
+    # phantom truth 16.875 mm; 2 mm voxels (model.heights samples the label mask at 0.5 mm along the level's axes)
+    assert m["height_anterior_mm_before"] == pytest.approx(16.875, abs=2.0)
     assert m["height_posterior_mm"] == pytest.approx(m["height_posterior_mm_before"])
-    # what comes out on this 2 mm phantom (not tuned): 6 of 8 mm, 75 % of the lost height, kept after deflation
+    # what comes out on this 2 mm phantom (not tuned): 6 of 7.75 mm, 77 % of the lost height, kept after deflation
     assert m["height_restored_mm_inflated"] == pytest.approx(6.0)
-    assert m["height_restored_pct_of_lost"] == pytest.approx(75.0)
+    assert m["height_restored_pct_of_lost"] == pytest.approx(77.4, abs=0.1)
     assert m["wedge_angle_deg"] < m["wedge_angle_deg_before"] - 5.0
     assert m["balloon_final_pressure_psi"] == pytest.approx(229.1, rel=1e-3)
 
@@ -62,7 +64,7 @@ def test_model_after_is_valid(wedge, kp):
     body_or_exit = v.body_mask
     assert np.all(body_or_exit[cement])  # no cement outside the body: leaks are counted, not placed on the grid
     assert not np.any(ndimage.binary_dilation(np.isin(v.labels, (0, 4, 8))) & kp.fields["balloon_cavity"])
-    assert "cement_fraction" in v.extra
+    assert "cement_fraction" not in v.extra  # the cement lives in the Outcome, not in a side channel of the model
 
 
 def test_vp_restores_no_height_and_kp_fills_at_lower_bone_pressure(wedge, kp):
@@ -71,6 +73,8 @@ def test_vp_restores_no_height_and_kp_fills_at_lower_bone_pressure(wedge, kp):
     assert vp.mass_balance_error.max() < 1e-6
     # the cement moves no voxel: VP leaves the labels (and so the heights) as they were
     assert bl.body_heights_mm(wedge.labels, wedge.spacing_m)["height_anterior_mm"] == pytest.approx(18.0)
+    vp_run = run_vertebroplasty(wedge, Vertebroplasty(volume_ml=1.0))
+    assert vp_run.heights.restored_mm == 0.0 and vp_run.heights.after == vp_run.heights.before
     # the open cavity takes the cement at a lower bone pressure than the intact bone (gauge, incl. 3.3 kPa venous)
     assert kp.metrics["max_injection_pressure_bone_pa"] < 0.9 * float(np.max(vp.tip_pressure_pa))
 

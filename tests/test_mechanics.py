@@ -360,7 +360,7 @@ def test_strain_at_failure_load_lies_on_the_model_grid():
 
     v = vertebra_from_phantom(make_phantom(fracture="wedge", grade=2))
     st = state_mechanics(v)
-    eps = st["strain_at_failure_pct"]
+    eps = st.strain_at_failure_pct
     bone = np.isin(v.labels, BODY_LABELS) & (v.E > 0)
     assert eps.shape == v.labels.shape
     assert np.count_nonzero(eps[~bone]) == 0

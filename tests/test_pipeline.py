@@ -19,7 +19,7 @@ def grade2_run(tmp_path_factory):
     ph = make_phantom(fracture="wedge", grade=2, cortical_defect=True)
     written = run_pipeline(ph.ct, ph.labels, "L1", out / "report", body=ph.body, vp=Vertebroplasty(volume_ml=6.0),
                            kp=Kyphoplasty(balloon_ml=3.0, cement_ml=6.0), thermal=True, mechanics=True, fluoro=False)
-    c = written.pop("_comparison")
+    c, written = written.comparison, written.paths
     return ph, written, c, out
 
 
@@ -150,7 +150,7 @@ def test_two_workers_give_the_serial_results(tmp_path):
         written = run_pipeline(ph.ct, ph.labels, "L1", tmp_path / f"w{workers}", body=ph.body, spacing_mm=1.0,
                                vp=Vertebroplasty(volume_ml=3.0), kp=Kyphoplasty(balloon_ml=1.5), thermal=True,
                                mechanics=True, fluoro=False, workers=workers)
-        runs[workers] = written.pop("_comparison")
+        runs[workers] = written.comparison
     serial, parallel = runs[1], runs[2]
     assert {"vertebroplasty", "kyphoplasty", "exotherm_KP", "mechanics_KP"} <= set(parallel.timings_s)
     for a, b in zip(serial.rows, parallel.rows):

@@ -171,7 +171,7 @@ def compare(
         ct_vol = load_ct(ct)
         seg_vol = load_labels(seg, ct_vol, "segmentation")
         body_vol = load_labels(body, ct_vol, "vertebrae_body segmentation") if body is not None else None
-        written = run_pipeline(ct_vol, seg_vol, level, out, body=body_vol, numbering=numbering, spacing_mm=spacing,
+        run = run_pipeline(ct_vol, seg_vol, level, out, body=body_vol, numbering=numbering, spacing_mm=spacing,
                                vp=vp, kp=kp, thermal=thermal, mechanics=mechanics, fluoro=fluoro,
                                inputs={"ct": str(ct), "seg": str(seg), "body": str(body) if body else None},
                                console=console, workers=workers)
@@ -179,9 +179,9 @@ def compare(
         _fail(exc)
     except RuntimeError as exc:
         _numerical_failure(exc)
-    print_comparison(written.pop("_comparison"), console)
+    print_comparison(run.comparison, console)
     console.print(f"[dim]{DISCLAIMER}[/]")
-    console.print(f"report: [bold]{written['html']}[/] ({len(written)} files in {out})")
+    console.print(f"report: [bold]{run.paths['html']}[/] ({len(run.paths)} files in {out})")
 
 
 @app.command()

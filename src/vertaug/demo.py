@@ -7,7 +7,6 @@ Writes into the output folder: ``report.html`` (self-contained), ``comparison.js
 from __future__ import annotations
 
 import io
-import time
 from importlib.resources import files
 from pathlib import Path
 
@@ -51,11 +50,11 @@ def run_demo(out: str | Path, console: Console | None = None, spacing_mm: float 
     ct = load_ct(paths["ct"])
     seg = load_labels(paths["seg"], ct, "segmentation")
     body = load_labels(paths["body"], ct, "vertebrae_body segmentation")
-    written = run_pipeline(ct, seg, DEMO_LEVEL, out, body=body, spacing_mm=spacing_mm, vp=Vertebroplasty(**DEMO_VP),
+    run = run_pipeline(ct, seg, DEMO_LEVEL, out, body=body, spacing_mm=spacing_mm, vp=Vertebroplasty(**DEMO_VP),
                            kp=Kyphoplasty(**DEMO_KP), thermal=thermal, mechanics=mechanics, fluoro=fluoro,
                            inputs={"ct": paths["ct"].name, "seg": paths["seg"].name, "body": paths["body"].name},
                            console=console, workers=workers)
-    comparison = written.pop("_comparison")
+    comparison, written = run.comparison, dict(run.paths)
     table = morphometry_table(comparison.spine, title=f"Morphometry of the bundled CT ({paths['ct'].name})")
     console.print(table)
     txt = Console(record=True, width=160, file=io.StringIO())

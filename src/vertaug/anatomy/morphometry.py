@@ -45,8 +45,10 @@ from .io import Volume, load_ct, load_labels
 from .levels import BODY_LABEL, LEVELS, in_genant_range, label_table, normalize_level
 
 __all__ = [
+    "BodyHeights",
     "LevelMorphometry",
     "SpineMorphometry",
+    "measure_body_heights",
     "measure_spine",
     "measure_volumes",
     "genant_from_heights",
@@ -346,17 +348,13 @@ def _measure_level(name, label, ct: Volume, body: np.ndarray, centroids, levels)
             name, label, f"body volume {volume_ml:.2f} mL is below {MIN_BODY_VOLUME_ML} mL: partial segmentation"
         )
     h = _height_axis(name, centroids, levels, body, ct.affine_mm)
-    a, lat = _frame(h)
-    centre = _centroid_mm(body, ct.affine_mm)
-    prof = _profiles(body, ct.affine_mm, centre, h, a, lat)
-    if prof is None:
+    a, _ = _frame(h)
+    bh = measure_body_heights(body, ct.affine_mm, h, a)
+    if bh is None:
         return _not_evaluable(name, label, "the body has no measurable mid-sagittal extent", volume_ml=volume_ml)
-    heights, tops, bottoms, ap_depth, width, d_ap = prof
-    ha, hm, hp = heights["anterior"], heights["middle"], heights["posterior"]
-    dist = (MEASUREMENT_POSITIONS["anterior"] - MEASUREMENT_POSITIONS["posterior"]) * ap_depth
-    top_slope = (tops["anterior"] - tops["posterior"]) / dist
-    bottom_slope = (bottoms["anterior"] - bottoms["posterior"]) / dist
-    wedge = math.degrees(math.atan(bottom_slope) - math.atan(top_slope))
+    centre = _centroid_mm(body, ct.affine_mm)
+    ha, hm, hp, wedge = bh.anterior_mm, bh.middle_mm, bh.posterior_mm, bh.wedge_angle_deg
+    ap_depth, width = bh.ap_depth_mm, bh.width_mm
     hu_mean, hu_median, n_core, core_note = _core_hu(ct, body)
     notes = [core_note] if core_note else []
     dens = density_class(hu_mean)
@@ -386,6 +384,47 @@ def _measure_level(name, label, ct: Volume, body: np.ndarray, centroids, levels)
         height_axis=tuple(float(v) for v in h),
         anterior_axis=tuple(float(v) for v in a),
     )
+
+
+@dataclass(frozen=True)
+class BodyHeights:
+    """Heights of one body along its own axes (mm), the wedge angle (deg, positive kyphotic), AP depth and width (mm)."""
+
+    anterior_mm: float
+    middle_mm: float
+    posterior_mm: float
+    wedge_angle_deg: float
+    ap_depth_mm: float
+    width_mm: float
+
+
+def measure_body_heights(body: np.ndarray, affine_mm: np.ndarray, height_axis, anterior_axis) -> BodyHeights | None:
+    """THE height measurement: anterior, middle and posterior heights and the wedge angle of a body mask.
+
+    ``height_axis`` and ``anterior_axis`` are unit vectors in the world (RAS+ mm) frame of ``affine_mm``; the anterior
+    axis is made orthogonal to the height axis. Method: steps 3 and 4 of the module docstring. The morphometry of a CT
+    and the heights of the voxel model before and after a procedure (:mod:`vertaug.model.heights`) both call this, so
+    that "before" and "after" are measured the same way along the same spine axis. None if the body has no measurable
+    mid-sagittal extent.
+    """
+    if not np.asarray(body).any():
+        return None
+    h = np.asarray(height_axis, float)
+    h = h / np.linalg.norm(h)
+    a = np.asarray(anterior_axis, float)
+    a = a - (a @ h) * h
+    a = a / np.linalg.norm(a)
+    lat = np.cross(h, a)
+    centre = _centroid_mm(body, affine_mm)
+    prof = _profiles(body, affine_mm, centre, h, a, lat)
+    if prof is None:
+        return None
+    heights, tops, bottoms, ap_depth, width, _ = prof
+    dist = (MEASUREMENT_POSITIONS["anterior"] - MEASUREMENT_POSITIONS["posterior"]) * ap_depth
+    top_slope = (tops["anterior"] - tops["posterior"]) / dist
+    bottom_slope = (bottoms["anterior"] - bottoms["posterior"]) / dist
+    wedge = math.degrees(math.atan(bottom_slope) - math.atan(top_slope))
+    return BodyHeights(heights["anterior"], heights["middle"], heights["posterior"], wedge, ap_depth, width)
 
 
 def _profiles(body, affine_mm, centre, h, a, lat):

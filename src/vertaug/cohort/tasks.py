@@ -23,7 +23,7 @@ Row columns (scalars, units in the names): ``injected_ml``, ``leaked_ml``, ``lea
 ``leak_fraction``, ``fill_fraction_of_body``, ``max_injection_pressure_pa`` (plunger), ``max_injection_pressure_bone_pa``
 (bone at the cannula tip, gauge), ``injection_time_s``, ``height_restored_mm`` (VP: 0.0, the cement moves no
 endplate in this model), ``height_anterior_mm`` and ``wedge_angle_deg`` after treatment (both procedures measured by
-:func:`~vertaug.procedures.kyphoplasty.height_metrics`), ``balloon_ml`` and ``balloon_final_pressure_pa`` (NaN for VP),
+:func:`vertaug.model.heights.height_change`), ``balloon_ml`` and ``balloon_final_pressure_pa`` (NaN for VP),
 ``n_cannulas``, ``procedure_s`` (wall time of this procedure's simulation, s), ``permeability_scale_applied`` (bool:
 whether the model the cement was injected into kept the sampled trabecular permeability; see below) and ``note``
 (the outcome's notes, at most ``NOTE_CHARS`` characters). :func:`compare_task` adds ``peak_temperature_c``,
@@ -40,14 +40,14 @@ A procedure that fails raises (nothing is caught here): the runner records the t
 
 Reproducibility: pyamg draws the start vectors of its spectral-radius estimates from numpy's global random state
 (pyamg.util.linalg.approximate_spectral_radius), which moved the leaked volume in the 12th digit between two runs of
-the same sample. The tasks run under numpy's global state seeded with ``RNG_SEED`` and restore the caller's state
-afterwards, so a sample gives bit-identical rows whatever ran before it on the worker.
+the same sample. The study chain (:mod:`vertaug.study`) runs each procedure under numpy's global state seeded with
+``GLOBAL_RNG_SEED`` and restores the caller's state afterwards, so a sample gives bit-identical rows whatever ran
+before it on the worker. The tasks call that chain (``run_study``); they only sample the inputs and flatten the rows.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -61,8 +61,6 @@ __all__ = ["CEMENT_OF_PRESET", "NOTE_CHARS", "compare_task", "procedure_specs", 
 CEMENT_OF_PRESET = {"low_viscosity": "low", "high_viscosity": "high"}
 #: Longest ``note`` kept in a row (characters).
 NOTE_CHARS = 300
-#: Seed of numpy's global random state while a task runs (module docstring, "Reproducibility").
-RNG_SEED = 0
 
 
 def sampled_vertebra(vertebra, sample: dict):
@@ -113,105 +111,84 @@ def _clip_note(note: str) -> str:
     return note if len(note) <= NOTE_CHARS else note[: NOTE_CHARS - 3] + "..."
 
 
-def _row(name: str, out, heights: dict, elapsed_s: float) -> dict:
-    m = out.metrics
-    leaked = m["leaked_ml_by_route"]
-    note = "; ".join(out.notes)
+#: the stage timer of each procedure's own simulation (vertaug.study.run_procedure)
+_PROCEDURE_STAGE = {"VP": "vertebroplasty", "KP": "kyphoplasty"}
+
+
+def _row(run, permeability_scale: float) -> dict:
+    """One row of a procedure run (columns in the module docstring)."""
+    out, name = run.outcome, run.name
+    inj = out.injection
+    kept = out.model_after.materials.permeability_scale == permeability_scale
+    lost = None if kept else ("permeability_scale not applied: the treated model's trabecular permeability differs "
+                              "from the sample's")
     row = {
         "procedure": name,
-        "injected_ml": m["injected_ml"],
-        "leaked_ml": m["leaked_ml"],
-        **{f"leaked_ml_{r}": float(leaked.get(r, 0.0)) for r in ROUTES},
-        "leak_fraction": m["leak_fraction"],
-        "fill_fraction_of_body": m["fill_fraction_of_body"],
-        "max_injection_pressure_pa": m["max_injection_pressure_pa"],
-        "max_injection_pressure_bone_pa": m["max_injection_pressure_bone_pa"],
-        "injection_time_s": m["injection_time_s"],
-        "height_restored_mm": m["height_restored_mm"],
-        "height_anterior_mm": heights["height_anterior_mm"],
-        "wedge_angle_deg": heights["wedge_angle_deg"],
+        "injected_ml": inj.injected_ml,
+        "leaked_ml": inj.leaked_ml,
+        **{f"leaked_ml_{r}": float(inj.leaked_ml_by_route.get(r, 0.0)) for r in ROUTES},
+        "leak_fraction": inj.leak_fraction,
+        "fill_fraction_of_body": inj.fill_fraction_of_body,
+        "max_injection_pressure_pa": inj.max_injection_pressure_pa,
+        "max_injection_pressure_bone_pa": inj.max_injection_pressure_bone_pa,
+        "injection_time_s": inj.injection_time_s,
+        "height_restored_mm": out.heights.restored_mm,
+        "height_anterior_mm": out.heights.after.anterior_mm,
+        "wedge_angle_deg": out.heights.after.wedge_angle_deg,
         "balloon_ml": out.inputs.get("balloon_ml") if name == "KP" else math.nan,
-        "balloon_final_pressure_pa": m.get("balloon_final_pressure_pa", math.nan),
+        "balloon_final_pressure_pa": out.balloon.balloon_final_pressure_pa if out.balloon is not None else math.nan,
         "n_cannulas": len(out.inputs.get("tips_ijk", ())),
-        "procedure_s": elapsed_s,
-        "note": _clip_note(note),
+        "procedure_s": run.timings_s[_PROCEDURE_STAGE[name]],
+        "permeability_scale_applied": kept,
+        "note": _clip_note("; ".join(filter(None, (lost, *out.notes, *run.notes)))),
     }
-    return {k: _plain(v) for k, v in row.items()}
+    if run.exotherm is not None:
+        ex = run.exotherm.metrics
+        row.update({"peak_temperature_c": ex.peak_temperature_c, "peak_temperature_canal_c": ex.peak_temperature_canal_c,
+                    "necrosis_volume_ml": ex.necrosis_volume_ml, "exotherm_s": run.timings_s[f"exotherm_{name}"]})
+    return row
+
+
+def _mechanics_columns(study) -> dict:
+    """FE columns of both rows: the treated state's and the untreated one's, and the three solves' wall time."""
+    pre = study.pre_mechanics
+    fe_s = sum(t for k, t in study.timings_s.items() if k.startswith("mechanics_"))
+    nan = math.nan
+    cols = {}
+    for name, run in study.runs.items():
+        st = run.mechanics
+        cols[name] = {"stiffness_n_per_mm": st.stiffness_n_per_mm if st else nan,
+                      "strength_n": st.strength_n if st else nan,
+                      "pre_stiffness_n_per_mm": pre.stiffness_n_per_mm if pre else nan,
+                      "pre_strength_n": pre.strength_n if pre else nan, "mechanics_s": fe_s}
+    return cols
 
 
 def _run_procedures(case, sample: dict, thermal: bool = False, mechanics: bool = False) -> list[dict]:
-    """VP and KP rows of one (case, sample); ``thermal`` adds the exotherm, ``mechanics`` the FE stiffness."""
-    import time
-
+    """VP and KP rows of one (case, sample) through the study chain; ``thermal`` adds the exotherm, ``mechanics``
+    the FE stiffness before and after."""
     from ..model.trajectory import plan_trajectories
-    from ..procedures.kyphoplasty import height_metrics, run_kyphoplasty
-    from ..procedures.vertebroplasty import run_vertebroplasty
+    from ..study import run_study
     from .run import case_vertebra
 
     v = sampled_vertebra(case_vertebra(case), sample)
     trajectories = plan_trajectories(v, approach="bipedicular")
     vp_spec, kp_spec = procedure_specs(sample, len(trajectories))
-    t0 = time.perf_counter()
-    vp = run_vertebroplasty(v, vp_spec, trajectories=trajectories)
-    t1 = time.perf_counter()
-    kp = run_kyphoplasty(v, kp_spec, trajectories=trajectories)
-    t2 = time.perf_counter()
-    vp_h = height_metrics(v.labels, vp.model_after.labels, v.spacing_m)
-    rows = {"VP": _row("VP", vp, vp_h, t1 - t0), "KP": _row("KP", kp, kp.metrics, t2 - t1)}
-    for name, out in (("VP", vp), ("KP", kp)):
-        kept = out.model_after.materials.permeability_scale == v.materials.permeability_scale
-        rows[name]["permeability_scale_applied"] = kept
-        if not kept:
-            lost = "permeability_scale not applied: the treated model's trabecular permeability differs from the sample's"
-            rows[name]["note"] = _clip_note("; ".join(filter(None, (lost, rows[name]["note"]))))
-    outs = {"VP": vp, "KP": kp}
-    if thermal:
-        from ..procedures.exotherm import exotherm_after
-
-        for name, out in outs.items():
-            t0 = time.perf_counter()
-            ex = exotherm_after(out)
-            r = rows[name]
-            r.update({k: float(ex.metrics[k]) for k in ("peak_temperature_c", "peak_temperature_canal_c",
-                                                        "necrosis_volume_ml")})
-            r["exotherm_s"] = time.perf_counter() - t0
-            if ex.notes:
-                r["note"] = _clip_note("; ".join(filter(None, (r["note"], *ex.notes))))
+    study = run_study(v, vp_spec, kp_spec, thermal=thermal, mechanics=mechanics, workers=1,
+                      trajectories={"bipedicular": trajectories})
+    scale = v.materials.permeability_scale
+    rows = {name: _row(run, scale) for name, run in study.runs.items()}
     if mechanics:
-        from ..procedures.stiffness import stiffness_states
-
-        t0 = time.perf_counter()
-        states = stiffness_states(v, outs)
-        fe_s = time.perf_counter() - t0
-        pre = states["pre-treatment"]
-        for name in outs:
-            rows[name].update({
-                "stiffness_n_per_mm": float(states[name]["stiffness_n_per_mm"]),
-                "strength_n": float(states[name]["strength_n"]),
-                "pre_stiffness_n_per_mm": float(pre["stiffness_n_per_mm"]),
-                "pre_strength_n": float(pre["strength_n"]),
-                "mechanics_s": fe_s,
-            })
-    return [rows["VP"], rows["KP"]]
-
-
-@contextmanager
-def _seeded_global_rng(seed: int = RNG_SEED):
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
+        for name, cols in _mechanics_columns(study).items():
+            rows[name].update(cols)
+    return [{k: _plain(v) for k, v in rows[name].items()} for name in ("VP", "KP")]
 
 
 def procedures_task(case, sample: dict) -> list[dict]:
     """VP and KP of one case under one sample: two rows (columns in the module docstring)."""
-    with _seeded_global_rng():
-        return _run_procedures(case, sample)
+    return _run_procedures(case, sample)
 
 
 def compare_task(case, sample: dict) -> list[dict]:
     """:func:`procedures_task` plus the cement exotherm and the FE stiffness/strength before and after."""
-    with _seeded_global_rng():
-        return _run_procedures(case, sample, thermal=True, mechanics=True)
+    return _run_procedures(case, sample, thermal=True, mechanics=True)

@@ -14,13 +14,13 @@ preheats the uncured core, which then releases its own heat (cement does not dif
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..physics import rheology, thermal
 
-__all__ = ["ExothermSummary", "exotherm_after"]
+__all__ = ["ExothermMetrics", "ExothermSummary", "exotherm_after"]
 
 #: Margin (mm) of tissue kept around the body for the thermal domain.
 MARGIN_MM = 10.0
@@ -37,9 +37,25 @@ SOLVER_RTOL = 1e-10
 THETA = 0.5
 
 
+@dataclass(frozen=True)
+class ExothermMetrics:
+    """Peaks, exposure and damage of one exotherm (C, s, mL; the energy balance error is relative)."""
+
+    peak_temperature_c: float
+    peak_temperature_endplate_c: float
+    peak_temperature_canal_c: float
+    time_above_50c_canal_s: float
+    necrosis_volume_ml: float
+    thermal_energy_balance_error: float
+    set_time_min: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
 @dataclass(frozen=True, eq=False)
 class ExothermSummary:
-    metrics: dict
+    metrics: ExothermMetrics
     max_temperature_c: np.ndarray  # on the full model grid (37 C outside the thermal domain)
     omega: np.ndarray
     t_s: np.ndarray
@@ -97,13 +113,13 @@ def exotherm_after(outcome, duration_s: float = DURATION_S, dt_s: float = DT_S,
     omega = np.zeros(labels.shape, dtype=np.float32)
     omega[box] = res.omega
     endplate = res.peak_by_label_c.get(3, float("nan"))
-    metrics = {
-        "peak_temperature_c": float(res.cement_peak_c),
-        "peak_temperature_endplate_c": float(endplate),
-        "peak_temperature_canal_c": float(res.canal_wall_peak_c),
-        "time_above_50c_canal_s": float(res.canal_wall_time_above_50c_s),
-        "necrosis_volume_ml": float(res.necrosis_volume_ml),
-        "thermal_energy_balance_error": float(res.energy_balance_error_rel),
-        "set_time_min": rheology.set_time_s(cement, 37.0) / 60.0,
-    }
+    metrics = ExothermMetrics(
+        peak_temperature_c=float(res.cement_peak_c),
+        peak_temperature_endplate_c=float(endplate),
+        peak_temperature_canal_c=float(res.canal_wall_peak_c),
+        time_above_50c_canal_s=float(res.canal_wall_time_above_50c_s),
+        necrosis_volume_ml=float(res.necrosis_volume_ml),
+        thermal_energy_balance_error=float(res.energy_balance_error_rel),
+        set_time_min=rheology.set_time_s(cement, 37.0) / 60.0,
+    )
     return ExothermSummary(metrics, tmax, omega, res.t_s, dict(res.probe_temperature_c), tuple(notes) + tuple(res.notes))

@@ -21,17 +21,16 @@ Timeline (each step one physics module):
    vertebroplasty, is 0.3): half the steps, with the cement in and around the cavity within 1.5 % (measured, see
    DEFAULT_MAX_SATURATION_CHANGE).
 
-Heights are measured on the voxel model by columns along the height axis (balloon.body_heights_mm: 15 / 50 / 85 %
-of the AP depth, +/- 3 mm of the mid-sagittal plane). Height restored, as a percentage of the height lost, uses the
-posterior height before treatment as the reference of the anterior (wedge) height (the Genant reference):
-``restored % = 100 (Ha_after - Ha_before) / (Hp_before - Ha_before)``; NaN with a note when less than one voxel
-was lost. The cement does not move the endplate in this model (no fluid-structure coupling): a vertebroplasty
+Heights before, inflated and after are measured by :func:`vertaug.model.heights.height_change` (the morphometry's
+function, along the level's spine axis; 15 / 50 / 85 % of the AP depth). Height restored, as a percentage of the height
+lost, uses the posterior height before treatment as the reference of the anterior (wedge) height (the Genant
+reference): ``restored % = 100 (Ha_after - Ha_before) / (Hp_before - Ha_before)``; NaN with a note when less than one
+voxel was lost. The cement does not move the endplate in this model (no fluid-structure coupling): a vertebroplasty
 restores no height here, and the filled cavity keeps the height reached after deflation.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -41,7 +40,8 @@ from vertaug.physics import balloon as bl
 from vertaug.physics import cannula
 from vertaug.physics.flow import ROUTES, inject
 from vertaug.physics.rheology import cement_preset
-from vertaug.procedures.outcome import Outcome, make_outcome
+from vertaug.model.heights import height_change, model_heights
+from vertaug.procedures.outcome import BalloonMetrics, Outcome, make_outcome
 from vertaug.procedures.vertebroplasty import (
     DEFAULT_CANNULA_LENGTH_MM,
     DEFAULT_START_S,
@@ -49,7 +49,7 @@ from vertaug.procedures.vertebroplasty import (
     injection_metrics,
 )
 
-__all__ = ["Kyphoplasty", "cement_viscosity_law", "fill_with_cement", "height_metrics", "run_kyphoplasty"]
+__all__ = ["Kyphoplasty", "cement_viscosity_law", "fill_with_cement", "run_kyphoplasty"]
 
 DEFAULT_RATE_ML_S = 0.05  # 3 mL/min (Bou-Francis, reference/physics.md section 1) [V]
 DEFAULT_CFL = 10.0  # the flow solver's saturation step is implicit (stable at any CFL); see docs/kyphoplasty.md
@@ -131,20 +131,6 @@ def fill_with_cement(model, tip_voxels, volume_ml: float, cement: str = "high", 
                   max_saturation_change=max_saturation_change)
 
 
-def height_metrics(labels_before, labels_after, spacing_m, suffix: str = "") -> dict:
-    """Heights after, restored mm and % of the lost anterior height (Genant reference: posterior height before)."""
-    hb = bl.body_heights_mm(labels_before, spacing_m)
-    ha = bl.body_heights_mm(labels_after, spacing_m)
-    lost = hb["height_posterior_mm"] - hb["height_anterior_mm"]
-    gain = ha["height_anterior_mm"] - hb["height_anterior_mm"]
-    vox_mm = float(spacing_m[2]) * 1e3
-    out = {f"{k}{suffix}": v for k, v in ha.items()}
-    out[f"height_restored_mm{suffix}"] = gain
-    out[f"height_restored_pct_of_lost{suffix}"] = 100.0 * gain / lost if lost >= vox_mm else math.nan
-    out[f"wedge_angle_deg{suffix}"] = bl.wedge_angle_deg(ha, labels_after, spacing_m)
-    return out
-
-
 def _tips(vertebra, spec: Kyphoplasty, trajectories):
     if trajectories is None:
         from vertaug.model.trajectory import plan_trajectories
@@ -172,37 +158,20 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
     inj = fill_with_cement(treated, tip_vox, cement_ml, spec.cement, spec.rate_ml_s, spec.start_time_s,
                            spec.temperature_c, spec.cfl, spec.max_saturation_change)
     cement_fraction = (inj.saturation * treated.phi).astype(np.float32)
-    extra = dict(treated.extra)
-    extra["cement_fraction"] = cement_fraction
-    from dataclasses import replace
-
-    model_after = replace(treated, extra=extra)
-
     fill_metrics, pressures = injection_metrics(inj, spec, cement_viscosity_law(spec.cement, spec.temperature_c),
                                                 vertebra.body_volume_ml)
     bone, dp_can, plunger = pressures["bone"], pressures["cannula"], pressures["plunger"]
-
-    sp = vertebra.spacing_m
-    lab0 = vertebra.labels
-    hb = bl.body_heights_mm(lab0, sp)
-    metrics = {f"{k}_before": v for k, v in hb.items()}
-    metrics["wedge_angle_deg_before"] = bl.wedge_angle_deg(hb, lab0, sp)
-    metrics.update(height_metrics(lab0, res.labels_inflated, sp, "_inflated"))
-    metrics.update(height_metrics(lab0, res.labels, sp))
-    if not np.isfinite(metrics["height_restored_pct_of_lost"]):
+    before = model_heights(vertebra)
+    heights = height_change(vertebra, res.labels, before)
+    if not np.isfinite(heights.restored_pct_of_lost):
         notes.append("less than one voxel of anterior height was lost: height restored % is not defined")
-    metrics.update({
-        "balloon_volume_ml": res.final_volume_ml,
-        "balloon_final_pressure_pa": res.final_pressure_pa,
-        "balloon_final_pressure_psi": res.final_pressure_pa / bl.PSI_PA,
-        "balloon_max_pressure_pa": float(res.pressure_pa.max()),
-        "cavity_volume_ml": cavity_ml,
-        "crushed_bone_tissue_ml": res.crushed_bone_m3 * 1e6,
-        "shell_mass_balance_error": res.mass_balance_error,
-        "endplate_lift_max_mm": float(res.lift_mm[-1]),
-        "deflation_recoil_mm": res.recoil_mm,
-        **fill_metrics,
-    })
+    balloon = BalloonMetrics(
+        balloon_volume_ml=res.final_volume_ml, balloon_final_pressure_pa=res.final_pressure_pa,
+        balloon_max_pressure_pa=float(res.pressure_pa.max()), cavity_volume_ml=cavity_ml,
+        crushed_bone_tissue_ml=res.crushed_bone_m3 * 1e6, shell_mass_balance_error=res.mass_balance_error,
+        endplate_lift_max_mm=float(res.lift_mm[-1]), deflation_recoil_mm=res.recoil_mm,
+        inflated=height_change(vertebra, res.labels_inflated, before),
+    )
     series = {
         "balloon_volume_ml": res.volume_ml, "balloon_pressure_pa": res.pressure_pa, "balloon_lift_mm": res.lift_mm,
         "balloon_contact_area_mm2": res.contact_area_mm2,
@@ -214,5 +183,5 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
     inputs = asdict(spec)
     inputs["n_balloons"] = len(trajectories)
     inputs["tips_ijk"] = [tuple(float(c) for c in t.tip_ijk) for t in trajectories]
-    return make_outcome("kyphoplasty", cement_fraction, inj.arrival_time_s, series, metrics, model_after,
-                        model_before=vertebra, fields=fields, inputs=inputs, notes=notes)
+    return make_outcome("kyphoplasty", cement_fraction, inj.arrival_time_s, series, fill_metrics, heights, treated,
+                        model_before=vertebra, balloon=balloon, fields=fields, inputs=inputs, notes=notes)

@@ -7,8 +7,9 @@ An Outcome holds
   kyphoplasty: the balloon cavity and the compacted shell);
 * time series in ``series``: name -> 1-D array, with the unit in the name (``t_s``, ``injected_ml``,
   ``leaked_ml_B`` ..., ``balloon_volume_ml``, ``balloon_pressure_pa``);
-* summary metrics in ``metrics``: name -> float (or a dict of floats for a value per route), units in the names
-  (``injected_ml``, ``leaked_ml_by_route``, ``height_anterior_mm`` ...);
+* summary metrics as typed fields with units in their names: ``injection`` (:class:`InjectionMetrics`), ``heights``
+  (:class:`vertaug.model.heights.HeightChange`, before and after, one measurement for both procedures) and, for a
+  kyphoplasty, ``balloon`` (:class:`BalloonMetrics`); ``metrics`` is their flat view for tables and JSON;
 * the model before and after treatment (``model_after`` is a valid :class:`vertaug.model.vertebra.Vertebra`);
 * ``notes``: plain sentences about what the model did or could not do (a measurement that cannot be made is a NaN
   metric plus a note, never an exception in the middle of a batch), and ``inputs`` (the procedure spec as a dict).
@@ -19,12 +20,64 @@ Both procedure modules build it with :func:`make_outcome`; nothing here is speci
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Outcome", "make_outcome"]
+from ..model.heights import HeightChange
+from ..physics.balloon import PSI_PA
+
+__all__ = ["BalloonMetrics", "InjectionMetrics", "Outcome", "make_outcome"]
+
+
+@dataclass(frozen=True)
+class InjectionMetrics:
+    """Summary of one cement injection (vertebroplasty, or the kyphoplasty fill). Pressures are gauge, in Pa."""
+
+    injected_ml: float
+    leaked_ml: float
+    leaked_ml_by_route: dict[str, float]
+    leak_fraction: float
+    fill_fraction_of_body: float
+    max_injection_pressure_pa: float
+    max_injection_pressure_cannula_pa: float
+    max_injection_pressure_bone_pa: float
+    cannula_share_of_pressure: float
+    cement_mass_balance_error_max: float
+    injection_time_s: float
+    n_cannulas: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["leaked_ml_by_route"] = dict(self.leaked_ml_by_route)
+        return d
+
+
+@dataclass(frozen=True)
+class BalloonMetrics:
+    """Summary of the kyphoplasty balloon: inflation, cavity, compaction, endplate lift and recoil."""
+
+    balloon_volume_ml: float
+    balloon_final_pressure_pa: float
+    balloon_max_pressure_pa: float
+    cavity_volume_ml: float
+    crushed_bone_tissue_ml: float
+    shell_mass_balance_error: float
+    endplate_lift_max_mm: float
+    deflation_recoil_mm: float
+    #: heights with the balloons inflated (before deflation)
+    inflated: HeightChange
+
+    @property
+    def balloon_final_pressure_psi(self) -> float:
+        return self.balloon_final_pressure_pa / PSI_PA
+
+    def to_dict(self) -> dict[str, float]:
+        d = {k: float(v) for k, v in asdict(self).items() if k != "inflated"}
+        d["balloon_final_pressure_psi"] = self.balloon_final_pressure_psi
+        d.update(self.inflated.to_dict("_inflated"))
+        return d
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,13 +88,24 @@ class Outcome:
     cement_fraction: np.ndarray
     arrival_time_s: np.ndarray
     series: dict[str, np.ndarray]
-    metrics: dict[str, Any]
+    injection: InjectionMetrics
+    heights: HeightChange
     model_after: Any
     model_before: Any = None
+    balloon: BalloonMetrics | None = None
     fields: dict[str, np.ndarray] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     version: str = ""
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Every summary metric as one flat dict (units in the names): injection, heights before and after, and for a
+        kyphoplasty the balloon's. A view for tables and JSON; the typed fields are the source."""
+        out = {**self.heights.before_dict(), **self.heights.to_dict(), **self.injection.to_dict()}
+        if self.balloon is not None:
+            out.update(self.balloon.to_dict())
+        return out
 
     def metric(self, name: str) -> Any:
         """One summary metric; NaN (not an error) if this procedure did not produce it."""
@@ -63,9 +127,9 @@ class Outcome:
                 "metrics": plain(self.metrics), "notes": list(self.notes)}
 
 
-def make_outcome(procedure: str, cement_fraction, arrival_time_s, series: dict, metrics: dict, model_after,
-                 model_before=None, fields: dict | None = None, inputs: dict | None = None,
-                 notes=()) -> Outcome:
+def make_outcome(procedure: str, cement_fraction, arrival_time_s, series: dict, injection: InjectionMetrics,
+                 heights: HeightChange, model_after, model_before=None, balloon: BalloonMetrics | None = None,
+                 fields: dict | None = None, inputs: dict | None = None, notes=()) -> Outcome:
     """Build an :class:`Outcome`, checking that every field lies on the grid of ``model_after``."""
     from vertaug import __version__
     from vertaug.errors import GridMismatchError
@@ -78,7 +142,7 @@ def make_outcome(procedure: str, cement_fraction, arrival_time_s, series: dict, 
                                     "compute every field on the treated model's grid.")
     return Outcome(
         procedure=procedure, cement_fraction=np.asarray(cement_fraction), arrival_time_s=np.asarray(arrival_time_s),
-        series={k: np.asarray(v) for k, v in series.items()}, metrics=dict(metrics), model_after=model_after,
-        model_before=model_before, fields=dict(fields or {}), inputs=dict(inputs or {}), notes=tuple(notes),
-        version=str(__version__),
+        series={k: np.asarray(v) for k, v in series.items()}, injection=injection, heights=heights,
+        model_after=model_after, model_before=model_before, balloon=balloon, fields=dict(fields or {}),
+        inputs=dict(inputs or {}), notes=tuple(notes), version=str(__version__),
     )

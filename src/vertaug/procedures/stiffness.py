@@ -18,12 +18,14 @@ load case.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..model.materials import CEMENT_MODULUS_PA
 from ..physics import mechanics
 
-__all__ = ["state_mechanics", "state_modulus", "stiffness_states", "strain_at_failure_load"]
+__all__ = ["MechanicsState", "state_mechanics", "state_modulus", "stiffness_states", "strain_at_failure_load"]
 
 BODY_LABELS = (1, 2, 3, 5, 6, 7)
 #: Cement below this volume fraction of a voxel is ignored (a trace at the front; it stiffens nothing, and moduli
@@ -71,20 +73,34 @@ def strain_at_failure_load(result: mechanics.MechanicsResult, shape: tuple) -> n
     return out
 
 
-def state_mechanics(model, cement_fraction: np.ndarray | None = None, field: bool = True) -> dict:
+@dataclass(frozen=True, eq=False)
+class MechanicsState:
+    """Voxel-FE result of one state of the level (untreated, or treated with its cement)."""
+
+    stiffness_n_per_mm: float
+    strength_n: float
+    iterations: int
+    solve_time_s: float
+    #: effective strain (%) at the Pistoia failure load on the model grid (None when not asked for)
+    strain_at_failure_pct: np.ndarray | None = None
+
+    def to_dict(self) -> dict[str, float]:
+        """The scalars (JSON)."""
+        return {"stiffness_n_per_mm": float(self.stiffness_n_per_mm), "strength_n": float(self.strength_n),
+                "iterations": int(self.iterations), "solve_time_s": float(self.solve_time_s)}
+
+
+def state_mechanics(model, cement_fraction: np.ndarray | None = None, field: bool = True) -> MechanicsState:
     """Stiffness (N/mm), strength (N), iterations, solve time and (``field``) the strain at the failure load (%) on
     the model grid, of one state: the model and its cement (None: untreated)."""
     e, bone = state_modulus(model, cement_fraction)
     load = mechanics.compression_between_end_caps(cap_thickness_m=2e-3)
     r = mechanics.solve_stiffness(e, model.spacing_m, load_case=load, bone_mask=bone)
-    out = {"stiffness_n_per_mm": r.stiffness_n_per_mm, "strength_n": mechanics.strength_n(r),
-           "iterations": r.iterations, "solve_time_s": r.solve_time_s}
-    if field:
-        out["strain_at_failure_pct"] = strain_at_failure_load(r, tuple(np.shape(model.labels)))
-    return out
+    strain = strain_at_failure_load(r, tuple(np.shape(model.labels))) if field else None
+    return MechanicsState(r.stiffness_n_per_mm, mechanics.strength_n(r), r.iterations, r.solve_time_s, strain)
 
 
-def stiffness_states(before, outcomes: dict, fields: bool = False) -> dict[str, dict]:
+def stiffness_states(before, outcomes: dict, fields: bool = False) -> dict[str, MechanicsState]:
     """{"pre-treatment": {...}, "VP": {...}, "KP": {...}}: :func:`state_mechanics` of each state."""
     states = {"pre-treatment": state_mechanics(before, None, fields)}
     for name, out in outcomes.items():

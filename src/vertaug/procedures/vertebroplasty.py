@@ -23,7 +23,7 @@ heights after = heights before.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -31,7 +31,8 @@ from vertaug.errors import ParameterError, check_range
 from vertaug.physics import cannula
 from vertaug.physics.flow import ROUTES, inject
 from vertaug.physics.rheology import KELVIN, cement_preset, cure_0d, viscosity_pa_s
-from vertaug.procedures.outcome import Outcome, make_outcome
+from vertaug.model.heights import height_change
+from vertaug.procedures.outcome import InjectionMetrics, Outcome, make_outcome
 
 __all__ = ["Vertebroplasty", "cannula_pressure_drop_series_pa", "injection_metrics", "run_vertebroplasty"]
 
@@ -98,7 +99,7 @@ def cannula_pressure_drop_series_pa(mu, t_s, flow_per_cannula_m3_s: float, lengt
     return out
 
 
-def injection_metrics(inj, spec, mu, body_ml: float) -> tuple[dict, dict]:
+def injection_metrics(inj, spec, mu, body_ml: float) -> tuple[InjectionMetrics, dict]:
     """Metrics of one injection (flow.InjectionResult) shared by vertebroplasty and the kyphoplasty fill, and the
     pressure series: bone pressure at the tip (largest over cannulas), cannula loss and plunger pressure (Pa).
 
@@ -112,19 +113,20 @@ def injection_metrics(inj, spec, mu, body_ml: float) -> tuple[dict, dict]:
     leaked = {x: float(inj.leaked_m3[x][-1] * 1e6) for x in ROUTES}
     injected = float(inj.injected_m3[-1] * 1e6)
     i_max = int(np.argmax(plunger[1:])) + 1 if plunger.size > 1 else 0
-    metrics = {
-        "injected_ml": injected,
-        "leaked_ml_by_route": leaked,
-        "leaked_ml": float(sum(leaked.values())),
-        "leak_fraction": float(sum(leaked.values())) / injected if injected > 0 else math.nan,
-        "fill_fraction_of_body": float(inj.in_bone_m3[-1] * 1e6) / body_ml,
-        "max_injection_pressure_pa": float(plunger[i_max]),
-        "max_injection_pressure_cannula_pa": float(dp_can[i_max]),
-        "max_injection_pressure_bone_pa": float(bone[i_max]),
-        "cannula_share_of_pressure": float(dp_can[i_max] / plunger[i_max]),
-        "cement_mass_balance_error_max": float(np.max(inj.mass_balance_error)),
-        "injection_time_s": float(inj.t_s[-1]),
-    }
+    metrics = InjectionMetrics(
+        injected_ml=injected,
+        leaked_ml=float(sum(leaked.values())),
+        leaked_ml_by_route=leaked,
+        leak_fraction=float(sum(leaked.values())) / injected if injected > 0 else math.nan,
+        fill_fraction_of_body=float(inj.in_bone_m3[-1] * 1e6) / body_ml,
+        max_injection_pressure_pa=float(plunger[i_max]),
+        max_injection_pressure_cannula_pa=float(dp_can[i_max]),
+        max_injection_pressure_bone_pa=float(bone[i_max]),
+        cannula_share_of_pressure=float(dp_can[i_max] / plunger[i_max]),
+        cement_mass_balance_error_max=float(np.max(inj.mass_balance_error)),
+        injection_time_s=float(inj.t_s[-1]),
+        n_cannulas=int(n_can),
+    )
     return metrics, {"bone": bone, "cannula": dp_can, "plunger": plunger}
 
 
@@ -147,15 +149,9 @@ def run_vertebroplasty(vertebra, spec: Vertebroplasty | None = None, trajectorie
                  stop_leak_m3=None if spec.stop_leak_ml is None else spec.stop_leak_ml * 1e-6)
     if inj.stop_reason != "volume reached":
         notes.append(f"injection stopped: {inj.stop_reason} after {inj.injected_m3[-1] * 1e6:.2f} mL")
-    n_can = inj.tip_pressure_pa.shape[1]
     metrics, pressures = injection_metrics(inj, spec, mu, vertebra.body_volume_ml)
     cement_fraction = (inj.saturation * vertebra.phi).astype(np.float32)
-    model_after = replace(vertebra, extra={**vertebra.extra, "cement_fraction": cement_fraction})
     bone, dp_can, plunger = pressures["bone"], pressures["cannula"], pressures["plunger"]
-    metrics.update({
-        "height_restored_mm": 0.0,
-        "n_cannulas": n_can,
-    })
     series = {
         "t_s": inj.t_s, "injected_ml": inj.injected_m3 * 1e6, "in_bone_ml": inj.in_bone_m3 * 1e6,
         "tip_pressure_pa": bone, "cannula_pressure_drop_pa": dp_can, "plunger_pressure_pa": plunger,
@@ -163,6 +159,8 @@ def run_vertebroplasty(vertebra, spec: Vertebroplasty | None = None, trajectorie
     }
     inputs = asdict(spec)
     inputs["tips_ijk"] = [tuple(float(c) for c in t.tip_ijk) for t in trajectories]
-    return make_outcome("vertebroplasty", cement_fraction, inj.arrival_time_s, series, metrics, model_after,
+    # the cement moves no bone in this model: the same labels, measured by the same function, before and after
+    heights = height_change(vertebra, vertebra.labels)
+    return make_outcome("vertebroplasty", cement_fraction, inj.arrival_time_s, series, metrics, heights, vertebra,
                         model_before=vertebra, fields={"cement_saturation": inj.saturation}, inputs=inputs,
                         notes=notes)

@@ -166,6 +166,7 @@ class Comparison:
     states: dict = field(default_factory=dict)  # mechanics: state -> {stiffness_n_per_mm, strength_n}
     notes: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)  # per procedure: metrics of later stages (exotherm, mechanics)
+    study: object | None = None  # the vertaug.study.Study compared (None for a comparison built by hand)
 
 
 def _outcome_metrics(outcome) -> dict:
@@ -179,31 +180,41 @@ def _outcome_metrics(outcome) -> dict:
     return {k: float(v) for k, v in m.items() if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)}
 
 
-def compare(vertebra: Vertebra, spine: SpineMorphometry, vp=None, kp=None, inputs: dict | None = None,
-            timings_s: dict | None = None, extra_metrics: dict | None = None, states: dict | None = None,
-            notes=()) -> Comparison:
-    """Assemble the comparison from the pre-treatment model and the two outcomes (either may be None).
+def _stage_metrics(run, states: dict) -> dict[str, float]:
+    """Metrics of the later stages of one procedure run: its exotherm, and its FE state when reported."""
+    m = run.exotherm.metrics.to_dict() if run.exotherm is not None else {}
+    st = states.get(run.name)
+    if st is not None:
+        m.update({"stiffness_n_per_mm": float(st.stiffness_n_per_mm), "strength_n": float(st.strength_n)})
+    return m
 
-    ``extra_metrics`` = {"VP": {...}, "KP": {...}}: metrics of later stages (exotherm, mechanics) merged in.
+
+def compare(study, spine: SpineMorphometry, inputs: dict | None = None, timings_s: dict | None = None,
+            states: dict | None = None, notes=()) -> Comparison:
+    """Assemble the comparison of a :class:`vertaug.study.Study` with the scan's morphometry.
+
+    ``states``: the FE states to report ({"pre-treatment": MechanicsState, "VP": ..., "KP": ...}); their stiffness and
+    strength join the procedures' rows. Exotherm metrics join them from the study's runs.
     """
+    states = dict(states or {})
+    vp, kp = study.vp.outcome, study.kp.outcome
+    extra = {name: _stage_metrics(run, states) for name, run in study.runs.items()}
     vp_m, kp_m = _outcome_metrics(vp), _outcome_metrics(kp)
-    extra = extra_metrics or {}
-    vp_m.update({k: float(v) for k, v in extra.get("VP", {}).items()})
-    kp_m.update({k: float(v) for k, v in extra.get("KP", {}).items()})
-    if vp is not None or kp is not None:
-        ev_vp, ev_kp = evidence_procedure_metrics()
-        vp_m = {**ev_vp, **vp_m} if vp is not None else vp_m
-        kp_m = {**ev_kp, **kp_m} if kp is not None else kp_m
-    rows = tuple(metric_rows(vp_m, kp_m)) if (vp_m or kp_m) else ()
+    vp_m.update({k: float(v) for k, v in extra["VP"].items()})
+    kp_m.update({k: float(v) for k, v in extra["KP"].items()})
+    ev_vp, ev_kp = evidence_procedure_metrics()
+    vp_m, kp_m = {**ev_vp, **vp_m}, {**ev_kp, **kp_m}
+    rows = tuple(metric_rows(vp_m, kp_m))
     sim = {}
     for tag, m in (("vp", vp_m), ("kp", kp_m)):
         for key in ("leaked_ml", "height_restored_mm", "injected_ml"):
             if key in m:
                 sim[f"{tag}_{key}"] = m[key]
-    level_m = spine[vertebra.level]
-    claims = tuple(check_claims(level_m.density_class, sim))
+    vertebra = study.pre
+    claims = tuple(check_claims(spine[vertebra.level].density_class, sim))
     return Comparison(vertebra.level, vertebra, spine, vp, kp, rows, claims, dict(inputs or {}), dict(timings_s or {}),
-                      dict(states or {}), tuple(notes), {k: dict(v) for k, v in extra.items()})
+                      {k: v.to_dict() for k, v in states.items()}, tuple(study.notes) + tuple(notes), extra,
+                      study=study)
 
 
 # ------------------------------------------------------------------------------------------------------- outputs
@@ -349,6 +360,8 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
     written["json"] = out / "comparison.json"
     written["json"].write_text(json.dumps(data, indent=2))
     if ct is not None:
+        if exotherms is None and c.study is not None:
+            exotherms = {n: r.exotherm for n, r in c.study.runs.items() if r.exotherm is not None}
         written.update(_write_overlays(c, ct, out, exotherms or {}, strain_fields or {}))
     figs = {k: [{"src": inline_png(p), "caption": cap} for p, cap in v] for k, v in (figures or {}).items()}
     for key in ("patient", "vp", "kp", "both"):

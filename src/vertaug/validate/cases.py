@@ -256,7 +256,7 @@ BENCH_TEMPERATURE_C = 23.0  # bench injection at room temperature (ASSUMED)
 def run_baroud_cannula(quick: bool) -> list[Measured]:
     """Delivery (plunger) pressure = cannula loss + bone pressure at the tip, at 4 cc/min (Baroud & Steffen 2005).
 
-    Scenario: procedures.vertebroplasty.run_vertebroplasty on the L1 phantom (intact, 80 HU; 2 mm voxels, 1.5 mm
+    Scenario: the study chain's vertaug.study.run_procedure (injection only) on the L1 phantom (intact, 80 HU; 2 mm voxels, 1.5 mm
     full) with Vertebroplasty(volume_ml=1.5, rate_ml_s=4/60, approach="unipedicular", cannula_gauge=11, cement="low",
     temperature_c=23, other fields default: start 210 s after mixing, cannula 120 mm). Share = the procedure's
     cannula_share_of_pressure metric (at the peak plunger pressure). Redesign: the proximal section (ASSUMED 80 of
@@ -268,16 +268,13 @@ def run_baroud_cannula(quick: bool) -> list[Measured]:
     from vertaug.model.vertebra import vertebra_from_phantom
     from vertaug.physics import cannula
     from vertaug.procedures.kyphoplasty import cement_viscosity_law
-    from vertaug.procedures.vertebroplasty import (
-        Vertebroplasty,
-        cannula_pressure_drop_series_pa,
-        run_vertebroplasty,
-    )
+    from vertaug.procedures.vertebroplasty import Vertebroplasty, cannula_pressure_drop_series_pa
+    from vertaug.study import run_procedure
 
     v = vertebra_from_phantom(make_phantom(level="L1", spacing_mm=2.0 if quick else 1.5))
     spec = Vertebroplasty(volume_ml=1.5, rate_ml_s=BAROUD_RATE_ML_S, approach="unipedicular", cannula_gauge=11,
                           cement="low", temperature_c=BENCH_TEMPERATURE_C)
-    out = run_vertebroplasty(v, spec)
+    out = run_procedure(v, spec, thermal=False, mechanics=False).outcome
     m = out.metrics
     share = m["cannula_share_of_pressure"]
     dp_conv, p_bone = m["max_injection_pressure_cannula_pa"], m["max_injection_pressure_bone_pa"]
@@ -435,18 +432,19 @@ BELKOFF_RESTORED_FRACTION = 1.0 - APPROX_REL_SPREAD  # "restored" = within the a
 
 @functools.lru_cache(maxsize=2)
 def _belkoff_states(quick: bool):
-    """(Cached: the height and mechanics cases share one run of each procedure.) Intact and grade-2 wedge L1 phantoms, and the KP and VP outcomes on the fractured one (procedure defaults)."""
+    """(Cached: the height and mechanics cases share one study.) The intact L1 phantom and its FE state, and the
+    study (vertaug.study.run_study, procedure defaults, no exotherm) of the grade-2 wedge fracture of the same level."""
     from vertaug.anatomy.phantom import make_phantom
     from vertaug.model.vertebra import vertebra_from_phantom
-    from vertaug.procedures.kyphoplasty import Kyphoplasty, run_kyphoplasty
-    from vertaug.procedures.vertebroplasty import Vertebroplasty, run_vertebroplasty
+    from vertaug.procedures.kyphoplasty import Kyphoplasty
+    from vertaug.procedures.vertebroplasty import Vertebroplasty
+    from vertaug.study import pre_treatment_mechanics, run_study
 
     s = 2.0 if quick else 1.0
     intact = vertebra_from_phantom(make_phantom(level="L1", spacing_mm=s))
     frac = vertebra_from_phantom(make_phantom(level="L1", fracture="wedge", grade=2, spacing_mm=s))
-    kp = run_kyphoplasty(frac, Kyphoplasty())
-    vp = run_vertebroplasty(frac, Vertebroplasty())
-    return intact, frac, kp, vp
+    study = run_study(frac, Vertebroplasty(), Kyphoplasty(), thermal=False, mechanics=True)
+    return pre_treatment_mechanics(intact), study
 
 
 def run_belkoff_height(quick: bool) -> list[Measured]:
@@ -457,15 +455,14 @@ def run_belkoff_height(quick: bool) -> list[Measured]:
     2 mm voxels (1 mm full); procedures.kyphoplasty.run_kyphoplasty(Kyphoplasty()) and
     procedures.vertebroplasty.run_vertebroplasty(Vertebroplasty()) with their defaults (bipedicular; KP 3 mL
     balloons, high-viscosity cement filling the cavity; VP 4 mL low-viscosity cement). Ours: the KP outcome's
-    height_restored_pct_of_lost; for VP procedures.kyphoplasty.height_metrics(before, after) on its model_after
+    heights.restored_pct_of_lost, for both measured by model.heights.height_change along the level's axes
     (% of the lost anterior height, the posterior height as the reference).
     """
-    from vertaug.procedures.kyphoplasty import height_metrics
-
-    _, frac, kp, vp = _belkoff_states(quick)
+    study = _belkoff_states(quick)[1]
+    kp, vp = study.kp.outcome, study.vp.outcome
     m = kp.metrics
-    kp_pct = float(m["height_restored_pct_of_lost"])
-    vp_pct = float(height_metrics(frac.labels, vp.model_after.labels, frac.spacing_m)["height_restored_pct_of_lost"])
+    kp_pct = float(kp.heights.restored_pct_of_lost)
+    vp_pct = float(vp.heights.restored_pct_of_lost)
     note = (f"anterior height {m['height_anterior_mm_before']:.1f} -> inflated {m['height_anterior_mm_inflated']:.1f}"
             f" -> after {m['height_anterior_mm']:.1f} mm; balloons {m['balloon_volume_ml']:.2f} mL at "
             f"{m['balloon_final_pressure_psi']:.0f} psi, lift {m['endplate_lift_max_mm']:.1f} mm")
@@ -491,14 +488,9 @@ def run_belkoff_mechanics(quick: bool) -> list[Measured]:
     (Pistoia criterion). "Stronger" = strength after > initial; "restores stiffness" = stiffness after >= 90 % of
     initial (the approx-spread rule).
     """
-    from vertaug.procedures.stiffness import state_mechanics
-
-    intact, frac, kp, vp = _belkoff_states(quick)
-    out = {}
-    for name, model, phi_c in (("intact", intact, None), ("fractured", frac, None),
-                               ("KP", kp.model_after, kp.cement_fraction), ("VP", vp.model_after, vp.cement_fraction)):
-        st = state_mechanics(model, phi_c, field=False)
-        out[name] = (st["stiffness_n_per_mm"], st["strength_n"])
+    intact, study = _belkoff_states(quick)
+    states = {"intact": intact, "fractured": study.pre_mechanics, "KP": study.kp.mechanics, "VP": study.vp.mechanics}
+    out = {name: (st.stiffness_n_per_mm, st.strength_n) for name, st in states.items()}
     s0, f0 = out["intact"]
     summary = ", ".join(f"{k} {v[0]:.0f} N/mm / {v[1]:.0f} N" for k, v in out.items())
     res = []

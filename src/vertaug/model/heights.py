@@ -1,0 +1,91 @@
+"""Heights and wedge angle of the modelled body before and after a procedure: one measurement, one spine axis.
+
+The voxel model's body (labels in :data:`vertaug.model.labels.BODY`) is measured by
+:func:`vertaug.anatomy.morphometry.measure_body_heights`, the function the CT morphometry uses, along the level's height
+and anterior axes from that morphometry (the spine axis through the neighbouring bodies; the world is not assumed to be
+aligned with the patient). A model without morphometry (or with NaN axes) uses its landmarks' axes.
+
+Height restored, as a share of the height lost, takes the posterior height before treatment as the reference of the
+anterior (wedge) height, as Genant's wedge deformity does:
+
+    restored mm = Ha_after - Ha_before,   restored % = 100 (Ha_after - Ha_before) / (Hp_before - Ha_before)
+
+(NaN when less than one voxel of height was lost).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..anatomy.morphometry import BodyHeights, measure_body_heights
+from .labels import is_body
+
+__all__ = ["BodyHeights", "HeightChange", "height_change", "model_axes", "model_heights"]
+
+_NAN_HEIGHTS = BodyHeights(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
+
+
+def model_axes(model) -> tuple[np.ndarray, np.ndarray]:
+    """(height axis, anterior axis) of a model, unit vectors in its world (RAS+ mm) frame."""
+    m = getattr(model, "morphometry", None)
+    if m is not None and np.all(np.isfinite(m.height_axis)) and np.all(np.isfinite(m.anterior_axis)):
+        return np.asarray(m.height_axis, float), np.asarray(m.anterior_axis, float)
+    rot = np.asarray(model.affine_mm, float)[:3, :3]
+    h = rot @ np.asarray(model.landmarks.height_axis, float)
+    a = rot @ np.asarray(model.landmarks.anterior_axis, float)
+    return h / np.linalg.norm(h), a / np.linalg.norm(a)
+
+
+def model_heights(model, labels: np.ndarray | None = None) -> BodyHeights:
+    """Heights of the body of ``labels`` (default: the model's own) on the model's grid, along the model's axes."""
+    lab = model.labels if labels is None else labels
+    h, a = model_axes(model)
+    out = measure_body_heights(is_body(lab), np.asarray(model.affine_mm, float), h, a)
+    return _NAN_HEIGHTS if out is None else out
+
+
+@dataclass(frozen=True)
+class HeightChange:
+    """The body's heights before and after a procedure, measured by the same function along the same axes."""
+
+    before: BodyHeights
+    after: BodyHeights
+    #: height spacing of the model (mm): less lost than this is no measurable loss
+    resolution_mm: float
+
+    @property
+    def restored_mm(self) -> float:
+        return self.after.anterior_mm - self.before.anterior_mm
+
+    @property
+    def lost_mm(self) -> float:
+        return self.before.posterior_mm - self.before.anterior_mm
+
+    @property
+    def restored_pct_of_lost(self) -> float:
+        lost = self.lost_mm
+        return 100.0 * self.restored_mm / lost if lost >= self.resolution_mm else math.nan
+
+    def to_dict(self, suffix: str = "") -> dict[str, float]:
+        """Flat metrics (units in the names) after the procedure, ``suffix`` appended to each key."""
+        a = self.after
+        d = {"height_anterior_mm": a.anterior_mm, "height_middle_mm": a.middle_mm,
+             "height_posterior_mm": a.posterior_mm, "wedge_angle_deg": a.wedge_angle_deg,
+             "height_restored_mm": self.restored_mm, "height_restored_pct_of_lost": self.restored_pct_of_lost}
+        return {f"{k}{suffix}": float(v) for k, v in d.items()}
+
+    def before_dict(self) -> dict[str, float]:
+        """Heights and wedge angle before the procedure (``*_before`` keys)."""
+        b = self.before
+        return {"height_anterior_mm_before": b.anterior_mm, "height_middle_mm_before": b.middle_mm,
+                "height_posterior_mm_before": b.posterior_mm, "wedge_angle_deg_before": b.wedge_angle_deg}
+
+
+def height_change(model_before, labels_after: np.ndarray, before: BodyHeights | None = None) -> HeightChange:
+    """Heights of ``model_before`` and of the same grid with ``labels_after`` (a treated model's labels)."""
+    before = before if before is not None else model_heights(model_before)
+    after = model_heights(model_before, labels_after)
+    return HeightChange(before, after, float(model_before.spacing_m[2]) * 1e3)

@@ -1,0 +1,238 @@
+"""The study chain: one level, both procedures, each followed by its exotherm and its voxel-FE state.
+
+This is the ONE place that chains the physics (``vertaug compare``/``demo``, the cohort tasks and the validation cases
+all call it)::
+
+    Vertebra (pre-treatment model)
+      +-- mechanics of the untreated level ------------------------------------------> Study.pre_mechanics
+      +-- run_procedure(model, Vertebroplasty)  : outcome -> exotherm -> FE state ---> Study.vp (ProcedureRun)
+      +-- run_procedure(model, Kyphoplasty)     : outcome -> exotherm -> FE state ---> Study.kp (ProcedureRun)
+
+A procedure is any frozen plan that :func:`procedure_runner` knows (a new procedure plugs in there). Every result is a
+frozen dataclass with its metrics as fields (units in the names); ``to_dict()`` gives JSON. A physics stage that cannot
+run on this model for a reason of the input (an :class:`~vertaug.errors.InputError`, e.g. no load path for the FE) is
+recorded as a note and the chain goes on; any other failure raises.
+
+``workers=2`` runs the kyphoplasty chain in a second (spawned) process while this one runs the vertebroplasty chain and
+the untreated FE state: the same results (each chain is deterministic and independent), in about the time of the
+longer chain on a machine with two free cores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, check_range
+
+__all__ = ["ProcedureRun", "Study", "procedure_runner", "run_procedure", "run_study", "stage_timer"]
+
+#: Seed of numpy's global random state while a chain runs: pyamg draws the start vectors of its spectral-radius
+#: estimates from it (pyamg.util.linalg.approximate_spectral_radius), which moved results in the 10th digit between
+#: two runs. Seeding it around each chain makes the same inputs give the same bytes, whatever ran before.
+GLOBAL_RNG_SEED = 0
+
+
+@contextmanager
+def stage_timer(timings_s: dict[str, float], name: str) -> Iterator[None]:
+    """``with stage_timer(timings, "model"): ...`` stores the block's wall time (s) in ``timings[name]``."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings_s[name] = time.perf_counter() - t0
+
+
+@contextmanager
+def seeded_global_rng(seed: int = GLOBAL_RNG_SEED) -> Iterator[None]:
+    """numpy's global random state seeded for the block, the caller's state restored after it."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+@dataclass(frozen=True, eq=False)
+class ProcedureRun:
+    """One procedure on one model: the plan, what it did (Outcome), its exotherm and its FE state (None if not run)."""
+
+    name: str  # "VP" or "KP"
+    plan: Any
+    outcome: Any  # procedures.outcome.Outcome
+    exotherm: Any = None  # procedures.exotherm.ExothermSummary
+    mechanics: Any = None  # procedures.stiffness.MechanicsState
+    timings_s: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def metrics(self) -> dict[str, float]:
+        """Every scalar metric of the run, flat, units in the names: outcome, exotherm, FE state."""
+        m = dict(self.outcome.metrics)
+        if self.exotherm is not None:
+            m.update(self.exotherm.metrics.to_dict())
+        if self.mechanics is not None:
+            m.update({"stiffness_n_per_mm": self.mechanics.stiffness_n_per_mm,
+                      "strength_n": self.mechanics.strength_n})
+        return m
+
+
+@dataclass(frozen=True, eq=False)
+class Study:
+    """Both procedures on the same pre-treatment model, with the untreated FE state."""
+
+    pre: Any  # model.vertebra.Vertebra
+    vp: ProcedureRun
+    kp: ProcedureRun
+    pre_mechanics: Any = None  # procedures.stiffness.MechanicsState
+    trajectories: dict = field(default_factory=dict)  # approach -> planned cannula paths
+    timings_s: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def runs(self) -> dict[str, ProcedureRun]:
+        return {"VP": self.vp, "KP": self.kp}
+
+    def mechanics_states(self) -> dict[str, Any]:
+        """{"pre-treatment": MechanicsState, "VP": ..., "KP": ...} for the states that were solved."""
+        states = {"pre-treatment": self.pre_mechanics, "VP": self.vp.mechanics, "KP": self.kp.mechanics}
+        return {k: v for k, v in states.items() if v is not None}
+
+
+def procedure_runner(plan) -> tuple[str, Callable]:
+    """(short name, ``run(model, plan, trajectories=...) -> Outcome``) of a plan: where a new procedure plugs in."""
+    from .procedures.kyphoplasty import Kyphoplasty, run_kyphoplasty
+    from .procedures.vertebroplasty import Vertebroplasty, run_vertebroplasty
+
+    if isinstance(plan, Vertebroplasty):
+        return "VP", run_vertebroplasty
+    if isinstance(plan, Kyphoplasty):
+        return "KP", run_kyphoplasty
+    raise TypeError(f"no procedure runs a plan of type {type(plan).__name__}")
+
+
+def _fe_state(model, cement_fraction, what: str, notes: list[str]):
+    """FE state of a model and its cement, or None and a note when the input gives the FE no load path."""
+    from .procedures.stiffness import state_mechanics
+
+    try:
+        return state_mechanics(model, cement_fraction)
+    except InputError as exc:
+        notes.append(f"mechanics not computed for {what}: {exc}")
+        return None
+
+
+def run_procedure(model, plan, trajectories=None, thermal: bool = True, mechanics: bool = True,
+                  progress: Callable[[str], None] | None = None) -> ProcedureRun:
+    """Run ``plan`` on ``model``, then (``thermal``) its exotherm and (``mechanics``) the FE state of the result.
+
+    Module-level and free of console objects so that it runs in a worker process (``progress``: a callable taking a
+    stage description, or None).
+    """
+    name, run = procedure_runner(plan)
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    with seeded_global_rng():
+        say(f"{name}: {type(plan).__name__.lower()}")
+        with stage_timer(timings, type(plan).__name__.lower()):
+            outcome = run(model, plan, trajectories=trajectories)
+        exotherm = state = None
+        if thermal:
+            from .procedures.exotherm import exotherm_after
+
+            say(f"{name}: cement exotherm and thermal damage")
+            with stage_timer(timings, f"exotherm_{name}"):
+                exotherm = exotherm_after(outcome)
+            notes.extend(f"{name} exotherm: {n}" for n in exotherm.notes)
+        if mechanics:
+            say(f"{name}: voxel FE stiffness and strength")
+            with stage_timer(timings, f"mechanics_{name}"):
+                state = _fe_state(outcome.model_after, outcome.cement_fraction, name, notes)
+    return ProcedureRun(name, plan, outcome, exotherm, state, timings, tuple(notes))
+
+
+def pre_treatment_mechanics(model, timings_s: dict | None = None, notes: list[str] | None = None):
+    """The FE state of the untreated model (None and a note when the FE cannot run on it)."""
+    timings_s = {} if timings_s is None else timings_s
+    with seeded_global_rng(), stage_timer(timings_s, "mechanics_pre-treatment"):
+        return _fe_state(model, None, "pre-treatment", [] if notes is None else notes)
+
+
+@contextmanager
+def _second_process(workers: int):
+    """A one-process spawn pool when ``workers >= 2`` (else None), started at once so that it imports the physics
+    while this process works; terminated on the way out, whatever happens."""
+    if workers < 2:
+        yield None
+        return
+    import multiprocessing
+
+    pool = multiprocessing.get_context("spawn").Pool(1)
+    try:
+        pool.apply_async(_warm_up)
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _warm_up() -> None:
+    """Import the physics of the procedure chains (runs first in the second process)."""
+    from .procedures import exotherm, kyphoplasty, stiffness, vertebroplasty  # noqa: F401
+
+
+def plan_study_trajectories(model, vp, kp, timings_s: dict | None = None) -> dict:
+    """{approach: cannula paths} for the approaches of both plans (planned once, shared)."""
+    from .model.trajectory import plan_trajectories
+
+    timings_s = {} if timings_s is None else timings_s
+    out = {}
+    for approach in dict.fromkeys((vp.approach, kp.approach)):
+        with stage_timer(timings_s, f"trajectory_{approach}"):
+            out[approach] = plan_trajectories(model, approach=approach)
+    return out
+
+
+def run_study(model, vp=None, kp=None, thermal: bool = True, mechanics: bool = True, workers: int = 1,
+              trajectories: dict | None = None, progress: Callable[[str], None] | None = None,
+              during: Callable[[], None] | None = None) -> Study:
+    """Both procedures on ``model`` (a pre-treatment Vertebra), with exotherms and FE states.
+
+    ``workers``: 1 (serial) or 2 (the KP chain in a second process). ``during``: work of the caller's (figures, say)
+    run in this process while the KP chain runs in the other one (serial: between the two chains). ``trajectories``:
+    {approach: paths} planned beforehand, else planned here.
+    """
+    from .procedures.kyphoplasty import Kyphoplasty
+    from .procedures.vertebroplasty import Vertebroplasty
+
+    workers = int(check_range("workers", workers, 1, 2, "", "1 (serial) or 2 (VP and KP chains side by side)."))
+    vp, kp = vp or Vertebroplasty(), kp or Kyphoplasty()
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    tr = trajectories if trajectories is not None else plan_study_trajectories(model, vp, kp, timings)
+    with _second_process(workers) as pool:
+        kp_job = None
+        if pool is not None:
+            kp_job = pool.apply_async(run_procedure, (model, kp, tr[kp.approach], thermal, mechanics))
+        vp_run = run_procedure(model, vp, tr[vp.approach], thermal, mechanics, progress)
+        pre_state = pre_treatment_mechanics(model, timings, notes) if mechanics else None
+        if during is not None:
+            during()
+        if kp_job is not None:
+            if progress:
+                progress("kyphoplasty chain (second process): balloon, fill, exotherm, FE")
+            kp_run = kp_job.get()
+        else:
+            kp_run = run_procedure(model, kp, tr[kp.approach], thermal, mechanics, progress)
+    for run in (vp_run, kp_run):
+        timings.update(run.timings_s)
+        notes.extend(run.notes)
+    timings["study_wall"] = time.perf_counter() - t0
+    return Study(model, vp_run, kp_run, pre_state, tr, timings, tuple(notes))
