@@ -18,7 +18,8 @@ from vertaug.model.trajectory import plan_trajectories
 from vertaug.model.vertebra import vertebra_from_ct, vertebra_from_phantom
 from vertaug.physics import balloon as bl
 from vertaug.physics.flow import ROUTES
-from vertaug.procedures.kyphoplasty import Kyphoplasty, fill_with_cement, height_metrics, run_kyphoplasty
+from vertaug.model.heights import height_change
+from vertaug.procedures.kyphoplasty import Kyphoplasty, fill_with_cement, run_kyphoplasty
 
 
 def row(name, ours, peer, unit):
@@ -50,7 +51,7 @@ def heights_section(s):
         if approach == "bipedicular":
             vp = fill_with_cement(v, np.concatenate([t.tip_voxels for t in plan_trajectories(v)]),
                                   m["injected_ml"], "low")
-            hm = height_metrics(v.labels, v.labels, v.spacing_m)
+            hm = height_change(v, v.labels).to_dict()
             print(f"  VP same volume ({m['injected_ml']:.2f} mL): the cement moves no endplate in this model "
                   f"(no fluid-structure coupling); mass balance {vp.mass_balance_error.max():.1e}")
             row("VP height restored", hm["height_restored_pct_of_lost"], 30.0, "%")

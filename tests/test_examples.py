@@ -1,0 +1,60 @@
+"""Every program in examples/ runs and gives its key numbers (scikit-fem's habit: examples are tested code)."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_example(name: str, **kwargs) -> dict:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(**kwargs)
+
+
+def test_every_example_is_tested():
+    tested = {"phantom_vp_vs_kp", "own_ct", "fe_block", "validation_case", "cohort"}
+    assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
+
+
+def test_fe_block_matches_the_uniaxial_stiffness():
+    r = run_example("fe_block")
+    assert r["free_n_per_mm"] == pytest.approx(r["exact_n_per_mm"], rel=1e-6)  # E A / L exactly
+    assert r["exact_n_per_mm"] < r["fixed_n_per_mm"] < 1.1 * r["exact_n_per_mm"]  # bonded platens: stiffer
+
+
+def test_phantom_vp_vs_kp():
+    r = run_example("phantom_vp_vs_kp")
+    assert r["VP_injected_ml"] == pytest.approx(3.0, rel=1e-9) and r["KP_injected_ml"] == pytest.approx(3.0, rel=1e-6)
+    assert r["VP_height_restored_mm"] == 0.0
+    assert r["KP_height_restored_mm"] == pytest.approx(6.0, abs=0.5)  # of 7.75 mm lost (2 mm voxels)
+    assert r["KP_max_bone_pressure_kpa"] < r["VP_max_bone_pressure_kpa"]  # the cavity takes the cement more easily
+    for name in ("VP", "KP"):  # cement stiffens the fractured level
+        assert r[f"{name}_stiffness_n_per_mm"] > 1.4 * r["pre_stiffness_n_per_mm"]
+
+
+@pytest.mark.slow
+def test_own_ct():
+    r = run_example("own_ct")
+    assert r["height_posterior_mm"] == pytest.approx(30.8, abs=0.5)
+    # the model of the level is measured by the morphometry's own function along the same axis
+    assert r["model_height_posterior_mm"] == pytest.approx(r["height_posterior_mm"], abs=1.0)
+    assert r["KP_cavity_ml"] == pytest.approx(4.0, rel=0.02)  # 2 balloons of 2 mL
+    assert 0.05 < r["VP_fill_fraction"] < 0.15  # 4 mL in a 41 mL body
+
+
+def test_validation_case():
+    r = run_example("validation_case")
+    assert r["share of delivery pressure lost in the cannula"] == pytest.approx(91.5, abs=1.0)
+    assert math.isfinite(r["delivery pressure cut by doubling the proximal ID"])
+
+
+@pytest.mark.slow
+def test_cohort(tmp_path):
+    r = run_example("cohort", out_dir=tmp_path / "cohort")
+    assert r["rows"] == 4 and r["failed"] == 0
+    assert r["KP_height_restored_mm_median"] > r["VP_height_restored_mm_median"] == 0.0
