@@ -6,7 +6,7 @@ import pytest
 from vertaug.errors import InputError, ParameterError
 from vertaug.physics import flow
 
-PHI, K, MU_C, MU_M = 0.8, 4e-9, 100.0, 0.067  # reference/physics.md section 1 sanity case (k, marrow 67 mPa s)
+PHI, K, MU_C, MU_M = 0.8, 4e-9, 100.0, 0.067  # docs/flow.md sanity case (k, marrow 67 mPa s)
 RB, R0, Q = 15e-3, 1.5e-3, 1e-7
 
 

@@ -21,11 +21,11 @@ Definitions used for the clinical times (isothermal cure at the given temperatur
 - set time: time to reach ``ALPHA_SET`` = 0.5. Reason: ISO 5833 defines setting time at the temperature midway between
   ambient and peak in a near-adiabatic test; with the temperature rise proportional to alpha that midpoint is alpha = 0.5.
 - working time: time until the viscosity at ``WORKING_SHEAR_RATE_1_S`` passes ``WORKING_LIMIT_PA_S`` (the upper end of
-  the 1e1..1e3 Pa s working window in the reference).
+  the 1e1..1e3 Pa s working window, docs/cement.md).
 - hardened time: time to reach ``ALPHA_HARD`` = 0.95 (answers "the cement hardens within 30 minutes").
 
 SI units throughout; temperatures in K inside (``*_k``), in C at the API edges where named ``*_c``.
-Sources of each number: docs/cement.md and ../shared/reference/physics.md section 2.
+Sources of each number: docs/cement.md and docs/references.md.
 """
 
 from __future__ import annotations
