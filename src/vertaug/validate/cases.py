@@ -313,7 +313,7 @@ SPHERE_NUMERICAL_TOL = 0.05  # 5 % of the analytic value: the front is resolved 
 
 
 def run_spherical_front(quick: bool) -> list[Measured]:
-    """Point injection into a homogeneous, isotropic trabecular sphere (analytic solution, reference section 1).
+    """Point injection into a homogeneous, isotropic trabecular sphere (analytic solution, docs/flow.md).
 
     Geometry: a ball of trabecular bone (label 1) of radius 16 mm inside a shell of vein exits (label 5: a reservoir
     at venous pressure on its faces), 1 mm voxels (2 mm quick); k 4e-9 m2, porosity 0.85, Newtonian cement 100 Pa s
@@ -360,7 +360,7 @@ def run_spherical_front(quick: bool) -> list[Measured]:
 
 
 def run_balloon_pv(quick: bool) -> list[Measured]:
-    """Balloon tamp in a vertebral body compressed to 80 % of its height (cadaver L1-L5, reference section 4).
+    """Balloon tamp in a vertebral body compressed to 80 % of its height (cadaver L1-L5, Nan Fang 2006).
 
     Geometry: the L1 phantom with a wedge fracture of 20 % height loss (anatomy.phantom, 80 HU trabecular bone),
     model.vertebra_from_phantom (Morgan 2003 modulus law), 2 mm voxels (1 mm full). One balloon
