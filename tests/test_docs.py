@@ -3,6 +3,7 @@ Markdown link in docs/ and README.md resolves to a file (and, for a link into a 
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from pathlib import Path
 
@@ -98,6 +99,54 @@ def broken_links(md: Path, root: Path = ROOT) -> list[tuple[int, str, str]]:
             elif anchor and dest.suffix == ".md" and anchor.lower() not in heading_anchors(dest):
                 bad.append((n, target, f"no heading #{anchor} in {dest.name}"))
     return bad
+
+
+#: Where the files a command writes are named, and names found there that are not outputs (with the reason).
+OUTPUT_SOURCES = ("src/vertaug/report", "src/vertaug/cohort", "src/vertaug/validate", "src/vertaug/demo.py")
+NOT_OUTPUTS = {
+    "example_ct.nii.gz", "totalseg.nii.gz", "totalseg_vertebrae_body.nii.gz", "NOTICE.md",  # bundled inputs
+    "*.parquet", ".parquet", "{k}.parquet",  # globs and suffix handling over the part files
+}
+_OUTPUT_NAME = re.compile(r"f?\"([^\"\n]*\.(?:nii\.gz|png|gif|json|parquet|html|txt|md|csv))\"")
+
+
+def _canonical(name: str) -> str:
+    """A file name with its variable parts ({...} in f-strings, <...> or * in docs) as '*'."""
+    return re.sub(r"\{[^}]*\}|<[^>]*>|\*", "*", name)
+
+
+def output_names_in_source(root: Path = ROOT) -> set[str]:
+    names = set()
+    for rel in OUTPUT_SOURCES:
+        base = root / rel
+        for f in ([base] if base.is_file() else sorted(base.rglob("*.py"))):
+            names |= {m.group(1) for m in _OUTPUT_NAME.finditer(f.read_text(encoding="utf-8"))}
+    return names - NOT_OUTPUTS
+
+
+def undocumented_outputs(names, page_text: str) -> list[str]:
+    """Names (f-string patterns) that match no backticked file name of the page."""
+    documented = {_canonical(tok) for tok in re.findall(r"`([^`\s]+)`", page_text)}
+    documented |= {_canonical(part) for tok in list(documented) for part in tok.split("/")}
+    missing = []
+    for name in sorted(names):
+        pattern = _canonical(name)
+        if not any(fnmatch.fnmatchcase(doc, pattern) or fnmatch.fnmatchcase(pattern, doc) for doc in documented):
+            missing.append(name)
+    return missing
+
+
+def test_every_output_file_named_in_the_source_is_in_file_formats():
+    text = (ROOT / "docs" / "file_formats.md").read_text(encoding="utf-8")
+    names = output_names_in_source()
+    assert {"comparison.json", "model_labels.nii.gz", "results.parquet", "validation.json"} <= names
+    assert undocumented_outputs(names, text) == [], "document these outputs in docs/file_formats.md"
+
+
+def test_output_check_catches_an_undocumented_file():
+    page = "`comparison.json` and `strain_at_failure_pct_pre.nii.gz`, `parts/<case_id>__s<sample:05d>.parquet`"
+    names = {"comparison.json", "strain_at_failure_pct_{tag}.nii.gz", "{key}.parquet", "new_overlay_{tag}.nii.gz"}
+    assert undocumented_outputs(names, page) == ["new_overlay_{tag}.nii.gz"]
 
 
 def markdown_pages(root: Path = ROOT) -> list[Path]:
