@@ -12,9 +12,9 @@ every iterative solver (||b - A x|| <= 1e-8 ||b||). In the same run:
   with the kept interpolation (Galerkin refresh) and the previous pressure as the start: what each step costs;
 * peer: plain pyamg smoothed aggregation, setup + ml.solve(accel="cg"), as a user would call it;
 * peer: scipy.sparse.linalg.spsolve (SuperLU) on a smaller n_direct^3 grid (it cannot finish 128^3 here: see
-  reference/numerics.md), with ours on the same small grid for the ratio.
+  peer timings 2026, docs/references.md), with ours on the same small grid for the ratio.
 
-Time per CG iteration is set against the bytes one iteration must move at ~30 GB/s (reference/numerics.md).
+Time per CG iteration is set against the bytes one iteration must move at ~30 GB/s (peer timings 2026, docs/references.md).
 """
 
 from __future__ import annotations

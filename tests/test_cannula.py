@@ -1,4 +1,4 @@
-"""Cannula pressure loss: Hagen-Poiseuille and power-law tube flow (reference/physics.md section 1)."""
+"""Cannula pressure loss: Hagen-Poiseuille and power-law tube flow (docs/flow.md)."""
 
 import math
 

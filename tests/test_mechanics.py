@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
+from orders import assert_expected_order
 from vertaug.errors import EmptyMaskError, InvalidValueError, ParameterError
 from vertaug.physics import fe_grid, fe_solvers
 from vertaug.physics import mechanics as mech
@@ -299,12 +300,10 @@ def _smooth_body(spacing_m):
 
 def test_mesh_convergence_order_on_smooth_body():
     """Stiffness at h = 2, 1, 0.5 mm: observed order log2(|S_2 - S_1| / |S_1 - S_0.5|) ~ 2 (energy error O(h^2))."""
-    s = [
-        mech.solve_stiffness(_smooth_body(h), (h, h, h), load_case=FREE, fields=False).stiffness_n_per_mm
-        for h in (2e-3, 1e-3, 0.5e-3)
-    ]
-    order = np.log2(abs(s[0] - s[1]) / abs(s[1] - s[2]))
-    assert 1.7 < order < 2.3
+    hs = (2e-3, 1e-3, 0.5e-3)
+    s = [mech.solve_stiffness(_smooth_body(h), (h, h, h), load_case=FREE, fields=False).stiffness_n_per_mm for h in hs]
+    # no exact answer: the change from h to h/2 is the error proxy, ~ h^p at the coarser h of each pair
+    assert_expected_order(hs[:-1], np.abs(np.diff(s)), expected=2.0, tol=0.3, kind="all")  # 1.7 < order < 2.3
     assert abs(s[1] - s[2]) / s[2] < 0.01
 
 

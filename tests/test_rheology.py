@@ -10,7 +10,7 @@ LOW, HIGH = rh.LOW_VISCOSITY, rh.HIGH_VISCOSITY
 
 
 def test_isothermal_37c_li2003_reaches_half_cure_near_10_min():
-    # reference physics.md section 5 case 4 [D]: alpha = 0.5 at ~10 min (we accept +/- 10 %)
+    # Li 2003 0-D check, docs/validation.md [D]: alpha = 0.5 at ~10 min (we accept +/- 10 %)
     res = rh.cure_0d(LOW, 1800.0, "isothermal", temperature_c=37.0)
     t_half_min = res.time_at_alpha_s(0.5) / 60.0
     print(f"isothermal 37 C: alpha=0.5 at {t_half_min:.2f} min")

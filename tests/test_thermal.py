@@ -4,6 +4,7 @@ solutions with observed orders of convergence, energy balance, 0-D limit, and in
 import numpy as np
 import pytest
 
+from orders import assert_expected_order, fitted_order
 from vertaug.errors import InvalidValueError, ParameterError
 from vertaug.physics import damage, rheology, thermal
 
@@ -38,10 +39,6 @@ def _run_mode(n, t_end, dt, theta):
     return h, mode, res
 
 
-def _observed_order(hs, errs):
-    return np.polyfit(np.log(hs), np.log(errs), 1)[0]
-
-
 def test_space_convergence_second_order():
     """Full solver vs the continuous solution; CN with a small step so the space error dominates."""
     t_end = 10.0
@@ -54,9 +51,8 @@ def test_space_convergence_second_order():
         hs.append(h)
         errs.append(err)
         assert res.max_temperature_c.shape == mode.shape
-    order = _observed_order(hs, errs)
-    print(f"space: h={hs} err={errs} observed order {order:.3f}")
-    assert order == pytest.approx(2.0, abs=0.25)
+    print(f"space: h={hs} err={errs} observed order {fitted_order(hs, errs):.3f}")
+    assert_expected_order(hs, errs, expected=2.0, tol=0.25, kind="fit")
 
 
 @pytest.mark.parametrize("theta, expected", [(1.0, 1.0), (0.5, 2.0)])
@@ -71,9 +67,8 @@ def test_time_convergence_order(theta, expected):
         err = abs((res.probe_temperature_c["all"][-1] - 37.0) - mode.mean() * np.exp(-lam_h * t_end))
         dts.append(dt)
         errs.append(err)
-    order = _observed_order(dts, errs)
-    print(f"time theta={theta}: dt={dts} err={errs} observed order {order:.3f}")
-    assert order == pytest.approx(expected, abs=0.15)
+    print(f"time theta={theta}: dt={dts} err={errs} observed order {fitted_order(dts, errs):.3f}")
+    assert_expected_order(dts, errs, expected=expected, tol=0.15, kind="fit")
 
 
 def _bolus(n=16, h=1e-3, radius_m=4e-3, canal=False):

@@ -24,7 +24,7 @@ Method (each choice is a module constant below):
 4. Wedge angle: the angle between the superior and inferior endplate lines, each through its points at the posterior and
    anterior positions; positive when the anterior height is the smaller (kyphotic).
 5. HU: mean and median over the body eroded by ``HU_CORE_EROSION_MM`` (away from cortex and endplates).
-6. Genant (Genant 1993, reference heights as in ../shared/reference/clinical.md): wedge deformity 1 - Ha/Hp, biconcave
+6. Genant (Genant 1993, docs/references.md): wedge deformity 1 - Ha/Hp, biconcave
    1 - Hm/Hp (reference: the posterior height of the same body), crush 1 - Hp/Hp_ref with Hp_ref the mean posterior height
    of the evaluable neighbours. The largest deformity names the type; grade 0 below 20 %, 1 for 20-25 %, 2 for 25-40 %,
    3 above 40 %. Genant defined the method for T4..L4; other levels are graded with a note.

@@ -3,7 +3,7 @@
 A phantom is a short stack of levels (by default the fractured level with one neighbour above and below, separated by
 discs) voxelised on a regular grid. It returns the same types as the CT path — a CT :class:`Volume` in HU, a
 TotalSegmentator-style label map (v2 numbering) and a ``vertebrae_body`` map — plus the tissue label map of the model
-(DESIGN.md table) and the true heights, so tests and examples run on exact known geometry.
+(docs/file_formats.md table) and the true heights, so tests and examples run on exact known geometry.
 
 Geometry, in a frame with x lateral (right), y anterior, z superior, in mm, each level centred on x = 0:
 
@@ -38,7 +38,7 @@ from .levels import BODY_LABEL, DISC_LABEL, LEVELS, label_table, normalize_level
 
 __all__ = ["PhantomSpec", "Phantom", "make_phantom", "GRADE_DEFORMITY", "TISSUE"]
 
-#: Tissue labels of the voxel model (DESIGN.md).
+#: Tissue labels of the voxel model (docs/file_formats.md).
 TISSUE = {
     "outside": 0,
     "trabecular": 1,

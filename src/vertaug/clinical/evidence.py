@@ -12,8 +12,8 @@ Conventions (fixed here, used by the report):
 * ``evidence_level``: Oxford CEBM 2009 codes ``1a`` (systematic review of RCTs), ``1b`` (RCT), ``2a`` (systematic
   review of cohort / mixed studies), ``2b`` (cohort, claims data, low-quality RCT), ``3`` (case-control, retrospective
   comparative), ``4`` (case series), ``5`` (expert opinion), plus ``econ`` (economic model) and ``guideline``.
-* ``verified`` is true only where the figure was seen in a retrieved source (``source`` names it) or the project
-  reference marks it [V]; ``association_only`` flags observational results (claims data) that must not be read as
+* ``verified`` is true only where the figure was seen in a retrieved source (``source`` names it) or the project's
+  literature notes mark it [V] (docs/references.md); ``association_only`` flags observational results (claims data) that must not be read as
   causal.
 """
 

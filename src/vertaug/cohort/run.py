@@ -19,7 +19,7 @@ The per-task function (``task_fn``) is the hook where ``compare()`` plugs in::
 
 ``sample`` holds ``sample`` (index) and the uncertain inputs of :mod:`vertaug.cohort.sampling`. Each returned dict is
 one row and must hold ``procedure`` (e.g. ``"VP"``/``"KP"``; the default task returns one ``"pre"`` row) and scalar
-metrics named as DESIGN.md's Outcome summary (``injected_ml``, ``leaked_ml``, ``leaked_ml_B``..., ``leak_fraction``,
+metrics named as the Outcome summary (``injected_ml``, ``leaked_ml``, ``leaked_ml_B``..., ``leak_fraction``,
 ``height_anterior_mm``...). The runner adds the keys, the sampled inputs, ``status``, ``error_type``, ``error``,
 ``elapsed_s`` (wall), ``cpu_s`` (CPU time of the worker process), ``worker_pid``, ``host``, ``seed`` and
 ``vertaug_version``. An :class:`InputError` (or any other

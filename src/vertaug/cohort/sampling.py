@@ -16,7 +16,7 @@ Ranges (docs/cohort.md gives the derivations; [V] seen in a source, [M] from mem
 
 * ``permeability_scale``: log-uniform over exp(+-2 sigma_ln), sigma_ln^2 = ln(1 + CV^2), CV = 1.72 / 4.45 from the
   scatter of lumbar SI permeability (Baroud 2004, 4.45 +/- 1.72e-8 m^2, n = 20) [V, D]: [0.474, 2.109].
-* ``cement_preset``: low- or high-viscosity PMMA (the presets of DESIGN.md), equally likely [A].
+* ``cement_preset``: low- or high-viscosity PMMA (the presets of vertaug.physics.rheology), equally likely [A].
 * ``cement_start_time_min``: injection start after mixing, uniform [2, 8] min: after mixing/doughing, before the
   shortest curing time measured at 25 C, 8.7 min (CMW1, Nicholas 2007) [V for 8.7 min, A for the bounds].
 * ``volume_ml``: uniform [2.4, 7.5] mL, from the FREE trial's ~2.4 mL per side to VAPOUR's 7.5 mL mean [V].
@@ -37,7 +37,7 @@ from ..errors import ParameterError
 
 __all__ = ["INPUT_NAMES", "UNCERTAIN_INPUTS", "UncertainInput", "case_samples", "case_seed", "latin_hypercube"]
 
-#: Baroud 2004 lumbar superior-inferior permeability, mean and SD (m^2), n = 20 [V] (reference/physics.md section 3).
+#: Baroud 2004 lumbar superior-inferior permeability, mean and SD (m^2), n = 20 [V] (docs/references.md).
 _K_MEAN_M2, _K_SD_M2 = 4.45e-8, 1.72e-8
 _SIGMA_LN = math.sqrt(math.log(1.0 + (_K_SD_M2 / _K_MEAN_M2) ** 2))
 
@@ -71,7 +71,7 @@ UNCERTAIN_INPUTS: tuple[UncertainInput, ...] = (
     UncertainInput("permeability_scale", "loguniform", math.exp(-2 * _SIGMA_LN), math.exp(2 * _SIGMA_LN),
                    source="Baroud 2004: exp(+-2 sigma_ln), CV = 1.72/4.45 [V, D]"),
     UncertainInput("cement_preset", "choice", options=("low_viscosity", "high_viscosity"),
-                   source="DESIGN.md presets, equally likely [A]"),
+                   source="rheology presets, equally likely [A]"),
     UncertainInput("cement_start_time_min", "uniform", 2.0, 8.0,
                    source="after mixing, before CMW1's 8.7 min curing time (Nicholas 2007) [V/A]"),
     UncertainInput("volume_ml", "uniform", 2.4, 7.5, source="FREE ~2.4 mL per side to VAPOUR 7.5 mL mean [V]"),

@@ -71,11 +71,11 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------------------------------------------
-# Label table (DESIGN.md, Data model): the one table of the phantom and the model (anatomy.phantom.TISSUE).
+# Label table (docs/file_formats.md, Voxel model): the one table of the phantom and the model (anatomy.phantom.TISSUE).
 LABELS = TISSUE
 
 # ---------------------------------------------------------------------------------------------------------------
-# Constants with their sources (tags as in /work/shared/reference: [V] seen, [C] code, [D] derived, [M] memory).
+# Constants with their sources (tags as in docs/references.md: [V] seen, [C] code, [D] derived, [M] memory).
 ASH_FRACTION = 0.598  # rho_ash / rho_app, constant over the density range: 0.598 +/- 0.004 (Schileo 2008) [V]
 TISSUE_MINERAL_DENSITY_KG_M3 = 1240.0  # rho_ash / (BV/TV), trabecular 1.24 +/- 0.16 g/cm^3 (Tassani 2011) [V]
 TISSUE_DENSITY_KG_M3 = TISSUE_MINERAL_DENSITY_KG_M3 / ASH_FRACTION  # wet tissue 2074 kg/m^3 [D]; BV/TV = rho_app/this
@@ -86,13 +86,13 @@ SCHILEO_INTERCEPT_KG_M3 = 78.9
 KOZENY_CONSTANT = 0.022  # Kohles & Roberts 2002 J Biomech Eng 124:521, bovine cancellous bone [V]
 ANISOTROPY_K_LONG_OVER_TRANS = 2.05  # vertebral k_long / k_trans, Nauman, Fong & Keaveny 1999 ABME [V]
 YIELD_STRAIN_VERTEBRA = 0.0077  # compressive apparent yield strain 0.77 %, Morgan & Keaveny 2001 J Biomech 34:569 [M]
-MARROW_VISCOSITY_PA_S = 0.067  # human marrow 67 mPa s (reference physics.md section 3) [V]
+MARROW_VISCOSITY_PA_S = 0.067  # human marrow 67 mPa s (Biorheology 2011, docs/references.md) [V]
 # vertebral marrow ~60 % fat by age 70 (Steiner 1993 via BioNumbers 117069) [V] x fat 900 + cells 1050 kg/m^3 [M]
 MARROW_DENSITY_KG_M3 = 960.0
-CEMENT_MODULUS_PA = 1937e6  # PMMA vertebroplasty cement 1937 +/- 478 MPa, ISO 5833 test (physics.md section 4) [V]
+CEMENT_MODULUS_PA = 1937e6  # PMMA vertebroplasty cement 1937 +/- 478 MPa, ISO 5833 test (docs/references.md) [V]
 CEMENT_MODULUS_SD_PA = 478e6
 CEMENT_COMPRESSIVE_STRENGTH_PA = 70e6  # ISO 5833 minimum compressive strength >= 70 MPa [M]
-CEMENT_DENSITY_KG_M3 = 1100.0  # cement_polymerisation thermal input (physics.md section 2) [C]
+CEMENT_DENSITY_KG_M3 = 1100.0  # cement_polymerisation thermal input (Quarini 2006 code, docs/references.md) [C]
 TISSUE_MODULUS_PA = 18.0e9  # trabecular tissue modulus, Bayraktar et al. 2004 [C]
 TISSUE_YIELD_COMPRESSION_PA = 134e6  # Bayraktar 2004 tissue yield stress in compression [C]
 TISSUE_YIELD_TENSION_PA = 83e6  # Bayraktar 2004 tissue yield stress in tension [C]
@@ -502,7 +502,7 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
                   tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3,
                   shell_label_thickness_m: float = SHELL_LABEL_THICKNESS_M,
                   permeability_scale: float = 1.0) -> MaterialMaps:
-    """Material fields of a labelled CT grid (labels of DESIGN.md; see docs/materials.md, "Per label").
+    """Material fields of a labelled CT grid (labels of docs/file_formats.md; see docs/materials.md, "Per label").
 
     - 1 trabecular: the HU chain (BMD -> rho_app -> BV/TV -> k, E, yield), BV/TV kept in [0.02, 1]; both
       permeabilities times ``permeability_scale`` (1 by default; a cohort samples the measured scatter).
@@ -527,7 +527,7 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
     if labels.size and (labels.min() < 0 or labels.max() > max(LABELS.values())):
         raise InvalidValueError(f"labels holds values outside 0..{max(LABELS.values())}: "
                                 f"{sorted(set(np.unique(labels).tolist()) - set(LABELS.values()))}.",
-                                "use the label table of DESIGN.md (0 outside ... 8 disc).")
+                                "use the label table of docs/file_formats.md (0 outside ... 8 disc).")
     h = float(_checked("voxel_size_m", voxel_size_m, 1e-5, 0.01, "m"))
     k_scale = float(_checked("permeability_scale", permeability_scale, 1e-3, 1e3, "(-)"))
     _density_law(density_law)

@@ -4,7 +4,7 @@ A :class:`Vertebra` lives on a regular isotropic grid in canonical RAS+ orientat
 superior), cropped around one level with a margin. ``spacing_m`` is in metres; ``affine_mm`` maps voxel indices to
 the CT's RAS+ world coordinates in mm, so any field can be written back as NIfTI over the original CT.
 
-Tissue labels (DESIGN.md): 0 outside / soft tissue, 1 trabecular, 2 cortex, 3 endplate, 4 canal, 5 basivertebral
+Tissue labels (file_formats.md): 0 outside / soft tissue, 1 trabecular, 2 cortex, 3 endplate, 4 canal, 5 basivertebral
 foramen / vein, 6 segmental vein exit, 7 fracture cleft / cortical defect, 8 disc. The posterior elements (pedicles,
 laminae, processes) are bone outside the body: label 0 in ``labels``, True in ``posterior_mask`` (trajectories use it;
 the body mechanics and flow do not).
@@ -43,7 +43,7 @@ from .materials import SHELL_LABEL_THICKNESS_M, MaterialMaps, material_maps, mat
 
 __all__ = ["Vertebra", "LABELS", "vertebra_from_ct", "vertebra_from_phantom", "label_counts"]
 
-LABELS = TISSUE  # one table for the phantom and the model (DESIGN.md)
+LABELS = TISSUE  # one table for the phantom and the model (docs/file_formats.md)
 LABEL_NAMES = {v: k for k, v in LABELS.items()}
 
 MARGIN_MM = 8.0
@@ -107,7 +107,7 @@ class Vertebra:
     def body_volume_ml(self) -> float:
         return float(self.body_mask.sum()) * self.voxel_volume_m3 * 1e6
 
-    # the derived fields of DESIGN.md
+    # the derived fields (docs/materials.md)
     @property
     def bvtv(self) -> np.ndarray:
         return self.materials.bvtv

@@ -67,10 +67,10 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    (delta_recoil = the whole lift). The cavity stays open (its walls are compacted bone).
 
 Device limits (input, with documented defaults): rated pressure DEVICE_MAX_PRESSURE_PSI = 400 psi (2.76 MPa),
-hard upper bound 700 psi (reference/clinical.md: device max ~300-700 psi [M], not verified); nominal balloon volume
+hard upper bound 700 psi (device max ~300-700 psi, from memory [M], not verified); nominal balloon volume
 BALLOON_MAX_ML = 4.0 mL per balloon [M] (a 15-20 mm balloon); deflated balloon and cannula radius SEED_RADIUS_MM
 = 1.5 mm (11 G cannula, outer 3.05 mm); this seed is drilled, not inflated: it is recorded at p = 0.
-Cadaver figures to compare with (reference/physics.md section 4, [V]): 2.95 +/- 0.18 mL at 122.7 +/- 27.9 psi
+Cadaver figures to compare with (Nan Fang 2006, docs/references.md, [V]): 2.95 +/- 0.18 mL at 122.7 +/- 27.9 psi
 (0.85 MPa); clinical 175 +/- 37 psi. Nothing here is tuned to them.
 
 Not modelled: balloon membrane elasticity and shape (the cavity is grown from a sphere seed), cleft or defect
@@ -108,7 +108,7 @@ __all__ = [
 ]
 
 PSI_PA = 6894.757293168
-DEVICE_MAX_PRESSURE_PSI = 400.0  # rated pressure of a balloon tamp, default; reference/clinical.md range 300-700 psi [M]
+DEVICE_MAX_PRESSURE_PSI = 400.0  # rated pressure of a balloon tamp, default; range 300-700 psi from memory [M]
 DEVICE_MAX_PRESSURE_PA = DEVICE_MAX_PRESSURE_PSI * PSI_PA
 DEVICE_HARD_LIMIT_PA = 700.0 * PSI_PA  # upper end of the [M] range: no device setting above it is accepted
 BALLOON_MAX_ML = 4.0  # nominal volume of one balloon [M]

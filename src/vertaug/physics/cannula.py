@@ -9,7 +9,7 @@ gamma_w = ((3n+1)/(4n)) 4Q/(pi r^3), wall stress tau_w = dp r / (2L)):
 
     dp = (2 K L / r) [ ((3n+1)/n) Q / (pi r^3) ]^n
 
-which reduces to Hagen-Poiseuille for n = 1, K = mu (reference/physics.md section 1, [D]).
+which reduces to Hagen-Poiseuille for n = 1, K = mu (docs/flow.md, [D]).
 The plunger (delivery) pressure is the cannula loss plus the bone pressure at the tip:
 p_plunger = dp_cannula + p_tip.
 

@@ -1,6 +1,6 @@
 """Cement injection into trabecular bone: two-phase (cement c displacing marrow m) Darcy flow on the voxel model.
 
-Equations (reference/physics.md section 1; capillary pressure and gravity neglected, both phases incompressible):
+Equations (docs/flow.md, docs/references.md; capillary pressure and gravity neglected, both phases incompressible):
 
     phi dS/dt + div(f(S) u) = q_c                   cement saturation S (marrow 1 - S)
     div u = q,   u = -k lambda_t(S) grad p          total Darcy velocity
@@ -68,7 +68,7 @@ __all__ = [
 
 ROUTES = ("B", "S", "C", "D")
 POROUS_LABELS = (1, 7)
-#: human yellow marrow, 67 mPa s (reference/physics.md section 3, [V])
+#: human yellow marrow, 67 mPa s (Biorheology 2011, docs/references.md, [V])
 MARROW_VISCOSITY_PA_S = 0.067
 #: 25 mmHg, see module docstring
 VENOUS_PRESSURE_PA = 25.0 * 133.322

@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 CEMENT_MODULUS_PA = (
-    1937e6  # PMMA cement, 1937 +/- 478 MPa, ISO 5833 test (reference/physics.md section 4) [V]
+    1937e6  # PMMA cement, 1937 +/- 478 MPa, ISO 5833 test (docs/references.md) [V]
 )
 CEMENT_NU = 0.3  # typical PMMA Poisson ratio [M]
 PISTOIA_CRITICAL_STRAIN = 0.007  # Pistoia et al. 2002 Bone 30:842; n88tools pistoia.py default [V]

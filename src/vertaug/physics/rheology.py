@@ -21,11 +21,11 @@ Definitions used for the clinical times (isothermal cure at the given temperatur
 - set time: time to reach ``ALPHA_SET`` = 0.5. Reason: ISO 5833 defines setting time at the temperature midway between
   ambient and peak in a near-adiabatic test; with the temperature rise proportional to alpha that midpoint is alpha = 0.5.
 - working time: time until the viscosity at ``WORKING_SHEAR_RATE_1_S`` passes ``WORKING_LIMIT_PA_S`` (the upper end of
-  the 1e1..1e3 Pa s working window in the reference).
+  the 1e1..1e3 Pa s working window, docs/cement.md).
 - hardened time: time to reach ``ALPHA_HARD`` = 0.95 (answers "the cement hardens within 30 minutes").
 
 SI units throughout; temperatures in K inside (``*_k``), in C at the API edges where named ``*_c``.
-Sources of each number: docs/cement.md and ../shared/reference/physics.md section 2.
+Sources of each number: docs/cement.md and docs/references.md.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ GAS_CONSTANT_J_MOL_K = 8.314462618
 KELVIN = 273.15
 ALPHA_SET = 0.5  # ISO 5833 midpoint temperature <-> half the heat released (see module docstring)
 ALPHA_HARD = 0.95  # "hardened": 95 % of the reaction heat released
-WORKING_LIMIT_PA_S = 1.0e3  # upper end of the 1e1..1e3 Pa s working window (reference, [M])
+WORKING_LIMIT_PA_S = 1.0e3  # upper end of the 1e1..1e3 Pa s working window (docs/cement.md, [M])
 WORKING_SHEAR_RATE_1_S = 1.0  # shear rate at which the working-time viscosity is read (K itself)
 NEVER_CURES_S = 24 * 3600.0  # kinetics that do not reach ALPHA_SET in a day are rejected
 
@@ -169,7 +169,7 @@ LOW_VISCOSITY = Cement(
     consistency_pa_sn=20.0,
     sources=(
         "kinetics: Li 2003 JBME via Quarini 2006 / mhogg cement_polymerisation HETVAL [C]",
-        "rho 1100 kg/m3, k 0.17 W/mK [C]; c 1400 J/kgK (reference 0-D check; literature 1250-1700 [M])",
+        "rho 1100 kg/m3, k 0.17 W/mK [C]; c 1400 J/kgK (Li 2003 0-D check; literature 1250-1700 [M])",
         "K0_mu 20 Pa s^n: low-viscosity VP cement, lower part of the 1e1-1e3 Pa s working window [M]",
         "n 0.7 -> 0.2 [M]; mu_max 7.5e4 Pa s (Nicholas 2007 [V]); alpha_gel 0.5 = ISO set point (model choice)",
     ),
@@ -181,7 +181,7 @@ HIGH_VISCOSITY = Cement(
     consistency_pa_sn=300.0,
     sources=(
         "kinetics: Li 2003 JBME via Quarini 2006 / mhogg cement_polymerisation HETVAL [C]",
-        "rho 1100 kg/m3, k 0.17 W/mK [C]; c 1400 J/kgK (reference 0-D check; literature 1250-1700 [M])",
+        "rho 1100 kg/m3, k 0.17 W/mK [C]; c 1400 J/kgK (Li 2003 0-D check; literature 1250-1700 [M])",
         "K0_mu 300 Pa s^n: high-viscosity (dough-like) VP/KP cement, upper part of the working window [M]",
         "n 0.7 -> 0.2 [M]; mu_max 7.5e4 Pa s (Nicholas 2007 [V]); alpha_gel 0.5 = ISO set point (model choice)",
     ),

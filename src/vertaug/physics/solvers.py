@@ -3,7 +3,7 @@
 The systems are A x = b with A a symmetric positive definite M-matrix (two-point flux finite volumes with at least
 one Dirichlet face). A time-stepping model solves a *sequence* of such systems whose coefficients change slowly
 from step to step (the phase mobilities of the injection move with the cement front). Three levers make the
-sequence cheap (reference/numerics.md):
+sequence cheap (peer timings 2026, docs/references.md):
 
 1. setup reuse: the coarsening and interpolation P (R = P^T) of an algebraic multigrid setup built for A_n are kept
    for A_{n+1}, A_{n+2}, ...; only the Galerkin coarse operators R A P and the coarse factorisation are recomputed
@@ -15,7 +15,7 @@ sequence cheap (reference/numerics.md):
 
 Backends: ``"sa"`` (pyamg smoothed aggregation, the default: on a 128^3 grid with per-voxel random k (contrast 100)
 it needs 15 CG iterations against 39 for Ruge-Stuben, and its Galerkin refresh is 3x cheaper; benchmarks/
-bench_pressure.py), ``"rs"`` (pyamg Ruge-Stuben, the fastest on the smoother-k problem of reference/numerics.md), ``"direct"`` (scipy SuperLU) and ``"cupy"`` (conjugate gradients with a Jacobi preconditioner on
+bench_pressure.py), ``"rs"`` (pyamg Ruge-Stuben, the fastest on the smoother-k problem of the peer timings 2026), ``"direct"`` (scipy SuperLU) and ``"cupy"`` (conjugate gradients with a Jacobi preconditioner on
 a CUDA device; CuPy is imported only when this backend is chosen, so it stays an optional dependency).
 
 Conjugate gradients are written out here (not scipy.sparse.linalg.cg) so that inner products do not go through a

@@ -51,7 +51,7 @@ CG_MAX_COND = 1.0e4  # "auto": Jacobi-PCG when the diagonal-dominance bound on c
 ENERGY_TOL_REL = 1e-6  # every run checks released = stored + conducted + perfused to this relative error
 CG_MAX_ITER = 300  # "auto" falls back to direct/AMG if PCG needs more
 DIRECT_MAX_UNKNOWNS = (
-    60_000  # above this, pyamg (a 3-D LU fills in too much; ../shared/reference/numerics.md)
+    60_000  # above this, pyamg (a 3-D LU fills in too much; peer timings 2026, docs/references.md)
 )
 
 

@@ -51,7 +51,7 @@ from vertaug.procedures.vertebroplasty import (
 
 __all__ = ["Kyphoplasty", "cement_viscosity_law", "fill_with_cement", "run_kyphoplasty"]
 
-DEFAULT_RATE_ML_S = 0.05  # 3 mL/min (Bou-Francis, reference/physics.md section 1) [V]
+DEFAULT_RATE_ML_S = 0.05  # 3 mL/min (Bou-Francis, docs/references.md) [V]
 DEFAULT_CFL = 10.0  # the flow solver's saturation step is implicit (stable at any CFL); see docs/kyphoplasty.md
 #: Largest saturation change per fill step (flow.inject; vertebroplasty keeps the solver's 0.3). Measured on the demo's
 #: L1 fill (2 x 2 mL cavity, 4.0 mL, 2026-11-24, with the grown implicit set of flow.inject): 0.3 -> 172 steps,

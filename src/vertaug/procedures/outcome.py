@@ -1,4 +1,4 @@
-"""The result of one simulated procedure (vertebroplasty or kyphoplasty): the shared ``Outcome`` of DESIGN.md.
+"""The result of one simulated procedure (vertebroplasty or kyphoplasty): the shared ``Outcome`` (docs/file_formats.md).
 
 An Outcome holds
 

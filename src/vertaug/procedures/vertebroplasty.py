@@ -16,7 +16,7 @@ Timeline (each step one physics module):
 
 Start time default 210 s: the earliest injection time after admixing (3.5 min) of the benchmark leakage study of
 Habib, Serhan, Marchek & Baroud (Int J Spine Surg 4:26, http://www.ijssurgery.com/content/4/1/26). Cannula length
-default 120 mm (reference/physics.md section 1, sanity case). The cement does not move the endplates in this model:
+default 120 mm (the sanity case of docs/flow.md). The cement does not move the endplates in this model:
 heights after = heights before.
 """
 
@@ -36,7 +36,7 @@ from vertaug.procedures.outcome import InjectionMetrics, Outcome, make_outcome
 
 __all__ = ["Vertebroplasty", "cannula_pressure_drop_series_pa", "injection_metrics", "run_vertebroplasty"]
 
-DEFAULT_RATE_ML_S = 0.05  # 3 mL/min (Bou-Francis, reference/physics.md section 1) [V]
+DEFAULT_RATE_ML_S = 0.05  # 3 mL/min (Bou-Francis, docs/references.md) [V]
 DEFAULT_START_S = 210.0  # 3.5 min after admixing (Habib et al., see module docstring)
 DEFAULT_CANNULA_LENGTH_MM = 120.0
 CURE_HORIZON_S = 3600.0

@@ -1,4 +1,4 @@
-"""The claims of a typical patient article (../shared/reference/claims.md), checked against evidence and simulation.
+"""The claims of a typical patient article (the eight of ``CLAIMS`` below), checked against evidence and simulation.
 
 Each claim gets a status — ``supported``, ``partly supported``, ``not supported`` or ``not assessed`` — with the numbers
 behind it: evidence rows (by id, from ``clinical/evidence.csv``) and, where the simulation computes the quantity, the

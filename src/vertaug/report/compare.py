@@ -38,7 +38,7 @@ class MetricSpec:
     fmt: str = "{:.2f}"
 
 
-#: The summary metrics of DESIGN.md shown side by side (keys as in Outcome.metrics).
+#: The summary metrics of docs/comparison_schema.md shown side by side (keys as in Outcome.metrics).
 METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("injected_ml", "cement injected", "mL", None, None, "{:.2f}"),
     MetricSpec("leaked_ml", "cement leaked (all routes)", "mL", "lower", "leakage", "{:.3f}"),

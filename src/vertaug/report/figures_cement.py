@@ -1,4 +1,4 @@
-"""Cement figures and the two thermal validation cases of the reference (physics.md section 5, cases 3 and 5).
+"""Cement figures and the two thermal validation cases (BMC Musculoskelet Disord 2011, ASTM F451; docs/references.md).
 
 Cases (geometry and conditions fixed here, before any comparison; see docs/cement.md for the sources of each number):
 

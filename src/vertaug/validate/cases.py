@@ -3,7 +3,7 @@
 A case is its setup (geometry, material, cement, protocol), written out in the docstring of its ``run`` function,
 the published figures it is compared with (:class:`Target`), and the run itself, which calls only the public API a
 user calls (rheology, cannula, flow, thermal, mechanics, balloon, phantom and vertebra model). Nothing is tuned per
-case: every parameter is the model's default or a value from ../shared/reference (each assumption about an
+case: every parameter is the model's default or a value from a source of docs/references.md (each assumption about an
 experiment's setup that the source does not give is named in the docstring).
 
 Spread of a published figure (``Target.spread_kind``):
@@ -302,7 +302,7 @@ def run_baroud_cannula(quick: bool) -> list[Measured]:
 
 # ------------------------------------------------------------------------------------ spherical front (analytic)
 
-SPHERE_PERMEABILITY_M2 = 4e-9  # reference/physics.md section 1 sanity set [D]
+SPHERE_PERMEABILITY_M2 = 4e-9  # the cannula/bone sanity case of docs/flow.md [D]
 SPHERE_POROSITY = 0.85  # BV/TV 0.15 [M]
 SPHERE_CEMENT_PA_S = 100.0  # Newtonian cement, sanity set [D]
 SPHERE_RATE_M3_S = 0.1 * ML  # 0.1 mL/s, sanity set [D]
@@ -310,7 +310,7 @@ SPHERE_NUMERICAL_TOL = 0.05  # 5 % of the analytic value: the front is resolved 
 
 
 def run_spherical_front(quick: bool) -> list[Measured]:
-    """Point injection into a homogeneous, isotropic trabecular sphere (analytic solution, reference section 1).
+    """Point injection into a homogeneous, isotropic trabecular sphere (analytic solution, docs/flow.md).
 
     Geometry: a ball of trabecular bone (label 1) of radius 16 mm inside a shell of vein exits (label 5: a reservoir
     at venous pressure on its faces), 1 mm voxels (2 mm quick); k 4e-9 m2, porosity 0.85, Newtonian cement 100 Pa s
@@ -357,7 +357,7 @@ def run_spherical_front(quick: bool) -> list[Measured]:
 
 
 def run_balloon_pv(quick: bool) -> list[Measured]:
-    """Balloon tamp in a vertebral body compressed to 80 % of its height (cadaver L1-L5, reference section 4).
+    """Balloon tamp in a vertebral body compressed to 80 % of its height (cadaver L1-L5, Nan Fang 2006).
 
     Geometry: the L1 phantom with a wedge fracture of 20 % height loss (anatomy.phantom, 80 HU trabecular bone),
     model.vertebra_from_phantom (Morgan 2003 modulus law), 2 mm voxels (1 mm full). One balloon
@@ -511,10 +511,10 @@ def run_belkoff_mechanics(quick: bool) -> list[Measured]:
 # ------------------------------------------------------------------------------------------ the list
 
 CASES: tuple[Case, ...] = (
-    Case("cure_isothermal_37c", "Li 2003 J Biomech Eng kinetics, 0-D check (reference/physics.md 2, 5.4) [D]",
+    Case("cure_isothermal_37c", "Li 2003 J Biomech Eng kinetics, 0-D check (references.md) [D]",
          (Target("time to alpha = 0.5 at 37 C", "min", 10.0, "approx"),),
          ("vertaug.physics.rheology",), run_cure_isothermal),
-    Case("cure_adiabatic_23c", "Li 2003 J Biomech Eng kinetics, 0-D check (reference/physics.md 2, 5.4) [D]",
+    Case("cure_adiabatic_23c", "Li 2003 J Biomech Eng kinetics, 0-D check (references.md) [D]",
          (Target("adiabatic peak temperature from 23 C", "C", 94.0, "approx"),),
          ("vertaug.physics.rheology",), run_cure_adiabatic),
     Case("porcine_thermal_bolus", "BMC Musculoskelet Disord 2011 12:116 (porcine vertebrae, 37 C saline) [V]",
@@ -522,7 +522,7 @@ CASES: tuple[Case, ...] = (
           Target("time above 45 C at the centre", "s", 223.0, "approx"),
           Target("anterior cortex peak temperature", "C", 42.4, "SD", 2.2)),
          ("vertaug.physics.thermal", "vertaug.anatomy.phantom", "vertaug.model.vertebra"), run_porcine_bolus),
-    Case("astm_f451_moulds", "ASTM F451 exotherm moulds (reference/physics.md 5.5) [V]",
+    Case("astm_f451_moulds", "ASTM F451 exotherm moulds (references.md) [V]",
          (Target("peak difference, PU-foam vs PTFE mould (6 mm)", "C", 50.0, "approx"),
           Target("peak difference, 40 mm vs 6 mm high (PTFE)", "C", 75.0, "approx")),
          ("vertaug.physics.thermal",), run_f451_moulds),
@@ -530,7 +530,7 @@ CASES: tuple[Case, ...] = (
          (Target("share of delivery pressure lost in the cannula", "%", 95.0, "approx"),
           Target("delivery pressure cut by doubling the proximal ID", "%", 63.0, "approx")),
          ("vertaug.physics.cannula", "vertaug.physics.flow", "vertaug.anatomy.phantom"), run_baroud_cannula),
-    Case("spherical_front", "analytic point injection in a sphere (reference/physics.md 1) [D]",
+    Case("spherical_front", "analytic point injection in a sphere (derived in flow.md) [D]",
          (Target("front radius / analytic", "-", 1.0, "numerical", SPHERE_NUMERICAL_TOL),
           Target("cement pressure 1/r coefficient / analytic", "-", 1.0, "numerical", SPHERE_NUMERICAL_TOL)),
          ("vertaug.physics.flow",), run_spherical_front),
@@ -546,7 +546,7 @@ CASES: tuple[Case, ...] = (
          ("vertaug.procedures.kyphoplasty", "vertaug.procedures.vertebroplasty", "vertaug.physics.mechanics"),
          run_belkoff_mechanics),
     Case("balloon_pressure_volume", "cadaver L1-L5 at 80 % height: 2.95 +/- 0.18 mL at 122.7 +/- 27.9 psi "
-         "(reference/physics.md 4) [V]",
+         "(Nan Fang 2006, references.md) [V]",
          (Target("balloon pressure at 2.95 mL", "MPa", 0.846, "SD", 0.192),),
          ("vertaug.physics.balloon", "vertaug.anatomy.phantom"), run_balloon_pv),
     Case("homogeneous_block_stiffness", "analytic E A / L (vtkbone / n88tools style) [D]",

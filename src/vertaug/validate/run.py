@@ -237,7 +237,7 @@ case list matches the code (`vertaug.validate.cases.CASES`).
 `vertaug validate [--quick] [--out DIR]` reruns every published experiment the models cover, each as a small named
 scenario built with the same public API a user calls, and writes `validation.json`, `validation.md` and
 `validation.html` (case, source, quantity, published value +/- spread, ours, relative error, within spread, run time,
-note). Nothing is tuned per case: every case uses the model defaults and the parameters of ../shared/reference; where
+note). Nothing is tuned per case: every case uses the model defaults and the sources in references.md; where
 an experiment's setup is not given in the source we could read, the case names its assumption in capitals (ASSUMED).
 
 Spread rules (one rule per kind, never per case):
