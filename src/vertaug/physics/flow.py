@@ -55,7 +55,17 @@ from scipy.sparse.csgraph import connected_components
 
 from vertaug.errors import EmptyMaskError, GridMismatchError, InvalidValueError, ParameterError, check_range
 from vertaug.model.labels import (
-    BASIVERTEBRAL, CANAL, CORTEX, DEFECT, DISC, ENDPLATE, INJECTABLE, OUTSIDE, POROUS, SEGMENTAL, TRABECULAR,
+    BASIVERTEBRAL,
+    CANAL,
+    CORTEX,
+    DEFECT,
+    DISC,
+    ENDPLATE,
+    INJECTABLE,
+    OUTSIDE,
+    POROUS,
+    SEGMENTAL,
+    TRABECULAR,
 )
 from vertaug.physics.solvers import PressureSolver
 
@@ -694,15 +704,15 @@ def inject(
     t_wall = time.perf_counter()
     labels, spacing, porosity, ks, tip, rate, vol_target = _checked_inputs(
         labels, spacing_m, porosity, permeability_m2, tip_voxels, rate_m3_s, volume_m3)
-    controls = dict(
-        cement_viscosity=cement_viscosity,
-        mu_m=check_range("marrow_viscosity_pa_s", marrow_viscosity_pa_s, 1e-4, 10.0, "Pa s"),
-        p_v=check_range("venous_pressure_pa", venous_pressure_pa, 0.0, 1e5, "Pa"),
-        cfl=check_range("cfl", cfl, 1e-3, 20.0),
-        max_saturation_change=check_range("max_saturation_change", max_saturation_change, 1e-3, 1.0),
-        stop_leak_m3=stop_leak_m3, start_time_s=start_time_s, max_dt_s=max_dt_s,
-        shear_rate_factor=shear_rate_factor, mass_tolerance=mass_tolerance, max_steps=max_steps,
-    )
+    controls = {
+        "cement_viscosity": cement_viscosity,
+        "mu_m": check_range("marrow_viscosity_pa_s", marrow_viscosity_pa_s, 1e-4, 10.0, "Pa s"),
+        "p_v": check_range("venous_pressure_pa", venous_pressure_pa, 0.0, 1e5, "Pa"),
+        "cfl": check_range("cfl", cfl, 1e-3, 20.0),
+        "max_saturation_change": check_range("max_saturation_change", max_saturation_change, 1e-3, 1.0),
+        "stop_leak_m3": stop_leak_m3, "start_time_s": start_time_s, "max_dt_s": max_dt_s,
+        "shear_rate_factor": shear_rate_factor, "mass_tolerance": mass_tolerance, "max_steps": max_steps,
+    }
     g = _build_grid(labels, spacing, porosity, ks, tip)
     outlets = tip & np.isin(labels, POROUS_LABELS)  # tip voxels in the cortex/endplate are walls (see _build_grid)
     pb = _make_problem(g, outlets, rate, vol_target, **controls)
