@@ -18,7 +18,7 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    the balloon pressure is the smallest yield stress on the front, p_crush = min_front sigma_y; the front voxels
    with sigma_y <= p_crush (1 + PRESSURE_TOLERANCE) are crushed, nearest to a balloon's centre first (the membrane
    keeps the cavity compact; among equal yields the cavity grows as a sphere), so the cavity grows along weak bone
-   (invasion-percolation order). Only trabecular voxels (label 1) not touching a non-body label crush (where the
+   (invasion-percolation order). Only trabecular voxels (TRABECULAR) not touching a non-body label crush (where the
    shell is thinner than a voxel the membrane does not open the body); the cortex and endplates (smeared tissue
    yield = shell fraction x 134 MPa, tens of MPa) are walls at any device pressure, veins and defects are not
    entered by the membrane. The P-V curve therefore has a plateau at the yield stress of the bone at the front,
@@ -311,7 +311,7 @@ def _on_surface(labels: np.ndarray, i: int, j: int, k: int) -> bool:
 
 
 def _open(st: dict, sel: np.ndarray) -> None:
-    """Make the voxels ``sel`` cavity: fluid-filled void (label 7), no bone."""
+    """Make the voxels ``sel`` cavity: fluid-filled void (DEFECT), no bone."""
     st["cavity"][sel] = True
     st["labels"][sel] = DEFECT
     st["hu"][sel] = FLUID_HU
@@ -354,11 +354,11 @@ def _contact_column(st: dict, i: int, j: int) -> bool:
 
 
 class _Front:
-    """The crushable front, kept incrementally: the trabecular voxels (label 1) not touching a non-body label,
+    """The crushable front, kept incrementally: the TRABECULAR voxels not touching a non-body label,
     outside the cavity, with a face neighbour in the cavity, as sorted flat indices (C order, as ``np.argwhere``).
 
-    Same set as ``binary_dilation(cavity) & ~cavity & (labels == TRAB) & ~binary_dilation(~body)`` every step:
-    a crush step only turns front voxels (label 1, body) into cavity (label 7, body), so the body mask and the
+    Same set as ``binary_dilation(cavity) & ~cavity & (labels == TRABECULAR) & ~binary_dilation(~body)`` every step:
+    a crush step only turns front voxels (TRABECULAR, body) into cavity (DEFECT, body), so the body mask and the
     "touching a non-body label" mask do not change; the front loses the crushed voxels and gains their trabecular
     face neighbours. A lift step moves whole columns: everything is rebuilt from the grid.
     """
@@ -706,17 +706,17 @@ def _drop(st: dict, lifted, n_vox: int) -> None:
 
 
 def treated_vertebra(vertebra, result: BalloonResult):
-    """The model after deflation as a :class:`Vertebra`: cavity (label 7, fluid), compacted shell, moved endplate.
+    """The model after deflation as a :class:`Vertebra`: cavity (DEFECT, fluid), compacted shell, moved endplate.
 
     Materials are rebuilt from the labels and HU (the shell's HU encodes its compacted BV/TV); the cavity's
     permeability is that of an open slot of its local width w = 2 x (distance to the cavity wall), k = w^2 / 12
-    (cubic law [D]), at least the label-7 value h^2 / 12.
+    (cubic law [D]), at least the value of a DEFECT voxel, h^2 / 12.
     """
     m0 = vertebra.materials
     labels = result.labels.copy()
     mats = material_maps_like(m0, result.hu, labels, float(vertebra.spacing_m[0]))
     v = replace(vertebra, hu=result.hu, posterior_mask=result.posterior_mask)
-    note = "kyphoplasty balloon: cavity labelled 7 (open void), compacted shell in label 1 with raised HU"
+    note = f"kyphoplasty balloon: cavity labelled {DEFECT} (open void), compacted shell in label {TRABECULAR} with raised HU"
     v = v.with_labels(labels, materials=mats, morphometry=None, notes=(*vertebra.notes, note))
     cav = result.cavity
     if cav.any():

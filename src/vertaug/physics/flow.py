@@ -9,17 +9,18 @@ Equations (reference/physics.md section 1; capillary pressure and gravity neglec
 
 Discretisation (finite volumes on the voxel grid, one unknown per porous voxel):
 
-* Porous voxels: labels 1 (trabecular) and 7 (fracture cleft / cortical defect). Walls: every other label, the array
-  border, and the cannula tip voxels themselves (the cannula occupies them).
+* Porous voxels: labels TRABECULAR and DEFECT (fracture cleft / cortical defect; names from
+  :mod:`vertaug.model.labels`). Walls: every other label, the array border, and the cannula tip voxels themselves
+  (the cannula occupies them).
 * Face transmissibility T = A / h * 2 k_i k_j / (k_i + k_j) (harmonic mean, k of the face's axis for anisotropy);
   total mobility at a face taken from the upstream cell of the previous step (arithmetic mean at the first step).
 * Source: each cannula (a connected group of tip voxels) delivers rate / n_cannulas of pure cement, split evenly over
   the faces between its tip voxels and porous voxels (a Neumann flux; the cannula is rate-controlled).
 * Exits (Dirichlet faces, reservoir at the venous pressure, half-cell transmissibility A k_i / (h/2)):
-  route B: porous voxel next to label 5 (basivertebral foramen/vein); route S: porous voxel next to label 6
-  (segmental vein exit); route C: voxel labelled 7 next to label 0 (paraspinal soft tissue) or 4 (canal);
-  route D: voxel labelled 7 next to label 8 (disc; a fracture through the endplate is labelled 7).
-  A voxel labelled 1 next to 0, 4 or 8 is *not* an exit: the cortex or endplate is taken as intact there.
+  route B: porous voxel next to BASIVERTEBRAL (basivertebral foramen/vein); route S: porous voxel next to SEGMENTAL
+  (segmental vein exit); route C: a DEFECT voxel next to OUTSIDE (paraspinal soft tissue) or CANAL;
+  route D: a DEFECT voxel next to DISC (a fracture through the endplate is labelled DEFECT).
+  A TRABECULAR voxel next to OUTSIDE, CANAL or DISC is *not* an exit: the cortex or endplate is taken as intact there.
   Outflow carries f(S_i) of cement; inflow from a reservoir is marrow.
 * Pressure (implicit): sum_faces T lambda (p_i - p_j) + sum_exits T lambda (p_i - p_v) = q_i, SPD, solved by
   :class:`vertaug.physics.solvers.PressureSolver` with multigrid setup reuse and warm starts.
