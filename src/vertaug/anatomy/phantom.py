@@ -33,23 +33,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ParameterError, check_range
+from ..model.labels import LABELS
 from .io import Volume
 from .levels import BODY_LABEL, DISC_LABEL, LEVELS, label_table, normalize_level
 
 __all__ = ["PhantomSpec", "Phantom", "make_phantom", "GRADE_DEFORMITY", "TISSUE"]
 
-#: Tissue labels of the voxel model (docs/file_formats.md).
-TISSUE = {
-    "outside": 0,
-    "trabecular": 1,
-    "cortex": 2,
-    "endplate": 3,
-    "canal": 4,
-    "basivertebral": 5,
-    "segmental": 6,
-    "defect": 7,
-    "disc": 8,
-}
+#: Tissue labels of the voxel model: the label vocabulary of :mod:`vertaug.model.labels` (name -> number).
+TISSUE = dict(LABELS)
 #: Posterior elements (pedicles, laminae, spinous process) in the tissue map of the phantom: bone, not part of the body.
 POSTERIOR_ELEMENT = 9
 
@@ -82,6 +73,8 @@ HU = {
 }
 
 FRACTURE_TYPES = ("none", "wedge", "biconcave", "crush")
+#: The spinal canal behind the bodies: an elliptic tube of this width (lateral) and depth (AP), mm.
+CANAL_WIDTH_MM, CANAL_DEPTH_MM = 22.0, 16.0
 
 
 @dataclass(frozen=True)
@@ -169,18 +162,30 @@ def _height_profile(kind: str, d: float, hp: float, u: np.ndarray, x: np.ndarray
     return zero, zero
 
 
-def make_phantom(spec: PhantomSpec | None = None, **kwargs) -> Phantom:
-    """Build a phantom from a :class:`PhantomSpec` (or its fields as keyword arguments)."""
-    if spec is None:
-        spec = PhantomSpec(**kwargs)
-    elif kwargs:
-        raise ParameterError("Give either a PhantomSpec or keyword arguments, not both.", "pass one of them.")
+@dataclass(frozen=True)
+class _Layout:
+    """The voxel grid of a phantom: the stacked levels (cranial first) and the voxel centres, in mm."""
+
+    names: list  # level names, cranial first
+    dims: list  # LEVEL_DIMENSIONS_MM of each level
+    levels_z: list  # (name, z of the intact bottom, z of the intact top) per level
+    xs: np.ndarray  # voxel centres along x (right), y (anterior), z (superior)
+    ys: np.ndarray
+    zs: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.xs.size, self.ys.size, self.zs.size)
+
+
+def _layout(spec: PhantomSpec) -> _Layout:
+    """Stack the levels along z (every endplate on a voxel face) and size the grid around them."""
     s = spec.spacing_mm
     names = _stack(spec)
     dims = [LEVEL_DIMENSIONS_MM[n] for n in names]
     max_d = max(d[1] for d in dims)
     max_w = max(d[2] for d in dims)
-    canal_d, canal_w = 16.0, 22.0
+    canal_d = CANAL_DEPTH_MM
     # z layout, cranial first, starting at the top; every endplate on a voxel face
     levels_z = []
     margin_z = 6.0
@@ -197,57 +202,65 @@ def make_phantom(spec: PhantomSpec | None = None, **kwargs) -> Phantom:
     nx = int(np.ceil(2 * x_half / s))
     ny = int(np.ceil((y_max - y_min) / s))
     nz = int(np.ceil((z_top - z_min) / s))
-    # voxel centres
-    xs = -x_half + (np.arange(nx) + 0.5) * s
-    ys = y_min + (np.arange(ny) + 0.5) * s
-    zs = z_min + (np.arange(nz) + 0.5) * s
-    X, Y, Z = np.meshgrid(xs, ys, zs, indexing="ij")
+    return _Layout(
+        names=names, dims=dims, levels_z=levels_z, xs=-x_half + (np.arange(nx) + 0.5) * s,
+        ys=y_min + (np.arange(ny) + 0.5) * s, zs=z_min + (np.arange(nz) + 0.5) * s,
+    )
 
-    tissue = np.zeros((nx, ny, nz), dtype=np.uint8)
-    seg = np.zeros((nx, ny, nz), dtype=np.uint16)
-    bodymap = np.zeros((nx, ny, nz), dtype=np.uint8)
+
+def _level_truth(spec: PhantomSpec, name: str, bottom: float, top: float, dim) -> dict:
+    """The exact heights, wedge angle and fracture of one level (the phantom's ground truth)."""
+    hp, depth, width, _ = dim
+    kind = spec.fracture if name == spec.level else "none"
+    d_frac = spec.deformity_fraction if name == spec.level else 0.0
+    heights = {}
+    for key, frac in (("posterior", 0.15), ("middle", 0.5), ("anterior", 0.85)):
+        t, b = _height_profile(kind, d_frac, hp, np.array(frac), np.array(0.0), width)
+        heights[key] = float(hp - t - b)
+    wedge = float(np.degrees(np.arctan((heights["posterior"] - heights["anterior"]) / (0.7 * depth))))
+    return {
+        "height_anterior_mm": heights["anterior"],
+        "height_middle_mm": heights["middle"],
+        "height_posterior_mm": heights["posterior"],
+        "ap_depth_mm": depth,
+        "width_mm": width,
+        "wedge_angle_deg": wedge if kind == "wedge" else 0.0,
+        "fracture": kind,
+        "deformity": d_frac,
+        "grade": spec.grade if name == spec.level else 0,
+        "z_bottom_mm": bottom,
+        "z_top_mm": top,
+    }
+
+
+def _level_body(spec: PhantomSpec, name: str, bottom: float, top: float, dim, X, Y, Z):
+    """The body of one level: (body mask, z of its bottom and top surfaces, axial footprint)."""
+    hp, depth, width, _ = dim
+    u = Y / depth  # fraction of the AP depth from the posterior wall (y = 0)
+    ell = (X / (width / 2)) ** 2 + ((Y - 0.45 * depth) / (0.55 * depth)) ** 2 <= 1.0
+    foot = ell & (Y >= 0.0)
+    kind = spec.fracture if name == spec.level else "none"
+    dtop, dbot = _height_profile(kind, spec.deformity_fraction if name == spec.level else 0.0, hp, u, X, width)
+    z_hi = top - dtop
+    z_lo = bottom + dbot
+    return foot & (Z <= z_hi) & (Z >= z_lo), z_lo, z_hi, foot
+
+
+def _fill_tissue(spec: PhantomSpec, lay: _Layout, bodies: list, truth: dict, X, Y, Z):
+    """Discs, canal, posterior elements, bodies with their shell, vessels and defects: (tissue, seg, bodymap)."""
+    tissue = np.zeros(lay.shape, dtype=np.uint8)
+    seg = np.zeros(lay.shape, dtype=np.uint16)
+    bodymap = np.zeros(lay.shape, dtype=np.uint8)
     table = label_table("v2")
-    truth: dict = {"levels": {}, "spec": spec, "units": "mm"}
-    d_frac = spec.deformity_fraction
-
-    body_masks = []
-    for (name, bottom, top), (hp, depth, width, _) in zip(levels_z, dims):
-        u = Y / depth  # fraction of the AP depth from the posterior wall (y = 0)
-        ell = (X / (width / 2)) ** 2 + ((Y - 0.45 * depth) / (0.55 * depth)) ** 2 <= 1.0
-        foot = ell & (Y >= 0.0)
-        kind = spec.fracture if name == spec.level else "none"
-        dtop, dbot = _height_profile(kind, d_frac if name == spec.level else 0.0, hp, u, X, width)
-        z_hi = top - dtop
-        z_lo = bottom + dbot
-        body = foot & (Z <= z_hi) & (Z >= z_lo)
-        body_masks.append((name, body, z_lo, z_hi, foot))
-        heights = {}
-        for key, frac in (("posterior", 0.15), ("middle", 0.5), ("anterior", 0.85)):
-            t, b = _height_profile(kind, d_frac if name == spec.level else 0.0, hp, np.array(frac), np.array(0.0), width)
-            heights[key] = float(hp - t - b)
-        wedge = float(np.degrees(np.arctan((heights["posterior"] - heights["anterior"]) / (0.7 * depth))))
-        truth["levels"][name] = {
-            "height_anterior_mm": heights["anterior"],
-            "height_middle_mm": heights["middle"],
-            "height_posterior_mm": heights["posterior"],
-            "ap_depth_mm": depth,
-            "width_mm": width,
-            "wedge_angle_deg": wedge if kind == "wedge" else 0.0,
-            "fracture": kind,
-            "deformity": d_frac if name == spec.level else 0.0,
-            "grade": spec.grade if name == spec.level else 0,
-            "z_bottom_mm": bottom,
-            "z_top_mm": top,
-        }
-
     # discs: the footprint between adjacent bodies
-    for (n1, b1, lo1, hi1, f1), (n2, b2, lo2, hi2, f2) in zip(body_masks[:-1], body_masks[1:]):
+    for (_n1, _b1, lo1, _hi1, f1), (_n2, _b2, _lo2, hi2, f2) in zip(bodies[:-1], bodies[1:]):
         disc = (f1 & f2) & (Z < lo1) & (Z > hi2)
         tissue[disc] = TISSUE["disc"]
         bodymap[disc] = DISC_LABEL
     # canal through the whole stack, posterior elements per level
+    canal_w, canal_d = CANAL_WIDTH_MM, CANAL_DEPTH_MM
     canal = (X / (canal_w / 2)) ** 2 + ((Y + canal_d / 2 + 1.0) / (canal_d / 2)) ** 2 <= 1.0
-    for (name, body, z_lo, z_hi, foot), (hp, depth, width, _) in zip(body_masks, dims):
+    for (name, body, z_lo, z_hi, foot), (hp, depth, width, _) in zip(bodies, lay.dims):
         lvl = truth["levels"][name]
         zc = 0.5 * (lvl["z_bottom_mm"] + lvl["z_top_mm"])
         post = _posterior_elements(X, Y, Z, zc, hp, canal_w, canal_d) & ~canal
@@ -259,11 +272,29 @@ def make_phantom(spec: PhantomSpec | None = None, **kwargs) -> Phantom:
         _shell(tissue, body, foot, X, Y, Z, z_lo, z_hi, width, depth, spec)
         if name == spec.level:
             _vascular_and_defects(tissue, body, X, Y, Z, zc, width, depth, spec, z_hi)
-    tissue[canal & (tissue == 0)] = TISSUE["canal"]
+    tissue[canal & (tissue == TISSUE["outside"])] = TISSUE["canal"]
+    return tissue, seg, bodymap
+
+
+def make_phantom(spec: PhantomSpec | None = None, **kwargs) -> Phantom:
+    """Build a phantom from a :class:`PhantomSpec` (or its fields as keyword arguments)."""
+    if spec is None:
+        spec = PhantomSpec(**kwargs)
+    elif kwargs:
+        raise ParameterError("Give either a PhantomSpec or keyword arguments, not both.", "pass one of them.")
+    lay = _layout(spec)
+    X, Y, Z = np.meshgrid(lay.xs, lay.ys, lay.zs, indexing="ij")
+    truth: dict = {"levels": {}, "spec": spec, "units": "mm"}
+    bodies = []
+    for (name, bottom, top), dim in zip(lay.levels_z, lay.dims):
+        bodies.append((name, *_level_body(spec, name, bottom, top, dim, X, Y, Z)))
+        truth["levels"][name] = _level_truth(spec, name, bottom, top, dim)
+    tissue, seg, bodymap = _fill_tissue(spec, lay, bodies, truth, X, Y, Z)
 
     ct = _hounsfield(tissue, spec)
+    s = spec.spacing_mm
     affine = np.diag([s, s, s, 1.0])
-    affine[:3, 3] = [xs[0], ys[0], zs[0]]
+    affine[:3, 3] = [lay.xs[0], lay.ys[0], lay.zs[0]]
     src = f"phantom:{spec.level}:{spec.fracture}:g{spec.grade}"
     truth["tissue_labels"] = dict(TISSUE, posterior_element=POSTERIOR_ELEMENT)
     return Phantom(

@@ -18,7 +18,7 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    the balloon pressure is the smallest yield stress on the front, p_crush = min_front sigma_y; the front voxels
    with sigma_y <= p_crush (1 + PRESSURE_TOLERANCE) are crushed, nearest to a balloon's centre first (the membrane
    keeps the cavity compact; among equal yields the cavity grows as a sphere), so the cavity grows along weak bone
-   (invasion-percolation order). Only trabecular voxels (label 1) not touching a non-body label crush (where the
+   (invasion-percolation order). Only trabecular voxels (TRABECULAR) not touching a non-body label crush (where the
    shell is thinner than a voxel the membrane does not open the body); the cortex and endplates (smeared tissue
    yield = shell fraction x 134 MPa, tens of MPa) are walls at any device pressure, veins and defects are not
    entered by the membrane. The P-V curve therefore has a plateau at the yield stress of the bone at the front,
@@ -86,6 +86,7 @@ import numpy as np
 from scipy import ndimage
 
 from vertaug.errors import ParameterError, check_range
+from vertaug.model.labels import BASIVERTEBRAL, BODY, CORTEX, DEFECT, ENDPLATE, SEGMENTAL, TRABECULAR
 from vertaug.model.materials import (
     BVTV_FLOOR,
     TISSUE_DENSITY_KG_M3,
@@ -121,8 +122,9 @@ REFERENCE_POSITION = 0.15  # posterior height at 15 % of the AP depth (morphomet
 HEIGHT_POSITIONS = {"posterior": 0.15, "middle": 0.50, "anterior": 0.85}
 HEIGHT_BAND_MM = 3.0  # heights averaged over columns within +/- 3 mm of the mid-sagittal plane
 
-TRAB, CORTEX, ENDPLATE, CANAL, BVF, SEG, DEFECT, DISC = 1, 2, 3, 4, 5, 6, 7, 8
-BODY_LABELS = (TRAB, CORTEX, ENDPLATE, BVF, SEG, DEFECT)
+# short names other modules and tests use, aliases of the label vocabulary (vertaug.model.labels)
+TRAB, BVF, SEG = TRABECULAR, BASIVERTEBRAL, SEGMENTAL
+BODY_LABELS = BODY
 
 
 @dataclass(frozen=True, eq=False)
@@ -226,7 +228,7 @@ def _seed(labels: np.ndarray, tips_ijk: list, radius_vox: float) -> np.ndarray:
     for t in tips_ijk:
         d2 = sum((gi - float(c)) ** 2 for gi, c in zip(g, t))
         seed |= d2 <= max(radius_vox, 0.5) ** 2
-    return seed & (labels == TRAB)
+    return seed & (labels == TRABECULAR)
 
 
 def _fragment(labels: np.ndarray, fractured: bool) -> tuple[np.ndarray, int]:
@@ -278,7 +280,7 @@ def _lift_step(st: dict, depression, lifted) -> int:
         below = int(labels[i, j, z_ins - 1])
         for arr in st.values():
             arr[i, j, z_ins + 1:] = arr[i, j, z_ins:-1].copy()
-        if below in (CORTEX, BVF, SEG) or _on_surface(labels, i, j, z_ins):
+        if below in (CORTEX, BASIVERTEBRAL, SEGMENTAL) or _on_surface(labels, i, j, z_ins):
             # a cortical wall column, or a voxel on the body surface: the wall is straightened, never opened
             for arr in st.values():
                 arr[i, j, z_ins] = arr[i, j, z_ins - 1]
@@ -309,7 +311,7 @@ def _on_surface(labels: np.ndarray, i: int, j: int, k: int) -> bool:
 
 
 def _open(st: dict, sel: np.ndarray) -> None:
-    """Make the voxels ``sel`` cavity: fluid-filled void (label 7), no bone."""
+    """Make the voxels ``sel`` cavity: fluid-filled void (DEFECT), no bone."""
     st["cavity"][sel] = True
     st["labels"][sel] = DEFECT
     st["hu"][sel] = FLUID_HU
@@ -352,11 +354,11 @@ def _contact_column(st: dict, i: int, j: int) -> bool:
 
 
 class _Front:
-    """The crushable front, kept incrementally: the trabecular voxels (label 1) not touching a non-body label,
+    """The crushable front, kept incrementally: the TRABECULAR voxels not touching a non-body label,
     outside the cavity, with a face neighbour in the cavity, as sorted flat indices (C order, as ``np.argwhere``).
 
-    Same set as ``binary_dilation(cavity) & ~cavity & (labels == TRAB) & ~binary_dilation(~body)`` every step:
-    a crush step only turns front voxels (label 1, body) into cavity (label 7, body), so the body mask and the
+    Same set as ``binary_dilation(cavity) & ~cavity & (labels == TRABECULAR) & ~binary_dilation(~body)`` every step:
+    a crush step only turns front voxels (TRABECULAR, body) into cavity (DEFECT, body), so the body mask and the
     "touching a non-body label" mask do not change; the front loses the crushed voxels and gains their trabecular
     face neighbours. A lift step moves whole columns: everything is rebuilt from the grid.
     """
@@ -372,7 +374,7 @@ class _Front:
         labels, cavity = st["labels"], st["cavity"]
         # trabecular voxels touching a non-body label (a shell thinner than a voxel): the membrane does not open them
         outer = ndimage.binary_dilation(~np.isin(labels, BODY_LABELS))
-        self.crushable = (labels == TRAB) & ~outer
+        self.crushable = (labels == TRABECULAR) & ~outer
         front = ndimage.binary_dilation(cavity) & ~cavity & self.crushable
         self.flat = np.flatnonzero(front)
         self.contact = np.zeros(self.frag_cols.shape, bool)
@@ -409,7 +411,7 @@ def _spread_shell(labels, bvtv, cavity, mass_m3, vvox, max_layers=8):
     for _ in range(max_layers):
         if left <= 1e-9 * float(mass_m3):
             break
-        layer = ndimage.binary_dilation(inside) & ~inside & (labels == TRAB)
+        layer = ndimage.binary_dilation(inside) & ~inside & (labels == TRABECULAR)
         if not layer.any():
             break
         b = np.maximum(new[layer], BVTV_FLOOR)
@@ -455,6 +457,212 @@ def _recoil(labels, E_pa, cavity, depression, lifted, spacing_m, preload_n):
 # ------------------------------------------------------------------------------------------------- main entry
 
 
+@dataclass(frozen=True)
+class _BalloonProblem:
+    """One inflation, validated: the grid, the balloon positions, the volume and pressure limits, the fragment."""
+
+    spacing: tuple  # m, isotropic
+    vvox: float  # voxel volume, m^3
+    h_mm: float  # voxel size, mm
+    tips: np.ndarray  # (n, 3) balloon centres, voxel ijk
+    v_target_vox: int  # balloon volume to reach, voxels (all balloons)
+    p_cap: float  # largest pressure the balloon may reach, Pa
+    preload: float  # axial load on the fragment, N
+    fractured: bool
+    depression: np.ndarray  # (nx, ny) voxels each column lies below H_ref (0 outside the fragment)
+    h_ref: int  # reference (posterior) height, voxels
+
+    @property
+    def n_balloons(self) -> int:
+        return len(self.tips)
+
+
+@dataclass
+class _Inflation:
+    """The evolving model during inflation and the P-V history (one entry per step)."""
+
+    fields: dict  # labels, hu, post, bvtv, E, yield, cavity, gap: the voxel fields a lift moves with the column
+    lifted: np.ndarray  # (nx, ny) voxels each column has been lifted
+    front: _Front  # the crushable front and the contact columns, updated step by step
+    n_bal: int  # balloon volume in voxels: crushed + lifted under the balloon's contact
+    crushed_m3: float  # bone tissue volume crushed so far
+    history: dict = field(default_factory=lambda: {"vols": [], "press": [], "lifts": [], "areas": [], "acts": []})
+
+    def record(self, pb: _BalloonProblem, p: float, a_c: int, act: str) -> None:
+        h = self.history
+        h["vols"].append(self.n_bal * pb.vvox * 1e6)
+        h["press"].append(p)
+        h["lifts"].append(float(self.lifted.max()) * pb.h_mm)
+        h["areas"].append(a_c * pb.spacing[0] * pb.spacing[1] * 1e6)
+        h["acts"].append(act)
+
+
+def _volume_and_pressure_cap(volume_ml, max_pressure_pa, device_max_pressure_pa, balloon_max_ml):
+    """(volume per balloon in mL, pressure cap in Pa) of a volume- or a pressure-controlled inflation."""
+    device_max = check_range("device_max_pressure_pa", device_max_pressure_pa, 1e4, DEVICE_HARD_LIMIT_PA, "Pa",
+                             f"balloon tamps are rated up to ~700 psi ({DEVICE_HARD_LIMIT_PA:.3g} Pa).")
+    bmax = check_range("balloon_max_ml", balloon_max_ml, 0.1, 10.0, "mL")
+    if volume_ml is not None:
+        v_one = check_range("volume_ml", volume_ml, 0.05, bmax, "mL",
+                            f"a balloon holds at most balloon_max_ml={bmax:g} mL; give a smaller volume.")
+        return v_one, device_max
+    if max_pressure_pa is None:
+        raise ParameterError("Neither volume_ml nor max_pressure_pa is given.",
+                             "give the balloon volume per balloon (mL) or the maximum pressure (Pa).")
+    if max_pressure_pa > device_max:
+        raise ParameterError(
+            f"Parameter max_pressure_pa={max_pressure_pa:.4g} Pa ({max_pressure_pa / PSI_PA:.0f} psi) is above the "
+            f"device maximum {device_max:.4g} Pa ({device_max / PSI_PA:.0f} psi).",
+            "lower max_pressure_pa, or raise device_max_pressure_pa for a device rated higher (<= 700 psi).")
+    return bmax, check_range("max_pressure_pa", max_pressure_pa, 1e4, device_max, "Pa")
+
+
+def _balloon_problem(vertebra, tips_ijk, volume_ml, max_pressure_pa, device_max_pressure_pa, balloon_max_ml,
+                     preload_n, fractured) -> _BalloonProblem:
+    """Check the model and the settings; find the fragment to lift."""
+    labels0 = np.asarray(vertebra.labels)
+    spacing = tuple(float(s) for s in vertebra.spacing_m)
+    if any(abs(s - spacing[0]) > 1e-9 * spacing[0] for s in spacing):
+        raise ParameterError(f"spacing_m={spacing} is not isotropic.", "build the model on an isotropic grid.")
+    h = np.array(vertebra.landmarks.height_axis, float)
+    if abs(h[2]) < 0.9:
+        raise ParameterError(f"The height axis {tuple(h)} is not close to array axis 2.",
+                             "reorient the model so that axis 2 runs inferior -> superior (canonical RAS+).")
+    if not tips_ijk:
+        raise ParameterError("tips_ijk is empty.", "give one balloon position (voxel ijk) per cannula.")
+    n = len(tips_ijk)
+    v_one, p_cap = _volume_and_pressure_cap(volume_ml, max_pressure_pa, device_max_pressure_pa, balloon_max_ml)
+    preload = check_range("preload_n", preload_n, 0.0, 5000.0, "N")
+    vvox = float(np.prod(spacing))
+    v_target_vox = round(n * v_one * 1e-6 / vvox)
+    trab_vox = int((labels0 == TRABECULAR).sum())
+    if v_target_vox > trab_vox:
+        raise ParameterError(
+            f"Balloon volume {n} x {v_one:g} mL = {n * v_one:g} mL is larger than the trabecular volume of the body, "
+            f"{trab_vox * vvox * 1e6:.2f} mL.", "use a smaller balloon volume (typically 2-4 mL per balloon).")
+    if fractured is None:
+        m = getattr(vertebra, "morphometry", None)
+        fractured = bool(m is not None and m.genant_grade is not None and m.genant_grade >= 1)
+    tips = np.array([[float(c) for c in t] for t in tips_ijk])
+    for t in tips:
+        q = tuple(round(c) for c in t)
+        if any(not (0 <= c < s) for c, s in zip(q, labels0.shape)) or labels0[q] not in (TRABECULAR, DEFECT):
+            raise ParameterError(f"Balloon tip {tuple(t)} is not in the trabecular bone of the body.",
+                                 f"place the cannula tip inside the vertebral body (label {TRABECULAR}).")
+    depression, h_ref = _fragment(labels0, fractured)
+    return _BalloonProblem(spacing=spacing, vvox=vvox, h_mm=spacing[0] * 1e3, tips=tips, v_target_vox=v_target_vox,
+                           p_cap=p_cap, preload=preload, fractured=fractured, depression=depression, h_ref=h_ref)
+
+
+def _seeded_inflation(pb: _BalloonProblem, vertebra, seed_radius_mm) -> _Inflation:
+    """The deflated balloons drilled in (a sphere of the cannula radius around each tip, recorded at p = 0)."""
+    st = {
+        "labels": np.asarray(vertebra.labels).copy(),
+        "hu": np.asarray(vertebra.hu, np.float32).copy(),
+        "post": np.asarray(vertebra.posterior_mask, bool).copy(),
+        "bvtv": np.asarray(vertebra.bvtv, float).copy(),
+        "E": np.asarray(vertebra.materials.E_pa, float).copy(),
+        "yield": np.asarray(vertebra.yield_pa, float).copy(),
+    }
+    labels = st["labels"]
+    cavity = _seed(labels, pb.tips, seed_radius_mm / pb.h_mm)
+    st["cavity"] = cavity
+    st["gap"] = np.zeros(labels.shape, bool)  # cavity opened under the lifted plate (not crushed)
+    crushed_m3 = float(st["bvtv"][cavity].sum() * pb.vvox)
+    _open(st, cavity)
+    s = _Inflation(fields=st, lifted=np.zeros_like(pb.depression), front=None, n_bal=int(cavity.sum()),
+                   crushed_m3=crushed_m3)
+    s.history = {"vols": [0.0, cavity.sum() * pb.vvox * 1e6], "press": [0.0, 0.0], "lifts": [0.0, 0.0],
+                 "areas": [0.0, 0.0], "acts": ["start", "seed"]}  # the seed: drilled, no inflation pressure yet
+    s.front = _Front(st, pb.depression)
+    return s
+
+
+def _crush_step(pb: _BalloonProblem, s: _Inflation, y_front, p_crush) -> float:
+    """Crush the front voxels within PRESSURE_TOLERANCE of the lowest yield, nearest a balloon centre first (within
+    DISTANCE_BAND_VOX of the nearest); returns the step's pressure."""
+    fr, st = s.front, s.fields
+    cand = fr.flat[y_front <= p_crush * (1.0 + PRESSURE_TOLERANCE)]  # C order, as np.argwhere
+    idx = np.transpose(np.unravel_index(cand, st["labels"].shape))
+    d = np.min(np.linalg.norm(idx[:, None, :] - pb.tips[None, :, :], axis=2), axis=1)
+    keep = d <= d.min() + DISTANCE_BAND_VOX
+    cand, d = cand[keep], d[keep]
+    sel = np.sort(cand[np.argsort(d, kind="stable")][: pb.v_target_vox - s.n_bal])  # C order, as a bool mask
+    s.crushed_m3 += float(st["bvtv"].reshape(-1)[sel].sum() * pb.vvox)
+    p = float(st["yield"].reshape(-1)[sel].max())
+    _open_flat(st, sel)
+    fr.crushed(sel)
+    s.n_bal += int(sel.size)
+    return p
+
+
+def _inflation_step(pb: _BalloonProblem, s: _Inflation) -> str | None:
+    """One step along the path of least pressure: lift the fragment or crush the front. Returns the reason to stop,
+    or None after a step."""
+    fr, depression = s.front, pb.depression
+    y_front = s.fields["yield"].reshape(-1)[fr.flat]
+    p_crush = float(y_front.min()) if y_front.size else np.inf
+    a_c = int((fr.contact & (depression - s.lifted > 0)).sum())
+    p_lift = pb.preload / (a_c * pb.spacing[0] * pb.spacing[1]) if a_c > 0 else np.inf
+    if min(p_crush, p_lift) > pb.p_cap:
+        return "pressure limit reached" if np.isfinite(min(p_crush, p_lift)) else "no crushable bone left on the front"
+    if p_lift <= p_crush and s.n_bal + a_c <= pb.v_target_vox:
+        _lift_step(s.fields, depression, s.lifted)
+        fr.rebuild()
+        s.n_bal += a_c
+        s.record(pb, p_lift, a_c, "lift")
+    elif np.isfinite(p_crush) and p_crush <= pb.p_cap:
+        p = _crush_step(pb, s, y_front, p_crush)
+        s.record(pb, p, a_c, "crush")
+    else:
+        return "balloon volume left is smaller than one lift step and no bone can be crushed"
+    return None
+
+
+def _deflate(pb: _BalloonProblem, s: _Inflation, notes: list) -> tuple[float, int]:
+    """Elastic recoil of the lifted fragment under the preload; returns (recoil in m, voxels of lift lost)."""
+    st, lifted = s.fields, s.lifted
+    recoil_m = _recoil(st["labels"], st["E"], st["cavity"], pb.depression, lifted, pb.spacing, pb.preload)
+    recoil_vox = (int(min(np.floor(recoil_m / pb.spacing[2] + 1e-9), lifted.max())) if np.isfinite(recoil_m)
+                  else int(lifted.max()))
+    if recoil_vox > 0:
+        notes.append(f"deflation: elastic recoil {recoil_m * 1e3:.3g} mm -> {recoil_vox} voxel(s) of lift lost")
+        _drop(st, lifted, recoil_vox)
+    elif lifted.max() > 0:
+        notes.append(f"deflation: elastic recoil {recoil_m * 1e3:.3g} mm is below one voxel; the lift is kept")
+    st.pop("gap")
+    return recoil_m, recoil_vox
+
+
+def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inflated: tuple) -> BalloonResult:
+    """Deflate, spread the crushed bone over the compacted shell, and pack the result."""
+    labels_inflated, cavity_inflated, lift_cols = inflated
+    notes = []
+    recoil_m, recoil_vox = _deflate(pb, s, notes)
+    st, crushed_m3 = s.fields, s.crushed_m3
+    labels, hu, cavity = st["labels"], st["hu"], st["cavity"]
+    bvtv_after = np.where(cavity, 0.0, st["bvtv"])
+    bvtv_new, shell, gain = _spread_shell(labels, bvtv_after, cavity, crushed_m3, pb.vvox)
+    mats = vertebra.materials
+    hu_shell = _hu_from_bvtv(bvtv_new[shell], mats.calibration, mats.density_law)
+    hu[shell] = hu_shell.astype(np.float32)
+    err = abs(crushed_m3 - gain) / crushed_m3 if crushed_m3 > 0 else 0.0
+    if not pb.fractured:
+        notes.append("no fracture at this level (Genant grade 0): the endplate is not lifted, height change ~0")
+    if s.lifted.max() == 0 and pb.fractured:
+        notes.append("the balloon did not lift the endplate (no contact with the fragment, or crushing was cheaper)")
+    hist = s.history
+    return BalloonResult(
+        volume_ml=np.array(hist["vols"]), pressure_pa=np.array(hist["press"]), lift_mm=np.array(hist["lifts"]),
+        contact_area_mm2=np.array(hist["areas"]), action=tuple(hist["acts"]), cavity_inflated=cavity_inflated,
+        cavity=cavity, shell=shell, lift_columns_vox=lift_cols, labels_inflated=labels_inflated, labels=labels, hu=hu,
+        bvtv=bvtv_new, posterior_mask=st["post"], crushed_bone_m3=crushed_m3, shell_gain_m3=gain,
+        mass_balance_error=err, recoil_mm=recoil_m * 1e3, recoil_vox=recoil_vox, n_balloons=pb.n_balloons,
+        stop_reason=stop, fractured=pb.fractured,
+        notes=tuple(notes) + (f"H_ref {pb.h_ref * pb.h_mm:.1f} mm (posterior height)",),
+    )
+
+
 def inflate(
     vertebra,
     tips_ijk: list,
@@ -473,154 +681,17 @@ def inflate(
     the needed pressure stays <= ``max_pressure_pa`` (<= the device maximum), up to ``balloon_max_ml`` per balloon.
     ``fractured`` (default: Genant grade >= 1 in ``vertebra.morphometry``) enables the endplate lift.
     """
-    labels0 = np.asarray(vertebra.labels)
-    spacing = tuple(float(s) for s in vertebra.spacing_m)
-    if any(abs(s - spacing[0]) > 1e-9 * spacing[0] for s in spacing):
-        raise ParameterError(f"spacing_m={spacing} is not isotropic.", "build the model on an isotropic grid.")
-    h = np.array(vertebra.landmarks.height_axis, float)
-    if abs(h[2]) < 0.9:
-        raise ParameterError(f"The height axis {tuple(h)} is not close to array axis 2.",
-                             "reorient the model so that axis 2 runs inferior -> superior (canonical RAS+).")
-    if not tips_ijk:
-        raise ParameterError("tips_ijk is empty.", "give one balloon position (voxel ijk) per cannula.")
-    n = len(tips_ijk)
-    device_max = check_range("device_max_pressure_pa", device_max_pressure_pa, 1e4, DEVICE_HARD_LIMIT_PA, "Pa",
-                             f"balloon tamps are rated up to ~700 psi ({DEVICE_HARD_LIMIT_PA:.3g} Pa).")
-    bmax = check_range("balloon_max_ml", balloon_max_ml, 0.1, 10.0, "mL")
-    if volume_ml is not None:
-        v_one = check_range("volume_ml", volume_ml, 0.05, bmax, "mL",
-                            f"a balloon holds at most balloon_max_ml={bmax:g} mL; give a smaller volume.")
-        p_cap = device_max
-    else:
-        if max_pressure_pa is None:
-            raise ParameterError("Neither volume_ml nor max_pressure_pa is given.",
-                                 "give the balloon volume per balloon (mL) or the maximum pressure (Pa).")
-        if max_pressure_pa > device_max:
-            raise ParameterError(
-                f"Parameter max_pressure_pa={max_pressure_pa:.4g} Pa ({max_pressure_pa / PSI_PA:.0f} psi) is above the "
-                f"device maximum {device_max:.4g} Pa ({device_max / PSI_PA:.0f} psi).",
-                "lower max_pressure_pa, or raise device_max_pressure_pa for a device rated higher (<= 700 psi).")
-        p_cap = check_range("max_pressure_pa", max_pressure_pa, 1e4, device_max, "Pa")
-        v_one = bmax
-    preload = check_range("preload_n", preload_n, 0.0, 5000.0, "N")
-    vvox = float(np.prod(spacing))
-    h_mm = spacing[0] * 1e3
-    v_target_vox = round(n * v_one * 1e-6 / vvox)
-    trab_vox = int((labels0 == TRAB).sum())
-    if v_target_vox > trab_vox:
-        raise ParameterError(
-            f"Balloon volume {n} x {v_one:g} mL = {n * v_one:g} mL is larger than the trabecular volume of the body, "
-            f"{trab_vox * vvox * 1e6:.2f} mL.", "use a smaller balloon volume (typically 2-4 mL per balloon).")
-    if fractured is None:
-        m = getattr(vertebra, "morphometry", None)
-        fractured = bool(m is not None and m.genant_grade is not None and m.genant_grade >= 1)
-
-    st = {
-        "labels": labels0.copy(),
-        "hu": np.asarray(vertebra.hu, np.float32).copy(),
-        "post": np.asarray(vertebra.posterior_mask, bool).copy(),
-        "bvtv": np.asarray(vertebra.bvtv, float).copy(),
-        "E": np.asarray(vertebra.materials.E_pa, float).copy(),
-        "yield": np.asarray(vertebra.yield_pa, float).copy(),
-    }
-    labels, bvtv = st["labels"], st["bvtv"]
-    tips = np.array([[float(c) for c in t] for t in tips_ijk])
-    for t in tips:
-        q = tuple(round(c) for c in t)
-        if any(not (0 <= c < s) for c, s in zip(q, labels.shape)) or labels[q] not in (TRAB, DEFECT):
-            raise ParameterError(f"Balloon tip {tuple(t)} is not in the trabecular bone of the body.",
-                                 "place the cannula tip inside the vertebral body (label 1).")
-    cavity = _seed(labels, tips, seed_radius_mm / h_mm)
-    st["cavity"] = cavity
-    st["gap"] = np.zeros(labels.shape, bool)  # cavity opened under the lifted plate (not crushed)
-    depression, h_ref = _fragment(labels0, fractured)
-    lifted = np.zeros_like(depression)
-    crushed_m3 = float(bvtv[cavity].sum() * vvox)
-    seed_p = 0.0  # the deflated balloon sits in the channel the cannula drilled: no inflation pressure yet
-    _open(st, cavity)
-    vols, press, lifts, areas, acts = [0.0], [0.0], [0.0], [0.0], ["start"]
-    vols.append(cavity.sum() * vvox * 1e6)
-    press.append(seed_p)
-    lifts.append(0.0)
-    areas.append(0.0)
-    acts.append("seed")
+    pb = _balloon_problem(vertebra, tips_ijk, volume_ml, max_pressure_pa, device_max_pressure_pa, balloon_max_ml,
+                          preload_n, fractured)
+    s = _seeded_inflation(pb, vertebra, seed_radius_mm)
     stop = "volume reached"
-    notes = []
-    n_bal = int(cavity.sum())  # balloon volume in voxels: crushed + lifted under the balloon's contact
-    shape = labels.shape
-    fr = _Front(st, depression)  # the crushable front and the contact columns, updated step by step
-    while True:
-        n_cav = n_bal
-        if n_cav >= v_target_vox:
+    while s.n_bal < pb.v_target_vox:
+        reason = _inflation_step(pb, s)
+        if reason is not None:
+            stop = reason
             break
-        y_front = st["yield"].reshape(-1)[fr.flat]
-        p_crush = float(y_front.min()) if y_front.size else np.inf
-        a_c = int((fr.contact & (depression - lifted > 0)).sum())
-        p_lift = preload / (a_c * spacing[0] * spacing[1]) if a_c > 0 else np.inf
-        if min(p_crush, p_lift) > p_cap:
-            stop = ("pressure limit reached" if np.isfinite(min(p_crush, p_lift))
-                    else "no crushable bone left on the front")
-            break
-        if p_lift <= p_crush and n_cav + a_c <= v_target_vox:
-            _lift_step(st, depression, lifted)
-            fr.rebuild()
-            n_bal += a_c
-            p = p_lift
-            act = "lift"
-        elif np.isfinite(p_crush) and p_crush <= p_cap:
-            cand = fr.flat[y_front <= p_crush * (1.0 + PRESSURE_TOLERANCE)]  # C order, as np.argwhere
-            idx = np.transpose(np.unravel_index(cand, shape))
-            d = np.min(np.linalg.norm(idx[:, None, :] - tips[None, :, :], axis=2), axis=1)
-            keep = d <= d.min() + DISTANCE_BAND_VOX
-            cand, d = cand[keep], d[keep]
-            sel = np.sort(cand[np.argsort(d, kind="stable")][: v_target_vox - n_cav])  # C order, as a bool mask
-            crushed_m3 += float(st["bvtv"].reshape(-1)[sel].sum() * vvox)
-            p = float(st["yield"].reshape(-1)[sel].max())
-            _open_flat(st, sel)
-            fr.crushed(sel)
-            n_bal += int(sel.size)
-            act = "crush"
-        else:
-            stop = "balloon volume left is smaller than one lift step and no bone can be crushed"
-            break
-        vols.append(n_bal * vvox * 1e6)
-        press.append(p)
-        lifts.append(float(lifted.max()) * h_mm)
-        areas.append(a_c * spacing[0] * spacing[1] * 1e6)
-        acts.append(act)
-    labels_inflated = st["labels"].copy()
-    cavity_inflated = st["cavity"].copy()
-    lift_cols = lifted.copy()
-
-    # deflation: elastic recoil of the lifted fragment under the preload
-    recoil_m = _recoil(st["labels"], st["E"], st["cavity"], depression, lifted, spacing, preload)
-    recoil_vox = (int(min(np.floor(recoil_m / spacing[2] + 1e-9), lifted.max())) if np.isfinite(recoil_m)
-                  else int(lifted.max()))
-    if recoil_vox > 0:
-        notes.append(f"deflation: elastic recoil {recoil_m * 1e3:.3g} mm -> {recoil_vox} voxel(s) of lift lost")
-        _drop(st, lifted, recoil_vox)
-    elif lifted.max() > 0:
-        notes.append(f"deflation: elastic recoil {recoil_m * 1e3:.3g} mm is below one voxel; the lift is kept")
-    st.pop("gap")
-    labels, hu, cavity = st["labels"], st["hu"], st["cavity"]
-    bvtv_after = np.where(cavity, 0.0, st["bvtv"])
-    bvtv_new, shell, gain = _spread_shell(labels, bvtv_after, cavity, crushed_m3, vvox)
-    mats = vertebra.materials
-    hu_shell = _hu_from_bvtv(bvtv_new[shell], mats.calibration, mats.density_law)
-    hu[shell] = hu_shell.astype(np.float32)
-    err = abs(crushed_m3 - gain) / crushed_m3 if crushed_m3 > 0 else 0.0
-    if not fractured:
-        notes.append("no fracture at this level (Genant grade 0): the endplate is not lifted, height change ~0")
-    if lifted.max() == 0 and fractured:
-        notes.append("the balloon did not lift the endplate (no contact with the fragment, or crushing was cheaper)")
-    return BalloonResult(
-        volume_ml=np.array(vols), pressure_pa=np.array(press), lift_mm=np.array(lifts),
-        contact_area_mm2=np.array(areas), action=tuple(acts), cavity_inflated=cavity_inflated, cavity=cavity,
-        shell=shell, lift_columns_vox=lift_cols, labels_inflated=labels_inflated, labels=labels, hu=hu,
-        bvtv=bvtv_new, posterior_mask=st["post"], crushed_bone_m3=crushed_m3, shell_gain_m3=gain, mass_balance_error=err,
-        recoil_mm=recoil_m * 1e3, recoil_vox=recoil_vox, n_balloons=n, stop_reason=stop, fractured=fractured,
-        notes=tuple(notes) + (f"H_ref {h_ref * h_mm:.1f} mm (posterior height)",),
-    )
+    inflated = (s.fields["labels"].copy(), s.fields["cavity"].copy(), s.lifted.copy())
+    return _balloon_result(pb, s, vertebra, stop, inflated)
 
 
 def _drop(st: dict, lifted, n_vox: int) -> None:
@@ -635,17 +706,17 @@ def _drop(st: dict, lifted, n_vox: int) -> None:
 
 
 def treated_vertebra(vertebra, result: BalloonResult):
-    """The model after deflation as a :class:`Vertebra`: cavity (label 7, fluid), compacted shell, moved endplate.
+    """The model after deflation as a :class:`Vertebra`: cavity (DEFECT, fluid), compacted shell, moved endplate.
 
     Materials are rebuilt from the labels and HU (the shell's HU encodes its compacted BV/TV); the cavity's
     permeability is that of an open slot of its local width w = 2 x (distance to the cavity wall), k = w^2 / 12
-    (cubic law [D]), at least the label-7 value h^2 / 12.
+    (cubic law [D]), at least the value of a DEFECT voxel, h^2 / 12.
     """
     m0 = vertebra.materials
     labels = result.labels.copy()
     mats = material_maps_like(m0, result.hu, labels, float(vertebra.spacing_m[0]))
     v = replace(vertebra, hu=result.hu, posterior_mask=result.posterior_mask)
-    note = "kyphoplasty balloon: cavity labelled 7 (open void), compacted shell in label 1 with raised HU"
+    note = f"kyphoplasty balloon: cavity labelled {DEFECT} (open void), compacted shell in label {TRABECULAR} with raised HU"
     v = v.with_labels(labels, materials=mats, morphometry=None, notes=(*vertebra.notes, note))
     cav = result.cavity
     if cav.any():

@@ -9,17 +9,18 @@ Equations (docs/flow.md, docs/references.md; capillary pressure and gravity negl
 
 Discretisation (finite volumes on the voxel grid, one unknown per porous voxel):
 
-* Porous voxels: labels 1 (trabecular) and 7 (fracture cleft / cortical defect). Walls: every other label, the array
-  border, and the cannula tip voxels themselves (the cannula occupies them).
+* Porous voxels: labels TRABECULAR and DEFECT (fracture cleft / cortical defect; names from
+  :mod:`vertaug.model.labels`). Walls: every other label, the array border, and the cannula tip voxels themselves
+  (the cannula occupies them).
 * Face transmissibility T = A / h * 2 k_i k_j / (k_i + k_j) (harmonic mean, k of the face's axis for anisotropy);
   total mobility at a face taken from the upstream cell of the previous step (arithmetic mean at the first step).
 * Source: each cannula (a connected group of tip voxels) delivers rate / n_cannulas of pure cement, split evenly over
   the faces between its tip voxels and porous voxels (a Neumann flux; the cannula is rate-controlled).
 * Exits (Dirichlet faces, reservoir at the venous pressure, half-cell transmissibility A k_i / (h/2)):
-  route B: porous voxel next to label 5 (basivertebral foramen/vein); route S: porous voxel next to label 6
-  (segmental vein exit); route C: voxel labelled 7 next to label 0 (paraspinal soft tissue) or 4 (canal);
-  route D: voxel labelled 7 next to label 8 (disc; a fracture through the endplate is labelled 7).
-  A voxel labelled 1 next to 0, 4 or 8 is *not* an exit: the cortex or endplate is taken as intact there.
+  route B: porous voxel next to BASIVERTEBRAL (basivertebral foramen/vein); route S: porous voxel next to SEGMENTAL
+  (segmental vein exit); route C: a DEFECT voxel next to OUTSIDE (paraspinal soft tissue) or CANAL;
+  route D: a DEFECT voxel next to DISC (a fracture through the endplate is labelled DEFECT).
+  A TRABECULAR voxel next to OUTSIDE, CANAL or DISC is *not* an exit: the cortex or endplate is taken as intact there.
   Outflow carries f(S_i) of cement; inflow from a reservoir is marrow.
 * Pressure (implicit): sum_faces T lambda (p_i - p_j) + sum_exits T lambda (p_i - p_v) = q_i, SPD, solved by
   :class:`vertaug.physics.solvers.PressureSolver` with multigrid setup reuse and warm starts.
@@ -54,6 +55,19 @@ import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components
 
 from vertaug.errors import EmptyMaskError, GridMismatchError, InvalidValueError, ParameterError, check_range
+from vertaug.model.labels import (
+    BASIVERTEBRAL,
+    CANAL,
+    CORTEX,
+    DEFECT,
+    DISC,
+    ENDPLATE,
+    INJECTABLE,
+    OUTSIDE,
+    POROUS,
+    SEGMENTAL,
+    TRABECULAR,
+)
 from vertaug.physics.solvers import PressureSolver
 
 __all__ = [
@@ -67,7 +81,8 @@ __all__ = [
 ]
 
 ROUTES = ("B", "S", "C", "D")
-POROUS_LABELS = (1, 7)
+#: alias of :data:`vertaug.model.labels.POROUS` (the name other modules import)
+POROUS_LABELS = POROUS
 #: human yellow marrow, 67 mPa s (Biorheology 2011, docs/references.md, [V])
 MARROW_VISCOSITY_PA_S = 0.067
 #: 25 mmHg, see module docstring
@@ -76,10 +91,10 @@ ARRIVAL_SATURATION = 0.5
 
 # (label of the porous voxel or None for any porous label, neighbour labels) -> route
 _EXIT_RULES = {
-    "B": (None, (5,)),
-    "S": (None, (6,)),
-    "C": (7, (0, 4)),
-    "D": (7, (8,)),
+    "B": (None, (BASIVERTEBRAL,)),
+    "S": (None, (SEGMENTAL,)),
+    "C": (DEFECT, (OUTSIDE, CANAL)),
+    "D": (DEFECT, (DISC,)),
 }
 
 
@@ -169,103 +184,122 @@ def _tip_mask(tip_voxels, shape):
         if len(idx) != 3 or any(not (0 <= v < s) for v, s in zip(idx, shape)):
             raise ParameterError(
                 f"Cannula tip voxel {tuple(t)} lies outside the voxel grid of shape {shape}: the tip is outside the body.",
-                "place the tip inside the vertebral body (a voxel labelled 1 or 7).",
+                f"place the tip inside the vertebral body (a voxel labelled {TRABECULAR} or {DEFECT}).",
             )
         mask[idx] = True
     return mask
 
 
-def _build_grid(labels, spacing_m, porosity, ks, tip):
-    shape = labels.shape
-    porous = np.isin(labels, POROUS_LABELS)
+def _axis_slices(a):
+    """Index slices of the lower and the upper cell of every face along axis ``a``."""
+    lo = [slice(None)] * 3
+    hi = [slice(None)] * 3
+    lo[a] = slice(0, -1)
+    hi[a] = slice(1, None)
+    return tuple(lo), tuple(hi)
+
+
+def _outlet_tips(labels, tip, porous):
+    """The tip voxels that deliver cement (those in the marrow space); raise if a tip lies outside the body."""
     if not tip.any():
         raise EmptyMaskError("tip_voxels holds no voxel.", "give at least one cannula tip voxel.")
-    bad = tip & ~np.isin(labels, POROUS_LABELS + (2, 3))
+    bad = tip & ~np.isin(labels, INJECTABLE)
     if bad.any():
         where = tuple(int(v) for v in np.argwhere(bad)[0])
         raise ParameterError(
-            f"Cannula tip voxel {where} has label {int(labels[where])}, not bone (labels 1, 2, 3, 7): "
-            "the tip is outside the body.",
-            "place the tip inside the vertebral body (a voxel labelled 1 or 7).",
+            f"Cannula tip voxel {where} has label {int(labels[where])}, not bone (labels {TRABECULAR}, {CORTEX}, "
+            f"{ENDPLATE}, {DEFECT}): the tip is outside the body.",
+            f"place the tip inside the vertebral body (a voxel labelled {TRABECULAR} or {DEFECT}).",
         )
     # tip voxels in the cortex or an endplate (a cannula radius reaching the shell) are walls, not outlets
     tip = tip & porous
     if not tip.any():
         raise ParameterError(
-            "No cannula tip voxel lies in the marrow space (labels 1 or 7): the tip is outside the body or in the "
-            "cortex.",
+            f"No cannula tip voxel lies in the marrow space (labels {TRABECULAR} or {DEFECT}): the tip is outside the "
+            "body or in the cortex.",
             "move the tip into the trabecular bone of the vertebral body.",
         )
+    return tip
+
+
+def _interior_faces(a, flow, k, idx, area, h):
+    """Faces between two flow cells along axis ``a``: (cell i, cell j, axis, geometric transmissibility)."""
+    lo, hi = _axis_slices(a)
+    m = flow[lo] & flow[hi]
+    kl, kh = k[lo][m], k[hi][m]
+    return idx[lo][m], idx[hi][m], np.full(kl.size, a, dtype=np.int8), area[a] / h[a] * 2.0 * kl * kh / (kl + kh)
+
+
+def _exit_faces(a, labels, flow, k, idx, area, h):
+    """Exit faces along axis ``a``, both orientations, by route: [(cell, route index, half-cell transmissibility)]."""
+    lo, hi = _axis_slices(a)
+    out = []
+    for own_side, other_side in ((lo, hi), (hi, lo)):
+        side_flow, side_lab, other_lab = flow[own_side], labels[own_side], labels[other_side]
+        for r, (own, nbrs) in enumerate(_EXIT_RULES.values()):
+            m = side_flow & np.isin(other_lab, nbrs)
+            if own is not None:
+                m &= side_lab == own
+            if m.any():
+                out.append((idx[own_side][m], np.full(int(m.sum()), r, dtype=np.int8),
+                            area[a] * k[own_side][m] / (0.5 * h[a])))
+    return out
+
+
+def _tip_faces(a, flow, k, idx, can_lab, area, h):
+    """Faces between a flow cell and a tip voxel along axis ``a``, both orientations:
+    [(cell, cannula index, half-cell transmissibility, axis)]."""
+    lo, hi = _axis_slices(a)
+    out = []
+    for own_side, tip_side in ((lo, hi), (hi, lo)):
+        can = can_lab[tip_side]
+        m = flow[own_side] & (can > 0)
+        if m.any():
+            out.append((idx[own_side][m], can[m] - 1, area[a] * k[own_side][m] / (0.5 * h[a]),
+                        np.full(int(m.sum()), a, dtype=np.int8)))
+    return out
+
+
+def _cat(parts, column, dtype):
+    """Concatenate column ``column`` of a list of face tuples (an empty array if there is none)."""
+    return np.concatenate([p[column] for p in parts]).astype(dtype) if parts else np.zeros(0, dtype)
+
+
+def _build_grid(labels, spacing_m, porosity, ks, tip):
+    """The finite-volume grid of the porous voxels reachable from the cannulas: cells, faces, exits, tip faces."""
+    shape = labels.shape
+    porous = np.isin(labels, POROUS_LABELS)
+    tip = _outlet_tips(labels, tip, porous)
     flow = porous & ~tip
     h = np.asarray(spacing_m, dtype=float)
     area = np.array([h[1] * h[2], h[0] * h[2], h[0] * h[1]])
-    vol = float(np.prod(h))
     n_can, can_lab = _label_components(tip)
     flat_flow = np.flatnonzero(flow)
-
     idx = np.full(labels.size, -1, dtype=np.int64)
     idx[flat_flow] = np.arange(flat_flow.size)
     idx = idx.reshape(shape)
 
-    fi, fj, fa, ftg = [], [], [], []
-    ei, er, etg = [], [], []
-    ti, tc, tth, tax = [], [], [], []
+    faces, exits, tips = [], [], []
     for a in range(3):
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[a] = slice(0, -1)
-        hi[a] = slice(1, None)
-        lo, hi = tuple(lo), tuple(hi)
-        f_lo, f_hi = flow[lo], flow[hi]
-        k_lo, k_hi = ks[a][lo], ks[a][hi]
-        # interior faces
-        m = f_lo & f_hi
-        kl, kh = k_lo[m], k_hi[m]
-        fi.append(idx[lo][m])
-        fj.append(idx[hi][m])
-        fa.append(np.full(kl.size, a, dtype=np.int8))
-        ftg.append(area[a] / h[a] * 2.0 * kl * kh / (kl + kh))
-        # exits, both orientations
-        for side_flow, side_k, side_lab, other_lab, side_idx in (
-            (f_lo, k_lo, labels[lo], labels[hi], idx[lo]),
-            (f_hi, k_hi, labels[hi], labels[lo], idx[hi]),
-        ):
-            for r, (own, nbrs) in enumerate(_EXIT_RULES.values()):
-                m = side_flow & np.isin(other_lab, nbrs)
-                if own is not None:
-                    m &= side_lab == own
-                if m.any():
-                    ei.append(side_idx[m])
-                    er.append(np.full(int(m.sum()), r, dtype=np.int8))
-                    etg.append(area[a] * side_k[m] / (0.5 * h[a]))
-        # tip faces, both orientations
-        for side_flow, side_k, side_idx, tip_side in (
-            (f_lo, k_lo, idx[lo], can_lab[hi]),
-            (f_hi, k_hi, idx[hi], can_lab[lo]),
-        ):
-            m = side_flow & (tip_side > 0)
-            if m.any():
-                ti.append(side_idx[m])
-                tc.append(tip_side[m] - 1)
-                tth.append(area[a] * side_k[m] / (0.5 * h[a]))
-                tax.append(np.full(int(m.sum()), a, dtype=np.int8))
-
-    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
+        faces.append(_interior_faces(a, flow, ks[a], idx, area, h))
+        exits += _exit_faces(a, labels, flow, ks[a], idx, area, h)
+        tips += _tip_faces(a, flow, ks[a], idx, can_lab, area, h)
     phi = porosity.reshape(-1)[flat_flow].astype(float)
     kg = np.cbrt(ks[0].reshape(-1)[flat_flow] * ks[1].reshape(-1)[flat_flow] * ks[2].reshape(-1)[flat_flow])
     g = _Grid(
-        shape=shape, cells=flat_flow, pv=phi * vol, k_iso=kg, phi=phi,
-        fi=cat(fi, np.int64), fj=cat(fj, np.int64), f_axis=cat(fa, np.int8), f_tg=cat(ftg, float),
-        ei=cat(ei, np.int64), e_route=cat(er, np.int8), e_tg=cat(etg, float),
-        ti=cat(ti, np.int64), t_can=cat(tc, np.int64), t_th=cat(tth, float), t_axis=cat(tax, np.int8),
-        n_cannulas=n_can, area=area,
+        shape=shape, cells=flat_flow, pv=phi * float(np.prod(h)), k_iso=kg, phi=phi,
+        fi=_cat(faces, 0, np.int64), fj=_cat(faces, 1, np.int64), f_axis=_cat(faces, 2, np.int8),
+        f_tg=_cat(faces, 3, float),
+        ei=_cat(exits, 0, np.int64), e_route=_cat(exits, 1, np.int8), e_tg=_cat(exits, 2, float),
+        ti=_cat(tips, 0, np.int64), t_can=_cat(tips, 1, np.int64), t_th=_cat(tips, 2, float),
+        t_axis=_cat(tips, 3, np.int8), n_cannulas=n_can, area=area,
     )
     for c in range(n_can):
         if not np.any(g.t_can == c):
             where = tuple(int(v) for v in np.argwhere(can_lab == c + 1)[0])
             raise ParameterError(
-                f"Cannula tip at voxel {where} has no face on porous bone (labels 1 or 7): the tip is outside the body "
-                "or walled in by cortex.",
+                f"Cannula tip at voxel {where} has no face on porous bone (labels {TRABECULAR} or {DEFECT}): the tip "
+                "is outside the body or walled in by cortex.",
                 "move the tip into the trabecular bone of the vertebral body.",
             )
     return _restrict_to_reachable(g)
@@ -287,9 +321,10 @@ def _restrict_to_reachable(g: _Grid) -> _Grid:
     for c in reached:
         if not np.any(comp[g.ei] == c):
             raise ParameterError(
-                "The bone region around the cannula tip has no exit (no voxel next to a vein (5, 6), a cortical defect "
-                "(7 next to 0/4) or an endplate fracture (7 next to 8)): incompressible marrow cannot be displaced.",
-                "label the basivertebral foramen (5) or segmental vein exits (6) in the model.",
+                f"The bone region around the cannula tip has no exit (no voxel next to a vein ({BASIVERTEBRAL}, "
+                f"{SEGMENTAL}), a cortical defect ({DEFECT} next to {OUTSIDE}/{CANAL}) or an endplate fracture "
+                f"({DEFECT} next to {DISC})): incompressible marrow cannot be displaced.",
+                f"label the basivertebral foramen ({BASIVERTEBRAL}) or segmental vein exits ({SEGMENTAL}) in the model.",
             )
     keep = np.isin(comp, reached)
     new = np.full(n, -1, dtype=np.int64)
@@ -383,6 +418,262 @@ ACTIVE_SET_TOL = 1e-3
 MAX_ACTIVE_GROWTHS = 200
 
 
+@dataclass(frozen=True)
+class _Problem:
+    """One injection, validated and discretised: the grid, the cannula source, the fluids and the step controls."""
+
+    g: _Grid
+    tip: np.ndarray  # full-grid mask of the tip voxels that deliver cement (in the marrow space)
+    rate: float  # m^3/s, all cannulas together
+    vol_target: float  # m^3
+    cement_viscosity: Callable
+    mu_m: float  # marrow viscosity, Pa s
+    p_v: float  # venous (reservoir) gauge pressure, Pa
+    stop_leak_m3: float | None
+    start_time_s: float
+    cfl: float
+    max_saturation_change: float
+    max_dt_s: float
+    shear_rate_factor: float
+    mass_tolerance: float
+    max_steps: int
+    faces_per_can: np.ndarray  # tip faces per cannula
+    q_face: np.ndarray  # cement inflow through each tip face, m^3/s
+    src: np.ndarray  # cement inflow per cell, m^3/s
+    adj: sp.csr_matrix  # cell adjacency (symmetric, 0/1)
+    sqrt_kphi: np.ndarray  # sqrt(k phi) per cell, m (shear-rate scale)
+
+    @property
+    def n(self) -> int:
+        return self.g.cells.size
+
+
+@dataclass
+class _State:
+    """The evolving fields (per cell) and the time series recorded after every step."""
+
+    S: np.ndarray  # cement saturation
+    p: np.ndarray  # pressure above the reservoir, Pa
+    F: np.ndarray  # total volume flux through each interior face (i -> j), m^3/s
+    gamma: np.ndarray  # shear rate for the next viscosity evaluation, 1/s
+    arrival: np.ndarray  # time the saturation first reached ARRIVAL_SATURATION, s
+    t: float = 0.0
+    injected: float = 0.0
+    leaked: np.ndarray = field(default_factory=lambda: np.zeros(len(ROUTES)))
+    step: int = 0
+    dt: float | None = None
+    dS_last: float = 0.0
+    lam: np.ndarray | None = None  # total mobility of the last step
+    history: dict = field(default_factory=dict)  # name -> list, one entry per step (first entry t = 0)
+
+    def record(self, **values) -> None:
+        for name, v in values.items():
+            self.history.setdefault(name, []).append(v)
+
+
+def _checked_inputs(labels, spacing_m, porosity, permeability_m2, tip_voxels, rate_m3_s, volume_m3):
+    """Validate the grid inputs; returns (labels, spacing, porosity, ks, tip mask, rate, volume)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise InvalidValueError(f"labels has {labels.ndim} dimensions.", "give a 3-D label array (right, anterior, superior).")
+    shape = labels.shape
+    rate = check_range("rate_m3_s", rate_m3_s, 1e-15, 1e-3, "m^3/s", "give a positive rate, e.g. 5e-8 m^3/s (3 mL/min).")
+    if not rate > 1e-15:
+        raise ParameterError(f"Parameter rate_m3_s={rate_m3_s!r} must be > 0.", "give a positive injection rate.")
+    vol_target = check_range("volume_m3", volume_m3, 1e-15, 1e-3, "m^3", "give a positive volume, e.g. 4e-6 m^3 (4 mL).")
+    spacing = tuple(check_range("spacing_m", s, 1e-6, 1e-2, "m") for s in spacing_m)
+    if len(spacing) != 3:
+        raise ParameterError(f"Parameter spacing_m={spacing_m!r} needs 3 values.", "give (dx, dy, dz) in m.")
+    porosity = np.asarray(porosity, dtype=float)
+    if porosity.shape != shape:
+        raise GridMismatchError(f"porosity has shape {porosity.shape}, labels have {shape}.", "use the same grid.")
+    ks = _as_k_tuple(permeability_m2, shape)
+    tip = _tip_mask(tip_voxels, shape)
+    porous = np.isin(labels, POROUS_LABELS)
+    if not np.all((porosity[porous] > 0) & (porosity[porous] <= 1)):
+        raise InvalidValueError(f"porosity is outside (0, 1] in porous voxels (labels {TRABECULAR}, {DEFECT}).",
+                                "give 0 < porosity <= 1.")
+    for k in ks:
+        if not np.all(np.isfinite(k[porous]) & (k[porous] > 0)):
+            raise InvalidValueError("permeability_m2 is not finite and > 0 in porous voxels.", "give k > 0 in m^2.")
+    return labels, spacing, porosity, ks, tip, rate, vol_target
+
+
+def _make_problem(g: _Grid, tip, rate, vol_target, **controls) -> _Problem:
+    """The injection problem on grid ``g``: the cannula source (rate / n_cannulas each, split evenly over that
+    cannula's faces) and the cell adjacency; raise if the volume does not fit the reachable pore space."""
+    pore_m3 = float(g.pv.sum())
+    if vol_target > pore_m3:
+        raise ParameterError(
+            f"Parameter volume_m3={vol_target:.4g} exceeds the pore space reachable from the cannula, {pore_m3:.4g} m^3.",
+            "inject less cement (the body cannot hold more than its marrow space).",
+        )
+    n = g.cells.size
+    faces_per_can = np.bincount(g.t_can, minlength=g.n_cannulas).astype(float)
+    q_face = rate / g.n_cannulas / faces_per_can[g.t_can]
+    adj = sp.csr_matrix((np.ones(2 * g.fi.size), (np.concatenate([g.fi, g.fj]), np.concatenate([g.fj, g.fi]))),
+                        shape=(n, n))
+    return _Problem(g=g, tip=tip, rate=rate, vol_target=vol_target, faces_per_can=faces_per_can, q_face=q_face,
+                    src=np.bincount(g.ti, q_face, n), adj=adj, sqrt_kphi=np.sqrt(g.k_iso * g.phi), **controls)
+
+
+def _initial_state(pb: _Problem) -> _State:
+    n = pb.n
+    st = _State(S=np.zeros(n), p=np.zeros(n), F=np.zeros(pb.g.fi.size), gamma=np.zeros(n),
+                arrival=np.full(n, np.nan))
+    st.record(t=0.0, injected=0.0, in_bone=0.0, tip_p=np.full(pb.g.n_cannulas, pb.p_v), leaked=st.leaked.copy(),
+              mass_err=0.0, vol_err=0.0)
+    return st
+
+
+def _solve_pressure(pb: _Problem, st: _State, mu_c, asm: _Assembler, solver: PressureSolver):
+    """Implicit pressure with upstream face mobilities: updates st.p, st.F, st.lam; returns (exit fluxes, volume
+    balance error)."""
+    g = pb.g
+    lam = st.S / mu_c + (1.0 - st.S) / pb.mu_m
+    F = st.F
+    lam_f = np.where(F > 0, lam[g.fi], np.where(F < 0, lam[g.fj], 0.5 * (lam[g.fi] + lam[g.fj])))
+    t_face = g.f_tg * lam_f
+    t_exit = g.e_tg * lam[g.ei]  # outflow upstream mobility (exits only see outflow while injecting)
+    st.p = solver.solve(asm.matrix(t_face, t_exit), pb.src, x0=st.p)
+    st.F = t_face * (st.p[g.fi] - st.p[g.fj])
+    st.lam = lam
+    F_exit = t_exit * st.p[g.ei]
+    return F_exit, abs(pb.rate - F_exit.sum()) / pb.rate
+
+
+def _time_step(pb: _Problem, st: _State, out) -> float:
+    """First step by the volumetric CFL number of the cells at the cannula, then adapted so that the largest
+    saturation change per step stays near max_saturation_change (the front crosses a cell in a few steps)."""
+    if st.dt is None:
+        at_tip = pb.src > 0
+        dt = pb.cfl * float(np.min(pb.g.pv[at_tip] / out[at_tip]))
+    else:
+        dt = st.dt * float(np.clip(pb.max_saturation_change / max(st.dS_last, 1e-12), 0.5, 2.0))
+    return min(dt, pb.max_dt_s, (pb.vol_target - st.injected) / pb.rate)
+
+
+def _grow(adj, mask):
+    """``mask`` and one layer of cells around it."""
+    return mask | (adj @ mask.astype(float) > 0)
+
+
+def _implicit_saturation(pb: _Problem, st: _State, dt, up, dn, w, out, mu_c):
+    """Backward-Euler saturation over the implicit set; returns (S_new, dt), dt halved where Newton failed.
+
+    The set: cells holding any cement and two layers around them, grown (two layers more around the cells
+    concerned) while the solution would push more than ACTIVE_SET_TOL of a cell's pore volume into a cell outside
+    it (whose update would then be explicit and unbounded: a long first step, cfl >> 1, can carry the front many
+    cells)."""
+    n, adj = pb.n, pb.adj
+    active = _grow(adj, _grow(adj, (st.S > 1e-12) | (pb.src > 0)))
+    for _growth in range(MAX_ACTIVE_GROWTHS + 1):
+        for halving in range(MAX_STEP_HALVINGS + 1):
+            try:
+                S_new = _saturation_step(st.S, dt, pb.g.pv, up, dn, w, out, pb.src, mu_c, pb.mu_m, active, st.p)
+                break
+            except _SaturationNotConverged:
+                if halving == MAX_STEP_HALVINGS:
+                    raise RuntimeError(
+                        f"saturation step did not converge at step {st.step} even at dt = {dt:.3g} s; reduce cfl "
+                        "or max_saturation_change.") from None
+                dt *= 0.5  # take half the step (same pressure field)
+        f_new = _frac(S_new, mu_c, pb.mu_m)[0]
+        spill = ~active & (np.bincount(dn, f_new[up] * w, n) * dt > ACTIVE_SET_TOL * pb.g.pv)
+        if not spill.any():
+            return S_new, dt
+        active = _grow(adj, _grow(adj, active | spill))
+    raise RuntimeError(f"the implicit saturation set kept growing at step {st.step}; reduce cfl.")
+
+
+def _shear_rate(pb: _Problem, F) -> np.ndarray:
+    """Cell shear rate gamma = |u| / sqrt(k phi), the cell velocity from the face fluxes around it."""
+    g, n = pb.g, pb.n
+    u2 = np.zeros(n)
+    for a in range(3):
+        m = g.f_axis == a
+        ua = np.bincount(g.fi[m], np.abs(F[m]), n) + np.bincount(g.fj[m], np.abs(F[m]), n)
+        mt = g.t_axis == a
+        ua += np.bincount(g.ti[mt], pb.q_face[mt], n)
+        u2 += (0.5 * ua / g.area[a]) ** 2
+    return np.sqrt(u2) / pb.sqrt_kphi
+
+
+def _step(pb: _Problem, st: _State, asm: _Assembler, solver: PressureSolver) -> None:
+    """One time step: viscosity, pressure, time-step size, implicit saturation, conservative write-back, checks."""
+    g, n = pb.g, pb.n
+    mu_c = np.broadcast_to(np.asarray(pb.cement_viscosity(pb.start_time_s + st.t, pb.shear_rate_factor * st.gamma),
+                                      float), (n,))
+    if not np.all(np.isfinite(mu_c) & (mu_c > 0)):
+        raise InvalidValueError("cement_viscosity returned a non-positive or non-finite value.", "check the law.")
+    F_exit, vol_err = _solve_pressure(pb, st, mu_c, asm, solver)
+    F = st.F
+    pos = F >= 0  # upstream / downstream per interior face, outflow per cell
+    up = np.where(pos, g.fi, g.fj)
+    dn = np.where(pos, g.fj, g.fi)
+    w = np.abs(F)
+    out = np.bincount(up, w, n) + np.bincount(g.ei, np.maximum(F_exit, 0.0), n)
+    S_new, dt = _implicit_saturation(pb, st, _time_step(pb, st, out), up, dn, w, out, mu_c)
+    # conservative write-back with the converged fractional flows
+    fS = _frac(S_new, mu_c, pb.mu_m)[0]
+    fc = fS[up] * w
+    fe = np.where(F_exit > 0, fS[g.ei] * F_exit, 0.0)
+    dV = (np.bincount(dn, fc, n) - np.bincount(up, fc, n) - np.bincount(g.ei, fe, n) + pb.src) * dt
+    S_prev = st.S
+    st.S = st.S + dV / g.pv
+    st.dt, st.dS_last = dt, float(np.max(np.abs(st.S - S_prev)))
+    st.leaked += np.bincount(g.e_route, fe, 4) * dt
+    st.injected += pb.rate * dt
+    st.t += dt
+    st.arrival[np.isnan(st.arrival) & (st.S >= ARRIVAL_SATURATION)] = st.t
+    in_bone = float(np.add.reduce(g.pv * st.S))  # not np.dot: see solvers._dot
+    err = abs(st.injected - in_bone - st.leaked.sum()) / st.injected
+    if err > pb.mass_tolerance or vol_err > pb.mass_tolerance:
+        raise RuntimeError(
+            f"mass balance violated at step {st.step}: cement {err:.3g}, volume {vol_err:.3g} (> {pb.mass_tolerance:g})."
+        )
+    # bone pressure at the cannula outlet: face pressure p_i + q / (lambda_i T_half), averaged per cannula
+    p_face = st.p[g.ti] + pb.q_face / (st.lam[g.ti] * g.t_th)
+    tip_p = np.bincount(g.t_can, p_face, g.n_cannulas) / pb.faces_per_can + pb.p_v
+    st.gamma = _shear_rate(pb, F)  # for the next step
+    st.record(t=st.t, injected=st.injected, in_bone=in_bone, tip_p=tip_p, leaked=st.leaked.copy(), mass_err=err,
+              vol_err=vol_err)
+
+
+def _result(pb: _Problem, st: _State, stop_reason: str, solver: PressureSolver, t_wall: float) -> InjectionResult:
+    """Scatter the cell fields onto the full voxel grid and pack the time series."""
+    shape, g = pb.g.shape, pb.g
+
+    def full(x, fill):
+        out_arr = np.full(int(np.prod(shape)), fill, dtype=float)
+        out_arr[g.cells] = x
+        return out_arr.reshape(shape)
+
+    arrival_full = full(st.arrival, np.nan)
+    arrival_full[pb.tip] = 0.0
+    sat_full = full(st.S, 0.0)
+    sat_full[pb.tip] = 1.0  # the cannula tip is full of cement (not counted in the bone volume)
+    hist = st.history
+    lh = np.array(hist["leaked"])
+    return InjectionResult(
+        saturation=sat_full,
+        arrival_time_s=arrival_full,
+        pressure_pa=full(st.p + pb.p_v, np.nan),
+        t_s=np.array(hist["t"]),
+        injected_m3=np.array(hist["injected"]),
+        in_bone_m3=np.array(hist["in_bone"]),
+        tip_pressure_pa=np.array(hist["tip_p"]),
+        leaked_m3={r: lh[:, i] for i, r in enumerate(ROUTES)},
+        mass_balance_error=np.array(hist["mass_err"]),
+        volume_balance_error=np.array(hist["vol_err"]),
+        stop_reason=stop_reason,
+        n_steps=st.step,
+        wall_time_s=time.perf_counter() - t_wall,
+        solver_iterations=tuple(solver.stats.iterations),
+        solver_setups=solver.stats.n_setups,
+    )
+
+
 def inject(
     labels: np.ndarray,
     spacing_m,
@@ -412,192 +703,31 @@ def inject(
     cement exceeds it. Returns an :class:`InjectionResult`.
     """
     t_wall = time.perf_counter()
-    labels = np.asarray(labels)
-    if labels.ndim != 3:
-        raise InvalidValueError(f"labels has {labels.ndim} dimensions.", "give a 3-D label array (right, anterior, superior).")
-    shape = labels.shape
-    rate = check_range("rate_m3_s", rate_m3_s, 1e-15, 1e-3, "m^3/s", "give a positive rate, e.g. 5e-8 m^3/s (3 mL/min).")
-    if not rate > 1e-15:
-        raise ParameterError(f"Parameter rate_m3_s={rate_m3_s!r} must be > 0.", "give a positive injection rate.")
-    vol_target = check_range("volume_m3", volume_m3, 1e-15, 1e-3, "m^3", "give a positive volume, e.g. 4e-6 m^3 (4 mL).")
-    mu_m = check_range("marrow_viscosity_pa_s", marrow_viscosity_pa_s, 1e-4, 10.0, "Pa s")
-    p_v = check_range("venous_pressure_pa", venous_pressure_pa, 0.0, 1e5, "Pa")
-    cfl = check_range("cfl", cfl, 1e-3, 20.0)
-    max_saturation_change = check_range("max_saturation_change", max_saturation_change, 1e-3, 1.0)
-    spacing = tuple(check_range("spacing_m", s, 1e-6, 1e-2, "m") for s in spacing_m)
-    if len(spacing) != 3:
-        raise ParameterError(f"Parameter spacing_m={spacing_m!r} needs 3 values.", "give (dx, dy, dz) in m.")
-    porosity = np.asarray(porosity, dtype=float)
-    if porosity.shape != shape:
-        raise GridMismatchError(f"porosity has shape {porosity.shape}, labels have {shape}.", "use the same grid.")
-    ks = _as_k_tuple(permeability_m2, shape)
-    tip = _tip_mask(tip_voxels, shape)
-    porous = np.isin(labels, POROUS_LABELS)
-    if not np.all((porosity[porous] > 0) & (porosity[porous] <= 1)):
-        raise InvalidValueError("porosity is outside (0, 1] in porous voxels (labels 1, 7).", "give 0 < porosity <= 1.")
-    for k in ks:
-        if not np.all(np.isfinite(k[porous]) & (k[porous] > 0)):
-            raise InvalidValueError("permeability_m2 is not finite and > 0 in porous voxels.", "give k > 0 in m^2.")
-
+    labels, spacing, porosity, ks, tip, rate, vol_target = _checked_inputs(
+        labels, spacing_m, porosity, permeability_m2, tip_voxels, rate_m3_s, volume_m3)
+    controls = {
+        "cement_viscosity": cement_viscosity,
+        "mu_m": check_range("marrow_viscosity_pa_s", marrow_viscosity_pa_s, 1e-4, 10.0, "Pa s"),
+        "p_v": check_range("venous_pressure_pa", venous_pressure_pa, 0.0, 1e5, "Pa"),
+        "cfl": check_range("cfl", cfl, 1e-3, 20.0),
+        "max_saturation_change": check_range("max_saturation_change", max_saturation_change, 1e-3, 1.0),
+        "stop_leak_m3": stop_leak_m3, "start_time_s": start_time_s, "max_dt_s": max_dt_s,
+        "shear_rate_factor": shear_rate_factor, "mass_tolerance": mass_tolerance, "max_steps": max_steps,
+    }
     g = _build_grid(labels, spacing, porosity, ks, tip)
-    tip = tip & porous  # tip voxels in the cortex/endplate are walls (see _build_grid)
-    pore_m3 = float(g.pv.sum())
-    if vol_target > pore_m3:
-        raise ParameterError(
-            f"Parameter volume_m3={vol_target:.4g} exceeds the pore space reachable from the cannula, {pore_m3:.4g} m^3.",
-            "inject less cement (the body cannot hold more than its marrow space).",
-        )
-    n = g.cells.size
+    outlets = tip & np.isin(labels, POROUS_LABELS)  # tip voxels in the cortex/endplate are walls (see _build_grid)
+    pb = _make_problem(g, outlets, rate, vol_target, **controls)
     asm = _Assembler(g)
     solver = solver or PressureSolver("sa", rtol=1e-8)
-
-    # cannula source: rate / n_cannulas each, split evenly over that cannula's faces
-    faces_per_can = np.bincount(g.t_can, minlength=g.n_cannulas).astype(float)
-    q_face = rate / g.n_cannulas / faces_per_can[g.t_can]
-    src = np.bincount(g.ti, q_face, n)
-
-    S = np.zeros(n)
-    p = np.zeros(n)
-    F = np.zeros(g.fi.size)
-    gamma = np.zeros(n)
-    arrival = np.full(n, np.nan)
-    t = 0.0
-    injected = 0.0
-    leaked = np.zeros(4)
-    ts, inj, bone, tipp, leak_hist, mb, vb = [0.0], [0.0], [0.0], [np.full(g.n_cannulas, p_v)], [leaked.copy()], [0.0], [0.0]
-    adj = sp.csr_matrix((np.ones(2 * g.fi.size), (np.concatenate([g.fi, g.fj]), np.concatenate([g.fj, g.fi]))),
-                        shape=(n, n))
-    sqrt_kphi = np.sqrt(g.k_iso * g.phi)
+    st = _initial_state(pb)
     stop_reason = "volume reached"
-    step = 0
-    dt = None
-    dS_last = 0.0
-    while injected < vol_target * (1 - 1e-12):
-        step += 1
-        if step > max_steps:
+    while st.injected < pb.vol_target * (1 - 1e-12):
+        st.step += 1
+        if st.step > pb.max_steps:
             stop_reason = "max_steps reached"
             break
-        mu_c = np.broadcast_to(np.asarray(cement_viscosity(start_time_s + t, shear_rate_factor * gamma), float), (n,))
-        if not np.all(np.isfinite(mu_c) & (mu_c > 0)):
-            raise InvalidValueError("cement_viscosity returned a non-positive or non-finite value.", "check the law.")
-        lam = S / mu_c + (1.0 - S) / mu_m
-        lam_f = np.where(F > 0, lam[g.fi], np.where(F < 0, lam[g.fj], 0.5 * (lam[g.fi] + lam[g.fj])))
-        t_face = g.f_tg * lam_f
-        t_exit = g.e_tg * lam[g.ei]  # outflow upstream mobility (exits only see outflow while injecting)
-        A = asm.matrix(t_face, t_exit)
-        p = solver.solve(A, src, x0=p)
-        F = t_face * (p[g.fi] - p[g.fj])
-        F_exit = t_exit * p[g.ei]
-        vol_err = abs(rate - F_exit.sum()) / rate
-
-        # upstream / downstream per interior face, outflow per cell
-        pos = F >= 0
-        up = np.where(pos, g.fi, g.fj)
-        dn = np.where(pos, g.fj, g.fi)
-        w = np.abs(F)
-        out = np.bincount(up, w, n) + np.bincount(g.ei, np.maximum(F_exit, 0.0), n)
-        # time step: first step by the volumetric CFL number of the cells at the cannula, then adapted so that the
-        # largest saturation change per step stays near max_saturation_change (the front crosses a cell in a few steps)
-        if dt is None:
-            at_tip = src > 0
-            dt = cfl * float(np.min(g.pv[at_tip] / out[at_tip]))
-        else:
-            dt *= float(np.clip(max_saturation_change / max(dS_last, 1e-12), 0.5, 2.0))
-        dt = min(dt, max_dt_s, (vol_target - injected) / rate)
-        # cells that take part in the implicit solve: holding any cement, and two layers around them; grown (two
-        # layers more around the cells concerned) while the solution would push more than ACTIVE_SET_TOL of a cell's
-        # pore volume into a cell outside it (whose update would then be explicit and unbounded: a long first step,
-        # cfl >> 1, can carry the front many cells)
-        near = (S > 1e-12) | (src > 0)
-        near = near | (adj @ near.astype(float) > 0)
-        active = near | (adj @ near.astype(float) > 0)
-        for _growth in range(MAX_ACTIVE_GROWTHS + 1):
-            for halving in range(MAX_STEP_HALVINGS + 1):
-                try:
-                    S_new = _saturation_step(S, dt, g.pv, up, dn, w, out, src, mu_c, mu_m, active, p)
-                    break
-                except _SaturationNotConverged:
-                    if halving == MAX_STEP_HALVINGS:
-                        raise RuntimeError(
-                            f"saturation step did not converge at step {step} even at dt = {dt:.3g} s; reduce cfl "
-                            "or max_saturation_change.") from None
-                    dt *= 0.5  # take half the step (same pressure field)
-            f_new = _frac(S_new, mu_c, mu_m)[0]
-            spill = ~active & (np.bincount(dn, f_new[up] * w, n) * dt > ACTIVE_SET_TOL * g.pv)
-            if not spill.any():
-                break
-            grow = active | spill
-            grow = grow | (adj @ grow.astype(float) > 0)
-            active = grow | (adj @ grow.astype(float) > 0)
-        else:
-            raise RuntimeError(f"the implicit saturation set kept growing at step {step}; reduce cfl.")
-        # conservative write-back with the converged fractional flows
-        fS = _frac(S_new, mu_c, mu_m)[0]
-        fc = fS[up] * w
-        fe = np.where(F_exit > 0, fS[g.ei] * F_exit, 0.0)
-        dV = (np.bincount(dn, fc, n) - np.bincount(up, fc, n) - np.bincount(g.ei, fe, n) + src) * dt
-        S_prev = S
-        S = S + dV / g.pv
-        dS_last = float(np.max(np.abs(S - S_prev)))
-        leaked += np.bincount(g.e_route, fe, 4) * dt
-        injected += rate * dt
-        t += dt
-        newly = np.isnan(arrival) & (S >= ARRIVAL_SATURATION)
-        arrival[newly] = t
-        in_bone = float(np.add.reduce(g.pv * S))  # not np.dot: see solvers._dot
-        err = abs(injected - in_bone - leaked.sum()) / injected
-        if err > mass_tolerance or vol_err > mass_tolerance:
-            raise RuntimeError(
-                f"mass balance violated at step {step}: cement {err:.3g}, volume {vol_err:.3g} (> {mass_tolerance:g})."
-            )
-        # bone pressure at the cannula outlet: face pressure p_i + q / (lambda_i T_half), averaged per cannula
-        p_face = p[g.ti] + q_face / (lam[g.ti] * g.t_th)
-        tip_p = np.bincount(g.t_can, p_face, g.n_cannulas) / faces_per_can + p_v
-        # shear rate for the next step: cell velocity from face fluxes, gamma = |u| / sqrt(k phi)
-        u2 = np.zeros(n)
-        for a in range(3):
-            m = g.f_axis == a
-            ua = np.bincount(g.fi[m], np.abs(F[m]), n) + np.bincount(g.fj[m], np.abs(F[m]), n)
-            mt = g.t_axis == a
-            ua += np.bincount(g.ti[mt], q_face[mt], n)
-            u2 += (0.5 * ua / g.area[a]) ** 2
-        gamma = np.sqrt(u2) / sqrt_kphi
-
-        ts.append(t)
-        inj.append(injected)
-        bone.append(in_bone)
-        tipp.append(tip_p)
-        leak_hist.append(leaked.copy())
-        mb.append(err)
-        vb.append(vol_err)
-        if stop_leak_m3 is not None and leaked.sum() > stop_leak_m3:
+        _step(pb, st, asm, solver)
+        if pb.stop_leak_m3 is not None and st.leaked.sum() > pb.stop_leak_m3:
             stop_reason = "leak threshold exceeded"
             break
-
-    def full(x, fill):
-        out_arr = np.full(int(np.prod(shape)), fill, dtype=float)
-        out_arr[g.cells] = x
-        return out_arr.reshape(shape)
-
-    arrival_full = full(arrival, np.nan)
-    arrival_full[tip] = 0.0
-    sat_full = full(S, 0.0)
-    sat_full[tip] = 1.0  # the cannula tip is full of cement (not counted in the bone volume)
-    lh = np.array(leak_hist)
-    return InjectionResult(
-        saturation=sat_full,
-        arrival_time_s=arrival_full,
-        pressure_pa=full(p + p_v, np.nan),
-        t_s=np.array(ts),
-        injected_m3=np.array(inj),
-        in_bone_m3=np.array(bone),
-        tip_pressure_pa=np.array(tipp),
-        leaked_m3={r: lh[:, i] for i, r in enumerate(ROUTES)},
-        mass_balance_error=np.array(mb),
-        volume_balance_error=np.array(vb),
-        stop_reason=stop_reason,
-        n_steps=step,
-        wall_time_s=time.perf_counter() - t_wall,
-        solver_iterations=tuple(solver.stats.iterations),
-        solver_setups=solver.stats.n_setups,
-    )
+    return _result(pb, st, stop_reason, solver, t_wall)

@@ -235,7 +235,7 @@ def _crop_and_cap(e, nu, bone_mask, load_case: LoadCase, hz):
         warnings.warn(
             f"mechanics: {dropped} solid voxels ({100.0 * dropped / np.count_nonzero(e > 0):.2f} %) are not "
             "face-connected to both loaded faces and were dropped (they carry no load).",
-            stacklevel=3,
+            stacklevel=4,  # at the caller of solve_stiffness (via _fe_problem)
         )
     e = np.where(keep, e, 0.0)
     del keep
@@ -327,6 +327,158 @@ def _choose_backend(backend: str, n_voxels: int) -> str:
     return backend
 
 
+@dataclass(frozen=True)
+class _FEProblem:
+    """One load case on the cropped, capped model: materials, constraints and solver settings."""
+
+    model_e: np.ndarray  # (nx, ny, nz) modulus solved, Pa (cropped, load path only, with caps)
+    model_nu: np.ndarray  # scalar or (nx, ny, nz)
+    bone: np.ndarray  # (nx, ny, nz) voxels the strength criterion counts
+    origin: tuple  # index in the input array of element (0, 0, cap_layers)
+    ncap: int
+    dropped: int  # solid voxels off the load path
+    embedded: int  # cap voxels cast into the end surfaces
+    spacing: tuple
+    load_case: LoadCase
+    mat: Material
+    height: float  # m, with caps
+    u_top: float  # prescribed displacement of the top face, m
+    solid_nodes: np.ndarray  # (nx+1, ny+1, nz+1) nodes of a solid voxel
+    fixed: np.ndarray  # (nx+1, ny+1, nz+1, 3) fixed DOFs
+    u_d: np.ndarray  # prescribed values, broadcast over x and y
+    backend: str
+    n_voxels: int
+    tol: float
+    maxiter: int
+
+
+def _checked_nu(nu, e: np.ndarray, bone_mask) -> np.ndarray:
+    """Poisson ratio as an array (scalar or per voxel) in [0, 0.49]; the bone mask on the modulus grid."""
+    nu_arr = np.asarray(nu, dtype=float)
+    if nu_arr.ndim not in (0, 3) or (nu_arr.ndim == 3 and nu_arr.shape != e.shape):
+        raise ParameterError(
+            f"Parameter nu has shape {nu_arr.shape}; it must be a scalar or match E_pa {e.shape}.",
+            "pass one Poisson ratio or one per voxel.",
+        )
+    if nu_arr.size and (np.any(~np.isfinite(nu_arr)) or nu_arr.min() < 0.0 or nu_arr.max() > 0.49):
+        raise ParameterError(
+            f"Parameter nu outside [0, 0.49] (min {nu_arr.min():g}, max {nu_arr.max():g}).",
+            "use a Poisson ratio in [0, 0.49] (bone ~0.3).",
+        )
+    if bone_mask is not None and np.shape(bone_mask) != e.shape:
+        raise ParameterError(
+            f"bone_mask has shape {np.shape(bone_mask)}, E_pa has {e.shape}.", "pass a matching mask."
+        )
+    return nu_arr
+
+
+def _fe_problem(E_pa, spacing_m, nu, load_case, tol, backend, bone_mask, maxiter) -> _FEProblem:
+    """Validate, crop to the load path, add the caps, and set the constraints of ``load_case``."""
+    e = _validate_modulus(E_pa)
+    spacing = _validate_spacing(spacing_m)
+    check_range("tol", tol, 1e-14, 1e-2)
+    nu_arr = _checked_nu(nu, e, bone_mask)
+    model_e, model_nu, bone, origin, ncap, dropped, embedded = _crop_and_cap(
+        e, nu_arr, bone_mask, load_case, spacing[2]
+    )
+    n_voxels = int(np.count_nonzero(model_e > 0))
+    chosen = _choose_backend(backend, n_voxels)
+    nx, ny, nz = model_e.shape
+    node_shape = (nx + 1, ny + 1, nz + 1, 3)
+    height = nz * spacing[2]
+    u_top = -load_case.strain * height
+    solid_nodes = np.zeros(node_shape[:3], bool)
+    sol = model_e > 0
+    for a in (0, 1):
+        for b in (0, 1):
+            for d in (0, 1):
+                solid_nodes[a : a + nx, b : b + ny, d : d + nz] |= sol
+    fixed, u_d = _constraints(node_shape, solid_nodes[:, :, 0], load_case.lateral, u_top)
+    fixed &= solid_nodes[..., None]
+    return _FEProblem(
+        model_e=model_e, model_nu=model_nu, bone=bone, origin=origin, ncap=ncap, dropped=dropped, embedded=embedded,
+        spacing=spacing, load_case=load_case, mat=Material(model_e, model_nu), height=height, u_top=u_top,
+        solid_nodes=solid_nodes, fixed=fixed, u_d=u_d, backend=chosen, n_voxels=n_voxels, tol=tol, maxiter=maxiter,
+    )
+
+
+def _solve_displacement(pb: _FEProblem):
+    """Nodal displacement by the chosen backend, with its peak traced memory.
+
+    Returns (u, iterations, residual, setup s, solve s, info, peak bytes)."""
+    mat, spacing = pb.mat, pb.spacing
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    if pb.backend == "amg":
+        from vertaug.physics.fe_solvers import solve_amg
+
+        u, it, res, t_setup, t_solve, info = solve_amg(
+            mat.coefs, mat.krefs, spacing, pb.fixed, pb.u_d, pb.tol, pb.maxiter
+        )
+    else:
+        from vertaug.physics.fe_solvers import solve_gmg
+
+        xp = _import_cupy() if pb.backend == "cupy" else np
+        u, it, res, t_setup, t_solve, info = solve_gmg(
+            mat.coefs, mat.krefs, spacing, pb.fixed, pb.u_d, pb.tol, pb.maxiter, xp=xp
+        )
+        u = u.get() if hasattr(u, "get") else u
+    peak = tracemalloc.get_traced_memory()[1] - base
+    if not tracing:
+        tracemalloc.stop()
+    if res > pb.tol:
+        warnings.warn(
+            f"mechanics: CG stopped at relative residual {res:.2e} > tol {pb.tol:g} after {it} iterations.",
+            stacklevel=3,  # at the caller of solve_stiffness
+        )
+    return u, it, res, t_setup, t_solve, info, peak
+
+
+def _mechanics_result(pb: _FEProblem, solution, fields: bool) -> MechanicsResult:
+    """Reaction forces on the loaded faces, stiffness, the element fields (if asked), packed with the set-up."""
+    u, it, res, t_setup, t_solve, info, peak = solution
+    op = VoxelOperator(pb.mat.coefs, pb.mat.krefs(np.asarray(pb.spacing)), np, np.float64)
+    force = op.apply(np.asarray(u, dtype=np.float64))
+    f_top = -float(force[:, :, -1, 2].sum())
+    f_bottom = float(force[:, :, 0, 2].sum())
+    stiffness = f_top / (pb.load_case.strain * pb.height) / 1e3
+    if fields:
+        strain, vm, ees = _postprocess(op, u, pb.model_e, pb.model_nu, pb.spacing)
+    else:
+        strain = vm = ees = np.zeros((0, 0, 0), np.float32)
+    return MechanicsResult(
+        stiffness_n_per_mm=stiffness,
+        reaction_force_n=f_top,
+        applied_displacement_m=-pb.u_top,
+        height_m=pb.height,
+        displacement_m=u,
+        strain=strain,
+        von_mises_pa=vm,
+        effective_strain=ees,
+        e_pa=pb.model_e.astype(np.float32),
+        bone_mask=pb.bone,
+        spacing_m=pb.spacing,
+        origin_index=pb.origin,
+        cap_layers=pb.ncap,
+        load_case=pb.load_case,
+        backend=pb.backend,
+        iterations=it,
+        residual=res,
+        setup_time_s=t_setup,
+        solve_time_s=t_solve,
+        peak_memory_bytes=int(peak),
+        n_voxels=pb.n_voxels,
+        n_dofs=int(np.count_nonzero(~pb.fixed & pb.solid_nodes[..., None])),
+        dropped_voxels=pb.dropped,
+        embedded_voxels=pb.embedded,
+        equilibrium_error=abs(f_top - f_bottom) / max(abs(f_top), 1e-300),
+        info=info,
+    )
+
+
 def solve_stiffness(
     E_pa: np.ndarray,
     spacing_m,
@@ -347,111 +499,8 @@ def solve_stiffness(
     fields=False skips the element strain / von Mises / EES post-processing (then strength_n is unavailable).
     """
     load_case = load_case or compression_between_end_caps()
-    e = _validate_modulus(E_pa)
-    spacing = _validate_spacing(spacing_m)
-    check_range("tol", tol, 1e-14, 1e-2)
-    nu_arr = np.asarray(nu, dtype=float)
-    if nu_arr.ndim not in (0, 3) or (nu_arr.ndim == 3 and nu_arr.shape != e.shape):
-        raise ParameterError(
-            f"Parameter nu has shape {nu_arr.shape}; it must be a scalar or match E_pa {e.shape}.",
-            "pass one Poisson ratio or one per voxel.",
-        )
-    if nu_arr.size and (np.any(~np.isfinite(nu_arr)) or nu_arr.min() < 0.0 or nu_arr.max() > 0.49):
-        raise ParameterError(
-            f"Parameter nu outside [0, 0.49] (min {nu_arr.min():g}, max {nu_arr.max():g}).",
-            "use a Poisson ratio in [0, 0.49] (bone ~0.3).",
-        )
-    if bone_mask is not None and np.shape(bone_mask) != e.shape:
-        raise ParameterError(
-            f"bone_mask has shape {np.shape(bone_mask)}, E_pa has {e.shape}.", "pass a matching mask."
-        )
-    model_e, model_nu, bone, origin, ncap, dropped, embedded = _crop_and_cap(
-        e, nu_arr, bone_mask, load_case, spacing[2]
-    )
-    n_voxels = int(np.count_nonzero(model_e > 0))
-    chosen = _choose_backend(backend, n_voxels)
-    mat = Material(model_e, model_nu)
-    nx, ny, nz = model_e.shape
-    node_shape = (nx + 1, ny + 1, nz + 1, 3)
-    height = nz * spacing[2]
-    u_top = -load_case.strain * height
-    solid_nodes = np.zeros(node_shape[:3], bool)
-    sol = model_e > 0
-    for a in (0, 1):
-        for b in (0, 1):
-            for d in (0, 1):
-                solid_nodes[a : a + nx, b : b + ny, d : d + nz] |= sol
-    fixed, u_d = _constraints(node_shape, solid_nodes[:, :, 0], load_case.lateral, u_top)
-    fixed &= solid_nodes[..., None]
-
-    tracing = tracemalloc.is_tracing()
-    if not tracing:
-        tracemalloc.start()
-    tracemalloc.reset_peak()
-    base = tracemalloc.get_traced_memory()[0]
-    if chosen == "amg":
-        from vertaug.physics.fe_solvers import solve_amg
-
-        u, it, res, t_setup, t_solve, info = solve_amg(
-            mat.coefs, mat.krefs, spacing, fixed, u_d, tol, maxiter
-        )
-        xp = np
-    else:
-        from vertaug.physics.fe_solvers import solve_gmg
-
-        xp = np
-        if chosen == "cupy":
-            xp = _import_cupy()
-        u, it, res, t_setup, t_solve, info = solve_gmg(
-            mat.coefs, mat.krefs, spacing, fixed, u_d, tol, maxiter, xp=xp
-        )
-        u = u.get() if hasattr(u, "get") else u
-    peak = tracemalloc.get_traced_memory()[1] - base
-    if not tracing:
-        tracemalloc.stop()
-    if res > tol:
-        warnings.warn(
-            f"mechanics: CG stopped at relative residual {res:.2e} > tol {tol:g} after {it} iterations.",
-            stacklevel=2,
-        )
-
-    op = VoxelOperator(mat.coefs, mat.krefs(np.asarray(spacing)), np, np.float64)
-    force = op.apply(np.asarray(u, dtype=np.float64))
-    f_top = -float(force[:, :, -1, 2].sum())
-    f_bottom = float(force[:, :, 0, 2].sum())
-    stiffness = f_top / (load_case.strain * height) / 1e3
-    if fields:
-        strain, vm, ees = _postprocess(op, u, model_e, model_nu, spacing)
-    else:
-        strain = vm = ees = np.zeros((0, 0, 0), np.float32)
-    return MechanicsResult(
-        stiffness_n_per_mm=stiffness,
-        reaction_force_n=f_top,
-        applied_displacement_m=-u_top,
-        height_m=height,
-        displacement_m=u,
-        strain=strain,
-        von_mises_pa=vm,
-        effective_strain=ees,
-        e_pa=model_e.astype(np.float32),
-        bone_mask=bone,
-        spacing_m=spacing,
-        origin_index=origin,
-        cap_layers=ncap,
-        load_case=load_case,
-        backend=chosen,
-        iterations=it,
-        residual=res,
-        setup_time_s=t_setup,
-        solve_time_s=t_solve,
-        peak_memory_bytes=int(peak),
-        n_voxels=n_voxels,
-        n_dofs=int(np.count_nonzero(~fixed & solid_nodes[..., None])),
-        dropped_voxels=dropped,
-        embedded_voxels=embedded,
-        equilibrium_error=abs(f_top - f_bottom) / max(abs(f_top), 1e-300),
-        info=info,
-    )
+    pb = _fe_problem(E_pa, spacing_m, nu, load_case, tol, backend, bone_mask, maxiter)
+    return _mechanics_result(pb, _solve_displacement(pb), fields)
 
 
 def _import_cupy():

@@ -30,6 +30,17 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from vertaug.errors import InvalidValueError, ParameterError, check_range
+from vertaug.model.labels import (
+    BASIVERTEBRAL,
+    CANAL,
+    CORTEX,
+    DEFECT,
+    DISC,
+    ENDPLATE,
+    OUTSIDE,
+    SEGMENTAL,
+    TRABECULAR,
+)
 from vertaug.physics import rheology
 from vertaug.physics.damage import NECROSIS_OMEGA, DamageState
 
@@ -68,15 +79,15 @@ class TissueThermal:
 
 # Sources in docs/cement.md. [V] cancellous k 0.29, rho c 3.05 MJ/m3K; others IT'IS-database values from memory [M].
 LABEL_THERMAL: dict[int, TissueThermal] = {
-    0: TissueThermal("soft tissue", 0.49, 1090.0 * 3421.0, 6.7e-4, 1.0),
-    1: TissueThermal("trabecular", 0.29, 3.05e6, 5.9e-4, 0.9),
-    2: TissueThermal("cortex", 0.32, 1908.0 * 1313.0, 3.2e-4, 0.0),
-    3: TissueThermal("endplate", 0.32, 1908.0 * 1313.0, 3.2e-4, 0.0),
-    4: TissueThermal("canal", 0.51, 1114.0 * 3630.0, 0.0, 1.0),
-    5: TissueThermal("basivertebral vein", 0.52, BLOOD_RHO_C_J_M3K, 0.0, 1.0),
-    6: TissueThermal("segmental vein exit", 0.52, BLOOD_RHO_C_J_M3K, 0.0, 1.0),
-    7: TissueThermal("fracture cleft", 0.52, BLOOD_RHO_C_J_M3K, 0.0, 1.0),
-    8: TissueThermal("disc", 0.49, 1100.0 * 3300.0, 0.0, 1.0),
+    OUTSIDE: TissueThermal("soft tissue", 0.49, 1090.0 * 3421.0, 6.7e-4, 1.0),
+    TRABECULAR: TissueThermal("trabecular", 0.29, 3.05e6, 5.9e-4, 0.9),
+    CORTEX: TissueThermal("cortex", 0.32, 1908.0 * 1313.0, 3.2e-4, 0.0),
+    ENDPLATE: TissueThermal("endplate", 0.32, 1908.0 * 1313.0, 3.2e-4, 0.0),
+    CANAL: TissueThermal("canal", 0.51, 1114.0 * 3630.0, 0.0, 1.0),
+    BASIVERTEBRAL: TissueThermal("basivertebral vein", 0.52, BLOOD_RHO_C_J_M3K, 0.0, 1.0),
+    SEGMENTAL: TissueThermal("segmental vein exit", 0.52, BLOOD_RHO_C_J_M3K, 0.0, 1.0),
+    DEFECT: TissueThermal("fracture cleft", 0.52, BLOOD_RHO_C_J_M3K, 0.0, 1.0),
+    DISC: TissueThermal("disc", 0.49, 1100.0 * 3300.0, 0.0, 1.0),
 }
 
 
@@ -137,13 +148,13 @@ def mix_properties(labels, cement_fraction, cement: rheology.Cement, table=LABEL
             lab = lab.astype(np.uint8)
         else:
             raise InvalidValueError(
-                f"labels dtype {lab.dtype} is not uint8.", "pass integer labels 0..8 (uint8)."
+                f"labels dtype {lab.dtype} is not uint8.", f"pass integer labels {OUTSIDE}..{DISC} (uint8)."
             )
     k_tab = _table_array(table, "conductivity_w_m_k")
     if np.isnan(k_tab[lab]).any():
         bad = sorted(set(np.unique(lab).tolist()) - {int(x) for x in table})
         raise InvalidValueError(
-            f"labels holds values {bad} that have no thermal properties.", "use the label table 0..8."
+            f"labels holds values {bad} that have no thermal properties.", f"use the label table {OUTSIDE}..{DISC}."
         )
     f = np.asarray(cement_fraction, dtype=float)
     if f.shape != lab.shape:
@@ -160,7 +171,7 @@ def mix_properties(labels, cement_fraction, cement: rheology.Cement, table=LABEL
         names = sorted({table[int(x)].name for x in np.unique(lab[(f > 0) & (pore <= 0)])})
         raise InvalidValueError(
             f"cement_fraction > 0 in labels with no pore space ({', '.join(names)}).",
-            "cement can only fill porous or open labels; label a breached cortex as 7 (defect).",
+            f"cement can only fill porous or open labels; label a breached cortex as {DEFECT} (defect).",
         )
     phi_c = f * pore
     k = (1 - phi_c) * k_tab[lab] + phi_c * cement.conductivity_w_m_k
@@ -326,12 +337,12 @@ class _Solver:
 
 
 def canal_wall_mask(labels: np.ndarray) -> np.ndarray:
-    """Canal voxels (label 4) with a face neighbour of another label."""
-    canal = labels == 4
+    """Canal voxels (label CANAL) with a face neighbour of another label."""
+    canal = labels == CANAL
     wall = np.zeros_like(canal)
     for ax in range(3):
         for shift in (1, -1):
-            nb = np.roll(labels, shift, axis=ax) != 4
+            nb = np.roll(labels, shift, axis=ax) != CANAL
             edge = [slice(None)] * 3
             edge[ax] = 0 if shift == 1 else -1
             nb[tuple(edge)] = False
@@ -378,6 +389,210 @@ def _advance_cure(cement, alpha, temp_k, dt_s):
     return np.maximum(a, alpha)  # cure never reverses
 
 
+@dataclass(frozen=True)
+class _ExothermProblem:
+    """One exotherm run, validated and discretised (flat C-order vectors over the label grid)."""
+
+    labels: np.ndarray
+    spacing_m: tuple
+    t_end_s: float
+    dt_s: float  # the base step (fixed steps: every step)
+    dt_max_s: float | None  # adaptive steps up to this size (None: fixed)
+    max_change_c: float
+    max_cure_change: float
+    theta: float
+    far_c: float
+    cement: rheology.Cement
+    vol_m3: float  # voxel volume
+    cap: np.ndarray  # heat capacity per voxel, J/K
+    pmat: np.ndarray  # perfusion conductance per voxel, W/K
+    g_b: np.ndarray  # outer-face conductance per voxel, W/K
+    full: sp.csr_matrix  # conduction + perfusion, W/K
+    fixed_rhs: np.ndarray  # far-field inflow through the outer faces and the perfusion, W
+    phi_c: np.ndarray  # cement volume fraction per voxel
+    cem_idx: np.ndarray  # voxels holding cement
+    heat_per_alpha: np.ndarray  # J per unit cure degree per cement voxel
+    probe_idx: dict
+    solvers: dict  # step size -> _Solver (filled as step sizes are used)
+    solver: str
+    solver_rtol: float
+
+    def solver_for(self, step_s: float) -> _Solver:
+        """The linear solver of C/dt + theta (L + P) for step ``step_s`` (one kept per step size used)."""
+        if step_s not in self.solvers:
+            a = (sp.diags(self.cap / step_s) + self.theta * self.full).tocsr()
+            self.solvers[step_s] = _Solver(a, self.solver, rtol=self.solver_rtol)
+        return self.solvers[step_s]
+
+
+@dataclass
+class _ExothermState:
+    """Temperatures, cure, damage and the energy accounts after the last step."""
+
+    temp: np.ndarray  # C per voxel
+    alpha: np.ndarray  # cure degree per cement voxel
+    dmg: DamageState
+    lin: _Solver  # the solver of the last step
+    t_now: float = 0.0
+    temp_prev: np.ndarray | None = None  # the last two states give a linear extrapolation as the CG start
+    dt_prev: float = 0.0
+    rate_t: float = 0.0  # largest |dT/dt| of the last step
+    rate_a: float = 0.0  # largest d(alpha)/dt of the last step
+    released: float = 0.0
+    conducted: float = 0.0
+    perfused: float = 0.0
+    cement_peak: float = float("nan")
+    t_list: list = field(default_factory=list)
+    probe_t: dict = field(default_factory=dict)
+
+
+def _exotherm_problem(labels, spacing_m, cement_fraction, t_end_s, dt_s, cement, probes, *, far_field_c, film_w_m2k,
+                      perfusion, theta, solver, table, dt_max_s, max_change_c, max_cure_change, solver_rtol):
+    """Check the arguments, mix the properties and assemble the conduction; returns an :class:`_ExothermProblem`."""
+    h = tuple(check_range(f"spacing_m[{i}]", v, 1e-6, 0.1, "m") for i, v in enumerate(spacing_m))
+    if len(h) != 3:
+        raise InvalidValueError(f"spacing_m has {len(h)} entries.", "give three voxel sizes in metres.")
+    t_end = check_range("t_end_s", t_end_s, 1e-9, 1e6, "s")
+    dt = check_range("dt_s", dt_s, 1e-6, t_end, "s")
+    if dt_max_s is not None:
+        check_range("dt_max_s", dt_max_s, dt, max(t_end, dt), "s", "give dt_max_s >= dt_s (or None for fixed steps).")
+    check_range("max_change_c", max_change_c, 1e-3, 100.0, "C")
+    check_range("max_cure_change", max_cure_change, 1e-4, 1.0)
+    check_range("solver_rtol", solver_rtol, 1e-15, 1e-4)
+    theta = check_range("theta", theta, 0.5, 1.0)
+    far = rheology._check_temperature_c("far_field_c", far_field_c)
+    _films(film_w_m2k)
+    lab = np.asarray(labels)
+    k, rho_c, perf, phi_c = mix_properties(lab, cement_fraction, cement, table)
+    vol = float(np.prod(h))
+    cap = (rho_c * vol).ravel()  # J/K per voxel
+    pmat = (perf * vol).ravel() if perfusion else np.zeros(lab.size)  # W/K
+    lmat, g_b = assemble_conduction(k, h, film_w_m2k)
+    # keep full and one A per step size used (fixed steps: one; adaptive 2.5..10 s: up to four, ~85 B/voxel each)
+    full = (lmat + sp.diags(pmat)).tocsr()
+    phi = phi_c.ravel()
+    cem_idx = np.flatnonzero(phi > 0)
+    return _ExothermProblem(
+        labels=lab, spacing_m=h, t_end_s=t_end, dt_s=dt, dt_max_s=dt_max_s, max_change_c=max_change_c,
+        max_cure_change=max_cure_change, theta=theta, far_c=far, cement=cement, vol_m3=vol, cap=cap, pmat=pmat,
+        g_b=g_b, full=full, fixed_rhs=g_b * far + pmat * far, phi_c=phi, cem_idx=cem_idx,
+        heat_per_alpha=phi[cem_idx] * vol * cement.density_kg_m3 * cement.heat_of_reaction_j_kg,  # J per unit alpha
+        probe_idx=_probe_indices(probes, lab.shape), solvers={}, solver=solver, solver_rtol=solver_rtol,
+    )
+
+
+def _initial_exotherm_state(pb: _ExothermProblem, t_cem, age_at_placement_s, initial_temperature_c):
+    """Cement placed at ``t_cem`` with its cure degree at that age, mixed with the tissue at constant energy."""
+    lin = pb.solver_for(pb.dt_s)
+    if initial_temperature_c is None:
+        t_tis = np.full(pb.cap.size, pb.far_c)
+    else:
+        t_tis = np.broadcast_to(np.asarray(initial_temperature_c, dtype=float), pb.labels.shape).ravel().copy()
+        if t_tis.min() < 0.0:
+            raise ParameterError("initial_temperature_c is below 0 C.", "give tissue temperatures in C (body 37).")
+    phi, cement = pb.phi_c, pb.cement
+    rc_cem = cement.volumetric_heat_capacity_j_m3k
+    rc_mix = pb.cap / pb.vol_m3
+    temp = ((rc_mix - phi * rc_cem) * t_tis + phi * rc_cem * t_cem) / rc_mix
+    alpha0 = cement.alpha0
+    if age_at_placement_s > 0:
+        alpha0 = float(rheology.cure_0d(cement, age_at_placement_s, "isothermal", t_cem, n_out=2).alpha[-1])
+    cem_idx = pb.cem_idx
+    return _ExothermState(
+        temp=temp, alpha=np.full(cem_idx.size, alpha0), dmg=DamageState.start(temp), lin=lin, dt_prev=pb.dt_s,
+        cement_peak=float(temp[cem_idx].max()) if cem_idx.size else float("nan"), t_list=[0.0],
+        probe_t={name: [float(temp[ii].mean())] for name, ii in pb.probe_idx.items()},
+    )
+
+
+def _step_size(pb: _ExothermProblem, st: _ExothermState) -> float:
+    """Fixed: dt_s. Adaptive: the largest power-of-two multiple of dt_s whose predicted changes stay below the limits.
+    The last step ends at t_end."""
+    dt = pb.dt_s
+    dt_next = dt
+    if pb.dt_max_s is not None and pb.dt_max_s > dt:
+        while (2 * dt_next <= pb.dt_max_s * (1 + 1e-12) and st.rate_t * 2 * dt_next <= pb.max_change_c
+               and st.rate_a * 2 * dt_next <= pb.max_cure_change and st.temp_prev is not None):
+            dt_next *= 2
+    return dt_next if pb.t_end_s - st.t_now > dt_next * (1 + 1e-9) else pb.t_end_s - st.t_now
+
+
+def _exotherm_step(pb: _ExothermProblem, st: _ExothermState, dt_step: float) -> None:
+    """Advance the cure at the step's start temperature, solve the theta scheme, book the energy and the damage."""
+    theta, cem_idx, temp = pb.theta, pb.cem_idx, st.temp
+    st.lin = pb.solver_for(dt_step)
+    new_alpha = _advance_cure(pb.cement, st.alpha, temp[cem_idx] + KELVIN, dt_step)
+    q_j = pb.heat_per_alpha * (new_alpha - st.alpha)
+    alpha_old, st.alpha = st.alpha, new_alpha
+    rhs = (pb.cap / dt_step) * temp + pb.fixed_rhs
+    if theta < 1.0:
+        rhs -= (1.0 - theta) * (pb.full @ temp)
+    rhs[cem_idx] += q_j / dt_step
+    guess = temp if st.temp_prev is None else temp + (temp - st.temp_prev) * (dt_step / st.dt_prev)
+    new = st.lin.solve(rhs, guess)
+    st.temp_prev, st.dt_prev = temp, dt_step
+    t_theta = theta * new + (1.0 - theta) * temp
+    st.released += float(q_j.sum())
+    st.conducted += dt_step * float((pb.g_b * (t_theta - pb.far_c)).sum())
+    st.perfused += dt_step * float((pb.pmat * (t_theta - pb.far_c)).sum())
+    st.dmg.step(temp, new, dt_step)
+    st.rate_t = float(np.abs(new - temp).max()) / dt_step
+    st.rate_a = float((new_alpha - alpha_old).max()) / dt_step if st.alpha.size else 0.0
+    st.temp = new
+    st.t_now += dt_step
+    st.t_list.append(st.t_now)
+    for name, ii in pb.probe_idx.items():
+        st.probe_t[name].append(float(new[ii].mean()))
+    if cem_idx.size:
+        st.cement_peak = max(st.cement_peak, float(new[cem_idx].max()))
+
+
+def _exotherm_result(pb: _ExothermProblem, st: _ExothermState, energy0: float) -> ExothermResult:
+    """Close the energy balance (warn if it does not), measure necrosis and the canal wall, pack the fields."""
+    lab, shape, dmg = pb.labels, pb.labels.shape, st.dmg
+    stored = float((pb.cap * st.temp).sum()) - energy0
+    scale = max(abs(st.released), abs(stored), abs(st.conducted), abs(st.perfused), 1e-300)
+    err = abs(st.released - stored - st.conducted - st.perfused) / scale
+    tissue_vol_m3 = pb.vol_m3 * (1.0 - pb.phi_c)
+    necrotic = dmg.omega >= NECROSIS_OMEGA
+    wall = canal_wall_mask(lab).ravel()
+    notes = []
+    if wall.any():
+        wall_peak = float(dmg.peak_temperature_c[wall].max())
+        wall_50 = float(dmg.time_above_50c_s[wall].max())
+    else:
+        wall_peak = wall_50 = float("nan")
+        notes.append(f"no canal (label {CANAL}) voxel: canal-wall metrics are NaN")
+    if not err <= ENERGY_TOL_REL:
+        msg = f"energy balance error {err:.1e} exceeds {ENERGY_TOL_REL:g} (linear solver tolerance too loose?)"
+        notes.append(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)  # at the caller of simulate_exotherm
+    peaks = {int(v): float(dmg.peak_temperature_c[lab.ravel() == v].max()) for v in np.unique(lab)}
+    alpha_field = np.zeros(lab.size)
+    alpha_field[pb.cem_idx] = st.alpha
+    return ExothermResult(
+        t_s=np.array(st.t_list),
+        probe_temperature_c={name: np.array(v) for name, v in st.probe_t.items()},
+        max_temperature_c=dmg.peak_temperature_c.reshape(shape),
+        omega=dmg.omega.reshape(shape),
+        cem43_min=dmg.cem43_min.reshape(shape),
+        time_above_50c_s=dmg.time_above_50c_s.reshape(shape),
+        alpha_final=alpha_field.reshape(shape),
+        necrosis_volume_ml=float(tissue_vol_m3[necrotic].sum() * 1e6),
+        canal_wall_peak_c=wall_peak,
+        canal_wall_time_above_50c_s=wall_50,
+        cement_peak_c=st.cement_peak,
+        released_j=st.released,
+        stored_j=stored,
+        conducted_out_j=st.conducted,
+        perfused_j=st.perfused,
+        energy_balance_error_rel=float(err),
+        solver=st.lin.method,
+        peak_by_label_c=peaks,
+        notes=tuple(notes),
+    )
+
+
 def simulate_exotherm(
     labels: np.ndarray,
     spacing_m: tuple,
@@ -413,152 +628,15 @@ def simulate_exotherm(
     the last step's rates); one system matrix is kept per step size used. ``solver_rtol``: relative residual of each
     linear solve (the energy balance is checked against ENERGY_TOL_REL at the end).
     """
-    h = tuple(check_range(f"spacing_m[{i}]", v, 1e-6, 0.1, "m") for i, v in enumerate(spacing_m))
-    if len(h) != 3:
-        raise InvalidValueError(f"spacing_m has {len(h)} entries.", "give three voxel sizes in metres.")
-    t_end = check_range("t_end_s", t_end_s, 1e-9, 1e6, "s")
-    dt = check_range("dt_s", dt_s, 1e-6, t_end, "s")
-    if dt_max_s is not None:
-        check_range("dt_max_s", dt_max_s, dt, max(t_end, dt), "s", "give dt_max_s >= dt_s (or None for fixed steps).")
-    check_range("max_change_c", max_change_c, 1e-3, 100.0, "C")
-    check_range("max_cure_change", max_cure_change, 1e-4, 1.0)
-    check_range("solver_rtol", solver_rtol, 1e-15, 1e-4)
-    theta = check_range("theta", theta, 0.5, 1.0)
     t_cem = rheology._check_temperature_c("cement_temperature_c", cement_temperature_c)
-    far = rheology._check_temperature_c("far_field_c", far_field_c)
     check_range("age_at_placement_s", age_at_placement_s, 0.0, 1e5, "s")
-    _films(film_w_m2k)
-    lab = np.asarray(labels)
-    k, rho_c, perf, phi_c = mix_properties(lab, cement_fraction, cement, table)
-    shape, n = lab.shape, lab.size
-    vol = float(np.prod(h))
-    cap = (rho_c * vol).ravel()  # J/K per voxel
-    pmat = (perf * vol).ravel() if perfusion else np.zeros(n)  # W/K
-    lmat, g_b = assemble_conduction(k, h, film_w_m2k)
-    full = (lmat + sp.diags(pmat)).tocsr()
-    del (
-        lmat,
-        k,
-        rho_c,
-        perf,
-    )  # keep full and one A per step size used (fixed steps: one; adaptive 2.5..10 s: up to four, ~85 B/voxel each)
-    solvers: dict[float, _Solver] = {}
-
-    def solver_for(step_s: float) -> _Solver:
-        if step_s not in solvers:
-            solvers[step_s] = _Solver((sp.diags(cap / step_s) + theta * full).tocsr(), solver, rtol=solver_rtol)
-        return solvers[step_s]
-
-    lin = solver_for(dt)
-    fixed_rhs = g_b * far + pmat * far
-
-    # initial state: cement and tissue mixed at constant energy
-    if initial_temperature_c is None:
-        t_tis = np.full(n, far)
-    else:
-        t_tis = np.broadcast_to(np.asarray(initial_temperature_c, dtype=float), shape).ravel().copy()
-        if t_tis.min() < 0.0:
-            raise ParameterError(
-                "initial_temperature_c is below 0 C.", "give tissue temperatures in C (body 37)."
-            )
-    phi = phi_c.ravel()
-    rc_cem = cement.volumetric_heat_capacity_j_m3k
-    rc_mix = cap / vol
-    temp = ((rc_mix - phi * rc_cem) * t_tis + phi * rc_cem * t_cem) / rc_mix
-    cem_idx = np.flatnonzero(phi > 0)
-    alpha0 = cement.alpha0
-    if age_at_placement_s > 0:
-        alpha0 = float(rheology.cure_0d(cement, age_at_placement_s, "isothermal", t_cem, n_out=2).alpha[-1])
-    alpha = np.full(cem_idx.size, alpha0)
-    heat_per_alpha = (
-        phi[cem_idx] * vol * cement.density_kg_m3 * cement.heat_of_reaction_j_kg
-    )  # J per unit alpha
-
-    probe_idx = _probe_indices(probes, shape)
-    t_list = [0.0]
-    probe_t = {name: [float(temp[ii].mean())] for name, ii in probe_idx.items()}
-    dmg = DamageState.start(temp)
-    energy0 = float((cap * temp).sum())
-    released = conducted = perfused = 0.0
-    cement_peak = float(temp[cem_idx].max()) if cem_idx.size else float("nan")
-    t_now = 0.0
-    temp_prev, dt_prev = None, dt  # the last two states give a linear extrapolation as the CG start
-    dt_next = dt
-    rate_t = rate_a = 0.0  # largest |dT/dt| and d(alpha)/dt of the last step
-    while t_now < t_end * (1 - 1e-12):
-        if dt_max_s is not None and dt_max_s > dt:
-            # the largest power-of-two multiple of dt whose predicted changes stay below the limits
-            dt_next = dt
-            while (2 * dt_next <= dt_max_s * (1 + 1e-12) and rate_t * 2 * dt_next <= max_change_c
-                   and rate_a * 2 * dt_next <= max_cure_change and temp_prev is not None):
-                dt_next *= 2
-        dt_step = dt_next if t_end - t_now > dt_next * (1 + 1e-9) else t_end - t_now  # the last step ends at t_end
-        lin = solver_for(dt_step)
-        new_alpha = _advance_cure(cement, alpha, temp[cem_idx] + KELVIN, dt_step)
-        q_j = heat_per_alpha * (new_alpha - alpha)
-        alpha_old, alpha = alpha, new_alpha
-        rhs = (cap / dt_step) * temp + fixed_rhs
-        if theta < 1.0:
-            rhs -= (1.0 - theta) * (full @ temp)
-        rhs[cem_idx] += q_j / dt_step
-        guess = temp if temp_prev is None else temp + (temp - temp_prev) * (dt_step / dt_prev)
-        new = lin.solve(rhs, guess)
-        temp_prev, dt_prev = temp, dt_step
-        t_theta = theta * new + (1.0 - theta) * temp
-        released += float(q_j.sum())
-        conducted += dt_step * float((g_b * (t_theta - far)).sum())
-        perfused += dt_step * float((pmat * (t_theta - far)).sum())
-        dmg.step(temp, new, dt_step)
-        rate_t = float(np.abs(new - temp).max()) / dt_step
-        rate_a = float((new_alpha - alpha_old).max()) / dt_step if alpha.size else 0.0
-        temp = new
-        t_now += dt_step
-        t_list.append(t_now)
-        for name, ii in probe_idx.items():
-            probe_t[name].append(float(temp[ii].mean()))
-        if cem_idx.size:
-            cement_peak = max(cement_peak, float(temp[cem_idx].max()))
-    stored = float((cap * temp).sum()) - energy0
-    scale = max(abs(released), abs(stored), abs(conducted), abs(perfused), 1e-300)
-    err = abs(released - stored - conducted - perfused) / scale
-
-    tissue_vol_m3 = vol * (1.0 - phi)
-    necrotic = dmg.omega >= NECROSIS_OMEGA
-    wall = canal_wall_mask(lab).ravel()
-    notes = []
-    if wall.any():
-        wall_peak = float(dmg.peak_temperature_c[wall].max())
-        wall_50 = float(dmg.time_above_50c_s[wall].max())
-    else:
-        wall_peak = wall_50 = float("nan")
-        notes.append("no canal (label 4) voxel: canal-wall metrics are NaN")
-    if not err <= ENERGY_TOL_REL:
-        msg = (
-            f"energy balance error {err:.1e} exceeds {ENERGY_TOL_REL:g} (linear solver tolerance too loose?)"
-        )
-        notes.append(msg)
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
-    peaks = {int(v): float(dmg.peak_temperature_c[lab.ravel() == v].max()) for v in np.unique(lab)}
-    alpha_field = np.zeros(n)
-    alpha_field[cem_idx] = alpha
-    return ExothermResult(
-        t_s=np.array(t_list),
-        probe_temperature_c={name: np.array(v) for name, v in probe_t.items()},
-        max_temperature_c=dmg.peak_temperature_c.reshape(shape),
-        omega=dmg.omega.reshape(shape),
-        cem43_min=dmg.cem43_min.reshape(shape),
-        time_above_50c_s=dmg.time_above_50c_s.reshape(shape),
-        alpha_final=alpha_field.reshape(shape),
-        necrosis_volume_ml=float(tissue_vol_m3[necrotic].sum() * 1e6),
-        canal_wall_peak_c=wall_peak,
-        canal_wall_time_above_50c_s=wall_50,
-        cement_peak_c=cement_peak,
-        released_j=released,
-        stored_j=stored,
-        conducted_out_j=conducted,
-        perfused_j=perfused,
-        energy_balance_error_rel=float(err),
-        solver=lin.method,
-        peak_by_label_c=peaks,
-        notes=tuple(notes),
+    pb = _exotherm_problem(
+        labels, spacing_m, cement_fraction, t_end_s, dt_s, cement, probes, far_field_c=far_field_c,
+        film_w_m2k=film_w_m2k, perfusion=perfusion, theta=theta, solver=solver, table=table, dt_max_s=dt_max_s,
+        max_change_c=max_change_c, max_cure_change=max_cure_change, solver_rtol=solver_rtol,
     )
+    st = _initial_exotherm_state(pb, t_cem, age_at_placement_s, initial_temperature_c)
+    energy0 = float((pb.cap * st.temp).sum())
+    while st.t_now < pb.t_end_s * (1 - 1e-12):
+        _exotherm_step(pb, st, _step_size(pb, st))
+    return _exotherm_result(pb, st, energy0)
