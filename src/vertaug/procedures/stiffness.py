@@ -25,7 +25,7 @@ import numpy as np
 from ..model.materials import CEMENT_MODULUS_PA
 from ..physics import mechanics
 
-__all__ = ["MechanicsState", "state_mechanics", "state_modulus", "stiffness_states", "strain_at_failure_load"]
+__all__ = ["MechanicsState", "state_mechanics", "state_modulus", "strain_at_failure_load"]
 
 BODY_LABELS = (1, 2, 3, 5, 6, 7)
 #: Cement below this volume fraction of a voxel is ignored (a trace at the front; it stiffens nothing, and moduli
@@ -98,12 +98,3 @@ def state_mechanics(model, cement_fraction: np.ndarray | None = None, field: boo
     r = mechanics.solve_stiffness(e, model.spacing_m, load_case=load, bone_mask=bone)
     strain = strain_at_failure_load(r, tuple(np.shape(model.labels))) if field else None
     return MechanicsState(r.stiffness_n_per_mm, mechanics.strength_n(r), r.iterations, r.solve_time_s, strain)
-
-
-def stiffness_states(before, outcomes: dict, fields: bool = False) -> dict[str, MechanicsState]:
-    """{"pre-treatment": {...}, "VP": {...}, "KP": {...}}: :func:`state_mechanics` of each state."""
-    states = {"pre-treatment": state_mechanics(before, None, fields)}
-    for name, out in outcomes.items():
-        if out is not None:
-            states[name] = state_mechanics(out.model_after, out.cement_fraction, fields)
-    return states

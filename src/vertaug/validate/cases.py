@@ -452,8 +452,8 @@ def run_belkoff_height(quick: bool) -> list[Measured]:
     balloon tamp (KP) and by vertebroplasty (VP).
 
     Scenario: the L1 phantom with a Genant grade 2 wedge fracture (anatomy.phantom, 80 HU), model.vertebra_from_phantom,
-    2 mm voxels (1 mm full); procedures.kyphoplasty.run_kyphoplasty(Kyphoplasty()) and
-    procedures.vertebroplasty.run_vertebroplasty(Vertebroplasty()) with their defaults (bipedicular; KP 3 mL
+    2 mm voxels (1 mm full); the study chain (vertaug.study.run_study) with Kyphoplasty() and Vertebroplasty() at
+    their defaults (bipedicular; KP 3 mL
     balloons, high-viscosity cement filling the cavity; VP 4 mL low-viscosity cement). Ours: the KP outcome's
     heights.restored_pct_of_lost, for both measured by model.heights.height_change along the level's axes
     (% of the lost anterior height, the posterior height as the reference).
