@@ -3,7 +3,7 @@
 A phantom is a short stack of levels (by default the fractured level with one neighbour above and below, separated by
 discs) voxelised on a regular grid. It returns the same types as the CT path — a CT :class:`Volume` in HU, a
 TotalSegmentator-style label map (v2 numbering) and a ``vertebrae_body`` map — plus the tissue label map of the model
-(DESIGN.md table) and the true heights, so tests and examples run on exact known geometry.
+(:mod:`vertaug.model.labels`) and the true heights, so tests and examples run on exact known geometry.
 
 Geometry, in a frame with x lateral (right), y anterior, z superior, in mm, each level centred on x = 0:
 
@@ -34,24 +34,11 @@ import numpy as np
 
 from ..errors import ParameterError, check_range
 from .io import Volume
+from ..model.labels import (BASIVERTEBRAL, CANAL, CORTEX, DEFECT, DISC, ENDPLATE, LABELS, OUTSIDE, POSTERIOR_ELEMENT,
+                            SEGMENTAL, TRABECULAR)
 from .levels import BODY_LABEL, DISC_LABEL, LEVELS, label_table, normalize_level
 
-__all__ = ["PhantomSpec", "Phantom", "make_phantom", "GRADE_DEFORMITY", "TISSUE"]
-
-#: Tissue labels of the voxel model (DESIGN.md).
-TISSUE = {
-    "outside": 0,
-    "trabecular": 1,
-    "cortex": 2,
-    "endplate": 3,
-    "canal": 4,
-    "basivertebral": 5,
-    "segmental": 6,
-    "defect": 7,
-    "disc": 8,
-}
-#: Posterior elements (pedicles, laminae, spinous process) in the tissue map of the phantom: bone, not part of the body.
-POSTERIOR_ELEMENT = 9
+__all__ = ["PhantomSpec", "Phantom", "make_phantom", "GRADE_DEFORMITY"]
 
 #: Deformity used for a requested Genant grade: the middle of each band (grade 0 uses no deformity).
 GRADE_DEFORMITY = {0: 0.0, 1: 0.225, 2: 0.325, 3: 0.50}
@@ -203,7 +190,7 @@ def make_phantom(spec: PhantomSpec | None = None, **kwargs) -> Phantom:
     zs = z_min + (np.arange(nz) + 0.5) * s
     X, Y, Z = np.meshgrid(xs, ys, zs, indexing="ij")
 
-    tissue = np.zeros((nx, ny, nz), dtype=np.uint8)
+    tissue = np.full((nx, ny, nz), OUTSIDE, dtype=np.uint8)
     seg = np.zeros((nx, ny, nz), dtype=np.uint16)
     bodymap = np.zeros((nx, ny, nz), dtype=np.uint8)
     table = label_table("v2")
@@ -243,7 +230,7 @@ def make_phantom(spec: PhantomSpec | None = None, **kwargs) -> Phantom:
     # discs: the footprint between adjacent bodies
     for (n1, b1, lo1, hi1, f1), (n2, b2, lo2, hi2, f2) in zip(body_masks[:-1], body_masks[1:]):
         disc = (f1 & f2) & (Z < lo1) & (Z > hi2)
-        tissue[disc] = TISSUE["disc"]
+        tissue[disc] = DISC
         bodymap[disc] = DISC_LABEL
     # canal through the whole stack, posterior elements per level
     canal = (X / (canal_w / 2)) ** 2 + ((Y + canal_d / 2 + 1.0) / (canal_d / 2)) ** 2 <= 1.0
@@ -255,17 +242,17 @@ def make_phantom(spec: PhantomSpec | None = None, **kwargs) -> Phantom:
         tissue[post] = POSTERIOR_ELEMENT
         seg[body] = table[name]
         bodymap[body] = BODY_LABEL
-        tissue[body] = TISSUE["trabecular"]
+        tissue[body] = TRABECULAR
         _shell(tissue, body, foot, X, Y, Z, z_lo, z_hi, width, depth, spec)
         if name == spec.level:
             _vascular_and_defects(tissue, body, X, Y, Z, zc, width, depth, spec, z_hi)
-    tissue[canal & (tissue == 0)] = TISSUE["canal"]
+    tissue[canal & (tissue == OUTSIDE)] = CANAL
 
     ct = _hounsfield(tissue, spec)
     affine = np.diag([s, s, s, 1.0])
     affine[:3, 3] = [xs[0], ys[0], zs[0]]
     src = f"phantom:{spec.level}:{spec.fracture}:g{spec.grade}"
-    truth["tissue_labels"] = dict(TISSUE, posterior_element=POSTERIOR_ELEMENT)
+    truth["tissue_labels"] = dict(LABELS, posterior_element=POSTERIOR_ELEMENT)
     return Phantom(
         spec=spec,
         ct=Volume(ct, affine, src),
@@ -297,39 +284,39 @@ def _shell(tissue, body, foot, X, Y, Z, z_lo, z_hi, width, depth, spec) -> None:
     wall = body & ~inner
     te = spec.endplate_mm
     plate = body & ((Z > z_hi - te) | (Z < z_lo + te))
-    tissue[wall] = TISSUE["cortex"]
-    tissue[plate & ~wall] = TISSUE["endplate"]
+    tissue[wall] = CORTEX
+    tissue[plate & ~wall] = ENDPLATE
 
 
 def _vascular_and_defects(tissue, body, X, Y, Z, zc, width, depth, spec, z_hi) -> None:
     s = spec.spacing_mm
     reach = max(spec.cortex_mm, s) + s
     bvf = (np.abs(X) <= max(2.0, s)) & (np.abs(Z - zc) <= max(2.0, s)) & (Y >= -s) & (Y <= reach)
-    tissue[bvf & (body | (tissue == 0))] = TISSUE["basivertebral"]
+    tissue[bvf & (body | (tissue == OUTSIDE))] = BASIVERTEBRAL
     ycen = 0.45 * depth
     for side in (-1.0, 1.0):
         lateral = side * X >= (width / 2 - reach)
         seg_vein = lateral & (np.abs(Y - ycen) <= max(1.5, s)) & (np.abs(Z - zc) <= max(1.5, s)) & body
-        tissue[seg_vein & (tissue == TISSUE["cortex"])] = TISSUE["segmental"]
+        tissue[seg_vein & (tissue == CORTEX)] = SEGMENTAL
     if spec.cortical_defect:
         slot = (Y >= depth - reach - 0.5) & (np.abs(X) <= 4.0) & (np.abs(Z - zc) <= max(1.0, s)) & body
-        tissue[slot & (tissue == TISSUE["cortex"])] = TISSUE["defect"]
+        tissue[slot & (tissue == CORTEX)] = DEFECT
     if spec.cleft:
         cleft = body & (Z <= z_hi - spec.endplate_mm) & (Z > z_hi - spec.endplate_mm - 2.0)
         cleft &= (np.abs(X) <= width / 4) & (Y > depth * 0.3) & (Y < depth * 0.85)
-        tissue[cleft & (tissue == TISSUE["trabecular"])] = TISSUE["defect"]
+        tissue[cleft & (tissue == TRABECULAR)] = DEFECT
 
 
 def _hounsfield(tissue: np.ndarray, spec: PhantomSpec) -> np.ndarray:
     lut = np.full(256, HU["soft_tissue"], dtype=np.float32)
-    lut[TISSUE["trabecular"]] = spec.trabecular_hu
-    lut[TISSUE["cortex"]] = HU["cortex"]
-    lut[TISSUE["endplate"]] = HU["endplate"]
-    lut[TISSUE["canal"]] = HU["canal"]
-    lut[TISSUE["basivertebral"]] = HU["basivertebral"]
-    lut[TISSUE["segmental"]] = HU["segmental"]
-    lut[TISSUE["defect"]] = HU["defect"]
-    lut[TISSUE["disc"]] = HU["disc"]
+    lut[TRABECULAR] = spec.trabecular_hu
+    lut[CORTEX] = HU["cortex"]
+    lut[ENDPLATE] = HU["endplate"]
+    lut[CANAL] = HU["canal"]
+    lut[BASIVERTEBRAL] = HU["basivertebral"]
+    lut[SEGMENTAL] = HU["segmental"]
+    lut[DEFECT] = HU["defect"]
+    lut[DISC] = HU["disc"]
     lut[POSTERIOR_ELEMENT] = HU["posterior"]
     ct = lut[tissue]
     if spec.noise_hu > 0:

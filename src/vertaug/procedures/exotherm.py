@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..model.labels import CORTEX
 from ..physics import rheology, thermal
 
 __all__ = ["ExothermSummary", "exotherm_after"]
@@ -55,7 +56,7 @@ def _probes(labels: np.ndarray, cement: np.ndarray) -> dict:
     canal = thermal.canal_wall_mask(labels)
     if canal.any():
         probes["canal wall"] = canal
-    cortex = labels == 2
+    cortex = labels == CORTEX
     if cortex.any():
         probes["cortex"] = cortex
     return probes

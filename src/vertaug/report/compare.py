@@ -21,6 +21,7 @@ from .. import DISCLAIMER, __version__
 from ..anatomy.io import Volume, save_nifti
 from ..anatomy.morphometry import SpineMorphometry
 from ..clinical import evidence as ev
+from ..model.labels import TRABECULAR
 from ..model.vertebra import Vertebra, label_counts
 from .claims import Claim, check_claims
 
@@ -361,8 +362,8 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
         "grid": "x".join(str(s) for s in v.shape),
         "body mL": f"{v.body_volume_ml:.1f}",
         "trabecular voxels": counts["trabecular"],
-        "median k (m^2)": f"{np.median(v.k[v.labels == 1]):.2e}" if counts["trabecular"] else "-",
-        "median E (MPa)": f"{np.median(v.E[v.labels == 1]) / 1e6:.0f}" if counts["trabecular"] else "-",
+        "median k (m^2)": f"{np.median(v.k[v.labels == TRABECULAR]):.2e}" if counts["trabecular"] else "-",
+        "median E (MPa)": f"{np.median(v.E[v.labels == TRABECULAR]) / 1e6:.0f}" if counts["trabecular"] else "-",
     }
     context = {
         "level": c.level,
