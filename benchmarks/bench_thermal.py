@@ -19,7 +19,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from vertaug.physics import thermal
-from vertaug.report import figures_cement as fc
+from vertaug.validate import geometries as fc
 
 
 def _matrix(case, dt_s=1.0):
