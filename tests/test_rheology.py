@@ -99,7 +99,7 @@ def test_bad_parameters_raise_clear_errors():
 
 def test_cure_and_probe_figures_are_written(tmp_path):
     from vertaug.physics import thermal
-    from vertaug.validate import geometries as fc
+    from vertaug.report import figures_cement as fc
 
     path = fc.plot_cure_curves(tmp_path / "cure.png", t_end_s=1200.0)
     assert path.stat().st_size > 10_000

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..constants import CANNULA_GAUGES, DEFAULT_CANNULA_GAUGE
 from ..errors import InputError, ParameterError, check_range
 from .labels import CANAL
 from .vertebra import Vertebra
@@ -75,7 +76,7 @@ ENTRY_GAP_MM = 2.0
 CLEARANCE_WARN_MM = 1.0
 BONE_FRACTION_WARN = 0.9
 BONE_FRACTION_MIN = 0.5
-DEFAULT_GAUGE_MM = 3.048  # 11 G regular wall outer diameter (physics/cannula.py)
+DEFAULT_GAUGE_MM = CANNULA_GAUGES[DEFAULT_CANNULA_GAUGE][0] * 1e3  # outer diameter of the default cannula, 3.048 mm
 _STEP = 0.25  # path sampling step, voxels
 
 

@@ -21,6 +21,7 @@ from .. import DISCLAIMER, __version__
 from ..anatomy.io import Volume, save_nifti
 from ..anatomy.morphometry import SpineMorphometry
 from ..clinical import evidence as ev
+from ..constants import BODY_TEMPERATURE_C
 from ..model.labels import TRABECULAR
 from ..model.vertebra import Vertebra, label_counts
 from .claims import Claim, check_claims
@@ -430,6 +431,6 @@ def _write_overlays(c: Comparison, ct: Volume, out: Path, exotherms: dict, strai
                 arr = resample_to_ct(fld, model.affine_mm, ct, order=1)
                 if name == "max_temperature_c":  # outside the model the tissue stays at body temperature
                     inside = resample_to_ct(np.ones(model.shape, np.float32), model.affine_mm, ct, 0) > 0
-                    arr = np.where(inside, arr, 37.0).astype(np.float32)
+                    arr = np.where(inside, arr, BODY_TEMPERATURE_C).astype(np.float32)
                 written[f"nifti_{name}_{tag}"] = save_nifti(arr, ct.affine_mm, out / f"{name}_{tag.lower()}.nii.gz")
     return written

@@ -9,6 +9,7 @@ import numpy as np
 from ..anatomy.io import Volume
 from ..anatomy.levels import label_table
 from ..anatomy.morphometry import MEASUREMENT_POSITIONS, SpineMorphometry
+from ..constants import PSI_PA
 from ..model.labels import (BASIVERTEBRAL, CANAL, CORTEX, DEFECT, DISC, ENDPLATE, LABEL_NAMES, OUTSIDE, SEGMENTAL,
                             TRABECULAR)
 
@@ -217,7 +218,7 @@ def pressure_volume_figure(outcomes: dict, path: str | Path) -> Path:
 def balloon_figure(outcome, path: str | Path) -> Path:
     s = outcome.series
     fig, ax = _plot_axes()
-    psi = np.asarray(s["balloon_pressure_pa"]) / 6894.757
+    psi = np.asarray(s["balloon_pressure_pa"]) / PSI_PA
     # each step's pressure is the yield of the bone crushed (or the lift pressure) in that step: it jumps from voxel to
     # voxel; the running maximum is the pressure the inflation has had to reach so far (what the gauge shows)
     ax.plot(s["balloon_volume_ml"], psi, ".", ms=3, color=COLORS["KP"], alpha=0.35, label="per step (crush / lift)")

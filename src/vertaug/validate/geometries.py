@@ -1,4 +1,4 @@
-"""Cement figures and the two thermal validation cases of the reference (physics.md section 5, cases 3 and 5).
+"""The two thermal validation geometries of the cement model (physics.md section 5, cases 3 and 5).
 
 Cases (geometry and conditions fixed here, before any comparison; see docs/cement.md for the sources of each number):
 
@@ -15,15 +15,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vertaug.constants import BODY_TEMPERATURE_C, ROOM_TEMPERATURE_C
 from vertaug.errors import ParameterError, check_range
+from vertaug.model.labels import CANAL, CORTEX, DEFECT, ENDPLATE, OUTSIDE, TRABECULAR
 from vertaug.physics import rheology, thermal
 from vertaug.physics.thermal import LABEL_THERMAL, TissueThermal
 
 __all__ = [
     "ThermalCase",
     "astm_mould_case",
-    "plot_cure_curves",
-    "plot_probe_temperatures",
     "porcine_bolus_case",
     "run_case",
 ]
@@ -47,6 +47,9 @@ MOULDS = {
     "pu_foam": TissueThermal("PU foam", 0.03, 40.0 * 1500.0, 0.0, 0.0),
 }
 CEMENT_OPEN = TissueThermal("cement cavity", 0.17, 1.54e6, 0.0, 1.0)
+#: The mould case is not tissue: it borrows three slots of the label vocabulary for its own thermal table (air outside,
+#: the mould wall, the open specimen that takes the cement).
+AIR_SLOT, MOULD_SLOT, SPECIMEN_SLOT = OUTSIDE, TRABECULAR, DEFECT
 
 
 @dataclass(frozen=True)
@@ -93,20 +96,20 @@ def porcine_bolus_case(
     inner = ((X / (wr / 2 - PORCINE_CORTEX_MM)) ** 2 + (Y / (wa / 2 - PORCINE_CORTEX_MM)) ** 2 <= 1.0) & (
         np.abs(Z) <= hs / 2 - PORCINE_CORTEX_MM
     )
-    labels = np.zeros(X.shape, np.uint8)
-    labels[body] = 2
-    labels[body & (np.abs(Z) > hs / 2 - PORCINE_CORTEX_MM) & ~inner] = 3
-    labels[inner] = 1
+    labels = np.full(X.shape, OUTSIDE, np.uint8)
+    labels[body] = CORTEX
+    labels[body & (np.abs(Z) > hs / 2 - PORCINE_CORTEX_MM) & ~inner] = ENDPLATE
+    labels[inner] = TRABECULAR
     canal = (X**2 + (Y + wa / 2 + PORCINE_CANAL_RADIUS_MM) ** 2 <= PORCINE_CANAL_RADIUS_MM**2) & (
         np.abs(Z) <= hs / 2
     )
-    labels[canal & ~body] = 4
-    pore = LABEL_THERMAL[1].pore_fraction
+    labels[canal & ~body] = CANAL
+    pore = LABEL_THERMAL[TRABECULAR].pore_fraction
     radius = (3 * cement_ml / pore / (4 * np.pi)) ** (1 / 3) * 10.0  # mm
-    frac = ((X**2 + Y**2 + Z**2 <= radius**2) & (labels == 1)).astype(float)
+    frac = ((X**2 + Y**2 + Z**2 <= radius**2) & (labels == TRABECULAR)).astype(float)
     ic, jc, kc = (int(np.argmin(np.abs(v))) for v in (x, y, z))
-    cortex_j = np.nonzero(labels[ic, :, kc] == 2)[0]
-    canal_j = np.nonzero(labels[ic, :, kc] == 4)[0]
+    cortex_j = np.nonzero(labels[ic, :, kc] == CORTEX)[0]
+    canal_j = np.nonzero(labels[ic, :, kc] == CANAL)[0]
     probes = {
         "core": (ic, jc, kc),
         "anterior cortex": (ic, int(cortex_j.max()), kc),
@@ -114,13 +117,13 @@ def porcine_bolus_case(
         "canal": (ic, int(canal_j.max()), kc),
     }
     table = dict(LABEL_THERMAL)
-    table[0] = SALINE
+    table[OUTSIDE] = SALINE
     spacing = (h * 1e-3,) * 3
     kwargs = {
         "cement": cement,
-        "cement_temperature_c": 23.0,
+        "cement_temperature_c": ROOM_TEMPERATURE_C,
         "age_at_placement_s": INJECTION_AGE_S,
-        "far_field_c": 37.0,
+        "far_field_c": BODY_TEMPERATURE_C,
         "perfusion": False,
     }
     return ThermalCase(f"porcine bolus {cement_ml:g} mL", labels, spacing, frac, probes, table, kwargs)
@@ -152,19 +155,19 @@ def astm_mould_case(
     z = (np.arange(ns) + 0.5) * hs - ns * hs / 2
     X, Y, Z = np.meshgrid(x, x, z, indexing="ij")
     r = np.sqrt(X**2 + Y**2)
-    labels = np.zeros(X.shape, np.uint8)
-    labels[(r <= rad + MOULD_WALL_MM) & (np.abs(Z) <= height_mm / 2 + MOULD_WALL_MM)] = 1
+    labels = np.full(X.shape, AIR_SLOT, np.uint8)
+    labels[(r <= rad + MOULD_WALL_MM) & (np.abs(Z) <= height_mm / 2 + MOULD_WALL_MM)] = MOULD_SLOT
     spec = (r <= rad) & (np.abs(Z) <= height_mm / 2)
-    labels[spec] = 7
-    table = {0: AIR, 1: MOULDS[mould], 7: CEMENT_OPEN}
+    labels[spec] = SPECIMEN_SLOT
+    table = {AIR_SLOT: AIR, MOULD_SLOT: MOULDS[mould], SPECIMEN_SLOT: CEMENT_OPEN}
     centre = np.zeros(X.shape, bool)
     centre[0, 0, np.argsort(np.abs(z))[: 2 if ns % 2 == 0 else 1]] = True
     kwargs = {
         "cement": cement,
-        "cement_temperature_c": 23.0,
+        "cement_temperature_c": ROOM_TEMPERATURE_C,
         "age_at_placement_s": 60.0,
-        "far_field_c": 23.0,
-        "initial_temperature_c": 23.0,
+        "far_field_c": ROOM_TEMPERATURE_C,
+        "initial_temperature_c": ROOM_TEMPERATURE_C,
         "perfusion": False,
         "film_w_m2k": (0.0, np.inf, 0.0, np.inf, np.inf, np.inf),
     }
@@ -190,47 +193,3 @@ def run_case(case: ThermalCase, t_end_s: float = 1800.0, dt_s: float = 1.0) -> t
         table=case.table,
         **case.kwargs,
     )
-
-
-def plot_cure_curves(path, t_end_s: float = 3600.0, temperatures_c=(23.0, 37.0)):
-    """alpha and viscosity (shear 1/s) vs time since mixing, both presets, isothermal at each temperature."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_a, ax_mu) = plt.subplots(1, 2, figsize=(10, 4))
-    for cement, colour in ((rheology.LOW_VISCOSITY, "tab:blue"), (rheology.HIGH_VISCOSITY, "tab:red")):
-        for temp, style in zip(temperatures_c, ("--", "-")):
-            res = rheology.cure_0d(cement, t_end_s, "isothermal", temperature_c=temp)
-            label = f"{cement.name} viscosity, {temp:g} C"
-            ax_a.plot(res.t_s / 60, res.alpha, style, color=colour, label=label)
-            ax_mu.semilogy(res.t_s / 60, res.viscosity_pa_s, style, color=colour, label=label)
-    ax_mu.axhline(rheology.WORKING_LIMIT_PA_S, color="grey", lw=0.8)
-    ax_a.set(xlabel="time since mixing (min)", ylabel="degree of cure alpha", title="Cure (Li 2003 kinetics)")
-    ax_mu.set(xlabel="time since mixing (min)", ylabel="viscosity at 1/s (Pa s)", title="Viscosity")
-    ax_a.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def plot_probe_temperatures(result: thermal.ExothermResult, path, title: str = ""):
-    """Temperature vs time at each probe of an exotherm result."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, series in result.probe_temperature_c.items():
-        ax.plot(result.t_s / 60, series, label=name)
-    ax.axhline(45.0, color="grey", lw=0.8, ls=":")
-    ax.axhline(50.0, color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="time since placement (min)", ylabel="temperature (C)", title=title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
