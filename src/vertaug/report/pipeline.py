@@ -259,7 +259,7 @@ def _fluoro(ct, vertebra, outcomes, trajectories, vp, kp, out: Path) -> dict[str
     """Frames of each procedure from its outcome: cannula placed, (balloon), cement at the end (arrival-time frames)."""
     import numpy as np
 
-    from . import fluoro
+    from ..imaging import fluoro
     from .figures import DISPLAY_MIN_FRACTION
 
     grid = fluoro.OverlayGrid.from_vertebra(vertebra)

@@ -1,6 +1,6 @@
 """Simulated fluoroscopy of a procedure: lateral and AP frames over its timeline, GIFs and a key-frame grid.
 
-A frame is the CT's DRR (report/drr.py) plus what the procedure put into the patient. Each object replaces
+A frame is the CT's DRR (imaging/drr.py) plus what the procedure put into the patient. Each object replaces
 water-equivalent material (marrow pushed out of the pores, soft tissue or blood outside the bone; the bone itself is
 conserved, as in balloon compaction), so its extra line integral is
 
@@ -425,7 +425,7 @@ def _key_indices(n: int, n_key: int) -> list[int]:
 def write_key_frame_grid(procedures: list[ProcedureFrames], path: str | Path, n_key: int = 4,
                          views: tuple[str, ...] = ("lateral", "ap")) -> Path:
     """PNG grid: one row per (procedure, view), ``n_key`` key frames (first to last, evenly spaced) per row."""
-    from .figures import _plt, _save
+    from ..report.figures import _plt, _save
 
     plt = _plt()
     rows = [(p, v) for p in procedures for v in views if v in p.images]
@@ -451,7 +451,7 @@ def write_drr_png(ct: Volume, path: str | Path, energy_kev: float = EFFECTIVE_EN
                   bone_hu: float | None = BONE_HU) -> Path:
     """Lateral and AP DRRs of the whole CT (mm axes), for a first look at the anatomy; with ``bone_hu`` a second row
     shows the bone DRR (voxels >= bone_hu only, plain window), where ribs, vertebrae and pelvis stand out."""
-    from .figures import _plt, _save
+    from ..report.figures import _plt, _save
 
     plt = _plt()
     ext = np.abs(ct.affine_mm[:3, :3]) @ (np.asarray(ct.shape, dtype=float) - 2.0)  # a voxel inside each face
