@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model.labels import CORTEX
+from ..model.labels import CORTEX, ENDPLATE
 from ..physics import rheology, thermal
 
 __all__ = ["ExothermSummary", "exotherm_after"]
@@ -97,7 +97,7 @@ def exotherm_after(outcome, duration_s: float = DURATION_S, dt_s: float = DT_S,
     tmax[box] = res.max_temperature_c
     omega = np.zeros(labels.shape, dtype=np.float32)
     omega[box] = res.omega
-    endplate = res.peak_by_label_c.get(3, float("nan"))
+    endplate = res.peak_by_label_c.get(ENDPLATE, float("nan"))
     metrics = {
         "peak_temperature_c": float(res.cement_peak_c),
         "peak_temperature_endplate_c": float(endplate),

@@ -7,7 +7,7 @@ Timeline (each step one physics module):
 2. balloon: :func:`vertaug.physics.balloon.inflate` (volume- or pressure-controlled, capped by the device's rated
    pressure), which crushes bone into a compacted shell, lifts a depressed superior endplate and recoils on
    deflation (equations in that module's docstring);
-3. the treated model: :func:`vertaug.physics.balloon.treated_vertebra` (cavity = label 7, open void, permeability of
+3. the treated model: :func:`vertaug.physics.balloon.treated_vertebra` (cavity = label DEFECT, open void, permeability of
    an open slot of its local width; shell with compacted BV/TV, its HU, k, E and yield from the same laws);
 4. fill: :func:`vertaug.physics.flow.inject` of ``cement_ml`` (or ``fill_ratio`` x the cavity volume) of cement
    through the same cannula tips into the cavity and the bone around it, at ``rate_ml_s``; the cement viscosity
