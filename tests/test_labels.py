@@ -39,11 +39,11 @@ ALLOWED = {
     "physics/balloon.py",
 }
 
-_LABEL_NAME = re.compile(r"lab|tissue", re.I)
+_LABEL_NAME = re.compile(r"lab|tissue", re.IGNORECASE)
 #: names of label constants and groups (``POROUS_LABELS = (1, 7)``, ``TRAB, CORTEX = 1, 2``, ``_EXIT_RULES = {...}``)
 _LABEL_CONST = re.compile(r"label|trab|cortex|endplate|canal|bvf|basivert|^seg$|segmental|defect|disc|outside|porous|"
-                          r"body|shell|vein|exit", re.I)
-_TABLE_NAME = re.compile(r"lab|tissue|^table$", re.I)
+                          r"body|shell|vein|exit", re.IGNORECASE)
+_TABLE_NAME = re.compile(r"lab|tissue|^table$", re.IGNORECASE)
 
 
 def _is_label_int(node) -> bool:

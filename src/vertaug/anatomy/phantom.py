@@ -33,9 +33,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ParameterError, check_range
+from ..model.labels import (
+    BASIVERTEBRAL,
+    CANAL,
+    CORTEX,
+    DEFECT,
+    DISC,
+    ENDPLATE,
+    LABELS,
+    OUTSIDE,
+    POSTERIOR_ELEMENT,
+    SEGMENTAL,
+    TRABECULAR,
+)
 from .io import Volume
-from ..model.labels import (BASIVERTEBRAL, CANAL, CORTEX, DEFECT, DISC, ENDPLATE, LABELS, OUTSIDE, POSTERIOR_ELEMENT,
-                            SEGMENTAL, TRABECULAR)
 from .levels import BODY_LABEL, DISC_LABEL, LEVELS, label_table, normalize_level
 
 __all__ = ["PhantomSpec", "Phantom", "make_phantom", "GRADE_DEFORMITY"]

@@ -163,8 +163,8 @@ def default_task(case: Case, sample: dict) -> list[dict]:
     body volume, and the trabecular material fields recomputed with the sampled BMD calibration slope
     (``BMD = slope * HU``) and scaled by the sampled permeability factor (``k = scale * k(BV/TV)``).
     """
-    from ..model.materials import Calibration, material_maps
     from ..model.labels import DEFECT, TRABECULAR, VEINS
+    from ..model.materials import Calibration, material_maps
 
     v = case_vertebra(case)
     m = v.morphometry

@@ -38,8 +38,21 @@ from ..anatomy.io import Volume
 from ..anatomy.levels import DISC_LABEL, label_table, normalize_level
 from ..anatomy.morphometry import LevelMorphometry, _body_mask, measure_volumes
 from ..errors import EmptyMaskError, LevelNotFoundError, ParameterError, check_range
-from .labels import (BASIVERTEBRAL, CANAL, CORTEX, DEFECT, DISC, ENDPLATE, LABELS, OUTSIDE, POSTERIOR_ELEMENT, SEGMENTAL,
-                     SHELL, TRABECULAR, is_body)
+from .labels import (
+    BASIVERTEBRAL,
+    CANAL,
+    CORTEX,
+    DEFECT,
+    DISC,
+    ENDPLATE,
+    LABELS,
+    OUTSIDE,
+    POSTERIOR_ELEMENT,
+    SEGMENTAL,
+    SHELL,
+    TRABECULAR,
+    is_body,
+)
 from .materials import SHELL_LABEL_THICKNESS_M, MaterialMaps, material_maps, material_maps_like
 
 __all__ = ["Vertebra", "vertebra_from_ct", "vertebra_from_phantom", "label_counts"]

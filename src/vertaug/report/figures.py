@@ -10,8 +10,18 @@ from ..anatomy.io import Volume
 from ..anatomy.levels import label_table
 from ..anatomy.morphometry import MEASUREMENT_POSITIONS, SpineMorphometry
 from ..constants import PSI_PA
-from ..model.labels import (BASIVERTEBRAL, CANAL, CORTEX, DEFECT, DISC, ENDPLATE, LABEL_NAMES, OUTSIDE, SEGMENTAL,
-                            TRABECULAR)
+from ..model.labels import (
+    BASIVERTEBRAL,
+    CANAL,
+    CORTEX,
+    DEFECT,
+    DISC,
+    ENDPLATE,
+    LABEL_NAMES,
+    OUTSIDE,
+    SEGMENTAL,
+    TRABECULAR,
+)
 
 
 def _plt():
