@@ -1,7 +1,7 @@
 """Fluoroscopy frames: time and memory for all frames of one procedure, accuracy on the cylinder+rod phantom.
 
 Ours: the CT DRR once per view (Joseph), each frame adds the projection of its object fields on the model grid and
-the analytic cannula chords (report/fluoro.py). Peer (measured in the same run): the textbook ray-casting DRR, which
+the analytic cannula chords (imaging/fluoro.py). Peer (measured in the same run): the textbook ray-casting DRR, which
 re-renders every frame by marching each ray through the CT and the object field at a fixed step with trilinear
 sampling (scipy map_coordinates, order 1) -- the method of most DRR tutorials and of DeepDRR-style projectors.
 
@@ -21,7 +21,7 @@ from scipy import ndimage
 from vertaug.anatomy.io import load_ct, load_labels
 from vertaug.demo import example_paths
 from vertaug.model.vertebra import vertebra_from_ct
-from vertaug.report import drr, fluoro
+from vertaug.imaging import drr, fluoro
 
 STEP_MM = 1.0  # peer's marching step (the frames' pixel size)
 PEER_FRAMES = 2  # frames (per view) the peer renders: its cost per frame does not depend on the frame

@@ -270,7 +270,8 @@ def phantom_modulus(spacing_mm: float, fracture: str = "none", grade: int = 0):
     """E (Pa) of the L1 phantom's vertebral body (trabecular, cortex, endplate voxels; posterior elements and
     discs excluded) from the materials module; returns (E, body mask)."""
     from vertaug.anatomy.phantom import make_phantom
-    from vertaug.model.materials import LABELS, material_maps
+    from vertaug.model.labels import LABELS
+    from vertaug.model.materials import material_maps
 
     ph = make_phantom(level="L1", fracture=fracture, grade=grade, spacing_mm=spacing_mm, neighbours=False)
     tissue = np.asarray(ph.tissue.data)

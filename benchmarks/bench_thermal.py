@@ -19,7 +19,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from vertaug.physics import thermal
-from vertaug.report import figures_cement as fc
+from vertaug.report import figures_cement as figs
+from vertaug.validate import geometries as fc
 
 
 def _matrix(case, dt_s=1.0):
@@ -100,7 +101,7 @@ def validate():
         )
         rows.append((ml, res))
         if ml == 3.0:
-            fc.plot_probe_temperatures(res, "porcine_probes.png", case.name)
+            figs.plot_probe_temperatures(res, "porcine_probes.png", case.name)
     peaks = {}
     for height, mould in ((6.0, "ptfe"), (6.0, "pu_foam"), (40.0, "ptfe")):
         case = fc.astm_mould_case(height, mould)
@@ -116,7 +117,7 @@ def validate():
         f"PU foam - PTFE (6 mm): {peaks[(6.0, 'pu_foam')] - peaks[(6.0, 'ptfe')]:+.1f} C (reported ~ +50 C)"
     )
     print(f"40 mm - 6 mm (PTFE): {peaks[(40.0, 'ptfe')] - peaks[(6.0, 'ptfe')]:+.1f} C (reported ~ +75 C)")
-    fc.plot_cure_curves("cure_curves.png")
+    figs.plot_cure_curves("cure_curves.png")
     return rows, peaks
 
 

@@ -12,6 +12,7 @@ import pytest
 from scipy import ndimage
 
 from vertaug.anatomy.phantom import make_phantom
+from vertaug.model.labels import BODY
 from vertaug.model.trajectory import plan_trajectories
 from vertaug.model.vertebra import vertebra_from_phantom
 from vertaug.physics import balloon as bl
@@ -32,7 +33,7 @@ def noisy_wedge():
 def _full_grid_front(st):
     """The front as the full-grid code computed it every step."""
     labels, cavity = st["labels"], st["cavity"]
-    outer = ndimage.binary_dilation(~np.isin(labels, bl.BODY_LABELS))
+    outer = ndimage.binary_dilation(~np.isin(labels, BODY))
     return ndimage.binary_dilation(cavity) & ~cavity & (labels == bl.TRAB) & ~outer
 
 

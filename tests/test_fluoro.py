@@ -8,7 +8,7 @@ import pytest
 from orders import assert_expected_order
 from vertaug.anatomy.io import Volume
 from vertaug.errors import GridMismatchError, InvalidValueError, ParameterError
-from vertaug.report import drr, fluoro
+from vertaug.imaging import drr, fluoro
 
 MU_W = 0.02059  # 1/mm, NIST water at 60 keV
 

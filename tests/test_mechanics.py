@@ -355,12 +355,13 @@ def test_strain_at_failure_load_lies_on_the_model_grid():
     strain on void or canal voxels)."""
     from vertaug.anatomy.phantom import make_phantom
     from vertaug.model.vertebra import vertebra_from_phantom
-    from vertaug.procedures.stiffness import BODY_LABELS, state_mechanics
+    from vertaug.model.labels import BODY
+    from vertaug.procedures.stiffness import state_mechanics
 
     v = vertebra_from_phantom(make_phantom(fracture="wedge", grade=2))
     st = state_mechanics(v)
     eps = st.strain_at_failure_pct
-    bone = np.isin(v.labels, BODY_LABELS) & (v.E > 0)
+    bone = np.isin(v.labels, BODY) & (v.E > 0)
     assert eps.shape == v.labels.shape
     assert np.count_nonzero(eps[~bone]) == 0
     assert np.mean(eps[bone] >= 0.7) == pytest.approx(0.02, abs=0.001)

@@ -15,7 +15,8 @@ from vertaug.model.trajectory import (
     find_pedicles,
     plan_trajectories,
 )
-from vertaug.model.vertebra import LABELS, vertebra_from_ct, vertebra_from_phantom
+from vertaug.model.labels import LABELS
+from vertaug.model.vertebra import vertebra_from_ct, vertebra_from_phantom
 
 PHANTOM_PEDICLE_WIDTH_MM = 8.0  # anatomy/phantom.py: elliptic pedicles 8 mm wide
 PHANTOM_PEDICLE_OFFSET_MM = 11.0 + 4.0  # centred at x = +/-(canal half-width + half the pedicle width)

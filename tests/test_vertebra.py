@@ -6,7 +6,8 @@ import pytest
 from vertaug.anatomy.io import load_ct, load_labels
 from vertaug.anatomy.phantom import make_phantom
 from vertaug.errors import InputError, LevelNotFoundError, ParameterError
-from vertaug.model.vertebra import LABELS, label_counts, vertebra_from_ct, vertebra_from_phantom
+from vertaug.model.labels import LABELS
+from vertaug.model.vertebra import label_counts, vertebra_from_ct, vertebra_from_phantom
 
 
 @pytest.fixture(scope="module")

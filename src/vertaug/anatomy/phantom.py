@@ -3,7 +3,7 @@
 A phantom is a short stack of levels (by default the fractured level with one neighbour above and below, separated by
 discs) voxelised on a regular grid. It returns the same types as the CT path — a CT :class:`Volume` in HU, a
 TotalSegmentator-style label map (v2 numbering) and a ``vertebrae_body`` map — plus the tissue label map of the model
-(docs/file_formats.md table) and the true heights, so tests and examples run on exact known geometry.
+(:mod:`vertaug.model.labels`) and the true heights, so tests and examples run on exact known geometry.
 
 Geometry, in a frame with x lateral (right), y anterior, z superior, in mm, each level centred on x = 0:
 
@@ -33,16 +33,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ParameterError, check_range
-from ..model.labels import LABELS
+from ..model.labels import (
+    BASIVERTEBRAL,
+    CANAL,
+    CORTEX,
+    DEFECT,
+    DISC,
+    ENDPLATE,
+    LABELS,
+    OUTSIDE,
+    POSTERIOR_ELEMENT,
+    SEGMENTAL,
+    TRABECULAR,
+)
 from .io import Volume
 from .levels import BODY_LABEL, DISC_LABEL, LEVELS, label_table, normalize_level
 
-__all__ = ["PhantomSpec", "Phantom", "make_phantom", "GRADE_DEFORMITY", "TISSUE"]
-
-#: Tissue labels of the voxel model: the label vocabulary of :mod:`vertaug.model.labels` (name -> number).
-TISSUE = dict(LABELS)
-#: Posterior elements (pedicles, laminae, spinous process) in the tissue map of the phantom: bone, not part of the body.
-POSTERIOR_ELEMENT = 9
+__all__ = ["PhantomSpec", "Phantom", "make_phantom", "GRADE_DEFORMITY"]
 
 #: Deformity used for a requested Genant grade: the middle of each band (grade 0 uses no deformity).
 GRADE_DEFORMITY = {0: 0.0, 1: 0.225, 2: 0.325, 3: 0.50}
@@ -248,14 +255,14 @@ def _level_body(spec: PhantomSpec, name: str, bottom: float, top: float, dim, X,
 
 def _fill_tissue(spec: PhantomSpec, lay: _Layout, bodies: list, truth: dict, X, Y, Z):
     """Discs, canal, posterior elements, bodies with their shell, vessels and defects: (tissue, seg, bodymap)."""
-    tissue = np.zeros(lay.shape, dtype=np.uint8)
+    tissue = np.full(lay.shape, OUTSIDE, dtype=np.uint8)
     seg = np.zeros(lay.shape, dtype=np.uint16)
     bodymap = np.zeros(lay.shape, dtype=np.uint8)
     table = label_table("v2")
     # discs: the footprint between adjacent bodies
     for (_n1, _b1, lo1, _hi1, f1), (_n2, _b2, _lo2, hi2, f2) in zip(bodies[:-1], bodies[1:]):
         disc = (f1 & f2) & (Z < lo1) & (Z > hi2)
-        tissue[disc] = TISSUE["disc"]
+        tissue[disc] = DISC
         bodymap[disc] = DISC_LABEL
     # canal through the whole stack, posterior elements per level
     canal_w, canal_d = CANAL_WIDTH_MM, CANAL_DEPTH_MM
@@ -268,11 +275,11 @@ def _fill_tissue(spec: PhantomSpec, lay: _Layout, bodies: list, truth: dict, X, 
         tissue[post] = POSTERIOR_ELEMENT
         seg[body] = table[name]
         bodymap[body] = BODY_LABEL
-        tissue[body] = TISSUE["trabecular"]
+        tissue[body] = TRABECULAR
         _shell(tissue, body, foot, X, Y, Z, z_lo, z_hi, width, depth, spec)
         if name == spec.level:
             _vascular_and_defects(tissue, body, X, Y, Z, zc, width, depth, spec, z_hi)
-    tissue[canal & (tissue == TISSUE["outside"])] = TISSUE["canal"]
+    tissue[canal & (tissue == OUTSIDE)] = CANAL
     return tissue, seg, bodymap
 
 
@@ -296,7 +303,7 @@ def make_phantom(spec: PhantomSpec | None = None, **kwargs) -> Phantom:
     affine = np.diag([s, s, s, 1.0])
     affine[:3, 3] = [lay.xs[0], lay.ys[0], lay.zs[0]]
     src = f"phantom:{spec.level}:{spec.fracture}:g{spec.grade}"
-    truth["tissue_labels"] = dict(TISSUE, posterior_element=POSTERIOR_ELEMENT)
+    truth["tissue_labels"] = dict(LABELS, posterior_element=POSTERIOR_ELEMENT)
     return Phantom(
         spec=spec,
         ct=Volume(ct, affine, src),
@@ -328,39 +335,39 @@ def _shell(tissue, body, foot, X, Y, Z, z_lo, z_hi, width, depth, spec) -> None:
     wall = body & ~inner
     te = spec.endplate_mm
     plate = body & ((Z > z_hi - te) | (Z < z_lo + te))
-    tissue[wall] = TISSUE["cortex"]
-    tissue[plate & ~wall] = TISSUE["endplate"]
+    tissue[wall] = CORTEX
+    tissue[plate & ~wall] = ENDPLATE
 
 
 def _vascular_and_defects(tissue, body, X, Y, Z, zc, width, depth, spec, z_hi) -> None:
     s = spec.spacing_mm
     reach = max(spec.cortex_mm, s) + s
     bvf = (np.abs(X) <= max(2.0, s)) & (np.abs(Z - zc) <= max(2.0, s)) & (Y >= -s) & (Y <= reach)
-    tissue[bvf & (body | (tissue == 0))] = TISSUE["basivertebral"]
+    tissue[bvf & (body | (tissue == OUTSIDE))] = BASIVERTEBRAL
     ycen = 0.45 * depth
     for side in (-1.0, 1.0):
         lateral = side * X >= (width / 2 - reach)
         seg_vein = lateral & (np.abs(Y - ycen) <= max(1.5, s)) & (np.abs(Z - zc) <= max(1.5, s)) & body
-        tissue[seg_vein & (tissue == TISSUE["cortex"])] = TISSUE["segmental"]
+        tissue[seg_vein & (tissue == CORTEX)] = SEGMENTAL
     if spec.cortical_defect:
         slot = (Y >= depth - reach - 0.5) & (np.abs(X) <= 4.0) & (np.abs(Z - zc) <= max(1.0, s)) & body
-        tissue[slot & (tissue == TISSUE["cortex"])] = TISSUE["defect"]
+        tissue[slot & (tissue == CORTEX)] = DEFECT
     if spec.cleft:
         cleft = body & (Z <= z_hi - spec.endplate_mm) & (Z > z_hi - spec.endplate_mm - 2.0)
         cleft &= (np.abs(X) <= width / 4) & (Y > depth * 0.3) & (Y < depth * 0.85)
-        tissue[cleft & (tissue == TISSUE["trabecular"])] = TISSUE["defect"]
+        tissue[cleft & (tissue == TRABECULAR)] = DEFECT
 
 
 def _hounsfield(tissue: np.ndarray, spec: PhantomSpec) -> np.ndarray:
     lut = np.full(256, HU["soft_tissue"], dtype=np.float32)
-    lut[TISSUE["trabecular"]] = spec.trabecular_hu
-    lut[TISSUE["cortex"]] = HU["cortex"]
-    lut[TISSUE["endplate"]] = HU["endplate"]
-    lut[TISSUE["canal"]] = HU["canal"]
-    lut[TISSUE["basivertebral"]] = HU["basivertebral"]
-    lut[TISSUE["segmental"]] = HU["segmental"]
-    lut[TISSUE["defect"]] = HU["defect"]
-    lut[TISSUE["disc"]] = HU["disc"]
+    lut[TRABECULAR] = spec.trabecular_hu
+    lut[CORTEX] = HU["cortex"]
+    lut[ENDPLATE] = HU["endplate"]
+    lut[CANAL] = HU["canal"]
+    lut[BASIVERTEBRAL] = HU["basivertebral"]
+    lut[SEGMENTAL] = HU["segmental"]
+    lut[DEFECT] = HU["defect"]
+    lut[DISC] = HU["disc"]
     lut[POSTERIOR_ELEMENT] = HU["posterior"]
     ct = lut[tissue]
     if spec.noise_hu > 0:

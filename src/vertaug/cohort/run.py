@@ -163,17 +163,17 @@ def default_task(case: Case, sample: dict) -> list[dict]:
     body volume, and the trabecular material fields recomputed with the sampled BMD calibration slope
     (``BMD = slope * HU``) and scaled by the sampled permeability factor (``k = scale * k(BV/TV)``).
     """
+    from ..model.labels import DEFECT, TRABECULAR, VEINS
     from ..model.materials import Calibration, material_maps
-    from ..model.vertebra import LABELS
 
     v = case_vertebra(case)
     m = v.morphometry
     cal = Calibration(0.0, float(sample["bmd_slope_mg_cm3_per_hu"]), source="cohort sample")
     mats = material_maps(v.hu, v.labels, calibration=cal, modulus_law=v.materials.modulus_law,
                          voxel_size_m=v.spacing_m[0])
-    trab = v.labels == LABELS["trabecular"]
+    trab = v.labels == TRABECULAR
     k = mats.permeability_m2[trab].astype(np.float64) * float(sample["permeability_scale"])
-    exits = np.isin(v.labels, [LABELS["basivertebral"], LABELS["segmental"], LABELS["defect"]])
+    exits = np.isin(v.labels, (*VEINS, DEFECT))
     row = {
         "procedure": "pre",
         "height_anterior_mm": m.height_anterior_mm if m else float("nan"),

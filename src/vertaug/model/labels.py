@@ -1,7 +1,8 @@
 """The tissue label vocabulary of the voxel model: every label number and the groups the physics uses.
 
-This is the only module that spells a label number (``tests/test_labels.py`` scans the source for others). A voxel of
-the model carries one of these labels (uint8):
+This is the only module that spells a label number (``tests/test_labels.py`` scans the source for others). It is a
+leaf module: it imports only numpy, so every layer (anatomy's phantom, the model, physics, procedures, report) can
+import it without a cycle. A voxel of the model carries one of these labels (uint8):
 
 ====  ===================  ==================================================================================
  0    outside              soft tissue around the level (paraspinal muscle, fat): route C's far side
@@ -15,6 +16,9 @@ the model carries one of these labels (uint8):
  8    disc                 intervertebral disc: route D's far side (through an endplate break)
 ====  ===================  ==================================================================================
 
+The phantom's construction map also uses :data:`POSTERIOR_ELEMENT` (9: pedicles, laminae, spinous process); the
+model turns it into ``OUTSIDE`` and keeps it as ``Vertebra.posterior_mask``, so it is not one of :data:`LABELS`.
+
 Groups are tuples of label numbers (``np.isin(labels, GROUP)``).
 """
 
@@ -24,7 +28,7 @@ import numpy as np
 
 __all__ = [
     "OUTSIDE", "TRABECULAR", "CORTEX", "ENDPLATE", "CANAL", "BASIVERTEBRAL", "SEGMENTAL", "DEFECT", "DISC",
-    "LABELS", "LABEL_NAMES", "BODY", "SHELL", "POROUS", "VEINS", "INJECTABLE", "is_body",
+    "POSTERIOR_ELEMENT", "LABELS", "LABEL_NAMES", "BODY", "SHELL", "POROUS", "VEINS", "INJECTABLE", "is_body",
 ]
 
 OUTSIDE = 0
@@ -36,6 +40,8 @@ BASIVERTEBRAL = 5
 SEGMENTAL = 6
 DEFECT = 7
 DISC = 8
+#: Posterior elements in the phantom's tissue map only (bone outside the body; not a label of the model).
+POSTERIOR_ELEMENT = 9
 
 #: name -> label number (the phantom and the CT model use the same table).
 LABELS: dict[str, int] = {

@@ -28,13 +28,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vertaug.anatomy.phantom import TISSUE
 from vertaug.errors import GridMismatchError, InvalidValueError, ParameterError
+from vertaug.model.labels import BASIVERTEBRAL, CORTEX, DEFECT, ENDPLATE, LABEL_NAMES, SEGMENTAL, TRABECULAR
 
 __all__ = [
     "DEFAULT_CALIBRATION",
     "DENSITY_LAWS",
-    "LABELS",
     "MODULUS_LAWS",
     "SHELL_LABEL_THICKNESS_M",
     "BoneProperties",
@@ -69,10 +68,6 @@ __all__ = [
     "yield_stress_from_strain_pa",
     "yield_stress_kopperdahl2002_pa",
 ]
-
-# ---------------------------------------------------------------------------------------------------------------
-# Label table (docs/file_formats.md, Voxel model): the one table of the phantom and the model (anatomy.phantom.TISSUE).
-LABELS = TISSUE
 
 # ---------------------------------------------------------------------------------------------------------------
 # Constants with their sources (tags as in docs/references.md: [V] seen, [C] code, [D] derived, [M] memory).
@@ -502,7 +497,7 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
                   tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3,
                   shell_label_thickness_m: float = SHELL_LABEL_THICKNESS_M,
                   permeability_scale: float = 1.0) -> MaterialMaps:
-    """Material fields of a labelled CT grid (labels of docs/file_formats.md; see docs/materials.md, "Per label").
+    """Material fields of a labelled CT grid (labels of vertaug.model.labels; see docs/materials.md, "Per label").
 
     - 1 trabecular: the HU chain (BMD -> rho_app -> BV/TV -> k, E, yield), BV/TV kept in [0.02, 1]; both
       permeabilities times ``permeability_scale`` (1 by default; a cohort samples the measured scatter).
@@ -524,10 +519,12 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
                                 "resample both onto the same voxel grid.")
     if not np.all(np.isfinite(hu)):
         raise InvalidValueError("hu holds NaN or infinite values.", "fill or mask them before building materials.")
-    if labels.size and (labels.min() < 0 or labels.max() > max(LABELS.values())):
-        raise InvalidValueError(f"labels holds values outside 0..{max(LABELS.values())}: "
-                                f"{sorted(set(np.unique(labels).tolist()) - set(LABELS.values()))}.",
-                                "use the label table of docs/file_formats.md (0 outside ... 8 disc).")
+    lo, hi = min(LABEL_NAMES), max(LABEL_NAMES)
+    if labels.size and (labels.min() < lo or labels.max() > hi):
+        raise InvalidValueError(f"labels holds values outside {lo}..{hi}: "
+                                f"{sorted(set(np.unique(labels).tolist()) - set(LABEL_NAMES))}.",
+                                f"use the label table of vertaug.model.labels ({lo} {LABEL_NAMES[lo]} ... "
+                                f"{hi} {LABEL_NAMES[hi]}).")
     h = float(_checked("voxel_size_m", voxel_size_m, 1e-5, 0.01, "m"))
     k_scale = float(_checked("permeability_scale", permeability_scale, 1e-3, 1e3, "(-)"))
     _density_law(density_law)
@@ -539,25 +536,25 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
     e = np.zeros(shape, np.float32)
     sy = np.zeros(shape, np.float32)
 
-    m = labels == LABELS["trabecular"]
+    m = labels == TRABECULAR
     if np.any(m):
         rho[m], bvtv[m], k[m], e[m], sy[m] = _trabecular_fields(bmd[m], modulus_law, density_law,
                                                                 tissue_density_kg_m3)
         if k_scale != 1.0:
             k[m] *= np.float32(k_scale)
-    for name, thickness in (("cortex", CORTEX_THICKNESS_M), ("endplate", ENDPLATE_THICKNESS_M)):
-        m = labels == LABELS[name]
+    for label, thickness in ((CORTEX, CORTEX_THICKNESS_M), (ENDPLATE, ENDPLATE_THICKNESS_M)):
+        m = labels == label
         f = shell_fraction(thickness, h, shell_label_thickness_m)
         bvtv[m] = f
         rho[m] = f * tissue_density_kg_m3
         e[m] = f * TISSUE_MODULUS_PA
         sy[m] = f * TISSUE_YIELD_COMPRESSION_PA
-    vein = (labels == LABELS["basivertebral"]) | (labels == LABELS["segmental"])
+    vein = (labels == BASIVERTEBRAL) | (labels == SEGMENTAL)
     k[vein] = (h / 2.0) ** 2 / 8.0
-    k[labels == LABELS["defect"]] = h**2 / 12.0
+    k[labels == DEFECT] = h**2 / 12.0
 
     porosity = (1.0 - bvtv).astype(np.float32)
-    trab = labels == LABELS["trabecular"]
+    trab = labels == TRABECULAR
     k_trans = k.copy()
     k_trans[trab] = transverse_permeability_m2(k[trab], anisotropy_ratio)
     return MaterialMaps(bmd.astype(np.float32), rho, bvtv, porosity, k, k_trans, e, sy, modulus_law, density_law,

@@ -48,8 +48,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..constants import CANNULA_GAUGES, DEFAULT_CANNULA_GAUGE
 from ..errors import InputError, ParameterError, check_range
-from .vertebra import LABELS, Vertebra
+from .labels import CANAL
+from .vertebra import Vertebra
 
 __all__ = [
     "Pedicle",
@@ -74,7 +76,7 @@ ENTRY_GAP_MM = 2.0
 CLEARANCE_WARN_MM = 1.0
 BONE_FRACTION_WARN = 0.9
 BONE_FRACTION_MIN = 0.5
-DEFAULT_GAUGE_MM = 3.048  # 11 G regular wall outer diameter (physics/cannula.py)
+DEFAULT_GAUGE_MM = CANNULA_GAUGES[DEFAULT_CANNULA_GAUGE][0] * 1e3  # outer diameter of the default cannula, 3.048 mm
 _STEP = 0.25  # path sampling step, voxels
 
 
@@ -181,7 +183,7 @@ def _half_extent_vox(v: Vertebra) -> int:
 
 
 def _midline_x(v: Vertebra, f: _Frame, band_vox: float) -> float:
-    canal = np.argwhere(v.labels == LABELS["canal"])
+    canal = np.argwhere(v.labels == CANAL)
     if len(canal):
         loc = np.array([(canal - f.origin) @ f.r, (canal - f.origin) @ f.a])
         sel = (loc[1] < 0) & (loc[1] >= -band_vox)
@@ -224,12 +226,12 @@ def find_pedicles(v: Vertebra) -> dict[str, Pedicle]:
         sl = _sample(v.posterior_mask, f.to_ijk(X, np.full_like(X, u), Z)) > 0.5
         if not sl.any():
             continue
-        lab, nlab = ndimage.label(sl)
-        if nlab == 0:
+        parts, n_parts = ndimage.label(sl)
+        if n_parts == 0:
             continue
-        idx = np.arange(1, nlab + 1)
-        areas = ndimage.sum(sl, lab, idx)
-        cx = np.asarray(ndimage.mean(X, lab, idx))
+        idx = np.arange(1, n_parts + 1)
+        areas = ndimage.sum(sl, parts, idx)
+        cx = np.asarray(ndimage.mean(X, parts, idx))
         for side_sign in (-1.0, 1.0):
             on_side = (cx - mid) * side_sign > 0
             if not on_side.any():
@@ -237,7 +239,7 @@ def find_pedicles(v: Vertebra) -> dict[str, Pedicle]:
             k = idx[on_side][np.argmax(areas[on_side])]
             if areas[k - 1] < min_area:
                 continue
-            found[f.side_of(side_sign)].append((u, lab == k))
+            found[f.side_of(side_sign)].append((u, parts == k))
     out: dict[str, Pedicle] = {}
     for side, secs in found.items():
         if len(secs) < MIN_SECTIONS:
@@ -444,7 +446,7 @@ def plan_trajectories(v: Vertebra, approach: str = "bipedicular", gauge_mm: floa
             "only the body), or use the unipedicular approach on the side that has a pedicle.")
     f = _frame(v)
     mid = _midline_x(v, f, PEDICLE_BAND_MM / f.spacing_mm)
-    canal = v.labels == LABELS["canal"]
+    canal = v.labels == CANAL
     # distance to the canal's boundary: to the nearest canal voxel centre less half a voxel (its face)
     canal_dist = ((ndimage.distance_transform_edt(~canal) - 0.5) * f.spacing_mm if canal.any()
                   else np.full(canal.shape, 1e3)).astype(np.float32)

@@ -4,10 +4,10 @@ A :class:`Vertebra` lives on a regular isotropic grid in canonical RAS+ orientat
 superior), cropped around one level with a margin. ``spacing_m`` is in metres; ``affine_mm`` maps voxel indices to
 the CT's RAS+ world coordinates in mm, so any field can be written back as NIfTI over the original CT.
 
-Tissue labels (file_formats.md): 0 outside / soft tissue, 1 trabecular, 2 cortex, 3 endplate, 4 canal, 5 basivertebral
-foramen / vein, 6 segmental vein exit, 7 fracture cleft / cortical defect, 8 disc. The posterior elements (pedicles,
-laminae, processes) are bone outside the body: label 0 in ``labels``, True in ``posterior_mask`` (trajectories use it;
-the body mechanics and flow do not).
+Tissue labels: the vocabulary of :mod:`vertaug.model.labels` (outside / soft tissue, trabecular, cortex, endplate,
+canal, basivertebral foramen / vein, segmental vein exit, fracture cleft / cortical defect, disc). The posterior
+elements (pedicles, laminae, processes) are bone outside the body: ``OUTSIDE`` in ``labels``, True in
+``posterior_mask`` (trajectories use it; the body mechanics and flow do not).
 
 Rules from a CT (each a module constant):
 
@@ -37,14 +37,25 @@ from scipy import ndimage
 from ..anatomy.io import Volume
 from ..anatomy.levels import DISC_LABEL, label_table, normalize_level
 from ..anatomy.morphometry import LevelMorphometry, _body_mask, measure_volumes
-from ..anatomy.phantom import TISSUE
 from ..errors import EmptyMaskError, LevelNotFoundError, ParameterError, check_range
+from .labels import (
+    BASIVERTEBRAL,
+    CANAL,
+    CORTEX,
+    DEFECT,
+    DISC,
+    ENDPLATE,
+    LABELS,
+    OUTSIDE,
+    POSTERIOR_ELEMENT,
+    SEGMENTAL,
+    SHELL,
+    TRABECULAR,
+    is_body,
+)
 from .materials import SHELL_LABEL_THICKNESS_M, MaterialMaps, material_maps, material_maps_like
 
-__all__ = ["Vertebra", "LABELS", "vertebra_from_ct", "vertebra_from_phantom", "label_counts"]
-
-LABELS = TISSUE  # one table for the phantom and the model (docs/file_formats.md)
-LABEL_NAMES = {v: k for k, v in LABELS.items()}
+__all__ = ["Vertebra", "vertebra_from_ct", "vertebra_from_phantom", "label_counts"]
 
 MARGIN_MM = 8.0
 SHELL_MM = SHELL_LABEL_THICKNESS_M * 1e3  # labelled shell; materials smear the thin cortex over it
@@ -99,9 +110,7 @@ class Vertebra:
 
     @property
     def body_mask(self) -> np.ndarray:
-        lab = self.labels
-        return (lab >= 1) & (lab <= 3) | (lab == LABELS["defect"]) | (lab == LABELS["basivertebral"]) | (
-            lab == LABELS["segmental"])
+        return is_body(self.labels)
 
     @property
     def body_volume_ml(self) -> float:
@@ -184,18 +193,18 @@ def _project(shape, origin: np.ndarray, axis: np.ndarray) -> np.ndarray:
 
 
 def _shell_labels(body: np.ndarray, height_axis: np.ndarray, spacing_mm: float) -> np.ndarray:
-    """1 trabecular, 2 cortex, 3 endplate inside the body mask."""
-    labels = np.zeros(body.shape, np.uint8)
+    """TRABECULAR, CORTEX or ENDPLATE inside the body mask, OUTSIDE elsewhere."""
+    labels = np.full(body.shape, OUTSIDE, np.uint8)
     box = _bbox(body, 4)
     b = body[box]
     depth = ndimage.distance_transform_edt(b) * spacing_mm
     shell = b & (depth <= SHELL_MM + 1e-6)
-    lab = np.where(b, LABELS["trabecular"], 0).astype(np.uint8)
+    lab = np.where(b, TRABECULAR, OUTSIDE).astype(np.uint8)
     smooth = ndimage.gaussian_filter(b.astype(np.float32), sigma=1.5)
     grad = np.stack(np.gradient(smooth), axis=-1)[shell]
     norm = np.linalg.norm(grad, axis=1) + 1e-12
     cos = np.abs(grad @ height_axis) / norm
-    lab[shell] = np.where(cos >= ENDPLATE_NORMAL_COS, LABELS["endplate"], LABELS["cortex"]).astype(np.uint8)
+    lab[shell] = np.where(cos >= ENDPLATE_NORMAL_COS, ENDPLATE, CORTEX).astype(np.uint8)
     labels[box] = lab
     return labels
 
@@ -297,7 +306,7 @@ def vertebra_from_ct(
 
 def vertebra_from_phantom(phantom, spacing_mm: float | None = None, modulus_law: str = "morgan2003") -> Vertebra:
     """The model of the phantom's fractured level, with the phantom's own tissue map (exact construction)."""
-    from ..anatomy.phantom import POSTERIOR_ELEMENT, make_phantom
+    from ..anatomy.phantom import make_phantom
 
     if spacing_mm is not None and abs(spacing_mm - phantom.spec.spacing_mm) > 1e-9:
         phantom = make_phantom(replace(phantom.spec, spacing_mm=float(spacing_mm)))
@@ -308,10 +317,10 @@ def vertebra_from_phantom(phantom, spacing_mm: float | None = None, modulus_law:
     box = _crop_box(vert, np.full(3, int(np.ceil(MARGIN_MM / s))))
     tissue = phantom.tissue.data[box]
     lvl = (phantom.labels.data[box] == table[name])
-    labels = np.where(tissue == POSTERIOR_ELEMENT, 0, tissue).astype(np.uint8)
+    labels = np.where(tissue == POSTERIOR_ELEMENT, OUTSIDE, tissue).astype(np.uint8)
     # keep only this level's body (neighbours' bodies inside the margin become soft tissue)
-    other_body = (labels >= 1) & (labels <= 3) & ~lvl
-    labels[other_body] = 0
+    other_body = np.isin(labels, (TRABECULAR, *SHELL)) & ~lvl
+    labels[other_body] = OUTSIDE
     posterior = (tissue == POSTERIOR_ELEMENT) & lvl
     aff = phantom.ct.affine_mm.copy()
     aff[:3, 3] = aff[:3, :3] @ np.array([b.start for b in box]) + aff[:3, 3]
@@ -319,7 +328,7 @@ def vertebra_from_phantom(phantom, spacing_mm: float | None = None, modulus_law:
     morph = measure_volumes(phantom.ct, phantom.labels, phantom.body)[name]
     h = np.array([0.0, 0.0, 1.0])
     a = np.array([0.0, 1.0, 0.0])
-    body_m = (labels != 0) & (labels != LABELS["canal"]) & (labels != LABELS["disc"])
+    body_m = is_body(labels)
     lm = _landmarks(body_m, h, a)
     mats = material_maps(hu, labels, voxel_size_m=s * 1e-3, modulus_law=modulus_law,
                          shell_label_thickness_m=phantom.spec.cortex_mm * 1e-3)
@@ -350,24 +359,24 @@ def _assemble(name, hu, aff, body_m, vert_m, disc, h, a, spacing_mm, morph, sour
     post_wall = np.array(lm.posterior_wall_ijk)
     canal, canal_note = _canal(vert_m, body_m, post_wall, h, a, spacing_mm)
     notes.append(canal_note)
-    labels[canal] = LABELS["canal"]
-    labels[disc & (labels == 0)] = LABELS["disc"]
-    shell = (labels == LABELS["cortex"]) | (labels == LABELS["endplate"])
-    near_shell = ndimage.binary_dilation(shell) & ~body_m & (labels == 0)
+    labels[canal] = CANAL
+    labels[disc & (labels == OUTSIDE)] = DISC
+    shell = np.isin(labels, SHELL)
+    near_shell = ndimage.binary_dilation(shell) & ~body_m & (labels == OUTSIDE)
     r_bvf = BVF_RADIUS_MM / spacing_mm
-    n_bvf = _patch(labels, post_wall, r_bvf, LABELS["basivertebral"], shell | near_shell)
+    n_bvf = _patch(labels, post_wall, r_bvf, BASIVERTEBRAL, shell | near_shell)
     lat = np.cross(h, a)
     c = np.array(lm.centroid_ijk)
     n_seg = 0
     for side in (1.0, -1.0):
         p = _point_on_surface(body_m, c, side * lat)
-        n_seg += _patch(labels, p, SEGMENTAL_RADIUS_MM / spacing_mm, LABELS["segmental"],
-                        (labels == LABELS["cortex"]) | (labels == LABELS["endplate"]))
+        n_seg += _patch(labels, p, SEGMENTAL_RADIUS_MM / spacing_mm, SEGMENTAL,
+                        np.isin(labels, SHELL))
     if n_bvf == 0 or n_seg == 0:
         notes.append("basivertebral or segmental exits could not be placed on the wall")
-    cleft = body_m & (hu < CLEFT_HU) & (labels == LABELS["trabecular"])
+    cleft = body_m & (hu < CLEFT_HU) & (labels == TRABECULAR)
     if cleft.any():
-        labels[cleft] = LABELS["defect"]
+        labels[cleft] = DEFECT
         notes.append(f"intravertebral cleft: {int(cleft.sum())} voxels darker than {CLEFT_HU:g} HU")
     if cortical_defect is not None:
         dirs = {"anterior": a, "left": -lat, "right": lat}
@@ -377,7 +386,7 @@ def _assemble(name, hu, aff, body_m, vert_m, disc, h, a, spacing_mm, morph, sour
         along_h = np.abs(_project(labels.shape, p, h)) * spacing_mm
         across = np.abs(_project(labels.shape, p, np.cross(h, dirs[cortical_defect]))) * spacing_mm
         slot = (along_h <= DEFECT_HALF_HEIGHT_MM) & (across <= DEFECT_HALF_WIDTH_MM) & shell
-        labels[slot] = LABELS["defect"]
+        labels[slot] = DEFECT
         notes.append(f"cortical defect ({cortical_defect}): {int(slot.sum())} voxels")
     posterior = vert_m & ~body_m & ~canal & ~ndimage.binary_dilation(body_m)
     mats = material_maps(hu, labels, voxel_size_m=spacing_mm * 1e-3, modulus_law=modulus_law)

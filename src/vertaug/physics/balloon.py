@@ -96,6 +96,8 @@ from vertaug.model.materials import (
     material_maps_like,
 )
 
+from ..constants import PSI_PA
+
 __all__ = [
     "BALLOON_MAX_ML",
     "DEVICE_HARD_LIMIT_PA",
@@ -108,7 +110,6 @@ __all__ = [
     "wedge_angle_deg",
 ]
 
-PSI_PA = 6894.757293168
 DEVICE_MAX_PRESSURE_PSI = 400.0  # rated pressure of a balloon tamp, default; range 300-700 psi from memory [M]
 DEVICE_MAX_PRESSURE_PA = DEVICE_MAX_PRESSURE_PSI * PSI_PA
 DEVICE_HARD_LIMIT_PA = 700.0 * PSI_PA  # upper end of the [M] range: no device setting above it is accepted

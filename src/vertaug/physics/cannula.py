@@ -13,9 +13,8 @@ which reduces to Hagen-Poiseuille for n = 1, K = mu (docs/flow.md, [D]).
 The plunger (delivery) pressure is the cannula loss plus the bone pressure at the tip:
 p_plunger = dp_cannula + p_tip.
 
-Inner diameters, regular-wall needle tubing (nominal, Birmingham gauge; "Needle gauge comparison chart",
-Wikipedia, https://en.wikipedia.org/wiki/Needle_gauge_comparison_chart, seen 2026-11-24):
-11 G: outer 3.048 mm, inner 2.388 mm; 13 G: outer 2.413 mm, inner 1.803 mm. Thin-wall cannulas of the same gauge
+Inner diameters, regular-wall needle tubing: the device table :data:`vertaug.constants.CANNULA_GAUGES` (11 G: outer
+3.048 mm, inner 2.388 mm; 13 G: outer 2.413 mm, inner 1.803 mm; source there). Thin-wall cannulas of the same gauge
 have larger inner diameters; give ``inner_radius_m`` directly for a specific product.
 """
 
@@ -25,15 +24,10 @@ import math
 
 import numpy as np
 
+from vertaug.constants import CANNULA_GAUGES
 from vertaug.errors import ParameterError, check_range
 
 __all__ = ["CANNULA_GAUGES", "inner_radius_m", "pressure_drop_pa", "wall_shear_rate_1_s"]
-
-#: gauge -> (outer diameter m, inner diameter m), regular wall (source in the module docstring)
-CANNULA_GAUGES: dict[int, tuple[float, float]] = {
-    11: (3.048e-3, 2.388e-3),
-    13: (2.413e-3, 1.803e-3),
-}
 
 
 def inner_radius_m(gauge: int) -> float:

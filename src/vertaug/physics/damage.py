@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vertaug.constants import KELVIN
+
 __all__ = [
     "ARRHENIUS_A_1_S",
     "ARRHENIUS_B_K",
@@ -36,7 +38,6 @@ ARRHENIUS_A_1_S = 1.0e98
 ARRHENIUS_B_K = 7.5e4
 NECROSIS_OMEGA = 1.0
 THRESHOLD_50_C = 50.0
-KELVIN = 273.15
 _LN_A = float(np.log(ARRHENIUS_A_1_S))
 _LN_HALF, _LN_QUARTER, _LN_60 = float(np.log(0.5)), float(np.log(0.25)), float(np.log(60.0))
 

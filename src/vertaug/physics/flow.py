@@ -70,6 +70,8 @@ from vertaug.model.labels import (
 )
 from vertaug.physics.solvers import PressureSolver
 
+from ..constants import MMHG_PA
+
 __all__ = [
     "ROUTES",
     "POROUS_LABELS",
@@ -86,7 +88,7 @@ POROUS_LABELS = POROUS
 #: human yellow marrow, 67 mPa s (Biorheology 2011, docs/references.md, [V])
 MARROW_VISCOSITY_PA_S = 0.067
 #: 25 mmHg, see module docstring
-VENOUS_PRESSURE_PA = 25.0 * 133.322
+VENOUS_PRESSURE_PA = 25.0 * MMHG_PA
 ARRIVAL_SATURATION = 0.5
 
 # (label of the porous voxel or None for any porous label, neighbour labels) -> route

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from vertaug.constants import BODY_TEMPERATURE_C, KELVIN, ROOM_TEMPERATURE_C
 from vertaug.errors import ParameterError, check_range
 
 __all__ = [
@@ -59,7 +60,6 @@ __all__ = [
 ]
 
 GAS_CONSTANT_J_MOL_K = 8.314462618
-KELVIN = 273.15
 ALPHA_SET = 0.5  # ISO 5833 midpoint temperature <-> half the heat released (see module docstring)
 ALPHA_HARD = 0.95  # "hardened": 95 % of the reaction heat released
 WORKING_LIMIT_PA_S = 1.0e3  # upper end of the 1e1..1e3 Pa s working window (docs/cement.md, [M])
@@ -116,7 +116,7 @@ class Cement:
         check_range("cement.exponent_m", self.exponent_m, 0.0, 5.0)
         check_range("cement.exponent_n", self.exponent_n, 0.0, 5.0)
         if self.tg_k is not None:
-            check_range("cement.tg_k", self.tg_k, 273.15, 600.0, "K")
+            check_range("cement.tg_k", self.tg_k, KELVIN, 600.0, "K")
         check_range(
             "cement.alpha0",
             self.alpha0,
@@ -133,7 +133,7 @@ class Cement:
             2e5,
             "J/mol",
         )
-        check_range("cement.reference_temperature_k", self.reference_temperature_k, 273.15, 400.0, "K")
+        check_range("cement.reference_temperature_k", self.reference_temperature_k, KELVIN, 400.0, "K")
         check_range("cement.alpha_gel", self.alpha_gel, 0.05, 1.0)
         check_range("cement.gel_exponent", self.gel_exponent, 0.0, 20.0)
         check_range("cement.flow_index_start", self.flow_index_start, 0.05, 1.0)
@@ -284,7 +284,7 @@ def cure_0d(
     cement: Cement,
     t_end_s: float,
     mode: str = "isothermal",
-    temperature_c: float = 37.0,
+    temperature_c: float = BODY_TEMPERATURE_C,
     n_out: int = 2001,
     shear_rate_1_s: float = WORKING_SHEAR_RATE_1_S,
     rtol: float = 1e-9,
@@ -354,12 +354,12 @@ def time_to_alpha_s(cement: Cement, alpha: float, temperature_c: float) -> float
     return float(sol.t_events[0][0])
 
 
-def set_time_s(cement: Cement, temperature_c: float = 37.0) -> float:
+def set_time_s(cement: Cement, temperature_c: float = BODY_TEMPERATURE_C) -> float:
     """Set time: isothermal time to alpha = ALPHA_SET (ISO 5833 midpoint-temperature equivalent)."""
     return time_to_alpha_s(cement, ALPHA_SET, temperature_c)
 
 
-def hardened_time_s(cement: Cement, temperature_c: float = 37.0) -> float:
+def hardened_time_s(cement: Cement, temperature_c: float = BODY_TEMPERATURE_C) -> float:
     """Isothermal time to alpha = ALPHA_HARD (95 % of the reaction heat released)."""
     return time_to_alpha_s(cement, ALPHA_HARD, temperature_c)
 
@@ -388,7 +388,7 @@ def _alpha_at_viscosity(cement: Cement, mu_pa_s: float, temperature_k: float) ->
     return cement.alpha_gel * (1.0 - ratio ** (-1.0 / cement.gel_exponent))
 
 
-def working_time_s(cement: Cement, temperature_c: float = 23.0) -> float:
+def working_time_s(cement: Cement, temperature_c: float = ROOM_TEMPERATURE_C) -> float:
     """Working time: isothermal time until mu(shear 1/s) passes WORKING_LIMIT_PA_S (0 if it starts above)."""
     t_k = _check_temperature_c("temperature_c", temperature_c) + KELVIN
     a_w = _alpha_at_viscosity(cement, WORKING_LIMIT_PA_S, t_k)

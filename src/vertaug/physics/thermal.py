@@ -44,6 +44,8 @@ from vertaug.model.labels import (
 from vertaug.physics import rheology
 from vertaug.physics.damage import NECROSIS_OMEGA, DamageState
 
+from ..constants import BODY_TEMPERATURE_C, KELVIN
+
 __all__ = [
     "BLOOD_RHO_C_J_M3K",
     "LABEL_THERMAL",
@@ -55,8 +57,7 @@ __all__ = [
     "simulate_exotherm",
 ]
 
-KELVIN = 273.15
-BODY_C = 37.0
+BODY_C = BODY_TEMPERATURE_C  # the name the thermal code and its callers use
 BLOOD_RHO_C_J_M3K = 1050.0 * 3617.0  # IT'IS blood [M]
 CG_MAX_COND = 1.0e4  # "auto": Jacobi-PCG when the diagonal-dominance bound on cond(A) is below this
 ENERGY_TOL_REL = 1e-6  # every run checks released = stored + conducted + perfused to this relative error

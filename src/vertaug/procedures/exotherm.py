@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..constants import BODY_TEMPERATURE_C
+from ..model.labels import CORTEX, ENDPLATE
 from ..physics import rheology, thermal
 
 __all__ = ["ExothermMetrics", "ExothermSummary", "exotherm_after"]
@@ -71,7 +73,7 @@ def _probes(labels: np.ndarray, cement: np.ndarray) -> dict:
     canal = thermal.canal_wall_mask(labels)
     if canal.any():
         probes["canal wall"] = canal
-    cortex = labels == 2
+    cortex = labels == CORTEX
     if cortex.any():
         probes["cortex"] = cortex
     return probes
@@ -112,7 +114,7 @@ def exotherm_after(outcome, duration_s: float = DURATION_S, dt_s: float = DT_S,
     tmax[box] = res.max_temperature_c
     omega = np.zeros(labels.shape, dtype=np.float32)
     omega[box] = res.omega
-    endplate = res.peak_by_label_c.get(3, float("nan"))
+    endplate = res.peak_by_label_c.get(ENDPLATE, float("nan"))
     metrics = ExothermMetrics(
         peak_temperature_c=float(res.cement_peak_c),
         peak_temperature_endplate_c=float(endplate),
@@ -120,6 +122,6 @@ def exotherm_after(outcome, duration_s: float = DURATION_S, dt_s: float = DT_S,
         time_above_50c_canal_s=float(res.canal_wall_time_above_50c_s),
         necrosis_volume_ml=float(res.necrosis_volume_ml),
         thermal_energy_balance_error=float(res.energy_balance_error_rel),
-        set_time_min=rheology.set_time_s(cement, 37.0) / 60.0,
+        set_time_min=rheology.set_time_s(cement, BODY_TEMPERATURE_C) / 60.0,
     )
     return ExothermSummary(metrics, tmax, omega, res.t_s, dict(res.probe_temperature_c), tuple(notes) + tuple(res.notes))

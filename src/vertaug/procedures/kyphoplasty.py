@@ -7,7 +7,7 @@ Timeline (each step one physics module):
 2. balloon: :func:`vertaug.physics.balloon.inflate` (volume- or pressure-controlled, capped by the device's rated
    pressure), which crushes bone into a compacted shell, lifts a depressed superior endplate and recoils on
    deflation (equations in that module's docstring);
-3. the treated model: :func:`vertaug.physics.balloon.treated_vertebra` (cavity = label 7, open void, permeability of
+3. the treated model: :func:`vertaug.physics.balloon.treated_vertebra` (cavity = label DEFECT, open void, permeability of
    an open slot of its local width; shell with compacted BV/TV, its HU, k, E and yield from the same laws);
 4. fill: :func:`vertaug.physics.flow.inject` of ``cement_ml`` (or ``fill_ratio`` x the cavity volume) of cement
    through the same cannula tips into the cavity and the bone around it, at ``rate_ml_s``; the cement viscosity
@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from vertaug.constants import BODY_TEMPERATURE_C, DEFAULT_CANNULA_GAUGE, PSI_PA
 from vertaug.errors import ParameterError, check_range
 from vertaug.physics import balloon as bl
 from vertaug.physics import cannula
@@ -74,8 +75,8 @@ class Kyphoplasty:
     cement_ml: float | None = None
     rate_ml_s: float = DEFAULT_RATE_ML_S
     start_time_s: float = DEFAULT_START_S
-    temperature_c: float = 37.0
-    cannula_gauge: int = 11
+    temperature_c: float = BODY_TEMPERATURE_C
+    cannula_gauge: int = DEFAULT_CANNULA_GAUGE
     cannula_length_mm: float = DEFAULT_CANNULA_LENGTH_MM
     device_max_pressure_pa: float = bl.DEVICE_MAX_PRESSURE_PA
     balloon_max_ml: float = bl.BALLOON_MAX_ML
@@ -101,8 +102,8 @@ class Kyphoplasty:
         else:
             if self.max_pressure_pa > dev:
                 raise ParameterError(
-                    f"Parameter max_pressure_pa={self.max_pressure_pa:.4g} Pa ({self.max_pressure_pa / bl.PSI_PA:.0f} "
-                    f"psi) is above the device maximum {dev:.4g} Pa ({dev / bl.PSI_PA:.0f} psi).",
+                    f"Parameter max_pressure_pa={self.max_pressure_pa:.4g} Pa ({self.max_pressure_pa / PSI_PA:.0f} "
+                    f"psi) is above the device maximum {dev:.4g} Pa ({dev / PSI_PA:.0f} psi).",
                     "lower max_pressure_pa (clinical inflations: 175 +/- 37 psi), or give the device's rating.")
             check_range("max_pressure_pa", self.max_pressure_pa, 1e4, dev, "Pa")
         check_range("fill_ratio", self.fill_ratio, 0.1, 3.0, "(-)", "cement volume / cavity volume, typically 1.")
@@ -117,7 +118,7 @@ class Kyphoplasty:
 
 
 def fill_with_cement(model, tip_voxels, volume_ml: float, cement: str = "high", rate_ml_s: float = DEFAULT_RATE_ML_S,
-                     start_time_s: float = DEFAULT_START_S, temperature_c: float = 37.0, cfl: float = DEFAULT_CFL,
+                     start_time_s: float = DEFAULT_START_S, temperature_c: float = BODY_TEMPERATURE_C, cfl: float = DEFAULT_CFL,
                      max_saturation_change: float = DEFAULT_MAX_SATURATION_CHANGE):
     """Inject ``volume_ml`` of cement into ``model`` (a Vertebra, treated or not) through ``tip_voxels``.
 

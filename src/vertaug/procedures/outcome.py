@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..model.heights import HeightChange
-from ..physics.balloon import PSI_PA
+from ..constants import PSI_PA
 
 __all__ = ["BalloonMetrics", "InjectionMetrics", "Outcome", "make_outcome"]
 

@@ -12,7 +12,7 @@ Strength: the Pistoia criterion (2 % of the bone voxels over 0.7 % effective str
 bone (E_bone > 0), with or without cement. Under the iso-strain rule the bone in a cemented voxel strains with the
 voxel, so it is loaded bone like any other; and vertebroplasty removes no bone, so the count (the "2 %") refers to the
 same bone before and after. Voxels of cement alone (the kyphoplasty cavity, E_bone = 0) are not bone and are not
-counted. Only the body (labels 1, 2, 3, 5, 6, 7) is meshed: the disc and posterior elements are not part of this
+counted. Only the body (``model.labels.BODY``) is meshed: the disc and posterior elements are not part of this
 load case.
 """
 
@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..model.labels import BODY
 from ..model.materials import CEMENT_MODULUS_PA
 from ..physics import mechanics
 
 __all__ = ["MechanicsState", "state_mechanics", "state_modulus", "strain_at_failure_load"]
 
-BODY_LABELS = (1, 2, 3, 5, 6, 7)
 #: Cement below this volume fraction of a voxel is ignored (a trace at the front; it stiffens nothing, and moduli
 #: spanning many decades in one model slow the solver and can overflow its single-precision smoother).
 MIN_CEMENT_FRACTION = 0.01
@@ -38,7 +38,7 @@ def state_modulus(model, cement_fraction: np.ndarray | None = None) -> tuple[np.
 
     The bone mask is every body voxel with bone (E_bone > 0), cemented or not (see the module docstring).
     """
-    body = np.isin(model.labels, BODY_LABELS)
+    body = np.isin(model.labels, BODY)
     e = np.where(body, np.asarray(model.E, dtype=float), 0.0)
     bone = body & (e > 0)
     if cement_fraction is not None:

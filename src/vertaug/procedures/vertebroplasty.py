@@ -27,10 +27,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from vertaug.constants import BODY_TEMPERATURE_C, DEFAULT_CANNULA_GAUGE, KELVIN
 from vertaug.errors import ParameterError, check_range
 from vertaug.physics import cannula
 from vertaug.physics.flow import ROUTES, inject
-from vertaug.physics.rheology import KELVIN, cement_preset, cure_0d, viscosity_pa_s
+from vertaug.physics.rheology import cement_preset, cure_0d, viscosity_pa_s
 from vertaug.model.heights import height_change
 from vertaug.procedures.outcome import InjectionMetrics, Outcome, make_outcome
 
@@ -49,11 +50,11 @@ class Vertebroplasty:
     volume_ml: float = 4.0
     rate_ml_s: float = DEFAULT_RATE_ML_S
     approach: str = "bipedicular"
-    cannula_gauge: int = 11
+    cannula_gauge: int = DEFAULT_CANNULA_GAUGE
     cement: str = "low"
     start_time_s: float = DEFAULT_START_S
     stop_leak_ml: float | None = None
-    temperature_c: float = 37.0
+    temperature_c: float = BODY_TEMPERATURE_C
     cannula_length_mm: float = DEFAULT_CANNULA_LENGTH_MM
     cfl: float = 1.0
 
@@ -72,7 +73,7 @@ class Vertebroplasty:
             check_range("stop_leak_ml", self.stop_leak_ml, 0.0, 30.0, "mL")
 
 
-def cement_viscosity_law(cement_name: str, temperature_c: float = 37.0):
+def cement_viscosity_law(cement_name: str, temperature_c: float = BODY_TEMPERATURE_C):
     """``mu(t_s, shear_rate_1_s)`` for :func:`flow.inject`: the preset cured isothermally (0-D) from mixing."""
     cement = cement_preset(cement_name)
     cure = cure_0d(cement, CURE_HORIZON_S, "isothermal", temperature_c, n_out=3601)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..clinical import evidence as ev
+from ..constants import BODY_TEMPERATURE_C
 from ..physics import rheology
 
 __all__ = ["Claim", "check_claims", "CLAIMS"]
@@ -58,7 +59,7 @@ def check_claims(density_class: str | None = None, simulated: dict | None = None
                      "Epidemiology is outside what vertaug models or tabulates." + dens))
 
     low, high = rheology.cement_preset("low"), rheology.cement_preset("high")
-    set_low, set_high = rheology.set_time_s(low, 37.0) / 60, rheology.set_time_s(high, 37.0) / 60
+    set_low, set_high = rheology.set_time_s(low, BODY_TEMPERATURE_C) / 60, rheology.set_time_s(high, BODY_TEMPERATURE_C) / 60
     inj = f" Simulated VP: {sim['vp_injected_ml']:.1f} mL injected." if "vp_injected_ml" in sim else ""
     out.append(Claim(2, CLAIMS[2], "supported",
                      f"The cement is injected into trabecular bone and sets by polymerisation: modelled set time at 37 C "
@@ -84,7 +85,7 @@ def check_claims(density_class: str | None = None, simulated: dict | None = None
                      f"{vap.vp_value:.0f} % vs {vap.comparator_value:.0f} % pain-free).",
                      evidence_ids=(pap.id,) + sham_ids + (vap.id,)))
 
-    hard = rheology.hardened_time_s(low, 37.0) / 60
+    hard = rheology.hardened_time_s(low, BODY_TEMPERATURE_C) / 60
     out.append(Claim(5, CLAIMS[5], "supported" if hard <= 30 else "not supported",
                      f"Modelled time to 95 % cure at body temperature: {hard:.1f} min (Li 2003 kinetics, isothermal 37 C); "
                      "return to activity is not modelled.",

@@ -21,6 +21,8 @@ from .. import DISCLAIMER, __version__
 from ..anatomy.io import Volume, save_nifti
 from ..anatomy.morphometry import SpineMorphometry
 from ..clinical import evidence as ev
+from ..constants import BODY_TEMPERATURE_C
+from ..model.labels import TRABECULAR
 from ..model.vertebra import Vertebra, label_counts
 from .claims import Claim, check_claims
 
@@ -374,8 +376,8 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
         "grid": "x".join(str(s) for s in v.shape),
         "body mL": f"{v.body_volume_ml:.1f}",
         "trabecular voxels": counts["trabecular"],
-        "median k (m^2)": f"{np.median(v.k[v.labels == 1]):.2e}" if counts["trabecular"] else "-",
-        "median E (MPa)": f"{np.median(v.E[v.labels == 1]) / 1e6:.0f}" if counts["trabecular"] else "-",
+        "median k (m^2)": f"{np.median(v.k[v.labels == TRABECULAR]):.2e}" if counts["trabecular"] else "-",
+        "median E (MPa)": f"{np.median(v.E[v.labels == TRABECULAR]) / 1e6:.0f}" if counts["trabecular"] else "-",
     }
     context = {
         "level": c.level,
@@ -442,6 +444,6 @@ def _write_overlays(c: Comparison, ct: Volume, out: Path, exotherms: dict, strai
                 arr = resample_to_ct(fld, model.affine_mm, ct, order=1)
                 if name == "max_temperature_c":  # outside the model the tissue stays at body temperature
                     inside = resample_to_ct(np.ones(model.shape, np.float32), model.affine_mm, ct, 0) > 0
-                    arr = np.where(inside, arr, 37.0).astype(np.float32)
+                    arr = np.where(inside, arr, BODY_TEMPERATURE_C).astype(np.float32)
                 written[f"nifti_{name}_{tag}"] = save_nifti(arr, ct.affine_mm, out / f"{name}_{tag.lower()}.nii.gz")
     return written

@@ -9,6 +9,19 @@ import numpy as np
 from ..anatomy.io import Volume
 from ..anatomy.levels import label_table
 from ..anatomy.morphometry import MEASUREMENT_POSITIONS, SpineMorphometry
+from ..constants import PSI_PA
+from ..model.labels import (
+    BASIVERTEBRAL,
+    CANAL,
+    CORTEX,
+    DEFECT,
+    DISC,
+    ENDPLATE,
+    LABEL_NAMES,
+    OUTSIDE,
+    SEGMENTAL,
+    TRABECULAR,
+)
 
 
 def _plt():
@@ -60,6 +73,20 @@ def sagittal_level_figure(ct: Volume, seg: Volume, spine: SpineMorphometry, leve
     return _save(fig, path)
 
 
+#: colour and legend name of each tissue label in the model figure (OUTSIDE transparent, not in the legend)
+LABEL_STYLE = {
+    OUTSIDE: ("#00000000", "outside"),
+    TRABECULAR: ("#f2d16b", "trabecular"),
+    CORTEX: ("#e8e8e8", "cortex"),
+    ENDPLATE: ("#5aa0ff", "endplate"),
+    CANAL: ("#b05cff", "canal"),
+    BASIVERTEBRAL: ("#ff3030", "basivertebral"),
+    SEGMENTAL: ("#ff9a1f", "segmental vein"),
+    DEFECT: ("#00d0a0", "cleft/defect"),
+    DISC: ("#7f7f7f", "disc"),
+}
+
+
 def model_slices_figure(vertebra, path: str | Path, title: str | None = None) -> Path:
     """Mid-sagittal and mid-axial slices of the model's tissue labels over its CT (mm axes)."""
     from matplotlib.colors import ListedColormap
@@ -68,8 +95,8 @@ def model_slices_figure(vertebra, path: str | Path, title: str | None = None) ->
     v = vertebra
     c = np.round(v.landmarks.centroid_ijk).astype(int)
     s_mm = v.spacing_m[0] * 1e3
-    colors = ["none", "#f2d16b", "#e8e8e8", "#5aa0ff", "#b05cff", "#ff3030", "#ff9a1f", "#00d0a0", "#7f7f7f"]
-    cmap = ListedColormap(["#00000000"] + colors[1:])
+    numbers = sorted(LABEL_NAMES)
+    cmap = ListedColormap([LABEL_STYLE[n][0] for n in numbers])
     fig, axes = plt.subplots(1, 2, figsize=(10, 5), dpi=100)
     for ax, (img, lab, xl, yl, ttl) in zip(axes, [
         (v.hu[c[0]].T, v.labels[c[0]].T, "posterior -> anterior (mm)", "inferior -> superior (mm)", "mid-sagittal"),
@@ -78,15 +105,16 @@ def model_slices_figure(vertebra, path: str | Path, title: str | None = None) ->
     ]):
         ext = (0, img.shape[1] * s_mm, 0, img.shape[0] * s_mm)
         ax.imshow(img, origin="lower", cmap="gray", vmin=-250, vmax=1000, extent=ext)
-        masked = np.ma.masked_where(lab == 0, lab)
-        ax.imshow(masked, origin="lower", cmap=cmap, vmin=0, vmax=8, alpha=0.55, extent=ext, interpolation="nearest")
+        masked = np.ma.masked_where(lab == OUTSIDE, lab)
+        ax.imshow(masked, origin="lower", cmap=cmap, vmin=numbers[0], vmax=numbers[-1], alpha=0.55, extent=ext,
+                  interpolation="nearest")
         ax.set_title(ttl, fontsize=9)
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
     axes[1].set_xlabel("right-left position, RAS x (mm)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[i]) for i in range(1, 9)]
-    names = ["trabecular", "cortex", "endplate", "canal", "basivertebral", "segmental vein", "cleft/defect", "disc"]
-    fig.legend(handles, names, loc="lower center", ncol=8, fontsize=7)
+    shown = [n for n in numbers if n != OUTSIDE]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=LABEL_STYLE[n][0]) for n in shown]
+    fig.legend(handles, [LABEL_STYLE[n][1] for n in shown], loc="lower center", ncol=len(shown), fontsize=7)
     fig.suptitle(title or f"{v.level} voxel model ({s_mm:g} mm)", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _save(fig, path)
@@ -200,7 +228,7 @@ def pressure_volume_figure(outcomes: dict, path: str | Path) -> Path:
 def balloon_figure(outcome, path: str | Path) -> Path:
     s = outcome.series
     fig, ax = _plot_axes()
-    psi = np.asarray(s["balloon_pressure_pa"]) / 6894.757
+    psi = np.asarray(s["balloon_pressure_pa"]) / PSI_PA
     # each step's pressure is the yield of the bone crushed (or the lift pressure) in that step: it jumps from voxel to
     # voxel; the running maximum is the pressure the inflation has had to reach so far (what the gauge shows)
     ax.plot(s["balloon_volume_ml"], psi, ".", ms=3, color=COLORS["KP"], alpha=0.35, label="per step (crush / lift)")

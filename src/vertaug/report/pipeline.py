@@ -187,7 +187,7 @@ def _fluoro(ct, study: Study, out: Path) -> dict[str, Path]:
     """Frames of each procedure from its outcome: cannula placed, (balloon), cement at the end (arrival-time frames)."""
     import numpy as np
 
-    from . import fluoro
+    from ..imaging import fluoro
     from .figures import DISPLAY_MIN_FRACTION
 
     vertebra = study.pre

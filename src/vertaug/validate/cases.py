@@ -27,6 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vertaug.constants import BODY_TEMPERATURE_C, ROOM_TEMPERATURE_C
+from vertaug.model.labels import CORTEX, OUTSIDE, TRABECULAR
+
 __all__ = ["APPROX_REL_SPREAD", "CASES", "Case", "Measured", "Target", "case_names"]
 
 #: spread given to "about X" figures and to means reported without a spread (one rule for all cases)
@@ -99,7 +102,7 @@ def run_cure_isothermal(quick: bool) -> list[Measured]:
     E 67.89 kJ/mol, m 1.05, n 1.10). Ours: rheology.set_time_s (isothermal time to alpha = 0.5)."""
     from vertaug.physics import rheology
 
-    t = rheology.set_time_s(rheology.cement_preset("low"), 37.0)
+    t = rheology.set_time_s(rheology.cement_preset("low"), BODY_TEMPERATURE_C)
     return [Measured("time to alpha = 0.5 at 37 C", t / 60.0)]
 
 
@@ -108,7 +111,7 @@ def run_cure_adiabatic(quick: bool) -> list[Measured]:
     so the full-cure rise is H/c = 71.4 K). Ours: rheology.cure_0d(mode="adiabatic", 2 h) peak temperature."""
     from vertaug.physics import rheology
 
-    res = rheology.cure_0d(rheology.cement_preset("low"), 7200.0, "adiabatic", temperature_c=23.0)
+    res = rheology.cure_0d(rheology.cement_preset("low"), 7200.0, "adiabatic", temperature_c=ROOM_TEMPERATURE_C)
     return [Measured("adiabatic peak temperature from 23 C", res.peak_temperature_c)]
 
 
@@ -142,20 +145,21 @@ def run_porcine_bolus(quick: bool) -> list[Measured]:
     c = np.array(v.landmarks.centroid_ijk)
     ii = np.indices(lab.shape).reshape(3, -1).T
     dist_mm = np.linalg.norm(ii - c, axis=1).reshape(lab.shape) * h_mm
-    trab = lab == 1
-    pore = thermal.LABEL_THERMAL[1].pore_fraction
+    trab = lab == TRABECULAR
+    pore = thermal.LABEL_THERMAL[TRABECULAR].pore_fraction
     target_m3 = 4.0 * ML
     order = np.argsort(np.where(trab, dist_mm, np.inf), axis=None)
     n_vox = round(target_m3 / (pore * v.voxel_volume_m3))
     fraction = np.zeros(lab.shape)
     fraction.flat[order[:n_vox]] = 1.0
     centre = tuple(round(x) for x in c)
-    cortex = np.argwhere(lab == 2)
+    cortex = np.argwhere(lab == CORTEX)
     aw = np.array(v.landmarks.anterior_wall_ijk)
     ant = tuple(int(x) for x in cortex[np.argmin(np.linalg.norm(cortex - aw, axis=1))])
     res = thermal.simulate_exotherm(
         lab, v.spacing_m, fraction, t_end_s=1200.0, dt_s=5.0 if quick else 2.0, cement=rheology.cement_preset("low"),
-        probes={"centre": centre}, cement_temperature_c=23.0, age_at_placement_s=240.0, far_field_c=37.0,
+        probes={"centre": centre}, cement_temperature_c=ROOM_TEMPERATURE_C, age_at_placement_s=240.0,
+        far_field_c=BODY_TEMPERATURE_C,
         perfusion=False,
     )
     peak_centre = float(np.max(res.probe_temperature_c["centre"]))
@@ -180,7 +184,7 @@ _MOULDS = {"PTFE": (0.25, 2200.0 * 1000.0), "PU foam": (0.03, 40.0 * 1500.0)}
 F451_DIAMETER_MM = 60.0  # ASTM F451 / ISO 5833 exotherm specimen: 60 mm diameter, 6 mm high [M]
 F451_WALL_MM = 10.0  # ASSUMED mould wall all round (the standard's drawing was not read)
 F451_FILM_W_M2K = 10.0  # natural convection in still air [M]
-F451_ROOM_C = 23.0
+F451_ROOM_C = ROOM_TEMPERATURE_C
 F451_DURATION_S = 3600.0  # Li 2003 at 23 C sets in ~35 min (isothermal); one hour covers the peak
 
 
@@ -190,9 +194,10 @@ def _f451_peak_c(material: str, height_mm: float, quick: bool) -> float:
 
     hxy_mm, hz_mm = (2.0, 1.0) if quick else (1.0, 0.5)
     k_m, rc_m = _MOULDS[material]
+    # not tissue: the mould takes the OUTSIDE slot of its own thermal table, the cement cavity the TRABECULAR slot
     table = {
-        0: thermal.TissueThermal(material, k_m, rc_m, 0.0, 0.0),
-        1: thermal.TissueThermal("cement cavity", 0.17, 1100.0 * 1400.0, 0.0, 1.0),
+        OUTSIDE: thermal.TissueThermal(material, k_m, rc_m, 0.0, 0.0),
+        TRABECULAR: thermal.TissueThermal("cement cavity", 0.17, 1100.0 * 1400.0, 0.0, 1.0),
     }
     # one eighth of the mould: symmetry (insulated) planes through the centre on the -R, -A, -S faces
     r_cav = F451_DIAMETER_MM / 2.0
@@ -202,7 +207,7 @@ def _f451_peak_c(material: str, height_mm: float, quick: bool) -> float:
     z = (np.arange(nz) + 0.5) * hz_mm
     X, Y, Z = np.meshgrid(x, x, z, indexing="ij")
     cavity = (np.hypot(X, Y) <= r_cav) & (Z <= height_mm / 2.0)
-    labels = cavity.astype(np.uint8)
+    labels = np.where(cavity, TRABECULAR, OUTSIDE).astype(np.uint8)
     films = (0.0, F451_FILM_W_M2K, 0.0, F451_FILM_W_M2K, 0.0, F451_FILM_W_M2K)
     res = thermal.simulate_exotherm(
         labels, (hxy_mm * 1e-3, hxy_mm * 1e-3, hz_mm * 1e-3), cavity.astype(float), t_end_s=F451_DURATION_S,
@@ -250,7 +255,7 @@ def run_f451_moulds(quick: bool) -> list[Measured]:
 
 BAROUD_RATE_ML_S = 4.0 / 60.0  # 4 cc/min (Baroud & Steffen 2005) [V]
 DISTAL_LENGTH_MM = 40.0  # ASSUMED distal (pedicle) section of the redesigned cannula; proximal = the rest
-BENCH_TEMPERATURE_C = 23.0  # bench injection at room temperature (ASSUMED)
+BENCH_TEMPERATURE_C = ROOM_TEMPERATURE_C  # bench injection at room temperature (ASSUMED)
 
 
 def run_baroud_cannula(quick: bool) -> list[Measured]:

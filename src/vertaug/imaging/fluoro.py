@@ -1,6 +1,6 @@
 """Simulated fluoroscopy of a procedure: lateral and AP frames over its timeline, GIFs and a key-frame grid.
 
-A frame is the CT's DRR (report/drr.py) plus what the procedure put into the patient. Each object replaces
+A frame is the CT's DRR (imaging/drr.py) plus what the procedure put into the patient. Each object replaces
 water-equivalent material (marrow pushed out of the pores, soft tissue or blood outside the bone; the bone itself is
 conserved, as in balloon compaction), so its extra line integral is
 
@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..anatomy.io import Volume
+from ..constants import CANNULA_GAUGES, DEFAULT_CANNULA_GAUGE
 from ..errors import GridMismatchError, InvalidValueError, ParameterError, check_range
 from .drr import (
     CEMENT_PMMA_BASO4,
@@ -68,9 +69,9 @@ __all__ = [
     "write_key_frame_grid",
 ]
 
-#: 11 G regular-wall cannula (physics/cannula.py: needle gauge chart): outer 3.048 mm, inner 2.388 mm.
-CANNULA_OUTER_MM = 3.048
-CANNULA_INNER_MM = 2.388
+#: The default cannula (constants.CANNULA_GAUGES, 11 G regular wall): outer 3.048 mm, inner 2.388 mm.
+CANNULA_OUTER_MM = CANNULA_GAUGES[DEFAULT_CANNULA_GAUGE][0] * 1e3
+CANNULA_INNER_MM = CANNULA_GAUGES[DEFAULT_CANNULA_GAUGE][1] * 1e3
 #: A leak is outlined where the projected thickness of cement outside the body exceeds this (mm).
 LEAK_OUTLINE_MM = 0.3
 LEAK_RGB = (255, 40, 40)
@@ -422,12 +423,28 @@ def _key_indices(n: int, n_key: int) -> list[int]:
     return sorted({round(float(i)) for i in np.linspace(0, n - 1, n_key)})
 
 
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend (imported only when a figure is drawn)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_png(fig, plt, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def write_key_frame_grid(procedures: list[ProcedureFrames], path: str | Path, n_key: int = 4,
                          views: tuple[str, ...] = ("lateral", "ap")) -> Path:
     """PNG grid: one row per (procedure, view), ``n_key`` key frames (first to last, evenly spaced) per row."""
-    from .figures import _plt, _save
-
-    plt = _plt()
+    plt = _pyplot()
     rows = [(p, v) for p in procedures for v in views if v in p.images]
     ncol = max(len(_key_indices(len(p.images[v]), n_key)) for p, v in rows)
     h, w = rows[0][0].images[rows[0][1]][0].rgb.shape[:2]
@@ -443,7 +460,7 @@ def write_key_frame_grid(procedures: list[ProcedureFrames], path: str | Path, n_
                 ax.imshow(im.rgb)
                 ax.set_title(f"{p.name} {v}: {im.label}", fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save_png(fig, plt, path)
 
 
 def write_drr_png(ct: Volume, path: str | Path, energy_kev: float = EFFECTIVE_ENERGY_KEV, pixel_mm: float = 1.0,
@@ -451,9 +468,7 @@ def write_drr_png(ct: Volume, path: str | Path, energy_kev: float = EFFECTIVE_EN
                   bone_hu: float | None = BONE_HU) -> Path:
     """Lateral and AP DRRs of the whole CT (mm axes), for a first look at the anatomy; with ``bone_hu`` a second row
     shows the bone DRR (voxels >= bone_hu only, plain window), where ribs, vertebrae and pelvis stand out."""
-    from .figures import _plt, _save
-
-    plt = _plt()
+    plt = _pyplot()
     ext = np.abs(ct.affine_mm[:3, :3]) @ (np.asarray(ct.shape, dtype=float) - 2.0)  # a voxel inside each face
     centre = ct.affine_mm[:3, :3] @ ((np.asarray(ct.shape, dtype=float) - 1) / 2) + ct.affine_mm[:3, 3]
     rows = [None] if bone_hu is None else [None, float(bone_hu)]
@@ -477,7 +492,7 @@ def write_drr_png(ct: Volume, path: str | Path, energy_kev: float = EFFECTIVE_EN
             ax.set_xlabel("mm")
             ax.set_ylabel("mm (superior at top)")
     fig.tight_layout()
-    return _save(fig, path)
+    return _save_png(fig, plt, path)
 
 
 def write_fluoro(
