@@ -9,7 +9,7 @@ neighbours' centroids), the anterior axis ``a`` and the lateral axis ``l = h x a
 Method (each constant below):
 
 1. Columns. The body mask is resampled in the (l, a, h) frame (trilinear, threshold 0.5, as the morphometry does) and
-   each column along ``h`` gives the superior and inferior endplate positions ``z_top(l, a)``, ``z_bot(l, a)`` and
+   the extent of each column along ``h`` gives the superior and inferior endplate positions ``z_top(l, a)``, ``z_bot(l, a)`` and
    the local height ``H = z_top - z_bot``; ``u`` is the fraction of the anterior-posterior depth from the posterior
    wall and ``x`` the lateral offset from the mid-sagittal plane.
 2. Genant type -> endplate depression ``delta(u, x)`` (Genant et al. 1993, J Bone Miner Res 8:1137-1148: wedge =
@@ -24,7 +24,8 @@ Method (each constant below):
    * crush: superior endplate, ``delta = A H`` (a uniform axial strain ``A`` of every column: the whole body, posterior
      wall included, loses the same fraction; the anterior/posterior ratio of the level is kept).
 
-3. Amplitude. ``A`` is searched (a scan of ``SCAN_FACTORS`` x the linear first guess, refined around the best) so that the level's own morphometry -- the same
+3. Amplitude. ``A`` is searched (a scan of ``SCAN_FACTORS`` x the linear first guess, refined where the
+   measured deformity crosses the target and around the best) so that the level's own morphometry -- the same
    measurement as ``vertaug morpho`` (15/50/85 % positions, Genant deformity = 1 - Ha/Hp, 1 - Hm/Hp, 1 - Hp/Hp_ref)
    -- reports the target deformity: the middle of Genant's band for a grade (0.225, 0.325, 0.50, as the phantom) or
    the ``deformity`` given. At clinical voxel sizes (the bundled CT is 3 mm) an open-loop amplitude misses Genant's
@@ -252,19 +253,23 @@ def _columns(body: np.ndarray, affine, centre, h, a, lat, spacing) -> _Columns:
     top = np.full(valid.shape, np.nan)
     bot = np.full(valid.shape, np.nan)
     h_ax = axes[2]
-    for il, ia in zip(*np.nonzero(valid)):
-        col = m[il, ia]
-        padded = np.concatenate([[False], col, [False]])
-        edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-        starts, ends = edges[0::2], edges[1::2]
-        k = int(np.argmax(ends - starts))
-        bot[il, ia] = h_ax[starts[k]] - step / 2
-        top[il, ia] = h_ax[ends[k] - 1] + step / 2
+    # the column's extent (first to last body sample): a hole in the mask (a vein channel left out of the
+    # segmentation) must not move the endplate
+    nh = m.shape[2]
+    first = np.argmax(m, axis=2)
+    last = nh - 1 - np.argmax(m[:, :, ::-1], axis=2)
+    bot[valid] = h_ax[first[valid]] - step / 2
+    top[valid] = h_ax[last[valid]] + step / 2
     l_idx = np.flatnonzero(valid.any(axis=1))
     l_lo, l_hi = axes[0][l_idx[0]] - step / 2, axes[0][l_idx[-1]] + step / 2
     width, l_mid = float(l_hi - l_lo), float(0.5 * (l_lo + l_hi))
+    # AP extent as the morphometry takes it: central band of the width, central half of the height
     band = np.abs(axes[0] - l_mid) <= max(0.1 * width, step)
-    a_idx = np.flatnonzero(valid[band].any(axis=0))
+    slab = m[band]
+    h_idx = np.flatnonzero(slab.any(axis=(0, 1)))
+    h_lo, h_hi = h_ax[h_idx[0]], h_ax[h_idx[-1]]
+    mid = np.abs(h_ax - 0.5 * (h_lo + h_hi)) <= max(0.25 * (h_hi - h_lo), step)
+    a_idx = np.flatnonzero(slab[:, :, mid].any(axis=(0, 2)))
     a_post, a_ant = axes[1][a_idx[0]] - step / 2, axes[1][a_idx[-1]] + step / 2
     return _Columns(float(axes[0][0]), float(axes[1][0]), step, top, bot, valid, float(a_post),
                     float(a_ant - a_post), l_mid, width)
@@ -454,9 +459,14 @@ def fracture_level(
 
     trials = [trial(float(a_try)) for a_try in amp * SCAN_FACTORS]
     best = max(trials, key=lambda r: (r[0], -r[1]))
-    if not best[0] or best[1] > DEFORMITY_TOLERANCE:  # refine around the best amplitude
+    if not best[0] or best[1] > DEFORMITY_TOLERANCE:
+        # refine where the measured deformity crosses the target (the steps of the voxel staircase), then around the best
+        by_amp = sorted(trials, key=lambda r: r[2])
+        brackets = [(p[2], q[2]) for p, q in zip(by_amp, by_amp[1:]) if (p[3] - target) * (q[3] - target) <= 0][:2]
         step = amp * (SCAN_FACTORS[1] - SCAN_FACTORS[0])
-        trials += [trial(float(max(a_try, 1e-3))) for a_try in best[2] + step * np.linspace(-1, 1, SCAN_REFINE)]
+        brackets.append((best[2] - step, best[2] + step))
+        for lo, hi in brackets:
+            trials += [trial(float(max(a_try, 1e-3))) for a_try in np.linspace(lo, hi, SCAN_REFINE)]
     # the whole-spine measurement (what `vertaug morpho` prints) has the last word: the fractured level's centroid
     # steers its neighbours' height axes and so the crush reference; check the best candidates with it
     ranked = sorted(trials, key=lambda r: (not r[0], r[1]))
