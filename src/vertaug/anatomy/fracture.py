@@ -605,9 +605,13 @@ def _apply(ct, seg, body, fr: _Frame, kind, amp, grade, target, d_measured, clef
     # exact mass: the remainder goes uniformly into the band (or the body where no band exists)
     mass_mid = bone_mass_mg(hu, body_new, vv, cal)
     target_zone = (zone == ZONE_BAND) if np.any(zone == ZONE_BAND) else (body_new & (zone == ZONE_INTACT))
-    delta_bmd = (mass_before - mass_mid) * 1e3 / vv / max(int(target_zone.sum()), 1)
-    hu[target_zone] += delta_bmd / cal.slope_mg_cm3_per_hu
-    mass_after = bone_mass_mg(hu, body_new, vv, cal)
+    mass_after = mass_mid
+    for _ in range(4):  # a voxel below zero BMD counts only once it is above: repeat until exact
+        delta_bmd = (mass_before - mass_after) * 1e3 / vv / max(int(target_zone.sum()), 1)
+        hu[target_zone] += delta_bmd / cal.slope_mg_cm3_per_hu
+        mass_after = bone_mass_mg(hu, body_new, vv, cal)
+        if abs(mass_after - mass_before) <= 1e-9 * mass_before:
+            break
     counts = {ZONE_NAMES[k]: int((zone == k).sum()) for k in (ZONE_BAND, ZONE_CRACK, ZONE_CLEFT, ZONE_DAMAGED)}
     counts["vacated"] = int(vacated.sum())
     src = f"{ct.source}|fracture:{fr.name}:{kind}:g{grade}"
