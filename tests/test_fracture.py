@@ -174,3 +174,35 @@ def test_fractured_l1_is_less_stiff_and_weaker_than_intact(bundled):
     broken = state_mechanics(v, field=False)
     assert broken["stiffness_n_per_mm"] < 0.95 * intact["stiffness_n_per_mm"]
     assert broken["strength_n"] < 0.8 * intact["strength_n"]
+
+
+def test_compare_fractures_first_and_records_the_parameters(example, tmp_path, monkeypatch):
+    """`vertaug compare --fracture wedge:2 --cleft` hands the fractured volumes and the fracture's parameters to
+    run_pipeline (stubbed here: the pipeline has its own tests); `--phantom wedge:2` hands it a phantom."""
+    import vertaug.report.pipeline as pipeline
+    from vertaug.cli import app
+
+    seen = {}
+
+    class Stop(InputError):
+        pass
+
+    def stub(ct, seg, level, out, **kw):
+        seen.update(kw, ct=ct, seg=seg, level=level)
+        raise Stop("stub pipeline reached.", "none")
+
+    monkeypatch.setattr(pipeline, "run_pipeline", stub)
+    base = ["compare", str(example["ct"]), str(example["seg"]), "--body", str(example["body"]), "--level", "L1",
+            "--out", str(tmp_path / "r")]
+    r = CliRunner().invoke(app, base + ["--fracture", "wedge:2", "--cleft", "--cortical-break", "anterior"])
+    assert r.exit_code == 2 and "stub pipeline reached" in r.output
+    fr = seen["inputs"]["fracture"]
+    assert (fr["type"], fr["grade"], fr["cleft"], fr["cortical_break"]) == ("wedge", 2, True, "anterior")
+    assert "fracture:L1:wedge:g2" in seen["ct"].source
+    seen.clear()
+    r = CliRunner().invoke(app, ["compare", "--phantom", "wedge:2", "--level", "L1", "--out", str(tmp_path / "p")])
+    assert r.exit_code == 2 and seen["inputs"]["phantom"]["grade"] == 2 and seen["level"] == "L1"
+    for bad, words in ((["--fracture", "wedge"], "TYPE:GRADE"), (["--cleft"], "--fracture"),
+                       (["--fracture", "wedge:7"], "outside 1..3")):
+        r = CliRunner().invoke(app, base + bad)
+        assert r.exit_code == 2 and words in r.output, r.output
