@@ -179,8 +179,8 @@ def test_fractured_l1_is_less_stiff_and_weaker_than_intact(bundled):
 def test_compare_fractures_first_and_records_the_parameters(example, tmp_path, monkeypatch):
     """`vertaug compare --fracture wedge:2 --cleft` hands the fractured volumes and the fracture's parameters to
     run_pipeline (stubbed here: the pipeline has its own tests); `--phantom wedge:2` hands it a phantom."""
-    import vertaug.report.pipeline as pipeline
     from vertaug.cli import app
+    from vertaug.report import pipeline
 
     seen = {}
 

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 
 import numpy as np
 from scipy import ndimage
@@ -82,8 +83,20 @@ from .morphometry import (
     measure_volumes,
 )
 
-__all__ = ["FracturedLevel", "fracture_level", "KINDS", "CORTICAL_BREAKS", "GRADE_DEFORMITY",
-           "ZONE_INTACT", "ZONE_BAND", "ZONE_CRACK", "ZONE_CLEFT", "ZONE_DAMAGED", "ZONE_NAMES", "bone_mass_mg"]
+__all__ = [
+    "CORTICAL_BREAKS",
+    "GRADE_DEFORMITY",
+    "KINDS",
+    "ZONE_BAND",
+    "ZONE_CLEFT",
+    "ZONE_CRACK",
+    "ZONE_DAMAGED",
+    "ZONE_INTACT",
+    "ZONE_NAMES",
+    "FracturedLevel",
+    "bone_mass_mg",
+    "fracture_level",
+]
 
 KINDS = ("wedge", "biconcave", "crush")
 CORTICAL_BREAKS = ("anterior", "lateral", "posterior")
@@ -462,7 +475,7 @@ def fracture_level(
     if not best[0] or best[1] > DEFORMITY_TOLERANCE:
         # refine where the measured deformity crosses the target (the steps of the voxel staircase), then around the best
         by_amp = sorted(trials, key=lambda r: r[2])
-        brackets = [(p[2], q[2]) for p, q in zip(by_amp, by_amp[1:]) if (p[3] - target) * (q[3] - target) <= 0][:2]
+        brackets = [(p[2], q[2]) for p, q in pairwise(by_amp) if (p[3] - target) * (q[3] - target) <= 0][:2]
         step = amp * (SCAN_FACTORS[1] - SCAN_FACTORS[0])
         brackets.append((best[2] - step, best[2] + step))
         for lo, hi in brackets:
@@ -556,7 +569,6 @@ def _apply(ct, seg, body, fr: _Frame, kind, amp, grade, target, d_measured, clef
     spacing = np.array(ct.spacing_mm)
     s_max = float(spacing.max())
     alive = ~vacated
-    world_rel = np.stack([fr.lv, fr.av, fr.hv], axis=1)  # (l, a, h) of each voxel of the old body
     if endplate_break:
         u_seed = {"wedge": 0.70, "biconcave": 0.50, "crush": 0.50}[kind] + rng.uniform(-0.1, 0.1)
         x_seed = rng.uniform(-0.2, 0.2) * fr.cols.width

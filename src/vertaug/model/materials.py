@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vertaug.anatomy.fracture import ZONE_BAND, ZONE_CRACK, ZONE_DAMAGED
 from vertaug.anatomy.phantom import TISSUE
 from vertaug.errors import GridMismatchError, InvalidValueError, ParameterError
 
@@ -118,9 +119,9 @@ BVTV_FLOOR = 0.02
 # strained far past the largest strains of those tests, so the largest measured reduction is taken.
 FRACTURED_MODULUS_FACTOR = 0.15
 FRACTURED_YIELD_FACTOR = 0.50
-#: Fracture-zone values that are weakened (1 compacted band, 2 fracture line, 4 damaged: anatomy/fracture.ZONE_*);
-#: the cleft (3) is a defect label in the model (E = 0).
-FRACTURED_ZONES = (1, 2, 4)
+#: Fracture-zone values that are weakened (compacted band, fracture line, damaged: anatomy/fracture.ZONE_*); the cleft
+#: is a defect label in the model (E = 0).
+FRACTURED_ZONES = (ZONE_BAND, ZONE_CRACK, ZONE_DAMAGED)
 
 DENSITY_LAWS = ("identity", "schileo2008")
 DEFAULT_DENSITY_LAW = "identity"
