@@ -59,7 +59,7 @@ def morpho(
     ct: Path = typer.Argument(..., help="CT: a NIfTI file (.nii/.nii.gz) or a folder of DICOM slices (HU)."),
     seg: Path = typer.Argument(..., help="TotalSegmentator vertebra label map (NIfTI) on the CT's grid."),
     body: Optional[Path] = typer.Option(None, "--body", help="TotalSegmentator vertebrae_body map (1 body, 2 disc)."),
-    numbering: str = typer.Option("v2", help="TotalSegmentator label numbering: v2 (>= 2.0, L1=31) or v1 (L1=22)."),
+    numbering: str = typer.Option("v2", help="Label numbering: v2 (TotalSegmentator >= 2.0, L1=31), v1 (L1=22) or verse (L1=20)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the table as JSON to this file."),
 ) -> None:
     """Morphometry of every vertebra in the segmentation: heights, volume, HU, wedge angle, Genant grade."""
@@ -82,7 +82,7 @@ def score(
     seg: Optional[Path] = typer.Argument(None, help="TotalSegmentator vertebra label map (NIfTI) on the CT's grid."),
     level: str = typer.Option(..., "--level", help="Level to score, e.g. L1."),
     body: Optional[Path] = typer.Option(None, "--body", help="TotalSegmentator vertebrae_body map (1 body, 2 disc)."),
-    numbering: str = typer.Option("v2", help="TotalSegmentator label numbering: v2 (>= 2.0, L1=31) or v1 (L1=22)."),
+    numbering: str = typer.Option("v2", help="Label numbering: v2 (TotalSegmentator >= 2.0, L1=31), v1 (L1=22) or verse (L1=20)."),
     pain_weeks: Optional[float] = typer.Option(None, "--pain-weeks", help="Weeks since the pain began."),
     vas: Optional[float] = typer.Option(None, "--vas", help="Pain 0-10 (under WHO step II analgesia for the OF-score)."),
     t_score: Optional[float] = typer.Option(None, "--t-score", help="DXA T-score."),
@@ -138,14 +138,31 @@ def score(
     console.print(DISCLAIMER)
 
 
+def _fracture_spec(spec: str, option: str) -> tuple[str, int]:
+    """'wedge:2' -> ('wedge', 2); ParameterError naming the option otherwise."""
+    from .errors import ParameterError
+
+    kind, sep, grade = str(spec).partition(":")
+    try:
+        g = int(grade) if sep else None
+    except ValueError:
+        g = None
+    if g is None:
+        raise ParameterError(f"{option} {spec!r} is not TYPE:GRADE.", f"write e.g. {option} wedge:2 (type wedge, "
+                             "biconcave or crush; Genant grade 1, 2 or 3).")
+    return kind.strip().lower(), g
+
+
 @app.command()
 def compare(
-    ct: Path = typer.Argument(..., help="CT: a NIfTI file or a folder of DICOM slices (HU)."),
-    seg: Path = typer.Argument(..., help="TotalSegmentator vertebra label map (NIfTI) on the CT's grid."),
+    ct: Optional[Path] = typer.Argument(None, help="CT: a NIfTI file or a folder of DICOM slices (HU); "
+                                        "leave CT and SEG out with --phantom."),
+    seg: Optional[Path] = typer.Argument(None, help="TotalSegmentator vertebra label map (NIfTI) on the CT's grid."),
     level: str = typer.Option(..., "--level", help="Level to treat, e.g. L1."),
     out: Path = typer.Option(..., "--out", help="Output folder (report.html, comparison.json, NIfTI overlays)."),
     body: Optional[Path] = typer.Option(None, "--body", help="TotalSegmentator vertebrae_body map (1 body, 2 disc)."),
-    numbering: str = typer.Option("v2", help="TotalSegmentator label numbering: v2 (L1=31) or v1 (L1=22)."),
+    numbering: str = typer.Option("v2", help="Label numbering: v2 (TotalSegmentator, L1=31), v1 (L1=22) or verse "
+                                  "(L1=20)."),
     vp_volume: float = typer.Option(4.0, "--vp-volume", help="Vertebroplasty cement volume (mL)."),
     vp_rate: float = typer.Option(0.05, "--vp-rate", help="Vertebroplasty injection rate (mL/s)."),
     kp_balloon: float = typer.Option(2.0, "--kp-balloon", help="Kyphoplasty balloon volume per balloon (mL)."),
@@ -157,9 +174,20 @@ def compare(
     fluoro: bool = typer.Option(False, "--fluoro/--no-fluoro", help="Write simulated fluoroscopy animations."),
     workers: int = typer.Option(_DEFAULT_WORKERS, "--workers", help="Processes: 2 runs the KP chain beside the VP "
                                 "chain (same results); 1 runs them one after the other."),
+    fracture: Optional[str] = typer.Option(None, "--fracture", help="Fracture the level first: TYPE:GRADE, e.g. "
+                                           "wedge:2 (wedge, biconcave, crush; Genant grade 1-3)."),
+    cleft: bool = typer.Option(False, "--cleft", help="With --fracture: add an intravertebral (Kummell) gas cleft."),
+    cortical_break: Optional[str] = typer.Option(None, "--cortical-break", help="With --fracture: anterior, lateral "
+                                                 "or posterior wall break."),
+    endplate_break: bool = typer.Option(True, "--endplate-break/--no-endplate-break",
+                                        help="With --fracture: break the depressed endplate (a path to the disc)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fracture lines' positions."),
+    phantom: Optional[str] = typer.Option(None, "--phantom", help="Use a synthetic phantom instead of CT and SEG: "
+                                          "TYPE:GRADE (e.g. wedge:2) or none:0."),
 ) -> None:
     """Simulate vertebroplasty and kyphoplasty of one level and write the side-by-side report."""
     from .anatomy.io import load_ct, load_labels
+    from .errors import ParameterError
     from .procedures.kyphoplasty import Kyphoplasty
     from .procedures.vertebroplasty import Vertebroplasty
     from .report.pipeline import run_pipeline
@@ -168,13 +196,42 @@ def compare(
     try:
         vp = Vertebroplasty(volume_ml=vp_volume, rate_ml_s=vp_rate, approach=approach, cement=cement or "low")
         kp = Kyphoplasty(balloon_ml=kp_balloon, approach=approach, cement=cement or "high")
-        ct_vol = load_ct(ct)
-        seg_vol = load_labels(seg, ct_vol, "segmentation")
-        body_vol = load_labels(body, ct_vol, "vertebrae_body segmentation") if body is not None else None
+        if (cleft or cortical_break) and fracture is None:
+            raise ParameterError("--cleft and --cortical-break shape a virtual fracture.",
+                                 "add --fracture TYPE:GRADE (e.g. --fracture wedge:2).")
+        if phantom is not None:
+            from .anatomy.phantom import make_phantom
+
+            if ct is not None or seg is not None or fracture is not None:
+                raise ParameterError("--phantom replaces CT, SEG and --fracture.",
+                                     "give either --phantom TYPE:GRADE or CT SEG [--fracture TYPE:GRADE].")
+            kind, grade = _fracture_spec(phantom, "--phantom")
+            ph = make_phantom(level=level, fracture=kind, grade=grade, cleft=cleft,
+                              cortical_defect=cortical_break is not None)
+            ct_vol, seg_vol, body_vol, numbering = ph.ct, ph.labels, ph.body, ph.numbering
+            inputs = {"phantom": {"level": ph.spec.level, "type": kind, "grade": grade}}
+        else:
+            if ct is None or seg is None:
+                raise ParameterError("vertaug compare needs CT and SEG, or --phantom TYPE:GRADE.",
+                                     "give both paths, or --phantom wedge:2.")
+            ct_vol = load_ct(ct)
+            seg_vol = load_labels(seg, ct_vol, "segmentation")
+            body_vol = load_labels(body, ct_vol, "vertebrae_body segmentation") if body is not None else None
+            inputs = {"ct": str(ct), "seg": str(seg), "body": str(body) if body else None}
+            if fracture is not None:
+                from .anatomy.fracture import fracture_level
+
+                kind, grade = _fracture_spec(fracture, "--fracture")
+                fr = fracture_level(ct_vol, seg_vol, level, kind, grade, cleft=cleft, endplate_break=endplate_break,
+                                    cortical_break=cortical_break, seed=seed, body=body_vol, numbering=numbering)
+                ct_vol, seg_vol, body_vol = fr.ct, fr.seg, fr.body
+                inputs["fracture"] = fr.parameters()
+                console.print(f"virtual fracture of {fr.level}: {fr.kind} grade {fr.grade} (measured deformity "
+                              f"{fr.deformity_measured:.3f}); bone mass {fr.bone_mass_before_mg:.0f} -> "
+                              f"{fr.bone_mass_after_mg:.0f} mg")
         run = run_pipeline(ct_vol, seg_vol, level, out, body=body_vol, numbering=numbering, spacing_mm=spacing,
                                vp=vp, kp=kp, thermal=thermal, mechanics=mechanics, fluoro=fluoro,
-                               inputs={"ct": str(ct), "seg": str(seg), "body": str(body) if body else None},
-                               console=console, workers=workers)
+                               inputs=inputs, console=console, workers=workers)
     except InputError as exc:
         _fail(exc)
     except RuntimeError as exc:
@@ -182,6 +239,62 @@ def compare(
     print_comparison(run.comparison, console)
     console.print(f"[dim]{DISCLAIMER}[/]")
     console.print(f"report: [bold]{run.paths['html']}[/] ({len(run.paths)} files in {out})")
+
+
+@app.command("fracture")
+def fracture_cmd(
+    ct: Path = typer.Argument(..., help="CT: a NIfTI file or a folder of DICOM slices (HU)."),
+    seg: Path = typer.Argument(..., help="Vertebra label map (NIfTI) on the CT's grid."),
+    level: str = typer.Option(..., "--level", help="Level to fracture, e.g. L1."),
+    out: Path = typer.Option(..., "--out", help="Output folder: ct, seg, body, fracture_zone (.nii.gz), fracture.json."),
+    kind: str = typer.Option("wedge", "--type", help="Genant type: wedge, biconcave or crush."),
+    grade: int = typer.Option(2, "--grade", help="Genant grade: 1 (20-25 %), 2 (25-40 %), 3 (> 40 % height loss)."),
+    deformity: Optional[float] = typer.Option(None, "--deformity", help="Height-loss fraction instead of a grade."),
+    cleft: bool = typer.Option(False, "--cleft", help="Add an intravertebral (Kummell) gas cleft."),
+    cortical_break: Optional[str] = typer.Option(None, "--cortical-break", help="anterior, lateral or posterior."),
+    endplate_break: bool = typer.Option(True, "--endplate-break/--no-endplate-break",
+                                        help="Break the depressed endplate (a path to the disc)."),
+    body: Optional[Path] = typer.Option(None, "--body", help="TotalSegmentator vertebrae_body map (1 body, 2 disc)."),
+    numbering: str = typer.Option("v2", help="Label numbering: v2 (TotalSegmentator, L1=31), v1 (L1=22) or verse "
+                                  "(L1=20)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fracture lines' positions."),
+) -> None:
+    """Fracture one level of a CT virtually and write the fractured CT, labels, body map and fracture-zone map."""
+    import json
+
+    import numpy as np
+
+    from .anatomy.fracture import fracture_level
+    from .anatomy.io import load_ct, load_labels, save_nifti
+    from .anatomy.morphometry import measure_volumes
+
+    try:
+        ct_vol = load_ct(ct)
+        seg_vol = load_labels(seg, ct_vol, "segmentation")
+        body_vol = load_labels(body, ct_vol, "vertebrae_body segmentation") if body is not None else None
+        fr = fracture_level(ct_vol, seg_vol, level, kind, grade, deformity=deformity, cleft=cleft,
+                            endplate_break=endplate_break, cortical_break=cortical_break, seed=seed, body=body_vol,
+                            numbering=numbering)
+    except InputError as exc:
+        _fail(exc)
+    out.mkdir(parents=True, exist_ok=True)
+    save_nifti(fr.ct.data.astype(np.float32), fr.ct.affine_mm, out / "ct.nii.gz")
+    save_nifti(fr.seg.data.astype(np.uint16), fr.seg.affine_mm, out / "seg.nii.gz")
+    save_nifti(fr.body.data.astype(np.uint8), fr.body.affine_mm, out / "body.nii.gz")
+    save_nifti(fr.zone.data.astype(np.uint8), fr.zone.affine_mm, out / "fracture_zone.nii.gz")
+    m = measure_volumes(fr.ct, fr.seg, fr.body, numbering)[fr.level]
+    record = {"vertaug": __version__, "inputs": {"ct": str(ct), "seg": str(seg), "body": str(body) if body else None},
+              "fracture": fr.parameters(),
+              "morphometry_after": {"genant_type": m.genant_type, "genant_grade": m.genant_grade,
+                                    "deformity": m.deformity, "height_anterior_mm": m.height_anterior_mm,
+                                    "height_middle_mm": m.height_middle_mm, "height_posterior_mm": m.height_posterior_mm}}
+    (out / "fracture.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+    console.print(f"{fr.level}: {fr.kind} grade {fr.grade} asked; morphometry of the result: {m.genant_type} grade "
+                  f"{m.genant_grade} (deformity {m.deformity:.3f}); bone mass {fr.bone_mass_before_mg:.0f} -> "
+                  f"{fr.bone_mass_after_mg:.0f} mg; zones {fr.zone_voxels}")
+    for note in fr.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"wrote {out}/ct.nii.gz, seg.nii.gz, body.nii.gz, fracture_zone.nii.gz, fracture.json")
 
 
 @app.command()

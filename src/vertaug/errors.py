@@ -15,6 +15,7 @@ __all__ = [
     "EmptyMaskError",
     "InvalidValueError",
     "ParameterError",
+    "FractureError",
 ]
 
 
@@ -52,6 +53,10 @@ class InvalidValueError(InputError):
 
 class ParameterError(InputError):
     """A parameter is outside its physically meaningful range."""
+
+
+class FractureError(InputError):
+    """A virtual fracture cannot be made as asked on this level (deeper than the body, no reference height)."""
 
 
 def check_range(name: str, value: float, low: float, high: float, unit: str = "", hint: str = "") -> float:

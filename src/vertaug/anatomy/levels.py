@@ -9,7 +9,12 @@ TotalSegmentator ``total`` task, two numberings (both verified against its ``map
 
 The ``vertebrae_body`` task writes 1 = vertebral body (all levels in one label) and 2 = intervertebral disc.
 
-The numbers of the two versions overlap (26..41 mean different levels), so the numbering cannot be inferred from the
+**verse** (the VerSe challenge data set, Sekuboyina et al. 2021 Med Image Anal 73:102166, and TPTBox): C1..C7 = 1..7,
+T1..T12 = 8..19, L1..L5 = 20..24, L6 = 25, sacrum = 26, T13 = 28 (the README of the TPTBox sample and the VerSe
+data description). The transitional L6 and T13 have no name in :data:`LEVELS` and are not read; the VerSe sacrum (26)
+is read as "S1" (morphometry does not grade it).
+
+The numbers of the versions overlap (26..41 mean different levels), so the numbering cannot be inferred from the
 values alone: it is an explicit argument everywhere (default ``"v2"``).
 """
 
@@ -37,17 +42,21 @@ def _caudal_to_cranial(first_label: int, names: tuple[str, ...]) -> dict[str, in
 _CAUDAL_FROM_L5 = tuple(reversed(LEVELS[:-1]))  # L5, L4, ..., C1
 TOTALSEG_V2: dict[str, int] = _caudal_to_cranial(26, ("S1", *_CAUDAL_FROM_L5))
 TOTALSEG_V1: dict[str, int] = _caudal_to_cranial(18, _CAUDAL_FROM_L5)
-NUMBERINGS: dict[str, dict[str, int]] = {"v1": TOTALSEG_V1, "v2": TOTALSEG_V2}
+#: VerSe: cranial to caudal from C1 = 1; the sacrum (26) stands in for S1.
+VERSE: dict[str, int] = {**{name: i + 1 for i, name in enumerate(LEVELS[:-1])}, "S1": 26}
+#: VerSe labels of the transitional vertebrae, which vertaug does not model.
+VERSE_TRANSITIONAL = {"L6": 25, "T13": 28}
+NUMBERINGS: dict[str, dict[str, int]] = {"v1": TOTALSEG_V1, "v2": TOTALSEG_V2, "verse": VERSE}
 
 
 def label_table(numbering: str = "v2") -> dict[str, int]:
-    """Level name -> label value for a TotalSegmentator numbering (``"v1"`` or ``"v2"``)."""
+    """Level name -> label value for a numbering: TotalSegmentator ``"v1"`` or ``"v2"``, or ``"verse"``."""
     try:
         return NUMBERINGS[numbering]
     except KeyError:
         raise ParameterError(
-            f"Unknown TotalSegmentator numbering {numbering!r}.",
-            "use 'v2' for TotalSegmentator >= 2.0 (L1 = 31) or 'v1' for 1.x (L1 = 22).",
+            f"Unknown label numbering {numbering!r}.",
+            "use 'v2' for TotalSegmentator >= 2.0 (L1 = 31), 'v1' for 1.x (L1 = 22) or 'verse' for VerSe (L1 = 20).",
         ) from None
 
 

@@ -16,6 +16,8 @@ verification status of every number: [V] seen in a source, [C] read in public co
     sigma_y  = 37.4 rho_QCT^1.39                            [MPa]      Kopperdahl et al. 2002
     sigma_y  = eps_y * E,  eps_y = 0.77 %                   [MPa]      Morgan & Keaveny 2001 (vertebral yield strain)
     compaction: BV/TV' = min(1, BV/TV * V_before / V_after) (mass of bone conserved), then the same laws.
+    fractured:  E' = 0.15 E, sigma_y' = 0.50 sigma_y where the fracture-zone map marks crushed or cracked bone
+                (zones 1, 2 and 4 of anatomy/fracture.py; Keaveny, Wachtel & Kopperdahl 1999, overloaded trabecular bone)
 
 Everything public takes and returns SI (density kg/m^3, modulus and stress Pa, permeability m^2, viscosity Pa s),
 except the calibration output ``bmd_mg_cm3`` which keeps the clinical unit in its name (1 mg/cm^3 = 1 kg/m^3).
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vertaug.anatomy.fracture import ZONE_BAND, ZONE_CRACK, ZONE_DAMAGED
 from vertaug.errors import GridMismatchError, InvalidValueError, ParameterError
 from vertaug.model.labels import BASIVERTEBRAL, CORTEX, DEFECT, ENDPLATE, LABEL_NAMES, SEGMENTAL, TRABECULAR
 
@@ -102,6 +105,18 @@ SHELL_LABEL_THICKNESS_M = 1.0e-3
 # Numerical guard of the HU chain (not physics; documented in docs/materials.md): a trabecular voxel keeps at
 # least this much bone so its modulus and yield are positive, and at most fully dense tissue.
 BVTV_FLOOR = 0.02
+# Crushed and cracked bone (the compacted band and the fracture lines of a virtual fracture, anatomy/fracture.py) is
+# weaker than intact bone of the same density: human vertebral trabecular bone overloaded past yield reloads with a
+# lower modulus and a lower strength, and the loss grows with the applied strain (Keaveny, Wachtel & Kopperdahl 1999,
+# J Orthop Res 17:346-353; modulus reductions up to about 85 % at the largest strains, strength falling less than
+# modulus [M: numbers from memory, the paper's text not retrieved]; damage starts at small strains, 0.2-0.45 %:
+# Morgan, Yeh & Keaveny 2005 Eur J Morphol 42:13 [V: abstract]). The band of a compression fracture has been
+# strained far past the largest strains of those tests, so the largest measured reduction is taken.
+FRACTURED_MODULUS_FACTOR = 0.15
+FRACTURED_YIELD_FACTOR = 0.50
+#: Fracture-zone values that are weakened (compacted band, fracture line, damaged: anatomy/fracture.ZONE_*); the cleft
+#: is a defect label in the model (E = 0).
+FRACTURED_ZONES = (ZONE_BAND, ZONE_CRACK, ZONE_DAMAGED)
 
 DENSITY_LAWS = ("identity", "schileo2008")
 DEFAULT_DENSITY_LAW = "identity"
@@ -478,6 +493,8 @@ class MaterialMaps:
     calibration: Calibration = field(default_factory=lambda: DEFAULT_CALIBRATION)
     #: factor on the trabecular permeability law (label 1; e.g. a cohort sample of Baroud 2004's scatter)
     permeability_scale: float = 1.0
+    #: fracture-zone map on the label grid (anatomy/fracture.py: 1 band, 2 crack weakened), or None (intact)
+    fracture_zone: np.ndarray | None = None
 
 
 def _trabecular_fields(bmd_mg_cm3: np.ndarray, modulus_law: str, density_law: str, tissue_density_kg_m3: float):
@@ -496,7 +513,7 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
                   anisotropy_ratio: float = ANISOTROPY_K_LONG_OVER_TRANS,
                   tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3,
                   shell_label_thickness_m: float = SHELL_LABEL_THICKNESS_M,
-                  permeability_scale: float = 1.0) -> MaterialMaps:
+                  permeability_scale: float = 1.0, fracture_zone: np.ndarray | None = None) -> MaterialMaps:
     """Material fields of a labelled CT grid (labels of vertaug.model.labels; see docs/materials.md, "Per label").
 
     - 1 trabecular: the HU chain (BMD -> rho_app -> BV/TV -> k, E, yield), BV/TV kept in [0.02, 1]; both
@@ -507,6 +524,8 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
     - 5 basivertebral vein, 6 segmental vein exit: open channel filling the voxel, k = (h/2)^2 / 8 (Poiseuille
       tube of radius h/2) [D]; 7 cleft/defect: open gap of width h, k = h^2 / 12 (cubic law) [D]. Fluid: E = 0.
     - 0 outside, 4 canal, 8 disc: no bone, no flow through (k = 0), E = 0 (mechanics does not mesh them).
+    - ``fracture_zone`` (same shape, optional): where it is 1 (compacted band), 2 (fracture line) or 4 (damaged), E and yield of the
+      bone are multiplied by FRACTURED_MODULUS_FACTOR and FRACTURED_YIELD_FACTOR (crushed bone, Keaveny et al. 1999).
     BMD is reported for every voxel (calibration of the HU, whatever the label).
     """
     if modulus_law not in MODULUS_LAWS:
@@ -553,17 +572,26 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
     k[vein] = (h / 2.0) ** 2 / 8.0
     k[labels == DEFECT] = h**2 / 12.0
 
+    if fracture_zone is not None:
+        fracture_zone = np.asarray(fracture_zone)
+        if fracture_zone.shape != shape:
+            raise GridMismatchError(f"fracture_zone has shape {fracture_zone.shape} but labels has shape {shape}.",
+                                    "resample the fracture-zone map onto the model grid (nearest neighbour).")
+        weak = np.isin(fracture_zone, FRACTURED_ZONES)
+        e[weak] *= np.float32(FRACTURED_MODULUS_FACTOR)
+        sy[weak] *= np.float32(FRACTURED_YIELD_FACTOR)
     porosity = (1.0 - bvtv).astype(np.float32)
     trab = labels == TRABECULAR
     k_trans = k.copy()
     k_trans[trab] = transverse_permeability_m2(k[trab], anisotropy_ratio)
     return MaterialMaps(bmd.astype(np.float32), rho, bvtv, porosity, k, k_trans, e, sy, modulus_law, density_law,
-                        calibration, k_scale)
+                        calibration, k_scale, fracture_zone)
 
 
 def material_maps_like(materials: MaterialMaps, hu: np.ndarray, labels: np.ndarray,
                        voxel_size_m: float) -> MaterialMaps:
     """:func:`material_maps` of new labels / HU with the laws, calibration and permeability scale of ``materials``
-    (a treated model keeps the choices made for the untreated one)."""
+    (a treated model keeps the choices made for the untreated one, its fracture zone included)."""
     return material_maps(hu, labels, materials.calibration, materials.modulus_law, density_law=materials.density_law,
-                         voxel_size_m=voxel_size_m, permeability_scale=materials.permeability_scale)
+                         voxel_size_m=voxel_size_m, permeability_scale=materials.permeability_scale,
+                         fracture_zone=materials.fracture_zone)

@@ -25,6 +25,10 @@ Rules from a CT (each a module constant):
 * fracture cleft: body voxels darker than ``CLEFT_HU`` (intravertebral vacuum cleft, gas); a cortical defect is an input
   (``cortical_defect='anterior'|'left'|'right'``), since it is not reliably visible on clinical CT.
 * posterior elements: vertebra label minus body, canal and a 1-voxel rim of the body.
+* fracture zone (optional, from ``anatomy.fracture``; nearest-neighbour onto the model grid): its cleft (3) becomes
+  defect inside the body, its fracture lines (2) become defect where they cross the shell (the endplate or cortical
+  break: an open path to the disc or the soft tissue), and the materials weaken zones 1 and 2
+  (``materials.FRACTURED_MODULUS_FACTOR``). Without it nothing changes.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from .labels import (
     TRABECULAR,
     is_body,
 )
-from .materials import SHELL_LABEL_THICKNESS_M, MaterialMaps, material_maps, material_maps_like
+from .materials import FRACTURED_ZONES, SHELL_LABEL_THICKNESS_M, MaterialMaps, material_maps, material_maps_like
 
 __all__ = ["Vertebra", "vertebra_from_ct", "vertebra_from_phantom", "label_counts"]
 
@@ -269,8 +273,12 @@ def vertebra_from_ct(
     spacing_mm: float = 1.0,
     cortical_defect: str | None = None,
     modulus_law: str = "morgan2003",
+    fracture_zone: Volume | None = None,
 ) -> Vertebra:
-    """Build the model of ``level`` from a CT, its TotalSegmentator labels and (optionally) the vertebrae_body map."""
+    """Build the model of ``level`` from a CT, its TotalSegmentator labels and (optionally) the vertebrae_body map.
+
+    ``fracture_zone``: the zone map of a virtual fracture (``anatomy.fracture.fracture_level``) on the CT's grid.
+    """
     spacing_mm = check_range("spacing_mm", spacing_mm, 0.25, 3.0, "mm", "use 1.0 (default) or 0.5 mm.")
     name = normalize_level(level)
     table = label_table(numbering)
@@ -298,10 +306,18 @@ def vertebra_from_ct(
     if body is not None:
         frac_disc, _ = _resample((body.data == DISC_LABEL).astype(np.float32), ct.affine_mm, box, spacing_mm, 1, 0.0)
         disc = (frac_disc >= 0.5) & ~vert_m
+    zone = None
+    if fracture_zone is not None:
+        from ..anatomy.io import check_same_grid
+
+        check_same_grid(ct, fracture_zone)
+        zone, _ = _resample(np.asarray(fracture_zone.data, np.float32), ct.affine_mm, box, spacing_mm, order=0,
+                            cval=0.0)
+        zone = np.rint(zone).astype(np.uint8)
     h = np.asarray(morph.height_axis)
     a = np.asarray(morph.anterior_axis)
     return _assemble(name, hu, aff, body_m, vert_m, disc, h, a, spacing_mm, morph, ct.source, cortical_defect,
-                     modulus_law)
+                     modulus_law, zone)
 
 
 def vertebra_from_phantom(phantom, spacing_mm: float | None = None, modulus_law: str = "morgan2003") -> Vertebra:
@@ -349,7 +365,8 @@ def _landmarks(body: np.ndarray, h: np.ndarray, a: np.ndarray) -> Landmarks:
     return Landmarks(t(c), t(h), t(a), t(post), t(ant), t(sup), t(inf))
 
 
-def _assemble(name, hu, aff, body_m, vert_m, disc, h, a, spacing_mm, morph, source, cortical_defect, modulus_law):
+def _assemble(name, hu, aff, body_m, vert_m, disc, h, a, spacing_mm, morph, source, cortical_defect, modulus_law,
+              zone=None):
     if not body_m.any():
         raise EmptyMaskError(f"The body of {name} is empty after resampling.", "check the segmentation of this level.")
     body_m = ndimage.binary_fill_holes(body_m)
@@ -388,8 +405,17 @@ def _assemble(name, hu, aff, body_m, vert_m, disc, h, a, spacing_mm, morph, sour
         slot = (along_h <= DEFECT_HALF_HEIGHT_MM) & (across <= DEFECT_HALF_WIDTH_MM) & shell
         labels[slot] = DEFECT
         notes.append(f"cortical defect ({cortical_defect}): {int(slot.sum())} voxels")
+    if zone is not None:
+        from ..anatomy.fracture import ZONE_CLEFT, ZONE_CRACK
+
+        opened = body_m & ((zone == ZONE_CLEFT) & (labels == LABELS["trabecular"])
+                           | (zone == ZONE_CRACK) & shell)
+        labels[opened] = LABELS["defect"]
+        notes.append(f"virtual fracture: {int(opened.sum())} voxels of cleft and endplate/cortical break made defect; "
+                     f"{int(np.isin(zone[body_m], FRACTURED_ZONES).sum())} body voxels weakened")
     posterior = vert_m & ~body_m & ~canal & ~ndimage.binary_dilation(body_m)
-    mats = material_maps(hu, labels, voxel_size_m=spacing_mm * 1e-3, modulus_law=modulus_law)
+    mats = material_maps(hu, labels, voxel_size_m=spacing_mm * 1e-3, modulus_law=modulus_law,
+                         fracture_zone=zone)
     return Vertebra(
         level=name, spacing_m=(spacing_mm * 1e-3,) * 3, affine_mm=aff, hu=hu.astype(np.float32), labels=labels,
         posterior_mask=posterior, materials=mats, landmarks=lm, morphometry=morph, source=source, notes=tuple(notes),
