@@ -196,9 +196,9 @@ def test_compare_fractures_first_and_records_the_parameters(example, tmp_path, m
             "--out", str(tmp_path / "r")]
     r = CliRunner().invoke(app, base + ["--fracture", "wedge:2", "--cleft", "--cortical-break", "anterior"])
     assert r.exit_code == 2 and "stub pipeline reached" in r.output
-    fr = seen["inputs"]["fracture"]
+    fr = seen["fracture"].parameters()  # the pipeline gets the FracturedLevel and the scan as it was
     assert (fr["type"], fr["grade"], fr["cleft"], fr["cortical_break"]) == ("wedge", 2, True, "anterior")
-    assert "fracture:L1:wedge:g2" in seen["ct"].source
+    assert "fracture:L1:wedge:g2" in seen["fracture"].ct.source and "fracture" not in seen["ct"].source
     seen.clear()
     r = CliRunner().invoke(app, ["compare", "--phantom", "wedge:2", "--level", "L1", "--out", str(tmp_path / "p")])
     assert r.exit_code == 2 and seen["inputs"]["phantom"]["grade"] == 2 and seen["level"] == "L1"

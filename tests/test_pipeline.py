@@ -185,3 +185,22 @@ def test_error_in_the_kp_worker_reaches_the_caller_and_leaves_no_report(tmp_path
                      kp=Kyphoplasty(balloon_ml=1.0, cement_ml=30.0), thermal=False, mechanics=False, workers=2)
     assert info.value.fix  # the fix survived the trip between processes
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_pipeline_on_a_virtual_fracture_records_it_and_writes_its_scan(tmp_path):
+    """run_pipeline(fracture=...) runs on the fractured scan with its zone map, keeps the scan as it was for the
+    'before' figure, and writes the fractured CT and zone map beside the overlays (their base image in 3D Slicer)."""
+    from vertaug.anatomy.fracture import fracture_level
+    from vertaug.anatomy.io import load_ct
+
+    ph = make_phantom(fracture="none", spacing_mm=1.5)
+    fr = fracture_level(ph.ct, ph.labels, "L1", "wedge", 2, body=ph.body)
+    run = run_pipeline(ph.ct, ph.labels, "L1", tmp_path / "r", body=ph.body, spacing_mm=1.5, thermal=False,
+                       mechanics=False, fracture=fr, vp=Vertebroplasty(volume_ml=2.0),
+                       kp=Kyphoplasty(balloon_ml=1.0, cement_ml=2.0))
+    c = run.comparison
+    assert c.inputs["fracture"]["type"] == "wedge" and c.inputs["fracture"]["grade"] == 2
+    assert c.spine["L1"].genant_grade == 2  # measured on the fractured scan, not the scan as it was
+    assert {"figure_before_fracture", "nifti_fractured_ct", "nifti_fracture_zone"} <= set(run.paths)
+    assert np.array_equal(load_ct(run.paths["nifti_fractured_ct"]).data, np.asarray(fr.ct.data, np.float32))
+    assert any("virtual fracture" in n for n in c.vertebra.notes)  # the zone map reached the model

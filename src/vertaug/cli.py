@@ -196,6 +196,7 @@ def compare(
     try:
         vp = Vertebroplasty(volume_ml=vp_volume, rate_ml_s=vp_rate, approach=approach, cement=cement or "low")
         kp = Kyphoplasty(balloon_ml=kp_balloon, approach=approach, cement=cement or "high")
+        fr = None
         if (cleft or cortical_break) and fracture is None:
             raise ParameterError("--cleft and --cortical-break shape a virtual fracture.",
                                  "add --fracture TYPE:GRADE (e.g. --fracture wedge:2).")
@@ -224,14 +225,10 @@ def compare(
                 kind, grade = _fracture_spec(fracture, "--fracture")
                 fr = fracture_level(ct_vol, seg_vol, level, kind, grade, cleft=cleft, endplate_break=endplate_break,
                                     cortical_break=cortical_break, seed=seed, body=body_vol, numbering=numbering)
-                ct_vol, seg_vol, body_vol = fr.ct, fr.seg, fr.body
-                inputs["fracture"] = fr.parameters()
-                console.print(f"virtual fracture of {fr.level}: {fr.kind} grade {fr.grade} (measured deformity "
-                              f"{fr.deformity_measured:.3f}); bone mass {fr.bone_mass_before_mg:.0f} -> "
-                              f"{fr.bone_mass_after_mg:.0f} mg")
+                console.print(fr.summary_line())
         run = run_pipeline(ct_vol, seg_vol, level, out, body=body_vol, numbering=numbering, spacing_mm=spacing,
-                               vp=vp, kp=kp, thermal=thermal, mechanics=mechanics, fluoro=fluoro,
-                               inputs=inputs, console=console, workers=workers)
+                           vp=vp, kp=kp, thermal=thermal, mechanics=mechanics, fluoro=fluoro,
+                           inputs=inputs, console=console, workers=workers, fracture=fr)
     except InputError as exc:
         _fail(exc)
     except RuntimeError as exc:
@@ -306,13 +303,16 @@ def demo(
     mechanics: bool = typer.Option(True, "--mechanics/--no-mechanics", help="Voxel FE stiffness and strength."),
     workers: int = typer.Option(_DEFAULT_WORKERS, "--workers", help="Processes: 2 runs the KP chain beside the VP "
                                 "chain (same results); 1 runs them one after the other."),
+    fracture: bool = typer.Option(True, "--fracture/--no-fracture", help="Fracture L1 virtually first (acute grade-2 "
+                                  "wedge with an endplate break; the default), or treat L1 as scanned."),
 ) -> None:
-    """Run VP vs KP on L1 of the bundled real CT (TotalSegmentator example, Apache-2.0) and write the report to OUT."""
+    """VP vs KP on L1 of the bundled real CT (TotalSegmentator example, Apache-2.0), by default after a simulated
+    acute grade-2 wedge compression fracture of that real vertebra; writes the report to OUT."""
     from .demo import run_demo
 
     try:
         run_demo(out, console, spacing_mm=spacing, fluoro=fluoro, thermal=thermal, mechanics=mechanics,
-                 workers=workers)
+                 workers=workers, fracture=fracture)
     except InputError as exc:
         _fail(exc)
     except RuntimeError as exc:

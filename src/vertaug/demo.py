@@ -30,13 +30,18 @@ def example_paths() -> dict[str, Path]:
     }
 
 
+#: The demo's virtual fracture of L1: an acute grade-2 wedge (the commonest osteoporotic type) with a broken superior
+#: endplate (AO OF3-like; a path to the disc), no cleft, no wall break (anatomy/fracture.py).
+DEMO_FRACTURE = dict(kind="wedge", grade=2, endplate_break=True, cleft=False, cortical_break=None, seed=0)
+
 #: Demo plans: the same cement volume (about 4 mL) for both, each procedure with its usual cement and approach.
 DEMO_VP = dict(volume_ml=4.0, rate_ml_s=0.05, approach="bipedicular", cement="low")
 DEMO_KP = dict(balloon_ml=2.0, approach="bipedicular", cement="high", fill_ratio=1.0)
 
 
 def run_demo(out: str | Path, console: Console | None = None, spacing_mm: float = 1.0, fluoro: bool = True,
-             thermal: bool = True, mechanics: bool = True, workers: int = 1) -> dict[str, Path]:
+             thermal: bool = True, mechanics: bool = True, workers: int = 1, fracture: bool = True) -> dict[str, Path]:
+    """The pipeline on L1 of the bundled CT; ``fracture`` (default) first fractures L1 virtually (DEMO_FRACTURE)."""
     from .anatomy.io import load_ct, load_labels
     from .procedures.kyphoplasty import Kyphoplasty
     from .procedures.vertebroplasty import Vertebroplasty
@@ -50,10 +55,16 @@ def run_demo(out: str | Path, console: Console | None = None, spacing_mm: float 
     ct = load_ct(paths["ct"])
     seg = load_labels(paths["seg"], ct, "segmentation")
     body = load_labels(paths["body"], ct, "vertebrae_body segmentation")
+    fr = None
+    if fracture:
+        from .anatomy.fracture import fracture_level
+
+        fr = fracture_level(ct, seg, DEMO_LEVEL, body=body, **DEMO_FRACTURE)
+        console.print(f"[bold]Simulated fracture of a real vertebra:[/] {fr.summary_line()}")
     run = run_pipeline(ct, seg, DEMO_LEVEL, out, body=body, spacing_mm=spacing_mm, vp=Vertebroplasty(**DEMO_VP),
-                           kp=Kyphoplasty(**DEMO_KP), thermal=thermal, mechanics=mechanics, fluoro=fluoro,
-                           inputs={"ct": paths["ct"].name, "seg": paths["seg"].name, "body": paths["body"].name},
-                           console=console, workers=workers)
+                       kp=Kyphoplasty(**DEMO_KP), thermal=thermal, mechanics=mechanics, fluoro=fluoro,
+                       inputs={"ct": paths["ct"].name, "seg": paths["seg"].name, "body": paths["body"].name},
+                       console=console, workers=workers, fracture=fr)
     comparison, written = run.comparison, dict(run.paths)
     table = morphometry_table(comparison.spine, title=f"Morphometry of the bundled CT ({paths['ct'].name})")
     console.print(table)

@@ -168,6 +168,12 @@ class FracturedLevel:
     zone_voxels: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
+    def summary_line(self) -> str:
+        """One line: level, type, grade, measured deformity, bone mass before and after."""
+        return (f"virtual fracture of {self.level}: {self.kind} grade {self.grade} (measured deformity "
+                f"{self.deformity_measured:.3f}); bone mass {self.bone_mass_before_mg:.0f} -> "
+                f"{self.bone_mass_after_mg:.0f} mg")
+
     def parameters(self) -> dict:
         """The inputs and key results, for ``inputs=`` of the pipeline and for provenance."""
         return {

@@ -270,7 +270,9 @@ def _cat(parts, column, dtype):
 def _build_grid(labels, spacing_m, porosity, ks, tip):
     """The finite-volume grid of the porous voxels reachable from the cannulas: cells, faces, exits, tip faces."""
     shape = labels.shape
-    porous = np.isin(labels, POROUS_LABELS)
+    # a voxel of a porous label compacted to full density (porosity 0, e.g. in a fracture's sclerotic band) has no
+    # pore space: it conducts nothing and is not a cell
+    porous = np.isin(labels, POROUS_LABELS) & (porosity > 0)
     tip = _outlet_tips(labels, tip, porous)
     flow = porous & ~tip
     h = np.asarray(spacing_m, dtype=float)
@@ -491,10 +493,11 @@ def _checked_inputs(labels, spacing_m, porosity, permeability_m2, tip_voxels, ra
         raise GridMismatchError(f"porosity has shape {porosity.shape}, labels have {shape}.", "use the same grid.")
     ks = _as_k_tuple(permeability_m2, shape)
     tip = _tip_mask(tip_voxels, shape)
-    porous = np.isin(labels, POROUS_LABELS)
-    if not np.all((porosity[porous] > 0) & (porosity[porous] <= 1)):
-        raise InvalidValueError(f"porosity is outside (0, 1] in porous voxels (labels {TRABECULAR}, {DEFECT}).",
-                                "give 0 < porosity <= 1.")
+    labelled = np.isin(labels, POROUS_LABELS)
+    if not np.all((porosity[labelled] >= 0) & (porosity[labelled] <= 1)):
+        raise InvalidValueError(f"porosity is outside [0, 1] in porous voxels (labels {TRABECULAR}, {DEFECT}).",
+                                "give 0 <= porosity <= 1 (0: compacted to full density, no pore space).")
+    porous = labelled & (porosity > 0)
     for k in ks:
         if not np.all(np.isfinite(k[porous]) & (k[porous] > 0)):
             raise InvalidValueError("permeability_m2 is not finite and > 0 in porous voxels.", "give k > 0 in m^2.")

@@ -36,10 +36,13 @@ class ReportRun:
 def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Volume | None = None,
                  numbering: str = "v2", spacing_mm: float = 1.0, vp=None, kp=None, thermal: bool = True,
                  mechanics: bool = True, fluoro: bool = False, inputs: dict | None = None,
-                 console: Console | None = None, workers: int = 1) -> ReportRun:
+                 console: Console | None = None, workers: int = 1, fracture=None) -> ReportRun:
     """Run the study of ``level`` and write the report folder ``out`` (written whole at the end, or not at all).
 
-    ``workers=2`` runs the kyphoplasty chain in a second process (:func:`vertaug.study.run_study`).
+    ``fracture``: an :class:`vertaug.anatomy.fracture.FracturedLevel` of this scan's ``level`` (a virtual fracture): the
+    study runs on its CT, labels and body map, with its fracture-zone map weakening the fractured bone; ``ct``/``seg``
+    stay the scan before the fracture (shown beside it). ``workers=2`` runs the kyphoplasty chain in a second process
+    (:func:`vertaug.study.run_study`).
     """
     console = console or Console()
     workers = int(check_range("workers", workers, 1, 2, "", "1 (serial) or 2 (VP and KP chains side by side)."))
@@ -49,7 +52,8 @@ def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Vol
     # partial report that looks complete
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     try:
-        job = _Job(ct, seg, level, body, numbering, spacing_mm, vp, kp, thermal, mechanics, fluoro, inputs, workers)
+        job = _Job(ct, seg, level, body, numbering, spacing_mm, vp, kp, thermal, mechanics, fluoro, inputs, workers,
+                   fracture)
         comparison, study, written = _run(job, tmp, console)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -76,6 +80,13 @@ class _Job:
     fluoro: bool
     inputs: dict | None
     workers: int
+    fracture: object = None  # anatomy.fracture.FracturedLevel
+
+    @property
+    def scan(self) -> tuple[Volume, Volume, Volume | None]:
+        """(CT, labels, body map) the study runs on: the fractured ones when there is a virtual fracture."""
+        f = self.fracture
+        return (f.ct, f.seg, f.body) if f is not None else (self.ct, self.seg, self.body)
 
 
 def _run(job: _Job, out: Path, console: Console):
@@ -94,12 +105,14 @@ def _run(job: _Job, out: Path, console: Console):
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("morphometry", total=5 + int(job.fluoro))
         say = lambda msg: progress.update(task, description=msg)  # noqa: E731
+        ct, seg, body = job.scan
         with stage_timer(timings, "morphometry"):
-            spine = measure_volumes(job.ct, job.seg, job.body, job.numbering)
+            spine = measure_volumes(ct, seg, body, job.numbering)
         progress.update(task, advance=1, description=f"voxel model of {job.level} at {job.spacing_mm:g} mm")
         with stage_timer(timings, "model"):
-            vertebra = vertebra_from_ct(job.ct, job.seg, job.level, body=job.body, numbering=job.numbering,
-                                        spacing_mm=job.spacing_mm)
+            zone = job.fracture.zone if job.fracture is not None else None
+            vertebra = vertebra_from_ct(ct, seg, job.level, body=body, numbering=job.numbering,
+                                        spacing_mm=job.spacing_mm, fracture_zone=zone)
         progress.update(task, advance=1, description="cannula trajectories")
         trajectories = plan_study_trajectories(vertebra, vp, kp, timings)
         progress.update(task, advance=1)
@@ -111,7 +124,7 @@ def _run(job: _Job, out: Path, console: Console):
         figs = {"patient": patient_figs, **_study_figures(study, out)}
         if job.fluoro:
             progress.update(task, advance=1, description="fluoroscopy frames")
-            written.update(_fluoro(job.ct, study, out))
+            written.update(_fluoro(ct, study, out))
             if "key_frames" in written:
                 figs["both"].append((written["key_frames"], "Simulated fluoroscopy key frames (lateral, AP)"))
         say("report")
@@ -128,10 +141,20 @@ def _level_figures(job: _Job, spine, vertebra, out: Path, written: dict, say) ->
 
     say("figures of the level and its model")
     level = job.level
-    written["figure"] = fg.sagittal_level_figure(job.ct, job.seg, spine, level, out / f"{level}_sagittal.png")
+    ct, seg, body = job.scan
+    figs = []
+    if job.fracture is not None:
+        from ..anatomy.morphometry import measure_volumes
+
+        before = measure_volumes(job.ct, job.seg, job.body, job.numbering)
+        written["figure_before_fracture"] = fg.sagittal_level_figure(job.ct, job.seg, before, level,
+                                                                     out / f"{level}_sagittal_before_fracture.png")
+        figs.append((written["figure_before_fracture"], f"{level} as scanned, before the virtual fracture"))
+    written["figure"] = fg.sagittal_level_figure(ct, seg, spine, level, out / f"{level}_sagittal.png")
     written["model_figure"] = fg.model_slices_figure(vertebra, out / f"{level}_model.png")
-    return [(written["figure"], f"{level}: mid-sagittal CT with the three heights"),
-            (written["model_figure"], f"{level}: voxel model (tissue labels over CT)")]
+    after = "after the virtual fracture, " if job.fracture is not None else ""
+    return figs + [(written["figure"], f"{level}: mid-sagittal CT {after}with the three heights"),
+                   (written["model_figure"], f"{level}: voxel model (tissue labels over CT)")]
 
 
 def _study_figures(study: Study, out: Path) -> dict[str, list[tuple[Path, str]]]:
@@ -176,11 +199,27 @@ def _write_report(job: _Job, spine, study: Study, timings: dict, figs: dict, out
     vp_out, kp_out = study.vp.outcome, study.kp.outcome
     all_inputs = {"level": job.level, "spacing_mm": job.spacing_mm, "numbering": job.numbering,
                   "vp": dict(vp_out.inputs), "kp": dict(kp_out.inputs), **(job.inputs or {})}
+    ct, seg, _ = job.scan
+    if job.fracture is not None:
+        all_inputs["fracture"] = job.fracture.parameters()
+        written.update(_write_fractured_scan(job.fracture, out))
     states = _reported_states(study)
     comparison = compare(study, spine, inputs=all_inputs, timings_s=timings, states=states)
-    written.update(write_outputs(comparison, out, ct=job.ct, seg=job.seg, figures=figs,
+    written.update(write_outputs(comparison, out, ct=ct, seg=seg, figures=figs,
                                  strain_fields={k: v.strain_at_failure_pct for k, v in states.items()}))
     return comparison, written
+
+
+def _write_fractured_scan(fracture, out: Path) -> dict[str, Path]:
+    """The virtually fractured CT and its fracture-zone map, the base images of the NIfTI overlays in 3D Slicer."""
+    import numpy as np
+
+    from ..anatomy.io import save_nifti
+
+    return {"nifti_fractured_ct": save_nifti(np.asarray(fracture.ct.data, np.float32), fracture.ct.affine_mm,
+                                             out / "fractured_ct.nii.gz"),
+            "nifti_fracture_zone": save_nifti(np.asarray(fracture.zone.data, np.uint8), fracture.zone.affine_mm,
+                                              out / "fracture_zone.nii.gz")}
 
 
 def _fluoro(ct, study: Study, out: Path) -> dict[str, Path]:
