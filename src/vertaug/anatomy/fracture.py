@@ -532,95 +532,91 @@ def _frame_of(ct: Volume, seg: Volume, body: Volume | None, name: str, label: in
     return _Frame(name, label, vert, body0, idx, lv, av, hv, u, x, top, bot, h, a, lat, centre, cols, on_column)
 
 
-def _apply(ct, seg, body, fr: _Frame, kind, amp, grade, target, d_measured, cleft, endplate_break, cortical_break,
-           seed, rng, numbering, min_band, calibration, notes) -> FracturedLevel:
-    from ..model.materials import DEFAULT_CALIBRATION
-
-    cal = calibration or DEFAULT_CALIBRATION
-    vv = ct.voxel_volume_mm3
-    vacated, band, src_h, ratio, new_top, new_bot, t_top, t_bot = _build(ct, kind, amp, fr, min_band)
+def _compact(ct, fr: _Frame, band, src_h, ratio, cal) -> np.ndarray:
+    """HU of the scan with the band compacted: BMD'(z) = r BMD(source point along the height axis)."""
     hu = np.asarray(ct.data, dtype=np.float32).copy()
-    mass_before = bone_mass_mg(hu, fr.body0, vv, cal)
-    ix = tuple(i for i in fr.idx)
-    # compaction: BMD'(z) = r BMD(source)
-    keep = band
-    src = np.stack([i[keep] for i in ix]).astype(float).T
-    shift = (src_h[keep] - fr.hv[keep])[:, None] * fr.h[None, :]
+    ix = fr.idx
+    src = np.stack([i[band] for i in ix]).astype(float).T
+    shift = (src_h[band] - fr.hv[band])[:, None] * fr.h[None, :]
     inv = np.linalg.inv(ct.affine_mm)
     src_ijk = src + shift @ inv[:3, :3].T
     hu_src = ndimage.map_coordinates(np.asarray(ct.data, np.float32), src_ijk.T, order=1, mode="nearest")
     bmd_src = cal.intercept_mg_cm3 + cal.slope_mg_cm3_per_hu * hu_src.astype(np.float64)
-    bmd_new = np.maximum(bmd_src, 0.0) * ratio[keep]
-    hu[ix[0][keep], ix[1][keep], ix[2][keep]] = ((bmd_new - cal.intercept_mg_cm3) / cal.slope_mg_cm3_per_hu)
-    # vacated voxels: disc
+    bmd_new = np.maximum(bmd_src, 0.0) * ratio[band]
+    hu[ix[0][band], ix[1][band], ix[2][band]] = ((bmd_new - cal.intercept_mg_cm3) / cal.slope_mg_cm3_per_hu)
+    return hu
+
+
+def _vacate(ct, seg, body, fr: _Frame, vacated, hu):
+    """Vacated voxels become disc (HU of the scan's disc): (labels, body map, body mask after), ``hu`` in place."""
     seg_new = np.asarray(seg.data).copy()
     body_map = np.zeros(ct.shape, np.uint8) if body is None else np.asarray(body.data).astype(np.uint8).copy()
     disc_hu = DISC_HU_DEFAULT
     if body is not None and np.any(body.data == DISC_LABEL):
         disc_hu = float(np.median(ct.data[body.data == DISC_LABEL]))
-    vac = tuple(i[vacated] for i in ix)
+    vac = tuple(i[vacated] for i in fr.idx)
     seg_new[vac] = 0
     body_map[vac] = DISC_LABEL
     hu[vac] = disc_hu
     body_new = fr.body0.copy()
     body_new[vac] = False
     body_map[body_new] = BODY_LABEL
-    zone = np.zeros(ct.shape, np.uint8)
-    zone[ix[0][band], ix[1][band], ix[2][band]] = ZONE_BAND
-    mid = 0.5 * (new_top + new_bot)
-    d_top, d_bot = fr.top - new_top, new_bot - fr.bot
-    damaged = (~vacated) & (~band) & (((d_top > 0) & (fr.hv >= mid)) | ((d_bot > 0) & (fr.hv <= mid)))
-    zone[ix[0][damaged], ix[1][damaged], ix[2][damaged]] = ZONE_DAMAGED
+    return seg_new, body_map, body_new
 
-    spacing = np.array(ct.spacing_mm)
+
+def _endplate_crack(fr: _Frame, kind, rng, alive, new_top, new_bot, t_top, t_bot, s_max) -> np.ndarray:
+    """A crack plane through the band and the new endplate (both endplates for a biconcave fracture), per column."""
+    u_seed = {"wedge": 0.70, "biconcave": 0.50, "crush": 0.50}[kind] + rng.uniform(-0.1, 0.1)
+    x_seed = rng.uniform(-0.2, 0.2) * fr.cols.width
+    theta = rng.uniform(0.0, math.pi)
+    l_s = fr.cols.l_mid + x_seed
+    a_s = fr.cols.a_post + u_seed * fr.cols.depth
+    n = np.array([math.cos(theta), math.sin(theta)])
+    dl, da = fr.lv - l_s, fr.av - a_s
+    near_plane = np.abs(dl * n[0] + da * n[1]) <= s_max / 2
+    along = np.hypot(dl, da) <= CRACK_HALF_LENGTH_MM
+    top_layer = fr.hv >= new_top - np.maximum(t_top, s_max) - s_max
+    crack = alive & near_plane & along & top_layer
+    if kind == "biconcave":
+        crack |= alive & near_plane & along & (fr.hv <= new_bot + np.maximum(t_bot, s_max) + s_max)
+    return crack
+
+
+def _cortical_crack(fr: _Frame, cortical_break, rng, alive, body_new, mid, spacing, notes) -> np.ndarray:
+    """A vertical crack through the named wall's shell in the upper half of the body."""
     s_max = float(spacing.max())
-    alive = ~vacated
-    if endplate_break:
-        u_seed = {"wedge": 0.70, "biconcave": 0.50, "crush": 0.50}[kind] + rng.uniform(-0.1, 0.1)
-        x_seed = rng.uniform(-0.2, 0.2) * fr.cols.width
-        theta = rng.uniform(0.0, math.pi)
-        l_s = fr.cols.l_mid + x_seed
-        a_s = fr.cols.a_post + u_seed * fr.cols.depth
-        n = np.array([math.cos(theta), math.sin(theta)])
-        dl, da = fr.lv - l_s, fr.av - a_s
-        near_plane = np.abs(dl * n[0] + da * n[1]) <= s_max / 2
-        along = np.hypot(dl, da) <= CRACK_HALF_LENGTH_MM
-        top_layer = fr.hv >= new_top - np.maximum(t_top, s_max) - s_max
-        crack = alive & near_plane & along & top_layer
-        if kind == "biconcave":
-            crack |= alive & near_plane & along & (fr.hv <= new_bot + np.maximum(t_bot, s_max) + s_max)
-        zone[ix[0][crack], ix[1][crack], ix[2][crack]] = ZONE_CRACK
-    if cortical_break is not None:
-        side = 1.0 if rng.uniform() < 0.5 else -1.0
-        d2 = {"anterior": (0.0, 1.0), "posterior": (0.0, -1.0), "lateral": (side, 0.0)}[cortical_break]
-        c_l, c_a = fr.cols.l_mid, fr.cols.a_post + 0.5 * fr.cols.depth
-        dl, da = fr.lv - c_l, fr.av - c_a
-        outward = dl * d2[0] + da * d2[1] > 0
-        plane = np.abs(-dl * d2[1] + da * d2[0]) <= s_max / 2
-        depth_out = ndimage.distance_transform_edt(body_new, sampling=spacing)[ix]
-        shell = depth_out <= s_max * 1.01
-        upper = fr.hv >= mid
-        crack = alive & outward & plane & shell & upper
-        zone[ix[0][crack], ix[1][crack], ix[2][crack]] = ZONE_CRACK
-        notes.append(f"cortical break ({cortical_break}{'' if cortical_break != 'lateral' else ', right' if side > 0 else ', left'}): "
-                     f"{int(crack.sum())} voxels")
-    cracked = zone == ZONE_CRACK
-    w = min(1.0, CRACK_WIDTH_MM / float(np.mean(spacing)))
-    hu[cracked] = hu[cracked] * (1 - w) + CRACK_FLUID_HU * w
-    if cleft:
-        u_c = 0.65 if kind == "wedge" else 0.5
-        l_c, a_c = fr.cols.l_mid, fr.cols.a_post + u_c * fr.cols.depth
-        ell = ((fr.lv - l_c) / (CLEFT_LATERAL_SEMI * fr.cols.width)) ** 2 + (
-            (fr.av - a_c) / (CLEFT_AP_SEMI * fr.cols.depth)) ** 2 <= 1.0
-        thick = max(CLEFT_THICKNESS_MM, s_max)
-        under = new_top - t_top
-        layer = (fr.hv < under) & (fr.hv >= under - thick)
-        cl = alive & ell & layer & np.isin(zone[ix], (ZONE_INTACT, ZONE_DAMAGED))
-        if not cl.any():
-            notes.append("cleft: no voxel fits under the band")
-        zone[ix[0][cl], ix[1][cl], ix[2][cl]] = ZONE_CLEFT
-        hu[ix[0][cl], ix[1][cl], ix[2][cl]] = CLEFT_GAS_HU
-    # exact mass: the remainder goes uniformly into the band (or the body where no band exists)
+    side = 1.0 if rng.uniform() < 0.5 else -1.0
+    d2 = {"anterior": (0.0, 1.0), "posterior": (0.0, -1.0), "lateral": (side, 0.0)}[cortical_break]
+    c_l, c_a = fr.cols.l_mid, fr.cols.a_post + 0.5 * fr.cols.depth
+    dl, da = fr.lv - c_l, fr.av - c_a
+    outward = dl * d2[0] + da * d2[1] > 0
+    plane = np.abs(-dl * d2[1] + da * d2[0]) <= s_max / 2
+    depth_out = ndimage.distance_transform_edt(body_new, sampling=spacing)[fr.idx]
+    shell = depth_out <= s_max * 1.01
+    crack = alive & outward & plane & shell & (fr.hv >= mid)
+    where = "" if cortical_break != "lateral" else ", right" if side > 0 else ", left"
+    notes.append(f"cortical break ({cortical_break}{where}): {int(crack.sum())} voxels")
+    return crack
+
+
+def _cleft(fr: _Frame, kind, alive, zone_cols, new_top, t_top, s_max, notes) -> np.ndarray:
+    """A Kummell cleft: a flat ellipsoidal gas gap of CLEFT_THICKNESS_MM under the superior band."""
+    u_c = 0.65 if kind == "wedge" else 0.5
+    l_c, a_c = fr.cols.l_mid, fr.cols.a_post + u_c * fr.cols.depth
+    ell = ((fr.lv - l_c) / (CLEFT_LATERAL_SEMI * fr.cols.width)) ** 2 + (
+        (fr.av - a_c) / (CLEFT_AP_SEMI * fr.cols.depth)) ** 2 <= 1.0
+    thick = max(CLEFT_THICKNESS_MM, s_max)
+    under = new_top - t_top
+    layer = (fr.hv < under) & (fr.hv >= under - thick)
+    cl = alive & ell & layer & np.isin(zone_cols, (ZONE_INTACT, ZONE_DAMAGED))
+    if not cl.any():
+        notes.append("cleft: no voxel fits under the band")
+    return cl
+
+
+def _conserve_mass(hu, zone, body_new, mass_before, vv, cal) -> tuple[float, float]:
+    """Exact mass: the remainder goes uniformly into the band (or the body where no band exists); ``hu`` in place.
+    Returns (mass before the correction, mass after), mg."""
     mass_mid = bone_mass_mg(hu, body_new, vv, cal)
     target_zone = (zone == ZONE_BAND) if np.any(zone == ZONE_BAND) else (body_new & (zone == ZONE_INTACT))
     mass_after = mass_mid
@@ -630,6 +626,46 @@ def _apply(ct, seg, body, fr: _Frame, kind, amp, grade, target, d_measured, clef
         mass_after = bone_mass_mg(hu, body_new, vv, cal)
         if abs(mass_after - mass_before) <= 1e-9 * mass_before:
             break
+    return mass_mid, mass_after
+
+
+def _mark(zone, fr: _Frame, cols: np.ndarray, value: int) -> None:
+    """Set ``zone`` to ``value`` at the voxels of the level's columns where ``cols`` is True."""
+    ix = fr.idx
+    zone[ix[0][cols], ix[1][cols], ix[2][cols]] = value
+
+
+def _apply(ct, seg, body, fr: _Frame, kind, amp, grade, target, d_measured, cleft, endplate_break, cortical_break,
+           seed, rng, numbering, min_band, calibration, notes) -> FracturedLevel:
+    from ..model.materials import DEFAULT_CALIBRATION
+
+    cal = calibration or DEFAULT_CALIBRATION
+    vv = ct.voxel_volume_mm3
+    vacated, band, src_h, ratio, new_top, new_bot, t_top, t_bot = _build(ct, kind, amp, fr, min_band)
+    mass_before = bone_mass_mg(np.asarray(ct.data, dtype=np.float32), fr.body0, vv, cal)
+    hu = _compact(ct, fr, band, src_h, ratio, cal)
+    seg_new, body_map, body_new = _vacate(ct, seg, body, fr, vacated, hu)
+    zone = np.zeros(ct.shape, np.uint8)
+    _mark(zone, fr, band, ZONE_BAND)
+    mid = 0.5 * (new_top + new_bot)
+    d_top, d_bot = fr.top - new_top, new_bot - fr.bot
+    damaged = (~vacated) & (~band) & (((d_top > 0) & (fr.hv >= mid)) | ((d_bot > 0) & (fr.hv <= mid)))
+    _mark(zone, fr, damaged, ZONE_DAMAGED)
+    spacing = np.array(ct.spacing_mm)
+    s_max = float(spacing.max())
+    alive = ~vacated
+    if endplate_break:
+        _mark(zone, fr, _endplate_crack(fr, kind, rng, alive, new_top, new_bot, t_top, t_bot, s_max), ZONE_CRACK)
+    if cortical_break is not None:
+        _mark(zone, fr, _cortical_crack(fr, cortical_break, rng, alive, body_new, mid, spacing, notes), ZONE_CRACK)
+    cracked = zone == ZONE_CRACK
+    w = min(1.0, CRACK_WIDTH_MM / float(np.mean(spacing)))
+    hu[cracked] = hu[cracked] * (1 - w) + CRACK_FLUID_HU * w
+    if cleft:
+        cl = _cleft(fr, kind, alive, zone[fr.idx], new_top, t_top, s_max, notes)
+        _mark(zone, fr, cl, ZONE_CLEFT)
+        hu[fr.idx[0][cl], fr.idx[1][cl], fr.idx[2][cl]] = CLEFT_GAS_HU
+    mass_mid, mass_after = _conserve_mass(hu, zone, body_new, mass_before, vv, cal)
     counts = {ZONE_NAMES[k]: int((zone == k).sum()) for k in (ZONE_BAND, ZONE_CRACK, ZONE_CLEFT, ZONE_DAMAGED)}
     counts["vacated"] = int(vacated.sum())
     src = f"{ct.source}|fracture:{fr.name}:{kind}:g{grade}"
