@@ -1,10 +1,20 @@
-"""Balloon tamp (kyphoplasty): cavity growth in crushable trabecular bone, compacted shell, endplate lift, deflation.
+"""Balloon tamp (kyphoplasty): a device membrane crushing trabecular bone, compacted shell, endplate lift, deflation.
 
 A quasi-static, voxel-by-voxel model: the balloon is a membrane at a uniform gauge pressure ``p``; the volume grows
 in steps of whole voxels (volume-controlled up to ``volume_ml`` per balloon, or pressure-controlled up to
-``max_pressure_pa``), never above the device's rated pressure. Height axis = array axis 2 (canonical RAS+ grid).
+``max_pressure_pa``), never above the device's rated volume or pressure. Height axis = array axis 2 (canonical RAS+).
 
 Equations and choices (docs/kyphoplasty.md holds the same with the numbers measured):
+
+0. The device (:data:`DEVICES`, :class:`BalloonDevice`): a membrane of nominal working length L, rated volume and
+   rated pressure (Kyphon Xpander 10/3, 15/3, 20/3 and Express 10/2, 15/2: the size code is L in mm / the maximum
+   volume in mL; instructions for use M708348B151E Rev. C, 2017 [V: sizes]; rated pressure 700 psi [M]). Its free
+   shape at volume V is a prolate spheroid of length L along the cannula whose radius grows with V
+   (V = 4/3 pi (L/2) b^2), a sphere once b reaches L/2. The membrane carries no pressure of its own below the rated
+   volume (its free compliance is taken as infinite: no maker's pressure-volume curve was found) and is not inflated
+   beyond it. Where it may go is :func:`envelope_levels`: the free shape at the plan's volume (level 0), distended in
+   steps of ``ENVELOPE_STEP`` of volume up to the rated shape when the bone inside the current shape cannot be crushed
+   (walls, body surface). The cavity is the space the membrane occupies: one compact region per balloon.
 
 1. Crushing (cavity growth). Trabecular bone is a crushable foam: under a compressive stress above its yield
    stress it collapses at a nearly constant stress (the plateau) until it densifies (Gibson & Ashby, Cellular
@@ -15,14 +25,13 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    with sigma_y from the voxel's density (model/materials.py: Morgan 2003 E x 0.77 % yield strain, or Kopperdahl
    2002). No geometric amplification is applied: for a crushable foam (plastic Poisson ratio ~0) the crushed zone
    stays at the front, unlike Hill's cavity expansion in a dense plastic solid (p ~ 2-3 sigma_y) [M]. Each step
-   the balloon pressure is the smallest yield stress on the front, p_crush = min_front sigma_y; the front voxels
-   with sigma_y <= p_crush (1 + PRESSURE_TOLERANCE) are crushed, nearest to a balloon's centre first (the membrane
-   keeps the cavity compact; among equal yields the cavity grows as a sphere), so the cavity grows along weak bone
-   (invasion-percolation order). Only trabecular voxels (TRABECULAR) not touching a non-body label crush (where the
-   shell is thinner than a voxel the membrane does not open the body); the cortex and endplates (smeared tissue
-   yield = shell fraction x 134 MPa, tens of MPa) are walls at any device pressure, veins and defects are not
-   entered by the membrane. The P-V curve therefore has a plateau at the yield stress of the bone at the front,
-   and rises when the front meets denser bone or the walls.
+   the balloon pressure is the smallest yield stress on the front inside the membrane's current shape,
+   p_crush = min_front sigma_y; the front voxels with sigma_y <= p_crush (1 + PRESSURE_TOLERANCE) (and <= the rated
+   pressure) are crushed, nearest to a balloon's centre first, so the weak bone inside the shape goes first and the
+   pressure rises as the membrane fills its shape. Trabecular voxels and cleft/defect voxels (no bone, yield 0: the
+   membrane opens a cleft at no cost) not touching a non-body label are crushable (where the shell is thinner than a
+   voxel the membrane does not open the body); the cortex and endplates (smeared tissue yield = shell fraction x
+   134 MPa, tens of MPa) are walls at any device pressure, veins are not entered.
 
 2. Compacted shell (mass conservation). The bone of the crushed voxels, M = sum BV/TV_i V_vox, is pushed into the
    trabecular voxels that border the final cavity:
@@ -45,7 +54,9 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
 
        p_lift = F_res / A_c  <=  p_crush          (the balloon takes the path of least pressure)
 
-   and p_lift <= the pressure limit. Only columns still below H_ref count in A_c (a part of the plate already at
+   and p_lift <= the pressure limit. F_res is the fragment's resistance of physics/reduction.py (the preload, plus the
+   bridging bone of a healed fracture), passed in as ``preload_n``. The membrane touches the plate only where the
+   voxel under the plate lies inside its rated shape: it cannot follow a plate lifted beyond its own size. Only columns still below H_ref count in A_c (a part of the plate already at
    the intact plane does not help lift the rest). A lift step raises every fragment column that is still below
    H_ref by one voxel (a rigid plate stops column by column at the intact plane: no over-correction): the column
    content above the insertion point (the lowest voxel of the superior endplate, or the top body voxel where the
@@ -53,7 +64,8 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    becomes cavity; in a cortical-wall column, or where the opened voxel would touch a non-body label in its axial
    plane, it becomes cortex instead (the buckled wall is straightened; the body surface is never opened). The
    balloon volume grows by the opened voxels of the contact columns only (A_c x h); the space opened under the
-   rest of the rigid plate is cavity (filled with fluid, later cement) but not balloon.
+   rest of the rigid plate is open space (DEFECT, filled with fluid, later cement); where it is not connected to a
+   balloon it is reported as ``fracture_gap``, not as cavity.
 
 4. Deflation (elastic recoil). The plastic part of the lift (crushed, re-positioned bone) stays; the elastic part
    is recovered when the balloon pressure is released. The preload then rests on the bone columns of the fragment
@@ -66,16 +78,15 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    rounded to whole voxels (the grid cannot hold less). With no supporting column the fragment falls back fully
    (delta_recoil = the whole lift). The cavity stays open (its walls are compacted bone).
 
-Device limits (input, with documented defaults): rated pressure DEVICE_MAX_PRESSURE_PSI = 400 psi (2.76 MPa),
-hard upper bound 700 psi (device max ~300-700 psi, from memory [M], not verified); nominal balloon volume
-BALLOON_MAX_ML = 4.0 mL per balloon [M] (a 15-20 mm balloon); deflated balloon and cannula radius SEED_RADIUS_MM
-= 1.5 mm (11 G cannula, outer 3.05 mm); this seed is drilled, not inflated: it is recorded at p = 0.
-Cadaver figures to compare with (Nan Fang 2006, docs/references.md, [V]): 2.95 +/- 0.18 mL at 122.7 +/- 27.9 psi
-(0.85 MPa); clinical 175 +/- 37 psi. Nothing here is tuned to them.
+Device limits: the device's rated volume and pressure (``balloon_max_ml`` and ``device_max_pressure_pa`` may only
+lower them); deflated balloon and cannula radius SEED_RADIUS_MM = 1.5 mm (11 G cannula, outer 3.05 mm); this seed is
+drilled, not inflated: it is recorded at p = 0. Cadaver figures to compare with (Nan Fang 2006, docs/references.md,
+[V]): 2.95 +/- 0.18 mL at 122.7 +/- 27.9 psi (0.85 MPa); clinical 175 +/- 37 psi (a Kyphon tamp under a 110 N load).
+Nothing here is tuned to them. The compacted shell's BV/TV is capped at 1 - BVTV_FLOOR (the shell stays porous).
 
-Not modelled: balloon membrane elasticity and shape (the cavity is grown from a sphere seed), cleft or defect
-voxels as free space for the membrane, lift of the inferior endplate, viscous or rate effects in bone, damage of
-the bone outside the crushed voxels.
+Not modelled: the membrane's own pressure-volume curve (no maker's figure found), its lengthening and bending around
+the fragment, lift of the inferior endplate, viscous or rate effects in bone, damage of the bone outside the crushed
+voxels.
 """
 
 from __future__ import annotations

@@ -4,9 +4,12 @@ Timeline (each step one physics module):
 
 1. cannula paths: :func:`vertaug.model.trajectory.plan_trajectories` (uni- or bipedicular), one balloon per cannula,
    centred at the cannula tip;
-2. balloon: :func:`vertaug.physics.balloon.inflate` (volume- or pressure-controlled, capped by the device's rated
-   pressure), which crushes bone into a compacted shell, lifts a depressed superior endplate and recoils on
-   deflation (equations in that module's docstring);
+2. reduction before the balloon (:mod:`vertaug.physics.reduction`): the postural reduction prone on bolsters (the same
+   as in vertebroplasty) and the fragment's resistance from ``fracture_mobility`` ('acute' or 'chronic');
+   balloon: :func:`vertaug.physics.balloon.inflate` with the ``balloon_device`` of the device table (its shape along
+   the cannula, rated volume and pressure), volume- or pressure-controlled, which crushes bone into a compacted
+   shell, lifts a depressed superior endplate against that resistance and recoils on deflation (equations in that
+   module's docstring);
 3. the treated model: :func:`vertaug.physics.balloon.treated_vertebra` (cavity = label DEFECT, open void, permeability of
    an open slot of its local width; shell with compacted BV/TV, its HU, k, E and yield from the same laws);
 4. fill: :func:`vertaug.physics.flow.inject` of ``cement_ml`` (or ``fill_ratio`` x the cavity volume) of cement
@@ -25,8 +28,8 @@ Heights before, inflated and after are measured by :func:`vertaug.model.heights.
 function, along the level's spine axis; 15 / 50 / 85 % of the AP depth). Height restored, as a percentage of the height
 lost, uses the posterior height before treatment as the reference of the anterior (wedge) height (the Genant
 reference): ``restored % = 100 (Ha_after - Ha_before) / (Hp_before - Ha_before)``; NaN with a note when less than one
-voxel was lost. The cement does not move the endplate in this model (no fluid-structure coupling): a vertebroplasty
-restores no height here, and the filled cavity keeps the height reached after deflation.
+voxel was lost. The cement fill does not move the endplate (it flows into the open cavity at a low pressure): the filled
+cavity keeps the height reached after deflation.
 """
 
 from __future__ import annotations

@@ -581,7 +581,7 @@ CASES: tuple[Case, ...] = (
           Target("height restored, VP", "%", 30.0, "approx")),
          ("vertaug.physics.balloon", "vertaug.physics.reduction", "vertaug.physics.flow", "vertaug.anatomy.phantom"),
          run_belkoff_height),
-    Case("hiwatashi_2005_height", "Hiwatashi 2005 AJNR (37 vertebrae, references.md) [V]",
+    Case("hiwatashi_2005_height", "Hiwatashi 2005 (37 vertebrae, references.md) [V]",
          (Target("height gain, KP", "mm", 5.1, "approx"),
           Target("height gain, VP", "mm", 2.3, "approx")),
          ("vertaug.physics.balloon", "vertaug.physics.reduction", "vertaug.anatomy.phantom"), run_hiwatashi_height),
