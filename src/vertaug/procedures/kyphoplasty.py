@@ -192,6 +192,9 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
     inj = fill_with_cement(treated, tip_vox, cement_ml, spec.cement, spec.rate_ml_s, spec.start_time_s,
                            spec.temperature_c, spec.cfl, spec.max_saturation_change)
     cement_fraction = (inj.saturation * treated.phi).astype(np.float32)
+    if res.cavity.any():
+        notes.append(f"cement in the cavity: {float(cement_fraction[res.cavity].sum()) * vvox_ml:.2f} of {cavity_ml:.2f} mL;"
+                     f" {100.0 * float(np.mean(inj.saturation[res.cavity] > 0.5)):.1f} % of its voxels more than half full")
     fill_metrics, pressures = injection_metrics(inj, spec, cement_viscosity_law(spec.cement, spec.temperature_c),
                                                 vertebra.body_volume_ml)
     bone, dp_can, plunger = pressures["bone"], pressures["cannula"], pressures["plunger"]
@@ -213,7 +216,8 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
         "tip_pressure_pa": bone, "cannula_pressure_drop_pa": dp_can, "plunger_pressure_pa": plunger,
         **{f"leaked_ml_{r}": inj.leaked_m3[r] * 1e6 for r in ROUTES},
     }
-    fields = {"balloon_cavity": res.cavity, "compacted_shell": res.shell, "cement_saturation": inj.saturation}
+    fields = {"balloon_cavity": res.cavity, "compacted_shell": res.shell, "cement_saturation": inj.saturation,
+              "fracture_gap": res.fracture_gap}
     inputs = asdict(spec)
     inputs["n_balloons"] = len(trajectories)
     inputs["tips_ijk"] = [tuple(float(c) for c in t.tip_ijk) for t in trajectories]
