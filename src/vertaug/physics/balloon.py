@@ -111,11 +111,11 @@ from ..constants import PSI_PA
 
 __all__ = [
     "BALLOON_MAX_ML",
+    "DEFAULT_DEVICE",
+    "DEVICES",
     "DEVICE_HARD_LIMIT_PA",
     "DEVICE_MAX_PRESSURE_PA",
     "PSI_PA",
-    "DEFAULT_DEVICE",
-    "DEVICES",
     "BalloonDevice",
     "BalloonResult",
     "body_heights_mm",
@@ -311,7 +311,7 @@ def envelope_levels(shape, spacing_m, tips_ijk, axes, dev: BalloonDevice, volume
     k_rated = len(vols) - 1
     h = np.asarray(spacing_m, float) * 1e3
     lev = np.full(shape, k_rated + 1, np.int16)
-    a_max, b_max = dev.semi_axes_mm(vmax)
+    a_max = dev.semi_axes_mm(vmax)[0]
     for tip, ax in zip(tips_ijk, axes):
         d = np.asarray(ax, float) * h
         d = d / np.linalg.norm(d)
@@ -761,7 +761,7 @@ def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inf
     st, crushed_m3 = s.fields, s.crushed_m3
     labels, hu, cavity = st["labels"], st["hu"], st["cavity"]
     comp, _ = ndimage.label(cavity)
-    tips = {int(comp[tuple(int(round(c)) for c in t)]) for t in pb.tips} - {0}
+    tips = {int(comp[tuple(round(c) for c in t)]) for t in pb.tips} - {0}
     balloon_space = np.isin(comp, sorted(tips))
     gap = cavity & ~balloon_space
     if gap.any():

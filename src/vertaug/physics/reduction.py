@@ -44,8 +44,20 @@ import numpy as np
 
 from vertaug.errors import ParameterError
 
-__all__ = ["MOBILITIES", "FractureMobility", "Reduction", "fragment_resistance_n", "hydraulic_reduction",
-           "lift_m", "lift_labels", "postural_reduction"]
+__all__ = [
+    "MOBILITIES",
+    "FractureMobility",
+    "Reduction",
+    "endplate_area_m2",
+    "fragment_of",
+    "fragment_resistance_n",
+    "hydraulic_reduction",
+    "lift_labels",
+    "lift_m",
+    "mobility",
+    "postural_reduction",
+    "vertebroplasty_reduction",
+]
 
 #: intradiscal pressure lying prone and standing relaxed (Wilke 1999 Spine 24:755) [M]
 PRONE_DISC_PRESSURE_PA = 0.11e6
