@@ -117,8 +117,9 @@ def test_specs_and_bad_input():
     vp, kp = procedure_specs(dict(SAMPLE, cement_preset="high_viscosity", cement_start_time_min=2.5,
                                   volume_ml=7.5, rate_ml_s=0.1))
     assert (vp.cement, vp.volume_ml, vp.rate_ml_s, vp.start_time_s) == ("high", 7.5, 0.1, 150.0)
-    assert (kp.cement, kp.cement_ml, kp.balloon_ml, kp.start_time_s) == ("high", 7.5, 3.75, 150.0)
-    assert procedure_specs(dict(SAMPLE, volume_ml=12.0))[1].balloon_ml == 4.0  # clipped to one balloon's 4 mL
+    # balloons clipped to the default device's rated 3 mL (Kyphon Xpander 15/3; was 4 mL before issue 20)
+    assert (kp.cement, kp.cement_ml, kp.balloon_ml, kp.start_time_s) == ("high", 7.5, 3.0, 150.0)
+    assert procedure_specs(dict(SAMPLE, volume_ml=12.0))[1].balloon_ml == 3.0
     with pytest.raises(ParameterError, match="cement_preset"):
         procedure_specs(dict(SAMPLE, cement_preset="medium"))
     with pytest.raises(ParameterError, match="permeability_scale"):

@@ -31,7 +31,8 @@ def test_phantom_vp_vs_kp():
     r = run_example("phantom_vp_vs_kp")
     assert r["VP_injected_ml"] == pytest.approx(3.0, rel=1e-9) and r["KP_injected_ml"] == pytest.approx(3.0, rel=1e-6)
     assert r["VP_height_restored_mm"] == 0.0
-    assert r["KP_height_restored_mm"] == pytest.approx(6.0, abs=0.5)  # of 7.75 mm lost (2 mm voxels)
+    # of 7.75 mm lost (2 mm voxels); 6.0 before issue 20, 3.75 since the lift stops at the balloon's rated shape
+    assert r["KP_height_restored_mm"] == pytest.approx(3.75, abs=0.5)
     assert r["KP_max_bone_pressure_kpa"] < r["VP_max_bone_pressure_kpa"]  # the cavity takes the cement more easily
     for name in ("VP", "KP"):  # cement stiffens the fractured level
         assert r[f"{name}_stiffness_n_per_mm"] > 1.4 * r["pre_stiffness_n_per_mm"]
@@ -43,7 +44,9 @@ def test_own_ct():
     assert r["height_posterior_mm"] == pytest.approx(30.8, abs=0.5)
     # the model of the level is measured by the morphometry's own function along the same axis
     assert r["model_height_posterior_mm"] == pytest.approx(r["height_posterior_mm"], abs=1.0)
-    assert r["KP_cavity_ml"] == pytest.approx(4.0, rel=0.02)  # 2 balloons of 2 mL
+    # 2 balloons of 2 mL asked; since issue 20 they stop at the device's rated 700 psi at 3.05 mL (dense bone in
+    # the membrane's shape)
+    assert r["KP_cavity_ml"] == pytest.approx(3.047, rel=0.02)
     assert 0.05 < r["VP_fill_fraction"] < 0.15  # 4 mL in a 41 mL body
 
 

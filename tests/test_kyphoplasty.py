@@ -50,11 +50,13 @@ def test_heights_before_inflated_after(kp):
     # phantom truth 16.875 mm; 2 mm voxels (model.heights samples the label mask at 0.5 mm along the level's axes)
     assert m["height_anterior_mm_before"] == pytest.approx(16.875, abs=2.0)
     assert m["height_posterior_mm"] == pytest.approx(m["height_posterior_mm_before"])
-    # what comes out on this 2 mm phantom (not tuned): 6 of 7.75 mm, 77 % of the lost height, kept after deflation
-    assert m["height_restored_mm_inflated"] == pytest.approx(6.0)
-    assert m["height_restored_pct_of_lost"] == pytest.approx(77.4, abs=0.1)
-    assert m["wedge_angle_deg"] < m["wedge_angle_deg_before"] - 5.0
-    assert m["balloon_final_pressure_psi"] == pytest.approx(229.1, rel=1e-3)
+    # what comes out on this 2 mm phantom (not tuned): 3.75 of 7.75 mm, 48 % of the lost height, kept after deflation
+    # (the lift stops where the plate leaves the 15/3 balloon's rated shape)
+    assert m["height_restored_mm_inflated"] == pytest.approx(3.75)
+    assert m["height_restored_pct_of_lost"] == pytest.approx(48.4, abs=0.1)
+    assert m["wedge_angle_deg"] == pytest.approx(10.08, abs=0.05) and m["wedge_angle_deg_before"] > 18.9
+    # the membrane fills its shape by crushing the phantom's dense fracture band: within the 700 psi rating
+    assert m["balloon_final_pressure_psi"] == pytest.approx(604.3, rel=1e-3)
 
 
 def test_model_after_is_valid(wedge, kp):
@@ -84,7 +86,7 @@ def test_leakage_same_volume_with_cortical_defect():
     """1.5 mm phantom with an anterior cortical defect, low-viscosity cement, the KP cavity volume in both.
 
     Pinned numbers as the model gives them (not the published direction): the bipedicular balloons reach the
-    anterior cortex next to the defect, so KP leaks *more* through route C than VP here (0.26 vs 0.10 mL).
+    anterior cortex next to the defect, so KP leaks *more* through route C than VP here (0.020 vs < 0.001 mL).
     """
     v = vertebra_from_phantom(make_phantom(fracture="wedge", grade=2, cortical_defect=True, spacing_mm=1.5))
     tr = plan_trajectories(v)
@@ -92,8 +94,8 @@ def test_leakage_same_volume_with_cortical_defect():
     vp = fill_with_cement(v, np.concatenate([t.tip_voxels for t in tr]), kp.metrics["injected_ml"], "low")
     kc = kp.metrics["leaked_ml_by_route"]["C"]
     vc = float(vp.leaked_m3["C"][-1] * 1e6)
-    assert kc == pytest.approx(0.262, rel=0.1)
-    assert vc == pytest.approx(0.104, rel=0.1)
+    assert kc == pytest.approx(0.0195, rel=0.1)
+    assert vc < 1e-3
     assert kp.metrics["leaked_ml_by_route"]["B"] < 1e-6 and kp.metrics["leaked_ml_by_route"]["S"] < 1e-6
 
 
@@ -108,7 +110,13 @@ def test_no_fracture_height_change_zero():
 
 def test_bad_input():
     with pytest.raises(ParameterError, match="above the device maximum"):
-        Kyphoplasty(balloon_ml=None, max_pressure_pa=500 * bl.PSI_PA)
+        Kyphoplasty(balloon_ml=None, max_pressure_pa=750 * bl.PSI_PA)  # the 15/3 balloon: 700 psi
+    with pytest.raises(ParameterError, match="Unknown balloon device"):
+        Kyphoplasty(balloon_device="kyphon-99/9")
+    with pytest.raises(ParameterError, match="balloon_ml"):
+        Kyphoplasty(balloon_ml=2.5, balloon_device="kyphon-express-15/2")  # above the rated 2 mL
+    with pytest.raises(ParameterError, match="fracture mobility"):
+        Kyphoplasty(fracture_mobility="healing")
     with pytest.raises(ParameterError, match="exactly one"):
         Kyphoplasty(balloon_ml=3.0, max_pressure_pa=1e6)
     with pytest.raises(ParameterError, match="exactly one"):
@@ -123,5 +131,4 @@ def test_bad_input():
         Kyphoplasty(device_max_pressure_pa=1000 * bl.PSI_PA)
     v = vertebra_from_phantom(make_phantom(fracture="none", spacing_mm=2.0))
     with pytest.raises(ParameterError, match="larger than the trabecular volume"):
-        run_kyphoplasty(v, Kyphoplasty(balloon_ml=10.0, balloon_max_ml=10.0, approach="bipedicular"),
-                        trajectories=plan_trajectories(v) * 2)
+        run_kyphoplasty(v, Kyphoplasty(balloon_ml=3.0, approach="bipedicular"), trajectories=plan_trajectories(v) * 5)

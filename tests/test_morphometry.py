@@ -136,7 +136,8 @@ def test_demo_writes_outputs(tmp_path):
     assert comp["level"] == "L1" and comp["model"]["label_counts"]["trabecular"] > 10_000
     assert [c["number"] for c in comp["claims"]] == list(range(1, 9))
     metrics = {m["key"]: m for m in comp["metrics"]}
-    assert metrics["injected_ml"]["vp"] == pytest.approx(4.0) and metrics["injected_ml"]["kp"] == pytest.approx(4.0, rel=0.1)
+    # KP fills its cavity: 2 x 2 mL asked, 3.05 mL reached at the device's rated 700 psi (issue 20; was 4.0)
+    assert metrics["injected_ml"]["vp"] == pytest.approx(4.0) and metrics["injected_ml"]["kp"] == pytest.approx(3.047, rel=0.05)
     assert metrics["peak_temperature_c"]["vp"] > 45.0 and metrics["stiffness_n_per_mm"]["kp"] > 0
     assert set(comp["mechanics_states"]) == {"pre-treatment", "VP", "KP"}
     assert written["VP_lateral"].stat().st_size > 10_000 and written["key_frames"].suffix == ".png"

@@ -1,10 +1,20 @@
-"""Balloon tamp (kyphoplasty): cavity growth in crushable trabecular bone, compacted shell, endplate lift, deflation.
+"""Balloon tamp (kyphoplasty): a device membrane crushing trabecular bone, compacted shell, endplate lift, deflation.
 
 A quasi-static, voxel-by-voxel model: the balloon is a membrane at a uniform gauge pressure ``p``; the volume grows
 in steps of whole voxels (volume-controlled up to ``volume_ml`` per balloon, or pressure-controlled up to
-``max_pressure_pa``), never above the device's rated pressure. Height axis = array axis 2 (canonical RAS+ grid).
+``max_pressure_pa``), never above the device's rated volume or pressure. Height axis = array axis 2 (canonical RAS+).
 
 Equations and choices (docs/kyphoplasty.md holds the same with the numbers measured):
+
+0. The device (:data:`DEVICES`, :class:`BalloonDevice`): a membrane of nominal working length L, rated volume and
+   rated pressure (Kyphon Xpander 10/3, 15/3, 20/3 and Express 10/2, 15/2: the size code is L in mm / the maximum
+   volume in mL; instructions for use M708348B151E Rev. C, 2017 [V: sizes]; rated pressure 700 psi [M]). Its free
+   shape at volume V is a prolate spheroid of length L along the cannula whose radius grows with V
+   (V = 4/3 pi (L/2) b^2), a sphere once b reaches L/2. The membrane carries no pressure of its own below the rated
+   volume (its free compliance is taken as infinite: no maker's pressure-volume curve was found) and is not inflated
+   beyond it. Where it may go is :func:`envelope_levels`: the free shape at the plan's volume (level 0), distended in
+   steps of ``ENVELOPE_STEP`` of volume up to the rated shape when the bone inside the current shape cannot be crushed
+   (walls, body surface). The cavity is the space the membrane occupies: one compact region per balloon.
 
 1. Crushing (cavity growth). Trabecular bone is a crushable foam: under a compressive stress above its yield
    stress it collapses at a nearly constant stress (the plateau) until it densifies (Gibson & Ashby, Cellular
@@ -15,14 +25,13 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    with sigma_y from the voxel's density (model/materials.py: Morgan 2003 E x 0.77 % yield strain, or Kopperdahl
    2002). No geometric amplification is applied: for a crushable foam (plastic Poisson ratio ~0) the crushed zone
    stays at the front, unlike Hill's cavity expansion in a dense plastic solid (p ~ 2-3 sigma_y) [M]. Each step
-   the balloon pressure is the smallest yield stress on the front, p_crush = min_front sigma_y; the front voxels
-   with sigma_y <= p_crush (1 + PRESSURE_TOLERANCE) are crushed, nearest to a balloon's centre first (the membrane
-   keeps the cavity compact; among equal yields the cavity grows as a sphere), so the cavity grows along weak bone
-   (invasion-percolation order). Only trabecular voxels (TRABECULAR) not touching a non-body label crush (where the
-   shell is thinner than a voxel the membrane does not open the body); the cortex and endplates (smeared tissue
-   yield = shell fraction x 134 MPa, tens of MPa) are walls at any device pressure, veins and defects are not
-   entered by the membrane. The P-V curve therefore has a plateau at the yield stress of the bone at the front,
-   and rises when the front meets denser bone or the walls.
+   the balloon pressure is the smallest yield stress on the front inside the membrane's current shape,
+   p_crush = min_front sigma_y; the front voxels with sigma_y <= p_crush (1 + PRESSURE_TOLERANCE) (and <= the rated
+   pressure) are crushed, nearest to a balloon's centre first, so the weak bone inside the shape goes first and the
+   pressure rises as the membrane fills its shape. Trabecular voxels and cleft/defect voxels (no bone, yield 0: the
+   membrane opens a cleft at no cost) not touching a non-body label are crushable (where the shell is thinner than a
+   voxel the membrane does not open the body); the cortex and endplates (smeared tissue yield = shell fraction x
+   134 MPa, tens of MPa) are walls at any device pressure, veins are not entered.
 
 2. Compacted shell (mass conservation). The bone of the crushed voxels, M = sum BV/TV_i V_vox, is pushed into the
    trabecular voxels that border the final cavity:
@@ -45,7 +54,9 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
 
        p_lift = F_res / A_c  <=  p_crush          (the balloon takes the path of least pressure)
 
-   and p_lift <= the pressure limit. Only columns still below H_ref count in A_c (a part of the plate already at
+   and p_lift <= the pressure limit. F_res is the fragment's resistance of physics/reduction.py (the preload, plus the
+   bridging bone of a healed fracture), passed in as ``preload_n``. The membrane touches the plate only where the
+   voxel under the plate lies inside its rated shape: it cannot follow a plate lifted beyond its own size. Only columns still below H_ref count in A_c (a part of the plate already at
    the intact plane does not help lift the rest). A lift step raises every fragment column that is still below
    H_ref by one voxel (a rigid plate stops column by column at the intact plane: no over-correction): the column
    content above the insertion point (the lowest voxel of the superior endplate, or the top body voxel where the
@@ -53,7 +64,8 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    becomes cavity; in a cortical-wall column, or where the opened voxel would touch a non-body label in its axial
    plane, it becomes cortex instead (the buckled wall is straightened; the body surface is never opened). The
    balloon volume grows by the opened voxels of the contact columns only (A_c x h); the space opened under the
-   rest of the rigid plate is cavity (filled with fluid, later cement) but not balloon.
+   rest of the rigid plate is open space (DEFECT, filled with fluid, later cement); where it is not connected to a
+   balloon it is reported as ``fracture_gap``, not as cavity.
 
 4. Deflation (elastic recoil). The plastic part of the lift (crushed, re-positioned bone) stays; the elastic part
    is recovered when the balloon pressure is released. The preload then rests on the bone columns of the fragment
@@ -66,16 +78,15 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    rounded to whole voxels (the grid cannot hold less). With no supporting column the fragment falls back fully
    (delta_recoil = the whole lift). The cavity stays open (its walls are compacted bone).
 
-Device limits (input, with documented defaults): rated pressure DEVICE_MAX_PRESSURE_PSI = 400 psi (2.76 MPa),
-hard upper bound 700 psi (device max ~300-700 psi, from memory [M], not verified); nominal balloon volume
-BALLOON_MAX_ML = 4.0 mL per balloon [M] (a 15-20 mm balloon); deflated balloon and cannula radius SEED_RADIUS_MM
-= 1.5 mm (11 G cannula, outer 3.05 mm); this seed is drilled, not inflated: it is recorded at p = 0.
-Cadaver figures to compare with (Nan Fang 2006, docs/references.md, [V]): 2.95 +/- 0.18 mL at 122.7 +/- 27.9 psi
-(0.85 MPa); clinical 175 +/- 37 psi. Nothing here is tuned to them.
+Device limits: the device's rated volume and pressure (``balloon_max_ml`` and ``device_max_pressure_pa`` may only
+lower them); deflated balloon and cannula radius SEED_RADIUS_MM = 1.5 mm (11 G cannula, outer 3.05 mm); this seed is
+drilled, not inflated: it is recorded at p = 0. Cadaver figures to compare with (Nan Fang 2006, docs/references.md,
+[V]): 2.95 +/- 0.18 mL at 122.7 +/- 27.9 psi (0.85 MPa); clinical 175 +/- 37 psi (a Kyphon tamp under a 110 N load).
+Nothing here is tuned to them. The compacted shell's BV/TV is capped at 1 - BVTV_FLOOR (the shell stays porous).
 
-Not modelled: balloon membrane elasticity and shape (the cavity is grown from a sphere seed), cleft or defect
-voxels as free space for the membrane, lift of the inferior endplate, viscous or rate effects in bone, damage of
-the bone outside the crushed voxels.
+Not modelled: the membrane's own pressure-volume curve (no maker's figure found), its lengthening and bending around
+the fragment, lift of the inferior endplate, viscous or rate effects in bone, damage of the bone outside the crushed
+voxels.
 """
 
 from __future__ import annotations
@@ -100,24 +111,78 @@ from ..constants import PSI_PA
 
 __all__ = [
     "BALLOON_MAX_ML",
+    "DEFAULT_DEVICE",
+    "DEVICES",
     "DEVICE_HARD_LIMIT_PA",
     "DEVICE_MAX_PRESSURE_PA",
     "PSI_PA",
+    "BalloonDevice",
     "BalloonResult",
     "body_heights_mm",
+    "device",
+    "envelope_levels",
     "inflate",
     "treated_vertebra",
     "wedge_angle_deg",
 ]
 
-DEVICE_MAX_PRESSURE_PSI = 400.0  # rated pressure of a balloon tamp, default; range 300-700 psi from memory [M]
-DEVICE_MAX_PRESSURE_PA = DEVICE_MAX_PRESSURE_PSI * PSI_PA
-DEVICE_HARD_LIMIT_PA = 700.0 * PSI_PA  # upper end of the [M] range: no device setting above it is accepted
-BALLOON_MAX_ML = 4.0  # nominal volume of one balloon [M]
+@dataclass(frozen=True)
+class BalloonDevice:
+    """An inflatable bone tamp: nominal working length, rated (maximum) volume and rated pressure (SI inside)."""
+
+    name: str
+    length_mm: float  # nominal working length of the membrane along the cannula
+    rated_volume_ml: float  # largest volume the maker allows
+    rated_pressure_pa: float  # largest pressure the maker allows
+    source: str
+
+    def semi_axes_mm(self, volume_ml: float) -> tuple[float, float]:
+        """(along the cannula, transverse) semi-axes of the free membrane at ``volume_ml``: a prolate spheroid of the
+        nominal length whose radius grows with the volume, a sphere once the radius reaches half the length."""
+        v = float(volume_ml) * 1e3  # mm^3
+        a = 0.5 * self.length_mm
+        b = float(np.sqrt(3.0 * v / (4.0 * np.pi * a)))
+        if b > a:
+            a = b = (3.0 * v / (4.0 * np.pi)) ** (1.0 / 3.0)
+        return float(a), float(b)
+
+
+_KYPHON_IFU = ("Medtronic KYPHON Xpander / Express inflatable bone tamp instructions for use, M708348B151E Rev. C "
+               "(2017): sizes 10/3, 15/3, 20/3 (Xpander) and 10/2, 15/2 (Express) [V]; size = nominal length (mm) / "
+               "maximum volume (mL), rated pressure 700 psi [M]")
+#: the device table (name -> device); the size code is the nominal length in mm / the maximum volume in mL
+DEVICES: dict[str, BalloonDevice] = {
+    d.name: d for d in (
+        BalloonDevice("kyphon-xpander-10/3", 10.0, 3.0, 700.0 * PSI_PA, _KYPHON_IFU),
+        BalloonDevice("kyphon-xpander-15/3", 15.0, 3.0, 700.0 * PSI_PA, _KYPHON_IFU),
+        BalloonDevice("kyphon-xpander-20/3", 20.0, 3.0, 700.0 * PSI_PA, _KYPHON_IFU),
+        BalloonDevice("kyphon-express-10/2", 10.0, 2.0, 700.0 * PSI_PA, _KYPHON_IFU),
+        BalloonDevice("kyphon-express-15/2", 15.0, 2.0, 700.0 * PSI_PA, _KYPHON_IFU),
+    )
+}
+DEFAULT_DEVICE = "kyphon-xpander-15/3"
+DEVICE_MAX_PRESSURE_PA = DEVICES[DEFAULT_DEVICE].rated_pressure_pa
+DEVICE_MAX_PRESSURE_PSI = DEVICE_MAX_PRESSURE_PA / PSI_PA
+DEVICE_HARD_LIMIT_PA = 700.0 * PSI_PA  # no device setting above the rating of the table's devices is accepted
+BALLOON_MAX_ML = DEVICES[DEFAULT_DEVICE].rated_volume_ml
+#: each distension step of the membrane beyond the plan's volume adds this share of volume to its envelope
+ENVELOPE_STEP = 0.1
+
+
+def device(name: str) -> BalloonDevice:
+    """The device ``name`` of :data:`DEVICES`; a ParameterError naming the known ones otherwise."""
+    if name not in DEVICES:
+        raise ParameterError(f"Unknown balloon device {name!r}.", f"use one of {', '.join(sorted(DEVICES))}.")
+    return DEVICES[name]
+
+
 SEED_RADIUS_MM = 1.5  # deflated balloon / 11 G cannula radius [M]
 PRESET_PRELOAD_N = 100.0  # axial load held during cadaver reduction (Rotter 2015; Spine J 2022 35753638) [V]
 PRESSURE_TOLERANCE = 0.05  # front voxels within 5 % of the lowest yield crush in the same step (numerical choice)
 DISTANCE_BAND_VOX = 1.0  # ... and within one voxel of the nearest such voxel to a balloon centre (compact growth)
+#: densest compacted shell: the porosity never falls below the BV/TV floor (the shell stays porous, flow.inject needs
+#: phi > 0 in trabecular voxels); what does not fit goes one layer further (mass conserved)
+SHELL_BVTV_MAX = 1.0 - BVTV_FLOOR
 FLUID_HU = 40.0  # HU given to the fluid-filled cavity (blood / saline ~ 40 HU [M])
 REFERENCE_POSITION = 0.15  # posterior height at 15 % of the AP depth (morphometry.MEASUREMENT_POSITIONS)
 HEIGHT_POSITIONS = {"posterior": 0.15, "middle": 0.50, "anterior": 0.85}
@@ -155,6 +220,8 @@ class BalloonResult:
     stop_reason: str
     fractured: bool
     notes: tuple[str, ...] = field(default=())
+    #: bool, space opened under the lifted plate away from the balloon (the fracture line opened; DEFECT, not cavity)
+    fracture_gap: np.ndarray | None = None
 
     @property
     def final_pressure_pa(self) -> float:
@@ -230,6 +297,36 @@ def _seed(labels: np.ndarray, tips_ijk: list, radius_vox: float) -> np.ndarray:
         d2 = sum((gi - float(c)) ** 2 for gi, c in zip(g, t))
         seed |= d2 <= max(radius_vox, 0.5) ** 2
     return seed & (labels == TRABECULAR)
+
+
+def envelope_levels(shape, spacing_m, tips_ijk, axes, dev: BalloonDevice, volume_ml: float) -> tuple[np.ndarray, int]:
+    """Where the membrane may be: per voxel, the first distension level k at which it lies inside a balloon's free
+    shape (:meth:`BalloonDevice.semi_axes_mm` at V_k = volume_ml (1 + ENVELOPE_STEP)^k, the last level at the rated
+    volume), centred at the tip, long axis along the cannula. Returns (levels int16, K = the rated level); voxels
+    outside the rated shape get K + 1."""
+    vmax = dev.rated_volume_ml
+    vols = [min(float(volume_ml), vmax)]
+    while vols[-1] < vmax - 1e-12:
+        vols.append(min(vols[-1] * (1.0 + ENVELOPE_STEP), vmax))
+    k_rated = len(vols) - 1
+    h = np.asarray(spacing_m, float) * 1e3
+    lev = np.full(shape, k_rated + 1, np.int16)
+    a_max = dev.semi_axes_mm(vmax)[0]
+    for tip, ax in zip(tips_ijk, axes):
+        d = np.asarray(ax, float) * h
+        d = d / np.linalg.norm(d)
+        lo = [max(0, int(np.floor(t - (a_max + 1) / hh))) for t, hh in zip(tip, h)]
+        hi = [min(n, int(np.ceil(t + (a_max + 1) / hh)) + 1) for t, n, hh in zip(tip, shape, h)]
+        g = np.meshgrid(*[(np.arange(l0, h0) - t) * hh for l0, h0, t, hh in zip(lo, hi, tip, h)], indexing="ij")
+        u = g[0] * d[0] + g[1] * d[1] + g[2] * d[2]
+        r2 = g[0] ** 2 + g[1] ** 2 + g[2] ** 2 - u**2
+        box = tuple(slice(l0, h0) for l0, h0 in zip(lo, hi))
+        sub = lev[box]
+        for k in range(k_rated, -1, -1):
+            a, b = dev.semi_axes_mm(vols[k])
+            sub[(u / a) ** 2 + r2 / b**2 <= 1.0] = k
+        lev[box] = np.minimum(lev[box], sub)
+    return lev, k_rated
 
 
 def _fragment(labels: np.ndarray, fractured: bool) -> tuple[np.ndarray, int]:
@@ -329,24 +426,28 @@ def _open_flat(st: dict, flat: np.ndarray) -> None:
         st[key].reshape(-1)[flat] = value
 
 
-def _contact_columns(st: dict, depression, lifted) -> np.ndarray:
+def _contact_columns(st: dict, depression, lifted, reach=None) -> np.ndarray:
     """Fragment columns where the balloon touches the plate: the run of cavity voxels right under the superior
     endplate holds a crushed (balloon) voxel, not only opened gap. Bool (nx, ny)."""
     out = np.zeros(depression.shape, bool)
     if not np.any(depression - lifted > 0):
         return out
     for i, j in np.argwhere(depression > 0):
-        out[i, j] = _contact_column(st, i, j)
+        out[i, j] = _contact_column(st, i, j, reach)
     return out
 
 
-def _contact_column(st: dict, i: int, j: int) -> bool:
-    """True if column (i, j) has a crushed (balloon) voxel in the run of cavity right under the superior endplate."""
+def _contact_column(st: dict, i: int, j: int, reach=None) -> bool:
+    """True if column (i, j) has a crushed (balloon) voxel in the run of cavity right under the superior endplate,
+    and the voxel under the plate lies inside the membrane's rated shape (``reach``; the membrane cannot follow a
+    plate lifted beyond its own size)."""
     labels, cavity, gap = st["labels"], st["cavity"], st["gap"]
     z = _top_endplate_insert(labels, i, j)
     if z is None:
         return False
     z -= 1
+    if reach is not None and (z < 0 or not reach[i, j, z]):
+        return False
     while z >= 0 and cavity[i, j, z]:
         if not gap[i, j, z]:
             return True
@@ -364,8 +465,9 @@ class _Front:
     face neighbours. A lift step moves whole columns: everything is rebuilt from the grid.
     """
 
-    def __init__(self, st: dict, depression):
+    def __init__(self, st: dict, depression, reach=None):
         self.st = st
+        self.reach = reach
         self.shape = st["labels"].shape
         self.frag_cols = depression > 0
         self.rebuild()
@@ -375,12 +477,13 @@ class _Front:
         labels, cavity = st["labels"], st["cavity"]
         # trabecular voxels touching a non-body label (a shell thinner than a voxel): the membrane does not open them
         outer = ndimage.binary_dilation(~np.isin(labels, BODY_LABELS))
-        self.crushable = (labels == TRABECULAR) & ~outer
+        # a cleft or defect (open space, no bone) is entered by the membrane at no cost (its yield is 0)
+        self.crushable = np.isin(labels, (TRABECULAR, DEFECT)) & ~cavity & ~outer
         front = ndimage.binary_dilation(cavity) & ~cavity & self.crushable
         self.flat = np.flatnonzero(front)
         self.contact = np.zeros(self.frag_cols.shape, bool)
         for i, j in np.argwhere(self.frag_cols):
-            self.contact[i, j] = _contact_column(st, i, j)
+            self.contact[i, j] = _contact_column(st, i, j, self.reach)
 
     def crushed(self, sel_flat: np.ndarray) -> None:
         """Update after the voxels ``sel_flat`` (sorted flat indices, already opened) became cavity."""
@@ -400,7 +503,7 @@ class _Front:
         self.flat = np.union1d(np.setdiff1d(self.flat, sel_flat, assume_unique=True), nb)
         for i, j in set(zip(ijk[:, 0].tolist(), ijk[:, 1].tolist())):
             if self.frag_cols[i, j]:
-                self.contact[i, j] = _contact_column(self.st, i, j)
+                self.contact[i, j] = _contact_column(self.st, i, j, self.reach)
 
 
 def _spread_shell(labels, bvtv, cavity, mass_m3, vvox, max_layers=8):
@@ -416,9 +519,9 @@ def _spread_shell(labels, bvtv, cavity, mass_m3, vvox, max_layers=8):
         if not layer.any():
             break
         b = np.maximum(new[layer], BVTV_FLOOR)
-        room = (1.0 - b) * vvox
+        room = np.maximum(SHELL_BVTV_MAX - b, 0.0) * vvox
         inc = min(left / (layer.sum() * vvox), 1.0)
-        target = np.minimum(b + inc, 1.0)
+        target = np.maximum(np.minimum(b + inc, SHELL_BVTV_MAX), b)
         new[layer] = compacted_bvtv(b, target / b)
         gained = float(np.minimum(inc * vvox, room).sum())
         left -= gained
@@ -472,6 +575,9 @@ class _BalloonProblem:
     fractured: bool
     depression: np.ndarray  # (nx, ny) voxels each column lies below H_ref (0 outside the fragment)
     h_ref: int  # reference (posterior) height, voxels
+    device: BalloonDevice
+    envelope: np.ndarray  # int16, distension level at which each voxel enters a balloon's shape (envelope_levels)
+    k_rated: int  # the level of the rated volume
 
     @property
     def n_balloons(self) -> int:
@@ -487,6 +593,7 @@ class _Inflation:
     front: _Front  # the crushable front and the contact columns, updated step by step
     n_bal: int  # balloon volume in voxels: crushed + lifted under the balloon's contact
     crushed_m3: float  # bone tissue volume crushed so far
+    level: int = 0  # distension level of the membrane (envelope_levels)
     history: dict = field(default_factory=lambda: {"vols": [], "press": [], "lifts": [], "areas": [], "acts": []})
 
     def record(self, pb: _BalloonProblem, p: float, a_c: int, act: str) -> None:
@@ -502,7 +609,8 @@ def _volume_and_pressure_cap(volume_ml, max_pressure_pa, device_max_pressure_pa,
     """(volume per balloon in mL, pressure cap in Pa) of a volume- or a pressure-controlled inflation."""
     device_max = check_range("device_max_pressure_pa", device_max_pressure_pa, 1e4, DEVICE_HARD_LIMIT_PA, "Pa",
                              f"balloon tamps are rated up to ~700 psi ({DEVICE_HARD_LIMIT_PA:.3g} Pa).")
-    bmax = check_range("balloon_max_ml", balloon_max_ml, 0.1, 10.0, "mL")
+    bmax = check_range("balloon_max_ml", balloon_max_ml, 0.1, 10.0, "mL",
+                       "give a volume within the device's rated volume (DEVICES).")
     if volume_ml is not None:
         v_one = check_range("volume_ml", volume_ml, 0.05, bmax, "mL",
                             f"a balloon holds at most balloon_max_ml={bmax:g} mL; give a smaller volume.")
@@ -518,9 +626,10 @@ def _volume_and_pressure_cap(volume_ml, max_pressure_pa, device_max_pressure_pa,
     return bmax, check_range("max_pressure_pa", max_pressure_pa, 1e4, device_max, "Pa")
 
 
-def _balloon_problem(vertebra, tips_ijk, volume_ml, max_pressure_pa, device_max_pressure_pa, balloon_max_ml,
-                     preload_n, fractured) -> _BalloonProblem:
-    """Check the model and the settings; find the fragment to lift."""
+def _balloon_problem(vertebra, tips_ijk, volume_ml, max_pressure_pa, dev: BalloonDevice, preload_n, fractured,
+                     axes=None) -> _BalloonProblem:
+    """Check the model and the settings; find the fragment to lift; the membrane's envelope."""
+    device_max_pressure_pa, balloon_max_ml = dev.rated_pressure_pa, dev.rated_volume_ml
     labels0 = np.asarray(vertebra.labels)
     spacing = tuple(float(s) for s in vertebra.spacing_m)
     if any(abs(s - spacing[0]) > 1e-9 * spacing[0] for s in spacing):
@@ -533,7 +642,7 @@ def _balloon_problem(vertebra, tips_ijk, volume_ml, max_pressure_pa, device_max_
         raise ParameterError("tips_ijk is empty.", "give one balloon position (voxel ijk) per cannula.")
     n = len(tips_ijk)
     v_one, p_cap = _volume_and_pressure_cap(volume_ml, max_pressure_pa, device_max_pressure_pa, balloon_max_ml)
-    preload = check_range("preload_n", preload_n, 0.0, 5000.0, "N")
+    preload = check_range("preload_n", preload_n, 0.0, 1e6, "N")
     vvox = float(np.prod(spacing))
     v_target_vox = round(n * v_one * 1e-6 / vvox)
     trab_vox = int((labels0 == TRABECULAR).sum())
@@ -551,8 +660,12 @@ def _balloon_problem(vertebra, tips_ijk, volume_ml, max_pressure_pa, device_max_
             raise ParameterError(f"Balloon tip {tuple(t)} is not in the trabecular bone of the body.",
                                  f"place the cannula tip inside the vertebral body (label {TRABECULAR}).")
     depression, h_ref = _fragment(labels0, fractured)
+    if axes is None:
+        axes = [tuple(vertebra.landmarks.anterior_axis)] * n
+    env, k_rated = envelope_levels(labels0.shape, spacing, tips, axes, dev, v_one)
     return _BalloonProblem(spacing=spacing, vvox=vvox, h_mm=spacing[0] * 1e3, tips=tips, v_target_vox=v_target_vox,
-                           p_cap=p_cap, preload=preload, fractured=fractured, depression=depression, h_ref=h_ref)
+                           p_cap=p_cap, preload=preload, fractured=fractured, depression=depression, h_ref=h_ref,
+                           device=dev, envelope=env, k_rated=k_rated)
 
 
 def _seeded_inflation(pb: _BalloonProblem, vertebra, seed_radius_mm) -> _Inflation:
@@ -575,15 +688,15 @@ def _seeded_inflation(pb: _BalloonProblem, vertebra, seed_radius_mm) -> _Inflati
                    crushed_m3=crushed_m3)
     s.history = {"vols": [0.0, cavity.sum() * pb.vvox * 1e6], "press": [0.0, 0.0], "lifts": [0.0, 0.0],
                  "areas": [0.0, 0.0], "acts": ["start", "seed"]}  # the seed: drilled, no inflation pressure yet
-    s.front = _Front(st, pb.depression)
+    s.front = _Front(st, pb.depression, reach=pb.envelope <= pb.k_rated)
     return s
 
 
-def _crush_step(pb: _BalloonProblem, s: _Inflation, y_front, p_crush) -> float:
-    """Crush the front voxels within PRESSURE_TOLERANCE of the lowest yield, nearest a balloon centre first (within
-    DISTANCE_BAND_VOX of the nearest); returns the step's pressure."""
+def _crush_step(pb: _BalloonProblem, s: _Inflation, flat, y_front, p_crush) -> float:
+    """Crush the front voxels (``flat``, inside the membrane's shape) within PRESSURE_TOLERANCE of the lowest yield,
+    nearest a balloon centre first (within DISTANCE_BAND_VOX of the nearest); returns the step's pressure."""
     fr, st = s.front, s.fields
-    cand = fr.flat[y_front <= p_crush * (1.0 + PRESSURE_TOLERANCE)]  # C order, as np.argwhere
+    cand = flat[y_front <= min(p_crush * (1.0 + PRESSURE_TOLERANCE), pb.p_cap)]  # C order, as np.argwhere
     idx = np.transpose(np.unravel_index(cand, st["labels"].shape))
     d = np.min(np.linalg.norm(idx[:, None, :] - pb.tips[None, :, :], axis=2), axis=1)
     keep = d <= d.min() + DISTANCE_BAND_VOX
@@ -601,19 +714,24 @@ def _inflation_step(pb: _BalloonProblem, s: _Inflation) -> str | None:
     """One step along the path of least pressure: lift the fragment or crush the front. Returns the reason to stop,
     or None after a step."""
     fr, depression = s.front, pb.depression
-    y_front = s.fields["yield"].reshape(-1)[fr.flat]
+    flat = fr.flat[pb.envelope.reshape(-1)[fr.flat] <= s.level]
+    while flat.size == 0 and s.level < pb.k_rated:  # the shape is full: the membrane distends towards its rating
+        s.level += 1
+        flat = fr.flat[pb.envelope.reshape(-1)[fr.flat] <= s.level]
+    y_front = s.fields["yield"].reshape(-1)[flat]
     p_crush = float(y_front.min()) if y_front.size else np.inf
     a_c = int((fr.contact & (depression - s.lifted > 0)).sum())
     p_lift = pb.preload / (a_c * pb.spacing[0] * pb.spacing[1]) if a_c > 0 else np.inf
     if min(p_crush, p_lift) > pb.p_cap:
-        return "pressure limit reached" if np.isfinite(min(p_crush, p_lift)) else "no crushable bone left on the front"
+        return ("pressure limit reached" if np.isfinite(min(p_crush, p_lift))
+                else "the balloon fills its rated shape: no crushable bone left inside it")
     if p_lift <= p_crush and s.n_bal + a_c <= pb.v_target_vox:
         _lift_step(s.fields, depression, s.lifted)
         fr.rebuild()
         s.n_bal += a_c
         s.record(pb, p_lift, a_c, "lift")
     elif np.isfinite(p_crush) and p_crush <= pb.p_cap:
-        p = _crush_step(pb, s, y_front, p_crush)
+        p = _crush_step(pb, s, flat, y_front, p_crush)
         s.record(pb, p, a_c, "crush")
     else:
         return "balloon volume left is smaller than one lift step and no bone can be crushed"
@@ -642,6 +760,13 @@ def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inf
     recoil_m, recoil_vox = _deflate(pb, s, notes)
     st, crushed_m3 = s.fields, s.crushed_m3
     labels, hu, cavity = st["labels"], st["hu"], st["cavity"]
+    comp, _ = ndimage.label(cavity)
+    tips = {int(comp[tuple(round(c) for c in t)]) for t in pb.tips} - {0}
+    balloon_space = np.isin(comp, sorted(tips))
+    gap = cavity & ~balloon_space
+    if gap.any():
+        notes.append(f"fracture gap opened under the lifted plate away from the balloon: {gap.sum() * pb.vvox * 1e6:.2f}"
+                     " mL (open void, not part of the cavity)")
     bvtv_after = np.where(cavity, 0.0, st["bvtv"])
     bvtv_new, shell, gain = _spread_shell(labels, bvtv_after, cavity, crushed_m3, pb.vvox)
     mats = vertebra.materials
@@ -656,11 +781,11 @@ def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inf
     return BalloonResult(
         volume_ml=np.array(hist["vols"]), pressure_pa=np.array(hist["press"]), lift_mm=np.array(hist["lifts"]),
         contact_area_mm2=np.array(hist["areas"]), action=tuple(hist["acts"]), cavity_inflated=cavity_inflated,
-        cavity=cavity, shell=shell, lift_columns_vox=lift_cols, labels_inflated=labels_inflated, labels=labels, hu=hu,
+        cavity=balloon_space, shell=shell, lift_columns_vox=lift_cols, labels_inflated=labels_inflated, labels=labels, hu=hu,
         bvtv=bvtv_new, posterior_mask=st["post"], crushed_bone_m3=crushed_m3, shell_gain_m3=gain,
         mass_balance_error=err, recoil_mm=recoil_m * 1e3, recoil_vox=recoil_vox, n_balloons=pb.n_balloons,
         stop_reason=stop, fractured=pb.fractured,
-        notes=tuple(notes) + (f"H_ref {pb.h_ref * pb.h_mm:.1f} mm (posterior height)",),
+        notes=tuple(notes) + (f"H_ref {pb.h_ref * pb.h_mm:.1f} mm (posterior height)",), fracture_gap=gap,
     )
 
 
@@ -669,11 +794,13 @@ def inflate(
     tips_ijk: list,
     volume_ml: float | None = 3.0,
     max_pressure_pa: float | None = None,
-    device_max_pressure_pa: float = DEVICE_MAX_PRESSURE_PA,
-    balloon_max_ml: float = BALLOON_MAX_ML,
+    device_max_pressure_pa: float | None = None,
+    balloon_max_ml: float | None = None,
     preload_n: float = PRESET_PRELOAD_N,
     seed_radius_mm: float = SEED_RADIUS_MM,
     fractured: bool | None = None,
+    balloon_device: str | BalloonDevice = DEFAULT_DEVICE,
+    axes: list | None = None,
 ) -> BalloonResult:
     """Inflate one balloon per tip in ``tips_ijk`` (voxel coordinates); see the module docstring.
 
@@ -681,9 +808,13 @@ def inflate(
     pressure would exceed ``device_max_pressure_pa``. Pressure-controlled when ``volume_ml`` is None: inflate while
     the needed pressure stays <= ``max_pressure_pa`` (<= the device maximum), up to ``balloon_max_ml`` per balloon.
     ``fractured`` (default: Genant grade >= 1 in ``vertebra.morphometry``) enables the endplate lift.
+    ``balloon_device`` (a name of :data:`DEVICES` or a :class:`BalloonDevice`) gives the membrane's shape, rated
+    volume and rated pressure; ``balloon_max_ml`` and ``device_max_pressure_pa`` (default: the device's ratings) may
+    only lower them. ``axes``: the long axis of each balloon (voxel frame; default the level's anterior axis).
     """
-    pb = _balloon_problem(vertebra, tips_ijk, volume_ml, max_pressure_pa, device_max_pressure_pa, balloon_max_ml,
-                          preload_n, fractured)
+    dev = balloon_device if isinstance(balloon_device, BalloonDevice) else device(balloon_device)
+    dev = _rated(dev, balloon_max_ml, device_max_pressure_pa)
+    pb = _balloon_problem(vertebra, tips_ijk, volume_ml, max_pressure_pa, dev, preload_n, fractured, axes)
     s = _seeded_inflation(pb, vertebra, seed_radius_mm)
     stop = "volume reached"
     while s.n_bal < pb.v_target_vox:
@@ -693,6 +824,19 @@ def inflate(
             break
     inflated = (s.fields["labels"].copy(), s.fields["cavity"].copy(), s.lifted.copy())
     return _balloon_result(pb, s, vertebra, stop, inflated)
+
+
+def _rated(dev: BalloonDevice, balloon_max_ml, device_max_pressure_pa) -> BalloonDevice:
+    """The device with its rated volume / pressure lowered to ``balloon_max_ml`` / ``device_max_pressure_pa``."""
+    if balloon_max_ml is not None:
+        check_range("balloon_max_ml", balloon_max_ml, 0.1, dev.rated_volume_ml, "mL",
+                    f"the {dev.name} balloon is rated for {dev.rated_volume_ml:g} mL; choose a larger device.")
+        dev = replace(dev, rated_volume_ml=float(balloon_max_ml))
+    if device_max_pressure_pa is not None:
+        check_range("device_max_pressure_pa", device_max_pressure_pa, 1e4, dev.rated_pressure_pa, "Pa",
+                    f"the {dev.name} balloon is rated for {dev.rated_pressure_pa / PSI_PA:.0f} psi.")
+        dev = replace(dev, rated_pressure_pa=float(device_max_pressure_pa))
+    return dev
 
 
 def _drop(st: dict, lifted, n_vox: int) -> None:

@@ -4,9 +4,12 @@ Timeline (each step one physics module):
 
 1. cannula paths: :func:`vertaug.model.trajectory.plan_trajectories` (uni- or bipedicular), one balloon per cannula,
    centred at the cannula tip;
-2. balloon: :func:`vertaug.physics.balloon.inflate` (volume- or pressure-controlled, capped by the device's rated
-   pressure), which crushes bone into a compacted shell, lifts a depressed superior endplate and recoils on
-   deflation (equations in that module's docstring);
+2. reduction before the balloon (:mod:`vertaug.physics.reduction`): the postural reduction prone on bolsters (the same
+   as in vertebroplasty) and the fragment's resistance from ``fracture_mobility`` ('acute' or 'chronic');
+   balloon: :func:`vertaug.physics.balloon.inflate` with the ``balloon_device`` of the device table (its shape along
+   the cannula, rated volume and pressure), volume- or pressure-controlled, which crushes bone into a compacted
+   shell, lifts a depressed superior endplate against that resistance and recoils on deflation (equations in that
+   module's docstring);
 3. the treated model: :func:`vertaug.physics.balloon.treated_vertebra` (cavity = label DEFECT, open void, permeability of
    an open slot of its local width; shell with compacted BV/TV, its HU, k, E and yield from the same laws);
 4. fill: :func:`vertaug.physics.flow.inject` of ``cement_ml`` (or ``fill_ratio`` x the cavity volume) of cement
@@ -25,8 +28,8 @@ Heights before, inflated and after are measured by :func:`vertaug.model.heights.
 function, along the level's spine axis; 15 / 50 / 85 % of the AP depth). Height restored, as a percentage of the height
 lost, uses the posterior height before treatment as the reference of the anterior (wedge) height (the Genant
 reference): ``restored % = 100 (Ha_after - Ha_before) / (Hp_before - Ha_before)``; NaN with a note when less than one
-voxel was lost. The cement does not move the endplate in this model (no fluid-structure coupling): a vertebroplasty
-restores no height here, and the filled cavity keeps the height reached after deflation.
+voxel was lost. The cement fill does not move the endplate (it flows into the open cavity at a low pressure): the filled
+cavity keeps the height reached after deflation.
 """
 
 from __future__ import annotations
@@ -78,9 +81,11 @@ class Kyphoplasty:
     temperature_c: float = BODY_TEMPERATURE_C
     cannula_gauge: int = DEFAULT_CANNULA_GAUGE
     cannula_length_mm: float = DEFAULT_CANNULA_LENGTH_MM
-    device_max_pressure_pa: float = bl.DEVICE_MAX_PRESSURE_PA
-    balloon_max_ml: float = bl.BALLOON_MAX_ML
+    device_max_pressure_pa: float | None = None  # default: the device's rated pressure
+    balloon_max_ml: float | None = None  # default: the device's rated volume
     preload_n: float = bl.PRESET_PRELOAD_N
+    balloon_device: str = bl.DEFAULT_DEVICE
+    fracture_mobility: str = "acute"
     cfl: float = DEFAULT_CFL
     max_saturation_change: float = DEFAULT_MAX_SATURATION_CHANGE
 
@@ -90,15 +95,22 @@ class Kyphoplasty:
         cement_preset(self.cement)
         cannula.inner_radius_m(self.cannula_gauge)
         check_range("cannula_length_mm", self.cannula_length_mm, 20.0, 300.0, "mm")
-        dev = check_range("device_max_pressure_pa", self.device_max_pressure_pa, 1e4, bl.DEVICE_HARD_LIMIT_PA, "Pa",
-                          "balloon tamps are rated up to ~700 psi (4.83e6 Pa).")
-        bmax = check_range("balloon_max_ml", self.balloon_max_ml, 0.1, 10.0, "mL")
+        from vertaug.physics.reduction import mobility
+
+        mobility(self.fracture_mobility)
+        device = bl.device(self.balloon_device)
+        dev = device.rated_pressure_pa if self.device_max_pressure_pa is None else check_range(
+            "device_max_pressure_pa", self.device_max_pressure_pa, 1e4, device.rated_pressure_pa, "Pa",
+            f"the {device.name} balloon is rated for {device.rated_pressure_pa / PSI_PA:.0f} psi.")
+        bmax = device.rated_volume_ml if self.balloon_max_ml is None else check_range(
+            "balloon_max_ml", self.balloon_max_ml, 0.1, device.rated_volume_ml, "mL",
+            f"the {device.name} balloon is rated for {device.rated_volume_ml:g} mL.")
         if (self.balloon_ml is None) == (self.max_pressure_pa is None):
             raise ParameterError("Give exactly one of balloon_ml and max_pressure_pa.",
                                  "balloon_ml=3.0 (volume-controlled) or balloon_ml=None, max_pressure_pa=1.5e6.")
         if self.balloon_ml is not None:
             check_range("balloon_ml", self.balloon_ml, 0.05, bmax, "mL",
-                        f"one balloon holds at most balloon_max_ml={bmax:g} mL.")
+                        f"one {device.name} balloon holds at most {bmax:g} mL; choose a larger device.")
         else:
             if self.max_pressure_pa > dev:
                 raise ParameterError(
@@ -140,18 +152,39 @@ def _tips(vertebra, spec: Kyphoplasty, trajectories):
     return trajectories
 
 
+def _fractured(vertebra) -> bool:
+    m = getattr(vertebra, "morphometry", None)
+    return bool(m is not None and m.genant_grade is not None and m.genant_grade >= 1)
+
+
+def _reduction_before_balloon(vertebra, spec: Kyphoplasty):
+    """Postural reduction (prone on bolsters) and the fragment's resistance to the balloon (physics/reduction.py).
+    Returns (the model after the postural reduction, resistance in N, notes)."""
+    from vertaug.physics import reduction as rd
+
+    dep = rd.fragment_of(vertebra, _fractured(vertebra))
+    post = rd.postural_reduction(vertebra, dep, rd.endplate_area_m2(vertebra))
+    res_n, why = rd.fragment_resistance_n(vertebra, dep, spec.fracture_mobility, spec.preload_n)
+    if post.lift_vox > 0:
+        vertebra = vertebra.with_labels(rd.lift_labels(vertebra, dep, post.lift_vox))
+    return vertebra, res_n, [post.note, why]
+
+
 def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None) -> Outcome:
     """Simulate ``spec`` on ``vertebra``; returns an :class:`Outcome` (see the module docstring)."""
     spec = spec or Kyphoplasty()
     trajectories = _tips(vertebra, spec, trajectories)
     notes = []
-    res = bl.inflate(vertebra, [t.tip_ijk for t in trajectories], volume_ml=spec.balloon_ml,
+    vertebra_prone, resistance_n, red_notes = _reduction_before_balloon(vertebra, spec)
+    notes.extend(red_notes)
+    res = bl.inflate(vertebra_prone, [t.tip_ijk for t in trajectories], volume_ml=spec.balloon_ml,
                      max_pressure_pa=spec.max_pressure_pa, device_max_pressure_pa=spec.device_max_pressure_pa,
-                     balloon_max_ml=spec.balloon_max_ml, preload_n=spec.preload_n)
+                     balloon_max_ml=spec.balloon_max_ml, preload_n=resistance_n, balloon_device=spec.balloon_device,
+                     axes=[t.direction for t in trajectories], fractured=_fractured(vertebra))
     notes.extend(res.notes)
     if res.stop_reason != "volume reached":
         notes.append(f"balloon stopped: {res.stop_reason} at {res.final_volume_ml:.2f} mL")
-    treated = bl.treated_vertebra(vertebra, res)
+    treated = bl.treated_vertebra(vertebra_prone, res)
     vvox_ml = vertebra.voxel_volume_m3 * 1e6
     cavity_ml = float(res.cavity.sum()) * vvox_ml
     cement_ml = spec.cement_ml if spec.cement_ml is not None else spec.fill_ratio * cavity_ml
@@ -159,6 +192,9 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
     inj = fill_with_cement(treated, tip_vox, cement_ml, spec.cement, spec.rate_ml_s, spec.start_time_s,
                            spec.temperature_c, spec.cfl, spec.max_saturation_change)
     cement_fraction = (inj.saturation * treated.phi).astype(np.float32)
+    if res.cavity.any():
+        notes.append(f"cement in the cavity: {float(cement_fraction[res.cavity].sum()) * vvox_ml:.2f} of {cavity_ml:.2f} mL;"
+                     f" {100.0 * float(np.mean(inj.saturation[res.cavity] > 0.5)):.1f} % of its voxels more than half full")
     fill_metrics, pressures = injection_metrics(inj, spec, cement_viscosity_law(spec.cement, spec.temperature_c),
                                                 vertebra.body_volume_ml)
     bone, dp_can, plunger = pressures["bone"], pressures["cannula"], pressures["plunger"]
@@ -180,7 +216,8 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
         "tip_pressure_pa": bone, "cannula_pressure_drop_pa": dp_can, "plunger_pressure_pa": plunger,
         **{f"leaked_ml_{r}": inj.leaked_m3[r] * 1e6 for r in ROUTES},
     }
-    fields = {"balloon_cavity": res.cavity, "compacted_shell": res.shell, "cement_saturation": inj.saturation}
+    fields = {"balloon_cavity": res.cavity, "compacted_shell": res.shell, "cement_saturation": inj.saturation,
+              "fracture_gap": res.fracture_gap}
     inputs = asdict(spec)
     inputs["n_balloons"] = len(trajectories)
     inputs["tips_ijk"] = [tuple(float(c) for c in t.tip_ijk) for t in trajectories]

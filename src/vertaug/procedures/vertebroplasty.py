@@ -16,8 +16,8 @@ Timeline (each step one physics module):
 
 Start time default 210 s: the earliest injection time after admixing (3.5 min) of the benchmark leakage study of
 Habib, Serhan, Marchek & Baroud (Int J Spine Surg 4:26, http://www.ijssurgery.com/content/4/1/26). Cannula length
-default 120 mm (the sanity case of docs/flow.md). The cement does not move the endplates in this model:
-heights after = heights before.
+default 120 mm (the sanity case of docs/flow.md). Heights after: the postural reduction and the hydraulic lift of a
+mobile fragment by the cement's pore pressure (:func:`vertaug.physics.reduction.vertebroplasty_reduction`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from vertaug.constants import BODY_TEMPERATURE_C, DEFAULT_CANNULA_GAUGE, KELVIN
 from vertaug.errors import ParameterError, check_range
 from vertaug.physics import cannula
 from vertaug.physics.flow import ROUTES, inject
+from vertaug.physics.reduction import vertebroplasty_reduction
 from vertaug.physics.rheology import cement_preset, cure_0d, viscosity_pa_s
 from vertaug.model.heights import height_change
 from vertaug.procedures.outcome import InjectionMetrics, Outcome, make_outcome
@@ -160,8 +161,10 @@ def run_vertebroplasty(vertebra, spec: Vertebroplasty | None = None, trajectorie
     }
     inputs = asdict(spec)
     inputs["tips_ijk"] = [tuple(float(c) for c in t.tip_ijk) for t in trajectories]
-    # the cement moves no bone in this model: the same labels, measured by the same function, before and after
-    heights = height_change(vertebra, vertebra.labels)
+    # postural reduction and the cement's hydraulic lift of a mobile fragment (physics/reduction.py)
+    labels_after, reduction_notes, _ = vertebroplasty_reduction(vertebra, inj)
+    notes.extend(reduction_notes)
+    heights = height_change(vertebra, labels_after)
     return make_outcome("vertebroplasty", cement_fraction, inj.arrival_time_s, series, metrics, heights, vertebra,
                         model_before=vertebra, fields={"cement_saturation": inj.saturation}, inputs=inputs,
                         notes=notes)
