@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from . import DISCLAIMER, __version__
-from .errors import InputError
+from .errors import InputError, check_output_dir, check_output_file, terminal_safe
 
 app = typer.Typer(
     name="vertaug",
@@ -31,18 +31,30 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 _DEFAULT_WORKERS = 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
+#: Exit codes: 2 bad input (one line: the problem and the fix), 3 a solver failure, 4 a cohort with failed or lost
+#: tasks (every good row written).
+EXIT_INPUT, EXIT_NUMERICAL, EXIT_COHORT_FAILURES = 2, 3, 4
+
+
+def _say(prefix: str, text: str) -> None:
+    """One line on stderr: ``text`` escaped (no rich markup, no control characters from file names)."""
+    from rich.markup import escape
+
+    err_console.print(f"{prefix} {escape(terminal_safe(text))}", soft_wrap=True, highlight=False)
+
+
 def _fail(exc: InputError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(code=2)
+    _say("[bold red]error:[/]", str(exc))
+    raise typer.Exit(code=EXIT_INPUT)
 
 
 def _numerical_failure(exc: RuntimeError) -> None:
     """A solver that did not converge (not bad input): one line and exit 3; VERTAUG_TRACEBACK=1 shows the traceback."""
     if os.environ.get("VERTAUG_TRACEBACK"):
         raise exc
-    err_console.print(f"[bold red]numerical failure:[/] {exc} Fix: not an input error; try --workers 1 or another "
-                      "--spacing, and report it with the output of VERTAUG_TRACEBACK=1.")
-    raise typer.Exit(code=3)
+    _say("[bold red]numerical failure:[/]", f"{exc} Fix: not an input error; try --workers 1 or another "
+         "--spacing, and report it with the output of VERTAUG_TRACEBACK=1.")
+    raise typer.Exit(code=EXIT_NUMERICAL)
 
 
 @app.callback(invoke_without_command=True)
@@ -67,6 +79,8 @@ def morpho(
     from .report.morpho_table import print_morphometry, write_morphometry_json
 
     try:
+        if json_out is not None:
+            check_output_file(json_out, "--json")
         spine = measure_spine(ct, seg, body=body, numbering=numbering)
     except InputError as exc:
         _fail(exc)
@@ -153,6 +167,14 @@ def _fracture_spec(spec: str, option: str) -> tuple[str, int]:
     return kind.strip().lower(), g
 
 
+def _check_run_options(spacing_mm: float, workers: int) -> None:
+    """--spacing and --workers of compare/demo, checked before anything is loaded (same ranges as the model's)."""
+    from .errors import check_range
+
+    check_range("--spacing", spacing_mm, 0.25, 3.0, "mm", "use --spacing 1.0 (default) or 0.5 mm; 2 for a quick look.")
+    check_range("--workers", workers, 1, 2, "", "use --workers 1 (serial) or 2 (VP and KP chains side by side).")
+
+
 @app.command()
 def compare(
     ct: Optional[Path] = typer.Argument(None, help="CT: a NIfTI file or a folder of DICOM slices (HU); "
@@ -194,6 +216,8 @@ def compare(
     from .report.summary import print_comparison
 
     try:
+        check_output_dir(out, "--out")
+        _check_run_options(spacing, workers)
         vp = Vertebroplasty(volume_ml=vp_volume, rate_ml_s=vp_rate, approach=approach, cement=cement or "low")
         kp = Kyphoplasty(balloon_ml=kp_balloon, approach=approach, cement=cement or "high")
         if (cleft or cortical_break) and fracture is None:
@@ -269,6 +293,7 @@ def fracture_cmd(
     from .anatomy.morphometry import measure_volumes
 
     try:
+        check_output_dir(out, "--out")
         ct_vol = load_ct(ct)
         seg_vol = load_labels(seg, ct_vol, "segmentation")
         body_vol = load_labels(body, ct_vol, "vertebrae_body segmentation") if body is not None else None
@@ -311,6 +336,8 @@ def demo(
     from .demo import run_demo
 
     try:
+        check_output_dir(out, "--out")
+        _check_run_options(spacing, workers)
         run_demo(out, console, spacing_mm=spacing, fluoro=fluoro, thermal=thermal, mechanics=mechanics,
                  workers=workers)
     except InputError as exc:
@@ -341,6 +368,7 @@ def cohort(
     from .cohort.summary import print_summary, summarize
 
     try:
+        check_output_dir(out, "--out")
         if synthetic is not None:
             from .cohort.synthetic import write_synthetic_cohort
 
@@ -356,6 +384,11 @@ def cohort(
             console.print(f"results: {result.results_path}")
     except InputError as exc:
         _fail(exc)
+    if result.n_failed or result.n_lost:
+        _say("[bold yellow]incomplete:[/]", f"{result.n_failed} task(s) failed and {result.n_lost} were lost; every "
+             f"finished row is in {out}. Fix: see the error column of the failed rows (vertaug.cohort.run."
+             "load_results), correct those cases, and re-run with --retry-failed.")
+        raise typer.Exit(code=EXIT_COHORT_FAILURES)
 
 
 @app.command()
@@ -370,6 +403,9 @@ def validate(
     from .validate.run import print_table, render_docs, run_validation, write_outputs
 
     try:
+        check_output_dir(out, "--out")
+        if docs is not None:
+            check_output_file(docs, "--docs")
         records = run_validation(quick=quick, names=case or None,
                                  progress=lambda name: err_console.print(f"running {name}"))
     except InputError as exc:
