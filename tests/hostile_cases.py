@@ -471,16 +471,29 @@ def run_case(name: str, tmp: Path):
     return r.exit_code, r.output, exc, peak_mb
 
 
+def classify(name: str, code: int, out: str, exc, peak_mb: float) -> str:
+    """What a user sees: 'traceback', 'exit N', 'another problem named', 'several lines', 'over memory' or 'clean'."""
+    if exc is not None:
+        return "traceback"
+    if code != 2:
+        return f"exit {code}"
+    if EXPECT[name] not in out.lower():
+        return "another problem named"
+    if not out.startswith("Usage:") and len([ln for ln in out.splitlines() if ln.strip()]) != 1:
+        return "several lines"
+    return "over memory" if peak_mb >= 500 else "clean"
+
+
 if __name__ == "__main__":  # the before/after table of docs/errors.md: one line per case
     import sys
     import tempfile
+    import time
 
     only = sys.argv[1:] or sorted(CASES)
     for name in only:
         with tempfile.TemporaryDirectory() as d:
+            t0 = time.perf_counter()
             code, out, exc, mb = run_case(name, Path(d))
-            named = EXPECT[name] in out.lower()
-            kind = ("traceback" if exc is not None else f"exit {code}" if code != 2
-                    else "clean" if named else "exit 2, another problem named")
-            print(json.dumps({"case": name, "result": kind, "code": code, "peak_mb": round(mb, 1),
+            print(json.dumps({"case": name, "result": classify(name, code, out, exc, mb), "code": code,
+                              "peak_mb": round(mb, 1), "wall_s": round(time.perf_counter() - t0, 2),
                               "exc": None if exc is None else f"{type(exc).__name__}: {str(exc)[:120]}"}), flush=True)
