@@ -24,12 +24,16 @@ def test_sigkill_of_compare_leaves_no_process_and_the_partial_is_swept(tmp_path)
     deadline = time.monotonic() + 120
     children = []
     while time.monotonic() < deadline and proc.poll() is None:
-        children = [c for c in parent.children(recursive=True) if "spawn" in " ".join(c.cmdline())]
+        try:
+            children = parent.children(recursive=True)
+            spawned = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+        except psutil.NoSuchProcess:
+            continue
         partial = list(tmp_path.glob(".report.partial-*"))
-        if children and partial:
+        if spawned and partial:
             break
         time.sleep(0.2)
-    assert children and partial, "the run never started its second process"
+    assert spawned and partial, "the run never started its second process"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     gone, alive = psutil.wait_procs(children, timeout=5)
