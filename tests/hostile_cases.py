@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import struct
 from pathlib import Path
 
@@ -109,8 +108,7 @@ def gzip_bomb(t):
     member = gzip.compress(b"\0" * (1 << 24), 9)  # gzip members concatenate: 64 x 16 MiB of zeros
     with open(p, "wb") as fh:
         fh.write(gzip.compress(hdr))
-        for _ in range(64):
-            fh.write(member)
+        fh.writelines([member] * 64)
     return _pair(t, p)
 
 

@@ -5,7 +5,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from vertaug.cli import EXIT_COHORT_FAILURES, app
+from vertaug.cli import CODE_COHORT_INCOMPLETE, app
 from vertaug.cohort.manifest import write_manifest
 from vertaug.cohort.run import CORRUPT_SUFFIX, load_results, run_cohort
 from vertaug.errors import FileFormatError, ParameterError
@@ -61,7 +61,7 @@ def test_cli_cohort_with_a_failed_case_writes_the_others_and_exits_4(tmp_path):
     m, out = _manifest(tmp_path), tmp_path / "out"
     r = CliRunner().invoke(app, ["cohort", str(m), "--out", str(out), "--samples", "1", "--scheduler", "serial",
                                  "--no-progress", "--task", "test_cohort_reliability:quick_task"])
-    assert r.exit_code == EXIT_COHORT_FAILURES == 4, r.output
+    assert r.exit_code == CODE_COHORT_INCOMPLETE == 4, r.output
     assert "1 task(s) failed" in r.output and "--retry-failed" in r.output
     rows = load_results(out).to_pylist()
     assert {x["case_id"] for x in rows if x["status"] == "ok"} == {"A", "C"}
@@ -69,7 +69,7 @@ def test_cli_cohort_with_a_failed_case_writes_the_others_and_exits_4(tmp_path):
 
 
 def test_unreachable_scheduler_is_one_error_after_the_timeout(tmp_path, monkeypatch):
-    import vertaug.cohort.run as run
+    from vertaug.cohort import run
 
     monkeypatch.setattr(run, "SCHEDULER_TIMEOUT_S", 1.0)
     t0 = time.perf_counter()

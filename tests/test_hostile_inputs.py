@@ -13,10 +13,10 @@ MEMORY_CEILING_MB = 500
 @pytest.fixture(autouse=True)
 def _no_long_work(monkeypatch):
     """The run of compare / fracture / cohort / validate must not start: a stub that fails the test if reached."""
-    import vertaug.anatomy.fracture as fracture
-    import vertaug.cohort.run as cohort_run
-    import vertaug.report.pipeline as pipeline
-    import vertaug.validate.run as validate_run
+    from vertaug.anatomy import fracture
+    from vertaug.cohort import run as cohort_run
+    from vertaug.report import pipeline
+    from vertaug.validate import run as validate_run
 
     def reached(*a, **k):
         raise AssertionError("long work started before the input was checked")

@@ -36,7 +36,7 @@ def test_sigkill_of_compare_leaves_no_process_and_the_partial_is_swept(tmp_path)
     assert spawned and partial, "the run never started its second process"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    gone, alive = psutil.wait_procs(children, timeout=5)
+    _gone, alive = psutil.wait_procs(children, timeout=5)
     assert not alive, f"processes left after SIGKILL of compare: {[p.pid for p in alive]}"
     assert not out.exists()
     assert sweep_stale_partials(out) == partial and not list(tmp_path.glob(".report.partial-*"))

@@ -33,7 +33,9 @@ _DEFAULT_WORKERS = 2 if (os.cpu_count() or 1) >= 2 else 1
 
 #: Exit codes: 2 bad input (one line: the problem and the fix), 3 a solver failure, 4 a cohort with failed or lost
 #: tasks (every good row written).
-EXIT_INPUT, EXIT_NUMERICAL, EXIT_COHORT_FAILURES = 2, 3, 4
+CODE_BAD_INPUT = 2
+CODE_NUMERICAL_FAILURE = 3
+CODE_COHORT_INCOMPLETE = 4
 
 
 def _say(prefix: str, text: str) -> None:
@@ -45,7 +47,7 @@ def _say(prefix: str, text: str) -> None:
 
 def _fail(exc: InputError) -> None:
     _say("[bold red]error:[/]", str(exc))
-    raise typer.Exit(code=EXIT_INPUT)
+    raise typer.Exit(code=CODE_BAD_INPUT)
 
 
 def _numerical_failure(exc: RuntimeError) -> None:
@@ -54,7 +56,7 @@ def _numerical_failure(exc: RuntimeError) -> None:
         raise exc
     _say("[bold red]numerical failure:[/]", f"{exc} Fix: not an input error; try --workers 1 or another "
          "--spacing, and report it with the output of VERTAUG_TRACEBACK=1.")
-    raise typer.Exit(code=EXIT_NUMERICAL)
+    raise typer.Exit(code=CODE_NUMERICAL_FAILURE)
 
 
 @app.callback(invoke_without_command=True)
@@ -388,7 +390,7 @@ def cohort(
         _say("[bold yellow]incomplete:[/]", f"{result.n_failed} task(s) failed and {result.n_lost} were lost; every "
              f"finished row is in {out}. Fix: see the error column of the failed rows (vertaug.cohort.run."
              "load_results), correct those cases, and re-run with --retry-failed.")
-        raise typer.Exit(code=EXIT_COHORT_FAILURES)
+        raise typer.Exit(code=CODE_COHORT_INCOMPLETE)
 
 
 @app.command()
