@@ -68,3 +68,19 @@ def test_markup_and_escapes_in_paths_are_shown_literally(tmp_path):
 
 def test_at_least_forty_cases():
     assert len(CASES) >= 40
+
+
+def test_two_equal_series_are_listed_and_series_picks_one(tmp_path):
+    from hostile_cases import _dicom_series
+
+    from vertaug.anatomy.io import load_ct
+    from vertaug.errors import FileFormatError
+
+    _dicom_series(tmp_path / "dcm", uid="1.2.3.4")
+    _dicom_series(tmp_path / "dcm", uid="1.2.3.5", start=100.0)
+    with pytest.raises(FileFormatError, match=r"1\.2\.3\.4 \(3 slices.*1\.2\.3\.5 \(3 slices"):
+        load_ct(tmp_path / "dcm")
+    a, b = load_ct(tmp_path / "dcm", "1.2.3.4"), load_ct(tmp_path / "dcm", "1.2.3.5")
+    assert b.affine_mm[2, 3] - a.affine_mm[2, 3] == pytest.approx(100.0)
+    with pytest.raises(FileFormatError, match="choose one of"):
+        load_ct(tmp_path / "dcm", "9.9")

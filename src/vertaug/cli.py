@@ -208,6 +208,8 @@ def compare(
     seed: int = typer.Option(0, "--seed", help="Seed of the fracture lines' positions."),
     phantom: Optional[str] = typer.Option(None, "--phantom", help="Use a synthetic phantom instead of CT and SEG: "
                                           "TYPE:GRADE (e.g. wedge:2) or none:0."),
+    series: Optional[str] = typer.Option(None, "--series", help="DICOM CT folder with several series: the "
+                                         "SeriesInstanceUID to read."),
 ) -> None:
     """Simulate vertebroplasty and kyphoplasty of one level and write the side-by-side report."""
     from .anatomy.io import load_ct, load_labels
@@ -240,7 +242,7 @@ def compare(
             if ct is None or seg is None:
                 raise ParameterError("vertaug compare needs CT and SEG, or --phantom TYPE:GRADE.",
                                      "give both paths, or --phantom wedge:2.")
-            ct_vol = load_ct(ct)
+            ct_vol = load_ct(ct, series)
             seg_vol = load_labels(seg, ct_vol, "segmentation")
             body_vol = load_labels(body, ct_vol, "vertebrae_body segmentation") if body is not None else None
             inputs = {"ct": str(ct), "seg": str(seg), "body": str(body) if body else None}
@@ -284,6 +286,8 @@ def fracture_cmd(
     numbering: str = typer.Option("v2", help="Label numbering: v2 (TotalSegmentator, L1=31), v1 (L1=22) or verse "
                                   "(L1=20)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the fracture lines' positions."),
+    series: Optional[str] = typer.Option(None, "--series", help="DICOM CT folder with several series: the "
+                                         "SeriesInstanceUID to read."),
 ) -> None:
     """Fracture one level of a CT virtually and write the fractured CT, labels, body map and fracture-zone map."""
     import json
@@ -296,7 +300,7 @@ def fracture_cmd(
 
     try:
         check_output_dir(out, "--out")
-        ct_vol = load_ct(ct)
+        ct_vol = load_ct(ct, series)
         seg_vol = load_labels(seg, ct_vol, "segmentation")
         body_vol = load_labels(body, ct_vol, "vertebrae_body segmentation") if body is not None else None
         fr = fracture_level(ct_vol, seg_vol, level, kind, grade, deformity=deformity, cleft=cleft,

@@ -227,12 +227,16 @@ def _check_finite(data: np.ndarray, path: Path | str, what: str) -> None:
             )
 
 
-def load_ct(path: str | Path) -> Volume:
-    """Load a CT from a NIfTI file or a folder of DICOM slices; HU as float32 in canonical RAS+."""
+def load_ct(path: str | Path, series_uid: str | None = None) -> Volume:
+    """Load a CT from a NIfTI file or a folder of DICOM slices (``series_uid``: which series of the folder); HU as
+    float32 in canonical RAS+."""
     path = Path(path)
     if not path.exists():
         raise _not_found(path, "CT")
-    vol = load_dicom_series(path) if path.is_dir() else load_nifti(path, "CT")
+    if series_uid is not None and not path.is_dir():
+        raise FileFormatError(f"--series {series_uid} was given but the CT '{path}' is a file, not a DICOM folder.",
+                              "leave --series out for a NIfTI CT.")
+    vol = load_dicom_series(path, series_uid) if path.is_dir() else load_nifti(path, "CT")
     hu = np.asarray(vol.data, dtype=np.float32)
     _check_finite(hu, path, "CT")
     lo, hi = float(hu.min()), float(hu.max())
@@ -382,7 +386,7 @@ def _choose_series(slices: list, folder: Path, series_uid: str | None) -> list:
             raise FileFormatError(
                 f"DICOM folder '{folder}' holds {len(by_series)} series and the largest two have {sizes[0]} slices "
                 f"each, so which one is the CT is ambiguous: {listing}.",
-                "copy the series you mean into a folder of its own (or give its UID where --series is offered).")
+                "give --series UID (compare, fracture), or copy the series you mean into a folder of its own.")
         chosen = max(by_series.values(), key=len)
     if len(chosen) < 2:
         raise InvalidValueError(
