@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from . import DISCLAIMER, __version__
-from .errors import InputError
+from .errors import InputError, check_output_dir, check_output_file, terminal_safe
 
 app = typer.Typer(
     name="vertaug",
@@ -31,18 +31,32 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 _DEFAULT_WORKERS = 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
+#: Exit codes: 2 bad input (one line: the problem and the fix), 3 a solver failure, 4 a cohort with failed or lost
+#: tasks (every good row written).
+CODE_BAD_INPUT = 2
+CODE_NUMERICAL_FAILURE = 3
+CODE_COHORT_INCOMPLETE = 4
+
+
+def _say(prefix: str, text: str) -> None:
+    """One line on stderr: ``text`` escaped (no rich markup, no control characters from file names)."""
+    from rich.markup import escape
+
+    err_console.print(f"{prefix} {escape(terminal_safe(text))}", soft_wrap=True, highlight=False)
+
+
 def _fail(exc: InputError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(code=2)
+    _say("[bold red]error:[/]", str(exc))
+    raise typer.Exit(code=CODE_BAD_INPUT)
 
 
 def _numerical_failure(exc: RuntimeError) -> None:
     """A solver that did not converge (not bad input): one line and exit 3; VERTAUG_TRACEBACK=1 shows the traceback."""
     if os.environ.get("VERTAUG_TRACEBACK"):
         raise exc
-    err_console.print(f"[bold red]numerical failure:[/] {exc} Fix: not an input error; try --workers 1 or another "
-                      "--spacing, and report it with the output of VERTAUG_TRACEBACK=1.")
-    raise typer.Exit(code=3)
+    _say("[bold red]numerical failure:[/]", f"{exc} Fix: not an input error; try --workers 1 or another "
+         "--spacing, and report it with the output of VERTAUG_TRACEBACK=1.")
+    raise typer.Exit(code=CODE_NUMERICAL_FAILURE)
 
 
 @app.callback(invoke_without_command=True)
@@ -67,6 +81,8 @@ def morpho(
     from .report.morpho_table import print_morphometry, write_morphometry_json
 
     try:
+        if json_out is not None:
+            check_output_file(json_out, "--json")
         spine = measure_spine(ct, seg, body=body, numbering=numbering)
     except InputError as exc:
         _fail(exc)
@@ -153,6 +169,14 @@ def _fracture_spec(spec: str, option: str) -> tuple[str, int]:
     return kind.strip().lower(), g
 
 
+def _check_run_options(spacing_mm: float, workers: int) -> None:
+    """--spacing and --workers of compare/demo, checked before anything is loaded (same ranges as the model's)."""
+    from .errors import check_range
+
+    check_range("--spacing", spacing_mm, 0.25, 3.0, "mm", "use --spacing 1.0 (default) or 0.5 mm; 2 for a quick look.")
+    check_range("--workers", workers, 1, 2, "", "use --workers 1 (serial) or 2 (VP and KP chains side by side).")
+
+
 @app.command()
 def compare(
     ct: Optional[Path] = typer.Argument(None, help="CT: a NIfTI file or a folder of DICOM slices (HU); "
@@ -184,6 +208,8 @@ def compare(
     seed: int = typer.Option(0, "--seed", help="Seed of the fracture lines' positions."),
     phantom: Optional[str] = typer.Option(None, "--phantom", help="Use a synthetic phantom instead of CT and SEG: "
                                           "TYPE:GRADE (e.g. wedge:2) or none:0."),
+    series: Optional[str] = typer.Option(None, "--series", help="DICOM CT folder with several series: the "
+                                         "SeriesInstanceUID to read."),
 ) -> None:
     """Simulate vertebroplasty and kyphoplasty of one level and write the side-by-side report."""
     from .anatomy.io import load_ct, load_labels
@@ -194,6 +220,8 @@ def compare(
     from .report.summary import print_comparison
 
     try:
+        check_output_dir(out, "--out")
+        _check_run_options(spacing, workers)
         vp = Vertebroplasty(volume_ml=vp_volume, rate_ml_s=vp_rate, approach=approach, cement=cement or "low")
         kp = Kyphoplasty(balloon_ml=kp_balloon, approach=approach, cement=cement or "high")
         fr = None
@@ -215,7 +243,7 @@ def compare(
             if ct is None or seg is None:
                 raise ParameterError("vertaug compare needs CT and SEG, or --phantom TYPE:GRADE.",
                                      "give both paths, or --phantom wedge:2.")
-            ct_vol = load_ct(ct)
+            ct_vol = load_ct(ct, series)
             seg_vol = load_labels(seg, ct_vol, "segmentation")
             body_vol = load_labels(body, ct_vol, "vertebrae_body segmentation") if body is not None else None
             inputs = {"ct": str(ct), "seg": str(seg), "body": str(body) if body else None}
@@ -255,6 +283,8 @@ def fracture_cmd(
     numbering: str = typer.Option("v2", help="Label numbering: v2 (TotalSegmentator, L1=31), v1 (L1=22) or verse "
                                   "(L1=20)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the fracture lines' positions."),
+    series: Optional[str] = typer.Option(None, "--series", help="DICOM CT folder with several series: the "
+                                         "SeriesInstanceUID to read."),
 ) -> None:
     """Fracture one level of a CT virtually and write the fractured CT, labels, body map and fracture-zone map."""
     import json
@@ -266,7 +296,8 @@ def fracture_cmd(
     from .anatomy.morphometry import measure_volumes
 
     try:
-        ct_vol = load_ct(ct)
+        check_output_dir(out, "--out")
+        ct_vol = load_ct(ct, series)
         seg_vol = load_labels(seg, ct_vol, "segmentation")
         body_vol = load_labels(body, ct_vol, "vertebrae_body segmentation") if body is not None else None
         fr = fracture_level(ct_vol, seg_vol, level, kind, grade, deformity=deformity, cleft=cleft,
@@ -311,6 +342,8 @@ def demo(
     from .demo import run_demo
 
     try:
+        check_output_dir(out, "--out")
+        _check_run_options(spacing, workers)
         run_demo(out, console, spacing_mm=spacing, fluoro=fluoro, thermal=thermal, mechanics=mechanics,
                  workers=workers, fracture=fracture)
     except InputError as exc:
@@ -341,6 +374,7 @@ def cohort(
     from .cohort.summary import print_summary, summarize
 
     try:
+        check_output_dir(out, "--out")
         if synthetic is not None:
             from .cohort.synthetic import write_synthetic_cohort
 
@@ -356,6 +390,11 @@ def cohort(
             console.print(f"results: {result.results_path}")
     except InputError as exc:
         _fail(exc)
+    if result.n_failed or result.n_lost:
+        _say("[bold yellow]incomplete:[/]", f"{result.n_failed} task(s) failed and {result.n_lost} were lost; every "
+             f"finished row is in {out}. Fix: see the error column of the failed rows (vertaug.cohort.run."
+             "load_results), correct those cases, and re-run with --retry-failed.")
+        raise typer.Exit(code=CODE_COHORT_INCOMPLETE)
 
 
 @app.command()
@@ -370,6 +409,9 @@ def validate(
     from .validate.run import print_table, render_docs, run_validation, write_outputs
 
     try:
+        check_output_dir(out, "--out")
+        if docs is not None:
+            check_output_file(docs, "--docs")
         records = run_validation(quick=quick, names=case or None,
                                  progress=lambda name: err_console.print(f"running {name}"))
     except InputError as exc:

@@ -20,6 +20,7 @@ longer chain on a machine with two free cores.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -173,13 +174,29 @@ def _second_process(workers: int):
         return
     import multiprocessing
 
-    pool = multiprocessing.get_context("spawn").Pool(1)
+    pool = multiprocessing.get_context("spawn").Pool(1, initializer=_die_with_parent, initargs=(os.getpid(),))
     try:
         pool.apply_async(_warm_up)
         yield pool
     finally:
         pool.terminate()
         pool.join()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: the kernel sends SIGKILL to this process when its parent dies, even by SIGKILL (prctl
+    PR_SET_PDEATHSIG); elsewhere nothing. A parent already gone (the race before prctl) ends this process at once."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except OSError:  # pragma: no cover - no glibc
+            return
+        if os.getppid() != parent_pid:
+            os._exit(1)
 
 
 def _warm_up() -> None:

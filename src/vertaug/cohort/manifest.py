@@ -26,11 +26,12 @@ the worker, and are recorded as that case's failure.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import FileFormatError, ParameterError
+from ..errors import FileFormatError, ParameterError, check_range
 from .sampling import INPUT_NAMES, UNCERTAIN_INPUTS
 
 __all__ = ["MANIFEST_COLUMNS", "Case", "parse_phantom_spec", "read_manifest", "write_manifest"]
@@ -87,7 +88,19 @@ def parse_phantom_spec(text: str, where: str = "phantom") -> dict:
         except ValueError:
             raise ParameterError(f"{where}: {key}={value!r} is not a {typ.__name__}.",
                                  f"give {key} as a {typ.__name__}.") from None
+    if "spacing_mm" in out:
+        _check_spacing(out["spacing_mm"], where)
     return out
+
+
+#: Model voxel sizes a manifest may ask for (mm); the limits of the voxel model (model.vertebra).
+SPACING_RANGE_MM = (0.25, 3.0)
+
+
+def _check_spacing(value: float, where: str) -> float:
+    return check_range("spacing_mm", value, *SPACING_RANGE_MM, "mm",
+                       f"{where}: give spacing_mm between {SPACING_RANGE_MM[0]:g} and {SPACING_RANGE_MM[1]:g} mm "
+                       "(1.0 for studies, 2 for quick tests) or leave the cell empty.")
 
 
 def _float_or_none(text: str, name: str, where: str) -> float | None:
@@ -147,10 +160,13 @@ def _case_from_row(row: dict, base: Path, where: str) -> Case:
                 fixed[p.name] = v
             else:
                 fixed[p.name] = _float_or_none(v, p.name, f"{where} ({case_id})")
+    spacing = _float_or_none(cell("spacing_mm"), "spacing_mm", f"{where} ({case_id})")
+    if spacing is not None:
+        _check_spacing(spacing, f"{where} ({case_id})")
     return Case(
         case_id=case_id, level=level, ct=_path(ct, base), seg=_path(seg, base), body=_path(cell("body"), base),
         numbering=cell("numbering") or "v2", phantom=spec, procedures=procedures,
-        spacing_mm=_float_or_none(cell("spacing_mm"), "spacing_mm", f"{where} ({case_id})"), fixed=fixed,
+        spacing_mm=spacing, fixed=fixed,
     )
 
 
@@ -160,20 +176,35 @@ def read_manifest(path: str | Path) -> list[Case]:
     if not path.is_file():
         raise FileFormatError(f"Manifest '{path}' does not exist or is not a file.",
                               "give the path of a CSV with columns case_id, level, ct, seg (or phantom).")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        missing = [c for c in ("case_id", "level") if c not in header]
-        if missing:
-            raise FileFormatError(f"Manifest '{path}' lacks the column(s) {', '.join(missing)} (header: {header}).",
-                                  "add a header row: case_id,level,ct,seg,body,phantom,procedures.")
-        known = set(MANIFEST_COLUMNS) | set(INPUT_NAMES)
-        extra = [c for c in header if c not in known]
-        if extra:
-            raise FileFormatError(f"Manifest '{path}' has unknown column(s) {extra}.",
-                                  f"use only {', '.join(MANIFEST_COLUMNS + INPUT_NAMES)}.")
-        cases = [_case_from_row(row, path.parent.resolve(), f"manifest '{path.name}' line {i + 2}")
-                 for i, row in enumerate(reader)]
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+        if "\0" in text:
+            raise FileFormatError(f"Manifest '{path}' holds NUL bytes: it is a binary file, not a CSV text.",
+                                  "give the CSV itself (saved as 'CSV UTF-8'), not a spreadsheet or archive.")
+        return _read_rows(csv.DictReader(io.StringIO(text, newline="")), path)
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(f"Manifest '{path}' is not UTF-8 text (byte {exc.start}: {exc.reason}); it may be "
+                              "Latin-1/Windows-1252 or not a CSV at all.",
+                              "save it as 'CSV UTF-8' (Excel) or convert it, e.g. iconv -f latin1 -t utf-8.") from None
+    except csv.Error as exc:
+        raise FileFormatError(f"Manifest '{path}' is not a readable CSV ({exc}).",
+                              "give a plain-text CSV with a header row: case_id,level,ct,seg (or phantom).") from None
+
+
+def _read_rows(reader: csv.DictReader, path: Path) -> list[Case]:
+    """Cases of the rows of ``reader`` (the manifest at ``path``), header and duplicates checked."""
+    header = reader.fieldnames or []
+    missing = [c for c in ("case_id", "level") if c not in header]
+    if missing:
+        raise FileFormatError(f"Manifest '{path}' lacks the column(s) {', '.join(missing)} (header: {header}).",
+                              "add a header row: case_id,level,ct,seg,body,phantom,procedures.")
+    known = set(MANIFEST_COLUMNS) | set(INPUT_NAMES)
+    extra = [c for c in header if c not in known]
+    if extra:
+        raise FileFormatError(f"Manifest '{path}' has unknown column(s) {extra}.",
+                              f"use only {', '.join(MANIFEST_COLUMNS + INPUT_NAMES)}.")
+    cases = [_case_from_row(row, path.parent.resolve(), f"manifest '{path.name}' line {i + 2}")
+             for i, row in enumerate(reader)]
     if not cases:
         raise FileFormatError(f"Manifest '{path}' lists no cases.", "add one row per case under the header.")
     seen: set[str] = set()

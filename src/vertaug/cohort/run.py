@@ -36,6 +36,7 @@ import socket
 import time
 import traceback
 import uuid
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..errors import InputError, ParameterError
+from ..errors import FileFormatError, InputError, ParameterError, check_range
 from .manifest import Case, read_manifest
 from .sampling import INPUT_NAMES, UNCERTAIN_INPUTS, case_samples
 
@@ -68,6 +69,13 @@ __all__ = [
 RESULTS_FILE = "results.parquet"
 PARTS_DIR = "parts"
 CONFIG_FILE = "cohort.json"
+#: Most samples per case: each sample is one model run (seconds to minutes), so 1e5 is already weeks of CPU; the
+#: samples' table is built up front (a 1e9 request would allocate ~45 GiB before any work).
+MAX_SAMPLES = 100_000
+#: Seconds to wait for a Dask scheduler given by address before giving up with a one-line error.
+SCHEDULER_TIMEOUT_S = 10.0
+#: Suffix given to a part file that cannot be read (its task is run again; the file is kept for inspection).
+CORRUPT_SUFFIX = ".corrupt"
 #: Columns kept as integers; every other number is written as float64 so part files share one schema.
 INT_COLUMNS = frozenset({"sample", "seed", "worker_pid", "genant_grade"})
 #: Models kept per worker process, so the samples of one case build its model once.
@@ -271,6 +279,29 @@ def _parts_dir(out_dir: Path) -> Path:
     return Path(out_dir) / PARTS_DIR
 
 
+def _readable_part(path: Path) -> bool:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException):
+        return False
+    return True
+
+
+def quarantine_corrupt_parts(out_dir: str | Path) -> list[Path]:
+    """Rename part files that are not readable Parquet to ``*.parquet.corrupt`` (their tasks run again); the list."""
+    parts = _parts_dir(Path(out_dir))
+    moved = []
+    for p in sorted(parts.glob("*.parquet")) if parts.is_dir() else []:
+        if not _readable_part(p):
+            target = p.with_name(p.name + CORRUPT_SUFFIX)
+            os.replace(p, target)
+            moved.append(target)
+    return moved
+
+
 def finished_keys(out_dir: str | Path, include_failed: bool = True) -> set[str]:
     """Keys of the tasks that have a part file in ``out_dir`` (optionally only the successful ones)."""
     parts = _parts_dir(Path(out_dir))
@@ -306,7 +337,7 @@ def load_results(out_dir: str | Path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    parts = sorted(_parts_dir(Path(out_dir)).glob("*.parquet"))
+    parts = [p for p in sorted(_parts_dir(Path(out_dir)).glob("*.parquet")) if _readable_part(p)]
     if not parts:
         raise InputError(f"No cohort results in '{out_dir}'.", "run `vertaug cohort MANIFEST --out DIR` first.")
     table = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="permissive")
@@ -341,7 +372,17 @@ def _task_name(task_fn: TaskFn) -> str:
 def _check_config(out_dir: Path, config: dict) -> None:
     path = out_dir / CONFIG_FILE
     if path.exists():
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            old = exc
+        if not isinstance(old, dict):
+            why = old if isinstance(old, Exception) else "not a JSON object"
+            raise FileFormatError(
+                f"'{path}' is not a readable cohort settings file ({why}), so it is unknown whether the parts in "
+                "this folder match this run.",
+                f"if the parts were written with --samples {config['samples']} --seed {config['seed']}, delete "
+                f"'{path}' and re-run (it is rewritten); otherwise give a new --out folder.")
         for k in ("samples", "seed", "task"):
             if old.get(k) != config[k]:
                 raise ParameterError(
@@ -423,10 +464,11 @@ def run_cohort(
     Re-running with the same ``out_dir``, ``samples``, ``seed`` and ``task_fn`` runs only the missing tasks.
     """
     t0 = time.perf_counter()
-    samples = int(samples)
-    if samples < 1:
-        raise ParameterError(f"Parameter samples={samples} is below 1.", "give --samples 1 or more.")
+    samples = int(check_range("samples", samples, 1, MAX_SAMPLES, "",
+                              f"give --samples between 1 and {MAX_SAMPLES} (each sample is one model run)."))
     cases = manifest if isinstance(manifest, list) else read_manifest(manifest)
+    if scheduler and scheduler != "serial" and client is None:
+        _check_scheduler_address(scheduler)
     out_dir = Path(out_dir)
     _parts_dir(out_dir).mkdir(parents=True, exist_ok=True)
     config = {"samples": samples, "seed": int(seed), "task": _task_name(task_fn), "vertaug_version": __version__,
@@ -435,6 +477,9 @@ def run_cohort(
                                   "source": p.source} for p in UNCERTAIN_INPUTS}}
     _check_config(out_dir, config)
     tasks = make_tasks(cases, samples, seed)
+    for bad in quarantine_corrupt_parts(out_dir):
+        msg = f"note: unreadable part file renamed to {bad.name}; its task runs again."
+        console.print(msg, markup=False) if console is not None else warnings.warn(msg, stacklevel=2)
     done = finished_keys(out_dir, include_failed=not retry_failed)
     todo = [t for t in tasks if t.key not in done]
     counts = {"written": 0, "failed": 0, "lost": 0}
@@ -458,13 +503,35 @@ def run_cohort(
                      time.perf_counter() - t0, results, label)
 
 
+def _check_scheduler_address(address: str) -> None:
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, loc = parse_address(address)
+        ok = scheme in ("tcp", "tls", "inproc", "ucx", "ws", "wss") and bool(loc)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            host, _ = parse_host_port(loc, default_port=8786)
+            ok = ok and bool(host) and all(c.isalnum() or c in ".-_:" for c in host)
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise ParameterError(f"--scheduler {address!r} is not a Dask scheduler address.",
+                             "give e.g. tcp://host:8786, 'serial', or leave it out for a local cluster.")
+
+
 def _run_dask(todo, task_fn, record, counts, bar, job, scheduler, n_workers, client) -> str:
     from distributed import Client, as_completed
 
     own_client = own_cluster = None
     if client is None:
         if scheduler:
-            own_client = client = Client(scheduler)
+            try:
+                own_client = client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
+            except (OSError, TimeoutError) as exc:
+                raise ParameterError(f"No Dask scheduler answered at {scheduler!r} within {SCHEDULER_TIMEOUT_S:g} s "
+                                     f"({type(exc).__name__}).", "start it (dask scheduler) or check the address "
+                                     "and port; leave --scheduler out for a local cluster.") from None
         else:
             own_client, own_cluster = local_cluster(n_workers)
             client = own_client

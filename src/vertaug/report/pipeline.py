@@ -48,9 +48,10 @@ def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Vol
     workers = int(check_range("workers", workers, 1, 2, "", "1 (serial) or 2 (VP and KP chains side by side)."))
     final = Path(out)
     final.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_partials(final)
     # everything is written to a hidden temporary folder and moved into place at the end: a failed run leaves no
     # partial report that looks complete
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
     try:
         job = _Job(ct, seg, level, body, numbering, spacing_mm, vp, kp, thermal, mechanics, fluoro, inputs, workers,
                    fracture)
@@ -63,6 +64,27 @@ def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Vol
         os.replace(p, final / p.name)
     tmp.rmdir()
     return ReportRun(comparison, study, {k: final / v.name for k, v in written.items()})
+
+
+def sweep_stale_partials(final: Path) -> list[Path]:
+    """Remove the hidden ``.NAME.partial-PID-*`` folders of ``final`` left by runs that were killed (PID gone)."""
+    removed = []
+    for p in Path(final).parent.glob(f".{Path(final).name}.partial-*"):
+        pid = p.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
+        if p.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True, eq=False)
