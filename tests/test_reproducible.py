@@ -12,7 +12,7 @@ from vertaug.cli import app
 
 def _run(out, workers):
     r = CliRunner().invoke(app, ["compare", "--phantom", "wedge:2", "--level", "L1", "--out", str(out), "--spacing",
-                                 "1", "--no-thermal", "--no-mechanics", "--workers", str(workers)])
+                                 "2", "--no-thermal", "--no-mechanics", "--workers", str(workers)])
     assert r.exit_code == 0, r.output
     data = json.loads((out / "comparison.json").read_text())
     data.pop("timings_s")
