@@ -150,7 +150,8 @@ def _study_figures(study: Study, out: Path) -> dict[str, list[tuple[Path, str]]]
     exotherms = {n: r.exotherm for n, r in study.runs.items() if r.exotherm is not None}
     if exotherms:
         figs["both"].append((fg.temperature_figure(exotherms, out / "temperature.png"),
-                             "Temperature at the cement core, canal wall and cortex"))
+                             "Temperature: cement-core voxel, canal wall and cortex over time; "
+                             "thin lines: the peak of all cement voxels, as in the table"))
     states = _reported_states(study)
     if states:
         figs["both"].append((fg.stiffness_figure({k: v.to_dict() for k, v in states.items()}, out / "stiffness.png"),
@@ -214,4 +215,6 @@ def _fluoro(ct, study: Study, out: Path) -> dict[str, Path]:
                 frames.append(fluoro.FluoroFrame(f"cement {vol:.1f} mL", cement_fraction=part, cannulas=cannulas))
         frames.append(fluoro.FluoroFrame("cannula removed", cement_fraction=f.astype(np.float32)))
         procs[name] = (grid, frames)
-    return {k: Path(v) for k, v in fluoro.write_fluoro(out, ct, procs).items()}
+    # every frame is a key frame (the balloon inflated included): at most six per procedure
+    n_key = max(len(frames) for _, frames in procs.values())
+    return {k: Path(v) for k, v in fluoro.write_fluoro(out, ct, procs, n_key=n_key).items()}
