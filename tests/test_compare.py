@@ -83,7 +83,12 @@ def test_ranges_decide_favoured_and_small_values_print_as_none():
     assert rows["leaked_ml"].vp_text == rows["leaked_ml"].kp_text == "none"
     assert rows["leaked_ml"].diff_text == "0" and rows["leaked_ml"].favoured == "equal"
     assert "no leak path" in rows["leaked_ml"].reason
-    assert rows["strength_n"].favoured == "equal"  # -198 N, within the FE resolution range
+    from vertaug.report.uncertainty import FE_RESOLUTION_REL
+
+    rel = FE_RESOLUTION_REL["strength_n"]
+    for factor, expected in ((1.5, "equal"), (2.5, "VP")):  # the range of the difference is ~2 x rel x value
+        r = metric_rows({"strength_n": 6000.0}, {"strength_n": 6000.0 * (1 - factor * rel)}, ctx=ctx)[0]
+        assert r.favoured == expected, (factor, r)
     assert rows["peak_temperature_c"].favoured == "VP"  # 2.8 C, beyond +/-1.2 C
     lo, hi = rows["peak_temperature_c"].difference - rows["peak_temperature_c"].diff_u, \
         rows["peak_temperature_c"].difference + rows["peak_temperature_c"].diff_u

@@ -109,6 +109,8 @@ class MetricRow:
         if u is None or u == 0:
             return ""
         u = u / 1e6 if self.key in _PA_TO_MPA else u
+        if u < 0.5 * 10.0 ** -_decimals(_spec(self.key).fmt):  # under the last digit shown: no range to show
+            return ""
         text = f"{u:.2g}" if u < 100 else f"{u:,.0f}"
         return "\u00b1" + (f"{float(text):g}" if "e" in text else text)
 
@@ -619,11 +621,17 @@ def _save_described(arr: np.ndarray, affine_mm: np.ndarray, path: Path, descrip:
     return path
 
 
-def necrosis_fraction(omega: np.ndarray, cement_fraction: np.ndarray) -> np.ndarray:
-    """Tissue volume fraction of each voxel that is necrotic (Omega >= 1): 1 - cement fraction where Omega >= 1,
-    as the report's thermal necrosis volume counts it (the cement in a voxel is not tissue)."""
-    dead = np.asarray(omega) >= 1.0
-    return np.where(dead, 1.0 - np.clip(np.asarray(cement_fraction, float), 0.0, 1.0), 0.0).astype(np.float32)
+def necrosis_fraction(omega: np.ndarray, cement_fraction: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Tissue volume fraction of each voxel that is necrotic (Omega >= 1), as the report's thermal necrosis volume
+    counts it (physics.thermal): 1 - phi_c, with phi_c = min(1, f / pore) * pore the cement placed in the voxel's
+    pore space (procedures.exotherm; pore of the label from thermal.LABEL_THERMAL, 0 where the label has none)."""
+    from ..physics import thermal
+
+    pore = np.array([thermal.LABEL_THERMAL[i].pore_fraction if i in thermal.LABEL_THERMAL else 0.0
+                     for i in range(256)])[np.asarray(labels, dtype=np.intp)]
+    f = np.asarray(cement_fraction, dtype=float)
+    phi_c = np.where(pore > 0, np.minimum(1.0, f / np.where(pore > 0, pore, 1.0)) * pore, 0.0)
+    return np.where(np.asarray(omega) >= 1.0, 1.0 - phi_c, 0.0).astype(np.float32)
 
 
 def _write_overlays(c: Comparison, ct: Volume, out: Path, exotherms: dict, strain_fields: dict) -> dict[str, Path]:
@@ -671,7 +679,7 @@ def _procedure_overlays(tag: str, outcome, ex, ct: Volume, out: Path) -> dict[st
         out / f"damage_omega_{low}.nii.gz", f"{tag} Arrhenius damage integral Omega, dimensionless, nearest",
         "omega")
     written[f"nifti_necrosis_{tag}"] = _save_described(
-        deposit_to_ct(necrosis_fraction(ex.omega, f), model.affine_mm, ct), ct.affine_mm,
+        deposit_to_ct(necrosis_fraction(ex.omega, f, model.labels), model.affine_mm, ct), ct.affine_mm,
         out / f"thermal_necrosis_{low}.nii.gz",
         f"{tag} necrotic tissue (Omega>=1, cement excluded), mL/mL (volume-conserving)", "necrosis_ml_per_ml")
     return written
