@@ -124,3 +124,19 @@ def test_terminal_table_fits_80_columns_without_cutting_numbers():
     text = buf.getvalue()
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "…" not in text and "621980" in text and "3,319" in text
+
+
+def test_a_virtual_fracture_is_said_first_with_the_heights_before_and_after():
+    from types import SimpleNamespace
+
+    from vertaug.report.compare import fracture_lead
+
+    after = SimpleNamespace(evaluable=True, height_anterior_mm=18.2, height_posterior_mm=28.9)
+    c = SimpleNamespace(level="L1", spine=SimpleNamespace(levels={"L1": after}), inputs={
+        "fracture": {"type": "wedge", "grade": 2, "deformity_target": 0.3, "deformity_measured": 0.31, "cleft": True},
+        "morphometry_before": {"height_anterior_mm": 25.5, "height_posterior_mm": 30.8}})
+    text = fracture_lead(c)
+    assert text.startswith("This is a simulated fracture of a real vertebra")
+    assert "wedge fracture, Genant grade 2" in text and "31 %" in text and "gas cleft" in text
+    assert "Ha 25.5" in text and "Ha 18.2" in text
+    assert fracture_lead(SimpleNamespace(level="L1", spine=None, inputs={})) == ""
