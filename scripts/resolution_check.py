@@ -2,8 +2,8 @@
 
 The numbers set the numerical uncertainty of the FE rows in the report (``vertaug.report.uncertainty``: the largest
 change between the 1 mm model and the finer ones). Measured 2026-11-30 (loaded machine, times not comparable):
-1.5 mm 42322 N/mm, 4511 N; 1 mm 54858 N/mm, 5559 N; 0.75 mm 53775 N/mm, 5559 N; 0.5 mm stiffness 55105 N/mm
-(docs/report.md). Coarser than 1 mm the one-voxel cortex shell thickens and the stiffness drops: not a convergence
+1.5 mm 42322 N/mm, 4511 N; 1 mm 54858 N/mm, 5559 N; 0.75 mm 53775 N/mm, 5559 N; 0.5 mm 55105 N/mm, 5645 N (32 min
+on the loaded machine). Coarser than 1 mm the one-voxel cortex shell thickens and the stiffness drops: not a convergence
 check. Usage: ``PYTHONPATH=src python3 scripts/resolution_check.py [SPACINGS_MM ...]``.
 """
 
