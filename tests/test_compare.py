@@ -97,8 +97,8 @@ def test_ranges_decide_favoured_and_small_values_print_as_none():
 
 
 def test_evidence_numbers_and_p_values_read_as_written():
-    from vertaug.report.html import num, p_text
     from vertaug.report.compare import _span
+    from vertaug.report.html import num, p_text
 
     assert num(9837.0) == "9,837" and num(1.7) == "1.7" and num(None) == ""
     assert p_text("<0.001") == "p < 0.001" and p_text("0.03") == "p = 0.03"

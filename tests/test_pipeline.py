@@ -189,7 +189,7 @@ def test_error_in_the_kp_worker_reaches_the_caller_and_leaves_no_report(tmp_path
 
 @pytest.mark.slow
 def test_every_favoured_mark_has_a_range_that_excludes_zero(grade2_run):
-    _, written, c, _ = grade2_run
+    _, written, _, _ = grade2_run
     data = json.loads(written["json"].read_text())
     simulated = [m for m in data["metrics"] if "(evidence)" not in m["label"]]
     for m in simulated:

@@ -328,7 +328,10 @@ def _clean(obj):
 def _metric_dict(r: MetricRow) -> dict:
     """One row of comparison.json, in the row's display unit (MPa for pressures)."""
     k = 1e-6 if r.unit == "MPa" else 1.0
-    sc = lambda x: None if x is None else x * k  # noqa: E731
+
+    def sc(x):
+        return None if x is None else x * k
+
     rng = None
     if r.difference is not None and r.diff_u is not None:
         rng = [sc(r.difference - r.diff_u), sc(r.difference + r.diff_u)]

@@ -35,8 +35,8 @@ from importlib.resources import files
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Trust", "half_widths", "detection_limit", "row_reason", "trust_marks", "VALIDATION_FOR_METRIC",
-           "TEMPERATURE_RESOLUTION_C", "FE_RESOLUTION_REL", "PRESSURE_REL"]
+__all__ = ["FE_RESOLUTION_REL", "PRESSURE_REL", "TEMPERATURE_RESOLUTION_C", "VALIDATION_FOR_METRIC", "Trust",
+           "detection_limit", "half_widths", "row_reason", "trust_marks"]
 
 #: Largest change of a peak cement temperature, 1 mm vs 0.5 mm model of the demo level (KP 93.1 vs 92.5 C).
 TEMPERATURE_RESOLUTION_C = 0.6

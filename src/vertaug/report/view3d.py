@@ -16,7 +16,7 @@ import io
 
 import numpy as np
 
-__all__ = ["render_views", "N_VIEWS"]
+__all__ = ["N_VIEWS", "render_views"]
 
 #: Azimuths rendered (every 360 / N_VIEWS degrees).
 N_VIEWS = 12
