@@ -204,3 +204,66 @@ def test_pipeline_on_a_virtual_fracture_records_it_and_writes_its_scan(tmp_path)
     assert {"figure_before_fracture", "nifti_fractured_ct", "nifti_fracture_zone"} <= set(run.paths)
     assert np.array_equal(load_ct(run.paths["nifti_fractured_ct"]).data, np.asarray(fr.ct.data, np.float32))
     assert any("virtual fracture" in n for n in c.vertebra.notes)  # the zone map reached the model
+    before = c.inputs["morphometry_before"]  # the level as scanned: intact, taller at the front than after
+    assert before["genant_grade"] == 0 and before["height_anterior_mm"] > c.spine["L1"].height_anterior_mm + 3.0
+    assert "simulated fracture of a real vertebra" in run.paths["html"].read_text()
+
+
+@pytest.mark.slow
+def test_every_favoured_mark_has_a_range_that_excludes_zero(grade2_run):
+    _, written, _, _ = grade2_run
+    data = json.loads(written["json"].read_text())
+    simulated = [m for m in data["metrics"] if "(evidence)" not in m["label"]]
+    for m in simulated:
+        if m["favoured"] in ("VP", "KP"):
+            lo, hi = m["kp_minus_vp_range"]
+            assert lo > 0 or hi < 0, m
+        elif m["favoured"] == "equal" and m["kp_minus_vp_range"] is not None:
+            lo, hi = m["kp_minus_vp_range"]
+            assert lo <= 0 <= hi, m
+    # the FE rows and the temperatures have ranges; a volume under one voxel is none
+    keyed = {m["key"]: m for m in simulated}
+    for key in ("peak_temperature_c", "stiffness_n_per_mm", "strength_n", "necrosis_volume_ml"):
+        assert keyed[key]["kp_minus_vp_range"] is not None, key
+
+
+@pytest.mark.slow
+def test_overlay_volumes_equal_the_reports(grade2_run):
+    """Cement overlays sum to the model's cement, thermal_necrosis_* to the report's necrosis row, within 1 %."""
+    ph, written, c, _ = grade2_run
+    rows = {r.key: r for r in c.rows}
+    ml = ph.ct.voxel_volume_mm3 / 1000.0
+    for tag, outcome in (("VP", c.vp), ("KP", c.kp)):
+        model_ml = float(np.asarray(outcome.cement_fraction, float).sum()) * outcome.model_after.voxel_volume_m3 * 1e6
+        assert load_ct(written[f"nifti_cement_{tag}"]).data.sum() * ml == pytest.approx(model_ml, rel=0.01)
+        necro = load_ct(written[f"nifti_necrosis_{tag}"]).data.sum() * ml
+        assert necro == pytest.approx(getattr(rows["necrosis_volume_ml"], tag.lower()), rel=0.01, abs=1e-3)
+    import nibabel as nib
+
+    labels_model = nib.load(written["nifti_labels_model_grid"])
+    assert set(np.unique(np.asanyarray(labels_model.dataobj))) == set(np.unique(c.vertebra.labels))
+    assert b"labels" in labels_model.header["descrip"].tobytes()
+    assert b"mL/mL" in nib.load(written["nifti_cement_VP"]).header["descrip"].tobytes()
+
+
+@pytest.mark.slow
+def test_no_value_under_its_detection_limit_shows_as_non_zero(grade2_run):
+    _, written, c, _ = grade2_run
+    html = written["html"].read_text()
+    assert "-0.000" not in html and "-0.00<" not in html
+    for r in c.rows:
+        for v, text in ((r.vp, r.vp_text), (r.kp, r.kp_text)):
+            if r.limit is not None and v is not None and abs(v) < r.limit:
+                assert text == "none", (r.key, v, text)
+            if v is not None and text not in ("none", "-"):
+                assert not text.startswith("-0") or float(text.replace(",", "")) != 0.0, (r.key, text)
+
+
+@pytest.mark.slow
+def test_report_has_a_self_contained_3d_view(grade2_run):
+    _, written, c, _ = grade2_run
+    html = written["html"].read_text()
+    assert 'id="v3d"' in html and "<script" in html
+    assert "http://" not in html.split('id="v3d"')[1].split("</script>")[0]  # no network in the viewer
+    assert "https://" not in html.split('id="v3d"')[1].split("</script>")[0]
+    assert c.timings_s["view3d"] < 30.0

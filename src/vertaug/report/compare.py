@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import DISCLAIMER, __version__
-from ..anatomy.io import Volume, save_nifti
+from ..anatomy.io import Volume
 from ..anatomy.morphometry import SpineMorphometry
 from ..clinical import evidence as ev
 from ..constants import BODY_TEMPERATURE_C
@@ -27,7 +28,7 @@ from ..model.vertebra import Vertebra, label_counts
 from .claims import Claim, check_claims
 
 __all__ = ["MetricSpec", "MetricRow", "Comparison", "METRICS", "metric_rows", "compare", "write_outputs",
-           "resample_to_ct"]
+           "resample_to_ct", "deposit_to_ct", "necrosis_fraction"]
 
 
 @dataclass(frozen=True)
@@ -77,34 +78,65 @@ class MetricRow:
     vp: float | None
     kp: float | None
     difference: float | None
-    favoured: str  # "VP", "KP", "equal", "-"
+    favoured: str  # "VP", "KP", "equal" (the difference is within its range), "-"
     evidence: str
+    #: numerical half-widths (report.uncertainty) of VP, KP and the difference (None: not simulated / not measured)
+    vp_u: float | None = None
+    kp_u: float | None = None
+    diff_u: float | None = None
+    #: under this value the quantity is below the model's resolution and shows as "none" (None: no limit)
+    limit: float | None = None
+    reason: str = ""  # why the row shows no difference, from the physics
+    trust: tuple = ()  # report.uncertainty.Trust of the validation cases that test the row's model
 
     @property
     def vp_text(self) -> str:
-        return _fmt(self.vp, self.key)
+        return _fmt(self.vp, self.key, limit=self.limit)
 
     @property
     def kp_text(self) -> str:
-        return _fmt(self.kp, self.key)
+        return _fmt(self.kp, self.key, limit=self.limit)
 
     @property
     def diff_text(self) -> str:
+        if self.limit is not None and all(v is not None and abs(v) < self.limit for v in (self.vp, self.kp)):
+            return "0"
         return _fmt(self.difference, self.key, signed=True)
+
+    def range_text(self, which: str) -> str:
+        """"+/- u" of VP, KP or the difference ("diff"), in the row's display unit ("" when there is none)."""
+        u = {"vp": self.vp_u, "kp": self.kp_u, "diff": self.diff_u}[which]
+        if u is None or u == 0:
+            return ""
+        u = u / 1e6 if self.key in _PA_TO_MPA else u
+        if u < 0.5 * 10.0 ** -_decimals(_spec(self.key).fmt):  # under the last digit shown: no range to show
+            return ""
+        text = f"{u:.2g}" if u < 100 else f"{u:,.0f}"
+        return "\u00b1" + (f"{float(text):g}" if "e" in text else text)
 
 
 def _spec(key: str) -> MetricSpec:
     return next(s for s in METRICS if s.key == key)
 
 
-def _fmt(v, key, signed=False) -> str:
+def _fmt(v, key, signed=False, limit: float | None = None) -> str:
+    """A value in the row's display unit and format: "none" under the detection limit, never "-0.000"."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
+    if limit is not None and abs(v) < limit:
+        return "none"
     s = _spec(key)
     if key in _PA_TO_MPA:
         v = v / 1e6
     text = s.fmt.format(v)
+    if float(text.replace(",", "")) == 0.0:  # rounds to zero: "0" (or "< 0.001") and never "-0.000"
+        return "0" if v == 0 else "< " + s.fmt.format(10.0 ** -_decimals(s.fmt)).lstrip("+")
     return ("+" + text) if signed and v > 0 else text
+
+
+def _decimals(fmt: str) -> int:
+    m = re.search(r"\.(\d+)[fe]", fmt)
+    return int(m.group(1)) if m else 0
 
 
 def _evidence_summary(metric: str | None) -> str:
@@ -115,15 +147,32 @@ def _evidence_summary(metric: str | None) -> str:
         return ""
     parts = []
     if p.vp_range and p.kp_range:
-        parts.append(f"VP {p.vp_range[0]:g}-{p.vp_range[1]:g} vs KP {p.kp_range[0]:g}-{p.kp_range[1]:g} {p.unit}")
+        parts.append(f"VP {_span(p.vp_range)} vs KP {_span(p.kp_range)} {p.unit}")
     for cite, measure, eff, lo, hi in p.effects[:1]:
         ci = f" ({lo:g} to {hi:g})" if lo is not None and hi is not None else ""
         parts.append(f"{measure} {eff:g}{ci}, {cite}")
     return f"{p.direction}: " + "; ".join(parts) + f" [{len(p.rows)} rows]"
 
 
-def metric_rows(vp: dict, kp: dict, rel_equal: float = 0.02) -> list[MetricRow]:
-    """Side-by-side rows for every metric either outcome has; ``favoured`` by the metric's direction."""
+def _span(r) -> str:
+    """"1.7" for a range of one value, "1.2-1.7" otherwise."""
+    return f"{r[0]:g}" if r[0] == r[1] else f"{r[0]:g}-{r[1]:g}"
+
+
+def _favour(s: MetricSpec, a: float, b: float, diff: float, diff_u: float | None, rel_equal: float) -> str:
+    """"VP"/"KP" only when |KP - VP| exceeds its range (or, without one, ``rel_equal`` of the larger value)."""
+    scale = max(abs(a), abs(b), 1e-12)
+    band = diff_u if diff_u is not None else rel_equal * scale
+    if abs(diff) <= max(band, 1e-12 * scale):
+        return "equal"
+    return "KP" if (diff < 0) == (s.better == "lower") else "VP"
+
+
+def metric_rows(vp: dict, kp: dict, rel_equal: float = 0.02, ctx: dict | None = None) -> list[MetricRow]:
+    """Side-by-side rows for every metric either outcome has; ``favoured`` by the metric's direction when the
+    difference exceeds its numerical range (``ctx``: report.uncertainty's context; without it, ``rel_equal``)."""
+    from . import uncertainty as unc
+
     rows = []
     for s in METRICS:
         a, b = vp.get(s.key), kp.get(s.key)
@@ -131,18 +180,24 @@ def metric_rows(vp: dict, kp: dict, rel_equal: float = 0.02) -> list[MetricRow]:
         b = None if b is None or not math.isfinite(b) else b
         if a is None and b is None:
             continue
+        ua = ub = du = limit = None
+        reason, trust = "", ()
+        if ctx is not None:
+            ua = unc.half_widths(s.key, a, {**ctx, "omega": ctx.get("omega_VP")})
+            ub = unc.half_widths(s.key, b, {**ctx, "omega": ctx.get("omega_KP")})
+            du = ua + ub if ua is not None and ub is not None else None
+            limit = unc.detection_limit(s.key, ctx["voxel_ml"], ctx.get("injected_ml"))
+            reason = unc.row_reason(s.key, a, b, {**ctx, "u_sum": du or 0.0})
+            trust = tuple(unc.trust_marks(s.key))
+        if limit is not None:  # values under the model's resolution are none: no difference to favour
+            a = 0.0 if a is not None and abs(a) < limit else a
+            b = 0.0 if b is not None and abs(b) < limit else b
         diff = (b - a) if a is not None and b is not None else None
         fav = "-"
         if diff is not None and s.better is not None:
-            scale = max(abs(a), abs(b), 1e-12)
-            if abs(diff) <= rel_equal * scale:
-                fav = "equal"
-            elif (diff < 0) == (s.better == "lower"):
-                fav = "KP"
-            else:
-                fav = "VP"
+            fav = _favour(s, a, b, diff, du, rel_equal)
         rows.append(MetricRow(s.key, s.label, "MPa" if s.key in _PA_TO_MPA else s.unit, a, b, diff, fav,
-                              _evidence_summary(s.evidence_metric)))
+                              _evidence_summary(s.evidence_metric), ua, ub, du, limit, reason, trust))
     return rows
 
 
@@ -191,6 +246,21 @@ def _stage_metrics(run, states: dict) -> dict[str, float]:
     return m
 
 
+def _uncertainty_context(study, spine: SpineMorphometry, vp_m: dict, kp_m: dict, inputs: dict) -> dict:
+    """What report.uncertainty needs to size the ranges and give the reasons of one study's rows."""
+    v = study.pre
+    m = spine.levels.get(v.level) if hasattr(spine, "levels") else None
+    ctx = {"voxel_ml": float(v.voxel_volume_m3) * 1e6, "spacing_mm": float(v.spacing_m[0]) * 1e3,
+           "ap_depth_mm": getattr(m, "ap_depth_mm", None) if m is not None and m.evaluable else None,
+           "injected_ml": vp_m.get("injected_ml"), "fracture": "fracture" in inputs,
+           "kp_lift_mm": kp_m.get("endplate_lift_max_mm"),
+           "vp_canal_c": vp_m.get("peak_temperature_canal_c"), "kp_canal_c": kp_m.get("peak_temperature_canal_c")}
+    for name, run in study.runs.items():
+        if run.exotherm is not None:
+            ctx[f"omega_{name}"] = run.exotherm.omega
+    return ctx
+
+
 def compare(study, spine: SpineMorphometry, inputs: dict | None = None, timings_s: dict | None = None,
             states: dict | None = None, notes=()) -> Comparison:
     """Assemble the comparison of a :class:`vertaug.study.Study` with the scan's morphometry.
@@ -206,12 +276,11 @@ def compare(study, spine: SpineMorphometry, inputs: dict | None = None, timings_
     kp_m.update({k: float(v) for k, v in extra["KP"].items()})
     ev_vp, ev_kp = evidence_procedure_metrics()
     vp_m, kp_m = {**ev_vp, **vp_m}, {**ev_kp, **kp_m}
-    rows = tuple(metric_rows(vp_m, kp_m))
-    sim = {}
-    for tag, m in (("vp", vp_m), ("kp", kp_m)):
-        for key in ("leaked_ml", "height_restored_mm", "injected_ml"):
-            if key in m:
-                sim[f"{tag}_{key}"] = m[key]
+    rows = tuple(metric_rows(vp_m, kp_m, ctx=_uncertainty_context(study, spine, vp_m, kp_m, inputs or {})))
+    sim = {}  # from the rows: values under their detection limit are 0 there
+    for r in rows:
+        if r.key in ("leaked_ml", "height_restored_mm", "injected_ml"):
+            sim.update({f"{tag}_{r.key}": v for tag, v in (("vp", r.vp), ("kp", r.kp)) if v is not None})
     vertebra = study.pre
     claims = tuple(check_claims(spine[vertebra.level].density_class, sim))
     return Comparison(vertebra.level, vertebra, spine, vp, kp, rows, claims, dict(inputs or {}), dict(timings_s or {}),
@@ -256,6 +325,24 @@ def _clean(obj):
     return obj
 
 
+def _metric_dict(r: MetricRow) -> dict:
+    """One row of comparison.json, in the row's display unit (MPa for pressures)."""
+    k = 1e-6 if r.unit == "MPa" else 1.0
+
+    def sc(x):
+        return None if x is None else x * k
+
+    rng = None
+    if r.difference is not None and r.diff_u is not None:
+        rng = [sc(r.difference - r.diff_u), sc(r.difference + r.diff_u)]
+    return {"key": r.key, "label": r.label.strip(), "unit": r.unit, "vp": sc(r.vp), "kp": sc(r.kp),
+            "kp_minus_vp": sc(r.difference), "vp_halfwidth": sc(r.vp_u), "kp_halfwidth": sc(r.kp_u),
+            "kp_minus_vp_range": rng, "detection_limit": sc(r.limit), "favoured": r.favoured,
+            "reason": r.reason, "evidence": r.evidence,
+            "validation": [{"case": t.case, "quantity": t.quantity, "within": t.within,
+                            "rel_error_pct": t.rel_error_pct} for t in r.trust]}
+
+
 def comparison_dict(c: Comparison) -> dict:
     from .morpho_table import morphometry_dict
 
@@ -274,14 +361,7 @@ def comparison_dict(c: Comparison) -> dict:
             "body_volume_ml": v.body_volume_ml,
             "notes": list(v.notes),
         },
-        "metrics": [
-            {"key": r.key, "label": r.label.strip(), "unit": r.unit,
-             "vp": (r.vp / 1e6 if r.unit == "MPa" and r.vp is not None else r.vp),
-             "kp": (r.kp / 1e6 if r.unit == "MPa" and r.kp is not None else r.kp),
-             "kp_minus_vp": (r.difference / 1e6 if r.unit == "MPa" and r.difference is not None else r.difference),
-             "favoured": r.favoured, "evidence": r.evidence}
-            for r in c.rows
-        ],
+        "metrics": [_metric_dict(r) for r in c.rows],
         "claims": [{"number": k.number, "claim": k.text, "status": k.status, "finding": k.finding,
                     "evidence_ids": list(k.evidence_ids), "simulated": k.simulated} for k in c.claims],
         "mechanics_states": c.states,
@@ -292,6 +372,49 @@ def comparison_dict(c: Comparison) -> dict:
         "evidence_ids": [r.id for r in ev.load_evidence()],
         "timings_s": c.timings_s,
     })
+
+
+def _kp_pressure_words(c: Comparison) -> str:
+    """How KP's filling pressure compares with VP's in this simulation, written from the table's numbers."""
+    r = {x.key: x for x in c.rows}.get("max_injection_pressure_pa")
+    if r is None or r.vp is None or r.kp is None or r.vp <= 0:
+        return "."
+    if r.favoured == "equal":
+        return " at about the same pressure as vertebroplasty's cement in this simulation."
+    ratio = r.kp / r.vp
+    if ratio > 1:
+        return (f": in this simulation the thicker cement needed a {ratio:.0f} times higher plunger pressure "
+                f"({r.kp / 1e6:.2f} vs {r.vp / 1e6:.2f} MPa), although it flows into an open cavity.")
+    return (f": in this simulation at a lower plunger pressure than vertebroplasty's ({r.kp / 1e6:.2f} vs "
+            f"{r.vp / 1e6:.2f} MPa).")
+
+
+def fracture_lead(c: Comparison) -> str:
+    """The report's first line when the level was fractured virtually (inputs["fracture"]), else ""."""
+    fr = c.inputs.get("fracture")
+    if not fr:
+        return ""
+    if not isinstance(fr, dict):
+        return f"This is a simulated fracture of a real vertebra: {c.level} of this CT, fractured virtually ({fr})."
+    what = f"{fr.get('type', 'compression')} fracture, Genant grade {fr.get('grade', '?')}"
+    if fr.get("deformity_measured") is not None:
+        what += (f" (height loss {100 * float(fr['deformity_measured']):.0f} % measured"
+                 + (f", {100 * float(fr['deformity_target']):.0f} % asked" if fr.get("deformity_target") is not None
+                    else "") + ")")
+    extras = [name for key, name in (("cleft", "a gas cleft"), ("endplate_break", "a broken endplate"),
+                                     ("cortical_break", "a cortical break")) if fr.get(key)]
+    if extras:
+        what += " with " + " and ".join(extras)
+    before = c.inputs.get("morphometry_before")
+    after = c.spine.levels.get(c.level) if hasattr(c.spine, "levels") else None
+    hb = ""
+    if isinstance(before, dict) and after is not None and getattr(after, "evaluable", False):
+        hb = (f" Before: Ha {before.get('height_anterior_mm', float('nan')):.1f} / Hp "
+              f"{before.get('height_posterior_mm', float('nan')):.1f} mm; after the virtual fracture: Ha "
+              f"{after.height_anterior_mm:.1f} / Hp {after.height_posterior_mm:.1f} mm.")
+    return (f"This is a simulated fracture of a real vertebra: {c.level} of this CT was intact and was given a "
+            f"virtual {what} before the procedures were simulated.{hb} The morphometry below is that of the virtually "
+            "fractured level; the published evidence is about real fractures.")
 
 
 def _plain_language(c: Comparison) -> list[tuple[str, str]]:
@@ -307,8 +430,8 @@ def _plain_language(c: Comparison) -> list[tuple[str, str]]:
          "where it sets in about 10-15 minutes. It does not lift a collapsed vertebra much."),
         ("What would kyphoplasty do?",
          "A small balloon is first inflated inside the body: it packs the spongy bone aside, makes a cavity and may lift "
-         "the collapsed top plate. The balloon is then deflated and removed, and thicker cement fills the cavity at a lower "
-         "pressure. It takes longer and costs more."),
+         "the collapsed top plate. The balloon is then deflated and removed, and thicker cement fills the cavity"
+         + _kp_pressure_words(c) + " It takes longer and costs more."),
         ("How do they differ?",
          "In published studies, kyphoplasty leaks cement less often and gives back a few degrees of angle and a few "
          "millimetres of height; pain relief is about the same with both."),
@@ -319,9 +442,11 @@ def _plain_language(c: Comparison) -> list[tuple[str, str]]:
     if c.rows:
         leak = {r.key: r for r in c.rows}.get("leaked_ml")
         if leak is not None and leak.vp is not None and leak.kp is not None:
+            words = {t: ("no measurable cement (less than one model voxel)" if txt == "none" else f"{txt} mL of cement")
+                     for t, txt in (("vp", leak.vp_text), ("kp", leak.kp_text))}
             qa.append(("What did the simulation of this vertebra show?",
-                       f"With the settings used, {leak.vp:.2f} mL of cement left the vertebra in vertebroplasty and "
-                       f"{leak.kp:.2f} mL in kyphoplasty. These are model estimates, not predictions for this patient."))
+                       f"With the settings used, {words['vp']} left the vertebra in vertebroplasty and {words['kp']} "
+                       "in kyphoplasty. These are model estimates, not predictions for this patient."))
     return qa
 
 
@@ -358,6 +483,7 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
+    views3d = _views3d(c)  # first: its time joins timings_s in comparison.json
     data = comparison_dict(c)
     written["json"] = out / "comparison.json"
     written["json"].write_text(json.dumps(data, indent=2))
@@ -392,6 +518,12 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
         "evidence_groups": evidence_groups(),
         "claims": list(c.claims),
         "plain": _plain_language(c),
+        "fracture_lead": fracture_lead(c),
+        "views3d": views3d,
+        "voxel_ml": f"{v.voxel_volume_m3 * 1e6:.3g}",
+        "range_note": "numerical only: model resolution, solver step and the resolution checks of docs/report.md; "
+                      "uncertain material and cement parameters are not sampled, so real differences may be larger "
+                      "or smaller",
         "limitations": LIMITATIONS,
         "methods": [
             "Morphometry: docs/anatomy.md; voxel model and material laws: docs/materials.md, docs/file_formats.md.",
@@ -407,6 +539,20 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
     return written
 
 
+def _views3d(c: Comparison) -> list[str]:
+    """The 3-D view's frames (report.view3d), timed into ``c.timings_s['view3d']``."""
+    from .figures import DISPLAY_MIN_FRACTION
+    from .view3d import render_views
+
+    outcomes = {name: o for name, o in (("VP", c.vp), ("KP", c.kp)) if o is not None}
+    if not outcomes:
+        return []
+    t0 = time.perf_counter()
+    frames = render_views(outcomes, DISPLAY_MIN_FRACTION)
+    c.timings_s["view3d"] = time.perf_counter() - t0
+    return frames
+
+
 def _fmt_input(v) -> str:
     """An input value for the report's table: floats to 4 significant digits, dicts as key=value, lists bracketed."""
     if isinstance(v, dict):
@@ -418,6 +564,79 @@ def _fmt_input(v) -> str:
     return str(v)
 
 
+def deposit_to_ct(field_model: np.ndarray, model_affine_mm: np.ndarray, ct: Volume) -> np.ndarray:
+    """A per-voxel volume fraction on the model grid put onto the CT's grid conserving its volume.
+
+    CT coarser than the model (the usual case): each model voxel is split into ``n**3`` sub-voxels (``n`` so that
+    sub-voxels are at most half a CT voxel wide); each sub-voxel's volume counts whole in the CT voxel that contains its
+    centre (none outside the CT). CT finer than the model: each CT voxel takes the value of the model voxel holding
+    its centre (nearest neighbour), and the result is scaled so that its volume is the model's. Either way the result
+    is the fraction of each CT voxel's volume and ``sum(out) * ct_voxel_volume == sum(field) * model_voxel_volume``
+    for everything inside the CT (to float rounding)."""
+    f = np.asarray(field_model, dtype=np.float64)
+    out = np.zeros(ct.shape, dtype=np.float64)
+    idx = np.argwhere(f != 0)
+    if idx.size == 0:
+        return out.astype(np.float32)
+    m_step = np.linalg.norm(model_affine_mm[:3, :3], axis=0)
+    ct_step = np.linalg.norm(ct.affine_mm[:3, :3], axis=0)
+    m_vox = abs(np.linalg.det(model_affine_mm[:3, :3]))
+    c_vox = abs(np.linalg.det(ct.affine_mm[:3, :3]))
+    if ct_step.min() < m_step.max():  # a finer CT: nearest neighbour, then the volume restored
+        near = resample_to_ct(f.astype(np.float32), model_affine_mm, ct, order=0).astype(np.float64)
+        total = near.sum() * c_vox
+        if total > 0:
+            near *= _inside_volume(f, model_affine_mm, ct) * m_vox / total
+        return near.astype(np.float32)
+    n = int(max(1, np.ceil(2.0 * m_step.max() / ct_step.min())))
+    offs = (np.arange(n) + 0.5) / n - 0.5
+    sub = np.stack(np.meshgrid(offs, offs, offs, indexing="ij"), axis=-1).reshape(-1, 3)
+    ct_inv = np.linalg.inv(ct.affine_mm)
+    to_ct = ct_inv[:3, :3] @ model_affine_mm[:3, :3]
+    shift = ct_inv[:3, :3] @ model_affine_mm[:3, 3] + ct_inv[:3, 3]
+    w = f[tuple(idx.T)] * m_vox / (c_vox * len(sub))
+    for o in sub:
+        ijk = np.rint((idx + o) @ to_ct.T + shift).astype(int)
+        ok = np.all((ijk >= 0) & (ijk < np.array(ct.shape)), axis=1)
+        np.add.at(out, tuple(ijk[ok].T), w[ok])
+    return out.astype(np.float32)
+
+
+def _inside_volume(f: np.ndarray, model_affine_mm: np.ndarray, ct: Volume) -> float:
+    """Sum of ``f`` over the model voxels whose centre lies inside the CT (in model-voxel units)."""
+    idx = np.argwhere(f != 0)
+    ct_inv = np.linalg.inv(ct.affine_mm) @ model_affine_mm
+    ijk = np.rint(idx @ ct_inv[:3, :3].T + ct_inv[:3, 3]).astype(int)
+    ok = np.all((ijk >= 0) & (ijk < np.array(ct.shape)), axis=1)
+    return float(f[tuple(idx[ok].T)].sum())
+
+
+def _save_described(arr: np.ndarray, affine_mm: np.ndarray, path: Path, descrip: str, intent: str) -> Path:
+    """NIfTI with ``descrip`` (what and the unit, <= 80 characters) and an intent name (<= 16 characters)."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(arr), np.asarray(affine_mm, dtype=float))
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["descrip"] = descrip[:80].encode("ascii", "replace")
+    img.header.set_intent("label" if intent == "label" else "estimate", name=intent[:16])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, str(path))
+    return path
+
+
+def necrosis_fraction(omega: np.ndarray, cement_fraction: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Tissue volume fraction of each voxel that is necrotic (Omega >= 1), as the report's thermal necrosis volume
+    counts it (physics.thermal): 1 - phi_c, with phi_c = min(1, f / pore) * pore the cement placed in the voxel's
+    pore space (procedures.exotherm; pore of the label from thermal.LABEL_THERMAL, 0 where the label has none)."""
+    from ..physics import thermal
+
+    pore = np.array([thermal.LABEL_THERMAL[i].pore_fraction if i in thermal.LABEL_THERMAL else 0.0
+                     for i in range(256)])[np.asarray(labels, dtype=np.intp)]
+    f = np.asarray(cement_fraction, dtype=float)
+    phi_c = np.where(pore > 0, np.minimum(1.0, f / np.where(pore > 0, pore, 1.0)) * pore, 0.0)
+    return np.where(np.asarray(omega) >= 1.0, 1.0 - phi_c, 0.0).astype(np.float32)
+
+
 def _write_overlays(c: Comparison, ct: Volume, out: Path, exotherms: dict, strain_fields: dict) -> dict[str, Path]:
     written = {}
     v = c.vertebra
@@ -425,25 +644,45 @@ def _write_overlays(c: Comparison, ct: Volume, out: Path, exotherms: dict, strai
         if fld is not None and np.shape(fld) == v.shape:
             tag = "pre" if state == "pre-treatment" else state.lower()
             arr = resample_to_ct(np.asarray(fld, np.float32), v.affine_mm, ct, order=1)
-            written[f"nifti_strain_at_failure_pct_{tag}"] = save_nifti(arr, ct.affine_mm,
-                                                                      out / f"strain_at_failure_pct_{tag}.nii.gz")
-    written["nifti_labels"] = save_nifti(resample_to_ct(v.labels, v.affine_mm, ct, 0).astype(np.uint8), ct.affine_mm,
-                                         out / "model_labels.nii.gz")
+            written[f"nifti_strain_at_failure_pct_{tag}"] = _save_described(
+                arr, ct.affine_mm, out / f"strain_at_failure_pct_{tag}.nii.gz",
+                f"effective strain at the FE failure load, %, state {state}", "strain_pct")
+    labels = np.asarray(v.labels).astype(np.uint8)
+    written["nifti_labels"] = _save_described(
+        resample_to_ct(labels, v.affine_mm, ct, 0).astype(np.uint8), ct.affine_mm, out / "model_labels.nii.gz",
+        "pre-treatment model tissue labels (vertaug.model.labels), nearest on the CT grid", "label")
+    written["nifti_labels_model_grid"] = _save_described(
+        labels, v.affine_mm, out / "model_labels_model_grid.nii.gz",
+        f"pre-treatment model tissue labels, model grid {v.spacing_m[0] * 1e3:g} mm (all labels)", "label")
     for tag, outcome in (("VP", c.vp), ("KP", c.kp)):
-        if outcome is None:
-            continue
-        model = outcome.model_after
-        fields = {"cement": outcome.cement_fraction}
-        ex = exotherms.get(tag)
-        if ex is not None:
-            fields["max_temperature_c"] = ex.max_temperature_c
-            fields["damage_omega"] = ex.omega
-        for name, fld in fields.items():
-            fld = np.asarray(fld)
-            if fld.shape == model.shape:
-                arr = resample_to_ct(fld, model.affine_mm, ct, order=1)
-                if name == "max_temperature_c":  # outside the model the tissue stays at body temperature
-                    inside = resample_to_ct(np.ones(model.shape, np.float32), model.affine_mm, ct, 0) > 0
-                    arr = np.where(inside, arr, BODY_TEMPERATURE_C).astype(np.float32)
-                written[f"nifti_{name}_{tag}"] = save_nifti(arr, ct.affine_mm, out / f"{name}_{tag.lower()}.nii.gz")
+        if outcome is not None:
+            written.update(_procedure_overlays(tag, outcome, exotherms.get(tag), ct, out))
+    return written
+
+
+def _procedure_overlays(tag: str, outcome, ex, ct: Volume, out: Path) -> dict[str, Path]:
+    """Cement (volume-conserving), peak temperature, Omega and the necrotic tissue fraction of one procedure."""
+    written = {}
+    model = outcome.model_after
+    low = tag.lower()
+    f = np.asarray(outcome.cement_fraction, dtype=np.float32)
+    written[f"nifti_cement_{tag}"] = _save_described(
+        deposit_to_ct(f, model.affine_mm, ct), ct.affine_mm, out / f"cement_{low}.nii.gz",
+        f"{tag} cement volume fraction of each voxel, mL/mL (volume-conserving)", "cement_ml_per_ml")
+    if ex is None:
+        return written
+    arr = resample_to_ct(np.asarray(ex.max_temperature_c), model.affine_mm, ct, order=1)
+    inside = resample_to_ct(np.ones(model.shape, np.float32), model.affine_mm, ct, 0) > 0
+    arr = np.where(inside, arr, BODY_TEMPERATURE_C).astype(np.float32)  # outside the model: body temperature
+    written[f"nifti_max_temperature_c_{tag}"] = _save_described(
+        arr, ct.affine_mm, out / f"max_temperature_c_{low}.nii.gz",
+        f"{tag} highest temperature during the cement exotherm, degC", "temperature_c")
+    written[f"nifti_damage_omega_{tag}"] = _save_described(
+        resample_to_ct(np.asarray(ex.omega, np.float32), model.affine_mm, ct, order=0), ct.affine_mm,
+        out / f"damage_omega_{low}.nii.gz", f"{tag} Arrhenius damage integral Omega, dimensionless, nearest",
+        "omega")
+    written[f"nifti_necrosis_{tag}"] = _save_described(
+        deposit_to_ct(necrosis_fraction(ex.omega, f, model.labels), model.affine_mm, ct), ct.affine_mm,
+        out / f"thermal_necrosis_{low}.nii.gz",
+        f"{tag} necrotic tissue (Omega>=1, cement excluded), mL/mL (volume-conserving)", "necrosis_ml_per_ml")
     return written

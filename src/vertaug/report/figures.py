@@ -178,7 +178,8 @@ def cement_slices_figure(outcome, path: str | Path, title: str) -> Path:
             ax.contour(out.astype(float), [0.5], colors="lime", linewidths=1.2, extent=ext, origin="lower")
         ax.set_title(ttl, fontsize=8)
         ax.set_xlabel("mm")
-    fig.suptitle(title + " — cement (orange), body outline (white), leak (green), balloon cavity (cyan)", fontsize=8)
+    fig.suptitle(title + " — cement (yellow to red: fraction of the voxel filled), body outline (white), leak (green), "
+                 "balloon cavity (cyan)", fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -240,16 +241,29 @@ def balloon_figure(outcome, path: str | Path) -> Path:
 
 
 def temperature_figure(exotherms: dict, path: str | Path) -> Path:
+    """Probe temperatures over time, and each procedure's peak anywhere in its cement (the table's "peak temperature
+    (cement core)") as a marked line: the cement-core probe is one voxel, the table's peak the hottest cement voxel."""
     fig, ax = _plot_axes()
     styles = {"cement core": "-", "canal wall": "--", "cortex": ":"}
+    names = {"cement core": "cement-core voxel", "canal wall": "canal wall (hottest voxel)",
+             "cortex": "cortex (hottest voxel)"}
+    top = 50.0
     for name, ex in exotherms.items():
         for probe, series in ex.probe_temperature_c.items():
             ax.plot(np.asarray(ex.t_s) / 60, series, styles.get(probe, "-."), color=COLORS.get(name),
-                    label=f"{name} {probe}")
+                    label=f"{name} {names.get(probe, probe)}")
+        peak = float(ex.metrics.peak_temperature_c)
+        if np.isfinite(peak):
+            top = max(top, peak)
+            ax.axhline(peak, color=COLORS.get(name), lw=1.0, ls=(0, (1, 2)))
+            ax.annotate(f"{name}: peak of all cement voxels {peak:.1f} C (table)", (0.02, peak),
+                        xycoords=("axes fraction", "data"), ha="left", va="bottom" if name == "KP" else "top",
+                        fontsize=7, color=COLORS.get(name))
     ax.axhline(50, color="k", lw=0.6)
+    ax.set_ylim(top=top + 12.0)
     ax.set_xlabel("time after injection (min)")
     ax.set_ylabel("temperature (C)")
-    return _finish_plot(fig, ax, path, "Cement exotherm (probe max over the probe region)", legend_fontsize=7)
+    return _finish_plot(fig, ax, path, "Exotherm: probes over time; dotted: the table's peak", legend_fontsize=7)
 
 
 def failure_strain_figure(vertebra, strain_fields: dict, path: str | Path) -> Path:

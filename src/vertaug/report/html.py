@@ -35,9 +35,30 @@ def evidence_groups() -> list[dict]:
     return [{"title": title, "rows": ev.rows_for(metric)} for metric, title in EVIDENCE_ORDER if ev.rows_for(metric)]
 
 
+def num(v) -> str:
+    """An evidence figure as a reader writes it: "9,837" (not "9837.0"), "1.7", "" for none."""
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    v = float(v)
+    if v == int(v):
+        return f"{int(v):,}"
+    return f"{v:,.2f}".rstrip("0").rstrip(".") if abs(v) >= 1000 else f"{v:g}"
+
+
+def p_text(p) -> str:
+    """A p value as "p < 0.001" or "p = 0.03" (the evidence table holds "<0.001", "0.03", ...)."""
+    t = str(p).strip().replace(" ", "")
+    if t[:1] in "<>" or t[:2] in ("<=", ">="):
+        op = t[:2] if t[:2] in ("<=", ">=") else t[:1]
+        return f"p {op.replace('<=', '≤').replace('>=', '≥')} {t[len(op):]}"
+    return f"p = {t.lstrip('=')}"
+
+
 def render_report(context: dict, path: str | Path) -> Path:
     env = Environment(loader=PackageLoader("vertaug.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    html = env.get_template("report.html.j2").render(**context)
+    html = env.get_template("report.html.j2").render(num=num, p_text=p_text, **context)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")

@@ -130,6 +130,7 @@ def _run(job: _Job, out: Path, console: Console):
         ct, seg, body = job.scan
         with stage_timer(timings, "morphometry"):
             spine = measure_volumes(ct, seg, body, job.numbering)
+            before = measure_volumes(job.ct, job.seg, job.body, job.numbering) if job.fracture is not None else None
         progress.update(task, advance=1, description=f"voxel model of {job.level} at {job.spacing_mm:g} mm")
         with stage_timer(timings, "model"):
             zone = job.fracture.zone if job.fracture is not None else None
@@ -140,7 +141,8 @@ def _run(job: _Job, out: Path, console: Console):
         progress.update(task, advance=1)
         patient_figs = []
         study = run_study(vertebra, vp, kp, job.thermal, job.mechanics, job.workers, trajectories, say,
-                          during=lambda: patient_figs.extend(_level_figures(job, spine, vertebra, out, written, say)))
+                          during=lambda: patient_figs.extend(_level_figures(job, spine, before, vertebra, out, written,
+                                                                            say)))
         timings.update(study.timings_s)
         progress.update(task, advance=1, description="figures")
         figs = {"patient": patient_figs, **_study_figures(study, out)}
@@ -151,13 +153,13 @@ def _run(job: _Job, out: Path, console: Console):
                 figs["both"].append((written["key_frames"], "Simulated fluoroscopy key frames (lateral, AP)"))
         say("report")
         timings["all_stages_wall"] = time.perf_counter() - t_start  # with workers=2 the chains' times overlap
-        comparison, files = _write_report(job, spine, study, timings, figs, out)
+        comparison, files = _write_report(job, spine, before, study, timings, figs, out)
         written.update(files)
         progress.update(task, advance=1)
     return comparison, study, written
 
 
-def _level_figures(job: _Job, spine, vertebra, out: Path, written: dict, say) -> list[tuple[Path, str]]:
+def _level_figures(job: _Job, spine, before, vertebra, out: Path, written: dict, say) -> list[tuple[Path, str]]:
     """Mid-sagittal CT with the heights, and the voxel model's labels (no physics: drawn while the KP chain runs)."""
     from . import figures as fg
 
@@ -165,10 +167,7 @@ def _level_figures(job: _Job, spine, vertebra, out: Path, written: dict, say) ->
     level = job.level
     ct, seg, body = job.scan
     figs = []
-    if job.fracture is not None:
-        from ..anatomy.morphometry import measure_volumes
-
-        before = measure_volumes(job.ct, job.seg, job.body, job.numbering)
+    if before is not None:
         written["figure_before_fracture"] = fg.sagittal_level_figure(job.ct, job.seg, before, level,
                                                                      out / f"{level}_sagittal_before_fracture.png")
         figs.append((written["figure_before_fracture"], f"{level} as scanned, before the virtual fracture"))
@@ -195,7 +194,8 @@ def _study_figures(study: Study, out: Path) -> dict[str, list[tuple[Path, str]]]
     exotherms = {n: r.exotherm for n, r in study.runs.items() if r.exotherm is not None}
     if exotherms:
         figs["both"].append((fg.temperature_figure(exotherms, out / "temperature.png"),
-                             "Temperature at the cement core, canal wall and cortex"))
+                             "Temperature: cement-core voxel, canal wall and cortex over time; "
+                             "thin lines: the peak of all cement voxels, as in the table"))
     states = _reported_states(study)
     if states:
         figs["both"].append((fg.stiffness_figure({k: v.to_dict() for k, v in states.items()}, out / "stiffness.png"),
@@ -212,7 +212,7 @@ def _reported_states(study: Study) -> dict:
     return study.mechanics_states() if study.pre_mechanics is not None else {}
 
 
-def _write_report(job: _Job, spine, study: Study, timings: dict, figs: dict, out: Path):
+def _write_report(job: _Job, spine, before, study: Study, timings: dict, figs: dict, out: Path):
     """comparison.json, morphometry.json, NIfTI overlays and report.html from the study."""
     from .compare import compare, write_outputs
     from .morpho_table import write_morphometry_json
@@ -224,6 +224,9 @@ def _write_report(job: _Job, spine, study: Study, timings: dict, figs: dict, out
     ct, seg, _ = job.scan
     if job.fracture is not None:
         all_inputs["fracture"] = job.fracture.parameters()
+        m = before[job.level]
+        all_inputs["morphometry_before"] = {k: getattr(m, k) for k in (
+            "height_anterior_mm", "height_middle_mm", "height_posterior_mm", "wedge_angle_deg", "genant_grade")}
         written.update(_write_fractured_scan(job.fracture, out))
     states = _reported_states(study)
     comparison = compare(study, spine, inputs=all_inputs, timings_s=timings, states=states)
@@ -275,4 +278,6 @@ def _fluoro(ct, study: Study, out: Path) -> dict[str, Path]:
                 frames.append(fluoro.FluoroFrame(f"cement {vol:.1f} mL", cement_fraction=part, cannulas=cannulas))
         frames.append(fluoro.FluoroFrame("cannula removed", cement_fraction=f.astype(np.float32)))
         procs[name] = (grid, frames)
-    return {k: Path(v) for k, v in fluoro.write_fluoro(out, ct, procs).items()}
+    # every frame is a key frame (the balloon inflated included): at most six per procedure
+    n_key = max(len(frames) for _, frames in procs.values())
+    return {k: Path(v) for k, v in fluoro.write_fluoro(out, ct, procs, n_key=n_key).items()}

@@ -1,26 +1,44 @@
-"""The terminal summary of a comparison (rich table): VP | KP | difference | favoured, clinical units."""
+"""The terminal summary of a comparison (rich tables that fit 80 columns): VP | KP | difference +/- its range |
+favoured, clinical units; the reasons for rows without a difference as numbered footnotes."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
 
+#: what the "favoured" column says for a difference within its range
+WITHIN = "neither"
 
-def comparison_table(c) -> Table:
-    t = Table(title=f"{c.level}: vertebroplasty vs kyphoplasty (simulated; evidence in the report)")
-    for col, just in (("quantity", "left"), ("unit", "left"), ("VP", "right"), ("KP", "right"), ("KP - VP", "right"),
-                      ("favoured", "left")):
-        t.add_column(col, justify=just, no_wrap=True)
+
+def comparison_table(c) -> tuple[Table, list[str]]:
+    """The table and its footnotes (the reasons of rows without a difference)."""
+    t = Table(title=f"{c.level}: VP vs KP (simulated; +/- = numerical range)", title_justify="left", expand=False)
+    t.add_column("quantity (unit)", justify="left", overflow="fold", ratio=1, min_width=18)
+    for col in ("VP", "KP", "KP - VP"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("fav.", justify="left", no_wrap=True)
+    notes: list[str] = []
     for r in c.rows:
-        t.add_row(r.label, r.unit, r.vp_text, r.kp_text, r.diff_text, r.favoured)
-    return t
+        label = f"{r.label.strip()} ({r.unit})" if r.unit != "-" else r.label.strip()
+        if r.reason:
+            if r.reason not in notes:
+                notes.append(r.reason)
+            label += f" [{notes.index(r.reason) + 1}]"
+        diff = r.diff_text + (f" {r.range_text('diff')}" if r.range_text("diff") else "")
+        fav = WITHIN if r.favoured == "equal" else r.favoured
+        t.add_row(("  " if r.label.startswith("  ") else "") + label, r.vp_text, r.kp_text, diff, fav)
+    return t, notes
 
 
 def print_comparison(c, console: Console | None = None) -> None:
     console = console or Console()
-    console.print(comparison_table(c))
+    table, notes = comparison_table(c)
+    console.print(table)
+    for i, n in enumerate(notes, 1):
+        console.print(f"[{i}] {n}", highlight=False)
+    console.print("favoured: only where |KP - VP| exceeds its range; 'neither' otherwise.", highlight=False)
     if c.states:
-        s = Table(title="Voxel FE: stiffness and strength")
+        s = Table(title="Voxel FE: stiffness and strength", title_justify="left")
         for col in ("state", "stiffness N/mm", "strength N"):
             s.add_column(col, justify="left" if col == "state" else "right")
         for name, v in c.states.items():
