@@ -27,12 +27,12 @@ def check_arms(path: Path, raw) -> dict[str, dict]:
     from .population import PopulationError, _check_keys, _fail, _number
 
     if not isinstance(raw, dict) or not raw:
-        raise _fail(path, "[arms]", "is missing", "give [arms.VP] and [arms.KP] tables.")
+        raise _fail(path, "table arms", "is missing", "give [arms.VP] and [arms.KP] tables.")
     out = {}
     for name, arm in raw.items():
         key = f"arms.{name}"
         if not isinstance(arm, dict):
-            raise _fail(path, key, "is not a table", f"write it as [{key}].")
+            raise _fail(path, key, "is not a table", f"write it as a table {key}.")
         _check_keys(path, key, arm, ARM_KEYS)
         proc = arm.get("procedure")
         if proc not in PROCEDURES:
@@ -54,7 +54,7 @@ def check_arms(path: Path, raw) -> dict[str, dict]:
         out[str(name)] = spec
     for need, proc in zip(REQUIRED_ARMS, PROCEDURES):
         if need not in out or out[need]["procedure"] != proc:
-            raise PopulationError(f"Population file '{path}': [arms.{need}] (a {proc}) is missing.",
+            raise PopulationError(f"Population file '{path}': arm {need} (a {proc}) is missing.",
                                   "keep the VP and KP arms; add other arms beside them.")
     return out
 

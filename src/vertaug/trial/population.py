@@ -123,17 +123,17 @@ def _probability(path, key, value) -> float:
 def _check_keys(path, where: str, table: dict, allowed: set) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise _fail(path, f"[{where}]", f"has unknown key(s) {unknown}", f"use only {sorted(allowed)} (a typo?).")
+        raise _fail(path, f"table {where}", f"has unknown key(s) {unknown}", f"use only {sorted(allowed)} (a typo?).")
 
 
 def _table(path, key: str, table, names) -> dict:
     if not isinstance(table, dict) or not table:
-        raise _fail(path, key, "is missing or not a table", f"give [{key}] with probabilities for {list(names)}.")
+        raise _fail(path, key, "is missing or not a table", f"give a table {key} with probabilities for {list(names)}.")
     _check_keys(path, key, table, {str(n) for n in names})
     probs = {n: _probability(path, f"{key}.{n}", table.get(str(n), 0.0)) for n in names}
     total = sum(probs.values())
     if abs(total - 1.0) > SUM_TOLERANCE:
-        raise _fail(path, f"[{key}]", f"sums to {total:g}, not 1", "make its probabilities add up to 1.")
+        raise _fail(path, f"table {key}", f"sums to {total:g}, not 1", "make its probabilities add up to 1.")
     return probs
 
 
@@ -171,23 +171,23 @@ def _source(path: Path, i: int, raw: dict, notes: list[str]) -> Source | None:
 
 def _sources(path: Path, raw, notes: list[str]) -> tuple[Source, ...]:
     if not isinstance(raw, list) or not raw:
-        raise _fail(path, "[[source]]", "is missing", "list at least one [[source]] vertebra.")
+        raise _fail(path, "source list", "is missing", "list at least one [[source]] vertebra.")
     out = tuple(s for i, r in enumerate(raw) if (s := _source(path, i, r, notes)) is not None)
     ids = [s.source_id for s in out]
     if len(set(ids)) != len(ids):
-        raise _fail(path, "[[source]] id", "is not unique", "give every source its own id.")
+        raise _fail(path, "source id", "is not unique", "give every source its own id.")
     if not out or sum(s.weight for s in out) <= 0:
-        raise _fail(path, "[[source]]", "has no source with a positive weight", "give a source weight > 0.")
+        raise _fail(path, "source list", "has no source with a positive weight", "give a source weight > 0.")
     return out
 
 
 def _density(path: Path, raw) -> dict[str, float]:
     if not isinstance(raw, dict):
-        raise _fail(path, "[density]", "is missing", "give mean_hu, sd_hu, min_hu and max_hu.")
+        raise _fail(path, "table density", "is missing", "give mean_hu, sd_hu, min_hu and max_hu.")
     _check_keys(path, "density", raw, _DENSITY_KEYS)
     d = {k: _number(path, f"density.{k}", raw.get(k), -200.0, 1000.0) for k in sorted(_DENSITY_KEYS)}
     if d["sd_hu"] < 0 or d["min_hu"] >= d["max_hu"] or not d["min_hu"] <= d["mean_hu"] <= d["max_hu"]:
-        raise _fail(path, "[density]", f"= {d} is inconsistent",
+        raise _fail(path, "table density", f"= {d} is inconsistent",
                     "give sd_hu >= 0 and min_hu <= mean_hu <= max_hu with min_hu < max_hu.")
     return d
 

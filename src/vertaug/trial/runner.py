@@ -90,7 +90,7 @@ def scale_level_hu(ct, seg, body, level: str, numbering: str, target_hu: float):
     """
     from dataclasses import replace
 
-    from ..model.labels import label_table
+    from ..anatomy.levels import label_table
 
     vert = np.asarray(seg.data) == label_table(numbering)[level]
     core = vert & (np.asarray(body.data) == 1) if body is not None else vert
@@ -187,12 +187,26 @@ def make_cases(spec: TrialSpec) -> list:
     return cases
 
 
+def _chosen_arms(pop, names: list[str] | None) -> dict:
+    from .population import PopulationError
+
+    if not names:
+        return dict(pop.arms)
+    unknown = sorted(set(names) - set(pop.arms))
+    if unknown:
+        raise PopulationError(f"Arm {unknown[0]!r} is not in the population file '{pop.path}' "
+                              f"(arms: {', '.join(pop.arms)}).", "give --arm with one of those names, or add "
+                              f"an arms.{unknown[0]} table to the file.")
+    return {k: v for k, v in pop.arms.items() if k in ("VP", "KP") or k in names}
+
+
 def run_trial(out_dir: str | Path, population=None, patients: int | None = None, seed: int | None = None,
               scheduler: str | None = None, n_workers: int | None = None, client=None, progress: bool = True,
-              console=None):
+              console=None, arms: list[str] | None = None):
     """Sample the population, run every patient and arm, write ``results.parquet`` and the trial summary.
 
     Returns ``(CohortRun, summary dict)``. ``population``: a path or a :class:`Population` (default: the shipped one).
+    ``arms``: the arms to run (VP and KP always run; default: every arm of the population).
     """
     from ..cohort.run import run_cohort
     from .population import Population, load_population, sample_patients
@@ -202,7 +216,7 @@ def run_trial(out_dir: str | Path, population=None, patients: int | None = None,
     n = pop.patients if patients is None else int(patients)
     seed = pop.seed if seed is None else int(seed)
     people = sample_patients(pop, n, seed)
-    spec = TrialSpec(tuple(people), tuple(pop.arms.items()), pop.spacing_mm, pop.sources)
+    spec = TrialSpec(tuple(people), tuple(_chosen_arms(pop, arms).items()), pop.spacing_mm, pop.sources)
     run = run_cohort(make_cases(spec), out_dir, samples=1, seed=seed, task_fn=functools.partial(trial_task, spec),
                      scheduler=scheduler, n_workers=n_workers, client=client, progress=progress, console=console)
     summary = write_summary(Path(out_dir), pop, spec, run)
