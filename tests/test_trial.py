@@ -104,13 +104,13 @@ def test_mean_difference_interval_is_students():
 
 def test_scaling_sets_the_median_body_hu_to_the_target(example):
     from vertaug.anatomy.io import load_ct, load_labels
-    from vertaug.anatomy.levels import label_table
+    from vertaug.anatomy.levels import BODY_LABEL, label_table
     from vertaug.trial.runner import scale_level_hu
 
     ct = load_ct(example["ct"])
     seg, body = load_labels(example["seg"], ct), load_labels(example["body"], ct)
     scaled, factor = scale_level_hu(ct, seg, body, "L2", "v2", 60.0)
-    core = (seg.data == label_table("v2")["L2"]) & (body.data == 1)
+    core = (seg.data == label_table("v2")["L2"]) & (body.data == BODY_LABEL)
     assert np.median(scaled.data[core]) == pytest.approx(60.0, rel=1e-4)
     other = seg.data != label_table("v2")["L2"]
     assert np.array_equal(scaled.data[other], np.asarray(ct.data, np.float32)[other]) and 0 < factor < 1

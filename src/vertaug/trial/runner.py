@@ -90,10 +90,10 @@ def scale_level_hu(ct, seg, body, level: str, numbering: str, target_hu: float):
     """
     from dataclasses import replace
 
-    from ..anatomy.levels import label_table
+    from ..anatomy.levels import BODY_LABEL, label_table
 
     vert = np.asarray(seg.data) == label_table(numbering)[level]
-    core = vert & (np.asarray(body.data) == 1) if body is not None else vert
+    core = vert & (np.asarray(body.data) == BODY_LABEL) if body is not None else vert
     measured = float(np.median(np.asarray(ct.data)[core if core.any() else vert]))
     if not measured > 1.0:
         from ..errors import ParameterError
