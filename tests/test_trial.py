@@ -135,3 +135,5 @@ def test_small_trial_on_the_runner_resumes_with_the_same_rows(tmp_path):
     assert json.dumps(summary2["table"]) == json.dumps(summary["table"])  # NaN-safe: same numbers, same text
     for name in ("trial_summary.json", "trial_summary.md", "trial_summary.html"):
         assert (tmp_path / name).stat().st_size > 0
+    page = (tmp_path / "trial_summary.html").read_text()
+    assert page.count("<table") == 2 and "<th>effect</th>" in page and "Xing et al. 2013" in page

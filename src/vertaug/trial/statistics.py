@@ -173,20 +173,31 @@ def markdown(summary: dict) -> str:
 
 
 def _html(md: str) -> str:
+    """The Markdown of :func:`markdown` as a standalone HTML page (paragraphs and tables, escaped)."""
     import html
 
-    body = []
+    body, in_table = [], False
     for line in md.splitlines():
         if line.startswith("|---"):
             continue
         if line.startswith("|"):
-            cells = "".join(f"<td>{html.escape(c.strip())}</td>" for c in line.strip("|").split("|"))
-            body.append(f"<tr>{cells}</tr>")
-        elif line:
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            tag = "td" if in_table else "th"
+            if not in_table:
+                body.append("<table border='1'>")
+                in_table = True
+            body.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        if line:
             body.append(f"<p>{html.escape(line)}</p>")
-    rows = "\n".join(body).replace("<p>", "</table><p>", 1)
+    if in_table:
+        body.append("</table>")
+    rows = "\n".join(body)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>vertaug trial</title></head><body>"
-            f"<h1>vertaug trial: simulated vs published</h1><table border='1'>{rows}</table></body></html>\n")
+            f"<h1>vertaug trial: simulated vs published</h1>\n{rows}\n</body></html>\n")
 
 
 def write_summary(out_dir: Path, pop, spec, run) -> dict:
