@@ -20,12 +20,12 @@ runs.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
+import tomllib
 
 from ..errors import InputError
 
