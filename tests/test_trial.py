@@ -137,3 +137,26 @@ def test_small_trial_on_the_runner_resumes_with_the_same_rows(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
     page = (tmp_path / "trial_summary.html").read_text()
     assert page.count("<table") == 2 and "<th>effect</th>" in page and "Xing et al. 2013" in page
+
+
+@pytest.mark.slow
+def test_trial_on_a_dask_cluster_by_address_matches_serial(tmp_path):
+    """The task and its TrialSpec travel to worker processes (scheduler given as tcp://...): the same rows as serial."""
+    pytest.importorskip("distributed")
+    from vertaug.cohort.run import load_results, local_cluster
+    from vertaug.trial.runner import run_trial
+
+    pop = load_population()
+    pop = replace(pop, sources=tuple(s for s in pop.sources if s.phantom), spacing_mm=2.0)
+    client, cluster = local_cluster(1)
+    try:
+        run, _ = run_trial(tmp_path / "dask", pop, patients=2, seed=5, scheduler=cluster.scheduler_address,
+                           progress=False)
+    finally:
+        client.close()
+        cluster.close()
+    run_trial(tmp_path / "serial", pop, patients=2, seed=5, scheduler="serial", progress=False)
+    assert run.scheduler.startswith("tcp://127.0.0.1:") and run.n_failed == 0
+    keep = ("case_id", "procedure", "injected_ml", "leaked_ml", "height_restored_mm", "trabecular_hu")
+    rows = [[{k: r[k] for k in keep} for r in load_results(tmp_path / d).to_pylist()] for d in ("dask", "serial")]
+    assert rows[0] == rows[1] and len(rows[0]) == 4
