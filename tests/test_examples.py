@@ -17,7 +17,7 @@ def run_example(name: str, **kwargs) -> dict:
 
 
 def test_every_example_is_tested():
-    tested = {"phantom_vp_vs_kp", "own_ct", "fe_block", "validation_case", "cohort"}
+    tested = {"phantom_vp_vs_kp", "own_ct", "fe_block", "validation_case", "cohort", "trial"}
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -61,3 +61,11 @@ def test_cohort(tmp_path):
     r = run_example("cohort", out_dir=tmp_path / "cohort")
     assert r["rows"] == 4 and r["failed"] == 0
     assert r["KP_height_restored_mm_median"] > r["VP_height_restored_mm_median"] == 0.0
+
+
+@pytest.mark.slow
+def test_trial(tmp_path):
+    r = run_example("trial", out_dir=tmp_path / "trial", patients=3)
+    assert r["patients"] == 3 and r["failed"] == 0 and r["paired"] == 3
+    assert r["VP_injected_ml"] == pytest.approx(r["KP_injected_ml"], rel=1e-6)  # both arms: 15 % of the body
+    assert r["KP_minus_VP_height_mm"] >= 0.0  # VP moves no endplate in this model

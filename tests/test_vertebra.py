@@ -36,6 +36,15 @@ def test_real_l1_model_at_1mm(real, tmp_path):
     assert model_slices_figure(v, tmp_path / "m.png").stat().st_size > 20_000
 
 
+@pytest.mark.parametrize("spacing_mm", [1.5, 2.0])
+def test_coarse_model_keeps_a_shell_and_vein_exits(real, spacing_mm):
+    """Voxels coarser than the 1 mm shell label still get one shell layer (else no vein exits: no marrow outflow)."""
+    ct, seg, body = real
+    counts = label_counts(vertebra_from_ct(ct, seg, "L1", body=body, spacing_mm=spacing_mm))
+    for name in ("cortex", "endplate", "basivertebral", "segmental"):
+        assert counts[name] > 0, name
+
+
 def test_model_maps_back_onto_ct_world(real):
     ct, seg, body = real
     v = vertebra_from_ct(ct, seg, "L2", body=body, spacing_mm=1.0)

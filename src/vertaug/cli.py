@@ -398,6 +398,37 @@ def cohort(
 
 
 @app.command()
+def trial(
+    out: Path = typer.Option(..., "--out", help="Output folder: Parquet parts, results.parquet, trial_summary.*."),
+    population: Optional[Path] = typer.Option(None, "--population", help="Population TOML (default: the shipped "
+                                              "one, docs/trial.md)."),
+    patients: Optional[int] = typer.Option(None, "--patients", help="Virtual patients (default: the file's)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the patients (default: the file's)."),
+    arm: Optional[list[str]] = typer.Option(None, "--arm", help="Extra arm of the file to run (repeatable; VP "
+                                            "and KP always run; default: every arm)."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="Dask scheduler address (tcp://host:8786), or 'serial' (no Dask); default: a "
+        "local cluster with one single-threaded worker process per core."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes of the local cluster."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """In-silico trial: VP and KP on every patient of a virtual cohort, effects beside the published ones."""
+    from .trial.runner import run_trial
+    from .trial.statistics import SUMMARY_JSON, markdown
+
+    try:
+        result, summary = run_trial(out, population, patients=patients, seed=seed, scheduler=scheduler,
+                                    n_workers=workers, progress=progress, console=console, arms=arm)
+    except InputError as exc:
+        _fail(exc)
+    console.print(f"{result.n_tasks} patients: {result.n_skipped} already done, {result.n_written} written "
+                  f"({result.n_failed} failed), {result.n_lost} lost (re-run to retry) in {result.elapsed_s:.1f} s "
+                  f"on {result.scheduler}")
+    console.print(markdown(summary), markup=False)
+    console.print(f"summary: {out / SUMMARY_JSON}")
+
+
+@app.command()
 def validate(
     quick: bool = typer.Option(False, "--quick", help="Coarser voxels and longer time steps (under 2 min; run in CI)."),
     out: Path = typer.Option(Path("vertaug-validation"), "--out", help="Folder for validation.json, .md and .html."),

@@ -202,8 +202,8 @@ def _shell_labels(body: np.ndarray, height_axis: np.ndarray, spacing_mm: float) 
     box = _bbox(body, 4)
     b = body[box]
     depth = ndimage.distance_transform_edt(b) * spacing_mm
-    # at least the outermost voxel layer: on grids coarser than SHELL_MM the shell (and the venous exits placed on
-    # it) would vanish otherwise
+    # at least the outermost voxel layer (as materials.shell_fraction assumes: floor(label / h) >= 1 layer); without
+    # the floor a voxel coarser than SHELL_MM had no shell, hence no veins and no exit for the marrow
     shell = b & (depth <= max(SHELL_MM, spacing_mm) + 1e-6)
     lab = np.where(b, TRABECULAR, OUTSIDE).astype(np.uint8)
     smooth = ndimage.gaussian_filter(b.astype(np.float32), sigma=1.5)

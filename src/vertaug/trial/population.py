@@ -1,0 +1,262 @@
+"""The virtual population of an in-silico trial: read from one TOML file, sampled into patients (seeded, reproducible).
+
+The file (default: ``population.toml`` next to this module; its comments document every key and source) holds
+
+* ``[trial]``: default ``patients``, ``seed`` and the model's ``spacing_mm``;
+* ``[[source]]``: the real vertebrae a patient is drawn from, with weights (the bundled CT's L1-L5, the TPTBox L3,
+  a phantom level);
+* ``[fracture]``: Genant type and grade tables (Genant 1993), the probabilities of a cleft and of an endplate break,
+  the cortical-break table;
+* ``[density]``: the osteoporotic trabecular HU distribution (Pickhardt 2013 bands), a truncated normal;
+* ``[arms.NAME]``: the procedures run on every patient (see :mod:`vertaug.trial.arms`).
+
+Sampling: one ``numpy.random.Generator`` (PCG64, seeded ``SeedSequence(seed)``) draws, per patient in order, the
+source, type, grade, cleft, endplate break, cortical break, density and the fracture-line seed: the same file and seed
+give the same patients on any machine. Every problem of the file (TOML syntax, unknown key, a probability outside
+0..1, a table that does not sum to 1, an unknown arm) raises :class:`PopulationError` naming the key, before anything
+runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import tomllib
+
+from ..errors import InputError
+
+__all__ = ["DEFAULT_POPULATION", "Patient", "Population", "PopulationError", "Source", "load_population",
+           "sample_patients"]
+
+DEFAULT_POPULATION = Path(str(files("vertaug.trial") / "population.toml"))
+FRACTURE_TYPES = ("wedge", "biconcave", "crush")
+GRADES = (1, 2, 3)
+CORTICAL = ("none", "anterior", "lateral", "posterior")
+#: a probability table must sum to 1 within this
+SUM_TOLERANCE = 1e-6
+_TOP_KEYS = {"trial", "source", "fracture", "density", "arms"}
+_SOURCE_KEYS = {"id", "ct", "seg", "body", "numbering", "level", "weight", "optional", "phantom"}
+_FRACTURE_KEYS = {"type", "grade", "cleft", "endplate_break", "cortical_break"}
+_DENSITY_KEYS = {"mean_hu", "sd_hu", "min_hu", "max_hu"}
+_TRIAL_KEYS = {"patients", "seed", "spacing_mm"}
+
+
+class PopulationError(InputError):
+    """The population file is malformed or holds an impossible value."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One real vertebra patients are drawn from: a CT level (absolute paths) or a phantom level."""
+
+    source_id: str
+    level: str
+    weight: float
+    ct: str | None = None
+    seg: str | None = None
+    body: str | None = None
+    numbering: str = "v2"
+    phantom: bool = False
+
+
+@dataclass(frozen=True)
+class Patient:
+    """One virtual patient: a source vertebra, its virtual fracture and its bone density."""
+
+    patient_id: str
+    source_id: str
+    fracture_type: str
+    genant_grade: int
+    cleft: bool
+    endplate_break: bool
+    cortical_break: str  # "none" or a side
+    trabecular_hu: float
+    fracture_seed: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Population:
+    """A parsed population file."""
+
+    path: Path
+    sources: tuple[Source, ...]
+    fracture_type: dict[str, float]
+    grade: dict[int, float]
+    cleft: float
+    endplate_break: float
+    cortical_break: dict[str, float]
+    density: dict[str, float]
+    arms: dict[str, dict]
+    patients: int
+    seed: int
+    spacing_mm: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def source(self, source_id: str) -> Source:
+        return next(s for s in self.sources if s.source_id == source_id)
+
+
+def _fail(path: Path, key: str, problem: str, fix: str) -> PopulationError:
+    return PopulationError(f"Population file '{path}': {key} {problem}.", fix)
+
+
+def _number(path, key, value, low=-math.inf, high=math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
+        raise _fail(path, key, f"= {value!r} is not a number in [{low:g}, {high:g}]",
+                    f"give {key} a number between {low:g} and {high:g}.")
+    return float(value)
+
+
+def _probability(path, key, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= value <= 1.0):
+        raise _fail(path, key, f"= {value!r} is not a probability", f"give {key} a number between 0 and 1.")
+    return float(value)
+
+
+def _check_keys(path, where: str, table: dict, allowed: set) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise _fail(path, f"table {where}", f"has unknown key(s) {unknown}", f"use only {sorted(allowed)} (a typo?).")
+
+
+def _table(path, key: str, table, names) -> dict:
+    if not isinstance(table, dict) or not table:
+        raise _fail(path, key, "is missing or not a table", f"give a table {key} with probabilities for {list(names)}.")
+    _check_keys(path, key, table, {str(n) for n in names})
+    probs = {n: _probability(path, f"{key}.{n}", table.get(str(n), 0.0)) for n in names}
+    total = sum(probs.values())
+    if abs(total - 1.0) > SUM_TOLERANCE:
+        raise _fail(path, f"table {key}", f"sums to {total:g}, not 1", "make its probabilities add up to 1.")
+    return probs
+
+
+def _source(path: Path, i: int, raw: dict, notes: list[str]) -> Source | None:
+    key = f"source[{i}]"
+    if not isinstance(raw, dict):
+        raise _fail(path, key, "is not a table", "write each source as a [[source]] table.")
+    _check_keys(path, key, raw, _SOURCE_KEYS)
+    for need in ("id", "level"):
+        if not isinstance(raw.get(need), str):
+            raise _fail(path, f"{key}.{need}", "is missing", f"give every [[source]] an {need} (a string).")
+    weight = _number(path, f"{key}.weight", raw.get("weight", 1.0), 0.0)
+    common = {"source_id": raw["id"], "level": raw["level"], "weight": weight}
+    if raw.get("phantom"):
+        return Source(**common, phantom=True)
+    ct = raw.get("ct")
+    if ct == "bundled":
+        from ..demo import example_paths
+
+        p = example_paths()
+        return Source(**common, ct=str(p["ct"]), seg=str(p["seg"]), body=str(p["body"]))
+    if not isinstance(ct, str) or not isinstance(raw.get("seg"), str):
+        raise _fail(path, key, "has neither phantom = true nor ct and seg paths",
+                    'give ct = "bundled", or ct and seg files, or phantom = true.')
+    files_ = {k: (path.parent / raw[k]).resolve() for k in ("ct", "seg", "body") if isinstance(raw.get(k), str)}
+    missing = [str(f) for f in files_.values() if not f.exists()]
+    if missing:
+        if raw.get("optional"):
+            notes.append(f"source {raw['id']} left out: {missing[0]} is absent")
+            return None
+        raise _fail(path, f"{key}.ct/seg", f"names a missing file {missing[0]}",
+                    "fix the path (relative to the population file) or set optional = true.")
+    return Source(**common, **{k: str(v) for k, v in files_.items()}, numbering=str(raw.get("numbering", "v2")))
+
+
+def _sources(path: Path, raw, notes: list[str]) -> tuple[Source, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise _fail(path, "source list", "is missing", "list at least one [[source]] vertebra.")
+    out = tuple(s for i, r in enumerate(raw) if (s := _source(path, i, r, notes)) is not None)
+    ids = [s.source_id for s in out]
+    if len(set(ids)) != len(ids):
+        raise _fail(path, "source id", "is not unique", "give every source its own id.")
+    if not out or sum(s.weight for s in out) <= 0:
+        raise _fail(path, "source list", "has no source with a positive weight", "give a source weight > 0.")
+    return out
+
+
+def _density(path: Path, raw) -> dict[str, float]:
+    if not isinstance(raw, dict):
+        raise _fail(path, "table density", "is missing", "give mean_hu, sd_hu, min_hu and max_hu.")
+    _check_keys(path, "density", raw, _DENSITY_KEYS)
+    d = {k: _number(path, f"density.{k}", raw.get(k), -200.0, 1000.0) for k in sorted(_DENSITY_KEYS)}
+    if d["sd_hu"] < 0 or d["min_hu"] >= d["max_hu"] or not d["min_hu"] <= d["mean_hu"] <= d["max_hu"]:
+        raise _fail(path, "table density", f"= {d} is inconsistent",
+                    "give sd_hu >= 0 and min_hu <= mean_hu <= max_hu with min_hu < max_hu.")
+    return d
+
+
+def load_population(path: str | Path | None = None) -> Population:
+    """Read and check a population file (default: the shipped ``population.toml``)."""
+    from .arms import check_arms
+
+    path = Path(path) if path is not None else DEFAULT_POPULATION
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise PopulationError(f"Population file '{path}' does not exist.", "give the path of a TOML file.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PopulationError(f"Population file '{path}' is not valid TOML: {exc}.",
+                              "fix the syntax (see the shipped population.toml).") from None
+    _check_keys(path, "top level", raw, _TOP_KEYS)
+    notes: list[str] = []
+    trial = raw.get("trial", {})
+    _check_keys(path, "trial", trial, _TRIAL_KEYS)
+    frac = raw.get("fracture", {})
+    _check_keys(path, "fracture", frac, _FRACTURE_KEYS)
+    return Population(
+        path=path, sources=_sources(path, raw.get("source"), notes),
+        fracture_type=_table(path, "fracture.type", frac.get("type"), FRACTURE_TYPES),
+        grade=_table(path, "fracture.grade", frac.get("grade"), GRADES),
+        cleft=_probability(path, "fracture.cleft", frac.get("cleft", 0.0)),
+        endplate_break=_probability(path, "fracture.endplate_break", frac.get("endplate_break", 1.0)),
+        cortical_break=_table(path, "fracture.cortical_break", frac.get("cortical_break"), CORTICAL),
+        density=_density(path, raw.get("density")),
+        arms=check_arms(path, raw.get("arms")),
+        patients=int(_number(path, "trial.patients", trial.get("patients", 40), 1, 100000)),
+        seed=int(_number(path, "trial.seed", trial.get("seed", 0), 0, 2**63 - 1)),
+        spacing_mm=_number(path, "trial.spacing_mm", trial.get("spacing_mm", 1.5), 0.5, 3.0),
+        notes=tuple(notes))
+
+
+def _choice(rng: np.random.Generator, table: dict):
+    keys = list(table)
+    return keys[int(rng.choice(len(keys), p=np.array([table[k] for k in keys], float)))]
+
+
+def _truncated_normal(rng: np.random.Generator, d: dict[str, float]) -> float:
+    """Inverse-CDF draw of N(mean, sd) truncated to [min, max] (one uniform per patient: reproducible)."""
+    from scipy.stats import truncnorm
+
+    if d["sd_hu"] == 0:
+        return d["mean_hu"]
+    a, b = (d["min_hu"] - d["mean_hu"]) / d["sd_hu"], (d["max_hu"] - d["mean_hu"]) / d["sd_hu"]
+    return float(truncnorm.ppf(rng.random(), a, b, loc=d["mean_hu"], scale=d["sd_hu"]))
+
+
+def sample_patients(pop: Population, n: int, seed: int) -> list[Patient]:
+    """``n`` patients of ``pop`` drawn with ``numpy.random.default_rng(seed)`` (same inputs, same patients)."""
+    n = int(n)
+    if n < 1:
+        raise PopulationError(f"Parameter patients={n} is below 1.", "give --patients 1 or more.")
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
+    weights = {s.source_id: s.weight for s in pop.sources}
+    total = sum(weights.values())
+    weights = {k: w / total for k, w in weights.items()}
+    out = []
+    for i in range(n):
+        src = _choice(rng, weights)
+        kind = _choice(rng, pop.fracture_type)
+        grade = int(_choice(rng, pop.grade))
+        cleft = bool(rng.random() < pop.cleft)
+        endplate = bool(rng.random() < pop.endplate_break)
+        cortical = _choice(rng, pop.cortical_break)
+        hu = _truncated_normal(rng, pop.density)
+        out.append(Patient(f"p{i:05d}", src, kind, grade, cleft, endplate, cortical, hu, int(rng.integers(2**31))))
+    return out
