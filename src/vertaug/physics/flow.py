@@ -537,7 +537,7 @@ def _solve_pressure(pb: _Problem, st: _State, mu_c, asm: _Assembler, solver: Pre
     lam_f = np.where(F > 0, lam[g.fi], np.where(F < 0, lam[g.fj], 0.5 * (lam[g.fi] + lam[g.fj])))
     t_face = g.f_tg * lam_f
     t_exit = g.e_tg * lam[g.ei]  # outflow upstream mobility (exits only see outflow while injecting)
-    st.p = solver.solve(asm.matrix(t_face, t_exit), pb.src, x0=st.p)
+    st.p = solver.solve(asm.matrix(t_face, t_exit), pb.src, x0=st.p, voxels=(g.shape, g.cells))
     st.F = t_face * (st.p[g.fi] - st.p[g.fj])
     st.lam = lam
     F_exit = t_exit * st.p[g.ei]
@@ -720,7 +720,7 @@ def inject(
     outlets = tip & np.isin(labels, POROUS_LABELS)  # tip voxels in the cortex/endplate are walls (see _build_grid)
     pb = _make_problem(g, outlets, rate, vol_target, **controls)
     asm = _Assembler(g)
-    solver = solver or PressureSolver("sa", rtol=1e-8)
+    solver = solver or PressureSolver("gmg", rtol=1e-8)
     st = _initial_state(pb)
     stop_reason = "volume reached"
     while st.injected < pb.vol_target * (1 - 1e-12):

@@ -42,7 +42,7 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
     # (7 ms instead of 6 us for 14k values); a plain reduction has no threads to wait for
     return float(np.add.reduce(a * b))
 
-BACKENDS = ("rs", "sa", "direct", "cupy")
+BACKENDS = ("gmg", "rs", "sa", "direct", "cupy")
 
 
 @dataclass
@@ -112,8 +112,11 @@ class PressureSolver:
         self.stats.n_setups += 1
         self._reference_iterations = None
 
-    def solve(self, A: sp.spmatrix, b: np.ndarray, x0: np.ndarray | None = None) -> np.ndarray:
-        """Return x with ||b - A x|| <= rtol ||b||; raises RuntimeError if the iteration does not converge."""
+    def solve(self, A: sp.spmatrix, b: np.ndarray, x0: np.ndarray | None = None, voxels=None) -> np.ndarray:
+        """Return x with ||b - A x|| <= rtol ||b||; raises RuntimeError if the iteration does not converge.
+
+        ``voxels`` = (grid shape, flat voxel index of each unknown): the geometry that the ``"gmg"`` backend coarsens
+        (the other backends ignore it)."""
         A = sp.csr_matrix(A)
         n = A.shape[0]
         if self._n is not None and n != self._n:
@@ -133,6 +136,8 @@ class PressureSolver:
             return np.asarray(x)
         if self.backend == "cupy":
             return self._solve_cupy(A, b, x0)
+        if self.backend == "gmg":
+            return self._solve_gmg(A, b, x0, voxels)
         if self._ml is None:
             self._setup(A)
         elif self.refresh:
@@ -154,6 +159,28 @@ class PressureSolver:
         self.stats.iterations.append(its)
         return x
 
+    def _solve_gmg(self, A, b, x0, voxels):
+        """Structured Galerkin geometric multigrid (physics/gmg_pressure.py), set up afresh for every matrix."""
+        from vertaug.physics.gmg_pressure import build_hierarchy
+
+        if voxels is None:
+            raise ParameterError(
+                "Parameter backend='gmg' needs the voxel geometry of the unknowns, and solve() was called without it.",
+                "pass voxels=(shape, flat voxel indices of the unknowns), or use backend='sa'.",
+            )
+        t0 = time.perf_counter()
+        hierarchy = build_hierarchy(A, *voxels)
+        self.stats.setup_s += time.perf_counter() - t0
+        self.stats.n_setups += 1
+        x, its = self._pcg(A, b, x0, hierarchy.vcycle)
+        if its is None:
+            raise RuntimeError(
+                f"pressure solve (gmg) did not converge to rtol={self.rtol:g} in {self.max_iterations} iterations "
+                f"(n={A.shape[0]}); the matrix may be singular (a region with no exit?)."
+            )
+        self.stats.iterations.append(its)
+        return x
+
     def _refresh(self, A: sp.csr_matrix) -> None:
         """Keep the interpolation of the last setup, recompute the Galerkin coarse operators R A P for the new A."""
         from pyamg.multilevel import coarse_grid_solver
@@ -166,15 +193,18 @@ class PressureSolver:
         self._ml.coarse_solver = coarse_grid_solver("splu")
         self.stats.setup_s += time.perf_counter() - t0
 
-    def _pcg(self, A, b, x0):
-        """Preconditioned conjugate gradients; returns (x, iterations) or (x, None) when not converged."""
+    def _pcg(self, A, b, x0, M=None):
+        """Preconditioned conjugate gradients (preconditioner ``M``, default one V-cycle of the pyamg hierarchy);
+        returns (x, iterations) or (x, None) when not converged."""
         t0 = time.perf_counter()
         ml = self._ml
 
-        def M(v):  # one V-cycle from zero (pyamg's aspreconditioner also computes residual norms through BLAS)
+        def M_amg(v):  # one V-cycle from zero (pyamg's aspreconditioner also computes residual norms through BLAS)
             z = np.zeros_like(v)
             ml._MultilevelSolver__solve(0, z, v, "V")
             return z
+
+        M = M or M_amg
 
         x = np.zeros_like(b) if x0 is None else np.array(x0, dtype=float)
         r = b - A @ x
