@@ -68,38 +68,61 @@ def _aggregate(shape, cells):
     return agg.astype(np.int64), cshape, ccells
 
 
-def _galerkin(A: sp.csr_matrix, agg: np.ndarray, n_coarse: int) -> sp.csr_matrix:
-    """P^T A P for the piecewise-constant P of ``agg``: every entry a_ij is added to entry (agg_i, agg_j)."""
-    rows = np.repeat(agg, np.diff(A.indptr))
-    Ac = sp.csr_matrix((A.data, (rows, agg[A.indices])), shape=(n_coarse, n_coarse))
-    Ac.sum_duplicates()
-    Ac.eliminate_zeros()
-    return Ac
+class _Pattern:
+    """The coarsening of one sparsity pattern (it stays fixed over an injection: only the values change): per level
+    the block of each cell and, for every stored entry of the fine matrix, the position of its coarse entry, so that
+    a Galerkin product is one ``np.bincount`` over the entries."""
+
+    def __init__(self, A: sp.csr_matrix, shape, cells, max_coarse: int):
+        self.indptr, self.indices = A.indptr.copy(), A.indices.copy()
+        self.shape, self.cells = tuple(shape), np.array(cells)
+        self.steps = []  # (agg, n_coarse, entry -> coarse entry, coarse indptr, coarse indices)
+        shape, cells = tuple(int(s) for s in shape), np.asarray(cells)
+        indptr, indices, n = A.indptr, A.indices, A.shape[0]
+        while n > max_coarse and max(shape) > 1:
+            agg, shape, cells = _aggregate(shape, cells)
+            nc = cells.size
+            rows = np.repeat(agg, np.diff(indptr))
+            key = rows * nc + agg[indices]  # coarse (row, col), row-major: sorted keys are CSR order
+            ukey, where = np.unique(key, return_inverse=True)
+            cptr = np.searchsorted(ukey // nc, np.arange(nc + 1))
+            self.steps.append((agg, nc, where.astype(np.int64), cptr, (ukey % nc).astype(np.int32)))
+            indptr, indices, n = cptr, self.steps[-1][4], nc
+
+    def matches(self, A: sp.csr_matrix, shape, cells) -> bool:
+        return (tuple(shape) == self.shape and np.shape(cells) == self.cells.shape and np.array_equal(cells, self.cells)
+                and A.indptr.shape == self.indptr.shape and A.indices.shape == self.indices.shape
+                and np.array_equal(A.indptr, self.indptr) and np.array_equal(A.indices, self.indices))
+
+    def levels(self, A: sp.csr_matrix) -> list[_Level]:
+        levels = []
+        for agg, nc, where, cptr, cind in self.steps:
+            levels.append(_Level(A=A, agg=agg, n_coarse=nc))
+            A = sp.csr_matrix((np.bincount(where, A.data, cind.size), cind, cptr), shape=(nc, nc))
+        levels.append(_Level(A=A))
+        return levels
 
 
 def build_hierarchy(A: sp.csr_matrix, shape, cells, max_coarse: int = MAX_COARSE_CELLS,
-                    over_correction: float = OVER_CORRECTION) -> "GMGHierarchy":
+                    over_correction: float = OVER_CORRECTION, pattern: _Pattern | None = None) -> "GMGHierarchy":
     """The structured Galerkin hierarchy of ``A``, whose unknowns are the voxels ``cells`` (flat, C order) of a grid
-    of ``shape``."""
+    of ``shape``. ``pattern``: the coarsening of an earlier matrix, reused when ``A`` has the same sparsity pattern
+    (``hierarchy.pattern`` holds the one used)."""
     A = sp.csr_matrix(A)
-    levels = []
-    shape, cells = tuple(int(s) for s in shape), np.asarray(cells)
-    while A.shape[0] > max_coarse and max(shape) > 1:
-        agg, shape, cells = _aggregate(shape, cells)
-        if cells.size >= A.shape[0]:  # nothing coarsened (cannot happen on a voxel grid; guard)
-            break
-        levels.append(_Level(A=A, agg=agg, n_coarse=cells.size))
-        A = _galerkin(A, agg, cells.size)
-    levels.append(_Level(A=A))
-    return GMGHierarchy(levels, over_correction)
+    if not A.has_sorted_indices:
+        A = A.sorted_indices()
+    if pattern is None or not pattern.matches(A, shape, cells):
+        pattern = _Pattern(A, shape, cells, max_coarse)
+    return GMGHierarchy(pattern.levels(A), over_correction, pattern)
 
 
 class GMGHierarchy:
     """V-cycle of the structured Galerkin hierarchy (see the module docstring)."""
 
-    def __init__(self, levels: list[_Level], over_correction: float):
+    def __init__(self, levels: list[_Level], over_correction: float, pattern: _Pattern):
         from pyamg.amg_core import gauss_seidel
 
+        self.pattern = pattern
         self._gs = gauss_seidel
         self.levels = levels
         self.omega = float(over_correction)

@@ -169,7 +169,9 @@ class PressureSolver:
                 "pass voxels=(shape, flat voxel indices of the unknowns), or use backend='sa'.",
             )
         t0 = time.perf_counter()
-        hierarchy = build_hierarchy(A, *voxels)
+        pattern = self._ml if self._ml is not None and self._n == A.shape[0] else None
+        hierarchy = build_hierarchy(A, *voxels, pattern=pattern)
+        self._ml = hierarchy.pattern  # the coarsening of this sparsity pattern, reused while it stays the same
         self.stats.setup_s += time.perf_counter() - t0
         self.stats.n_setups += 1
         x, its = self._pcg(A, b, x0, hierarchy.vcycle)
