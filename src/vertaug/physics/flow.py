@@ -23,7 +23,7 @@ Discretisation (finite volumes on the voxel grid, one unknown per porous voxel):
   A TRABECULAR voxel next to OUTSIDE, CANAL or DISC is *not* an exit: the cortex or endplate is taken as intact there.
   Outflow carries f(S_i) of cement; inflow from a reservoir is marrow.
 * Pressure (implicit): sum_faces T lambda (p_i - p_j) + sum_exits T lambda (p_i - p_v) = q_i, SPD, solved by
-  :class:`vertaug.physics.solvers.PressureSolver` with multigrid setup reuse and warm starts.
+  :class:`vertaug.physics.solvers.PressureSolver` (geometric multigrid by default, pyamg AMG by name) and warm starts.
 * Saturation: single-point upstream, implicit in time (backward Euler), solved by Newton on the cells that hold or
   can receive cement, then written back in conservative flux form so that every face flux leaves one cell and enters
   its neighbour. The pressure is implicit and the saturation lagged behind it, as in IMPES; the saturation is

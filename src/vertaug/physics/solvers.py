@@ -13,7 +13,11 @@ sequence cheap (peer timings 2026, docs/references.md):
 2. warm start: x0 = the previous solution;
 3. a direct factorisation for tiny systems (n <= ``direct_max_unknowns``), where multigrid setup does not pay.
 
-Backends: ``"sa"`` (pyamg smoothed aggregation, the default: on a 128^3 grid with per-voxel random k (contrast 100)
+Backends: ``"gmg"`` (the structured Galerkin geometric multigrid of :mod:`vertaug.physics.gmg_pressure`: needs the
+voxel geometry of the unknowns, ``solve(..., voxels=(shape, cells))``; its setup is a few sums over 2x2x2 blocks, so it
+is redone for every matrix (only the coarsening of the sparsity pattern is kept) and it warm-starts; the default of
+``flow.inject``), ``"sa"`` (pyamg
+smoothed aggregation, the class default and the AMG fallback selectable by name: on a 128^3 grid with per-voxel random k (contrast 100)
 it needs 15 CG iterations against 39 for Ruge-Stuben, and its Galerkin refresh is 3x cheaper; benchmarks/
 bench_pressure.py), ``"rs"`` (pyamg Ruge-Stuben, the fastest on the smoother-k problem of the peer timings 2026), ``"direct"`` (scipy SuperLU) and ``"cupy"`` (conjugate gradients with a Jacobi preconditioner on
 a CUDA device; CuPy is imported only when this backend is chosen, so it stays an optional dependency).
@@ -61,7 +65,7 @@ class PressureSolver:
 
     Parameters
     ----------
-    backend : "rs" | "sa" | "direct" | "cupy"
+    backend : "gmg" | "rs" | "sa" | "direct" | "cupy"
     rtol : relative residual tolerance (2-norm, relative to ||b||).
     rebuild_factor : rebuild the hierarchy when a solve needed more than this multiple of the iterations of the
         first solve after the last setup.
