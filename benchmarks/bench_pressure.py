@@ -34,11 +34,11 @@ import tracemalloc
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np  # noqa: E402
-import scipy.sparse.linalg as spla  # noqa: E402
+import numpy as np
+import scipy.sparse.linalg as spla
 
-from vertaug.physics import flow  # noqa: E402
-from vertaug.physics.solvers import PressureSolver  # noqa: E402
+from vertaug.physics import flow
+from vertaug.physics.solvers import PressureSolver
 
 MU_M, MU_C = 0.067, 100.0
 RTOL = 1e-8

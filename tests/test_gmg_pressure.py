@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
 from orders import assert_expected_order
+
 from vertaug.errors import ParameterError
 from vertaug.physics.gmg_pressure import build_hierarchy
 from vertaug.physics.solvers import PressureSolver
@@ -103,7 +103,7 @@ def test_gmg_agrees_with_amg_and_direct_on_a_heterogeneous_block(contrast):
 
 
 def test_hierarchy_is_galerkin_and_coarsens_the_voxel_grid():
-    A, b, (shape, cells) = _heterogeneous_block(n=16)
+    A, _, (shape, cells) = _heterogeneous_block(n=16)
     h = build_hierarchy(A, shape, cells, max_coarse=10)
     assert h.n_levels >= 3
     lv = h.levels[0]

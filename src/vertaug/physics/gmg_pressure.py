@@ -50,7 +50,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-__all__ = ["GMGHierarchy", "build_hierarchy", "OVER_CORRECTION", "MAX_COARSE_CELLS"]
+__all__ = ["MAX_COARSE_CELLS", "OVER_CORRECTION", "GMGHierarchy", "build_hierarchy"]
 
 OVER_CORRECTION = 1.6
 MAX_COARSE_CELLS = 500
@@ -108,7 +108,7 @@ class _Pattern:
 
 
 def build_hierarchy(A: sp.csr_matrix, shape, cells, max_coarse: int = MAX_COARSE_CELLS,
-                    over_correction: float = OVER_CORRECTION, pattern: _Pattern | None = None) -> "GMGHierarchy":
+                    over_correction: float = OVER_CORRECTION, pattern: _Pattern | None = None) -> GMGHierarchy:
     """The structured Galerkin hierarchy of ``A``, whose unknowns are the voxels ``cells`` (flat, C order) of a grid
     of ``shape``. ``pattern``: the coarsening of an earlier matrix, reused when ``A`` has the same sparsity pattern
     (``hierarchy.pattern`` holds the one used)."""
