@@ -68,8 +68,31 @@ def _aggregate(shape, cells):
     ijk = np.unravel_index(cells, shape)
     cshape = tuple((s + 1) // 2 for s in shape)
     block = np.ravel_multi_index(tuple(c // 2 for c in ijk), cshape)
-    ccells, agg = np.unique(block, return_inverse=True)
-    return agg.astype(np.int64), cshape, ccells
+    occupied = np.zeros(int(np.prod(cshape)), dtype=bool)
+    occupied[block] = True
+    ccells = np.flatnonzero(occupied)  # sorted: the coarse cells keep the C order
+    lut = np.cumsum(occupied) - 1
+    return lut[block], cshape, ccells
+
+
+def _coarse_pattern(indptr, indices, agg, cshape, ccells):
+    """CSR pattern of P^T A P on the coarse voxel grid and, per fine entry, the index of its coarse entry. The coarse
+    operator is 7-point: a fine entry (i, j) lands on the diagonal of block I = agg_i or on one of its six neighbour
+    blocks, so the coarse entries are slots (I, direction), found in O(nnz) without a sort."""
+    nc = ccells.size
+    s1, s2 = cshape[1] * cshape[2], cshape[2]
+    offsets = np.array([-s1, -s2, -1, 0, 1, s2, s1], dtype=np.int64)  # ascending: CSR column order
+    rows = np.repeat(agg, np.diff(indptr))
+    key = rows * 7 + np.searchsorted(offsets, ccells[agg[indices]] - ccells[rows])
+    del rows
+    exists = np.bincount(key, minlength=7 * nc) > 0
+    slot = np.cumsum(exists) - 1
+    lut = np.empty(int(np.prod(cshape)), dtype=np.int32)
+    lut[ccells] = np.arange(nc, dtype=np.int32)
+    used = np.flatnonzero(exists)
+    cind = lut[ccells[used // 7] + offsets[used % 7]]
+    cptr = np.concatenate([[0], np.cumsum(exists.reshape(nc, 7).sum(axis=1))]).astype(np.int32)
+    return cptr, cind, slot[key]
 
 
 class _Pattern:
@@ -85,13 +108,9 @@ class _Pattern:
         indptr, indices, n = A.indptr, A.indices, A.shape[0]
         while n > max_coarse and max(shape) > 1:
             agg, shape, cells = _aggregate(shape, cells)
-            nc = cells.size
-            rows = np.repeat(agg, np.diff(indptr))
-            key = rows * nc + agg[indices]  # coarse (row, col), row-major: sorted keys are CSR order
-            ukey, where = np.unique(key, return_inverse=True)
-            cptr = np.searchsorted(ukey // nc, np.arange(nc + 1))
-            self.steps.append((agg, nc, where.astype(np.int64), cptr, (ukey % nc).astype(np.int32)))
-            indptr, indices, n = cptr, self.steps[-1][4], nc
+            cptr, cind, where = _coarse_pattern(indptr, indices, agg, shape, cells)
+            self.steps.append((agg, cells.size, where, cptr, cind))
+            indptr, indices, n = cptr, cind, cells.size
 
     def matches(self, A: sp.csr_matrix, shape, cells) -> bool:
         return (tuple(shape) == self.shape and np.shape(cells) == self.cells.shape and np.array_equal(cells, self.cells)
