@@ -234,3 +234,18 @@ def test_growth_off_reproduces_the_failure(monkeypatch):
     monkeypatch.setattr(flow, "ACTIVE_SET_TOL", np.inf)
     with pytest.raises(RuntimeError, match="did not converge"):
         _inject_block(flow.newtonian(30.0), cfl=20.0, max_saturation_change=1.0)
+
+
+def test_gmg_and_amg_pressure_give_the_same_injection():
+    """The default geometric multigrid (structured Galerkin) and pyamg smoothed aggregation: the same injection to
+    the solver tolerance (same steps, fields and pressures)."""
+    from vertaug.physics.solvers import PressureSolver
+
+    runs = {be: _inject_block(flow.newtonian(MU_C), volume_m3=1.0e-6, solver=PressureSolver(be, rtol=1e-10, direct_max_unknowns=0))
+            for be in ("gmg", "sa")}
+    g, a = runs["gmg"], runs["sa"]
+    assert g.t_s.size == a.t_s.size
+    np.testing.assert_allclose(g.saturation, a.saturation, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(g.tip_pressure_pa, a.tip_pressure_pa, rtol=1e-7)
+    assert g.solver_setups == len(g.solver_iterations)  # gmg sets up per solve (cheap); the AMG reuses its setup
+    assert a.solver_setups < len(a.solver_iterations)

@@ -23,7 +23,7 @@ Discretisation (finite volumes on the voxel grid, one unknown per porous voxel):
   A TRABECULAR voxel next to OUTSIDE, CANAL or DISC is *not* an exit: the cortex or endplate is taken as intact there.
   Outflow carries f(S_i) of cement; inflow from a reservoir is marrow.
 * Pressure (implicit): sum_faces T lambda (p_i - p_j) + sum_exits T lambda (p_i - p_v) = q_i, SPD, solved by
-  :class:`vertaug.physics.solvers.PressureSolver` with multigrid setup reuse and warm starts.
+  :class:`vertaug.physics.solvers.PressureSolver` (geometric multigrid by default, pyamg AMG by name) and warm starts.
 * Saturation: single-point upstream, implicit in time (backward Euler), solved by Newton on the cells that hold or
   can receive cement, then written back in conservative flux form so that every face flux leaves one cell and enters
   its neighbour. The pressure is implicit and the saturation lagged behind it, as in IMPES; the saturation is
@@ -540,7 +540,7 @@ def _solve_pressure(pb: _Problem, st: _State, mu_c, asm: _Assembler, solver: Pre
     lam_f = np.where(F > 0, lam[g.fi], np.where(F < 0, lam[g.fj], 0.5 * (lam[g.fi] + lam[g.fj])))
     t_face = g.f_tg * lam_f
     t_exit = g.e_tg * lam[g.ei]  # outflow upstream mobility (exits only see outflow while injecting)
-    st.p = solver.solve(asm.matrix(t_face, t_exit), pb.src, x0=st.p)
+    st.p = solver.solve(asm.matrix(t_face, t_exit), pb.src, x0=st.p, voxels=(g.shape, g.cells))
     st.F = t_face * (st.p[g.fi] - st.p[g.fj])
     st.lam = lam
     F_exit = t_exit * st.p[g.ei]
@@ -723,7 +723,7 @@ def inject(
     outlets = tip & np.isin(labels, POROUS_LABELS)  # tip voxels in the cortex/endplate are walls (see _build_grid)
     pb = _make_problem(g, outlets, rate, vol_target, **controls)
     asm = _Assembler(g)
-    solver = solver or PressureSolver("sa", rtol=1e-8)
+    solver = solver or PressureSolver("gmg", rtol=1e-8)
     st = _initial_state(pb)
     stop_reason = "volume reached"
     while st.injected < pb.vol_target * (1 - 1e-12):
