@@ -5,14 +5,22 @@ of the trabecular core, wedge angle (deg), Genant semi-quantitative grade and mo
 density class. A level that cannot be measured (cut by the field of view, no body voxels, S1) is returned with NaNs and
 the reason, never measured wrongly.
 
-Method (each choice is a module constant below):
+Method (each choice is a module constant below). Every direction comes from the anatomy, none from the image axes, so
+the result does not change when the same voxels are given a rotated affine (tilted patient, tilted gantry):
 
-1. Body mask: the vertebra label AND the ``vertebrae_body`` label (TotalSegmentator) where that file is given; otherwise
-   the vertebra label opened by ``BODY_OPENING_MM`` (pedicles, laminae and processes are thinner than that and vanish),
-   its largest component, grown back inside the vertebra label by the same distance.
+1. Body mask: the vertebra label AND the ``vertebrae_body`` label (TotalSegmentator) where that file is given. Without
+   it, the vertebra label is projected along the level's height axis; the vertebral canal is the hole of that projection
+   (the ring of pedicles and laminae), and the body is the part of the vertebra in front of the canal's anterior wall
+   (pedicles, laminae, transverse and spinous processes all lie behind it), largest component. The anterior direction
+   for this cut runs from the canal centre to the deepest point of the vertebra (maximum of its distance transform,
+   inside the body). If no canal is found (posterior elements cut by the field of view or not segmented), the vertebra
+   opened by ``BODY_OPENING_MM`` (pedicles, laminae and processes are thinner and vanish), grown back inside the label.
+   ``LevelMorphometry.body_source`` says which was used.
 2. Local frame: the height axis ``h`` joins the body centroids of the neighbouring levels (cranial minus caudal; one
-   neighbour and this level if only one exists; the body's least principal axis if none), pointing superior. The
-   anterior axis ``a`` is the world anterior direction (+y in RAS+) made orthogonal to ``h``; ``l = h x a`` is lateral.
+   neighbour and this level if only one exists; the body's least principal axis if none, the only case where the
+   image's superior axis picks the sign). The anterior axis ``a`` runs from the canal centre to the body centroid
+   (else from the posterior elements' centroid; the image's anterior axis only as a last resort, with a note), made
+   orthogonal to ``h``; ``l = h x a`` is lateral.
    ``h`` follows the spine's curve at the level, i.e. the bisector of the two endplate normals, so heights are measured
    perpendicular to the endplates (for a wedged body: to their mean plane).
 3. The body mask is resampled in that frame (trilinear, threshold 0.5, step ``SAMPLE_STEP_VOXELS`` voxel). In the
@@ -20,7 +28,12 @@ Method (each choice is a module constant below):
    in the central ``MID_HEIGHT_FRACTION`` of the body's height,
    and heights are taken along ``h`` at ``MEASUREMENT_POSITIONS`` of that extent from the posterior wall (15 / 50 / 85 %,
    as TotalSegmentator's spine report), as the median over the band's columns of the length of the body run through
-   the column.
+   the column. Each height carries a standard uncertainty: the quantisation of the mask's two faces (voxel extent along
+   ``h``, s_h^2/12 each) or the CT edge fit's (3b), plus the spread of the columns (scaled MAD / sqrt(n)).
+3b. With ``endplates="ct"`` each face is replaced by a partial-volume fit of the CT along the line (:func:`_ct_edge`:
+   bone step + thin endplate, Gaussian blur; within one voxel of the face), which is not quantised to the slices.
+   The model's endplate is ``ENDPLATE_THICKNESS_MM`` thick; a thicker dense plate reads up to half its excess inside
+   each face (docs/anatomy.md has the phantom errors at 1, 2 and 3 mm slices).
 4. Wedge angle: the angle between the superior and inferior endplate lines, each through its points at the posterior and
    anterior positions; positive when the anterior height is the smaller (kyphotic).
 5. HU: mean and median over the body eroded by ``HU_CORE_EROSION_MM`` (away from cortex and endplates).
@@ -28,7 +41,13 @@ Method (each choice is a module constant below):
    1 - Hm/Hp (reference: the posterior height of the same body), crush 1 - Hp/Hp_ref with Hp_ref the mean posterior height
    of the evaluable neighbours. The largest deformity names the type; grade 0 below 20 %, 1 for 20-25 %, 2 for 25-40 %,
    3 above 40 %. Genant defined the method for T4..L4; other levels are graded with a note.
-7. CT density class: Pickhardt 2013 thresholds on the trabecular core (defined at L1; applied to other levels with a note).
+7. CT density class on the trabecular core: Pickhardt et al. 2013 (Ann Intern Med 158:588) at L1, in 1867 adults of one
+   US academic centre with DXA within 6 months: <= 160 HU was 90 % sensitive and <= 110 HU > 90 % specific for DXA
+   osteoporosis. "normal" above 160 HU, "osteoporosis" at or below 110 HU, "osteopenia" (indeterminate) between.
+   Defined at L1; other levels get a note (docs/anatomy.md: level-specific reference values).
+
+Sources: Genant HK et al. 1993 J Bone Miner Res 8:1137; Pickhardt PJ et al. 2013 Ann Intern Med 158:588; Silva MJ et
+al. 1994 Bone 15:409 (endplate thickness ~0.35 mm in L1 over age 45).
 """
 
 from __future__ import annotations
@@ -40,7 +59,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..errors import EmptyMaskError, LevelNotFoundError
+from ..errors import EmptyMaskError, LevelNotFoundError, ParameterError
 from .io import Volume, load_ct, load_labels
 from .levels import BODY_LABEL, LEVELS, in_genant_range, label_table, normalize_level
 
@@ -73,9 +92,11 @@ HU_CORE_EROSION_MM = 4.0
 BODY_OPENING_MM = 8.0
 #: Genant semi-quantitative grade thresholds on the deformity (height reduction fraction).
 GENANT_THRESHOLDS = (0.20, 0.25, 0.40)
-#: Pickhardt 2013 L1 trabecular attenuation classes: >= 135 HU normal, 90-134 osteopenia, < 90 osteoporosis.
-PICKHARDT_NORMAL_HU = 135.0
-PICKHARDT_OSTEOPOROSIS_HU = 90.0
+#: Pickhardt 2013 L1 trabecular attenuation thresholds (Ann Intern Med 158:588): <= 160 HU was 90 % sensitive and
+#: <= 110 HU more than 90 % specific for DXA osteoporosis. Above 160: "normal"; <= 110: "osteoporosis"; between:
+#: "osteopenia" (indeterminate). (The 135 / 90 HU used before are not in that paper's results.)
+PICKHARDT_NORMAL_HU = 160.0
+PICKHARDT_OSTEOPOROSIS_HU = 110.0
 #: A level cut by the field of view still steers its neighbours' height axis if this fraction of a typical body is in view.
 NEIGHBOUR_MIN_VOLUME_FRACTION = 0.5
 #: Grid of the projected vertebra in which the canal is sought (mm; at least half the smallest voxel spacing).
@@ -84,10 +105,16 @@ CANAL_GRID_MM = 1.0
 CANAL_MIN_AREA_MM2 = 40.0
 #: Posterior elements whose centroid lies closer than this to the body's (mm) do not define an anterior direction.
 POSTERIOR_MIN_OFFSET_MM = 5.0
-#: The endplate's bright peak is sought this many voxels (along h) inside the mask's face ...
-EDGE_INSIDE_VOXELS = 1.5
-#: ... and the disc level is the median of the line between these many voxels outside it.
-EDGE_OUTSIDE_VOXELS = (1.0, 2.0)
+#: The edge fit uses the line from 2 voxels (along h) plus this (mm) inside the mask's face to 1 voxel plus this outside.
+EDGE_WINDOW_MM = 2.0
+#: Surface positions tried within one voxel either side of the mask's face.
+EDGE_GRID_POINTS = 41
+#: Blur widths tried (Gaussian sigma, in voxel extents along h: a slice profile of FWHM 0.7..1.9 slices), ...
+EDGE_SIGMA_VOXELS = (0.3, 0.45, 0.6, 0.8)
+#: ... and never below this (mm).
+EDGE_SIGMA_MIN_MM = 0.3
+#: Endplate (subchondral cortex) thickness in the edge model: ~0.35 mm, porous, in L1 of adults over 45 (Silva 1994).
+ENDPLATE_THICKNESS_MM = 0.35
 #: Below this endplate-to-disc contrast (HU) the edge is not used and the mask's face stays.
 EDGE_MIN_CONTRAST_HU = 60.0
 #: A body smaller than this is not measured (partial segmentation or a fragment).
@@ -187,19 +214,35 @@ def measure_spine(
     seg: str | Path | Volume,
     body: str | Path | Volume | None = None,
     numbering: str = "v2",
+    endplates: str = "mask",
 ) -> SpineMorphometry:
-    """Measure every vertebral level present in ``seg`` (paths are loaded; Volumes are used as given)."""
+    """Measure every vertebral level present in ``seg`` (paths are loaded; Volumes are used as given).
+    ``endplates``: "mask" (the segmentation's faces) or "ct" (sub-voxel edge fit of the CT, step 3b of the module
+    docstring)."""
+    _check_endplates(endplates)
     ct_vol = ct if isinstance(ct, Volume) else load_ct(ct)
     seg_vol = seg if isinstance(seg, Volume) else load_labels(seg, ct_vol, "segmentation")
     body_vol = None
     if body is not None:
         body_vol = body if isinstance(body, Volume) else load_labels(body, ct_vol, "vertebrae_body segmentation")
-    return measure_volumes(ct_vol, seg_vol, body_vol, numbering)
+    return measure_volumes(ct_vol, seg_vol, body_vol, numbering, endplates)
 
 
-def measure_volumes(ct: Volume, seg: Volume, body: Volume | None = None, numbering: str = "v2") -> SpineMorphometry:
+ENDPLATE_METHODS = ("mask", "ct")
+
+
+def _check_endplates(endplates: str) -> None:
+    if endplates not in ENDPLATE_METHODS:
+        raise ParameterError(f"Unknown endplate method {endplates!r}.",
+                             "use 'mask' (segmentation faces) or 'ct' (sub-voxel CT edge fit).")
+
+
+def measure_volumes(
+    ct: Volume, seg: Volume, body: Volume | None = None, numbering: str = "v2", endplates: str = "mask"
+) -> SpineMorphometry:
     from .io import check_same_grid
 
+    _check_endplates(endplates)
     check_same_grid(ct, seg)
     if body is not None:
         check_same_grid(ct, body)
@@ -224,7 +267,7 @@ def measure_volumes(ct: Volume, seg: Volume, body: Volume | None = None, numberi
             frames = _frames(levels, verts, {n: f[0] for n, f in found.items()}, ct.affine_mm, frames if last else None)
     first = {}
     for name in levels:
-        first[name] = _measure_level(name, table[name], ct, found[name], frames.get(name))
+        first[name] = _measure_level(name, table[name], ct, found[name], frames.get(name), endplates == "ct")
     final = _add_genant(first, levels)
     method = {
         "measurement_positions_from_posterior": MEASUREMENT_POSITIONS,
@@ -236,7 +279,8 @@ def measure_volumes(ct: Volume, seg: Volume, body: Volume | None = None, numberi
         else "vertebra anterior of its canal (pedicles cut where they meet the body), largest component",
         "height_axis": "spine axis through the neighbouring body centroids",
         "anterior_axis": "canal centre to body centroid, orthogonal to the height axis",
-        "endplates": "half-maximum of the CT edge between endplate and disc along each measurement line",
+        "endplates": "segmentation faces" if endplates == "mask" else
+        "partial-volume edge fit of the CT (step + thin endplate, Gaussian blur) along each measurement line",
     }
     return SpineMorphometry(
         levels=final,
@@ -542,7 +586,7 @@ def _not_evaluable(name: str, label: int, reason: str, **kw) -> LevelMorphometry
     return LevelMorphometry(level=name, label=label, evaluable=False, reason=reason, **kw)
 
 
-def _measure_level(name, label, ct: Volume, found: tuple[np.ndarray, str], frame: _LevelFrame | None) -> LevelMorphometry:
+def _measure_level(name, label, ct: Volume, found, frame: _LevelFrame | None, ct_edges: bool) -> LevelMorphometry:
     body, body_source = found
     if name == "S1":
         return _not_evaluable(name, label, "S1 is a sacral segment: body heights and Genant grading apply to C2..L5")
@@ -559,7 +603,7 @@ def _measure_level(name, label, ct: Volume, found: tuple[np.ndarray, str], frame
             name, label, f"body volume {volume_ml:.2f} mL is below {MIN_BODY_VOLUME_ML} mL: partial segmentation"
         )
     h, a = frame.h, frame.a
-    bh = measure_body_heights(body, ct.affine_mm, h, a, ct=ct.data)
+    bh = measure_body_heights(body, ct.affine_mm, h, a, ct=ct.data if ct_edges else None)
     if bh is None:
         return _not_evaluable(name, label, "the body has no measurable mid-sagittal extent", volume_ml=volume_ml)
     centre = _centroid_mm(body, ct.affine_mm)
@@ -673,7 +717,7 @@ def _profiles(body, affine_mm, centre, h, a, lat, ct=None):
     step = max(SAMPLE_STEP_VOXELS * float(spacing.min()), MIN_SAMPLE_STEP_MM)
     pts = np.argwhere(body)
     world = (affine_mm[:3, :3] @ pts.T).T + affine_mm[:3, 3] - centre
-    margin = 2 * float(spacing.max()) + (EDGE_OUTSIDE_VOXELS[1] + 1) * _extent_along(affine_mm, h)
+    margin = 2 * float(spacing.max()) + 3 * _extent_along(affine_mm, h) + EDGE_WINDOW_MM
     half = np.abs(world @ np.stack([lat, a, h], axis=1)).max(axis=0) + margin
     axes = [np.arange(-hv, hv + step / 2, step) for hv in half]
     inv = np.linalg.inv(affine_mm)
@@ -759,35 +803,50 @@ def _column_edges(col, h_ax, step, s_h, hu) -> tuple[float, float, float, bool] 
 
 
 def _ct_edge(hu, h_ax, face, outward, s_h) -> tuple[float, float] | None:
-    """Half-maximum crossing of the endplate-to-disc edge near the mask ``face`` (mm along h), searching outward from
-    the brightest sample within ``EDGE_INSIDE_VOXELS`` voxels inside the face; the disc level is the median of the line
-    ``EDGE_OUTSIDE_VOXELS`` voxels outside. Returns (edge, variance mm^2) or None (low contrast, or no crossing within
-    one voxel of the face). Variance: the intensity noise (the spread of the disc samples) carried through the edge's
-    slope, plus the error of the linear interpolation between slice centres, taken as uniform over a tenth of a voxel."""
-    d = (h_ax - face) * outward  # distance outward of the face
-    inside = (d <= 0) & (d >= -EDGE_INSIDE_VOXELS * s_h)
-    outside = (d >= EDGE_OUTSIDE_VOXELS[0] * s_h) & (d <= EDGE_OUTSIDE_VOXELS[1] * s_h)
-    if not inside.any() or outside.sum() < 2:
+    """Surface of the endplate near the mask ``face`` (mm along h) by a partial-volume edge fit, and its variance (mm^2).
+
+    Model along the line, outward distance x: bone of level B inside the surface e, disc of level D outside, a thin
+    endplate (``ENDPLATE_THICKNESS_MM``, Silva 1994) of unknown excess mass M just inside e, all blurred by a Gaussian
+    of width sigma (the slice sensitivity profile and the interpolation):
+    I(x) = D + (B - D) Phi((e - x)/sigma) + M g(x - e + t/2; sigma). (B, D, M) enter linearly and are solved by least
+    squares for each (e, sigma) on a grid (e within one voxel of the face, sigma from ``EDGE_SIGMA_VOXELS``); the best
+    fit wins. A thin plate keeps its centroid when smeared over thick slices and a step keeps its half-level crossing,
+    so either locates the surface to a fraction of a slice, where the mask's face is quantised to the slice.
+    Variance: the residual noise through the curvature of the fit's residual in e. None where the edge's contrast is
+    below ``EDGE_MIN_CONTRAST_HU`` or the best surface lies on the edge of the search."""
+    x = (h_ax - face) * outward
+    win = (x >= -2.0 * s_h - EDGE_WINDOW_MM) & (x <= s_h + EDGE_WINDOW_MM)  # outward: short of the next endplate
+    x, y = x[win], hu[win].astype(float)
+    if x.size < 8 or float(y.max() - y.min()) < EDGE_MIN_CONTRAST_HU:
         return None
-    i_peak = np.flatnonzero(inside)[int(np.argmax(hu[inside]))]
-    peak, disc = float(hu[i_peak]), float(np.median(hu[outside]))
-    if peak - disc < EDGE_MIN_CONTRAST_HU:
+    es = np.linspace(-s_h, s_h, EDGE_GRID_POINTS)
+    sig = np.maximum(np.asarray(EDGE_SIGMA_VOXELS) * s_h, EDGE_SIGMA_MIN_MM)
+    E, S = np.meshgrid(es, sig, indexing="ij")  # (ne, ns)
+    u = (E[..., None] - x) / S[..., None]
+    step = 0.5 * (1.0 + _erf(u / math.sqrt(2.0)))
+    pl = np.exp(-0.5 * ((x - E[..., None] + ENDPLATE_THICKNESS_MM / 2) / S[..., None]) ** 2)
+    A = np.stack([np.ones_like(step), step, pl], axis=-1)  # (ne, ns, n, 3)
+    G = np.einsum("...ki,...kj->...ij", A, A) + 1e-9 * np.eye(3)
+    coef = np.linalg.solve(G, np.einsum("...ki,k->...i", A, y)[..., None])[..., 0]
+    rss = ((np.einsum("...ki,...i->...k", A, coef) - y) ** 2).sum(axis=-1)
+    ie, js = np.unravel_index(int(np.argmin(rss)), rss.shape)
+    _, contrast, mass = coef[ie, js]
+    peak = abs(contrast) + max(mass, 0.0)  # step height plus the blurred plate's amplitude (HU)
+    if peak < EDGE_MIN_CONTRAST_HU or ie in (0, len(es) - 1):
         return None
-    level = 0.5 * (peak + disc)
-    order = np.argsort(d)
-    pos = int(np.flatnonzero(order == i_peak)[0])
-    for j in range(pos, len(order) - 1):
-        k0, k1 = order[j], order[j + 1]
-        if hu[k1] < level <= hu[k0]:
-            t = (hu[k0] - level) / (hu[k0] - hu[k1])
-            edge_d = d[k0] + t * (d[k1] - d[k0])
-            if abs(edge_d) > s_h:
-                return None
-            slope = abs(hu[k0] - hu[k1]) / abs(d[k1] - d[k0])
-            noise = float(np.std(hu[outside]))
-            var = (noise / math.sqrt(2) / slope) ** 2 + (0.1 * s_h) ** 2 / 12.0
-            return face + outward * edge_d, var
-    return None
+    r = rss[:, js]
+    curv = (r[ie - 1] - 2 * r[ie] + r[ie + 1]) / (es[1] - es[0]) ** 2
+    noise2 = r[ie] / max(1, x.size - 5)
+    # samples along the line are interpolated between voxels: about one independent sample per voxel extent
+    var = 2.0 * noise2 / curv * (s_h / (h_ax[1] - h_ax[0])) if curv > 0 else (s_h**2) / 12.0
+    var = min(var, s_h**2 / 12.0) + ((es[1] - es[0]) ** 2) / 12.0
+    return face + outward * float(es[ie]), float(var)
+
+
+def _erf(z: np.ndarray) -> np.ndarray:
+    from scipy.special import erf
+
+    return erf(z)
 
 
 def _central_run(col: np.ndarray) -> tuple[int, int] | None:
@@ -825,12 +884,13 @@ def _core_hu(ct: Volume, body: np.ndarray) -> tuple[float, float, int, str]:
 
 
 def density_class(hu: float) -> str | None:
-    """Pickhardt 2013 class of trabecular attenuation: 'normal', 'osteopenia' or 'osteoporosis' (None for NaN)."""
+    """Pickhardt 2013 class of L1 trabecular attenuation: 'normal' (> 160 HU), 'osteopenia' (110-160 HU, indeterminate)
+    or 'osteoporosis' (<= 110 HU); None for NaN."""
     if hu is None or not np.isfinite(hu):
         return None
-    if hu >= PICKHARDT_NORMAL_HU:
+    if hu > PICKHARDT_NORMAL_HU:
         return "normal"
-    if hu >= PICKHARDT_OSTEOPOROSIS_HU:
+    if hu > PICKHARDT_OSTEOPOROSIS_HU:
         return "osteopenia"
     return "osteoporosis"
 
