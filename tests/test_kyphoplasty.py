@@ -50,9 +50,11 @@ def test_heights_before_inflated_after(kp):
     # phantom truth 16.875 mm; 2 mm voxels (model.heights samples the label mask at 0.5 mm along the level's axes)
     assert m["height_anterior_mm_before"] == pytest.approx(16.875, abs=2.0)
     assert m["height_posterior_mm"] == pytest.approx(m["height_posterior_mm_before"])
-    # what comes out on this 2 mm phantom (not tuned): 6 of 7.75 mm, 77 % of the lost height, kept after deflation
+    # what comes out on this 2 mm phantom (not tuned): 6 of 8.0 mm, 75 % of the lost height, kept after deflation
+    # (7.75 mm lost and 77.4 % while the anterior axis was the image's +y; the canal-based axis of this phantom's
+    # 2 mm voxels is 1.4 deg off it, which moves the 85 % measurement line of the wedge)
     assert m["height_restored_mm_inflated"] == pytest.approx(6.0)
-    assert m["height_restored_pct_of_lost"] == pytest.approx(77.4, abs=0.1)
+    assert m["height_restored_pct_of_lost"] == pytest.approx(75.0, abs=0.1)
     assert m["wedge_angle_deg"] < m["wedge_angle_deg_before"] - 5.0
     assert m["balloon_final_pressure_psi"] == pytest.approx(229.1, rel=1e-3)
 
