@@ -76,8 +76,9 @@ def test_genant_bands_at_their_edges():
 
 
 def test_density_class_thresholds():
-    assert [density_class(v) for v in (200, 135, 134.9, 90, 89.9)] == [
-        "normal", "normal", "osteopenia", "osteopenia", "osteoporosis"]
+    # Pickhardt 2013 (L1): <= 160 HU 90 % sensitive, <= 110 HU > 90 % specific for DXA osteoporosis
+    assert [density_class(v) for v in (200, 160.1, 160, 110.1, 110, 80)] == [
+        "normal", "normal", "osteopenia", "osteopenia", "osteoporosis", "osteoporosis"]
     assert density_class(float("nan")) is None
 
 

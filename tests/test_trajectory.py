@@ -48,8 +48,13 @@ def _ap_fraction(v, ijk):
 
 
 def _lateral_mm(v, ijk):
-    """Signed distance (mm) of a point from the body's mid-sagittal plane (world x through the body centroid)."""
-    return float(_world(v, ijk)[0] - _world(v, v.landmarks.centroid_ijk)[0])
+    """Signed distance (mm) of a point from the body's mid-sagittal plane: through the body centroid, normal to the
+    level's own lateral axis a x h (towards the patient's right; the anatomy's, not the image's x)."""
+    from vertaug.model.heights import model_axes
+
+    h, a = model_axes(v)
+    r = np.cross(a, h)
+    return float((_world(v, ijk) - _world(v, v.landmarks.centroid_ijk)) @ (r / np.linalg.norm(r)))
 
 
 def test_real_l1_both_pedicles_found(real_l1):

@@ -511,12 +511,12 @@ def fracture_level(
 
 def _frame_of(ct: Volume, seg: Volume, body: Volume | None, name: str, label: int, morph) -> _Frame:
     vert = seg.data == label
-    body0 = _body_mask(vert, body, ct.spacing_mm)
+    body0 = _body_mask(vert, body, ct.spacing_mm, ct.affine_mm, morph.height_axis)
     if not body0.any():
         raise LevelNotFoundError(f"Level {name} has no vertebral body in the segmentation.",
                                  "give the vertebrae_body map (--body) or a segmentation with the body labelled.")
     h = np.asarray(morph.height_axis, float)
-    a, lat = _frame(h)
+    a, lat = _frame(h, morph.anterior_axis)
     centre = _centroid_mm(body0, ct.affine_mm)
     cols = _columns(body0, ct.affine_mm, centre, h, a, lat, ct.spacing_mm)
     idx = np.nonzero(body0)

@@ -5,14 +5,22 @@ of the trabecular core, wedge angle (deg), Genant semi-quantitative grade and mo
 density class. A level that cannot be measured (cut by the field of view, no body voxels, S1) is returned with NaNs and
 the reason, never measured wrongly.
 
-Method (each choice is a module constant below):
+Method (each choice is a module constant below). Every direction comes from the anatomy, none from the image axes, so
+the result does not change when the same voxels are given a rotated affine (tilted patient, tilted gantry):
 
-1. Body mask: the vertebra label AND the ``vertebrae_body`` label (TotalSegmentator) where that file is given; otherwise
-   the vertebra label opened by ``BODY_OPENING_MM`` (pedicles, laminae and processes are thinner than that and vanish),
-   its largest component, grown back inside the vertebra label by the same distance.
+1. Body mask: the vertebra label AND the ``vertebrae_body`` label (TotalSegmentator) where that file is given. Without
+   it, the vertebra label is projected along the level's height axis; the vertebral canal is the hole of that projection
+   (the ring of pedicles and laminae), and the body is the part of the vertebra in front of the canal's anterior wall
+   (pedicles, laminae, transverse and spinous processes all lie behind it), largest component. The anterior direction
+   for this cut runs from the canal centre to the deepest point of the vertebra (maximum of its distance transform,
+   inside the body). If no canal is found (posterior elements cut by the field of view or not segmented), the vertebra
+   opened by ``BODY_OPENING_MM`` (pedicles, laminae and processes are thinner and vanish), grown back inside the label.
+   ``LevelMorphometry.body_source`` says which was used.
 2. Local frame: the height axis ``h`` joins the body centroids of the neighbouring levels (cranial minus caudal; one
-   neighbour and this level if only one exists; the body's least principal axis if none), pointing superior. The
-   anterior axis ``a`` is the world anterior direction (+y in RAS+) made orthogonal to ``h``; ``l = h x a`` is lateral.
+   neighbour and this level if only one exists; the body's least principal axis if none, the only case where the
+   image's superior axis picks the sign). The anterior axis ``a`` runs from the canal centre to the body centroid
+   (else from the posterior elements' centroid; the image's anterior axis only as a last resort, with a note), made
+   orthogonal to ``h``; ``l = h x a`` is lateral.
    ``h`` follows the spine's curve at the level, i.e. the bisector of the two endplate normals, so heights are measured
    perpendicular to the endplates (for a wedged body: to their mean plane).
 3. The body mask is resampled in that frame (trilinear, threshold 0.5, step ``SAMPLE_STEP_VOXELS`` voxel). In the
@@ -20,7 +28,12 @@ Method (each choice is a module constant below):
    in the central ``MID_HEIGHT_FRACTION`` of the body's height,
    and heights are taken along ``h`` at ``MEASUREMENT_POSITIONS`` of that extent from the posterior wall (15 / 50 / 85 %,
    as TotalSegmentator's spine report), as the median over the band's columns of the length of the body run through
-   the column.
+   the column. Each height carries a standard uncertainty: the quantisation of the mask's two faces (voxel extent along
+   ``h``, s_h^2/12 each) or the CT edge fit's (3b), plus the spread of the columns (scaled MAD / sqrt(n)).
+3b. With ``endplates="ct"`` each face is replaced by a partial-volume fit of the CT along the line (:func:`_ct_edge`:
+   bone step + thin endplate, Gaussian blur; within one voxel of the face), which is not quantised to the slices.
+   The model's endplate is ``ENDPLATE_THICKNESS_MM`` thick; a thicker dense plate reads up to half its excess inside
+   each face (docs/anatomy.md has the phantom errors at 1, 2 and 3 mm slices).
 4. Wedge angle: the angle between the superior and inferior endplate lines, each through its points at the posterior and
    anterior positions; positive when the anterior height is the smaller (kyphotic).
 5. HU: mean and median over the body eroded by ``HU_CORE_EROSION_MM`` (away from cortex and endplates).
@@ -28,7 +41,13 @@ Method (each choice is a module constant below):
    1 - Hm/Hp (reference: the posterior height of the same body), crush 1 - Hp/Hp_ref with Hp_ref the mean posterior height
    of the evaluable neighbours. The largest deformity names the type; grade 0 below 20 %, 1 for 20-25 %, 2 for 25-40 %,
    3 above 40 %. Genant defined the method for T4..L4; other levels are graded with a note.
-7. CT density class: Pickhardt 2013 thresholds on the trabecular core (defined at L1; applied to other levels with a note).
+7. CT density class on the trabecular core: Pickhardt et al. 2013 (Ann Intern Med 158:588) at L1, in 1867 adults of one
+   US academic centre with DXA within 6 months: <= 160 HU was 90 % sensitive and <= 110 HU > 90 % specific for DXA
+   osteoporosis. "normal" above 160 HU, "osteoporosis" at or below 110 HU, "osteopenia" (indeterminate) between.
+   Defined at L1; other levels get a note (docs/anatomy.md: level-specific reference values).
+
+Sources: Genant HK et al. 1993 J Bone Miner Res 8:1137; Pickhardt PJ et al. 2013 Ann Intern Med 158:588; Silva MJ et
+al. 1994 Bone 15:409 (endplate thickness ~0.35 mm in L1 over age 45).
 """
 
 from __future__ import annotations
@@ -40,7 +59,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..errors import EmptyMaskError, LevelNotFoundError
+from ..errors import EmptyMaskError, LevelNotFoundError, ParameterError
 from .io import Volume, load_ct, load_labels
 from .levels import BODY_LABEL, LEVELS, in_genant_range, label_table, normalize_level
 
@@ -73,11 +92,31 @@ HU_CORE_EROSION_MM = 4.0
 BODY_OPENING_MM = 8.0
 #: Genant semi-quantitative grade thresholds on the deformity (height reduction fraction).
 GENANT_THRESHOLDS = (0.20, 0.25, 0.40)
-#: Pickhardt 2013 L1 trabecular attenuation classes: >= 135 HU normal, 90-134 osteopenia, < 90 osteoporosis.
-PICKHARDT_NORMAL_HU = 135.0
-PICKHARDT_OSTEOPOROSIS_HU = 90.0
+#: Pickhardt 2013 L1 trabecular attenuation thresholds (Ann Intern Med 158:588): <= 160 HU was 90 % sensitive and
+#: <= 110 HU more than 90 % specific for DXA osteoporosis. Above 160: "normal"; <= 110: "osteoporosis"; between:
+#: "osteopenia" (indeterminate). (The 135 / 90 HU used before are not in that paper's results.)
+PICKHARDT_NORMAL_HU = 160.0
+PICKHARDT_OSTEOPOROSIS_HU = 110.0
 #: A level cut by the field of view still steers its neighbours' height axis if this fraction of a typical body is in view.
 NEIGHBOUR_MIN_VOLUME_FRACTION = 0.5
+#: Grid of the projected vertebra in which the canal is sought (mm; at least half the smallest voxel spacing).
+CANAL_GRID_MM = 1.0
+#: Smallest hole accepted as the canal (mm^2); an adult lumbar or thoracic canal is ~150-300 mm^2, a C-level ~200.
+CANAL_MIN_AREA_MM2 = 40.0
+#: Posterior elements whose centroid lies closer than this to the body's (mm) do not define an anterior direction.
+POSTERIOR_MIN_OFFSET_MM = 5.0
+#: The edge fit uses the line from 2 voxels (along h) plus this (mm) inside the mask's face to 1 voxel plus this outside.
+EDGE_WINDOW_MM = 2.0
+#: Surface positions tried within one voxel either side of the mask's face.
+EDGE_GRID_POINTS = 41
+#: Blur widths tried (Gaussian sigma, in voxel extents along h: a slice profile of FWHM 0.7..1.9 slices), ...
+EDGE_SIGMA_VOXELS = (0.3, 0.45, 0.6, 0.8)
+#: ... and never below this (mm).
+EDGE_SIGMA_MIN_MM = 0.3
+#: Endplate (subchondral cortex) thickness in the edge model: ~0.35 mm, porous, in L1 of adults over 45 (Silva 1994).
+ENDPLATE_THICKNESS_MM = 0.35
+#: Below this endplate-to-disc contrast (HU) the edge is not used and the mask's face stays.
+EDGE_MIN_CONTRAST_HU = 60.0
 #: A body smaller than this is not measured (partial segmentation or a fragment).
 MIN_BODY_VOLUME_ML = 2.0
 
@@ -95,6 +134,11 @@ class LevelMorphometry:
     height_anterior_mm: float = _NAN
     height_middle_mm: float = _NAN
     height_posterior_mm: float = _NAN
+    height_anterior_uncertainty_mm: float = _NAN
+    height_middle_uncertainty_mm: float = _NAN
+    height_posterior_uncertainty_mm: float = _NAN
+    endplate_method: str = ""
+    body_source: str = ""
     ap_depth_mm: float = _NAN
     width_mm: float = _NAN
     volume_ml: float = _NAN
@@ -117,6 +161,8 @@ class LevelMorphometry:
     centroid_mm: tuple[float, float, float] = (_NAN, _NAN, _NAN)
     height_axis: tuple[float, float, float] = (_NAN, _NAN, _NAN)
     anterior_axis: tuple[float, float, float] = (_NAN, _NAN, _NAN)
+    height_axis_source: str = ""
+    anterior_axis_source: str = ""
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -168,19 +214,35 @@ def measure_spine(
     seg: str | Path | Volume,
     body: str | Path | Volume | None = None,
     numbering: str = "v2",
+    endplates: str = "mask",
 ) -> SpineMorphometry:
-    """Measure every vertebral level present in ``seg`` (paths are loaded; Volumes are used as given)."""
+    """Measure every vertebral level present in ``seg`` (paths are loaded; Volumes are used as given).
+    ``endplates``: "mask" (the segmentation's faces) or "ct" (sub-voxel edge fit of the CT, step 3b of the module
+    docstring)."""
+    _check_endplates(endplates)
     ct_vol = ct if isinstance(ct, Volume) else load_ct(ct)
     seg_vol = seg if isinstance(seg, Volume) else load_labels(seg, ct_vol, "segmentation")
     body_vol = None
     if body is not None:
         body_vol = body if isinstance(body, Volume) else load_labels(body, ct_vol, "vertebrae_body segmentation")
-    return measure_volumes(ct_vol, seg_vol, body_vol, numbering)
+    return measure_volumes(ct_vol, seg_vol, body_vol, numbering, endplates)
 
 
-def measure_volumes(ct: Volume, seg: Volume, body: Volume | None = None, numbering: str = "v2") -> SpineMorphometry:
+ENDPLATE_METHODS = ("mask", "ct")
+
+
+def _check_endplates(endplates: str) -> None:
+    if endplates not in ENDPLATE_METHODS:
+        raise ParameterError(f"Unknown endplate method {endplates!r}.",
+                             "use 'mask' (segmentation faces) or 'ct' (sub-voxel CT edge fit).")
+
+
+def measure_volumes(
+    ct: Volume, seg: Volume, body: Volume | None = None, numbering: str = "v2", endplates: str = "mask"
+) -> SpineMorphometry:
     from .io import check_same_grid
 
+    _check_endplates(endplates)
     check_same_grid(ct, seg)
     if body is not None:
         check_same_grid(ct, body)
@@ -193,20 +255,19 @@ def measure_volumes(ct: Volume, seg: Volume, body: Volume | None = None, numberi
             f"(labels found: {sorted(present)[:12]}).",
             "give TotalSegmentator's multilabel output (task 'total'), or use --numbering v1 for TotalSegmentator 1.x.",
         )
-    bodies = {name: _body_mask(seg.data == table[name], body, ct.spacing_mm) for name in levels}
-    # A body cut by the field of view has a biased centroid; it still steers a neighbour's height axis (as in
-    # TotalSegmentator's spine report) when at least NEIGHBOUR_MIN_VOLUME_FRACTION of a typical body is in view.
-    sizes = {name: int(mask.sum()) for name, mask in bodies.items()}
-    typical = float(np.median([v for v in sizes.values() if v > 0])) if any(sizes.values()) else 0.0
-    centroids = {
-        name: _centroid_mm(mask, ct.affine_mm)
-        for name, mask in bodies.items()
-        if sizes[name] > 0
-        and (_touches_border(mask) is None or sizes[name] >= NEIGHBOUR_MIN_VOLUME_FRACTION * typical)
-    }
+    verts = {name: seg.data == table[name] for name in levels}
+    found = {name: _body_and_source(verts[name], body, ct.spacing_mm) for name in levels}
+    frames = _frames(levels, verts, {n: f[0] for n, f in found.items()}, ct.affine_mm)
+    # Levels without a usable body map: cut at the canal along the first axes, then along the axes of the cut bodies
+    # (those axes are kept as final, so that a caller cutting along the reported height axis gets the same body).
+    if any(f[1] != BODY_FROM_MAP for f in found.values()):
+        for last in (False, True):
+            found = {n: found[n] if found[n][1] == BODY_FROM_MAP else _body_and_source(
+                verts[n], None, ct.spacing_mm, ct.affine_mm, frames[n].h if n in frames else None) for n in levels}
+            frames = _frames(levels, verts, {n: f[0] for n, f in found.items()}, ct.affine_mm, frames if last else None)
     first = {}
     for name in levels:
-        first[name] = _measure_level(name, table[name], ct, bodies[name], centroids, levels)
+        first[name] = _measure_level(name, table[name], ct, found[name], frames.get(name), endplates == "ct")
     final = _add_genant(first, levels)
     method = {
         "measurement_positions_from_posterior": MEASUREMENT_POSITIONS,
@@ -214,7 +275,12 @@ def measure_volumes(ct: Volume, seg: Volume, body: Volume | None = None, numberi
         "hu_core_erosion_mm": HU_CORE_EROSION_MM,
         "genant_thresholds": list(GENANT_THRESHOLDS),
         "pickhardt_hu": {"normal_min": PICKHARDT_NORMAL_HU, "osteoporosis_below": PICKHARDT_OSTEOPOROSIS_HU},
-        "body_mask": "vertebra AND vertebrae_body==1" if body is not None else f"vertebra opened by {BODY_OPENING_MM} mm",
+        "body_mask": "vertebra AND vertebrae_body==1" if body is not None
+        else "vertebra anterior of its canal (pedicles cut where they meet the body), largest component",
+        "height_axis": "spine axis through the neighbouring body centroids",
+        "anterior_axis": "canal centre to body centroid, orthogonal to the height axis",
+        "endplates": "segmentation faces" if endplates == "mask" else
+        "partial-volume edge fit of the CT (step + thin endplate, Gaussian blur) along each measurement line",
     }
     return SpineMorphometry(
         levels=final,
@@ -248,19 +314,78 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return lab == (1 + int(np.argmax(sizes)))
 
 
-def _body_mask(vertebra: np.ndarray, body: Volume | None, spacing_mm) -> np.ndarray:
+#: How a level's body was separated from its posterior elements (LevelMorphometry.body_source).
+BODY_FROM_MAP = "vertebrae_body map"
+BODY_FROM_CANAL = "segmentation: cut at the canal's anterior wall"
+BODY_FROM_OPENING = f"segmentation: opened by {BODY_OPENING_MM:g} mm (no canal found)"
+
+
+def _body_mask(vertebra: np.ndarray, body: Volume | None, spacing_mm, affine_mm=None, height_axis=None) -> np.ndarray:
+    """The vertebral body of one level (see :func:`_body_and_source`)."""
+    return _body_and_source(vertebra, body, spacing_mm, affine_mm, height_axis)[0]
+
+
+def _body_and_source(vertebra, body, spacing_mm, affine_mm=None, height_axis=None) -> tuple[np.ndarray, str]:
+    """The body from the ``vertebrae_body`` map when given; else, with the level's height axis, the vertebra anterior of
+    its canal (:func:`_body_from_canal`); else (or if no canal is found) the opening method; and which was used."""
     if body is not None:
         m = vertebra & (body.data == BODY_LABEL)
         if m.sum() > 0.1 * vertebra.sum():
-            return _largest_component(m)
+            return _largest_component(m), BODY_FROM_MAP
     if not vertebra.any():
-        return vertebra
+        return vertebra, ""
+    if affine_mm is not None and height_axis is not None and np.all(np.isfinite(height_axis)):
+        cut = _body_from_canal(vertebra, np.asarray(affine_mm, float), np.asarray(height_axis, float))
+        if cut is not None:
+            return cut, BODY_FROM_CANAL
+    return _body_by_opening(vertebra, spacing_mm), BODY_FROM_OPENING
+
+
+def _bbox(mask: np.ndarray, pad) -> tuple[slice, ...]:
+    idx = np.argwhere(mask)
+    lo = np.maximum(idx.min(axis=0) - pad, 0)
+    hi = np.minimum(idx.max(axis=0) + pad + 1, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def _body_from_canal(vertebra: np.ndarray, affine_mm: np.ndarray, h: np.ndarray) -> np.ndarray | None:
+    """Body without a body map: the vertebra voxels anterior of the canal's anterior wall, largest component.
+
+    The canal is the hole of the vertebra projected along the spine axis; the pedicles, laminae, transverse and spinous
+    processes all lie behind its anterior wall (the posterior wall of the body), the body in front of it. The anterior
+    direction is from the canal centre to the deepest point of the vertebra (the maximum of its distance transform,
+    inside the body: the thickest part of a vertebra). None if no canal is found."""
+    h = h / np.linalg.norm(h)
+    box = _bbox(vertebra, 1)
+    v = vertebra[box]
+    aff = affine_mm.copy()
+    aff[:3, 3] = affine_mm[:3, :3] @ np.array([b.start for b in box], float) + affine_mm[:3, 3]
+    spacing = np.linalg.norm(aff[:3, :3], axis=0)
+    dist = ndimage.distance_transform_edt(v, sampling=spacing)
+    deep = np.array(np.unravel_index(int(np.argmax(dist)), v.shape), float)
+    p = aff[:3, :3] @ deep + aff[:3, 3]
+    canal = _find_canal(v, aff, p, h)
+    if canal is None:
+        return None
+    a = p - canal.centre_mm
+    a = a - (a @ h) * h
+    a /= np.linalg.norm(a)
+    ijk = np.argwhere(v)
+    along = (ijk @ aff[:3, :3].T + aff[:3, 3] - p) @ a
+    keep = np.zeros_like(v)
+    sel = along >= canal.front_mm
+    keep[tuple(ijk[sel].T)] = True
+    if not keep.any():
+        return None
+    out = np.zeros_like(vertebra)
+    out[box] = _largest_component(keep)
+    return out
+
+
+def _body_by_opening(vertebra: np.ndarray, spacing_mm) -> np.ndarray:
     ball = _ball(BODY_OPENING_MM, spacing_mm)
     pad = np.array(ball.shape) // 2 + 1
-    idx = np.argwhere(vertebra)
-    lo = np.maximum(idx.min(axis=0) - pad, 0)
-    hi = np.minimum(idx.max(axis=0) + pad + 1, vertebra.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # work on the level's bounding box only
+    box = _bbox(vertebra, pad)  # work on the level's bounding box only
     v = vertebra[box]
     core = ndimage.binary_opening(v, structure=ball)
     out = np.zeros_like(vertebra)
@@ -293,36 +418,165 @@ def _touches_border(mask: np.ndarray) -> str | None:
 # ------------------------------------------------------------------------------------------------------- frame
 
 
-def _height_axis(name: str, centroids: dict, levels: list[str], mask: np.ndarray, affine_mm) -> np.ndarray:
+def _height_axis(name: str, centroids: dict, levels: list[str], mask: np.ndarray, affine_mm) -> tuple[np.ndarray, str]:
+    """Cranial unit vector of a level from the neighbouring body centroids (the spine axis), and how it was found."""
     i = levels.index(name)
-    here = centroids[name]
+    here = centroids.get(name)
     above = centroids.get(levels[i - 1]) if i > 0 and _adjacent(levels[i - 1], name) else None
     below = centroids.get(levels[i + 1]) if i + 1 < len(levels) and _adjacent(name, levels[i + 1]) else None
     if above is not None and below is not None:
-        axis = above - below
-    elif above is not None:
-        axis = above - here
-    elif below is not None:
-        axis = here - below
+        axis, how = above - below, "spine axis through the centroids of the level above and below"
+    elif above is not None and here is not None:
+        axis, how = above - here, "spine axis from this level to the level above"
+    elif below is not None and here is not None:
+        axis, how = here - below, "spine axis from the level below to this level"
     else:
+        # No neighbour: the body's least principal axis; its sign (which end is cranial) is not in the anatomy of
+        # one body, so the world's superior direction decides it.
         pts = (affine_mm[:3, :3] @ np.argwhere(mask).T).T
         evals, evecs = np.linalg.eigh(np.cov(pts.T))
         axis = evecs[:, 0]
-    axis = axis / np.linalg.norm(axis)
-    return axis if axis[2] >= 0 else -axis
+        sup = np.array([0.0, 0.0, 1.0])  # RAS+ world
+        axis = axis if axis @ sup >= 0 else -axis
+        how = "least principal axis of the body (no neighbour); cranial sign from the image's superior axis"
+    return axis / np.linalg.norm(axis), how
 
 
 def _adjacent(upper: str, lower: str) -> bool:
     return LEVELS.index(lower) - LEVELS.index(upper) == 1
 
 
-def _frame(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a = np.array([0.0, 1.0, 0.0]) - h[1] * h
+def _frame(h: np.ndarray, anterior=None) -> tuple[np.ndarray, np.ndarray]:
+    """(anterior, lateral) unit vectors orthogonal to ``h``; ``anterior`` is the level's anatomical anterior direction
+    (from :func:`_anterior_axis`); without it the world anterior (+y in RAS+) is used (legacy callers only)."""
+    a = np.array([0.0, 1.0, 0.0]) if anterior is None else np.asarray(anterior, float)
+    a = a - (a @ h) * h
     if np.linalg.norm(a) < 0.3:  # height axis nearly anterior: degenerate scan orientation
         a = np.array([1.0, 0.0, 0.0]) - h[0] * h
     a /= np.linalg.norm(a)
     lat = np.cross(h, a)
     return a, lat / np.linalg.norm(lat)
+
+
+@dataclass(frozen=True)
+class _LevelFrame:
+    """Height (cranial) and anterior unit vectors of one level, world frame, and how each was found."""
+
+    h: np.ndarray
+    a: np.ndarray
+    how_h: str
+    how_a: str
+
+
+def _steering_centroids(bodies: dict, affine_mm) -> dict:
+    """Body centroids that may steer a neighbour's height axis: a body cut by the field of view has a biased centroid;
+    it still steers (as in TotalSegmentator's spine report) when at least NEIGHBOUR_MIN_VOLUME_FRACTION of a typical
+    body is in view."""
+    sizes = {name: int(mask.sum()) for name, mask in bodies.items()}
+    typical = float(np.median([v for v in sizes.values() if v > 0])) if any(sizes.values()) else 0.0
+    return {
+        name: _centroid_mm(mask, affine_mm)
+        for name, mask in bodies.items()
+        if sizes[name] > 0
+        and (_touches_border(mask) is None or sizes[name] >= NEIGHBOUR_MIN_VOLUME_FRACTION * typical)
+    }
+
+
+def _frames(levels, verts, bodies, affine_mm, keep_h: dict | None = None) -> dict[str, _LevelFrame]:
+    """Each level's frame from the anatomy; ``keep_h`` (frames of an earlier pass) fixes the height axes."""
+    centroids = _steering_centroids(bodies, affine_mm)
+    out = {}
+    for name in levels:
+        if not bodies[name].any():
+            continue
+        if keep_h is not None and name in keep_h:
+            h, how_h = keep_h[name].h, keep_h[name].how_h
+        else:
+            h, how_h = _height_axis(name, centroids, levels, bodies[name], affine_mm)
+        a, how_a, _ = _anterior_axis(verts[name], bodies[name], affine_mm, h)
+        out[name] = _LevelFrame(h, a, how_h, how_a)
+    return out
+
+
+@dataclass(frozen=True)
+class _Canal:
+    """The vertebral canal of one level, found as the hole of the vertebra projected along the height axis."""
+
+    centre_mm: np.ndarray  # world point (on the plane through the body centroid)
+    front_mm: float  # anterior limit of the canal, along the anterior axis, from the body centroid (negative)
+    area_mm2: float
+
+
+def _in_plane_basis(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    seed = np.eye(3)[int(np.argmin(np.abs(h)))]
+    e1 = seed - (seed @ h) * h
+    e1 /= np.linalg.norm(e1)
+    return e1, np.cross(h, e1)
+
+
+def _projected_points(mask: np.ndarray, affine_mm: np.ndarray, step_mm: float) -> np.ndarray:
+    """World points filling each voxel of ``mask`` at about ``step_mm`` (voxel centres plus sub-voxel points)."""
+    spacing = np.linalg.norm(affine_mm[:3, :3], axis=0)
+    n_sub = [max(1, int(math.ceil(s / step_mm))) for s in spacing]
+    offs = np.stack(np.meshgrid(*[(np.arange(n) + 0.5) / n - 0.5 for n in n_sub], indexing="ij"), -1).reshape(-1, 3)
+    ijk = np.argwhere(mask).astype(float)
+    pts = (ijk[:, None, :] + offs[None, :, :]).reshape(-1, 3)
+    return pts @ affine_mm[:3, :3].T + affine_mm[:3, 3]
+
+
+def _find_canal(vertebra: np.ndarray, affine_mm: np.ndarray, centre: np.ndarray, h: np.ndarray) -> _Canal | None:
+    """The canal: the largest hole (>= CANAL_MIN_AREA_MM2) of the vertebra projected along ``h``; None if the ring of
+    pedicles and laminae is not closed (cut by the field of view, or a segmentation without posterior elements)."""
+    if not vertebra.any():
+        return None
+    spacing = np.linalg.norm(affine_mm[:3, :3], axis=0)
+    g = max(CANAL_GRID_MM, 0.5 * float(spacing.min()))
+    e1, e2 = _in_plane_basis(h)
+    pts = _projected_points(vertebra, affine_mm, g) - centre
+    uv = np.stack([pts @ e1, pts @ e2], axis=1)
+    lo = uv.min(axis=0) - 2 * g
+    ij = np.floor((uv - lo) / g).astype(int)
+    img = np.zeros(tuple(ij.max(axis=0) + 3), bool)
+    img[ij[:, 0], ij[:, 1]] = True
+    img = ndimage.binary_closing(img, iterations=1, border_value=0) | img
+    holes = ndimage.binary_fill_holes(img) & ~img
+    lab, n = ndimage.label(holes)
+    if n == 0:
+        return None
+    sizes = np.bincount(lab.ravel())[1:]
+    k = int(np.argmax(sizes))
+    area = float(sizes[k]) * g * g
+    if area < CANAL_MIN_AREA_MM2:
+        return None
+    hole = np.argwhere(lab == k + 1)
+    huv = (hole + 0.5) * g + lo
+    c_uv = huv.mean(axis=0)
+    centre_canal = centre + c_uv[0] * e1 + c_uv[1] * e2
+    a_uv = -c_uv / np.linalg.norm(c_uv)  # canal -> body centroid is anterior
+    front = float((huv @ a_uv).max() + g / 2)
+    return _Canal(centre_canal, front, area)
+
+
+def _anterior_axis(vertebra, body, affine_mm, h) -> tuple[np.ndarray, str, _Canal | None]:
+    """Anterior unit vector of a level from its own anatomy (orthogonal to ``h``) and how it was found.
+
+    The canal -> body direction when the canal is found; else the posterior elements -> body direction; the world's
+    anterior axis only as the last resort (said in the notes)."""
+    centre = _centroid_mm(body, affine_mm)
+    canal = _find_canal(vertebra, affine_mm, centre, h)
+    if canal is not None:
+        v = centre - canal.centre_mm
+        v = v - (v @ h) * h
+        if np.linalg.norm(v) > 0:
+            return v / np.linalg.norm(v), "canal centre to body centroid", canal
+    post = vertebra & ~body
+    if post.sum() > 0.05 * vertebra.sum():
+        v = centre - _centroid_mm(post, affine_mm)
+        v = v - (v @ h) * h
+        if np.linalg.norm(v) > POSTERIOR_MIN_OFFSET_MM:
+            return v / np.linalg.norm(v), "posterior-elements centroid to body centroid", None
+    a, _ = _frame(h)
+    return a, "world anterior axis (no canal or posterior elements found)", None
 
 
 # ------------------------------------------------------------------------------------------------------- one level
@@ -332,10 +586,11 @@ def _not_evaluable(name: str, label: int, reason: str, **kw) -> LevelMorphometry
     return LevelMorphometry(level=name, label=label, evaluable=False, reason=reason, **kw)
 
 
-def _measure_level(name, label, ct: Volume, body: np.ndarray, centroids, levels) -> LevelMorphometry:
+def _measure_level(name, label, ct: Volume, found, frame: _LevelFrame | None, ct_edges: bool) -> LevelMorphometry:
+    body, body_source = found
     if name == "S1":
         return _not_evaluable(name, label, "S1 is a sacral segment: body heights and Genant grading apply to C2..L5")
-    if not body.any():
+    if not body.any() or frame is None:
         return _not_evaluable(name, label, "no body voxels in the segmentation for this level")
     volume_ml = float(body.sum()) * ct.voxel_volume_mm3 / 1000.0
     border = _touches_border(body)
@@ -347,19 +602,21 @@ def _measure_level(name, label, ct: Volume, body: np.ndarray, centroids, levels)
         return _not_evaluable(
             name, label, f"body volume {volume_ml:.2f} mL is below {MIN_BODY_VOLUME_ML} mL: partial segmentation"
         )
-    h = _height_axis(name, centroids, levels, body, ct.affine_mm)
-    a, _ = _frame(h)
-    bh = measure_body_heights(body, ct.affine_mm, h, a)
+    h, a = frame.h, frame.a
+    bh = measure_body_heights(body, ct.affine_mm, h, a, ct=ct.data if ct_edges else None)
     if bh is None:
         return _not_evaluable(name, label, "the body has no measurable mid-sagittal extent", volume_ml=volume_ml)
     centre = _centroid_mm(body, ct.affine_mm)
-    ha, hm, hp, wedge = bh.anterior_mm, bh.middle_mm, bh.posterior_mm, bh.wedge_angle_deg
-    ap_depth, width = bh.ap_depth_mm, bh.width_mm
+    ha, hm, hp = bh.anterior_mm, bh.middle_mm, bh.posterior_mm
     hu_mean, hu_median, n_core, core_note = _core_hu(ct, body)
     notes = [core_note] if core_note else []
+    if frame.how_a.startswith("world"):
+        notes.append("anterior direction taken from the image axes: no canal or posterior elements found")
+    if frame.how_h.startswith("least principal"):
+        notes.append("no neighbouring level: height axis from the body's own shape")
     dens = density_class(hu_mean)
     if name != "L1" and dens is not None:
-        notes.append("density class uses Pickhardt 2013 thresholds defined at L1")
+        notes.append("density class uses Pickhardt 2013 thresholds defined at L1 (docs/anatomy.md)")
     if not in_genant_range(name):
         notes.append("Genant's method was defined for T4..L4; grade given for information")
     return LevelMorphometry(
@@ -369,13 +626,18 @@ def _measure_level(name, label, ct: Volume, body: np.ndarray, centroids, levels)
         height_anterior_mm=ha,
         height_middle_mm=hm,
         height_posterior_mm=hp,
-        ap_depth_mm=ap_depth,
-        width_mm=width,
+        height_anterior_uncertainty_mm=bh.anterior_uncertainty_mm,
+        height_middle_uncertainty_mm=bh.middle_uncertainty_mm,
+        height_posterior_uncertainty_mm=bh.posterior_uncertainty_mm,
+        endplate_method=bh.endplate_method,
+        body_source=body_source,
+        ap_depth_mm=bh.ap_depth_mm,
+        width_mm=bh.width_mm,
         volume_ml=volume_ml,
         hu_mean=hu_mean,
         hu_median=hu_median,
         core_voxels=n_core,
-        wedge_angle_deg=wedge,
+        wedge_angle_deg=bh.wedge_angle_deg,
         ratio_ha_hp=ha / hp if hp > 0 else _NAN,
         ratio_hm_hp=hm / hp if hp > 0 else _NAN,
         density_class=dens,
@@ -383,12 +645,15 @@ def _measure_level(name, label, ct: Volume, body: np.ndarray, centroids, levels)
         centroid_mm=tuple(float(v) for v in centre),
         height_axis=tuple(float(v) for v in h),
         anterior_axis=tuple(float(v) for v in a),
+        height_axis_source=frame.how_h,
+        anterior_axis_source=frame.how_a,
     )
 
 
 @dataclass(frozen=True)
 class BodyHeights:
-    """Heights of one body along its own axes (mm), the wedge angle (deg, positive kyphotic), AP depth and width (mm)."""
+    """Heights of one body along its own axes (mm), the wedge angle (deg, positive kyphotic), AP depth and width (mm),
+    each height's standard uncertainty (mm) and how the endplates were located."""
 
     anterior_mm: float
     middle_mm: float
@@ -396,16 +661,24 @@ class BodyHeights:
     wedge_angle_deg: float
     ap_depth_mm: float
     width_mm: float
+    anterior_uncertainty_mm: float = _NAN
+    middle_uncertainty_mm: float = _NAN
+    posterior_uncertainty_mm: float = _NAN
+    endplate_method: str = "mask"
 
 
-def measure_body_heights(body: np.ndarray, affine_mm: np.ndarray, height_axis, anterior_axis) -> BodyHeights | None:
+def measure_body_heights(
+    body: np.ndarray, affine_mm: np.ndarray, height_axis, anterior_axis, ct: np.ndarray | None = None
+) -> BodyHeights | None:
     """THE height measurement: anterior, middle and posterior heights and the wedge angle of a body mask.
 
     ``height_axis`` and ``anterior_axis`` are unit vectors in the world (RAS+ mm) frame of ``affine_mm``; the anterior
-    axis is made orthogonal to the height axis. Method: steps 3 and 4 of the module docstring. The morphometry of a CT
-    and the heights of the voxel model before and after a procedure (:mod:`vertaug.model.heights`) both call this, so
-    that "before" and "after" are measured the same way along the same spine axis. None if the body has no measurable
-    mid-sagittal extent.
+    axis is made orthogonal to the height axis. Method: steps 3 and 4 of the module docstring. With ``ct`` (HU, the
+    grid of ``body``) each endplate is placed at the half-maximum of the CT's endplate-to-disc edge along the
+    measurement line, within one voxel of the mask's face (sub-voxel); without it, at the mask's face. The morphometry
+    of a CT and the heights of the voxel model before and after a procedure (:mod:`vertaug.model.heights`) both call
+    this, so that "before" and "after" are measured the same way along the same spine axis. None if the body has no
+    measurable mid-sagittal extent.
     """
     if not np.asarray(body).any():
         return None
@@ -415,35 +688,48 @@ def measure_body_heights(body: np.ndarray, affine_mm: np.ndarray, height_axis, a
     a = a - (a @ h) * h
     a = a / np.linalg.norm(a)
     lat = np.cross(h, a)
-    centre = _centroid_mm(body, affine_mm)
-    prof = _profiles(body, affine_mm, centre, h, a, lat)
+    box = _bbox(body, 3)  # the level's box only: the same measurement, far fewer voxels
+    aff = np.asarray(affine_mm, float).copy()
+    aff[:3, 3] = aff[:3, :3] @ np.array([b.start for b in box], float) + aff[:3, 3]
+    sub = body[box]
+    centre = _centroid_mm(sub, aff)
+    prof = _profiles(sub, aff, centre, h, a, lat, None if ct is None else ct[box])
     if prof is None:
         return None
-    heights, tops, bottoms, ap_depth, width, _ = prof
+    heights, tops, bottoms, ap_depth, width, _, sig, method = prof
     dist = (MEASUREMENT_POSITIONS["anterior"] - MEASUREMENT_POSITIONS["posterior"]) * ap_depth
     top_slope = (tops["anterior"] - tops["posterior"]) / dist
     bottom_slope = (bottoms["anterior"] - bottoms["posterior"]) / dist
     wedge = math.degrees(math.atan(bottom_slope) - math.atan(top_slope))
-    return BodyHeights(heights["anterior"], heights["middle"], heights["posterior"], wedge, ap_depth, width)
+    return BodyHeights(heights["anterior"], heights["middle"], heights["posterior"], wedge, ap_depth, width,
+                       sig["anterior"], sig["middle"], sig["posterior"], method)
 
 
-def _profiles(body, affine_mm, centre, h, a, lat):
-    """Resample the body in the (lat, a, h) frame; return heights, endplate positions, AP depth and width (mm)."""
+def _extent_along(affine_mm: np.ndarray, direction: np.ndarray) -> float:
+    """Extent of one voxel along a unit direction (mm): the slice spacing for a direction along the slices' normal."""
+    return float(np.abs(affine_mm[:3, :3].T @ direction).sum())
+
+
+def _profiles(body, affine_mm, centre, h, a, lat, ct=None):
+    """Resample the body in the (lat, a, h) frame; return heights, endplate positions, AP depth and width (mm), the
+    step, each height's uncertainty (mm) and the endplate method ('CT edge' or 'mask')."""
     spacing = np.linalg.norm(affine_mm[:3, :3], axis=0)
     step = max(SAMPLE_STEP_VOXELS * float(spacing.min()), MIN_SAMPLE_STEP_MM)
     pts = np.argwhere(body)
     world = (affine_mm[:3, :3] @ pts.T).T + affine_mm[:3, 3] - centre
-    half = np.abs(world @ np.stack([lat, a, h], axis=1)).max(axis=0) + 2 * float(spacing.max())
+    margin = 2 * float(spacing.max()) + 3 * _extent_along(affine_mm, h) + EDGE_WINDOW_MM
+    half = np.abs(world @ np.stack([lat, a, h], axis=1)).max(axis=0) + margin
     axes = [np.arange(-hv, hv + step / 2, step) for hv in half]
     inv = np.linalg.inv(affine_mm)
     fmask = body.astype(np.float32)
 
-    def sample(l_vals, a_vals, h_vals):
+    def sample(l_vals, a_vals, h_vals, vol=fmask, threshold=True):
         L, A, H = np.meshgrid(l_vals, a_vals, h_vals, indexing="ij")
         xyz = centre + L[..., None] * lat + A[..., None] * a + H[..., None] * h
         ijk = xyz @ inv[:3, :3].T + inv[:3, 3]
-        vals = ndimage.map_coordinates(fmask, ijk.reshape(-1, 3).T, order=1, mode="constant", cval=0.0)
-        return vals.reshape(L.shape) >= 0.5
+        vals = ndimage.map_coordinates(vol, ijk.reshape(-1, 3).T, order=1, mode="nearest" if not threshold else
+                                       "constant", cval=0.0).reshape(L.shape)
+        return vals >= 0.5 if threshold else vals
 
     l_ax, a_ax, h_ax = axes
     # width: lateral extent of the body within 3 mm of its mid-height plane
@@ -468,27 +754,99 @@ def _profiles(body, affine_mm, centre, h, a, lat):
     a_post = a_ax[idx[0]] - step / 2
     a_ant = a_ax[idx[-1]] + step / 2
     ap_depth = float(a_ant - a_post)
-    heights, tops, bottoms = {}, {}, {}
+    hu = None if ct is None else sample(l_band, a_ax, h_ax, np.asarray(ct, np.float32), threshold=False)
+    s_h = _extent_along(affine_mm, h)
+    heights, tops, bottoms, sig = {}, {}, {}, {}
     win = max(AP_WINDOW_FRACTION * ap_depth, step)
+    n_ct = n_all = 0
     for key, frac in MEASUREMENT_POSITIONS.items():
-        a_pos = a_post + frac * ap_depth
-        sel = np.abs(a_ax - a_pos) <= win
+        sel = np.abs(a_ax - (a_post + frac * ap_depth)) <= win
         cols = slab[:, sel, :].reshape(-1, slab.shape[2])
-        hs, ts, bs = [], [], []
-        for col in cols:
-            run = _central_run(col)
-            if run is None:
-                continue
-            lo, hi = run
-            bs.append(h_ax[lo] - step / 2)
-            ts.append(h_ax[hi] + step / 2)
-            hs.append(ts[-1] - bs[-1])
-        if not hs:
+        hus = None if hu is None else hu[:, sel, :].reshape(-1, slab.shape[2])
+        res = [_column_edges(col, h_ax, step, s_h, None if hus is None else hus[k]) for k, col in enumerate(cols)]
+        res = [r for r in res if r is not None]
+        if not res:
             return None
+        ts, bs, var, from_ct = (np.array(v, float) for v in zip(*res))
+        n_ct += int(from_ct.sum())
+        n_all += len(res)
+        hs = ts - bs
         heights[key] = float(np.median(hs))
         tops[key] = float(np.median(ts))
         bottoms[key] = float(np.median(bs))
-    return heights, tops, bottoms, ap_depth, width, step
+        spread = 1.4826 * float(np.median(np.abs(hs - heights[key]))) / math.sqrt(len(hs))
+        sig[key] = float(math.sqrt(float(np.median(var)) + spread**2))
+    method = "CT edge" if n_ct == n_all else "mask" if n_ct == 0 else f"CT edge ({n_ct} of {n_all} lines), mask"
+    return heights, tops, bottoms, ap_depth, width, step, sig, method
+
+
+def _column_edges(col, h_ax, step, s_h, hu) -> tuple[float, float, float, bool] | None:
+    """Top and bottom endplate of one measurement line (mm along h), the variance of their difference (mm^2) and
+    whether both came from the CT edge. The mask's faces are quantised to the voxels: each has a uniform error over
+    the voxel extent ``s_h`` (variance s_h^2/12); a CT edge replaces a face where it is found."""
+    run = _central_run(col)
+    if run is None:
+        return None
+    lo, hi = run
+    top, bot = h_ax[hi] + step / 2, h_ax[lo] - step / 2
+    var_q = s_h**2 / 12.0
+    if hu is None:
+        return top, bot, 2 * var_q, False
+    et = _ct_edge(hu, h_ax, top, +1, s_h)
+    eb = _ct_edge(hu, h_ax, bot, -1, s_h)
+    v_t, v_b = (var_q, var_q)
+    if et is not None:
+        top, v_t = et
+    if eb is not None:
+        bot, v_b = eb
+    return top, bot, v_t + v_b, et is not None and eb is not None
+
+
+def _ct_edge(hu, h_ax, face, outward, s_h) -> tuple[float, float] | None:
+    """Surface of the endplate near the mask ``face`` (mm along h) by a partial-volume edge fit, and its variance (mm^2).
+
+    Model along the line, outward distance x: bone of level B inside the surface e, disc of level D outside, a thin
+    endplate (``ENDPLATE_THICKNESS_MM``, Silva 1994) of unknown excess mass M just inside e, all blurred by a Gaussian
+    of width sigma (the slice sensitivity profile and the interpolation):
+    I(x) = D + (B - D) Phi((e - x)/sigma) + M g(x - e + t/2; sigma). (B, D, M) enter linearly and are solved by least
+    squares for each (e, sigma) on a grid (e within one voxel of the face, sigma from ``EDGE_SIGMA_VOXELS``); the best
+    fit wins. A thin plate keeps its centroid when smeared over thick slices and a step keeps its half-level crossing,
+    so either locates the surface to a fraction of a slice, where the mask's face is quantised to the slice.
+    Variance: the residual noise through the curvature of the fit's residual in e. None where the edge's contrast is
+    below ``EDGE_MIN_CONTRAST_HU`` or the best surface lies on the edge of the search."""
+    x = (h_ax - face) * outward
+    win = (x >= -2.0 * s_h - EDGE_WINDOW_MM) & (x <= s_h + EDGE_WINDOW_MM)  # outward: short of the next endplate
+    x, y = x[win], hu[win].astype(float)
+    if x.size < 8 or float(y.max() - y.min()) < EDGE_MIN_CONTRAST_HU:
+        return None
+    es = np.linspace(-s_h, s_h, EDGE_GRID_POINTS)
+    sig = np.maximum(np.asarray(EDGE_SIGMA_VOXELS) * s_h, EDGE_SIGMA_MIN_MM)
+    E, S = np.meshgrid(es, sig, indexing="ij")  # (ne, ns)
+    u = (E[..., None] - x) / S[..., None]
+    step = 0.5 * (1.0 + _erf(u / math.sqrt(2.0)))
+    pl = np.exp(-0.5 * ((x - E[..., None] + ENDPLATE_THICKNESS_MM / 2) / S[..., None]) ** 2)
+    A = np.stack([np.ones_like(step), step, pl], axis=-1)  # (ne, ns, n, 3)
+    G = np.einsum("...ki,...kj->...ij", A, A) + 1e-9 * np.eye(3)
+    coef = np.linalg.solve(G, np.einsum("...ki,k->...i", A, y)[..., None])[..., 0]
+    rss = ((np.einsum("...ki,...i->...k", A, coef) - y) ** 2).sum(axis=-1)
+    ie, js = np.unravel_index(int(np.argmin(rss)), rss.shape)
+    _, contrast, mass = coef[ie, js]
+    peak = abs(contrast) + max(mass, 0.0)  # step height plus the blurred plate's amplitude (HU)
+    if peak < EDGE_MIN_CONTRAST_HU or ie in (0, len(es) - 1):
+        return None
+    r = rss[:, js]
+    curv = (r[ie - 1] - 2 * r[ie] + r[ie + 1]) / (es[1] - es[0]) ** 2
+    noise2 = r[ie] / max(1, x.size - 5)
+    # samples along the line are interpolated between voxels: about one independent sample per voxel extent
+    var = 2.0 * noise2 / curv * (s_h / (h_ax[1] - h_ax[0])) if curv > 0 else (s_h**2) / 12.0
+    var = min(var, s_h**2 / 12.0) + ((es[1] - es[0]) ** 2) / 12.0
+    return face + outward * float(es[ie]), float(var)
+
+
+def _erf(z: np.ndarray) -> np.ndarray:
+    from scipy.special import erf
+
+    return erf(z)
 
 
 def _central_run(col: np.ndarray) -> tuple[int, int] | None:
@@ -526,12 +884,13 @@ def _core_hu(ct: Volume, body: np.ndarray) -> tuple[float, float, int, str]:
 
 
 def density_class(hu: float) -> str | None:
-    """Pickhardt 2013 class of trabecular attenuation: 'normal', 'osteopenia' or 'osteoporosis' (None for NaN)."""
+    """Pickhardt 2013 class of L1 trabecular attenuation: 'normal' (> 160 HU), 'osteopenia' (110-160 HU, indeterminate)
+    or 'osteoporosis' (<= 110 HU); None for NaN."""
     if hu is None or not np.isfinite(hu):
         return None
-    if hu >= PICKHARDT_NORMAL_HU:
+    if hu > PICKHARDT_NORMAL_HU:
         return "normal"
-    if hu >= PICKHARDT_OSTEOPOROSIS_HU:
+    if hu > PICKHARDT_OSTEOPOROSIS_HU:
         return "osteopenia"
     return "osteoporosis"
 

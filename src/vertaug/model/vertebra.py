@@ -296,7 +296,7 @@ def vertebra_from_ct(
             f"Level {name} cannot be modelled: {morph.reason}.", "choose a level that lies wholly inside the scan."
         )
     vert = seg.data == table[name]
-    body0 = _body_mask(vert, body, ct.spacing_mm)
+    body0 = _body_mask(vert, body, ct.spacing_mm, ct.affine_mm, morph.height_axis)
     zooms = np.array(ct.spacing_mm)
     box = _crop_box(vert, np.ceil(MARGIN_MM / zooms).astype(int))
     hu, aff = _resample(ct.data, ct.affine_mm, box, spacing_mm, order=1, cval=None)

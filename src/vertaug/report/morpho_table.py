@@ -20,7 +20,7 @@ def _f(v: float, fmt: str = "{:.1f}") -> str:
 def morphometry_table(spine: SpineMorphometry, title: str | None = None) -> Table:
     """Levels as rows; notes (and reasons for unevaluable levels) as numbered footnotes in the caption."""
     t = Table(title=title or f"Vertebral morphometry ({spine.ct_source})", caption_justify="left")
-    for col in ("level", "Ha", "Hm", "Hp", "Ha/Hp", "Hm/Hp", "wedge", "vol", "HU", "HU med", "density", "SQ", "type"):
+    for col in ("level", "Ha", "Hm", "Hp", "±H", "Ha/Hp", "Hm/Hp", "wedge", "vol", "HU", "HU med", "density", "SQ", "type"):
         t.add_column(col, justify="left" if col in ("level", "density", "type") else "right", no_wrap=True)
     notes: list[str] = []
     for m in spine.levels.values():
@@ -32,13 +32,14 @@ def morphometry_table(spine: SpineMorphometry, title: str | None = None) -> Tabl
             refs.append(str(notes.index(text) + 1))
         name = m.level + (f" [{','.join(refs)}]" if refs else "")
         if not m.evaluable:
-            t.add_row(name, *["-"] * 12)
+            t.add_row(name, *["-"] * 13)
             continue
         t.add_row(
             name,
             _f(m.height_anterior_mm),
             _f(m.height_middle_mm),
             _f(m.height_posterior_mm),
+            _f(max(m.height_anterior_uncertainty_mm, m.height_middle_uncertainty_mm, m.height_posterior_uncertainty_mm)),
             _f(m.ratio_ha_hp, "{:.2f}"),
             _f(m.ratio_hm_hp, "{:.2f}"),
             _f(m.wedge_angle_deg),
@@ -49,7 +50,11 @@ def morphometry_table(spine: SpineMorphometry, title: str | None = None) -> Tabl
             "-" if m.genant_grade is None else str(m.genant_grade),
             m.genant_type or "-",
         )
-    units = "Heights Ha/Hm/Hp in mm (15/50/85 % of AP depth), wedge in deg (+ = kyphotic), vol in mL, HU trabecular core."
+    units = ("Heights Ha/Hm/Hp in mm (15/50/85 % of AP depth), ±H the largest of their standard uncertainties (mm), "
+             "wedge in deg (+ = kyphotic), vol in mL, HU trabecular core.")
+    bodies = sorted({m.body_source for m in spine.levels.values() if m.evaluable and m.body_source})
+    ends = sorted({m.endplate_method for m in spine.levels.values() if m.evaluable and m.endplate_method})
+    units += f"\nBody: {'; '.join(bodies) or '-'}. Endplates: {'; '.join(ends) or '-'}."
     t.caption = units + "".join(f"\n[{i + 1}] {n}" for i, n in enumerate(notes))
     return t
 
