@@ -31,7 +31,7 @@ import numpy as np
 
 __all__ = [
     "OUTSIDE", "TRABECULAR", "CORTEX", "ENDPLATE", "CANAL", "BASIVERTEBRAL", "SEGMENTAL", "DEFECT", "DISC",
-    "VEIN_CHANNEL", "POSTERIOR_ELEMENT", "LABELS", "LABEL_NAMES", "BODY", "SHELL", "POROUS", "VEINS", "INJECTABLE", "is_body",
+    "VEIN_CHANNEL", "POSTERIOR_ELEMENT", "LABELS", "LABEL_NAMES", "BODY", "SHELL", "POROUS", "CANCELLOUS", "VEINS", "INJECTABLE", "is_body",
 ]
 
 OUTSIDE = 0
@@ -72,6 +72,8 @@ SHELL = (CORTEX, ENDPLATE)
 #: Voxels the cement flows through as a porous medium (Darcy): trabecular bone, open clefts/defects and the
 #: intraosseous vein channels (a tube in parallel with the bone around it).
 POROUS = (TRABECULAR, DEFECT, VEIN_CHANNEL)
+#: Cancellous bone with the veins in it: what a kyphoplasty balloon crushes and compacts (a tamped vein closes).
+CANCELLOUS = (TRABECULAR, VEIN_CHANNEL)
 #: Venous exits (route B, route S): the foramina where the channels leave the body.
 VEINS = (BASIVERTEBRAL, SEGMENTAL)
 #: Where a cannula tip may sit: the porous voxels and the shell it pierces.

@@ -539,8 +539,9 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
     - ``fracture_zone`` (same shape, optional): where it is 1 (compacted band), 2 (fracture line) or 4 (damaged), E and yield of the
       bone are multiplied by FRACTURED_MODULUS_FACTOR and FRACTURED_YIELD_FACTOR (crushed bone, Keaveny et al. 1999).
     - 10 vein channel (``vein_lumen``, model/veins.py): trabecular bone from the HU over the fraction 1 - f of the
-      voxel outside the lumen (BV/TV, E, yield times 1 - f) in parallel with the Poiseuille tube:
-      k = (1 - f) k_bone + k_tube, both axes.
+      voxel outside the lumen (BV/TV and E times 1 - f) in parallel with the Poiseuille tube:
+      k = (1 - f) k_bone + k_tube, both axes; the yield stress is the bone's (the crush stress a balloon meets in
+      the cancellous bone the vein runs through) [D].
     BMD is reported for every voxel (calibration of the HU, whatever the label).
     """
     if modulus_law not in MODULUS_LAWS:
@@ -621,7 +622,7 @@ def _vein_channel_fields(labels, bmd, lumen, fields, modulus_law, density_law, t
     f = np.clip(lumen.area_fraction[m], 0.0, 1.0)
     r, b, kb, eb, yb = _trabecular_fields(bmd[m], modulus_law, density_law, tissue_density_kg_m3)
     kb = kb * k_scale
-    rho[m], bvtv[m], e[m], sy[m] = r * (1 - f), b * (1 - f), eb * (1 - f), yb * (1 - f)
+    rho[m], bvtv[m], e[m], sy[m] = r * (1 - f), b * (1 - f), eb * (1 - f), yb
     kt = lumen.k_tube_m2[m]
     k[m] = kb * (1 - f) + kt
     return transverse_permeability_m2(kb, anisotropy_ratio) * (1 - f) + kt

@@ -18,7 +18,8 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    the balloon pressure is the smallest yield stress on the front, p_crush = min_front sigma_y; the front voxels
    with sigma_y <= p_crush (1 + PRESSURE_TOLERANCE) are crushed, nearest to a balloon's centre first (the membrane
    keeps the cavity compact; among equal yields the cavity grows as a sphere), so the cavity grows along weak bone
-   (invasion-percolation order). Only trabecular voxels (TRABECULAR) not touching a non-body label crush (where the
+   (invasion-percolation order). Only cancellous voxels (TRABECULAR, and VEIN_CHANNEL at the yield of the bone
+   around the vein) not touching a non-body label crush (where the
    shell is thinner than a voxel the membrane does not open the body); the cortex and endplates (smeared tissue
    yield = shell fraction x 134 MPa, tens of MPa) are walls at any device pressure, veins and defects are not
    entered by the membrane. The P-V curve therefore has a plateau at the yield stress of the bone at the front,
@@ -28,6 +29,8 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    trabecular voxels that border the final cavity:
 
        BV/TV' = compacted_bvtv(BV/TV, V_before / V_after)      with  sum_shell (BV/TV' - BV/TV) V_vox = M
+
+   A vein channel in the compacted shell is tamped closed (relabelled TRABECULAR) [D].
 
    spread evenly (the same increment per voxel), capped at fully dense bone; what does not fit goes one layer
    further. The shell's permeability, modulus and yield follow from BV/TV' through the same laws
@@ -86,7 +89,17 @@ import numpy as np
 from scipy import ndimage
 
 from vertaug.errors import ParameterError, check_range
-from vertaug.model.labels import BASIVERTEBRAL, BODY, CORTEX, DEFECT, ENDPLATE, SEGMENTAL, TRABECULAR
+from vertaug.model.labels import (
+    BASIVERTEBRAL,
+    BODY,
+    CANCELLOUS,
+    CORTEX,
+    DEFECT,
+    ENDPLATE,
+    SEGMENTAL,
+    TRABECULAR,
+    VEIN_CHANNEL,
+)
 from vertaug.model.materials import (
     BVTV_FLOOR,
     TISSUE_DENSITY_KG_M3,
@@ -229,7 +242,7 @@ def _seed(labels: np.ndarray, tips_ijk: list, radius_vox: float) -> np.ndarray:
     for t in tips_ijk:
         d2 = sum((gi - float(c)) ** 2 for gi, c in zip(g, t))
         seed |= d2 <= max(radius_vox, 0.5) ** 2
-    return seed & (labels == TRABECULAR)
+    return seed & np.isin(labels, CANCELLOUS)
 
 
 def _fragment(labels: np.ndarray, fractured: bool) -> tuple[np.ndarray, int]:
@@ -375,7 +388,7 @@ class _Front:
         labels, cavity = st["labels"], st["cavity"]
         # trabecular voxels touching a non-body label (a shell thinner than a voxel): the membrane does not open them
         outer = ndimage.binary_dilation(~np.isin(labels, BODY_LABELS))
-        self.crushable = (labels == TRABECULAR) & ~outer
+        self.crushable = np.isin(labels, CANCELLOUS) & ~outer
         front = ndimage.binary_dilation(cavity) & ~cavity & self.crushable
         self.flat = np.flatnonzero(front)
         self.contact = np.zeros(self.frag_cols.shape, bool)
@@ -412,7 +425,7 @@ def _spread_shell(labels, bvtv, cavity, mass_m3, vvox, max_layers=8):
     for _ in range(max_layers):
         if left <= 1e-9 * float(mass_m3):
             break
-        layer = ndimage.binary_dilation(inside) & ~inside & (labels == TRABECULAR)
+        layer = ndimage.binary_dilation(inside) & ~inside & np.isin(labels, CANCELLOUS)
         if not layer.any():
             break
         b = np.maximum(new[layer], BVTV_FLOOR)
@@ -547,7 +560,7 @@ def _balloon_problem(vertebra, tips_ijk, volume_ml, max_pressure_pa, device_max_
     tips = np.array([[float(c) for c in t] for t in tips_ijk])
     for t in tips:
         q = tuple(round(c) for c in t)
-        if any(not (0 <= c < s) for c, s in zip(q, labels0.shape)) or labels0[q] not in (TRABECULAR, DEFECT):
+        if any(not (0 <= c < s) for c, s in zip(q, labels0.shape)) or labels0[q] not in (*CANCELLOUS, DEFECT):
             raise ParameterError(f"Balloon tip {tuple(t)} is not in the trabecular bone of the body.",
                                  f"place the cannula tip inside the vertebral body (label {TRABECULAR}).")
     depression, h_ref = _fragment(labels0, fractured)
@@ -647,6 +660,7 @@ def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inf
     mats = vertebra.materials
     hu_shell = _hu_from_bvtv(bvtv_new[shell], mats.calibration, mats.density_law)
     hu[shell] = hu_shell.astype(np.float32)
+    labels[shell & (labels == VEIN_CHANNEL)] = TRABECULAR  # the compacted shell closes the veins it tamps [D]
     err = abs(crushed_m3 - gain) / crushed_m3 if crushed_m3 > 0 else 0.0
     if not pb.fractured:
         notes.append("no fracture at this level (Genant grade 0): the endplate is not lifted, height change ~0")
