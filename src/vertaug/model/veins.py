@@ -83,7 +83,6 @@ class VeinNetwork:
     trunk_depth_mm: float
     n_branches: int
     spread_deg: float
-    seed_note: str = ""
 
 
 @dataclass(frozen=True, eq=False)
