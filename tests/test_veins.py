@@ -37,7 +37,7 @@ def _k_bone(y_mm):
 
 
 def _block(h_mm):
-    nx, ny, nz = int(round(L_MM / h_mm)) + 2, int(round(W_MM / h_mm)), int(round(H_MM / h_mm))
+    nx, ny, nz = round(L_MM / h_mm) + 2, round(W_MM / h_mm), round(H_MM / h_mm)
     lab = np.full((nx, ny, nz), TRABECULAR, np.uint8)
     lab[0], lab[-1] = BASIVERTEBRAL, SEGMENTAL  # inlet and outlet reservoirs
     yc, zc = Y0_MM / h_mm - 0.5, nz / 2 - 0.5
@@ -143,7 +143,7 @@ def test_channel_connects_foramen_to_anterolateral_exits():
     from vertaug.model.labels import SEGMENTAL as S
 
     v = _model(1)
-    lab, n = ndimage.label(np.isin(v.labels, (VEIN_CHANNEL, B, S)))
+    lab, _n = ndimage.label(np.isin(v.labels, (VEIN_CHANNEL, B, S)))
     trunk_comp = set(np.unique(lab[v.labels == B])) - {0}
     assert trunk_comp & set(np.unique(lab[v.labels == S]))  # one tree: foramen (B) ... anterolateral exits (S)
     ant = np.asarray(v.landmarks.anterior_axis)

@@ -44,8 +44,16 @@ from scipy import ndimage
 
 from .labels import BASIVERTEBRAL, CORTEX, SEGMENTAL, SHELL, TRABECULAR, VEIN_CHANNEL
 
-__all__ = ["VeinAnatomy", "VeinSegment", "VeinNetwork", "VeinLumen", "sample_veins", "rasterize_veins",
-           "carve_veins", "tube_permeability_m2"]
+__all__ = [
+    "VeinAnatomy",
+    "VeinLumen",
+    "VeinNetwork",
+    "VeinSegment",
+    "carve_veins",
+    "rasterize_veins",
+    "sample_veins",
+    "tube_permeability_m2",
+]
 
 #: sampling step along a segment, in voxels
 _STEP_VOX = 0.25
