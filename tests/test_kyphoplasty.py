@@ -86,18 +86,22 @@ def test_vp_restores_no_height_and_kp_fills_at_lower_bone_pressure(wedge, kp):
 def test_leakage_same_volume_with_cortical_defect():
     """1.5 mm phantom with an anterior cortical defect, low-viscosity cement, the KP cavity volume in both.
 
-    Pinned numbers as the model gives them (not the published direction): the bipedicular balloons reach the
-    anterior cortex next to the defect, so KP leaks *more* through route C than VP here (0.020 vs < 0.001 mL).
+    Pinned numbers as the model gives them, with the phantom's sampled veins (seed 0): the cement that reaches the
+    basivertebral plexus' branches leaves through route S, VP 2.92 mL, KP 1.73 mL (the balloon tamps the veins of its
+    compacted shell closed), and route C, 0.26 (KP) vs 0.10 mL (VP) before the veins existed, falls to 0.005 vs
+    ~0 mL: the veins drain the cement before it reaches the anterior defect.
     """
     v = vertebra_from_phantom(make_phantom(fracture="wedge", grade=2, cortical_defect=True, spacing_mm=1.5))
     tr = plan_trajectories(v)
     kp = run_kyphoplasty(v, Kyphoplasty(cement="low"), trajectories=tr)
     vp = fill_with_cement(v, np.concatenate([t.tip_voxels for t in tr]), kp.metrics["injected_ml"], "low")
-    kc = kp.metrics["leaked_ml_by_route"]["C"]
+    k = kp.metrics["leaked_ml_by_route"]
+    vs = float(vp.leaked_m3["S"][-1] * 1e6)
     vc = float(vp.leaked_m3["C"][-1] * 1e6)
-    assert kc == pytest.approx(0.0195, rel=0.1)
-    assert vc < 1e-3
-    assert kp.metrics["leaked_ml_by_route"]["B"] < 1e-6 and kp.metrics["leaked_ml_by_route"]["S"] < 1e-6
+    assert k["S"] == pytest.approx(1.730, rel=0.1)
+    assert vs == pytest.approx(2.921, rel=0.1)
+    assert k["C"] == pytest.approx(0.0046, abs=0.003) and vc < 1e-3
+    assert k["B"] < 1e-6 and k["D"] < 1e-6
 
 
 def test_no_fracture_height_change_zero():

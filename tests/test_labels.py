@@ -43,7 +43,7 @@ _TABLE_NAME = re.compile(r"lab|tissue|^table$", re.IGNORECASE)
 
 
 def _is_label_int(node) -> bool:
-    return isinstance(node, ast.Constant) and type(node.value) is int and 0 <= node.value <= 9
+    return isinstance(node, ast.Constant) and type(node.value) is int and 0 <= node.value <= max(L.LABEL_NAMES)
 
 
 def _name_of(node) -> str | None:
@@ -184,10 +184,11 @@ colour = LABEL_STYLE[n][0]
 
 
 def test_vocabulary_is_consistent():
-    assert set(L.LABEL_NAMES) == set(range(len(L.LABELS)))
+    # 0..8, then the vein channel (10) after the phantom's construction-only posterior element (9)
+    assert set(L.LABEL_NAMES) == set(range(len(L.LABELS) + 1)) - {L.POSTERIOR_ELEMENT}
     assert all(L.LABELS[name] == number for number, name in L.LABEL_NAMES.items())
     for group in (L.BODY, L.SHELL, L.POROUS, L.VEINS, L.INJECTABLE):
         assert set(group) <= set(L.LABEL_NAMES)
     assert set(L.SHELL) | set(L.POROUS) | set(L.VEINS) == set(L.BODY)
-    lab = np.arange(len(L.LABELS), dtype=np.uint8)
-    assert L.is_body(lab).tolist() == [n in L.BODY for n in range(len(L.LABELS))]
+    lab = np.array(sorted(L.LABEL_NAMES), dtype=np.uint8)
+    assert L.is_body(lab).tolist() == [n in L.BODY for n in sorted(L.LABEL_NAMES)]

@@ -63,7 +63,9 @@ def test_pipeline_on_grade2_wedge_phantom(grade2_run):
     np.testing.assert_allclose(tmax.affine_mm, ph.ct.affine_mm, atol=1e-6)
     assert tmax.data.min() == pytest.approx(37.0, abs=0.5) and tmax.data.max() > 60.0
     assert not list(tmp_path.glob(".*partial*"))  # the temporary folder was moved into place
-    assert cement.data.sum() * ph.ct.voxel_volume_mm3 / 1000 == pytest.approx(6.0, rel=0.05)
+    # the cement left in the bone: injected less what leaked (with the phantom's veins, VP leaks through route S)
+    in_bone_ml = rows["injected_ml"].vp - rows["leaked_ml"].vp
+    assert cement.data.sum() * ph.ct.voxel_volume_mm3 / 1000 == pytest.approx(in_bone_ml, rel=0.05)
 
 
 @pytest.mark.slow

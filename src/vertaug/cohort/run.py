@@ -178,7 +178,7 @@ def default_task(case: Case, sample: dict) -> list[dict]:
     m = v.morphometry
     cal = Calibration(0.0, float(sample["bmd_slope_mg_cm3_per_hu"]), source="cohort sample")
     mats = material_maps(v.hu, v.labels, calibration=cal, modulus_law=v.materials.modulus_law,
-                         voxel_size_m=v.spacing_m[0])
+                         voxel_size_m=v.spacing_m[0], vein_lumen=v.materials.vein_lumen)
     trab = v.labels == TRABECULAR
     k = mats.permeability_m2[trab].astype(np.float64) * float(sample["permeability_scale"])
     exits = np.isin(v.labels, (*VEINS, DEFECT))

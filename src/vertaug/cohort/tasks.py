@@ -80,7 +80,8 @@ def sampled_vertebra(vertebra, sample: dict):
     old = vertebra.materials
     cal = Calibration(0.0, float(sample["bmd_slope_mg_cm3_per_hu"]), source="cohort sample")
     mats = material_maps(vertebra.hu, vertebra.labels, calibration=cal, modulus_law=old.modulus_law,
-                         density_law=old.density_law, voxel_size_m=vertebra.spacing_m[0], permeability_scale=scale)
+                         density_law=old.density_law, voxel_size_m=vertebra.spacing_m[0], permeability_scale=scale,
+                         vein_lumen=old.vein_lumen)
     return replace(vertebra, materials=mats)
 
 

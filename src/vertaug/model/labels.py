@@ -14,6 +14,9 @@ import it without a cycle. A voxel of the model carries one of these labels (uin
  6    segmental            segmental / nutrient vein exit through the anterolateral cortex (route S)
  7    defect               fracture cleft, cortical or endplate break, balloon cavity: open, porous
  8    disc                 intervertebral disc: route D's far side (through an endplate break)
+10    vein_channel         intraosseous vein (basivertebral plexus, anterolateral nutrient vein) inside the body:
+                           a Poiseuille tube smeared over the voxel with the trabecular bone around it; porous
+                           (cement flows along it and into the pore space); drains through 5 / 6 (model/veins.py)
 ====  ===================  ==================================================================================
 
 The phantom's construction map also uses :data:`POSTERIOR_ELEMENT` (9: pedicles, laminae, spinous process); the
@@ -28,7 +31,7 @@ import numpy as np
 
 __all__ = [
     "OUTSIDE", "TRABECULAR", "CORTEX", "ENDPLATE", "CANAL", "BASIVERTEBRAL", "SEGMENTAL", "DEFECT", "DISC",
-    "POSTERIOR_ELEMENT", "LABELS", "LABEL_NAMES", "BODY", "SHELL", "POROUS", "VEINS", "INJECTABLE", "is_body",
+    "VEIN_CHANNEL", "POSTERIOR_ELEMENT", "LABELS", "LABEL_NAMES", "BODY", "SHELL", "POROUS", "CANCELLOUS", "VEINS", "INJECTABLE", "is_body",
 ]
 
 OUTSIDE = 0
@@ -42,6 +45,8 @@ DEFECT = 7
 DISC = 8
 #: Posterior elements in the phantom's tissue map only (bone outside the body; not a label of the model).
 POSTERIOR_ELEMENT = 9
+#: An intraosseous vein channel (model/veins.py); 10, after the phantom's 9.
+VEIN_CHANNEL = 10
 
 #: name -> label number (the phantom and the CT model use the same table).
 LABELS: dict[str, int] = {
@@ -54,18 +59,22 @@ LABELS: dict[str, int] = {
     "segmental": SEGMENTAL,
     "defect": DEFECT,
     "disc": DISC,
+    "vein_channel": VEIN_CHANNEL,
 }
 #: label number -> name
 LABEL_NAMES: dict[int, str] = {v: k for k, v in LABELS.items()}
 
 #: The vertebral body: bone, its shell, the venous exits through it and its clefts (meshed by the FE, crushable
 #: region of the balloon, denominator of fill fractions).
-BODY = (TRABECULAR, CORTEX, ENDPLATE, BASIVERTEBRAL, SEGMENTAL, DEFECT)
+BODY = (TRABECULAR, CORTEX, ENDPLATE, BASIVERTEBRAL, SEGMENTAL, DEFECT, VEIN_CHANNEL)
 #: The bony shell of the body.
 SHELL = (CORTEX, ENDPLATE)
-#: Voxels the cement flows through as a porous medium (Darcy): trabecular bone and open clefts/defects.
-POROUS = (TRABECULAR, DEFECT)
-#: Venous exits (route B, route S).
+#: Voxels the cement flows through as a porous medium (Darcy): trabecular bone, open clefts/defects and the
+#: intraosseous vein channels (a tube in parallel with the bone around it).
+POROUS = (TRABECULAR, DEFECT, VEIN_CHANNEL)
+#: Cancellous bone with the veins in it: what a kyphoplasty balloon crushes and compacts (a tamped vein closes).
+CANCELLOUS = (TRABECULAR, VEIN_CHANNEL)
+#: Venous exits (route B, route S): the foramina where the channels leave the body.
 VEINS = (BASIVERTEBRAL, SEGMENTAL)
 #: Where a cannula tip may sit: the porous voxels and the shell it pierces.
 INJECTABLE = POROUS + SHELL

@@ -32,7 +32,16 @@ import numpy as np
 
 from vertaug.anatomy.fracture import ZONE_BAND, ZONE_CRACK, ZONE_DAMAGED
 from vertaug.errors import GridMismatchError, InvalidValueError, ParameterError
-from vertaug.model.labels import BASIVERTEBRAL, CORTEX, DEFECT, ENDPLATE, LABEL_NAMES, SEGMENTAL, TRABECULAR
+from vertaug.model.labels import (
+    BASIVERTEBRAL,
+    CORTEX,
+    DEFECT,
+    ENDPLATE,
+    LABEL_NAMES,
+    SEGMENTAL,
+    TRABECULAR,
+    VEIN_CHANNEL,
+)
 
 __all__ = [
     "DEFAULT_CALIBRATION",
@@ -495,6 +504,8 @@ class MaterialMaps:
     permeability_scale: float = 1.0
     #: fracture-zone map on the label grid (anatomy/fracture.py: 1 band, 2 crack weakened), or None (intact)
     fracture_zone: np.ndarray | None = None
+    #: the intraosseous vein channels (model/veins.py: lumen area fraction, tube permeability), or None
+    vein_lumen: object | None = None
 
 
 def _trabecular_fields(bmd_mg_cm3: np.ndarray, modulus_law: str, density_law: str, tissue_density_kg_m3: float):
@@ -513,7 +524,8 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
                   anisotropy_ratio: float = ANISOTROPY_K_LONG_OVER_TRANS,
                   tissue_density_kg_m3: float = TISSUE_DENSITY_KG_M3,
                   shell_label_thickness_m: float = SHELL_LABEL_THICKNESS_M,
-                  permeability_scale: float = 1.0, fracture_zone: np.ndarray | None = None) -> MaterialMaps:
+                  permeability_scale: float = 1.0, fracture_zone: np.ndarray | None = None,
+                  vein_lumen=None) -> MaterialMaps:
     """Material fields of a labelled CT grid (labels of vertaug.model.labels; see docs/materials.md, "Per label").
 
     - 1 trabecular: the HU chain (BMD -> rho_app -> BV/TV -> k, E, yield), BV/TV kept in [0.02, 1]; both
@@ -526,6 +538,10 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
     - 0 outside, 4 canal, 8 disc: no bone, no flow through (k = 0), E = 0 (mechanics does not mesh them).
     - ``fracture_zone`` (same shape, optional): where it is 1 (compacted band), 2 (fracture line) or 4 (damaged), E and yield of the
       bone are multiplied by FRACTURED_MODULUS_FACTOR and FRACTURED_YIELD_FACTOR (crushed bone, Keaveny et al. 1999).
+    - 10 vein channel (``vein_lumen``, model/veins.py): trabecular bone from the HU over the fraction 1 - f of the
+      voxel outside the lumen (BV/TV and E times 1 - f) in parallel with the Poiseuille tube:
+      k = (1 - f) k_bone + k_tube, both axes; the yield stress is the bone's (the crush stress a balloon meets in
+      the cancellous bone the vein runs through) [D].
     BMD is reported for every voxel (calibration of the HU, whatever the label).
     """
     if modulus_law not in MODULUS_LAWS:
@@ -539,7 +555,7 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
     if not np.all(np.isfinite(hu)):
         raise InvalidValueError("hu holds NaN or infinite values.", "fill or mask them before building materials.")
     lo, hi = min(LABEL_NAMES), max(LABEL_NAMES)
-    if labels.size and (labels.min() < lo or labels.max() > hi):
+    if labels.size and set(np.unique(labels).tolist()) - set(LABEL_NAMES):
         raise InvalidValueError(f"labels holds values outside {lo}..{hi}: "
                                 f"{sorted(set(np.unique(labels).tolist()) - set(LABEL_NAMES))}.",
                                 f"use the label table of vertaug.model.labels ({lo} {LABEL_NAMES[lo]} ... "
@@ -561,6 +577,8 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
                                                                 tissue_density_kg_m3)
         if k_scale != 1.0:
             k[m] *= np.float32(k_scale)
+    k_t_vein = _vein_channel_fields(labels, bmd, vein_lumen, (rho, bvtv, k, e, sy), modulus_law, density_law,
+                                    tissue_density_kg_m3, k_scale, anisotropy_ratio)
     for label, thickness in ((CORTEX, CORTEX_THICKNESS_M), (ENDPLATE, ENDPLATE_THICKNESS_M)):
         m = labels == label
         f = shell_fraction(thickness, h, shell_label_thickness_m)
@@ -584,8 +602,30 @@ def material_maps(hu: np.ndarray, labels: np.ndarray, calibration: Calibration =
     trab = labels == TRABECULAR
     k_trans = k.copy()
     k_trans[trab] = transverse_permeability_m2(k[trab], anisotropy_ratio)
+    if k_t_vein is not None:
+        k_trans[labels == VEIN_CHANNEL] = k_t_vein
     return MaterialMaps(bmd.astype(np.float32), rho, bvtv, porosity, k, k_trans, e, sy, modulus_law, density_law,
-                        calibration, k_scale, fracture_zone)
+                        calibration, k_scale, fracture_zone, vein_lumen)
+
+
+def _vein_channel_fields(labels, bmd, lumen, fields, modulus_law, density_law, tissue_density_kg_m3, k_scale,
+                         anisotropy_ratio):
+    """Fill the VEIN_CHANNEL voxels of ``fields`` (rho, bvtv, k_long, E, yield; in place): bone over 1 - f in
+    parallel with the tube. Returns the transverse permeability of those voxels (None if there are none)."""
+    m = labels == VEIN_CHANNEL
+    if not np.any(m):
+        return None
+    if lumen is None or np.shape(lumen.k_tube_m2) != labels.shape:
+        raise InvalidValueError(f"labels holds vein-channel voxels (label {VEIN_CHANNEL}) but no vein_lumen on "
+                                "their grid was given.", "pass the VeinLumen of model/veins.py (vein_lumen=...).")
+    rho, bvtv, k, e, sy = fields
+    f = np.clip(lumen.area_fraction[m], 0.0, 1.0)
+    r, b, kb, eb, yb = _trabecular_fields(bmd[m], modulus_law, density_law, tissue_density_kg_m3)
+    kb = kb * k_scale
+    rho[m], bvtv[m], e[m], sy[m] = r * (1 - f), b * (1 - f), eb * (1 - f), yb
+    kt = lumen.k_tube_m2[m]
+    k[m] = kb * (1 - f) + kt
+    return transverse_permeability_m2(kb, anisotropy_ratio) * (1 - f) + kt
 
 
 def material_maps_like(materials: MaterialMaps, hu: np.ndarray, labels: np.ndarray,
@@ -594,4 +634,4 @@ def material_maps_like(materials: MaterialMaps, hu: np.ndarray, labels: np.ndarr
     (a treated model keeps the choices made for the untreated one, its fracture zone included)."""
     return material_maps(hu, labels, materials.calibration, materials.modulus_law, density_law=materials.density_law,
                          voxel_size_m=voxel_size_m, permeability_scale=materials.permeability_scale,
-                         fracture_zone=materials.fracture_zone)
+                         fracture_zone=materials.fracture_zone, vein_lumen=materials.vein_lumen)

@@ -59,7 +59,7 @@ from .labels import (
 )
 from .materials import FRACTURED_ZONES, SHELL_LABEL_THICKNESS_M, MaterialMaps, material_maps, material_maps_like
 
-__all__ = ["Vertebra", "vertebra_from_ct", "vertebra_from_phantom", "label_counts"]
+__all__ = ["Vertebra", "vertebra_from_ct", "vertebra_from_phantom", "with_veins", "label_counts"]
 
 MARGIN_MM = 8.0
 SHELL_MM = SHELL_LABEL_THICKNESS_M * 1e3  # labelled shell; materials smear the thin cortex over it
@@ -152,7 +152,7 @@ class Vertebra:
 
 
 def label_counts(v: Vertebra) -> dict[str, int]:
-    counts = np.bincount(v.labels.ravel(), minlength=len(LABELS))
+    counts = np.bincount(v.labels.ravel(), minlength=max(LABELS.values()) + 1)
     return {name: int(counts[i]) for name, i in LABELS.items()}
 
 
@@ -276,10 +276,13 @@ def vertebra_from_ct(
     cortical_defect: str | None = None,
     modulus_law: str = "morgan2003",
     fracture_zone: Volume | None = None,
+    veins_seed: int | None = 0,
 ) -> Vertebra:
     """Build the model of ``level`` from a CT, its TotalSegmentator labels and (optionally) the vertebrae_body map.
 
     ``fracture_zone``: the zone map of a virtual fracture (``anatomy.fracture.fracture_level``) on the CT's grid.
+    ``veins_seed``: seed of the patient's sampled intraosseous veins (model/veins.py); ``None`` switches them off
+    (only the fixed foramen and lateral exit patches, as before the veins existed).
     """
     spacing_mm = check_range("spacing_mm", spacing_mm, 0.25, 3.0, "mm", "use 1.0 (default) or 0.5 mm.")
     name = normalize_level(level)
@@ -318,12 +321,15 @@ def vertebra_from_ct(
         zone = np.rint(zone).astype(np.uint8)
     h = np.asarray(morph.height_axis)
     a = np.asarray(morph.anterior_axis)
-    return _assemble(name, hu, aff, body_m, vert_m, disc, h, a, spacing_mm, morph, ct.source, cortical_defect,
-                     modulus_law, zone)
+    v = _assemble(name, hu, aff, body_m, vert_m, disc, h, a, spacing_mm, morph, ct.source, cortical_defect,
+                  modulus_law, zone)
+    return with_veins(v, veins_seed)
 
 
-def vertebra_from_phantom(phantom, spacing_mm: float | None = None, modulus_law: str = "morgan2003") -> Vertebra:
-    """The model of the phantom's fractured level, with the phantom's own tissue map (exact construction)."""
+def vertebra_from_phantom(phantom, spacing_mm: float | None = None, modulus_law: str = "morgan2003",
+                          veins_seed: int | None = 0) -> Vertebra:
+    """The model of the phantom's fractured level, with the phantom's own tissue map (exact construction), and
+    its intraosseous veins sampled with ``veins_seed`` (``None``: off; see :func:`vertebra_from_ct`)."""
     from ..anatomy.phantom import make_phantom
 
     if spacing_mm is not None and abs(spacing_mm - phantom.spec.spacing_mm) > 1e-9:
@@ -350,11 +356,30 @@ def vertebra_from_phantom(phantom, spacing_mm: float | None = None, modulus_law:
     lm = _landmarks(body_m, h, a)
     mats = material_maps(hu, labels, voxel_size_m=s * 1e-3, modulus_law=modulus_law,
                          shell_label_thickness_m=phantom.spec.cortex_mm * 1e-3)
-    return Vertebra(
+    v = Vertebra(
         level=name, spacing_m=(s * 1e-3,) * 3, affine_mm=aff, hu=hu, labels=labels, posterior_mask=posterior,
         materials=mats, landmarks=lm, morphometry=morph, source=phantom.ct.source,
         notes=("phantom: tissue labels from the construction",), extra={"truth": phantom.truth},
     )
+    return with_veins(v, veins_seed)
+
+
+def with_veins(v: Vertebra, seed: int | None) -> Vertebra:
+    """``v`` with its intraosseous veins sampled from ``numpy.random.default_rng(seed)`` and carved into the labels
+    (model/veins.py); ``seed=None`` returns ``v`` unchanged. Same seed, same bytes."""
+    if seed is None:
+        return v
+    from .veins import carve_veins, rasterize_veins, sample_veins
+
+    s_mm = v.spacing_m[0] * 1e3
+    net = sample_veins(v.body_mask, v.landmarks, s_mm, np.random.default_rng(seed))
+    lumen = rasterize_veins(net, v.shape, s_mm)
+    labels, counts = carve_veins(v.labels, lumen, s_mm)
+    mats = material_maps_like(replace(v.materials, vein_lumen=lumen), v.hu, labels, v.spacing_m[0])
+    note = (f"veins (seed {seed}): basivertebral trunk {net.trunk_diameter_mm:.1f} mm wide, {net.trunk_depth_mm:.1f} mm "
+            f"deep, {net.n_branches} branches +-{net.spread_deg:.0f} deg; {counts['channel']} channel voxels, exits "
+            f"B {counts['B']} S {counts['S']} voxels")
+    return replace(v, labels=labels, materials=mats, notes=v.notes + (note,), extra={**v.extra, "veins": net})
 
 
 def _landmarks(body: np.ndarray, h: np.ndarray, a: np.ndarray) -> Landmarks:

@@ -28,15 +28,18 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    the balloon pressure is the smallest yield stress on the front inside the membrane's current shape,
    p_crush = min_front sigma_y; the front voxels with sigma_y <= p_crush (1 + PRESSURE_TOLERANCE) (and <= the rated
    pressure) are crushed, nearest to a balloon's centre first, so the weak bone inside the shape goes first and the
-   pressure rises as the membrane fills its shape. Trabecular voxels and cleft/defect voxels (no bone, yield 0: the
-   membrane opens a cleft at no cost) not touching a non-body label are crushable (where the shell is thinner than a
-   voxel the membrane does not open the body); the cortex and endplates (smeared tissue yield = shell fraction x
-   134 MPa, tens of MPa) are walls at any device pressure, veins are not entered.
+   pressure rises as the membrane fills its shape. Cancellous voxels (TRABECULAR, and VEIN_CHANNEL at the yield of the
+   bone around the vein) and cleft/defect voxels (no bone, yield 0: the membrane opens a cleft at no cost) not touching
+   a non-body label are crushable (where the shell is thinner than a voxel the membrane does not open the body); the
+   cortex and endplates (smeared tissue yield = shell fraction x 134 MPa, tens of MPa) are walls at any device
+   pressure, the venous exits are not entered.
 
 2. Compacted shell (mass conservation). The bone of the crushed voxels, M = sum BV/TV_i V_vox, is pushed into the
    trabecular voxels that border the final cavity:
 
        BV/TV' = compacted_bvtv(BV/TV, V_before / V_after)      with  sum_shell (BV/TV' - BV/TV) V_vox = M
+
+   A vein channel in the compacted shell is tamped closed (relabelled TRABECULAR) [D].
 
    spread evenly (the same increment per voxel), capped at fully dense bone; what does not fit goes one layer
    further. The shell's permeability, modulus and yield follow from BV/TV' through the same laws
@@ -97,7 +100,17 @@ import numpy as np
 from scipy import ndimage
 
 from vertaug.errors import ParameterError, check_range
-from vertaug.model.labels import BASIVERTEBRAL, BODY, CORTEX, DEFECT, ENDPLATE, SEGMENTAL, TRABECULAR
+from vertaug.model.labels import (
+    BASIVERTEBRAL,
+    BODY,
+    CANCELLOUS,
+    CORTEX,
+    DEFECT,
+    ENDPLATE,
+    SEGMENTAL,
+    TRABECULAR,
+    VEIN_CHANNEL,
+)
 from vertaug.model.materials import (
     BVTV_FLOOR,
     TISSUE_DENSITY_KG_M3,
@@ -296,7 +309,7 @@ def _seed(labels: np.ndarray, tips_ijk: list, radius_vox: float) -> np.ndarray:
     for t in tips_ijk:
         d2 = sum((gi - float(c)) ** 2 for gi, c in zip(g, t))
         seed |= d2 <= max(radius_vox, 0.5) ** 2
-    return seed & (labels == TRABECULAR)
+    return seed & np.isin(labels, CANCELLOUS)
 
 
 def envelope_levels(shape, spacing_m, tips_ijk, axes, dev: BalloonDevice, volume_ml: float) -> tuple[np.ndarray, int]:
@@ -477,8 +490,9 @@ class _Front:
         labels, cavity = st["labels"], st["cavity"]
         # trabecular voxels touching a non-body label (a shell thinner than a voxel): the membrane does not open them
         outer = ndimage.binary_dilation(~np.isin(labels, BODY_LABELS))
-        # a cleft or defect (open space, no bone) is entered by the membrane at no cost (its yield is 0)
-        self.crushable = np.isin(labels, (TRABECULAR, DEFECT)) & ~cavity & ~outer
+        # a cleft or defect (open space, no bone) is entered by the membrane at no cost (its yield is 0); a vein channel
+        # crushes with the bone around it
+        self.crushable = np.isin(labels, CANCELLOUS + (DEFECT,)) & ~cavity & ~outer
         front = ndimage.binary_dilation(cavity) & ~cavity & self.crushable
         self.flat = np.flatnonzero(front)
         self.contact = np.zeros(self.frag_cols.shape, bool)
@@ -515,7 +529,7 @@ def _spread_shell(labels, bvtv, cavity, mass_m3, vvox, max_layers=8):
     for _ in range(max_layers):
         if left <= 1e-9 * float(mass_m3):
             break
-        layer = ndimage.binary_dilation(inside) & ~inside & (labels == TRABECULAR)
+        layer = ndimage.binary_dilation(inside) & ~inside & np.isin(labels, CANCELLOUS)
         if not layer.any():
             break
         b = np.maximum(new[layer], BVTV_FLOOR)
@@ -656,7 +670,7 @@ def _balloon_problem(vertebra, tips_ijk, volume_ml, max_pressure_pa, dev: Balloo
     tips = np.array([[float(c) for c in t] for t in tips_ijk])
     for t in tips:
         q = tuple(round(c) for c in t)
-        if any(not (0 <= c < s) for c, s in zip(q, labels0.shape)) or labels0[q] not in (TRABECULAR, DEFECT):
+        if any(not (0 <= c < s) for c, s in zip(q, labels0.shape)) or labels0[q] not in (*CANCELLOUS, DEFECT):
             raise ParameterError(f"Balloon tip {tuple(t)} is not in the trabecular bone of the body.",
                                  f"place the cannula tip inside the vertebral body (label {TRABECULAR}).")
     depression, h_ref = _fragment(labels0, fractured)
@@ -772,6 +786,7 @@ def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inf
     mats = vertebra.materials
     hu_shell = _hu_from_bvtv(bvtv_new[shell], mats.calibration, mats.density_law)
     hu[shell] = hu_shell.astype(np.float32)
+    labels[shell & (labels == VEIN_CHANNEL)] = TRABECULAR  # the compacted shell closes the veins it tamps [D]
     err = abs(crushed_m3 - gain) / crushed_m3 if crushed_m3 > 0 else 0.0
     if not pb.fractured:
         notes.append("no fracture at this level (Genant grade 0): the endplate is not lifted, height change ~0")

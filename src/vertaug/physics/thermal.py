@@ -40,6 +40,7 @@ from vertaug.model.labels import (
     OUTSIDE,
     SEGMENTAL,
     TRABECULAR,
+    VEIN_CHANNEL,
 )
 from vertaug.physics import rheology
 from vertaug.physics.damage import NECROSIS_OMEGA, DamageState
@@ -89,6 +90,7 @@ LABEL_THERMAL: dict[int, TissueThermal] = {
     SEGMENTAL: TissueThermal("segmental vein exit", 0.52, BLOOD_RHO_C_J_M3K, 0.0, 1.0),
     DEFECT: TissueThermal("fracture cleft", 0.52, BLOOD_RHO_C_J_M3K, 0.0, 1.0),
     DISC: TissueThermal("disc", 0.49, 1100.0 * 3300.0, 0.0, 1.0),
+    VEIN_CHANNEL: TissueThermal("intraosseous vein in trabecular bone", 0.29, 3.05e6, 5.9e-4, 0.9),  # as trabecular
 }
 
 

@@ -21,6 +21,7 @@ from ..model.labels import (
     OUTSIDE,
     SEGMENTAL,
     TRABECULAR,
+    VEIN_CHANNEL,
 )
 
 
@@ -84,6 +85,7 @@ LABEL_STYLE = {
     SEGMENTAL: ("#ff9a1f", "segmental vein"),
     DEFECT: ("#00d0a0", "cleft/defect"),
     DISC: ("#7f7f7f", "disc"),
+    VEIN_CHANNEL: ("#c00060", "vein channel"),
 }
 
 
@@ -96,7 +98,8 @@ def model_slices_figure(vertebra, path: str | Path, title: str | None = None) ->
     c = np.round(v.landmarks.centroid_ijk).astype(int)
     s_mm = v.spacing_m[0] * 1e3
     numbers = sorted(LABEL_NAMES)
-    cmap = ListedColormap([LABEL_STYLE[n][0] for n in numbers])
+    # one colour per integer 0..max (numbers not in the vocabulary, e.g. the phantom's 9, transparent)
+    cmap = ListedColormap([LABEL_STYLE.get(n, ("#00000000",))[0] for n in range(numbers[-1] + 1)])
     fig, axes = plt.subplots(1, 2, figsize=(10, 5), dpi=100)
     for ax, (img, lab, xl, yl, ttl) in zip(axes, [
         (v.hu[c[0]].T, v.labels[c[0]].T, "posterior -> anterior (mm)", "inferior -> superior (mm)", "mid-sagittal"),
@@ -106,7 +109,7 @@ def model_slices_figure(vertebra, path: str | Path, title: str | None = None) ->
         ext = (0, img.shape[1] * s_mm, 0, img.shape[0] * s_mm)
         ax.imshow(img, origin="lower", cmap="gray", vmin=-250, vmax=1000, extent=ext)
         masked = np.ma.masked_where(lab == OUTSIDE, lab)
-        ax.imshow(masked, origin="lower", cmap=cmap, vmin=numbers[0], vmax=numbers[-1], alpha=0.55, extent=ext,
+        ax.imshow(masked, origin="lower", cmap=cmap, vmin=-0.5, vmax=numbers[-1] + 0.5, alpha=0.55, extent=ext,
                   interpolation="nearest")
         ax.set_title(ttl, fontsize=9)
         ax.set_xlabel(xl)
