@@ -142,7 +142,7 @@ def test_tip_voxels_in_the_cortex_are_walls():
 
 def test_stop_at_leak_threshold():
     r = _inject_block(flow.newtonian(30.0), volume_m3=2.0e-6, stop_leak_m3=1e-9)
-    assert r.stop_reason == "leak threshold exceeded"
+    assert r.stop_reason == flow.STOP_LEAK
     assert r.leaked_total_m3[-1] > 1e-9
     assert r.leaked_total_m3[-2] <= 1e-9
     assert r.injected_m3[-1] < 2.0e-6
