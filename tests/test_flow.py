@@ -265,7 +265,7 @@ def test_stall_at_pressure_limit_stops_and_says_why():
                       cannula_drop_pa=lambda t_s, q: 2e13 * q * np.exp(t_s / 5.0))
     assert r.stop_reason == flow.STOP_PRESSURE
     assert 0.0 < r.injected_m3[-1] < 0.6e-6
-    assert r.rate_m3_s[-1] < 0.1 * r.rate_m3_s[0]
+    assert r.rate_m3_s[-1] < 0.2 * r.rate_m3_s[0]
 
 
 def test_posterior_quarter_rule_stops_when_cement_arrives():

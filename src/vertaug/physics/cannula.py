@@ -23,6 +23,13 @@ integral has the closed form of Buckingham (1921) and Reiner (1926):
     Q = (pi r^4 dp / (8 mu_p L)) [1 - (4/3) (tau_y / tau_w) + (1/3) (tau_y / tau_w)^4]
 
 (:func:`buckingham_reiner_flow_m3_s`, the check of the numerical integral, tests/test_cannula.py).
+
+Injectors (:data:`INJECTORS`, name -> (plunger pressure limit Pa, source)): the largest plunger pressure an injector
+delivers. "hand": 3.215 MPa, the largest peak injection pressure measured in vivo during conventional vertebroplasty
+with an instrumented syringe holder (Krebs, Aebli, Goss et al., Spine 2005;30(5):E118-E122, PMID 15738774: mean peak
+1693 +/- 653 kPa normal and 1727 +/- 597 kPa wide syringes, maximum 3215 kPa; higher later in the polymerisation) [V].
+"none": no limit (the rate is held whatever the pressure; the model before issue 19). No screw or hydraulic injector
+rating with a source was found for this version; give ``max_plunger_pressure_pa`` in the plan for one.
 The plunger (delivery) pressure is the cannula loss plus the bone pressure at the tip:
 p_plunger = dp_cannula + p_tip.
 
@@ -42,13 +49,24 @@ from vertaug.errors import ParameterError, check_range
 
 __all__ = [
     "CANNULA_GAUGES",
+    "HAND_INJECTION_PEAK_MEAN_PA",
+    "INJECTORS",
     "buckingham_reiner_flow_m3_s",
     "herschel_bulkley_flow_m3_s",
     "herschel_bulkley_pressure_drop_pa",
+    "injector_limit_pa",
     "inner_radius_m",
     "pressure_drop_pa",
     "wall_shear_rate_1_s",
 ]
+
+#: injector name -> (plunger pressure limit in Pa or None for no limit, source); module docstring
+INJECTORS: dict[str, tuple[float | None, str]] = {
+    "hand": (3.215e6, "Krebs et al. 2005 Spine 30:E118 (PMID 15738774): in-vivo maximum peak 3215 kPa [V]"),
+    "none": (None, "no limit"),
+}
+#: mean peak hand-injection pressure in vivo, Pa (Krebs et al. 2005: 1693 +/- 653 kPa, normal syringes) [V]
+HAND_INJECTION_PEAK_MEAN_PA = 1.693e6
 
 #: midpoint intervals of the Rabinowitsch-Mooney integral (relative error ~1e-6 at 400, measured in the tests)
 N_STRESS = 400
@@ -62,6 +80,14 @@ def inner_radius_m(gauge: int) -> float:
             f"use one of {sorted(CANNULA_GAUGES)} or give the inner radius in m directly.",
         )
     return CANNULA_GAUGES[gauge][1] / 2.0
+
+
+def injector_limit_pa(injector: str) -> float | None:
+    """Plunger pressure limit of the named injector (:data:`INJECTORS`), Pa; None for "none"."""
+    if injector not in INJECTORS:
+        raise ParameterError(f"Parameter injector={injector!r} is not in the injector table.",
+                             f"use one of {sorted(INJECTORS)} or give max_plunger_pressure_pa.")
+    return INJECTORS[injector][0]
 
 
 def wall_shear_rate_1_s(flow_m3_s, inner_radius_m: float, n: float = 1.0):
