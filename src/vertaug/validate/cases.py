@@ -583,9 +583,11 @@ def _rr_measured(runs: dict, group: str, reference: str, what: str) -> list[Meas
     note = (f"{group} {a}/{n} vs {reference} {c}/{n} levels leak on CT; RR 95 % CI {lo:.2f}-{hi:.2f}; "
             f"stop rules seen: {'; '.join(stops)}")
     if a == 0 and c == 0:
-        note += (f"; no level leaked under either {what}: the phantoms have no intraosseous veins or endplate "
-                 "breaks to leak through (the fracture issue's vein channels), and the cements are 20-300 Pa s "
-                 "(plunger pressure far below hand injection), so nothing pushes cement out")
+        note += (f"; no level leaked a CT-visible volume under either {what} (RR 1 by the Haldane correction): "
+                 "the cement does not reach an exit (the basivertebral and segmental exits are patches on the "
+                 "shell, the cortical defect lies away from the tip; no intraosseous vein channels lead to them, "
+                 "the fracture issue adds them), and with 20-300 Pa s cements the plunger pressure stays far below "
+                 "the injector limit, so the limit and the stopping rules never act")
     return [Measured(f"risk ratio of leakage on CT, {what}", rr, note)]
 
 
