@@ -88,13 +88,21 @@ def test_leakage_same_volume_with_cortical_defect():
     """
     v = vertebra_from_phantom(make_phantom(fracture="wedge", grade=2, cortical_defect=True, spacing_mm=1.5))
     tr = plan_trajectories(v)
-    kp = run_kyphoplasty(v, Kyphoplasty(cement="low"), trajectories=tr)
+    free = dict(injector="none", stop_at_posterior_quarter=False, stop_at_visible_leak=False)  # the whole volume
+    kp = run_kyphoplasty(v, Kyphoplasty(cement="low", **free), trajectories=tr)
     vp = fill_with_cement(v, np.concatenate([t.tip_voxels for t in tr]), kp.metrics["injected_ml"], "low")
     kc = kp.metrics["leaked_ml_by_route"]["C"]
     vc = float(vp.leaked_m3["C"][-1] * 1e6)
     assert kc == pytest.approx(0.262, rel=0.1)
     assert vc == pytest.approx(0.104, rel=0.1)
     assert kp.metrics["leaked_ml_by_route"]["B"] < 1e-6 and kp.metrics["leaked_ml_by_route"]["S"] < 1e-6
+    # the default plan stops the fill when the leak becomes visible on fluoroscopy (0.1 mL), as clinicians do
+    from vertaug.physics.flow import STOP_LEAK
+
+    kp_stop = run_kyphoplasty(v, Kyphoplasty(cement="low"), trajectories=tr)
+    assert kp_stop.injection.stop_reason == STOP_LEAK
+    assert 0.1 <= kp_stop.metrics["leaked_ml"] < kc
+    assert kp_stop.metrics["injected_ml"] < kp.metrics["injected_ml"]
 
 
 def test_no_fracture_height_change_zero():

@@ -530,6 +530,7 @@ def run_belkoff_mechanics(quick: bool) -> list[Measured]:
 #: virtual fractures of the leak cases: fracture type x grade x cortical defect (quick: grade 2 only)
 LEAK_FRACTURES = ("wedge", "biconcave", "crush")
 LEAK_GRADES = (1, 2, 3)
+LEAK_QUICK_GRADES = (LEAK_GRADES[1],)
 LEAK_PHANTOM_MM = 2.0
 #: Habib, Serhan, Marchek & Baroud 2010 (Int J Spine Surg 4:26): injection 3.5, 6.5 and 9.5 min after admixing [V]
 HABIB_START_TIMES_S = (210.0, 390.0, 570.0)
@@ -540,7 +541,8 @@ def _leak_models(quick: bool):
     from vertaug.anatomy.phantom import make_phantom
     from vertaug.model.vertebra import vertebra_from_phantom
 
-    grades, defects = ((2,), (True,)) if quick else (LEAK_GRADES, (False, True))
+    grades = LEAK_QUICK_GRADES if quick else LEAK_GRADES
+    defects = (True,) if quick else (False, True)
     return [(f"{f} g{g}{' defect' if d else ''}",
              vertebra_from_phantom(make_phantom(level="L1", fracture=f, grade=g, cortical_defect=d,
                                                 spacing_mm=LEAK_PHANTOM_MM)))
