@@ -54,3 +54,29 @@ def test_bad_input():
         cannula.pressure_drop_pa(-1e-8, 0.12, 1e-3, viscosity_pa_s=1.0)
     with pytest.raises(ParameterError, match="length_m"):
         cannula.pressure_drop_pa(1e-8, 0.0, 1e-3, viscosity_pa_s=1.0)
+
+
+# ---- yield-stress cement in the cannula (issue 19) ----
+
+
+def test_herschel_bulkley_tube_flow_converges_to_buckingham_reiner_second_order():
+    from orders import assert_expected_order
+
+    r, L, mu_p, tau_y, dp = 1.194e-3, 0.12, 100.0, 500.0, 2e6  # tau_w = 9950 Pa > tau_y
+    exact = cannula.buckingham_reiner_flow_m3_s(dp, L, r, mu_p, tau_y)
+    ns = np.array([10, 20, 40, 80])
+    err = [abs(cannula.herschel_bulkley_flow_m3_s(dp, L, r, mu_p, 1.0, tau_y, int(n)) - exact) / exact for n in ns]
+    assert_expected_order(1.0 / ns, err, 2.0, kind="all", tol=0.05)
+    assert err[-1] < 1e-4
+
+
+def test_herschel_bulkley_drop_reduces_to_power_law_and_needs_the_yield_pressure():
+    r, L = 1.194e-3, 0.12
+    pl = cannula.pressure_drop_pa(5e-8, L, r, consistency_pa_sn=80.0, n=0.6)
+    assert cannula.herschel_bulkley_pressure_drop_pa(5e-8, L, r, 80.0, 0.6, 0.0) == pytest.approx(pl, rel=1e-5)
+    with_yield = cannula.herschel_bulkley_pressure_drop_pa(5e-8, L, r, 80.0, 0.6, 300.0)
+    assert with_yield > pl + 2 * L * 300.0 / r * 0.5  # the plug adds at least part of the yield pressure
+    assert cannula.herschel_bulkley_pressure_drop_pa(0.0, L, r, 80.0, 0.6, 300.0) == pytest.approx(2 * L * 300.0 / r)
+    assert cannula.buckingham_reiner_flow_m3_s(2 * L * 300.0 / r * 0.99, L, r, 80.0, 300.0) == 0.0
+    with pytest.raises(ParameterError, match="yield_stress_pa"):
+        cannula.herschel_bulkley_pressure_drop_pa(5e-8, L, r, 80.0, 0.6, -1.0)

@@ -142,7 +142,7 @@ def test_tip_voxels_in_the_cortex_are_walls():
 
 def test_stop_at_leak_threshold():
     r = _inject_block(flow.newtonian(30.0), volume_m3=2.0e-6, stop_leak_m3=1e-9)
-    assert r.stop_reason == "leak threshold exceeded"
+    assert r.stop_reason == flow.STOP_LEAK
     assert r.leaked_total_m3[-1] > 1e-9
     assert r.leaked_total_m3[-2] <= 1e-9
     assert r.injected_m3[-1] < 2.0e-6
@@ -249,3 +249,83 @@ def test_gmg_and_amg_pressure_give_the_same_injection():
     np.testing.assert_allclose(g.tip_pressure_pa, a.tip_pressure_pa, rtol=1e-7)
     assert g.solver_setups == len(g.solver_iterations)  # gmg sets up per solve (cheap); the AMG reuses its setup
     assert a.solver_setups < len(a.solver_iterations)
+
+
+# ---- injection controls: pressure limit, stopping rules (issue 19) ----
+
+
+def _const_drop(dp_per_flow):
+    """A linear cannula loss dp = c q (Hagen-Poiseuille at a fixed viscosity)."""
+    return lambda t_s, q: dp_per_flow * q
+
+
+def test_pressure_limit_lowers_rate_and_caps_plunger_pressure():
+    free = _inject_block(flow.newtonian(300.0), volume_m3=0.6e-6, defect=False)
+    drop = _const_drop(2e13)  # 1 MPa at the planned 5e-8 m^3/s
+    bone_free = free.tip_pressure_pa[1:, 0].max()
+    limit = 0.5 * (1e6 + bone_free)  # below the free plunger pressure
+    r = _inject_block(flow.newtonian(300.0), volume_m3=0.6e-6, defect=False, pressure_limit_pa=limit,
+                      cannula_drop_pa=drop)
+    plunger = drop(0, r.rate_m3_s[1:]) + r.tip_pressure_pa[1:, 0]
+    assert plunger.max() <= limit * (1 + 1e-5)
+    assert r.rate_m3_s[1:].min() < 0.9 * 5e-8  # the rate fell at the limit
+    assert r.t_s[-1] > free.t_s[-1]  # slower injection, same volume
+    assert r.stop_reason == flow.STOP_VOLUME
+    np.testing.assert_allclose(r.in_bone_m3[1:] + r.leaked_total_m3[1:], r.injected_m3[1:], rtol=1e-9)
+
+
+def test_stall_at_pressure_limit_stops_and_says_why():
+    # a cement thickening with time (cannula loss ~ exp(t / 5 s)): the rate falls until the injector stalls
+    r = _inject_block(flow.newtonian(300.0), volume_m3=0.6e-6, defect=False, pressure_limit_pa=2e6,
+                      cannula_drop_pa=lambda t_s, q: 2e13 * q * np.exp(t_s / 5.0))
+    assert r.stop_reason == flow.STOP_PRESSURE
+    assert 0.0 < r.injected_m3[-1] < 0.6e-6
+    assert r.rate_m3_s[-1] < 0.2 * r.rate_m3_s[0]
+
+
+def test_posterior_quarter_rule_stops_when_cement_arrives():
+    lab, tip = block_phantom(defect=False)
+    mask = np.zeros(lab.shape, bool)
+    mask[:, tip[1] - 2, :] = True  # a slab two voxels posterior of the tip
+    k = np.full(lab.shape, K)
+    r = flow.inject(lab, (1e-3,) * 3, np.full(lab.shape, PHI), k, [tip], 5e-8, 1.5e-6, flow.newtonian(30.0),
+                    stop_mask=mask)
+    assert r.stop_reason == flow.STOP_POSTERIOR
+    assert r.injected_m3[-1] < 1.5e-6
+    assert np.any(r.saturation[mask & (lab == 1)] >= 0.5)
+
+
+def test_pressure_limit_below_venous_pressure_is_one_line_error():
+    with pytest.raises(ParameterError, match="not above the venous pressure") as e:
+        _inject_block(flow.newtonian(30.0), pressure_limit_pa=1e3, cannula_drop_pa=_const_drop(1.0))
+    assert "\n" not in str(e.value)
+
+
+def _bingham_column(n, tau_y=200.0, mu_p=100.0, length=16e-3, q=1e-10):
+    """A 1-D column of n cells (spacing length / n along axis 0, 1 mm x 1 mm section), tip at one end, a segmental
+    exit at the other, 0.75 of the pore volume of a Bingham cement injected: (tip gauge pressure, exact)."""
+    from vertaug.model.labels import CORTEX, SEGMENTAL, TRABECULAR
+
+    lab = np.full((n + 3, 3, 3), CORTEX, np.uint8)
+    lab[1:n + 2, 1, 1] = TRABECULAR
+    lab[n + 2, 1, 1] = SEGMENTAL
+    r = flow.inject(lab, (length / n, 1e-3, 1e-3), np.full(lab.shape, PHI), np.full(lab.shape, K), [(1, 1, 1)], q,
+                    0.75 * PHI * length * 1e-6, lambda t, g: tau_y / np.maximum(g, 1e-2) + mu_p)
+    u = q / 1e-6
+    # Darcy with the apparent viscosity at gamma = u / sqrt(k phi): grad p = tau_y sqrt(phi / k) + mu_p u / k
+    exact = 0.75 * length * (tau_y * np.sqrt(PHI / K) + mu_p * u / K) + 0.25 * length * MU_M * u / K
+    return r.tip_pressure_pa[-1, 0] - flow.VENOUS_PRESSURE_PA, exact
+
+
+def test_bingham_cement_in_porous_column_against_analytic_first_order():
+    ns = np.array([8, 16, 32])
+    err = []
+    for n in ns:
+        p, exact = _bingham_column(int(n))
+        err.append(abs(p - exact) / exact)
+    # first order: the front cell is partly filled (upstream saturation smears the piston front over one cell)
+    assert_expected_order(1.0 / ns, err, 1.0, kind="all", tol=0.1)
+    assert err[-1] < 0.03
+    # the yield stress is felt: without it the same column needs much less pressure
+    p0, exact0 = _bingham_column(32, tau_y=0.0)
+    assert p0 < 0.6 * _bingham_column(32)[0] and abs(p0 - exact0) / exact0 < 0.03

@@ -111,3 +111,17 @@ def test_cure_and_probe_figures_are_written(tmp_path):
     )
     out = fc.plot_probe_temperatures(res, tmp_path / "probes.png", "tiny")
     assert out.stat().st_size > 10_000
+
+
+def test_yield_stress_adds_tau_y_over_shear_rate():
+    from dataclasses import replace
+
+    from vertaug.physics.rheology import LOW_VISCOSITY, viscosity_pa_s
+
+    c = replace(LOW_VISCOSITY, yield_stress_pa=100.0)
+    g = np.array([0.1, 1.0, 10.0])
+    base = viscosity_pa_s(LOW_VISCOSITY, 0.01, 310.15, g)
+    np.testing.assert_allclose(viscosity_pa_s(c, 0.01, 310.15, g), base + 100.0 / g, rtol=1e-12)
+    # below the regularisation shear rate the yield term is capped at tau_y / gamma_min
+    assert viscosity_pa_s(c, 0.01, 310.15, 0.0) == pytest.approx(
+        float(viscosity_pa_s(LOW_VISCOSITY, 0.01, 310.15, 0.0)) + 100.0 / c.shear_rate_min_1_s)

@@ -61,6 +61,9 @@ def test_within_flag_and_relative_error_follow_the_numbers(quick_records):
             continue
         if r.spread_kind == "direction":
             assert r.within == ((r.ours >= 0.5) == (r.published >= 0.5))
+        elif r.spread_kind == "CI95":
+            t = next(t for c in CASES if c.name == r.case for t in c.targets if t.quantity == r.quantity)
+            assert r.within == (t.spread[0] <= r.ours <= t.spread[1])
         else:
             assert r.within == (abs(r.ours - r.published) <= r.spread * (1 + 1e-12))
             assert r.rel_error == pytest.approx((r.ours - r.published) / abs(r.published))

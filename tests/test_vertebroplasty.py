@@ -22,7 +22,20 @@ def model():
 
 @pytest.fixture(scope="module")
 def outcomes(model):
-    return {c: run_vertebroplasty(model, Vertebroplasty(volume_ml=2.0, cement=c)) for c in ("low", "high")}
+    # the whole planned volume: the clinical stopping rules off (tested on their own below)
+    free = dict(stop_at_visible_leak=False, stop_at_posterior_quarter=False)
+    return {c: run_vertebroplasty(model, Vertebroplasty(volume_ml=2.0, cement=c, **free)) for c in ("low", "high")}
+
+
+def test_default_plan_stops_when_the_leak_becomes_visible(model, outcomes):
+    """With the stopping rules on (the default), the injection that leaks through the phantom's veins stops at the
+    fluoroscopy detection limit, as a clinician stops at the first sign of leakage, and says so."""
+    from vertaug.physics.flow import STOP_LEAK
+
+    o = run_vertebroplasty(model, Vertebroplasty(volume_ml=2.0, cement="low"))
+    assert o.injection.stop_reason == STOP_LEAK
+    assert o.injection.leaked_ml >= o.injection.fluoro_detection_limit_ml
+    assert o.injection.injected_ml < outcomes["low"].injection.injected_ml
 
 
 def test_outcome_series_and_balance(outcomes, model):
@@ -77,3 +90,63 @@ def test_bad_input():
         Vertebroplasty(cannula_gauge=12)
     with pytest.raises(ParameterError, match="approach"):
         Vertebroplasty(approach="transforaminal")
+
+
+# ---- injection as it is done (issue 19): stop reason, detection limits, injector limit, bad input ----
+
+
+def test_stop_reason_and_detection_limits_are_recorded(outcomes, model):
+    from vertaug.physics.flow import STOP_LEAK, STOP_POSTERIOR, STOP_PRESSURE, STOP_VOLUME
+
+    inj = outcomes["low"].injection
+    assert inj.stop_reason in (STOP_VOLUME, STOP_POSTERIOR, STOP_LEAK, STOP_PRESSURE)
+    assert inj.pressure_limit_pa == cannula.INJECTORS["hand"][0]
+    assert inj.ct_detection_limit_ml == pytest.approx(model.voxel_volume_m3 * 1e6)
+    assert inj.fluoro_detection_limit_ml == pytest.approx(0.1)
+    for r, v in inj.leaked_ml_by_route.items():  # below one voxel: reported as none, not 1e-35 mL
+        assert inj.leaked_ml_by_route_ct[r] == (v if v >= inj.ct_detection_limit_ml else 0.0)
+    assert inj.leak_on_ct == (inj.leaked_ml >= inj.ct_detection_limit_ml)
+    assert outcomes["low"].metrics["stop_reason"] == inj.stop_reason
+
+
+def test_injector_limit_caps_the_plunger_pressure_and_stops_a_late_injection(model):
+    from vertaug.physics.flow import STOP_PRESSURE
+
+    late = run_vertebroplasty(model, Vertebroplasty(volume_ml=4.0, start_time_s=600.0, stop_at_visible_leak=False))
+    assert late.series["plunger_pressure_pa"].max() <= cannula.INJECTORS["hand"][0] * (1 + 1e-6)
+    assert late.injection.stop_reason == STOP_PRESSURE
+    assert late.injection.injected_ml < 4.0
+    assert any("injector stalled" in n for n in late.notes)
+    free = run_vertebroplasty(model, Vertebroplasty(volume_ml=late.injection.injected_ml + 0.2, start_time_s=600.0,
+                                                    injector="none", stop_at_visible_leak=False))
+    assert free.series["plunger_pressure_pa"].max() > cannula.INJECTORS["hand"][0]  # what the limit prevented
+
+
+def test_posterior_quarter_mask_is_the_posterior_part_of_the_body(model):
+    from vertaug.procedures.vertebroplasty import posterior_quarter_mask
+
+    m = posterior_quarter_mask(model)
+    body = model.body_mask
+    assert m.any() and not (m & ~body).any()
+    a = np.asarray(model.landmarks.anterior_axis)
+    proj_m = np.argwhere(m) @ a
+    proj_rest = np.argwhere(body & ~m) @ a
+    assert proj_m.max() < proj_rest.min() + 1e-9
+    assert 0.1 < m.sum() / body.sum() < 0.4
+
+
+def test_injection_plan_bad_input_one_line_errors():
+    from vertaug.procedures.kyphoplasty import Kyphoplasty
+    from vertaug.physics.rheology import LOW_VISCOSITY, Cement
+    from dataclasses import replace
+
+    for make in (lambda: Vertebroplasty(max_plunger_pressure_pa=1e3), lambda: Kyphoplasty(max_plunger_pressure_pa=0.0)):
+        with pytest.raises(ParameterError, match="not above the venous pressure") as e:
+            make()
+        assert "\n" not in str(e.value)
+    with pytest.raises(ParameterError, match="injector"):
+        Vertebroplasty(injector="screw")
+    with pytest.raises(ParameterError, match="yield_stress_pa.*negative") as e:
+        replace(LOW_VISCOSITY, yield_stress_pa=-5.0)
+    assert "\n" not in str(e.value)
+    assert isinstance(replace(LOW_VISCOSITY, yield_stress_pa=50.0), Cement)

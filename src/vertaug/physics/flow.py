@@ -35,6 +35,21 @@ Discretisation (finite volumes on the voxel grid, one unknown per porous voxel):
 * Mass balance, checked every step: injected = in bone + sum of leaked per route (cement), and
   rate = sum of exit fluxes (total volume, the pressure solve); relative errors < ``mass_tolerance``.
 
+Injection controls (the way the injection is done in the operating room; docs/flow.md):
+
+* Pressure limit: with ``pressure_limit_pa`` (the largest plunger pressure the injector can deliver) and
+  ``cannula_drop_pa(t_s, flow_per_cannula_m3_s)`` (the cannula loss), each step first solves the pressure at the
+  planned rate; if the plunger pressure, cannula loss (at the cement's state at the start of the step) + gauge bone
+  pressure at the outlet, would pass the limit, the rate of that step is scaled down by s in (0, 1] so that it
+  equals the limit (the bone pressure is linear in the rate at the step's lagged mobilities; s by Brent's method).
+  The rate falls as the cement thickens; when s would fall below ``min_rate_fraction`` (default 0.1, a model
+  choice: at a tenth of 3 mL/min one more mL takes over 3 min, longer than the working time left near the end of
+  it) the injector has stalled and the injection ends (``STOP_PRESSURE``).
+* Stopping rules, checked after every step, the first that holds ends the injection and is recorded in
+  ``stop_reason``: the planned volume (``STOP_VOLUME``); cement (saturation >= 0.5) in a cell of ``stop_mask`` (the
+  procedures pass the posterior quarter of the body, ``STOP_POSTERIOR``); the cement outside the body above
+  ``stop_leak_m3`` (a leak seen on fluoroscopy, ``STOP_LEAK``); the injector stalled at its pressure limit.
+
 Pressures are computed relative to the reservoir and reported as gauge pressure (above atmospheric) by adding
 ``venous_pressure_pa``. Default 3.3e3 Pa (25 mmHg): lumbar intraosseous pressure equals the pressure of the inferior
 vena cava (Spine 1981 6:159, doi 10.1097/00007632-198103000-00009); the mean intraosseous pressure measured in
@@ -46,7 +61,7 @@ change the flow or the leakage.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -80,6 +95,10 @@ __all__ = [
     "InjectionResult",
     "inject",
     "newtonian",
+    "STOP_LEAK",
+    "STOP_POSTERIOR",
+    "STOP_PRESSURE",
+    "STOP_VOLUME",
 ]
 
 ROUTES = ("B", "S", "C", "D")
@@ -90,6 +109,12 @@ MARROW_VISCOSITY_PA_S = 0.067
 #: 25 mmHg, see module docstring
 VENOUS_PRESSURE_PA = 25.0 * MMHG_PA
 ARRIVAL_SATURATION = 0.5
+#: stop reasons recorded in InjectionResult.stop_reason (module docstring)
+STOP_VOLUME = "volume reached"
+STOP_POSTERIOR = "cement in the posterior quarter of the body"
+STOP_LEAK = "leak visible (leaked volume above the fluoroscopy detection limit)"
+STOP_PRESSURE = "injector stalled at its pressure limit"
+STOP_MAX_STEPS = "max_steps reached"
 
 # (label of the porous voxel or None for any porous label, neighbour labels) -> route
 _EXIT_RULES = {
@@ -125,6 +150,7 @@ class InjectionResult:
     wall_time_s: float
     solver_iterations: tuple[int, ...] = field(default=())
     solver_setups: int = 0
+    rate_m3_s: np.ndarray | None = None  # injection rate of each step (row 0: the planned rate), all cannulas together
 
     @property
     def leaked_total_m3(self) -> np.ndarray:
@@ -441,6 +467,10 @@ class _Problem:
     shear_rate_factor: float
     mass_tolerance: float
     max_steps: int
+    pressure_limit_pa: float | None
+    cannula_drop_pa: Callable | None
+    min_rate_fraction: float
+    stop_cells: np.ndarray  # cells of stop_mask (empty: no posterior rule)
     faces_per_can: np.ndarray  # tip faces per cannula
     q_face: np.ndarray  # cement inflow through each tip face, m^3/s
     src: np.ndarray  # cement inflow per cell, m^3/s
@@ -522,12 +552,37 @@ def _make_problem(g: _Grid, tip, rate, vol_target, **controls) -> _Problem:
                     src=np.bincount(g.ti, q_face, n), adj=adj, sqrt_kphi=np.sqrt(g.k_iso * g.phi), **controls)
 
 
+def _checked_controls(pressure_limit_pa, cannula_drop_pa, venous_pressure_pa, min_rate_fraction) -> dict:
+    """The pressure-limit controls, checked: a limit at or below the venous pressure could never push cement out."""
+    if pressure_limit_pa is not None:
+        if cannula_drop_pa is None:
+            raise ParameterError("pressure_limit_pa was given without cannula_drop_pa.",
+                                 "give the cannula loss as cannula_drop_pa(t_s, flow_per_cannula_m3_s) -> Pa.")
+        if not pressure_limit_pa > venous_pressure_pa:
+            raise ParameterError(
+                f"Parameter pressure_limit_pa={pressure_limit_pa:.4g} Pa is not above the venous pressure "
+                f"{venous_pressure_pa:.4g} Pa: the injector could not push any cement into the bone.",
+                "give the injector's plunger pressure limit, e.g. 3.2e6 Pa for hand injection.")
+    return {"pressure_limit_pa": pressure_limit_pa, "cannula_drop_pa": cannula_drop_pa,
+            "min_rate_fraction": check_range("min_rate_fraction", min_rate_fraction, 1e-6, 0.5)}
+
+
+def _stop_cells(g: _Grid, stop_mask) -> np.ndarray:
+    """Cells (unknown indices) inside ``stop_mask``; empty without one."""
+    if stop_mask is None:
+        return np.zeros(0, dtype=np.int64)
+    m = np.asarray(stop_mask, dtype=bool)
+    if m.shape != g.shape:
+        raise GridMismatchError(f"stop_mask has shape {m.shape}, labels have {g.shape}.", "give a mask on the same grid.")
+    return np.flatnonzero(m.reshape(-1)[g.cells])
+
+
 def _initial_state(pb: _Problem) -> _State:
     n = pb.n
     st = _State(S=np.zeros(n), p=np.zeros(n), F=np.zeros(pb.g.fi.size), gamma=np.zeros(n),
                 arrival=np.full(n, np.nan))
     st.record(t=0.0, injected=0.0, in_bone=0.0, tip_p=np.full(pb.g.n_cannulas, pb.p_v), leaked=st.leaked.copy(),
-              mass_err=0.0, vol_err=0.0)
+              mass_err=0.0, vol_err=0.0, rate=pb.rate)
     return st
 
 
@@ -604,14 +659,48 @@ def _shear_rate(pb: _Problem, F) -> np.ndarray:
     return np.sqrt(u2) / pb.sqrt_kphi
 
 
-def _step(pb: _Problem, st: _State, asm: _Assembler, solver: PressureSolver) -> None:
-    """One time step: viscosity, pressure, time-step size, implicit saturation, conservative write-back, checks."""
+def _tip_gauge_pa(pb: _Problem, st: _State) -> np.ndarray:
+    """Bone pressure above the reservoir at each cannula outlet: p_i + q / (lambda_i T_half), averaged per cannula."""
+    g = pb.g
+    p_face = st.p[g.ti] + pb.q_face / (st.lam[g.ti] * g.t_th)
+    return np.bincount(g.t_can, p_face, g.n_cannulas) / pb.faces_per_can
+
+
+def _rate_scale(pb: _Problem, st: _State) -> float:
+    """Fraction s of the planned rate that keeps the plunger pressure at or below the limit (1 without a limit)."""
+    if pb.pressure_limit_pa is None:
+        return 1.0
+    bone = float(np.max(_tip_gauge_pa(pb, st)))  # at the planned rate; linear in the rate
+    q_can = pb.rate / pb.g.n_cannulas
+    t_mix = pb.start_time_s + st.t
+
+    def excess(s):
+        return float(pb.cannula_drop_pa(t_mix, s * q_can)) + s * bone + pb.p_v - pb.pressure_limit_pa
+
+    if excess(1.0) <= 0.0:
+        return 1.0
+    if excess(pb.min_rate_fraction) >= 0.0:
+        return 0.0  # stalled
+    from scipy.optimize import brentq
+
+    return float(brentq(excess, pb.min_rate_fraction, 1.0, xtol=1e-6))
+
+
+def _step(pb: _Problem, st: _State, asm: _Assembler, solver: PressureSolver) -> bool:
+    """One time step: viscosity, pressure, rate at the pressure limit, time-step size, implicit saturation,
+    conservative write-back, checks. Returns False (and changes nothing) when the injector has stalled."""
     g, n = pb.g, pb.n
     mu_c = np.broadcast_to(np.asarray(pb.cement_viscosity(pb.start_time_s + st.t, pb.shear_rate_factor * st.gamma),
                                       float), (n,))
     if not np.all(np.isfinite(mu_c) & (mu_c > 0)):
         raise InvalidValueError("cement_viscosity returned a non-positive or non-finite value.", "check the law.")
     F_exit, vol_err = _solve_pressure(pb, st, mu_c, asm, solver)
+    scale = _rate_scale(pb, st)
+    if scale == 0.0:
+        return False
+    if scale < 1.0:  # the pressure field is linear in the rate at fixed mobilities
+        pb = replace(pb, rate=pb.rate * scale, src=pb.src * scale, q_face=pb.q_face * scale)
+        st.p, st.F, F_exit = st.p * scale, st.F * scale, F_exit * scale
     F = st.F
     pos = F >= 0  # upstream / downstream per interior face, outflow per cell
     up = np.where(pos, g.fi, g.fj)
@@ -637,12 +726,11 @@ def _step(pb: _Problem, st: _State, asm: _Assembler, solver: PressureSolver) -> 
         raise RuntimeError(
             f"mass balance violated at step {st.step}: cement {err:.3g}, volume {vol_err:.3g} (> {pb.mass_tolerance:g})."
         )
-    # bone pressure at the cannula outlet: face pressure p_i + q / (lambda_i T_half), averaged per cannula
-    p_face = st.p[g.ti] + pb.q_face / (st.lam[g.ti] * g.t_th)
-    tip_p = np.bincount(g.t_can, p_face, g.n_cannulas) / pb.faces_per_can + pb.p_v
+    tip_p = _tip_gauge_pa(pb, st) + pb.p_v  # bone pressure at the cannula outlet
     st.gamma = _shear_rate(pb, F)  # for the next step
     st.record(t=st.t, injected=st.injected, in_bone=in_bone, tip_p=tip_p, leaked=st.leaked.copy(), mass_err=err,
-              vol_err=vol_err)
+              vol_err=vol_err, rate=pb.rate)
+    return True
 
 
 def _result(pb: _Problem, st: _State, stop_reason: str, solver: PressureSolver, t_wall: float) -> InjectionResult:
@@ -676,6 +764,7 @@ def _result(pb: _Problem, st: _State, stop_reason: str, solver: PressureSolver, 
         wall_time_s=time.perf_counter() - t_wall,
         solver_iterations=tuple(solver.stats.iterations),
         solver_setups=solver.stats.n_setups,
+        rate_m3_s=np.array(hist["rate"]),
     )
 
 
@@ -699,13 +788,19 @@ def inject(
     solver: PressureSolver | None = None,
     mass_tolerance: float = 1e-6,
     max_steps: int = 100_000,
+    pressure_limit_pa: float | None = None,
+    cannula_drop_pa: Callable | None = None,
+    stop_mask: np.ndarray | None = None,
+    min_rate_fraction: float = 0.1,
 ) -> InjectionResult:
     """Inject ``volume_m3`` of cement at ``rate_m3_s`` through the cannula tip(s); see the module docstring.
 
     ``cement_viscosity(t_s, shear_rate_1_s)`` returns the cement viscosity in Pa s (scalar or per-cell array);
     ``t_s`` is ``start_time_s`` + time since the start of the injection (so a cure model can count from mixing).
     The injection stops when the volume is reached or, if ``stop_leak_m3`` is given, as soon as the total leaked
-    cement exceeds it. Returns an :class:`InjectionResult`.
+    cement exceeds it; with ``stop_mask`` (bool, full grid) when cement reaches it; with ``pressure_limit_pa`` and
+    ``cannula_drop_pa`` the rate falls at the limit and the injection ends when the injector stalls (module
+    docstring). Returns an :class:`InjectionResult`.
     """
     t_wall = time.perf_counter()
     labels, spacing, porosity, ks, tip, rate, vol_target = _checked_inputs(
@@ -718,21 +813,28 @@ def inject(
         "max_saturation_change": check_range("max_saturation_change", max_saturation_change, 1e-3, 1.0),
         "stop_leak_m3": stop_leak_m3, "start_time_s": start_time_s, "max_dt_s": max_dt_s,
         "shear_rate_factor": shear_rate_factor, "mass_tolerance": mass_tolerance, "max_steps": max_steps,
+        **_checked_controls(pressure_limit_pa, cannula_drop_pa, venous_pressure_pa, min_rate_fraction),
     }
     g = _build_grid(labels, spacing, porosity, ks, tip)
     outlets = tip & np.isin(labels, POROUS_LABELS)  # tip voxels in the cortex/endplate are walls (see _build_grid)
-    pb = _make_problem(g, outlets, rate, vol_target, **controls)
+    pb = _make_problem(g, outlets, rate, vol_target, stop_cells=_stop_cells(g, stop_mask), **controls)
     asm = _Assembler(g)
     solver = solver or PressureSolver("gmg", rtol=1e-8)
     st = _initial_state(pb)
-    stop_reason = "volume reached"
+    stop_reason = STOP_VOLUME
     while st.injected < pb.vol_target * (1 - 1e-12):
         st.step += 1
         if st.step > pb.max_steps:
-            stop_reason = "max_steps reached"
+            stop_reason = STOP_MAX_STEPS
             break
-        _step(pb, st, asm, solver)
+        if not _step(pb, st, asm, solver):
+            st.step -= 1
+            stop_reason = STOP_PRESSURE
+            break
         if pb.stop_leak_m3 is not None and st.leaked.sum() > pb.stop_leak_m3:
-            stop_reason = "leak threshold exceeded"
+            stop_reason = STOP_LEAK
+            break
+        if pb.stop_cells.size and np.any(st.S[pb.stop_cells] >= ARRIVAL_SATURATION):
+            stop_reason = STOP_POSTERIOR
             break
     return _result(pb, st, stop_reason, solver, t_wall)

@@ -12,9 +12,16 @@ Cure (autocatalytic Arrhenius law; Borzacchiello 1998, Li 2003 via Quarini 2006)
 
 Viscosity (power law whose consistency diverges at a gel point, Castro-Macosko form)::
 
-    mu(alpha, T, gamma) = min(mu_max, K(alpha, T) * max(gamma, gamma_min)^(n_flow(alpha) - 1))
+    mu(alpha, T, gamma) = min(mu_max, tau_y / g + K(alpha, T) * g^(n_flow(alpha) - 1)),   g = max(gamma, gamma_min)
     K(alpha, T)         = K0_mu exp(E_mu/R (1/T - 1/T_ref)) (alpha_g / (alpha_g - alpha))^c     (alpha < alpha_g)
     n_flow(alpha)       = n_0 - (n_0 - n_end) min(alpha / alpha_g, 1)
+
+``tau_y`` (``yield_stress_pa``) makes the law Herschel-Bulkley (Bingham for n = 1): tau = tau_y + K gamma^n, written
+as the apparent viscosity tau / gamma, regularised at gamma_min (below it the cement behaves as a very viscous
+Newtonian fluid of viscosity tau_y / gamma_min + K gamma_min^(n - 1), capped at mu_max). In the Darcy flow the shear
+rate is |u| / sqrt(k phi), so a yield stress adds a threshold pressure gradient tau_y sqrt(phi / k) that a
+viscosity (a resistance proportional to the flux) does not. The presets carry tau_y = 0: no rheometer yield stress of
+a named vertebroplasty cement could be read for this version (docs/cement.md).
 
 Definitions used for the clinical times (isothermal cure at the given temperature, alpha from alpha0 at mixing):
 
@@ -96,6 +103,7 @@ class Cement:
     flow_index_end: float = 0.2
     viscosity_max_pa_s: float = 7.5e4
     shear_rate_min_1_s: float = 1.0e-2
+    yield_stress_pa: float = 0.0
     # thermal
     conductivity_w_m_k: float = 0.17
     specific_heat_j_kg_k: float = 1400.0
@@ -140,6 +148,12 @@ class Cement:
         check_range("cement.flow_index_end", self.flow_index_end, 0.05, 1.0)
         check_range("cement.viscosity_max_pa_s", self.viscosity_max_pa_s, self.consistency_pa_sn, 1e9, "Pa s")
         check_range("cement.shear_rate_min_1_s", self.shear_rate_min_1_s, 1e-8, 1e3, "1/s")
+        if not self.yield_stress_pa >= 0.0:
+            raise ParameterError(
+                f"Parameter cement.yield_stress_pa={self.yield_stress_pa!r} is negative.",
+                "give a yield stress >= 0 Pa (0 for a cement without one; doughy PMMA: tens to hundreds of Pa).",
+            )
+        check_range("cement.yield_stress_pa", self.yield_stress_pa, 0.0, 1e5, "Pa")
         check_range("cement.conductivity_w_m_k", self.conductivity_w_m_k, 1e-3, 100.0, "W/(m K)")
         check_range("cement.specific_heat_j_kg_k", self.specific_heat_j_kg_k, 100.0, 1e4, "J/(kg K)")
 
@@ -234,7 +248,7 @@ def viscosity_pa_s(cement: Cement, alpha, temperature_k, shear_rate_1_s=WORKING_
     gap = np.maximum(ag - a, 0.0)
     with np.errstate(divide="ignore", over="ignore"):
         gel = np.where(gap > 0.0, (ag / np.where(gap > 0.0, gap, 1.0)) ** cement.gel_exponent, np.inf)
-        mu = cement.consistency_pa_sn * arr * gel * g ** (n_flow - 1.0)
+        mu = cement.yield_stress_pa / g + cement.consistency_pa_sn * arr * gel * g ** (n_flow - 1.0)
     return np.minimum(mu, cement.viscosity_max_pa_s)
 
 
@@ -372,7 +386,7 @@ def _alpha_at_viscosity(cement: Cement, mu_pa_s: float, temperature_k: float) ->
         * (1.0 / temperature_k - 1.0 / cement.reference_temperature_k)
     )
     g = max(WORKING_SHEAR_RATE_1_S, cement.shear_rate_min_1_s)
-    ratio = mu_pa_s / (cement.consistency_pa_sn * arr)
+    ratio = (mu_pa_s - cement.yield_stress_pa / g) / (cement.consistency_pa_sn * arr)
     if g != 1.0:  # flow index depends on alpha: solve numerically
         from scipy.optimize import brentq
 

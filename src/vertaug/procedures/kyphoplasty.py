@@ -49,7 +49,10 @@ from vertaug.procedures.outcome import BalloonMetrics, Outcome, make_outcome
 from vertaug.procedures.vertebroplasty import (
     DEFAULT_CANNULA_LENGTH_MM,
     DEFAULT_START_S,
+    FLUORO_DETECTION_LIMIT_ML,
     cement_viscosity_law,
+    check_injection_plan,
+    injection_controls,
     injection_metrics,
 )
 
@@ -88,6 +91,12 @@ class Kyphoplasty:
     fracture_mobility: str = "acute"
     cfl: float = DEFAULT_CFL
     max_saturation_change: float = DEFAULT_MAX_SATURATION_CHANGE
+    # injection as it is done (vertebroplasty.injection_controls): injector limit and stopping rules
+    injector: str = "hand"
+    max_plunger_pressure_pa: float | None = None
+    stop_at_posterior_quarter: bool = True
+    stop_at_visible_leak: bool = True
+    fluoro_detection_limit_ml: float = FLUORO_DETECTION_LIMIT_ML
 
     def __post_init__(self):
         if self.approach not in ("bipedicular", "unipedicular"):
@@ -127,21 +136,24 @@ class Kyphoplasty:
         check_range("preload_n", self.preload_n, 0.0, 5000.0, "N")
         check_range("cfl", self.cfl, 0.1, 20.0)
         check_range("max_saturation_change", self.max_saturation_change, 0.01, 1.0)
+        check_injection_plan(self)
 
 
 def fill_with_cement(model, tip_voxels, volume_ml: float, cement: str = "high", rate_ml_s: float = DEFAULT_RATE_ML_S,
                      start_time_s: float = DEFAULT_START_S, temperature_c: float = BODY_TEMPERATURE_C, cfl: float = DEFAULT_CFL,
-                     max_saturation_change: float = DEFAULT_MAX_SATURATION_CHANGE):
+                     max_saturation_change: float = DEFAULT_MAX_SATURATION_CHANGE, **controls):
     """Inject ``volume_ml`` of cement into ``model`` (a Vertebra, treated or not) through ``tip_voxels``.
 
     The same call serves the kyphoplasty fill and a vertebroplasty reference on the untreated model: anisotropic
-    permeability (transverse on axes 0 and 1, longitudinal on the height axis 2). Returns an InjectionResult.
+    permeability (transverse on axes 0 and 1, longitudinal on the height axis 2). ``controls``: pressure limit and
+    stopping rules for :func:`flow.inject` (:func:`vertaug.procedures.vertebroplasty.injection_controls`). Returns an
+    InjectionResult.
     """
     m = model.materials
     kt, kl = m.permeability_transverse_m2, m.permeability_m2
     return inject(model.labels, model.spacing_m, model.phi, (kt, kt, kl), tip_voxels, rate_ml_s * 1e-6,
                   volume_ml * 1e-6, cement_viscosity_law(cement, temperature_c), start_time_s=start_time_s, cfl=cfl,
-                  max_saturation_change=max_saturation_change)
+                  max_saturation_change=max_saturation_change, **controls)
 
 
 def _tips(vertebra, spec: Kyphoplasty, trajectories):
@@ -189,14 +201,18 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
     cavity_ml = float(res.cavity.sum()) * vvox_ml
     cement_ml = spec.cement_ml if spec.cement_ml is not None else spec.fill_ratio * cavity_ml
     tip_vox = np.concatenate([np.asarray(t.tip_voxels) for t in trajectories])
+    mu = cement_viscosity_law(spec.cement, spec.temperature_c)
     inj = fill_with_cement(treated, tip_vox, cement_ml, spec.cement, spec.rate_ml_s, spec.start_time_s,
-                           spec.temperature_c, spec.cfl, spec.max_saturation_change)
+                           spec.temperature_c, spec.cfl, spec.max_saturation_change,
+                           **injection_controls(treated, spec, mu))
+    if inj.stop_reason != "volume reached":
+        notes.append(f"fill stopped: {inj.stop_reason} after {inj.injected_m3[-1] * 1e6:.2f} mL")
     cement_fraction = (inj.saturation * treated.phi).astype(np.float32)
     if res.cavity.any():
         notes.append(f"cement in the cavity: {float(cement_fraction[res.cavity].sum()) * vvox_ml:.2f} of {cavity_ml:.2f} mL;"
                      f" {100.0 * float(np.mean(inj.saturation[res.cavity] > 0.5)):.1f} % of its voxels more than half full")
-    fill_metrics, pressures = injection_metrics(inj, spec, cement_viscosity_law(spec.cement, spec.temperature_c),
-                                                vertebra.body_volume_ml)
+    fill_metrics, pressures = injection_metrics(inj, spec, mu, vertebra.body_volume_ml,
+                                                vertebra.voxel_volume_m3 * 1e6)
     bone, dp_can, plunger = pressures["bone"], pressures["cannula"], pressures["plunger"]
     before = model_heights(vertebra)
     heights = height_change(vertebra, res.labels, before)

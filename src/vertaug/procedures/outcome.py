@@ -47,10 +47,32 @@ class InjectionMetrics:
     cement_mass_balance_error_max: float
     injection_time_s: float
     n_cannulas: int
+    #: which rule ended the injection (vertaug.physics.flow STOP_*: volume, posterior quarter, visible leak, stall)
+    stop_reason: str = ""
+    #: plunger pressure limit of the injector, Pa (NaN: no limit)
+    pressure_limit_pa: float = math.nan
+    #: smallest leak a CT at the model's resolution shows (one voxel), and the fluoroscopy limit of the plan, mL
+    ct_detection_limit_ml: float = math.nan
+    fluoro_detection_limit_ml: float = math.nan
+    #: leaked volume per route as a CT would report it: 0.0 (none) where below ct_detection_limit_ml
+    leaked_ml_by_route_ct: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def leak_on_ct(self) -> bool:
+        """A leak a CT would show: the leaked volume (all routes) is at least one voxel."""
+        return bool(self.leaked_ml >= self.ct_detection_limit_ml)
+
+    @property
+    def leak_on_fluoroscopy(self) -> bool:
+        """A leak fluoroscopy would show: the leaked volume is at least the plan's fluoroscopy detection limit."""
+        return bool(self.leaked_ml >= self.fluoro_detection_limit_ml)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["leaked_ml_by_route"] = dict(self.leaked_ml_by_route)
+        d["leaked_ml_by_route_ct"] = dict(self.leaked_ml_by_route_ct)
+        d["leak_on_ct"] = self.leak_on_ct
+        d["leak_on_fluoroscopy"] = self.leak_on_fluoroscopy
         return d
 
 

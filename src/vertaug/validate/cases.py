@@ -13,6 +13,7 @@ Spread of a published figure (``Target.spread_kind``):
   spread is ``APPROX_REL_SPREAD`` x |X| (one rule for every such figure; not chosen per case).
 - ``numerical``: an analytic solution; the spread is the discretisation tolerance stated in the case.
 - ``direction``: a yes/no finding (1 = yes); "within" = same answer.
+- ``CI95``: a ratio with its published 95 % interval (lo, hi); "within" = inside the interval.
 
 A case whose model is not importable is recorded as "model not available" (never a number).
 """
@@ -45,8 +46,8 @@ class Target:
     quantity: str
     unit: str
     published: float
-    spread_kind: str  # "SD" | "approx" | "numerical" | "direction"
-    spread: float | None = None  # absolute, in unit; None for "approx" (computed from APPROX_REL_SPREAD)
+    spread_kind: str  # "SD" | "approx" | "numerical" | "direction" | "CI95"
+    spread: float | tuple[float, float] | None = None  # absolute, in unit; None for "approx"; (lo, hi) for "CI95"
 
     @property
     def spread_abs(self) -> float:
@@ -54,7 +55,18 @@ class Target:
             return APPROX_REL_SPREAD * abs(self.published)
         if self.spread_kind == "direction":
             return 0.0
+        if self.spread_kind == "CI95":  # the larger half of the interval (for tables); within uses the interval
+            lo, hi = self.spread
+            return float(max(self.published - lo, hi - self.published))
         return float(self.spread)
+
+    def contains(self, ours: float) -> bool:
+        """Whether ``ours`` agrees with the published figure under this target's spread rule."""
+        if self.spread_kind == "direction":
+            return (ours >= 0.5) == (self.published >= 0.5)
+        if self.spread_kind == "CI95":
+            return bool(self.spread[0] <= ours <= self.spread[1])
+        return abs(ours - self.published) <= self.spread_abs * (1 + 1e-12)
 
 
 @dataclass(frozen=True)
@@ -550,6 +562,151 @@ def run_belkoff_mechanics(quick: bool) -> list[Measured]:
     return res
 
 
+# ------------------------------------------------------------------------------- leakage: KP vs VP, viscosity, timing
+
+#: virtual fractures of the leak cases: fracture type x grade x cortical defect (quick: grade 2 only)
+LEAK_FRACTURES = ("wedge", "biconcave", "crush")
+LEAK_GRADES = (1, 2, 3)
+LEAK_QUICK_GRADES = (LEAK_GRADES[1],)
+LEAK_QUICK_FRACTURES = ("wedge", "crush")  # quick mode keeps the CI run under its 2-minute budget
+#: 1.5 mm: at 2 mm the phantom's cortical defect and segmental exits vanish in the model (0 voxels, measured);
+#: the quick (CI) run keeps 2 mm as a smoke run of the chain and says so in its notes
+LEAK_PHANTOM_MM = 1.5
+LEAK_QUICK_PHANTOM_MM = 2.0
+#: Habib, Serhan, Marchek & Baroud 2010 (Int J Spine Surg 4:26): injection 3.5, 6.5 and 9.5 min after admixing [V]
+HABIB_START_TIMES_S = (210.0, 390.0, 570.0)
+
+
+def _leak_models(quick: bool):
+    """(label, Vertebra) of each virtual fracture: L1 phantoms, 2 mm voxels, with and without a cortical defect."""
+    from vertaug.anatomy.phantom import make_phantom
+    from vertaug.model.vertebra import vertebra_from_phantom
+
+    grades = LEAK_QUICK_GRADES if quick else LEAK_GRADES
+    defects = (True,) if quick else (False, True)
+    return [(f"{f} g{g}{' defect' if d else ''}",
+             vertebra_from_phantom(make_phantom(level="L1", fracture=f, grade=g, cortical_defect=d,
+                                                spacing_mm=LEAK_QUICK_PHANTOM_MM if quick else LEAK_PHANTOM_MM)))
+            for f in (LEAK_QUICK_FRACTURES if quick else LEAK_FRACTURES) for g in grades for d in defects]
+
+
+@functools.lru_cache(maxsize=2)
+def _leak_runs(quick: bool) -> dict:
+    """Leak on CT (bool) and stop rule of each model under the default VP plan (low cement), the same plan with the
+    high-viscosity cement, and the default KP plan, through the study chain (injection only)."""
+    from vertaug.procedures.kyphoplasty import Kyphoplasty
+    from vertaug.procedures.vertebroplasty import Vertebroplasty
+    from vertaug.study import run_procedure
+
+    plans = {"VP": Vertebroplasty(), "VP high": Vertebroplasty(cement="high"), "KP": Kyphoplasty()}
+    out = {k: [] for k in plans}
+    for _label, v in _leak_models(quick):
+        for k, plan in plans.items():
+            inj = run_procedure(v, plan, thermal=False, mechanics=False).outcome.injection
+            out[k].append((inj.leak_on_ct, inj.stop_reason, inj.leaked_ml))
+    return out
+
+
+def risk_ratio(a: int, n1: int, c: int, n2: int) -> tuple[float, float, float]:
+    """Risk ratio (a / n1) / (c / n2) with its 95 % interval (Katz log method); 0.5 added to every cell when a or c
+    is 0 (Haldane; no event in either group gives RR 1 with a wide interval)."""
+    if a == 0 or c == 0:
+        a, c, n1, n2 = a + 0.5, c + 0.5, n1 + 1, n2 + 1
+    rr = (a / n1) / (c / n2)
+    se = math.sqrt(1 / a - 1 / n1 + 1 / c - 1 / n2)
+    return rr, rr * math.exp(-1.96 * se), rr * math.exp(1.96 * se)
+
+
+def _rr_measured(runs: dict, group: str, reference: str, what: str, missing: str) -> list[Measured]:
+    """Risk ratio of CT-visible leakage, ``group`` vs ``reference``; ``missing``: the mechanism named when the
+    direction disagrees with the published (< 1)."""
+    n = len(runs[group])
+    a = sum(1 for leak, _s, _v in runs[group] if leak)
+    c = sum(1 for leak, _s, _v in runs[reference] if leak)
+    rr, lo, hi = risk_ratio(a, n, c, n)
+    stops = sorted({s for _l, s, _v in runs[group] + runs[reference]})
+    note = (f"{group} {a}/{n} vs {reference} {c}/{n} levels leak on CT; RR 95 % CI {lo:.2f}-{hi:.2f}; "
+            f"stop rules seen: {'; '.join(stops)}")
+    if a > 0 and rr >= 1.0:
+        note += f"; direction opposite to the trials: {missing}"
+    if a == 0 and c == 0:
+        note += (f"; no level leaked a CT-visible volume under either {what} (RR 1 by the Haldane correction): "
+                 "the cement does not reach an exit (the basivertebral and segmental exits are patches on the "
+                 "shell, the cortical defect lies away from the tip; no intraosseous vein channels lead to them, "
+                 "the fracture issue adds them), and with 20-300 Pa s cements at 210 s the plunger pressure stays far "
+                 "below the injector limit")
+    return [Measured(f"risk ratio of leakage on CT, {what}", rr, note)]
+
+
+def run_leak_kp_vs_vp(quick: bool) -> list[Measured]:
+    """KP vs VP leak rate on CT over virtual fractures, default plans, as a risk ratio with its 95 % interval.
+
+    Models: L1 phantoms (anatomy.phantom.make_phantom) with fracture wedge, biconcave and crush at grades 1-3, each
+    with and without a cortical defect, 1.5 mm voxels (quick: wedge and crush, grade 2, with the defect, at 2 mm,
+    where the defect and the segmental exits vanish from the model: a smoke run of the chain, not a result) (vertebra_from_phantom). Plans: Vertebroplasty()
+    and Kyphoplasty() as they are (hand injector limit, stopping rules: volume, posterior quarter, leak visible on
+    fluoroscopy), run through vertaug.study.run_procedure (injection only). A level leaks on CT when its leaked
+    volume is at least one voxel (InjectionMetrics.leak_on_ct). Risk ratio KP / VP with the Katz 95 % interval
+    (validate.cases.risk_ratio; Haldane 0.5 when a group has no leak). Published: pooled RR 0.62 (0.47-0.80),
+    16 studies (Wang 2018 J Orthop Surg Res); the trial is paired by level here, the interval treats the groups
+    as independent.
+    """
+    return _rr_measured(_leak_runs(quick), "KP", "VP", "KP vs VP",
+                        "the KP leaks are all route C at levels with a cortical defect, where the balloon cavity "
+                        "(an open void) reaches the cortex next to the defect; VP cement stays in the trabecular "
+                        "bone. Missing: the intraosseous venous channels through which most clinical VP leaks go "
+                        "(the fracture issue), and a KP cavity and compacted shell as built in the operating room "
+                        "(the balloon issue)")
+
+
+def run_leak_viscosity(quick: bool) -> list[Measured]:
+    """High- vs low-viscosity cement leak rate on CT, the default VP plan with the cement preset changed.
+
+    Models and counting as the KP vs VP case (run_leak_kp_vs_vp); plans Vertebroplasty(cement="high") vs
+    Vertebroplasty() (cement "low"). Published: RR 0.38 (0.29-0.51) high vs low viscosity (meta-analysis,
+    PMC5895344).
+    """
+    return _rr_measured(_leak_runs(quick), "VP high", "VP", "high vs low viscosity",
+                        "the exit and bone resistances scale alike with the viscosity")
+
+
+def run_leak_timing(quick: bool) -> list[Measured]:
+    """The later the injection after mixing, the less leakage (Habib et al. 2010 benchmark direction).
+
+    Model: L1 phantom, wedge grade 3 with a cortical defect, 1.5 mm voxels (quick: 2 mm). Plan: Vertebroplasty(cement="low",
+    start_time_s=t, stop_at_visible_leak=False) for t = 210, 390, 570 s (3.5, 6.5, 9.5 min after admixing, as
+    Habib et al.; the visible-leak stop is off so that the leaked volume, not the stop, is compared, as the
+    benchmark weighs the leaked mass), other fields default. Leaked volume as a CT shows it (routes below one voxel
+    count as none). Measured: 1 if it falls from each start time to the next and the last is below the first, else
+    0. Published: 4.0 +/- 1.2 g at 3.5 min, 2.6 +/- 1.2 g at
+    9.5 min (low-viscosity Vertebroplastic cement).
+    """
+    from vertaug.anatomy.phantom import make_phantom
+    from vertaug.model.vertebra import vertebra_from_phantom
+    from vertaug.procedures.vertebroplasty import Vertebroplasty
+    from vertaug.study import run_procedure
+
+    v = vertebra_from_phantom(make_phantom(level="L1", fracture="wedge", grade=3, cortical_defect=True,
+                                           spacing_mm=LEAK_QUICK_PHANTOM_MM if quick else LEAK_PHANTOM_MM))
+    leaks, stops = [], []
+    for t in HABIB_START_TIMES_S:
+        inj = run_procedure(v, Vertebroplasty(start_time_s=t, stop_at_visible_leak=False), thermal=False,
+                            mechanics=False).outcome.injection
+        leaks.append(sum(inj.leaked_ml_by_route_ct.values()))  # below one voxel: none (as CT would show it)
+        stops.append(f"{inj.stop_reason}, {inj.injected_ml:.2f} mL in")
+    falls = all(b <= a for a, b in zip(leaks, leaks[1:])) and leaks[-1] < leaks[0]
+    note = "leaked " + ", ".join(f"{x:.3g} mL at {t / 60:.1f} min ({s})" for x, t, s in
+                                 zip(leaks, HABIB_START_TIMES_S, stops))
+    if not falls:
+        note += ("; no fall: nothing leaks a CT-visible volume at any start time (no intraosseous vein channel "
+                 "leads from the tip to an exit; cement 20 Pa s until near its gel point), so there is no leak "
+                 "to reduce"
+                 if max(leaks) == 0.0 else
+                 "; no fall: the exits and the bone resistance scale alike with the viscosity, so the split "
+                 "between bone and exit does not change")
+    return [Measured("leakage falls with later injection", 1.0 if falls else 0.0, note)]
+
+
 # ------------------------------------------------------------------------------------------ the list
 
 CASES: tuple[Case, ...] = (
@@ -610,6 +767,17 @@ CASES: tuple[Case, ...] = (
     Case("two_material_column", "analytic springs in series [D]",
          (Target("stiffness / series formula", "-", 1.0, "numerical", STIFFNESS_NUMERICAL_TOL),),
          ("vertaug.physics.mechanics",), run_two_material_column),
+    Case("leak_kp_vs_vp", "Wang 2018 J Orthop Surg Res (16 studies): leakage RR 0.62 (0.47-0.80) KP vs VP [V]",
+         (Target("risk ratio of leakage on CT, KP vs VP", "-", 0.62, "CI95", (0.47, 0.80)),),
+         ("vertaug.procedures.kyphoplasty", "vertaug.procedures.vertebroplasty", "vertaug.anatomy.phantom"),
+         run_leak_kp_vs_vp),
+    Case("leak_viscosity", "meta-analysis PMC5895344: high vs low viscosity leakage RR 0.38 (0.29-0.51) [V]",
+         (Target("risk ratio of leakage on CT, high vs low viscosity", "-", 0.38, "CI95", (0.29, 0.51)),),
+         ("vertaug.procedures.vertebroplasty", "vertaug.anatomy.phantom"), run_leak_viscosity),
+    Case("leak_timing_habib", "Habib, Serhan, Marchek & Baroud 2010 Int J Spine Surg 4:26 (benchmark leakage "
+         "model) [V]",
+         (Target("leakage falls with later injection", "yes=1", 1.0, "direction"),),
+         ("vertaug.procedures.vertebroplasty", "vertaug.anatomy.phantom"), run_leak_timing),
 )
 
 

@@ -69,10 +69,7 @@ def _compare(target, measured: Measured | None, run_time_s: float, case: Case) -
     rel = None
     if target.published != 0 and target.spread_kind != "direction":
         rel = (ours - target.published) / abs(target.published)
-    if target.spread_kind == "direction":
-        within = (ours >= 0.5) == (target.published >= 0.5)
-    else:
-        within = abs(ours - target.published) <= target.spread_abs * (1 + 1e-12)
+    within = target.contains(ours)
     return Record(case.name, case.source, target.quantity, target.unit, target.published, target.spread_abs,
                   target.spread_kind, ours, rel, bool(within), run_time_s, STATUS_OK, measured.note)
 
@@ -246,6 +243,7 @@ Spread rules (one rule per kind, never per case):
 - `approx`: a figure given as "about X", or a mean without a spread in the abstract; spread = {approx:.0f} % of X.
 - `numerical`: an analytic solution; spread = the discretisation tolerance stated by the case.
 - `direction`: a yes/no finding; within = the same answer.
+- `CI95`: a ratio with its published 95 % interval; within = inside the interval (spread shown: its larger half).
 
 A case whose model has not landed is listed as "model not available"; a case that raises is listed as "error" with its
 message; neither stops the others. `--quick` (coarser voxels and longer time steps, same physics) is part of CI
