@@ -22,7 +22,7 @@ SAMPLE = {"sample": 0, "permeability_scale": 1.0, "cement_preset": "low_viscosit
           "volume_ml": 6.0, "rate_ml_s": 0.05, "bmd_slope_mg_cm3_per_hu": 1.0}
 COLUMNS = ("injected_ml", "leaked_ml", "leaked_ml_B", "leaked_ml_S", "leaked_ml_C", "leaked_ml_D", "leak_fraction",
            "fill_fraction_of_body", "max_injection_pressure_pa", "max_injection_pressure_bone_pa", "injection_time_s",
-           "height_restored_mm", "height_anterior_mm", "wedge_angle_deg", "balloon_final_pressure_pa", "note")
+           "height_restored_mm", "height_anterior_mm", "wedge_angle_deg", "balloon_final_pressure_pa", "stop_reason", "note")
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +43,19 @@ def test_vp_and_kp_rows_hold_real_numbers(rows):
         assert r["leak_fraction"] == pytest.approx(r["leaked_ml"] / r["injected_ml"], rel=1e-12)
         assert 0.0 < r["fill_fraction_of_body"] < 1.0
         assert r["max_injection_pressure_pa"] > r["max_injection_pressure_bone_pa"] > 0.0  # plunger = cannula + bone
-        # 6 mL at 0.05 mL/s: 120 s
-        assert r["injection_time_s"] == pytest.approx(120.0, rel=0.02)
+        # at 0.05 mL/s until a clinical rule ends it: here the leak through the phantom's veins becomes visible on
+        # fluoroscopy (0.1 mL) before the planned 6 mL (VP after 1.44 mL, KP after 4.86 mL)
+        assert r["stop_reason"].startswith("leak visible") and r["leak_on_fluoroscopy"] and r["leak_on_ct"]
+        assert r["injected_ml"] < 6.0 and 0.1 <= r["leaked_ml"] < 0.2
+        assert r["injection_time_s"] == pytest.approx(r["injected_ml"] / 0.05, rel=0.02)
         assert len(r["note"]) <= 300
         assert r["permeability_scale_applied"] is True  # scale 1: trivially kept
-    assert vp["injected_ml"] == pytest.approx(6.0, abs=1e-6)
-    assert kp["injected_ml"] == pytest.approx(6.0, rel=0.05)
+    # the balloons' cavity takes the cement: KP injects more before its leak shows (measured 4.86 vs 1.44 mL)
+    assert kp["injected_ml"] > 2.0 * vp["injected_ml"]
     # the 1.5 mm phantom leaks in KP: before the veins through the defect (route C, > 1e-3 mL); with the phantom's
     # sampled veins (seed 0) mostly through the plexus' anterolateral exits (route S), C measured 0.0008 mL
     # (tests/test_kyphoplasty.py)
-    assert kp["leaked_ml_S"] > 1e-3 and kp["leaked_ml_C"] > 0.0
+    assert kp["leaked_ml_S"] > 0.1 and vp["leaked_ml_S"] > 0.1 and kp["leaked_ml_C"] < 1e-3
     # heights (model.heights, sub-voxel sampling along the level's axes): VP moves no endplate; the 3 mL balloons
     # lift the depressed anterior endplate by several voxels. Phantom truth: anterior 16.9 mm (grade-2 wedge of 25 mm)
     assert vp["height_restored_mm"] == 0.0 and vp["height_anterior_mm"] == pytest.approx(16.875, abs=1.5)
@@ -110,7 +113,9 @@ def test_lower_permeability_raises_the_vp_bone_pressure():
     p_lo, p_hi = (r["max_injection_pressure_bone_pa"] - VENOUS_PRESSURE_PA for r in (lo, hi))
     assert p_lo > 2.0 * p_hi > 0.0
     assert lo["max_injection_pressure_pa"] > hi["max_injection_pressure_pa"]
-    assert lo["leaked_ml"] > hi["leaked_ml"] >= 0.0  # the stiffer bone pushes more cement out of the defect
+    # (the leaked volumes are not compared: both injections stop when their leak through the veins becomes visible
+    # on fluoroscopy, 0.1 mL, so the stopping rule, not the bone, sets them)
+    assert lo["stop_reason"].startswith("leak visible") and hi["stop_reason"].startswith("leak visible")
 
 
 def test_lower_permeability_raises_the_kp_bone_pressure():
@@ -156,7 +161,10 @@ def test_run_cohort_two_cases_two_samples_two_procedures(tmp_path):
         s = case_samples(x["case_id"], 2, seed=3)[x["sample"]]
         assert x["volume_ml"] == s["volume_ml"]
         tol = 1e-6 if x["procedure"] == "VP" else 0.05 * s["volume_ml"]
-        assert x["injected_ml"] == pytest.approx(s["volume_ml"], abs=tol)
+        # the planned volume, unless a recorded clinical rule ended the injection first
+        assert x["injected_ml"] <= s["volume_ml"] + tol
+        if x["injected_ml"] < s["volume_ml"] - tol:
+            assert x["stop_reason"] != "volume reached"
         assert 0.0 <= x["leaked_ml"] <= x["injected_ml"]
 
 
@@ -169,9 +177,10 @@ def test_compare_task_adds_exotherm_and_stiffness():
         assert 60.0 < r["peak_temperature_c"] < 130.0
         assert 37.0 <= r["peak_temperature_canal_c"] < 45.0
         assert r["necrosis_volume_ml"] > 0.0
-        # cement stiffens and strengthens the fractured level (same pre-treatment values in both rows)
-        assert r["stiffness_n_per_mm"] > 1.2 * r["pre_stiffness_n_per_mm"] > 0.0
-        assert r["strength_n"] > 1.2 * r["pre_strength_n"] > 0.0
+        # cement stiffens and strengthens the fractured level (same pre-treatment values in both rows); VP's injection
+        # stops at its first visible leak (1.35 mL), hence the smaller margin (measured strength 1.18 x pre)
+        assert r["stiffness_n_per_mm"] > 1.1 * r["pre_stiffness_n_per_mm"] > 0.0
+        assert r["strength_n"] > 1.1 * r["pre_strength_n"] > 0.0
     assert vp["pre_stiffness_n_per_mm"] == kp["pre_stiffness_n_per_mm"] and vp["pre_strength_n"] == kp["pre_strength_n"]
     plain = procedures_task(case, dict(SAMPLE))
     for a, b in zip(plain, (vp, kp)):

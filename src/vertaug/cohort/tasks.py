@@ -21,7 +21,9 @@ Sampled inputs (:mod:`vertaug.cohort.sampling`) -> model and plans:
 
 Row columns (scalars, units in the names): ``injected_ml``, ``leaked_ml``, ``leaked_ml_B``/``_S``/``_C``/``_D``,
 ``leak_fraction``, ``fill_fraction_of_body``, ``max_injection_pressure_pa`` (plunger), ``max_injection_pressure_bone_pa``
-(bone at the cannula tip, gauge), ``injection_time_s``, ``height_restored_mm`` (VP: 0.0, the cement moves no
+(bone at the cannula tip, gauge), ``injection_time_s``, ``stop_reason`` (the clinical rule that ended the injection:
+planned volume, cement in the posterior quarter, leak visible on fluoroscopy, injector stalled), ``leak_on_ct`` and
+``leak_on_fluoroscopy`` (bool: the leak above each modality's detection limit), ``height_restored_mm`` (VP: 0.0, the cement moves no
 endplate in this model), ``height_anterior_mm`` and ``wedge_angle_deg`` after treatment (both procedures measured by
 :func:`vertaug.model.heights.height_change`), ``balloon_ml`` and ``balloon_final_pressure_pa`` (NaN for VP),
 ``n_cannulas``, ``procedure_s`` (wall time of this procedure's simulation, s), ``permeability_scale_applied`` (bool:
@@ -133,6 +135,9 @@ def _row(run, permeability_scale: float) -> dict:
         "max_injection_pressure_pa": inj.max_injection_pressure_pa,
         "max_injection_pressure_bone_pa": inj.max_injection_pressure_bone_pa,
         "injection_time_s": inj.injection_time_s,
+        "stop_reason": inj.stop_reason,
+        "leak_on_ct": inj.leak_on_ct,
+        "leak_on_fluoroscopy": inj.leak_on_fluoroscopy,
         "height_restored_mm": out.heights.restored_mm,
         "height_anterior_mm": out.heights.after.anterior_mm,
         "wedge_angle_deg": out.heights.after.wedge_angle_deg,

@@ -252,8 +252,10 @@ def _uncertainty_context(study, spine: SpineMorphometry, vp_m: dict, kp_m: dict,
     m = spine.levels.get(v.level) if hasattr(spine, "levels") else None
     ctx = {"voxel_ml": float(v.voxel_volume_m3) * 1e6, "spacing_mm": float(v.spacing_m[0]) * 1e3,
            "ap_depth_mm": getattr(m, "ap_depth_mm", None) if m is not None and m.evaluable else None,
-           "injected_ml": vp_m.get("injected_ml"), "fracture": "fracture" in inputs,
+           "injected_ml": vp_m.get("injected_ml"), "kp_injected_ml": kp_m.get("injected_ml"),
+           "fracture": "fracture" in inputs,
            "kp_lift_mm": kp_m.get("endplate_lift_max_mm"),
+           "stop_reason": {name: run.outcome.injection.stop_reason for name, run in study.runs.items()},
            "vp_canal_c": vp_m.get("peak_temperature_canal_c"), "kp_canal_c": kp_m.get("peak_temperature_canal_c")}
     for name, run in study.runs.items():
         if run.exotherm is not None:

@@ -179,6 +179,9 @@ def row_reason(key: str, vp: float | None, kp: float | None, ctx: dict) -> str:
             v is not None and abs(v) < lim for v in (vp, kp)):
         return ("no leak path reached: no cortical defect, cleft or open vein in the cement's way at this level "
                 "(under one model voxel)")
+    if key == "injected_ml":
+        stops = {n: r for n, r in (ctx.get("stop_reason") or {}).items() if r and r != "volume reached"}
+        return "; ".join(f"{n} injection stopped: {r}" for n, r in stops.items())
     if key in ("height_restored_mm", "height_anterior_mm", "wedge_angle_deg"):
         lift = ctx.get("kp_lift_mm")
         parts = ["VP moves no bone in this model"]
@@ -190,5 +193,8 @@ def row_reason(key: str, vp: float | None, kp: float | None, ctx: dict) -> str:
             v is not None and v < 45.0 for v in (ctx.get("vp_canal_c"), ctx.get("kp_canal_c"))):
         return "the cement stays far from the canal: the wall stays near body temperature"
     if key == "necrosis_volume_ml" and vp is not None and kp is not None and abs(kp - vp) <= ctx.get("u_sum", 0):
-        return "same cement volume, same kinetics: the hot zones are of the same size"
+        a, b = ctx.get("injected_ml"), ctx.get("kp_injected_ml")
+        if a is not None and b is not None and abs(a - b) <= 0.05 * max(a, b):
+            return "same cement volume, same kinetics: the hot zones are of the same size"
+        return "the difference is within the numerical range of the necrosis volume (half its boundary shell)"
     return ""
