@@ -1,7 +1,8 @@
 """Vertebroplasty vs kyphoplasty on a synthetic grade-2 wedge fracture of L1: the study chain in a dozen lines.
 
 A phantom has exactly known geometry (anatomy/phantom.py), so this runs anywhere in a few seconds (2 mm voxels, no
-exotherm). Run: ``python examples/phantom_vp_vs_kp.py``.
+exotherm). Each injection ends by a clinical rule (the planned volume, cement in the posterior quarter, a leak visible on
+fluoroscopy, or the hand injector stalling); ``stop_reason`` says which. Run: ``python examples/phantom_vp_vs_kp.py``.
 """
 
 from vertaug.anatomy.phantom import make_phantom
@@ -20,6 +21,8 @@ def main() -> dict[str, float]:
     for name, run in study.runs.items():
         o = run.outcome
         out[f"{name}_injected_ml"] = o.injection.injected_ml
+        out[f"{name}_stopped_by_leak"] = float(o.injection.stop_reason.startswith("leak visible"))
+        out[f"{name}_leaked_ml"] = o.injection.leaked_ml
         out[f"{name}_max_bone_pressure_kpa"] = o.injection.max_injection_pressure_bone_pa / 1e3
         out[f"{name}_height_restored_mm"] = o.heights.restored_mm
         out[f"{name}_stiffness_n_per_mm"] = run.mechanics.stiffness_n_per_mm

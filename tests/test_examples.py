@@ -29,13 +29,16 @@ def test_fe_block_matches_the_uniaxial_stiffness():
 
 def test_phantom_vp_vs_kp():
     r = run_example("phantom_vp_vs_kp")
-    assert r["VP_injected_ml"] == pytest.approx(3.0, rel=1e-9) and r["KP_injected_ml"] == pytest.approx(3.0, rel=1e-6)
+    # VP stops at its first leak visible on fluoroscopy (through the phantom's veins) after 1.7 of 3 mL; KP's cement
+    # goes into the balloon cavity and the whole 3 mL goes in
+    assert r["VP_stopped_by_leak"] == 1.0 and 0.1 <= r["VP_leaked_ml"] < 0.2 and r["VP_injected_ml"] < 3.0
+    assert r["KP_injected_ml"] == pytest.approx(3.0, rel=1e-6) and r["KP_leaked_ml"] < r["VP_leaked_ml"]
     assert r["VP_height_restored_mm"] == 0.0
-    # of 7.75 mm lost (2 mm voxels); 6.0 before issue 20, 3.75 since the lift stops at the balloon's rated shape
-    assert r["KP_height_restored_mm"] == pytest.approx(3.75, abs=0.5)
+    # of 8.0 mm lost (2 mm voxels); 6.0 before issue 20, 4.0 since the lift stops at the balloon's rated shape
+    assert r["KP_height_restored_mm"] == pytest.approx(4.0, abs=0.5)
     assert r["KP_max_bone_pressure_kpa"] < r["VP_max_bone_pressure_kpa"]  # the cavity takes the cement more easily
-    for name in ("VP", "KP"):  # cement stiffens the fractured level
-        assert r[f"{name}_stiffness_n_per_mm"] > 1.4 * r["pre_stiffness_n_per_mm"]
+    for name in ("VP", "KP"):  # cement stiffens the fractured level (VP less: 1.7 mL, measured 1.31 x)
+        assert r[f"{name}_stiffness_n_per_mm"] > 1.2 * r["pre_stiffness_n_per_mm"]
 
 
 @pytest.mark.slow
@@ -47,7 +50,9 @@ def test_own_ct():
     # 2 balloons of 2 mL asked; since issue 20 they stop at the device's rated 700 psi at 3.05 mL (dense bone in
     # the membrane's shape)
     assert r["KP_cavity_ml"] == pytest.approx(3.047, rel=0.02)
-    assert 0.05 < r["VP_fill_fraction"] < 0.15  # 4 mL in a 41 mL body
+    # 4 mL planned in a 41 mL body; the injection stops at its first leak visible on fluoroscopy (through the
+    # sampled veins), measured 0.95 mL in (fill 0.023)
+    assert 0.01 < r["VP_fill_fraction"] < 0.1
 
 
 def test_validation_case():
@@ -67,5 +72,6 @@ def test_cohort(tmp_path):
 def test_trial(tmp_path):
     r = run_example("trial", out_dir=tmp_path / "trial", patients=3)
     assert r["patients"] == 3 and r["failed"] == 0 and r["paired"] == 3
-    assert r["VP_injected_ml"] == pytest.approx(r["KP_injected_ml"], rel=1e-6)  # both arms: 15 % of the body
+    # both arms plan 15 % of the body; an injection ends earlier only at a clinical stopping rule
+    assert 0.0 < r["VP_injected_ml"] and 0.0 < r["KP_injected_ml"]
     assert r["KP_minus_VP_height_mm"] >= 0.0  # VP moves no endplate in this model

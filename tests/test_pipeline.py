@@ -27,9 +27,13 @@ def grade2_run(tmp_path_factory):
 def test_pipeline_on_grade2_wedge_phantom(grade2_run):
     ph, written, c, tmp_path = grade2_run
     rows = {r.key: r for r in c.rows}
-    # same cement volume requested: same cement volume for both (KP balloons 2 x 3 mL)
-    assert rows["injected_ml"].vp == pytest.approx(6.0, rel=1e-6)
-    assert rows["injected_ml"].kp == pytest.approx(6.0, rel=0.05)
+    # 6 mL planned for both (KP balloons 2 x 3 mL); each injection ends at a recorded clinical rule: here the first
+    # leak visible on fluoroscopy, through the phantom's veins (VP after 1.25 mL), and the report says so
+    for name, o in (("VP", c.vp), ("KP", c.kp)):
+        assert o.injection.injected_ml <= 6.0 * (1 + 1e-6)
+        if o.injection.injected_ml < 6.0 * (1 - 0.05):
+            assert o.injection.stop_reason != "volume reached"
+            assert f"{name} injection stopped: {o.injection.stop_reason}" in rows["injected_ml"].reason
     # KP lifts the depressed endplate of a wedge fracture; VP moves no bone in this model
     assert rows["height_restored_mm"].kp > rows["height_restored_mm"].vp == 0.0
     # exotherm: cement core well above body temperature; heat conserved to round-off

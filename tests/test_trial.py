@@ -128,7 +128,11 @@ def test_small_trial_on_the_runner_resumes_with_the_same_rows(tmp_path):
     assert run.n_tasks == 8 and run.n_failed == 0 and len(rows) == 16  # one row per patient and arm
     assert {(r["case_id"], r["procedure"]) for r in rows} == {(f"p{i:05d}", a) for i in range(8) for a in ("VP", "KP")}
     assert summary["n_patients_paired"] == 8 and len(summary["table"]) == 4
-    assert all(r["injected_ml"] == pytest.approx(0.15 * r["body_volume_ml"], rel=1e-3) for r in rows)
+    # 15 % of the body planned in both arms; an injection ends earlier only by a recorded clinical rule
+    for r in rows:
+        planned = 0.15 * r["body_volume_ml"]
+        assert r["injected_ml"] <= planned * (1 + 1e-3)
+        assert r["injected_ml"] == pytest.approx(planned, rel=1e-3) or r["stop_reason"] != "volume reached"
     again, summary2 = run_trial(tmp_path, pop, patients=8, seed=2, scheduler="serial", progress=False)
     assert again.n_skipped == 8 and again.n_written == 0
     assert json.dumps(load_results(tmp_path).to_pylist(), default=str) == json.dumps(rows, default=str)

@@ -138,6 +138,8 @@ def _arm_row(name: str, run, body_ml: float) -> dict:
            **{f"leaked_ml_{r}": float(v) for r, v in sorted(inj.leaked_ml_by_route.items())},
            "leak_fraction": inj.leak_fraction, "fill_fraction_of_body": inj.fill_fraction_of_body,
            "max_injection_pressure_pa": inj.max_injection_pressure_pa, "injection_time_s": inj.injection_time_s,
+           "stop_reason": inj.stop_reason, "leak_on_ct": inj.leak_on_ct,
+           "leak_on_fluoroscopy": inj.leak_on_fluoroscopy,
            "height_anterior_before_mm": h.before.anterior_mm, "height_anterior_after_mm": h.after.anterior_mm,
            "height_restored_mm": h.restored_mm, "wedge_angle_before_deg": h.before.wedge_angle_deg,
            "wedge_angle_after_deg": h.after.wedge_angle_deg,

@@ -2,7 +2,9 @@
 
 Every statistic is paired (both arms on every patient; only patients with a successful row in both arms count):
 
-* leak rate of an arm: the share of patients with ``leaked_ml > LEAK_DETECTION_ML``; risk ratio KP/VP of a matched
+* leak rate of an arm: the share of patients whose leak a CT would show (``leak_on_ct``: the leaked volume is at
+  least one model voxel, the smallest volume a CT at the model's resolution shows; rows without it fall back to
+  ``leaked_ml > LEAK_DETECTION_ML``), as the CT-based trials count (KAVIAR); risk ratio KP/VP of a matched
   pair design with the 95 % interval of its log (Agresti 2002, *Categorical Data Analysis* 2nd ed., sec. 10.1:
   ``RR = (a + b) / (a + c)``, ``var ln RR = (b + c) / ((a + b)(a + c))``, a = both leak, b = KP only, c = VP only);
   undefined (NaN) when an arm never leaks;
@@ -112,7 +114,7 @@ def summarise(rows: list[dict], arms: list[str]) -> dict:
     per_arm = {a: _paired(rows, a) for a in arms}
     ids = sorted(set.intersection(*(set(p) for p in per_arm.values()))) if per_arm else []
     vp, kp = per_arm["VP"], per_arm["KP"]
-    leak = {a: np.array([per_arm[a][i]["leaked_ml"] > LEAK_DETECTION_ML for i in ids], bool) for a in arms}
+    leak = {a: np.array([_leaks(per_arm[a][i]) for i in ids], bool) for a in arms}
     stats = {
         "leak_rr": paired_risk_ratio(leak["VP"], leak["KP"]),
         "height": mean_difference([kp[i]["height_restored_mm"] - vp[i]["height_restored_mm"] for i in ids]),
@@ -137,6 +139,12 @@ def summarise(rows: list[dict], arms: list[str]) -> dict:
     return {"n_patients_paired": len(ids), "n_failed_patients": len({r["case_id"] for r in failed}),
             "failures": sorted({f"{r['case_id']}: {str(r.get('error'))[:160]}" for r in failed}),
             "leak_detection_ml": LEAK_DETECTION_ML, "arms": arm_stats, "table": table}
+
+
+def _leaks(row: dict) -> bool:
+    """A leak a CT would show (the outcome's leak_on_ct), or above LEAK_DETECTION_ML for rows without that field."""
+    on_ct = row.get("leak_on_ct")
+    return bool(on_ct) if on_ct is not None else bool(row["leaked_ml"] > LEAK_DETECTION_ML)
 
 
 def _mean(x) -> float:
