@@ -603,7 +603,7 @@ def _leak_runs(quick: bool) -> dict:
     for _label, v in _leak_models(quick):
         for k, plan in plans.items():
             inj = run_procedure(v, plan, thermal=False, mechanics=False).outcome.injection
-            out[k].append((inj.leak_on_ct, inj.stop_reason, inj.leaked_ml))
+            out[k].append((inj.leak_on_ct, inj.stop_reason, dict(inj.leaked_ml_by_route_ct)))
     return out
 
 
@@ -625,16 +625,17 @@ def _rr_measured(runs: dict, group: str, reference: str, what: str, missing: str
     c = sum(1 for leak, _s, _v in runs[reference] if leak)
     rr, lo, hi = risk_ratio(a, n, c, n)
     stops = sorted({s for _l, s, _v in runs[group] + runs[reference]})
+    routes = {name: {r: sum(v.get(r, 0.0) for _l, _s, v in runs[name]) for r in "BSCD"} for name in (group, reference)}
+    by_route = "; ".join(f"{name} leaked " + ", ".join(f"{r} {x:.2f}" for r, x in rs.items()) + " mL in all"
+                         for name, rs in routes.items())
     note = (f"{group} {a}/{n} vs {reference} {c}/{n} levels leak on CT; RR 95 % CI {lo:.2f}-{hi:.2f}; "
-            f"stop rules seen: {'; '.join(stops)}")
+            f"stop rules seen: {'; '.join(stops)}; {by_route}")
     if a > 0 and rr >= 1.0:
-        note += f"; direction opposite to the trials: {missing}"
+        note += f"; no reduction, where the trials found one: {missing}"
     if a == 0 and c == 0:
         note += (f"; no level leaked a CT-visible volume under either {what} (RR 1 by the Haldane correction): "
-                 "the cement does not reach an exit (the basivertebral and segmental exits are patches on the "
-                 "shell, the cortical defect lies away from the tip; no intraosseous vein channels lead to them, "
-                 "the fracture issue adds them), and with 20-300 Pa s cements at 210 s the plunger pressure stays far "
-                 "below the injector limit")
+                 "the cement reaches no exit, vein channel or cortical defect at these levels, and with 20-300 "
+                 "Pa s cements at 210 s the plunger pressure stays far below the injector limit")
     return [Measured(f"risk ratio of leakage on CT, {what}", rr, note)]
 
 
@@ -652,11 +653,12 @@ def run_leak_kp_vs_vp(quick: bool) -> list[Measured]:
     as independent.
     """
     return _rr_measured(_leak_runs(quick), "KP", "VP", "KP vs VP",
-                        "the KP leaks are all route C at levels with a cortical defect, where the balloon cavity "
-                        "(an open void) reaches the cortex next to the defect; VP cement stays in the trabecular "
-                        "bone. Missing: the intraosseous venous channels through which most clinical VP leaks go "
-                        "(the fracture issue), and a KP cavity and compacted shell as built in the operating room "
-                        "(the balloon issue)")
+                        "both arms reach the sampled basivertebral branches and leak through them (route S) until "
+                        "the visible-leak stop; a vein reached is a leak in either arm because the model drains each "
+                        "vein at the cortex at venous pressure (no extra-osseous venous resistance or compliance, no "
+                        "clotting or cooling of cement in a vein, lumen at its upper-bound diameter), and the thicker "
+                        "KP cement is not held back more than the thin VP cement (viscosity scales both paths alike; "
+                        "no yield stress in the presets for want of rheometry)")
 
 
 def run_leak_viscosity(quick: bool) -> list[Measured]:
@@ -667,7 +669,9 @@ def run_leak_viscosity(quick: bool) -> list[Measured]:
     PMC5895344).
     """
     return _rr_measured(_leak_runs(quick), "VP high", "VP", "high vs low viscosity",
-                        "the exit and bone resistances scale alike with the viscosity")
+                        "the exit, vein and bone resistances all scale alike with the viscosity, so the split "
+                        "between bone and exit does not change; a yield stress (doughy high-viscosity cement) would "
+                        "change it, but the presets have none for want of rheometry")
 
 
 def run_leak_timing(quick: bool) -> list[Measured]:
