@@ -46,7 +46,7 @@ from vertaug.physics.flow import ROUTES, inject
 from vertaug.physics.rheology import cement_preset
 from vertaug.model.heights import height_change, model_heights
 from vertaug.procedures.outcome import BalloonMetrics, Outcome, make_outcome
-from vertaug.procedures.vertebroplasty import (
+from vertaug.procedures.injection import (
     DEFAULT_CANNULA_LENGTH_MM,
     DEFAULT_START_S,
     FLUORO_DETECTION_LIMIT_ML,

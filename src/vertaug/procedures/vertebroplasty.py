@@ -34,19 +34,33 @@ mobile fragment by the cement's pore pressure (:func:`vertaug.physics.reduction.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from vertaug.constants import BODY_TEMPERATURE_C, DEFAULT_CANNULA_GAUGE, KELVIN
+from vertaug.constants import BODY_TEMPERATURE_C, DEFAULT_CANNULA_GAUGE
 from vertaug.errors import ParameterError, check_range
 from vertaug.physics import cannula
-from vertaug.physics.flow import ROUTES, STOP_VOLUME, VENOUS_PRESSURE_PA, inject
+from vertaug.physics.flow import ROUTES, STOP_VOLUME, inject
 from vertaug.physics.reduction import vertebroplasty_reduction
-from vertaug.physics.rheology import cement_preset, cure_0d, viscosity_pa_s
+from vertaug.physics.rheology import cement_preset
 from vertaug.model.heights import height_change
-from vertaug.procedures.outcome import InjectionMetrics, Outcome, make_outcome
+from vertaug.procedures.injection import (  # noqa: F401 - shared with the kyphoplasty fill, importable from here too
+    CURE_HORIZON_S,
+    DEFAULT_CANNULA_LENGTH_MM,
+    DEFAULT_RATE_ML_S,
+    DEFAULT_START_S,
+    FLUORO_DETECTION_LIMIT_ML,
+    POSTERIOR_FRACTION,
+    cannula_pressure_drop_series_pa,
+    cement_viscosity_law,
+    check_injection_plan,
+    injection_controls,
+    injection_metrics,
+    plunger_limit_pa,
+    posterior_quarter_mask,
+)
+from vertaug.procedures.outcome import Outcome, make_outcome
 
 __all__ = [
     "FLUORO_DETECTION_LIMIT_ML",
@@ -58,16 +72,6 @@ __all__ = [
     "posterior_quarter_mask",
     "run_vertebroplasty",
 ]
-
-DEFAULT_RATE_ML_S = 0.05  # 3 mL/min (Bou-Francis, docs/references.md) [V]
-DEFAULT_START_S = 210.0  # 3.5 min after admixing (Habib et al., see module docstring)
-DEFAULT_CANNULA_LENGTH_MM = 120.0
-CURE_HORIZON_S = 3600.0
-#: smallest leak taken as visible on fluoroscopy, mL (model assumption, module docstring)
-FLUORO_DETECTION_LIMIT_ML = 0.1
-#: the posterior part of the body whose filling ends an injection (clinical rule: stop before the posterior quarter)
-POSTERIOR_FRACTION = 0.25
-
 
 @dataclass(frozen=True)
 class Vertebroplasty:
@@ -103,126 +107,6 @@ class Vertebroplasty:
         if self.stop_leak_ml is not None:
             check_range("stop_leak_ml", self.stop_leak_ml, 0.0, 30.0, "mL")
         check_injection_plan(self)
-
-
-def check_injection_plan(spec) -> None:
-    """The injection-control fields shared by both plans: injector, pressure limit, fluoroscopy limit."""
-    cannula.injector_limit_pa(spec.injector)
-    if spec.max_plunger_pressure_pa is not None and not spec.max_plunger_pressure_pa > VENOUS_PRESSURE_PA:
-        raise ParameterError(
-            f"Parameter max_plunger_pressure_pa={spec.max_plunger_pressure_pa:.4g} Pa is not above the venous "
-            f"pressure {VENOUS_PRESSURE_PA:.4g} Pa: no cement could enter the bone.",
-            "give the injector's limit, e.g. 3.2e6 Pa for hand injection (Krebs 2005), or None to use the injector table.")
-    if spec.max_plunger_pressure_pa is not None:
-        check_range("max_plunger_pressure_pa", spec.max_plunger_pressure_pa, VENOUS_PRESSURE_PA, 1e8, "Pa")
-    check_range("fluoro_detection_limit_ml", spec.fluoro_detection_limit_ml, 1e-4, 5.0, "mL")
-
-
-def plunger_limit_pa(spec) -> float | None:
-    """The plan's plunger pressure limit, Pa: ``max_plunger_pressure_pa`` if given, else the injector table's."""
-    if spec.max_plunger_pressure_pa is not None:
-        return float(spec.max_plunger_pressure_pa)
-    return cannula.injector_limit_pa(spec.injector)
-
-
-def posterior_quarter_mask(vertebra) -> np.ndarray:
-    """Body voxels in the posterior POSTERIOR_FRACTION of the body's extent along its anterior axis."""
-    body = vertebra.body_mask
-    a = np.asarray(vertebra.landmarks.anterior_axis, dtype=float)
-    idx = np.argwhere(body)
-    proj = idx @ a
-    cut = proj.min() + POSTERIOR_FRACTION * (proj.max() - proj.min())
-    mask = np.zeros(body.shape, dtype=bool)
-    mask[tuple(idx[proj < cut].T)] = True
-    return mask
-
-
-def injection_controls(vertebra, spec, mu) -> dict:
-    """The keyword arguments of :func:`flow.inject` that make the injection clinical: pressure limit with the
-    cannula loss of this cement, posterior-quarter mask, visible-leak threshold (module docstring)."""
-    limit = plunger_limit_pa(spec)
-    length_m, radius_m = spec.cannula_length_mm * 1e-3, cannula.inner_radius_m(spec.cannula_gauge)
-
-    def drop(t_s, q):
-        return float(cannula_pressure_drop_series_pa(mu, np.array([t_s]), q, length_m, radius_m)[0]) if q > 0 else 0.0
-
-    stop_leak_ml = spec.stop_leak_ml if getattr(spec, "stop_leak_ml", None) is not None else (
-        spec.fluoro_detection_limit_ml if spec.stop_at_visible_leak else None)
-    return {
-        "pressure_limit_pa": limit, "cannula_drop_pa": drop if limit is not None else None,
-        "stop_mask": posterior_quarter_mask(vertebra) if spec.stop_at_posterior_quarter else None,
-        "stop_leak_m3": None if stop_leak_ml is None else stop_leak_ml * 1e-6,
-    }
-
-
-def cement_viscosity_law(cement_name: str, temperature_c: float = BODY_TEMPERATURE_C):
-    """``mu(t_s, shear_rate_1_s)`` for :func:`flow.inject`: the preset cured isothermally (0-D) from mixing."""
-    cement = cement_preset(cement_name)
-    cure = cure_0d(cement, CURE_HORIZON_S, "isothermal", temperature_c, n_out=3601)
-    t_k = temperature_c + KELVIN
-
-    def mu(t_s, shear_rate_1_s):
-        alpha = np.interp(t_s, cure.t_s, cure.alpha)
-        return viscosity_pa_s(cement, alpha, t_k, shear_rate_1_s)
-
-    return mu
-
-
-def cannula_pressure_drop_series_pa(mu, t_s, flow_per_cannula_m3_s, length_m: float, radius_m: float):
-    """Cannula loss at each time (power law fitted to ``mu(t, gamma)`` at the wall shear rate; module docstring).
-    ``flow_per_cannula_m3_s``: one flow, or one per time (the rate falls at the pressure limit); 0 where it is 0."""
-    t = np.asarray(t_s, dtype=float)
-    q = np.broadcast_to(np.asarray(flow_per_cannula_m3_s, dtype=float), t.shape)
-    gw = 4.0 * np.maximum(q, 1e-30) / (math.pi * radius_m**3)
-    mu1 = np.broadcast_to(np.asarray(mu(t, gw), float), t.shape)
-    mu2 = np.broadcast_to(np.asarray(mu(t, 2 * gw), float), t.shape)
-    n = np.clip(1.0 + np.log2(mu2 / mu1), 0.05, 2.0)
-    out = np.zeros_like(t)
-    for i in range(t.size):
-        if q[i] > 0:
-            K = mu1[i] * gw[i] ** (1.0 - n[i])
-            out[i] = cannula.pressure_drop_pa(float(q[i]), length_m, radius_m, consistency_pa_sn=K, n=n[i])
-    return out
-
-
-def injection_metrics(inj, spec, mu, body_ml: float, voxel_ml: float = math.nan) -> tuple[InjectionMetrics, dict]:
-    """Metrics of one injection (flow.InjectionResult) shared by vertebroplasty and the kyphoplasty fill, and the
-    pressure series: bone pressure at the tip (largest over cannulas), cannula loss and plunger pressure (Pa).
-
-    ``spec`` supplies rate_ml_s, start_time_s, cannula_length_mm and cannula_gauge; ``mu`` is the viscosity law;
-    ``voxel_ml`` the model's voxel volume (the CT detection limit).
-    """
-    n_can = inj.tip_pressure_pa.shape[1]
-    rate = inj.rate_m3_s if inj.rate_m3_s is not None else np.full(inj.t_s.shape, spec.rate_ml_s * 1e-6)
-    # each step's rate was set with the cement as it was at the step's start (flow.inject): the loss at that time
-    t_step = np.concatenate([inj.t_s[:1], inj.t_s[:-1]])
-    dp_can = cannula_pressure_drop_series_pa(mu, spec.start_time_s + t_step, rate / n_can,
-                                             spec.cannula_length_mm * 1e-3, cannula.inner_radius_m(spec.cannula_gauge))
-    bone = np.max(inj.tip_pressure_pa, axis=1)
-    plunger = dp_can + bone
-    leaked = {x: float(inj.leaked_m3[x][-1] * 1e6) for x in ROUTES}
-    injected = float(inj.injected_m3[-1] * 1e6)
-    i_max = int(np.argmax(plunger[1:])) + 1 if plunger.size > 1 else 0
-    metrics = InjectionMetrics(
-        injected_ml=injected,
-        leaked_ml=float(sum(leaked.values())),
-        leaked_ml_by_route=leaked,
-        leak_fraction=float(sum(leaked.values())) / injected if injected > 0 else math.nan,
-        fill_fraction_of_body=float(inj.in_bone_m3[-1] * 1e6) / body_ml,
-        max_injection_pressure_pa=float(plunger[i_max]),
-        max_injection_pressure_cannula_pa=float(dp_can[i_max]),
-        max_injection_pressure_bone_pa=float(bone[i_max]),
-        cannula_share_of_pressure=float(dp_can[i_max] / plunger[i_max]),
-        cement_mass_balance_error_max=float(np.max(inj.mass_balance_error)),
-        injection_time_s=float(inj.t_s[-1]),
-        n_cannulas=int(n_can),
-        stop_reason=inj.stop_reason,
-        pressure_limit_pa=math.nan if plunger_limit_pa(spec) is None else plunger_limit_pa(spec),
-        ct_detection_limit_ml=float(voxel_ml),
-        fluoro_detection_limit_ml=float(spec.fluoro_detection_limit_ml),
-        leaked_ml_by_route_ct={x: (v if v >= voxel_ml else 0.0) for x, v in leaked.items()},
-    )
-    return metrics, {"bone": bone, "cannula": dp_can, "plunger": plunger}
 
 
 def run_vertebroplasty(vertebra, spec: Vertebroplasty | None = None, trajectories=None) -> Outcome:
