@@ -62,6 +62,73 @@ def test_rotated_affine_gives_the_same_heights_and_grades(bundled, unrotated, ax
         assert np.allclose(r[:3, :3] @ np.array(a.anterior_axis), b.anterior_axis, atol=0.05), name
 
 
+def _resampled(vols, r: np.ndarray) -> list[Volume]:
+    """The voxels themselves rotated by ``r`` about the image centre onto a grid of the same spacing and axes, grown to
+    hold the whole rotated image (so the spine stays in view) and aligned with the old lattice (no extra shift):
+    linear interpolation for the CT, nearest neighbour for the label and body maps."""
+    a = vols[0].affine_mm
+    shape = np.array(vols[0].shape)
+    centre = a @ np.r_[(shape - 1) / 2, 1]
+    to_c, from_c = np.eye(4), np.eye(4)
+    to_c[:3, 3], from_c[:3, 3] = -centre[:3], centre[:3]
+    world = from_c @ r @ to_c
+    corners = np.array([[i, j, k, 1] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+    vox = np.linalg.solve(a[:3, :3], (world @ a @ corners.T)[:3] - a[:3, 3:4])
+    lo, hi = np.floor(vox.min(axis=1) + 1e-6), np.ceil(vox.max(axis=1) - 1e-6)
+    new = a.copy()
+    new[:3, 3] = a[:3, 3] + a[:3, :3] @ lo
+    m = np.linalg.inv(a) @ np.linalg.inv(world) @ new
+    out_shape = tuple(int(n) for n in hi - lo + 1)
+    out = []
+    for vol, order in zip(vols, (1, 0, 0)):
+        fill = float(vol.data.min()) if order else 0
+        data = ndimage.affine_transform(vol.data, m[:3, :3], m[:3, 3], output_shape=out_shape, order=order, cval=fill)
+        out.append(Volume(data, new, vol.source))
+    return out
+
+
+# measured (3 mm isotropic grid): these resampled rotations move a height by more than one voxel or change a grade;
+# the cause is named in docs/errors.md ("Rotation invariance, resampled")
+RESAMPLED_FAIL = {
+    (2, 20): "L1 grade 1 wedge (unrotated: Hp 30.75, Ha 24.75, deformity 19.5 %: 0.5 % under grade 1)",
+    (0, 10): "L3 Hp 25.5 -> 30.75 mm",
+    (0, 20): "L1 Hp 30.75 -> 34.5 mm and grade 2 wedge; L3 Hp 25.5 -> 29.25 mm",
+    (1, 5): "L3 Hp 25.5 -> 29.25 mm",
+    (1, 10): "L1 grade 1 wedge (19.5 % unrotated)",
+}
+FAST_RESAMPLED = [(2, 5), (1, 20)]
+
+
+def _resampled_marks(r):
+    marks = [] if r in FAST_RESAMPLED else [pytest.mark.slow]
+    if r in RESAMPLED_FAIL:
+        marks.append(pytest.mark.xfail(strict=True, reason=RESAMPLED_FAIL[r]))
+    return marks
+
+
+@pytest.mark.parametrize("axis,deg", [pytest.param(*r, marks=_resampled_marks(r)) for r in ROTATIONS])
+def test_resampled_rotation_gives_the_same_heights_and_grades(bundled, unrotated, axis, deg):
+    """The voxels resampled onto a rotated grid (not only the affine): every height of L1..L5 within one voxel
+    (3 mm, the CT's spacing and the new grid's) and the same Genant grade and type."""
+    voxel_mm = float(np.max(np.linalg.norm(bundled[0].affine_mm[:3, :3], axis=0)))
+    rot = measure_volumes(*_resampled(bundled, _rotation(axis, deg)))
+    for name in LUMBAR:
+        a, b = unrotated[name], rot[name]
+        assert b.evaluable, (name, b.reason)
+        for key in ("anterior", "middle", "posterior"):
+            got, want = getattr(b, f"height_{key}_mm"), getattr(a, f"height_{key}_mm")
+            assert abs(got - want) <= voxel_mm, (name, key, want, got)
+        assert (b.genant_grade, b.genant_type) == (a.genant_grade, a.genant_type), (name, b.deformity)
+
+
+def test_resampling_without_rotation_is_exact(bundled):
+    """The check of the resampler itself: the identity gives back the same voxels on the same grid."""
+    same = _resampled(bundled, np.eye(4))
+    for before, after in zip(bundled, same):
+        assert np.array_equal(before.affine_mm, after.affine_mm)
+        assert np.allclose(before.data, after.data, atol=1e-3)
+
+
 def test_frame_comes_from_the_canal_and_the_spine_axis(unrotated):
     for name in LUMBAR:
         m = unrotated[name]

@@ -427,6 +427,8 @@ def local_cluster(n_workers: int | None = None, keep_malloc_trim: bool = False):
     numpy temporary above 128 KiB is mmapped and page-faulted afresh: a loop of 160 x 160 dense solves took 2-3x the
     CPU time here (docs/cohort.md). Unless ``keep_malloc_trim``, it is removed from the workers' environment and from
     this process's (where only an earlier Dask cluster would have put it).
+
+    The worker processes die with this process, even by SIGKILL (:class:`vertaug.cohort.worker.DieWithClient`).
     """
     import dask
     from distributed import Client, LocalCluster
@@ -440,7 +442,11 @@ def local_cluster(n_workers: int | None = None, keep_malloc_trim: bool = False):
     with dask.config.set(env):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                                dashboard_address=None, silence_logs=logging.ERROR)
-    return Client(cluster), cluster
+    client = Client(cluster)
+    from .worker import DieWithClient
+
+    client.register_plugin(DieWithClient(os.getpid()))
+    return client, cluster
 
 
 def run_cohort(
