@@ -72,16 +72,6 @@ class ProcedureRun:
     timings_s: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
-    def metrics(self) -> dict[str, float]:
-        """Every scalar metric of the run, flat, units in the names: outcome, exotherm, FE state."""
-        m = dict(self.outcome.metrics)
-        if self.exotherm is not None:
-            m.update(self.exotherm.metrics.to_dict())
-        if self.mechanics is not None:
-            m.update({"stiffness_n_per_mm": self.mechanics.stiffness_n_per_mm,
-                      "strength_n": self.mechanics.strength_n})
-        return m
-
 
 @dataclass(frozen=True, eq=False)
 class Study:

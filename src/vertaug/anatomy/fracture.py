@@ -167,6 +167,10 @@ class FracturedLevel:
     mass_correction_fraction: float
     zone_voxels: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    #: the morphometry of the whole scan before and after the fracture (fracture_level measures both; the report
+    #: pipeline takes them from here instead of measuring the same volumes again)
+    spine_before: object = None
+    spine_after: object = None
 
     def summary_line(self) -> str:
         """One line: level, type, grade, measured deformity, bone mass before and after."""
@@ -493,20 +497,22 @@ def fracture_level(
     for _ok, _err, a_try, _d in ranked[:VERIFY_CANDIDATES]:
         result = _apply(ct, seg, body, fr, kind, a_try, grade_asked, target, _d, cleft, endplate_break,
                         cortical_break, seed, np.random.default_rng(seed), numbering, min_band, calibration, [])
-        m = measure_volumes(result.ct, result.seg, result.body, numbering)[name]
+        spine_after = measure_volumes(result.ct, result.seg, result.body, numbering)
+        m = spine_after[name]
         d_full = getattr(m, f"deformity_{kind}") if m.evaluable else float("nan")
         passed = m.evaluable and m.genant_type == kind and m.genant_grade == grade_asked
         score = (passed, -abs(d_full - target) if np.isfinite(d_full) else -np.inf)
         if chosen is None or score > chosen[0]:
-            chosen = (score, result, d_full)
+            chosen = (score, result, d_full, spine_after)
         if passed and abs(d_full - target) <= VERIFY_TOLERANCE:
             break
-    (passed, _), result, d_full = chosen
+    (passed, _), result, d_full, spine_after = chosen
     notes = list(result.notes)
     if not passed:
         notes.append(f"no amplitude tried measures {kind} grade {grade_asked}: the closest measures {kind} "
                      f"deformity {d_full:.3f} (asked {target:.3f}); the level's heights are quantised by its voxels")
-    return replace(result, deformity_measured=float(d_full), notes=tuple(notes))
+    return replace(result, deformity_measured=float(d_full), notes=tuple(notes), spine_before=spine,
+                   spine_after=spine_after)
 
 
 def _frame_of(ct: Volume, seg: Volume, body: Volume | None, name: str, label: int, morph) -> _Frame:

@@ -115,7 +115,6 @@ def _run(job: _Job, out: Path, console: Console):
     """Measure, build, run the study (figures of the level drawn while the KP chain runs), then write the report."""
     from rich.progress import Progress
 
-    from ..anatomy.morphometry import measure_volumes
     from ..model.vertebra import vertebra_from_ct
     from ..procedures.kyphoplasty import Kyphoplasty
     from ..procedures.vertebroplasty import Vertebroplasty
@@ -129,8 +128,7 @@ def _run(job: _Job, out: Path, console: Console):
         say = lambda msg: progress.update(task, description=msg)  # noqa: E731
         ct, seg, body = job.scan
         with stage_timer(timings, "morphometry"):
-            spine = measure_volumes(ct, seg, body, job.numbering)
-            before = measure_volumes(job.ct, job.seg, job.body, job.numbering) if job.fracture is not None else None
+            spine, before = _morphometry(job)
         progress.update(task, advance=1, description=f"voxel model of {job.level} at {job.spacing_mm:g} mm")
         with stage_timer(timings, "model"):
             zone = job.fracture.zone if job.fracture is not None else None
@@ -157,6 +155,20 @@ def _run(job: _Job, out: Path, console: Console):
         written.update(files)
         progress.update(task, advance=1)
     return comparison, study, written
+
+
+def _morphometry(job: _Job):
+    """(morphometry of the scan the study runs on, of the scan before a virtual fracture or None). A fracture made by
+    fracture_level carries both (it measured them); anything else is measured here."""
+    from ..anatomy.morphometry import measure_volumes
+
+    f = job.fracture
+    if f is None:
+        return measure_volumes(job.ct, job.seg, job.body, job.numbering), None
+    if f.spine_after is not None and f.spine_before is not None and f.numbering == job.numbering:
+        return f.spine_after, f.spine_before
+    return (measure_volumes(f.ct, f.seg, f.body, job.numbering),
+            measure_volumes(job.ct, job.seg, job.body, job.numbering))
 
 
 def _level_figures(job: _Job, spine, before, vertebra, out: Path, written: dict, say) -> list[tuple[Path, str]]:
