@@ -99,6 +99,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import ndimage
 
+from vertaug.anatomy.fracture import ZONE_BAND, ZONE_CRACK, ZONE_INTACT
 from vertaug.errors import ParameterError, check_range
 from vertaug.model.labels import (
     BASIVERTEBRAL,
@@ -178,6 +179,9 @@ DEVICE_MAX_PRESSURE_PA = DEVICES[DEFAULT_DEVICE].rated_pressure_pa
 DEVICE_MAX_PRESSURE_PSI = DEVICE_MAX_PRESSURE_PA / PSI_PA
 DEVICE_HARD_LIMIT_PA = 700.0 * PSI_PA  # no device setting above the rating of the table's devices is accepted
 BALLOON_MAX_ML = DEVICES[DEFAULT_DEVICE].rated_volume_ml
+#: fracture zones that belong to the lifted fragment: the compacted band pressed under the depressed endplate and the
+#: fracture line through it (anatomy/fracture.py); the fracture's plane of weakness is the band's lower border
+FRAGMENT_ZONES = (ZONE_BAND, ZONE_CRACK)
 #: each distension step of the membrane beyond the plan's volume adds this share of volume to its envelope
 ENVELOPE_STEP = 0.1
 
@@ -235,6 +239,11 @@ class BalloonResult:
     notes: tuple[str, ...] = field(default=())
     #: bool, space opened under the lifted plate away from the balloon (the fracture line opened; DEFECT, not cavity)
     fracture_gap: np.ndarray | None = None
+    #: the model's fracture-zone map after the lift (the fragment's band moved with its columns), or None
+    fracture_zone: np.ndarray | None = None
+    #: bool, the space the membrane occupied (crushed voxels and the voxels it opened following the plate), after
+    #: deflation; ``cavity`` adds the gap under the lifted plate connected to it (one void for the cement)
+    membrane: np.ndarray | None = None
 
     @property
     def final_pressure_pa(self) -> float:
@@ -357,10 +366,12 @@ def _fragment(labels: np.ndarray, fractured: bool) -> tuple[np.ndarray, int]:
     return depression.astype(int), h_ref
 
 
-def _top_endplate_insert(labels: np.ndarray, i: int, j: int) -> int | None:
-    """z index where a lift opens a voxel in column (i, j): the lowest voxel of the superior endplate run (so the
-    opened voxel lies right under the plate), or the top body voxel where the column has no endplate on top
-    (a cortical wall column, or a voxelised edge). None if the column holds no body."""
+def _top_endplate_insert(labels: np.ndarray, i: int, j: int, zone: np.ndarray | None = None) -> int | None:
+    """z index where a lift opens a voxel in column (i, j): the lowest voxel of the fragment, so the opened voxel lies
+    right under it. The fragment is the superior endplate run and, where a fracture-zone map is given, the compacted
+    band (and fracture line) pressed under it (FRAGMENT_ZONES: the impacted bone moves with the endplate); where the
+    column has no endplate on top (a cortical wall column, or a voxelised edge), the top body voxel. None if the
+    column holds no body."""
     col = labels[i, j]
     body = np.isin(col, BODY_LABELS)
     if not body.any():
@@ -370,11 +381,26 @@ def _top_endplate_insert(labels: np.ndarray, i: int, j: int) -> int | None:
         return z
     while z > 0 and col[z - 1] == ENDPLATE:
         z -= 1
+    if zone is not None:
+        zc = zone[i, j]
+        while z > 0 and zc[z - 1] in FRAGMENT_ZONES and col[z - 1] in CANCELLOUS:
+            z -= 1
     return z
 
 
-def _lift_step(st: dict, depression, lifted) -> int:
-    """Raise every fragment column still below H_ref by one voxel. Returns the number of opened cavity voxels.
+def hinged_target(depression: np.ndarray, k: int) -> np.ndarray:
+    """Lift per column after ``k`` voxels of lift at the most depressed column: the rigid fragment rotates back about
+    its hinge (wedge) or rises as one (crush), each column by the same share of its depression, rint(k d / d_max)."""
+    d_max = int(depression.max())
+    if d_max <= 0:
+        return np.zeros_like(depression)
+    return np.rint(depression * (min(int(k), d_max) / d_max)).astype(depression.dtype)
+
+
+def _lift_step(st: dict, depression, lifted, contact=None) -> int:
+    """Raise every fragment column still below its target (``depression``) by one voxel. Returns the number of
+    opened voxels in the ``contact`` columns (bool (nx, ny): the membrane follows the plate there and the opened voxel
+    is balloon space; elsewhere it is a gap opened under the rigid plate).
 
     ``st`` holds the state arrays (labels, hu, post, cavity, bvtv, E, yield); all move with the column.
     """
@@ -382,7 +408,7 @@ def _lift_step(st: dict, depression, lifted) -> int:
     nz = labels.shape[2]
     opened = 0
     for i, j in np.argwhere(depression - lifted > 0):
-        z_ins = _top_endplate_insert(labels, i, j)
+        z_ins = _top_endplate_insert(labels, i, j, st.get("zone"))
         if z_ins is None or z_ins < 1 or z_ins >= nz - 1:
             continue
         if labels[i, j, nz - 1] in BODY_LABELS:
@@ -401,12 +427,15 @@ def _lift_step(st: dict, depression, lifted) -> int:
         else:
             labels[i, j, z_ins] = DEFECT
             st["hu"][i, j, z_ins] = FLUID_HU
+            in_contact = contact is not None and bool(contact[i, j])
             st["cavity"][i, j, z_ins] = True
-            st["gap"][i, j, z_ins] = True
+            st["gap"][i, j, z_ins] = not in_contact
             st["bvtv"][i, j, z_ins] = 0.0
             st["E"][i, j, z_ins] = 0.0
             st["yield"][i, j, z_ins] = 0.0
-            opened += 1
+            if "zone" in st:
+                st["zone"][i, j, z_ins] = ZONE_INTACT  # the opened void is no part of the fragment
+            opened += int(in_contact)
         st["post"][i, j, z_ins] = False
         lifted[i, j] += 1
     return opened
@@ -455,7 +484,7 @@ def _contact_column(st: dict, i: int, j: int, reach=None) -> bool:
     and the voxel under the plate lies inside the membrane's rated shape (``reach``; the membrane cannot follow a
     plate lifted beyond its own size)."""
     labels, cavity, gap = st["labels"], st["cavity"], st["gap"]
-    z = _top_endplate_insert(labels, i, j)
+    z = _top_endplate_insert(labels, i, j, st.get("zone"))
     if z is None:
         return False
     z -= 1
@@ -588,7 +617,7 @@ class _BalloonProblem:
     preload: float  # axial load on the fragment, N
     fractured: bool
     depression: np.ndarray  # (nx, ny) voxels each column lies below H_ref (0 outside the fragment)
-    h_ref: int  # reference (posterior) height, voxels
+    h_ref: float  # reference height (posterior, or the neighbours' for a crush), mm
     device: BalloonDevice
     envelope: np.ndarray  # int16, distension level at which each voxel enters a balloon's shape (envelope_levels)
     k_rated: int  # the level of the rated volume
@@ -608,6 +637,7 @@ class _Inflation:
     n_bal: int  # balloon volume in voxels: crushed + lifted under the balloon's contact
     crushed_m3: float  # bone tissue volume crushed so far
     level: int = 0  # distension level of the membrane (envelope_levels)
+    n_lift: int = 0  # lift steps so far: voxels of lift at the most depressed column (hinged_target)
     history: dict = field(default_factory=lambda: {"vols": [], "press": [], "lifts": [], "areas": [], "acts": []})
 
     def record(self, pb: _BalloonProblem, p: float, a_c: int, act: str) -> None:
@@ -673,7 +703,9 @@ def _balloon_problem(vertebra, tips_ijk, volume_ml, max_pressure_pa, dev: Balloo
         if any(not (0 <= c < s) for c, s in zip(q, labels0.shape)) or labels0[q] not in (*CANCELLOUS, DEFECT):
             raise ParameterError(f"Balloon tip {tuple(t)} is not in the trabecular bone of the body.",
                                  f"place the cannula tip inside the vertebral body (label {TRABECULAR}).")
-    depression, h_ref = _fragment(labels0, fractured)
+    from vertaug.physics.reduction import fragment_depression
+
+    depression, h_ref, _ = fragment_depression(vertebra, fractured)
     if axes is None:
         axes = [tuple(vertebra.landmarks.anterior_axis)] * n
     env, k_rated = envelope_levels(labels0.shape, spacing, tips, axes, dev, v_one)
@@ -692,6 +724,9 @@ def _seeded_inflation(pb: _BalloonProblem, vertebra, seed_radius_mm) -> _Inflati
         "E": np.asarray(vertebra.materials.E_pa, float).copy(),
         "yield": np.asarray(vertebra.yield_pa, float).copy(),
     }
+    zone = getattr(vertebra.materials, "fracture_zone", None)
+    if zone is not None:
+        st["zone"] = np.asarray(zone).copy()  # moves with the lifted columns (the fragment's band goes up with it)
     labels = st["labels"]
     cavity = _seed(labels, pb.tips, seed_radius_mm / pb.h_mm)
     st["cavity"] = cavity
@@ -740,9 +775,10 @@ def _inflation_step(pb: _BalloonProblem, s: _Inflation) -> str | None:
         return ("pressure limit reached" if np.isfinite(min(p_crush, p_lift))
                 else "the balloon fills its rated shape: no crushable bone left inside it")
     if p_lift <= p_crush and s.n_bal + a_c <= pb.v_target_vox:
-        _lift_step(s.fields, depression, s.lifted)
+        s.n_lift += 1
+        moving = fr.contact & (depression - s.lifted > 0)
+        s.n_bal += _lift_step(s.fields, hinged_target(depression, s.n_lift), s.lifted, moving)
         fr.rebuild()
-        s.n_bal += a_c
         s.record(pb, p_lift, a_c, "lift")
     elif np.isfinite(p_crush) and p_crush <= pb.p_cap:
         p = _crush_step(pb, s, flat, y_front, p_crush)
@@ -763,7 +799,6 @@ def _deflate(pb: _BalloonProblem, s: _Inflation, notes: list) -> tuple[float, in
         _drop(st, lifted, recoil_vox)
     elif lifted.max() > 0:
         notes.append(f"deflation: elastic recoil {recoil_m * 1e3:.3g} mm is below one voxel; the lift is kept")
-    st.pop("gap")
     return recoil_m, recoil_vox
 
 
@@ -773,6 +808,7 @@ def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inf
     notes = []
     recoil_m, recoil_vox = _deflate(pb, s, notes)
     st, crushed_m3 = s.fields, s.crushed_m3
+    opened_gap = st.pop("gap")  # opened under the rigid plate where the membrane did not follow it
     labels, hu, cavity = st["labels"], st["hu"], st["cavity"]
     comp, _ = ndimage.label(cavity)
     tips = {int(comp[tuple(round(c) for c in t)]) for t in pb.tips} - {0}
@@ -800,7 +836,8 @@ def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inf
         bvtv=bvtv_new, posterior_mask=st["post"], crushed_bone_m3=crushed_m3, shell_gain_m3=gain,
         mass_balance_error=err, recoil_mm=recoil_m * 1e3, recoil_vox=recoil_vox, n_balloons=pb.n_balloons,
         stop_reason=stop, fractured=pb.fractured,
-        notes=tuple(notes) + (f"H_ref {pb.h_ref * pb.h_mm:.1f} mm (posterior height)",), fracture_gap=gap,
+        notes=tuple(notes) + (f"H_ref {pb.h_ref:.1f} mm (reference height)",), fracture_gap=gap,
+        fracture_zone=st.get("zone"), membrane=cavity & ~opened_gap,
     )
 
 
@@ -859,7 +896,7 @@ def _drop(st: dict, lifted, n_vox: int) -> None:
     labels = st["labels"]
     for i, j in np.argwhere(lifted > 0):
         for _ in range(min(n_vox, int(lifted[i, j]))):
-            z = _top_endplate_insert(labels, i, j) - 1  # the voxel just under the endplate
+            z = _top_endplate_insert(labels, i, j, st.get("zone")) - 1  # the voxel just under the fragment
             for arr in st.values():
                 arr[i, j, z:-1] = arr[i, j, z + 1:].copy()
             lifted[i, j] -= 1
@@ -873,6 +910,8 @@ def treated_vertebra(vertebra, result: BalloonResult):
     (cubic law [D]), at least the value of a DEFECT voxel, h^2 / 12.
     """
     m0 = vertebra.materials
+    if result.fracture_zone is not None:
+        m0 = replace(m0, fracture_zone=result.fracture_zone)
     labels = result.labels.copy()
     mats = material_maps_like(m0, result.hu, labels, float(vertebra.spacing_m[0]))
     v = replace(vertebra, hu=result.hu, posterior_mask=result.posterior_mask)
