@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from vertaug.anatomy.phantom import make_phantom
 from vertaug.errors import ParameterError
+from vertaug.model.labels import CANCELLOUS, ENDPLATE
 from vertaug.model.trajectory import plan_trajectories
 from vertaug.model.vertebra import vertebra_from_phantom
 from vertaug.physics import balloon as bl
@@ -181,3 +182,15 @@ def test_bad_inputs(intact):
         bl.inflate(intact, [c], volume_ml=None)
     with pytest.raises(ParameterError, match="tips_ijk is empty"):
         bl.inflate(intact, [], volume_ml=1.0)
+
+
+def test_a_balloon_that_cannot_fit_between_the_endplates_is_refused(wedge):
+    """Bad input: the deflated balloon (3 mm) in a column with one 2 mm voxel of bone between the endplates."""
+    tip = tuple(round(c) for c in plan_trajectories(wedge)[0].tip_ijk)
+    labels = np.asarray(wedge.labels).copy()
+    col = labels[tip[0], tip[1]]
+    z = np.arange(col.size)
+    col[(np.isin(col, CANCELLOUS)) & (z != tip[2])] = ENDPLATE
+    thin = wedge.with_labels(labels)
+    with pytest.raises(ParameterError, match="does not fit between the endplates"):
+        bl.inflate(thin, [tip], volume_ml=1.0)

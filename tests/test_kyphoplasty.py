@@ -156,3 +156,15 @@ def test_bad_input():
     v = vertebra_from_phantom(make_phantom(fracture="none", spacing_mm=2.0))
     with pytest.raises(ParameterError, match="larger than the trabecular volume"):
         run_kyphoplasty(v, Kyphoplasty(balloon_ml=3.0, approach="bipedicular"), trajectories=plan_trajectories(v) * 5)
+
+
+def test_cavity_cement_figure(kp, tmp_path):
+    """The report's cavity figure draws the balloon space and the cavity over the cement; nothing without a cavity."""
+    from dataclasses import replace
+
+    from vertaug.report.figures_cavity import cavity_cement_figure
+
+    path = cavity_cement_figure(kp, tmp_path / "cavity.png")
+    assert path is not None and path.stat().st_size > 10_000
+    no_cavity = replace(kp, fields={k: v for k, v in kp.fields.items() if k != "balloon_cavity"})
+    assert cavity_cement_figure(no_cavity, tmp_path / "none.png") is None

@@ -705,6 +705,7 @@ def _balloon_problem(vertebra, tips_ijk, volume_ml, max_pressure_pa, dev: Balloo
                                  f"place the cannula tip inside the vertebral body (label {TRABECULAR}).")
     from vertaug.physics.reduction import fragment_depression
 
+    _check_fits(labels0, tips, spacing[2] * 1e3)
     depression, h_ref, _ = fragment_depression(vertebra, fractured)
     if axes is None:
         axes = [tuple(vertebra.landmarks.anterior_axis)] * n
@@ -712,6 +713,27 @@ def _balloon_problem(vertebra, tips_ijk, volume_ml, max_pressure_pa, dev: Balloo
     return _BalloonProblem(spacing=spacing, vvox=vvox, h_mm=spacing[0] * 1e3, tips=tips, v_target_vox=v_target_vox,
                            p_cap=p_cap, preload=preload, fractured=fractured, depression=depression, h_ref=h_ref,
                            device=dev, envelope=env, k_rated=k_rated)
+
+
+def _check_fits(labels: np.ndarray, tips: np.ndarray, h_mm: float) -> None:
+    """The deflated balloon (2 x SEED_RADIUS_MM across) must fit between the endplates at each tip: the run of bone
+    and open space (cancellous or defect) through the tip along the height axis (array axis 2) is at least that tall."""
+    open_ = np.isin(labels, (*CANCELLOUS, DEFECT))
+    for t in tips:
+        i, j, k = (round(c) for c in t)
+        col = open_[i, j]
+        lo = k
+        while lo > 0 and col[lo - 1]:
+            lo -= 1
+        hi = k
+        while hi < col.size - 1 and col[hi + 1]:
+            hi += 1
+        room_mm = (hi - lo + 1) * h_mm
+        if room_mm < 2.0 * SEED_RADIUS_MM:
+            raise ParameterError(
+                f"The deflated balloon ({2 * SEED_RADIUS_MM:g} mm across) does not fit between the endplates at tip "
+                f"{(i, j, k)}: {room_mm:g} mm of cancellous bone there.",
+                "a collapse this thin (vertebra plana) is no balloon candidate: use vertebroplasty, or move the tip.")
 
 
 def _seeded_inflation(pb: _BalloonProblem, vertebra, seed_radius_mm) -> _Inflation:

@@ -193,6 +193,7 @@ def _level_figures(job: _Job, spine, before, vertebra, out: Path, written: dict,
 def _study_figures(study: Study, out: Path) -> dict[str, list[tuple[Path, str]]]:
     """The procedures' figures: cement slices, balloon P-V, leakage, pressures, temperatures, FE states."""
     from . import figures as fg
+    from .figures_cavity import cavity_cement_figure
 
     outcomes = {name: run.outcome for name, run in study.runs.items()}
     figs: dict[str, list] = {"vp": [], "kp": [], "both": []}
@@ -200,6 +201,9 @@ def _study_figures(study: Study, out: Path) -> dict[str, list[tuple[Path, str]]]
         p = fg.cement_slices_figure(o, out / f"cement_{name}.png", f"{name}")
         figs[name.lower()].append((p, f"{name}: cement after {o.injection.injected_ml:.1f} mL"))
     figs["kp"].append((fg.balloon_figure(study.kp.outcome, out / "balloon_pv.png"), "KP balloon pressure-volume"))
+    cav = cavity_cement_figure(study.kp.outcome, out / "cavity_cement.png")
+    if cav is not None:
+        figs["kp"].append((cav, "KP: balloon space and cavity outlined over the cement that fills them"))
     figs["both"].append((fg.leakage_figure(outcomes, out / "leakage.png"), "Leakage by route"))
     figs["both"].append((fg.pressure_volume_figure(outcomes, out / "pressure_volume.png"),
                          "Plunger and bone pressure vs injected volume"))
