@@ -47,28 +47,35 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    shell). During growth the front cost is the yield of the *virgin* bone ahead of the shell: the densified shell
    is carried outwards with the front (foam compaction), it is not re-crushed.
 
-3. Endplate lift (fracture reduction). Fragment = the columns of the body (along the height axis) whose height is
-   below the reference height H_ref (the posterior height at 15 % of the AP depth, the Genant reference of a
-   wedge/biconcave fracture) by at least one voxel; lifted only when the level is fractured (Genant grade >= 1 in
-   the model's morphometry, or ``fractured=True``). The fragment is a rigid plate loaded by a preload F_res
+3. Endplate lift (fracture reduction). The fragment's depression per column is
+   :func:`vertaug.physics.reduction.fragment_depression`: the height lost, measured the one way along the level's
+   axes (model/heights.py), spread over the endplate with the Genant type's shape (wedge hinged at 15 % of the AP
+   depth, the superior half of a biconcave dish, a crush uniformly from the neighbours' reference height; Genant 1993),
+   in whole voxels along array axis 2; zero when the level is not fractured (Genant grade >= 1 in the model's
+   morphometry, or ``fractured=True``). The fragment is the superior endplate together with the compacted band (and
+   fracture line) pressed under it (``FRAGMENT_ZONES`` of the fracture-zone map, when the model has one): the
+   impacted bone moves with the endplate, and the plane of weakness is the band's lower border. Without the band in
+   the fragment the membrane had to crush the band (5-23 MPa on the demo's L1, above the 700 psi rating) to touch
+   the endplate, and never lifted it. The fragment is a rigid plate loaded by a preload F_res
    (default 100 N: cadaver reduction studies reduce under a constant 100 N load, Rotter 2015 Clin Biomech and
    Spine J 2022;22:2072 [V: abstracts]). The balloon touches the plate over A_c (cavity voxels directly under
-   an endplate voxel of the fragment, x h^2) and lifts it when
+   the fragment's lowest voxel, x h^2) and lifts it when
 
        p_lift = F_res / A_c  <=  p_crush          (the balloon takes the path of least pressure)
 
    and p_lift <= the pressure limit. F_res is the fragment's resistance of physics/reduction.py (the preload, plus the
    bridging bone of a healed fracture), passed in as ``preload_n``. The membrane touches the plate only where the
-   voxel under the plate lies inside its rated shape: it cannot follow a plate lifted beyond its own size. Only columns still below H_ref count in A_c (a part of the plate already at
-   the intact plane does not help lift the rest). A lift step raises every fragment column that is still below
-   H_ref by one voxel (a rigid plate stops column by column at the intact plane: no over-correction): the column
-   content above the insertion point (the lowest voxel of the superior endplate, or the top body voxel where the
-   column has no endplate on top) moves up one voxel (endplate, disc, the spine above), and the opened voxel
-   becomes cavity; in a cortical-wall column, or where the opened voxel would touch a non-body label in its axial
-   plane, it becomes cortex instead (the buckled wall is straightened; the body surface is never opened). The
-   balloon volume grows by the opened voxels of the contact columns only (A_c x h); the space opened under the
-   rest of the rigid plate is open space (DEFECT, filled with fluid, later cement); where it is not connected to a
-   balloon it is reported as ``fracture_gap``, not as cavity.
+   voxel under the plate lies inside its rated shape: it cannot follow a plate lifted beyond its own size. Only
+   columns still below their reference count in A_c. The rigid plate rotates back about its hinge
+   (:func:`hinged_target`): after k lift steps every column is lifted by rint(k d / d_max) of its depression d (a
+   wedge straightens about the posterior wall, a crush rises as one; no column passes its reference: no
+   over-correction). Where a column rises, the column content above the fragment's lowest voxel (fragment, disc, the
+   spine above) moves up one voxel and the opened voxel becomes void; in a cortical-wall column, or where the opened
+   voxel would touch a non-body label in its axial plane, it becomes cortex instead (the buckled wall is
+   straightened; the body surface is never opened). Opened voxels in contact columns are the membrane's space (the
+   balloon volume grows by them); the rest is the gap opened under the rigid plate (open void, later cement): with
+   the balloons it forms the ``cavity``, apart from them the ``fracture_gap``; ``membrane`` is the balloon's space
+   alone.
 
 4. Deflation (elastic recoil). The plastic part of the lift (crushed, re-positioned bone) stays; the elastic part
    is recovered when the balloon pressure is released. The preload then rests on the bone columns of the fragment
@@ -83,8 +90,9 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
 
 Device limits: the device's rated volume and pressure (``balloon_max_ml`` and ``device_max_pressure_pa`` may only
 lower them); deflated balloon and cannula radius SEED_RADIUS_MM = 1.5 mm (11 G cannula, outer 3.05 mm); this seed is
-drilled, not inflated: it is recorded at p = 0. Cadaver figures to compare with (Nan Fang 2006, docs/references.md,
-[V]): 2.95 +/- 0.18 mL at 122.7 +/- 27.9 psi (0.85 MPa); clinical 175 +/- 37 psi (a Kyphon tamp under a 110 N load).
+drilled, not inflated: it is recorded at p = 0. A tip with less than the deflated balloon's 3 mm of cancellous bone
+between the endplates (vertebra plana) is refused (ParameterError) before any work. Cadaver figures to compare with
+(Nan Fang 2006, docs/references.md, [V]): 2.95 +/- 0.18 mL at 122.7 +/- 27.9 psi (0.85 MPa); clinical 175 +/- 37 psi (a Kyphon tamp under a 110 N load).
 Nothing here is tuned to them. The compacted shell's BV/TV is capped at 1 - BVTV_FLOOR (the shell stays porous).
 
 Not modelled: the membrane's own pressure-volume curve (no maker's figure found), its lengthening and bending around
@@ -135,6 +143,7 @@ __all__ = [
     "body_heights_mm",
     "device",
     "envelope_levels",
+    "hinged_target",
     "inflate",
     "treated_vertebra",
     "wedge_angle_deg",
@@ -201,7 +210,6 @@ DISTANCE_BAND_VOX = 1.0  # ... and within one voxel of the nearest such voxel to
 #: phi > 0 in trabecular voxels); what does not fit goes one layer further (mass conserved)
 SHELL_BVTV_MAX = 1.0 - BVTV_FLOOR
 FLUID_HU = 40.0  # HU given to the fluid-filled cavity (blood / saline ~ 40 HU [M])
-REFERENCE_POSITION = 0.15  # posterior height at 15 % of the AP depth (morphometry.MEASUREMENT_POSITIONS)
 HEIGHT_POSITIONS = {"posterior": 0.15, "middle": 0.50, "anterior": 0.85}
 HEIGHT_BAND_MM = 3.0  # heights averaged over columns within +/- 3 mm of the mid-sagittal plane
 
@@ -349,21 +357,6 @@ def envelope_levels(shape, spacing_m, tips_ijk, axes, dev: BalloonDevice, volume
             sub[(u / a) ** 2 + r2 / b**2 <= 1.0] = k
         lev[box] = np.minimum(lev[box], sub)
     return lev, k_rated
-
-
-def _fragment(labels: np.ndarray, fractured: bool) -> tuple[np.ndarray, int]:
-    """Depression per column (voxels below H_ref; 0 outside the fragment) and H_ref in voxels."""
-    body = _body(labels)
-    _, _, hc = _column_heights_vox(body)
-    y0, y1, _ = _ap_frame(body)
-    y_ref = round(y0 + REFERENCE_POSITION * (y1 - y0))
-    ref_cols = hc[:, y_ref]
-    ref_cols = ref_cols[ref_cols > 0]
-    h_ref = int(np.median(ref_cols)) if ref_cols.size else 0
-    depression = np.where(hc > 0, np.maximum(h_ref - hc, 0), 0)
-    if not fractured:
-        depression[:] = 0
-    return depression.astype(int), h_ref
 
 
 def _top_endplate_insert(labels: np.ndarray, i: int, j: int, zone: np.ndarray | None = None) -> int | None:

@@ -28,11 +28,14 @@ fragment; without a zone map, the fragment's footprint.
 Postural reduction (both arms, before any instrument): prone on bolsters the axial load falls from standing to lying
 prone (intradiscal pressure 0.50 -> 0.11 MPa, Wilke 1999 [M]); the fragment rises by the elastic recovery of the bone
 under it, dF / K_support with K_support the axial stiffness of the fragment's bone columns (voxels in series, the
-model's E, weakened in the fracture zone). The larger, non-elastic postural reduction of mobile fractures (opening of a
-cleft in extension; McKiernan 2003, dynamic mobility) is not modelled.
+model's E, weakened in the fracture zone). The larger, non-elastic postural reduction of mobile fractures is not
+modelled: McKiernan 2003 (J Bone Miner Res 18:24, 65 fractures) found it only with an intravertebral cleft (35 % of
+treated vertebrae; +8.41 mm anterior height), measured between the standing and the supine film; the model starts from
+a supine CT, which already images the supine posture, and has no standing height to reduce from.
 
-Hydraulic lift (vertebroplasty): the pore pressure of the injection acts on the underside of the fragment,
-F_hyd = sum over the fragment's columns of p(voxel under the plate) h^2 (Terzaghi: the full pore pressure acts on an
+Hydraulic lift (vertebroplasty): the pore pressure of the injection acts on the underside of the fragment (the
+endplate with its compacted band, balloon.FRAGMENT_ZONES; over a cleft, the pressure in the open cleft),
+F_hyd = sum over the fragment's columns of p(voxel under the fragment) h^2 (Terzaghi: the full pore pressure acts on an
 impermeable plate). The pressure field is taken at the end of the injection and scaled in time with the tip pressure;
 once F_hyd > R (K = 0) the plate rises, and the gap it opens is filled by the cement injected after that moment:
 lift = min(gap, V_after / A_fragment), whole voxels.

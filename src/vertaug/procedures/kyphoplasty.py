@@ -194,6 +194,7 @@ def _cavity_metrics(res, saturation: np.ndarray, vvox_ml: float) -> dict:
         return 100.0 * float(np.mean(full[mask])) if mask.any() else float("nan")
 
     return {"balloon_space_ml": float(membrane.sum()) * vvox_ml,
+            "balloon_space_regions_touching": int(ndimage.label(membrane, structure=np.ones((3, 3, 3)))[1]),
             "balloon_space_regions": int(ndimage.label(membrane)[1]), "cavity_regions": int(ndimage.label(res.cavity)[1]),
             "balloon_space_filled_pct": pct(membrane), "cavity_filled_pct": pct(res.cavity)}
 
@@ -241,6 +242,10 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
         endplate_lift_max_mm=float(res.lift_mm[-1]), deflation_recoil_mm=res.recoil_mm,
         inflated=height_change(vertebra, res.labels_inflated, before), **_cavity_metrics(res, inj.saturation, vvox_ml),
     )
+    notes.append(f"balloon space {balloon.balloon_space_ml:.2f} mL in {balloon.balloon_space_regions} face-connected "
+                 f"region(s) ({balloon.balloon_space_regions_touching} counting edge/corner contact), "
+                 f"{balloon.balloon_space_filled_pct:.1f} % of it more than half full; cavity {cavity_ml:.2f} mL in "
+                 f"{balloon.cavity_regions} region(s), {balloon.cavity_filled_pct:.1f} %")
     series = {
         "balloon_volume_ml": res.volume_ml, "balloon_pressure_pa": res.pressure_pa, "balloon_lift_mm": res.lift_mm,
         "balloon_contact_area_mm2": res.contact_area_mm2,

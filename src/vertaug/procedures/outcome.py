@@ -95,6 +95,7 @@ class BalloonMetrics:
     #: scipy.ndimage.label (6-connectivity) and the share of their voxels more than half full of cement after the fill
     balloon_space_ml: float = float("nan")
     balloon_space_regions: int = 0
+    balloon_space_regions_touching: int = 0  # the same with 26-connectivity (regions meeting along an edge or corner)
     cavity_regions: int = 0
     balloon_space_filled_pct: float = float("nan")
     cavity_filled_pct: float = float("nan")

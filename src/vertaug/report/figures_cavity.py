@@ -43,7 +43,7 @@ def cavity_cement_figure(outcome, path, title: str = "KP"):
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.5))
     im = None
     for ax, (name, axis, k) in zip(axes, _planes(cavity)):
-        def cut(a):
+        def cut(a, k=k, axis=axis):
             return np.take(np.asarray(a), k, axis=axis).T  # rows = the later axis, drawn bottom-up
 
         ax.imshow(cut(np.isin(labels, BODY)), cmap="gray", vmin=0, vmax=2, origin="lower", interpolation="nearest")
