@@ -34,7 +34,7 @@ def test_pipeline_on_grade2_wedge_phantom(grade2_run):
         if o.injection.injected_ml < 6.0 * (1 - 0.05):
             assert o.injection.stop_reason != "volume reached"
             assert f"{name} injection stopped: {o.injection.stop_reason}" in rows["injected_ml"].reason
-    # KP lifts the depressed endplate of a wedge fracture; VP moves no bone in this model
+    # KP lifts the depressed endplate of a wedge fracture; VP's postural and hydraulic lift stay below a voxel here
     assert rows["height_restored_mm"].kp > rows["height_restored_mm"].vp == 0.0
     # exotherm: cement core well above body temperature; heat conserved to round-off
     for tag in ("vp", "kp"):

@@ -460,9 +460,13 @@ LIMITATIONS = (
     "without a defect, little or no cement leaves a modelled body.",
     "Injection: two-phase Darcy flow without capillarity; cement is always more viscous than marrow here, so viscous "
     "fingering (a mechanism of low-viscosity leakage) cannot occur; permeability comes from density by Kozeny-Carman.",
-    "Vertebroplasty moves no bone in this model, so it restores no height (Belkoff 2001 measured 30 % in cadavers).",
-    "Kyphoplasty: cavities grow from spheres in the weakest bone, only the superior endplate is lifted, the rest of "
-    "the fracture mechanics (fragments, posterior wall) is not modelled.",
+    "Reduction (both procedures): the depressed superior endplate with its compacted band is a rigid plate under a "
+    "100 N preload; vertebroplasty lifts it only by elastic unloading prone and by the cement's pore pressure under it, "
+    "which rarely reach one voxel (Belkoff 2001 measured 30 % in cadavers; the opening of the fracture line by the "
+    "cement and the postural reduction of a mobile, cleft fracture are not modelled).",
+    "Kyphoplasty: each balloon crushes bone within its device's rated shape and lifts the plate while that is cheaper; "
+    "the lift stops where the plate leaves the rated shape; only the superior endplate is lifted; the posterior wall "
+    "and the bending of the membrane around the fragment are not modelled.",
     "Cement: Li 2003 kinetics are slow at room temperature compared with commercial cements (Nicholas 2007); both "
     "presets share kinetics and thermal properties; the porcine thermal validation runs hotter than measured "
     "(see docs/validation.md).",

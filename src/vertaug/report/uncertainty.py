@@ -184,7 +184,7 @@ def row_reason(key: str, vp: float | None, kp: float | None, ctx: dict) -> str:
         return "; ".join(f"{n} injection stopped: {r}" for n, r in stops.items())
     if key in ("height_restored_mm", "height_anterior_mm", "wedge_angle_deg"):
         lift = ctx.get("kp_lift_mm")
-        parts = ["VP moves no bone in this model"]
+        parts = ["VP: postural and hydraulic lift below one voxel (physics/reduction.py)"]
         if lift is not None and lift < 0.5 * ctx["spacing_mm"]:
             parts.append("KP: no fracture at this level to reduce, the endplate is not lifted" if not ctx.get(
                 "fracture") else "KP: the balloon did not lift the endplate")
