@@ -261,7 +261,7 @@ def fragment_depression(model, fractured: bool | None = None) -> tuple[np.ndarra
     along array axis 2 (delta / (h cos tilt)) and rounded.
     """
     from vertaug.anatomy.fracture import DISH_AP_HALF, DISH_LATERAL, WEDGE_HINGE_U
-    from vertaug.model.heights import model_heights
+    from vertaug.model.heights import crush_reference_mm, model_heights
     from vertaug.model.labels import BODY
 
     foot = np.isin(model.labels, BODY).any(axis=2)
@@ -281,8 +281,8 @@ def fragment_depression(model, fractured: bool | None = None) -> tuple[np.ndarra
         b = np.maximum(0.0, 1.0 - ((u - 0.5) / DISH_AP_HALF) ** 2 - (x / (DISH_LATERAL * width)) ** 2)
         delta = 0.5 * max(hp - hb.middle_mm, 0.0) * b
     else:
-        d_c = float(m.deformity_crush)
-        ref = hp / (1.0 - d_c) if np.isfinite(d_c) and d_c < 1.0 else hp
+        ref = crush_reference_mm(model, hb)
+        ref = ref if np.isfinite(ref) else hp
         delta = np.full(foot.shape, max(ref - hp, 0.0))
     cos_tilt = abs(float(np.asarray(model.landmarks.height_axis, float)[2]))
     step_mm = float(model.spacing_m[2]) * 1e3 * max(cos_tilt, 1e-3)
