@@ -31,6 +31,11 @@ Definitions used for the clinical times (isothermal cure at the given temperatur
   the 1e1..1e3 Pa s working window, docs/cement.md).
 - hardened time: time to reach ``ALPHA_HARD`` = 0.95 (answers "the cement hardens within 30 minutes").
 
+Presets (:func:`cement_preset`): "low" (generic low-viscosity: Li 2003 kinetics and heat, [M] viscosity), "high" = the
+named Palacos R, and the named commercial cements of :mod:`vertaug.physics.cements` (heat, density and heat capacity
+from the pack composition; K0 and E fitted to rheometer curing times, Nicholas 2007, where published). A named cement
+without rheometer data may be used for the exotherm, not for flow (:func:`require_rheometry`).
+
 SI units throughout; temperatures in K inside (``*_k``), in C at the API edges where named ``*_c``.
 Sources of each number: docs/cement.md and docs/references.md.
 """

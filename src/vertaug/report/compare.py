@@ -65,6 +65,7 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("procedure_time_min", "procedure time (evidence)", "min", "lower", "procedure_time", "{:.1f}"),
     MetricSpec("cost_usd", "index cost, outpatient (evidence)", "USD", "lower", "cost", "{:,.0f}"),
     MetricSpec("set_time_min", "cement set time at 37 C", "min", None, None, "{:.1f}"),
+    MetricSpec("peak_time_after_mixing_min", "cement peak time after mixing", "min", None, None, "{:.1f}"),
 )
 
 _PA_TO_MPA = {"max_injection_pressure_pa", "max_injection_pressure_bone_pa"}
