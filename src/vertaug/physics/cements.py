@@ -109,8 +109,8 @@ NAMED_CEMENTS: dict[str, CementComposition] = {
         radiopacifier="ZrO2", radiopacifier_fraction_of_powder=0.147,
         rheometry=(RheometerPoint(25.0, 13.0 * 60, 7.5e4, _NICHOLAS),
                    RheometerPoint(37.0, 6.5 * 60, 7.5e4, _NICHOLAS + " (time halved at 37 C)")),
-        sources=("pack 40.8 g powder (33.8 g poly(MA-MMA), 6.0 g ZrO2, 0.3 g BPO) + 20 mL liquid (18.4 g MMA, "
-                 "0.4 g DMPT) [M]", "curing 13 min at 25 C, rate about halved at 37 C, plateau 7.5e4 Pa s "
+        sources=(("pack 40.8 g powder (33.8 g poly(MA-MMA), 6.0 g ZrO2, 0.3 g BPO) + 20 mL liquid (18.4 g MMA, "
+                  "0.4 g DMPT) [M]"), "curing 13 min at 25 C, rate about halved at 37 C, plateau 7.5e4 Pa s "
                  + _NICHOLAS)),
     "cmw 1": CementComposition(
         "CMW 1", "high", powder_g=40.0, liquid_g=18.37, monomer_fraction_of_liquid=0.985,
@@ -122,8 +122,8 @@ NAMED_CEMENTS: dict[str, CementComposition] = {
     "kyphon hv-r": CementComposition(
         "Kyphon HV-R", "high", powder_g=20.0, liquid_g=9.0, monomer_fraction_of_liquid=0.991,
         radiopacifier="BaSO4", radiopacifier_fraction_of_powder=0.30,
-        sources=("20 g powder (68.0 % MMA-styrene copolymer, 30.0 % BaSO4, 2.0 % BPO) + 9.0 g liquid (99.1 % MMA, "
-                 "0.9 % DMPT, 75 ppm HQ): Kyphon HV-R instructions for use M708348B154E Rev. F (2021) [V]",
+        sources=(("20 g powder (68.0 % MMA-styrene copolymer, 30.0 % BaSO4, 2.0 % BPO) + 9.0 g liquid (99.1 % MMA, "
+                  "0.9 % DMPT, 75 ppm HQ): Kyphon HV-R instructions for use M708348B154E Rev. F (2021) [V]"),
                  "no rheometer data of this product could be read: Li 2003 kinetics [C], no rheometry")),
 }
 
@@ -172,8 +172,9 @@ class KineticsFit:
     def table(self) -> str:
         rows = [f"  {p.temperature_c:5.1f} C  measured {p.time_s / 60:6.2f} min  model {t / 60:6.2f} min"
                 for p, t in zip(self.points, self.model_time_s)]
-        return "\n".join(rows + [f"  K0 {self.k0_1_s:.4g} 1/s, E {self.activation_energy_j_mol / 1e3:.2f} kJ/mol, "
-                                 f"rms ln-residual {self.residual_rms_log:.2e}"])
+        last = (f"  K0 {self.k0_1_s:.4g} 1/s, E {self.activation_energy_j_mol / 1e3:.2f} kJ/mol, "
+                f"rms ln-residual {self.residual_rms_log:.2e}")
+        return "\n".join([*rows, last])
 
 
 def fit_cure_kinetics(points: tuple[RheometerPoint, ...], alpha_gel: float = ALPHA_GEL) -> KineticsFit:
@@ -209,8 +210,8 @@ def named_cement_kwargs(name: str) -> dict:
         "heat_of_reaction_j_kg": props["heat_of_reaction_j_kg"], "density_kg_m3": props["density_kg_m3"],
         "specific_heat_j_kg_k": props["specific_heat_j_kg_k"], "rheometry": comp.rheometry,
         "has_rheometry": bool(comp.rheometry),
-        "sources": comp.sources + (f"H = {props['monomer_mass_fraction']:.3f} x 539 J/g MMA [M]; rho, c by mixture "
-                                   f"of PMMA and {comp.radiopacifier} [M]",),
+        "sources": (*comp.sources, (f"H = {props['monomer_mass_fraction']:.3f} x 539 J/g MMA [M]; rho, c by mixture "
+                                    f"of PMMA and {comp.radiopacifier} [M]")),
     }
     if comp.rheometry:
         fit = fit_cure_kinetics(comp.rheometry)
