@@ -9,8 +9,10 @@ with the cure age it had when injection ended (start time + injection time), and
 and Pennes perfusion is integrated for ``duration_s`` (Crank-Nicolson, adaptive steps ``DT_S``..``DT_MAX_S``;
 physics/thermal.py).
 
-Peaks can exceed the adiabatic rise of the cement from body temperature (37 + H/c = 108 C): the rim cures first and
-preheats the uncured core, which then releases its own heat (cement does not diffuse: a "superadiabatic" front).
+Peaks can exceed the adiabatic rise of the cement from body temperature (37 + H/c: 108 C for the generic "low"
+preset, 159 C for Palacos R = "high"): the rim cures first and preheats the uncured core, which then releases its own
+heat (cement does not diffuse: a "superadiabatic" front). ``ExothermMetrics.peak_time_after_mixing_min`` is when the
+hottest cement temperature is reached, counted from mixing (placement age + time after placement).
 """
 
 from __future__ import annotations

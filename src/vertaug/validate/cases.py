@@ -190,8 +190,9 @@ def run_porcine_bolus(quick: bool) -> list[Measured]:
             "than in a porcine body, and the bath is held at 37 C at the box faces") if ant_peak < 42.4 - 2.2 else ""
     return [
         Measured("centre peak temperature", peak_centre,
-                 (hot + "; " if hot else "") + f"with {named.name} (H {named.heat_of_reaction_j_kg / 1e3:.0f} J/g from its "
-                 f"monomer fraction) the centre peaks at {peak_named:.1f} C"),
+                 (hot + "; " if hot else "")
+                 + f"with {named.name} (H {named.heat_of_reaction_j_kg / 1e3:.0f} J/g from its monomer fraction) "
+                 f"the centre peaks at {peak_named:.1f} C"),
         Measured("time above 45 C at the centre", above45, "follows the centre peak" if hot else ""),
         Measured("anterior cortex peak temperature", ant_peak, cool),
     ]
