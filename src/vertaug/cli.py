@@ -193,7 +193,9 @@ def compare(
     vp_rate: float = typer.Option(0.05, "--vp-rate", help="Vertebroplasty injection rate (mL/s)."),
     kp_balloon: float = typer.Option(2.0, "--kp-balloon", help="Kyphoplasty balloon volume per balloon (mL)."),
     approach: str = typer.Option("bipedicular", help="bipedicular or unipedicular (both procedures)."),
-    cement: Optional[str] = typer.Option(None, "--cement", help="high or low for both; default VP low, KP high."),
+    cement: Optional[str] = typer.Option(None, "--cement", help="Cement of both: low, high (= Palacos R), "
+                                          "or a named cement (Palacos R, CMW 1; Kyphon HV-R has no rheometry); "
+                                          "default VP low, KP high."),
     spacing: float = typer.Option(1.0, "--spacing", help="Model voxel size (mm): 1.0 or 0.5."),
     thermal: bool = typer.Option(True, "--thermal/--no-thermal", help="Simulate the exotherm and thermal damage."),
     mechanics: bool = typer.Option(True, "--mechanics/--no-mechanics", help="Voxel FE stiffness and strength."),

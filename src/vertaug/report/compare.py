@@ -65,6 +65,7 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("procedure_time_min", "procedure time (evidence)", "min", "lower", "procedure_time", "{:.1f}"),
     MetricSpec("cost_usd", "index cost, outpatient (evidence)", "USD", "lower", "cost", "{:,.0f}"),
     MetricSpec("set_time_min", "cement set time at 37 C", "min", None, None, "{:.1f}"),
+    MetricSpec("peak_time_after_mixing_min", "cement peak time after mixing", "min", None, None, "{:.1f}"),
 )
 
 _PA_TO_MPA = {"max_injection_pressure_pa", "max_injection_pressure_bone_pa"}
@@ -630,16 +631,21 @@ def _save_described(arr: np.ndarray, affine_mm: np.ndarray, path: Path, descrip:
     return path
 
 
-def necrosis_fraction(omega: np.ndarray, cement_fraction: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def necrosis_fraction(omega: np.ndarray, cement_fraction: np.ndarray, labels: np.ndarray,
+                      porosity: np.ndarray | None = None) -> np.ndarray:
     """Tissue volume fraction of each voxel that is necrotic (Omega >= 1), as the report's thermal necrosis volume
-    counts it (physics.thermal): 1 - phi_c, with phi_c = min(1, f / pore) * pore the cement placed in the voxel's
-    pore space (procedures.exotherm; pore of the label from thermal.LABEL_THERMAL, 0 where the label has none)."""
+    counts it (physics.thermal): 1 - phi_c, with phi_c = p min(1, f / p) = min(f, p) the cement placed in the voxel's
+    pore space p (procedures.exotherm: the model's ``porosity`` in porous bone, else the label's pore fraction of
+    thermal.LABEL_THERMAL, 0 where the label has none)."""
     from ..physics import thermal
 
     pore = np.array([thermal.LABEL_THERMAL[i].pore_fraction if i in thermal.LABEL_THERMAL else 0.0
                      for i in range(256)])[np.asarray(labels, dtype=np.intp)]
+    if porosity is not None:
+        bone = (pore > 0) & (pore < 1)
+        pore = np.where(bone, np.clip(np.asarray(porosity, dtype=float), 1e-3, 1.0), pore)
     f = np.asarray(cement_fraction, dtype=float)
-    phi_c = np.where(pore > 0, np.minimum(1.0, f / np.where(pore > 0, pore, 1.0)) * pore, 0.0)
+    phi_c = np.where(pore > 0, np.minimum(f, pore), 0.0)
     return np.where(np.asarray(omega) >= 1.0, 1.0 - phi_c, 0.0).astype(np.float32)
 
 
@@ -688,7 +694,7 @@ def _procedure_overlays(tag: str, outcome, ex, ct: Volume, out: Path) -> dict[st
         out / f"damage_omega_{low}.nii.gz", f"{tag} Arrhenius damage integral Omega, dimensionless, nearest",
         "omega")
     written[f"nifti_necrosis_{tag}"] = _save_described(
-        deposit_to_ct(necrosis_fraction(ex.omega, f, model.labels), model.affine_mm, ct), ct.affine_mm,
+        deposit_to_ct(necrosis_fraction(ex.omega, f, model.labels, model.phi), model.affine_mm, ct), ct.affine_mm,
         out / f"thermal_necrosis_{low}.nii.gz",
         f"{tag} necrotic tissue (Omega>=1, cement excluded), mL/mL (volume-conserving)", "necrosis_ml_per_ml")
     return written
