@@ -50,6 +50,8 @@ FE_RESOLUTION_REL = {"stiffness_n_per_mm": 0.020, "strength_n": 0.015}
 PRESSURE_REL = 0.01
 
 _VOLUME_KEYS = ("leaked_ml", "leaked_ml_B", "leaked_ml_S", "leaked_ml_C", "leaked_ml_D")
+_ROUTE_WORDS = {"leaked_ml_B": "the basivertebral vein", "leaked_ml_S": "a segmental vein",
+                "leaked_ml_C": "a cortical break", "leaked_ml_D": "the endplate into the disc"}
 
 
 def detection_limit(key: str, voxel_ml: float, injected_ml: float | None = None) -> float | None:
@@ -177,8 +179,10 @@ def row_reason(key: str, vp: float | None, kp: float | None, ctx: dict) -> str:
     lim = detection_limit(key, ctx["voxel_ml"], ctx.get("injected_ml"))
     if key in _VOLUME_KEYS + ("leak_fraction",) and lim is not None and all(
             v is not None and abs(v) < lim for v in (vp, kp)):
-        return ("no leak path reached: no cortical defect, cleft or open vein in the cement's way at this level "
-                "(under one model voxel)")
+        route = _ROUTE_WORDS.get(key)
+        where = f"through {route}" if route else "out of the body"
+        return (f"no leak {where} in either procedure (under one model voxel, {ctx['voxel_ml']:.2g} mL): the "
+                "cement front reached no such exit")
     if key == "injected_ml":
         stops = {n: r for n, r in (ctx.get("stop_reason") or {}).items() if r and r != "volume reached"}
         return "; ".join(f"{n} injection stopped: {r}" for n, r in stops.items())
