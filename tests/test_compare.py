@@ -123,11 +123,19 @@ def test_terminal_table_fits_80_columns_without_cutting_numbers():
           "stiffness_n_per_mm": 62920.0, "peak_temperature_canal_c": 37.1, "cost_usd": 3319.0}
     kp = {"injected_ml": 4.0, "leaked_ml": 0.0, "max_injection_pressure_pa": 3.8e5, "strength_n": 6210.0,
           "stiffness_n_per_mm": 621980.0, "peak_temperature_canal_c": 37.1, "cost_usd": 8100.0}
-    c = SimpleNamespace(level="L1", rows=metric_rows(vp, kp, ctx=ctx), states={})
+    from vertaug.report.sampling import ParameterRanges
+
+    keys = ("max_injection_pressure_pa", "strength_n", "stiffness_n_per_mm")
+    ranges = ParameterRanges(3, 2.0, (), {t: {k: 1.0 for k in keys} for t in ("VP", "KP")},
+                             {t: {k: (0.8, 1.0, 1.3) for k in keys} for t in ("VP", "KP")}, 0.0, True)
+    c = SimpleNamespace(level="L1", rows=metric_rows(vp, kp, ctx=ctx, ranges=ranges), states={}, ranges=ranges)
     buf = io.StringIO()
     print_comparison(c, Console(file=buf, width=80, color_system=None))
     text = buf.getvalue()
     assert max(len(line) for line in text.splitlines()) <= 80
+    # the sampled range under the difference: KP/VP ratios 0.8..1.3 on both sides, paired
+    assert "+559060 ±13,698" in text and "+458429 to +710006" in text
+    assert "-198 ±189" in text and "-251 to -162" in text  # ... and a range that with +/-189 spans zero: neither
     assert "…" not in text and "621980" in text and "3,319" in text
 
 
