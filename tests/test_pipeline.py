@@ -266,12 +266,30 @@ def test_no_value_under_its_detection_limit_shows_as_non_zero(grade2_run):
     _, written, c, _ = grade2_run
     html = written["html"].read_text()
     assert "-0.000" not in html and "-0.00<" not in html
+    import html as html_lib
+    import re
+
+    # the table as rendered: each row's VP and KP cells, read back from report.html
+    cells = {}
+    for label, vp_cell, kp_cell in re.findall(r'<tr><td>([^<]+)</td><td>[^<]*</td>\s*<td class="num">([^<]+)'
+                                              r'.*?</td>\s*<td class="num">([^<]+)', html):
+        cells[html_lib.unescape(label).strip()] = (vp_cell.strip(), kp_cell.strip())
+    from vertaug.report.compare import _outcome_metrics
+
+    # the values as the procedures computed them (before the rows set those under the limit to 0)
+    raw = ({**_outcome_metrics(c.vp), **c.extra["VP"]}, {**_outcome_metrics(c.kp), **c.extra["KP"]})
+    checked = 0
     for r in c.rows:
-        for v, text in ((r.vp, r.vp_text), (r.kp, r.kp_text)):
+        shown = cells[r.label.strip()]
+        for i, text in enumerate((r.vp_text, r.kp_text)):
+            assert shown[i] == text, (r.key, shown[i], text)  # the page shows what the row says
+            v = raw[i].get(r.key)
             if r.limit is not None and v is not None and abs(v) < r.limit:
                 assert text == "none", (r.key, v, text)
+                checked += 1
             if v is not None and text not in ("none", "-"):
                 assert not text.startswith("-0") or float(text.replace(",", "")) != 0.0, (r.key, text)
+    assert checked >= 2  # the phantom's basivertebral, cortical and disc routes leak nothing measurable
 
 
 @pytest.mark.slow

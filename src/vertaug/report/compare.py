@@ -136,7 +136,7 @@ class MetricRow:
     def range_text(self, which: str) -> str:
         """"+/- u" of VP, KP or the difference ("diff"), in the row's display unit ("" when there is none)."""
         u = {"vp": self.vp_u, "kp": self.kp_u, "diff": self.diff_u}[which]
-        if u is None or u == 0:
+        if u is None or u == 0 or (which != "diff" and getattr(self, f"{which}_text") == "none"):
             return ""
         u = u / 1e6 if self.key in _PA_TO_MPA else u
         if u < 0.5 * 10.0 ** -_decimals(_spec(self.key).fmt):  # under the last digit shown: no range to show

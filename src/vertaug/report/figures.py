@@ -165,7 +165,8 @@ def cement_slices_figure(outcome, path: str | Path, title: str) -> Path:
     s_mm = v.spacing_m[0] * 1e3
     body = np.asarray(v.body_mask)
     outside = (f > 0) & ~body
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4.4), dpi=100)
+    # stacked: the figure is shown in half the page's width, where side-by-side panels would shrink their text by half
+    fig, axes = plt.subplots(2, 1, figsize=(4.6, 8.4), dpi=100)
     for ax, sl, ttl, xl, yl in (
             (axes[0], (c[0], slice(None), slice(None)), f"sagittal, x = {c[0] * s_mm:.0f} mm",
              "posterior -> anterior (mm)", "inferior -> superior (mm)"),

@@ -202,7 +202,8 @@ def _study_figures(study: Study, out: Path) -> dict[str, list[tuple[Path, str]]]
     outcomes = {name: run.outcome for name, run in study.runs.items()}
     figs: dict[str, list] = {"vp": [], "kp": [], "both": []}
     for name, o in outcomes.items():
-        p = fg.cement_slices_figure(o, out / f"cement_{name}.png", f"{name}")
+        p = fg.cement_slices_figure(o, out / f"cement_{name}.png",
+                                    {"VP": "Vertebroplasty", "KP": "Kyphoplasty"}.get(name, name))
         figs[name.lower()].append((p, f"{name}: cement after {o.injection.injected_ml:.1f} mL"))
     figs["kp"].append((fg.balloon_figure(study.kp.outcome, out / "balloon_pv.png"), "KP balloon pressure-volume"))
     figs["both"].append((fg.leakage_figure(outcomes, out / "leakage.png"), "Leakage by route"))

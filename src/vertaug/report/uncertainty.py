@@ -17,8 +17,9 @@ Ranges. Each simulated value gets a half-width ``u`` (the row shows ``value +/- 
 * FE stiffness and strength: the largest relative change of the untreated demo level between the 1 mm model and
   finer ones (``scripts/resolution_check.py``; FE_RESOLUTION_REL below).
 
-Parameter uncertainty (material, rheology, calibration) is not sampled here: the ranges are those of the numerics
-only, so a real difference can be smaller or larger than shown; the report says so.
+Parameter uncertainty (material, rheology, calibration) is not sampled here but in :mod:`vertaug.report.sampling`
+(``--samples``); a row's "favoured" then needs the sampled 5-95 % range of the difference, widened by these numerical
+half-widths, to exclude zero (``report.compare.MetricRow.difference_range``).
 
 Trust marks come from the last full ``vertaug validate`` run (``validation_last.json`` beside this module, made by
 ``scripts/update_validation_marks.py`` from docs/validation.md).
