@@ -325,3 +325,14 @@ def test_report_has_a_self_contained_3d_view(grade2_run):
     assert "http://" not in html.split('id="v3d"')[1].split("</script>")[0]  # no network in the viewer
     assert "https://" not in html.split('id="v3d"')[1].split("</script>")[0]
     assert c.timings_s["view3d"] < 30.0
+
+
+def test_samples_option_is_checked_before_anything_is_loaded(tmp_path):
+    from typer.testing import CliRunner
+
+    from vertaug.cli import app
+
+    res = CliRunner().invoke(app, ["compare", "--phantom", "wedge:2", "--level", "L1", "--out", str(tmp_path / "r"),
+                                   "--samples", "-1"])
+    assert res.exit_code == 2 and "--samples" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "r").exists()
