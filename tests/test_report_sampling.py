@@ -101,3 +101,25 @@ def test_sampled_model_scales_permeability_and_follows_the_calibration():
     assert np.median(denser.E[tb]) > np.median(v.E[tb]) and np.median(denser.k[tb]) < np.median(v.k[tb])
     vp, kp = sampled_plans(Vertebroplasty(), Kyphoplasty(), {"cement_start_time_min": 6.0})
     assert vp.start_time_s == kp.start_time_s == 360.0
+
+
+def test_the_samples_inject_through_the_reports_cannula_paths_on_the_coarser_grid():
+    from vertaug.anatomy.phantom import make_phantom
+    from vertaug.model.trajectory import plan_trajectories
+    from vertaug.model.vertebra import vertebra_from_ct
+    from vertaug.report.sampling import carried_trajectories
+
+    ph = make_phantom(fracture="wedge", grade=2)
+    fine, coarse = (vertebra_from_ct(ph.ct, ph.labels, "L1", body=ph.body, numbering=ph.numbering, spacing_mm=s)
+                    for s in (1.0, 2.0))
+    paths = {"bipedicular": plan_trajectories(fine, "bipedicular")}
+    carried = carried_trajectories(paths, fine, coarse)["bipedicular"]
+    assert len(carried) == 2
+    for t, c in zip(paths["bipedicular"], carried):
+        for a, b in ((t.tip_ijk, c.tip_ijk), (t.entry_ijk, c.entry_ijk)):  # same points in the world (mm)
+            wa = fine.affine_mm[:3, :3] @ np.asarray(a) + fine.affine_mm[:3, 3]
+            wb = coarse.affine_mm[:3, :3] @ np.asarray(b) + coarse.affine_mm[:3, 3]
+            np.testing.assert_allclose(wa, wb, atol=1e-9)
+        assert len(c.tip_voxels) >= 1 and coarse.body_mask[tuple(c.tip_voxels.T)].all()
+        # the tip voxels lie within one coarse voxel of the tip
+        assert np.linalg.norm(c.tip_voxels - np.asarray(c.tip_ijk), axis=1).max() <= 1.0

@@ -236,25 +236,26 @@ def _parameter_ranges(job: _Job, vertebra, study: Study, vp, kp, say):
     from ..errors import InputError
     from ..model.vertebra import vertebra_from_ct
     from .compare import study_metrics
-    from .sampling import SAMPLE_SPACING_MM, run_samples
+    from .sampling import SAMPLE_SPACING_MM, carried_trajectories, run_samples
 
     if job.samples < 1:
         return None, ("parameter ranges: not sampled (--samples 0); the ranges are numerical only",)
     sp = max(SAMPLE_SPACING_MM, job.spacing_mm)
     nominal = None
-    model = vertebra
+    model, paths = vertebra, study.trajectories
     try:
         if sp > job.spacing_mm:
             ct, seg, body = job.scan
             zone = job.fracture.zone if job.fracture is not None else None
             model = vertebra_from_ct(ct, seg, job.level, body=body, numbering=job.numbering, spacing_mm=sp,
                                      fracture_zone=zone)
+            paths = carried_trajectories(study.trajectories, vertebra, model)
         else:
             vp_m, kp_m = study_metrics(study, study.mechanics_states() if study.pre_mechanics is not None else {})
             nominal = {"VP": vp_m, "KP": kp_m}
         ranges = run_samples(model, vp, kp, job.samples, thermal=job.thermal, mechanics=job.mechanics,
-                             workers=job.workers, nominal=nominal, progress=say)
-    except InputError as exc:  # e.g. no cannula path on the coarser model: the report goes on without them
+                             workers=job.workers, nominal=nominal, progress=say, trajectories=paths)
+    except InputError as exc:  # e.g. the coarser model cannot be built: the report goes on without the samples
         note = f"parameter ranges: not computed on the {sp:g} mm sampling model ({exc}); the ranges are numerical only"
         return None, (note,)
     how = (f"{job.samples} Latin-hypercube samples of permeability, cement start time and CT calibration, chains on "

@@ -15,7 +15,8 @@ Nominal = permeability factor 1, the plans' own start time, slope 1.0 (the model
 
 Cost and transfer. One sample is one full chain (VP, KP, exotherms, FE states). To keep ``vertaug demo`` within its
 time budget the samples run on a coarser model (``SAMPLE_SPACING_MM``, 8x fewer voxels than the 1 mm model) together
-with one nominal run at that spacing, and each sample's change is carried over to the report's own value ``y`` as a
+with one nominal run at that spacing, all through the report's own cannula paths (carried onto the coarse grid), and
+each sample's change is carried over to the report's own value ``y`` as a
 ratio of the coarse sample ``x_s`` to the coarse nominal ``x_0`` (a sensitivity measured on the coarse model)::
 
     y_s = y * x_s / x_0                       (|x_0| above the row's detection limit or 1e-9)
@@ -43,8 +44,8 @@ import numpy as np
 from ..cohort.sampling import UNCERTAIN_INPUTS, case_samples
 from ..constants import BODY_TEMPERATURE_C
 
-__all__ = ["DEFAULT_SAMPLES", "SAMPLED_INPUTS", "SAMPLE_SPACING_MM", "ParameterRanges", "nominal_sample",
-           "run_samples", "sampled_model", "sampled_plans", "transfer"]
+__all__ = ["DEFAULT_SAMPLES", "SAMPLED_INPUTS", "SAMPLE_SPACING_MM", "ParameterRanges", "carried_trajectories",
+           "nominal_sample", "run_samples", "sampled_model", "sampled_plans", "transfer"]
 
 #: Parameter samples of a report by default: small enough that `vertaug demo` is not doubled (docs/report.md).
 DEFAULT_SAMPLES = 4
@@ -143,6 +144,31 @@ def sampled_plans(vp, kp, sample: dict):
     return replace(vp, start_time_s=60.0 * float(t)), replace(kp, start_time_s=60.0 * float(t))
 
 
+def carried_trajectories(trajectories: dict, fine, coarse) -> dict:
+    """The report's cannula paths ({approach: [Trajectory]} on the model ``fine``) on the model ``coarse``: entry and
+    tip through the two grids' affines, tip voxels found again on ``coarse`` (the same rule as the planner's). The
+    samples inject where the report's procedures did (the pedicle search on a coarse model can miss a pedicle)."""
+    from dataclasses import replace
+
+    from ..model.trajectory import _tip_voxels
+
+    m = np.linalg.inv(coarse.affine_mm) @ fine.affine_mm
+    s_mm = float(coarse.spacing_m[0]) * 1e3
+    body = np.asarray(coarse.body_mask)
+    out = {}
+    for approach, paths in trajectories.items():
+        out[approach] = []
+        for t in paths:
+            entry, tip = (m[:3, :3] @ np.asarray(p, float) + m[:3, 3] for p in (t.entry_ijk, t.tip_ijk))
+            vox = _tip_voxels(body, tip, 0.5 * t.gauge_mm / s_mm)
+            if len(vox) == 0:  # the tip falls just outside the coarser body: its nearest body voxel
+                inside = np.argwhere(body)
+                vox = inside[[int(np.argmin(np.linalg.norm(inside - tip, axis=1)))]].astype(np.int64)
+            out[approach].append(replace(t, entry_ijk=tuple(float(x) for x in entry),
+                                         tip_ijk=tuple(float(x) for x in tip), tip_voxels=vox))
+    return out
+
+
 def _one(args) -> tuple[str, dict]:
     """One procedure chain of one sample (top level: runs in a spawned worker): (name, its rows' metrics). The
     untreated FE state is not solved (no row uses it)."""
@@ -155,14 +181,16 @@ def _one(args) -> tuple[str, dict]:
 
 
 def run_samples(model, vp, kp, n: int, seed: int = 0, thermal: bool = True, mechanics: bool = True,
-                workers: int = 1, nominal: dict | None = None, progress=None) -> ParameterRanges:
+                workers: int = 1, nominal: dict | None = None, progress=None,
+                trajectories: dict | None = None) -> ParameterRanges:
     """``n`` sampled chains of ``model`` (a coarse model, or the report's own when ``nominal`` is given: its
-    metrics {"VP": ..., "KP": ...}, then no nominal run is made and nothing is transferred)."""
+    metrics {"VP": ..., "KP": ...}, then no nominal run is made and nothing is transferred); ``trajectories``:
+    the cannula paths on ``model`` ({approach: paths}; planned here when None)."""
     from ..study import _die_with_parent, plan_study_trajectories
 
     t0 = time.perf_counter()
     samples = case_samples(model.level, n, seed, inputs=SAMPLED_INPUTS)
-    trajectories = plan_study_trajectories(model, vp, kp)
+    trajectories = trajectories if trajectories is not None else plan_study_trajectories(model, vp, kp)
     todo = ([nominal_sample(vp, kp)] if nominal is None else []) + list(samples)
     jobs = [(model, plan, s, thermal, mechanics, trajectories) for s in todo for plan in sampled_plans(vp, kp, s)]
     if progress:
