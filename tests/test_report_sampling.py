@@ -123,3 +123,10 @@ def test_the_samples_inject_through_the_reports_cannula_paths_on_the_coarser_gri
         assert len(c.tip_voxels) >= 1 and coarse.body_mask[tuple(c.tip_voxels.T)].all()
         # the tip voxels lie within one coarse voxel of the tip
         assert np.linalg.norm(c.tip_voxels - np.asarray(c.tip_ijk), axis=1).max() <= 1.0
+
+
+def test_cli_default_is_the_modules():
+    from vertaug.cli import _DEFAULT_SAMPLES
+    from vertaug.report.sampling import DEFAULT_SAMPLES
+
+    assert _DEFAULT_SAMPLES == DEFAULT_SAMPLES
