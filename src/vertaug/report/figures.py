@@ -190,7 +190,9 @@ def cement_slices_figure(outcome, path: str | Path, title: str) -> Path:
     parts = "cement: yellow (little) to red (voxel filled); body outline white" + (
         "; balloon cavity cyan" if outcome.fields.get("balloon_cavity") is not None else "") + (
         "; cement outside the body green" if outside.any() else "")
-    fig.suptitle(f"{title}\n{parts}", fontsize=10)
+    import textwrap
+
+    fig.suptitle(title + "\n" + textwrap.fill(parts, 52), fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
