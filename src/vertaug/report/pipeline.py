@@ -260,7 +260,7 @@ def _parameter_ranges(job: _Job, vertebra, study: Study, vp, kp, say):
         return None, (note,)
     how = (f"{job.samples} Latin-hypercube samples of permeability, cement start time and CT calibration, chains on "
            f"a {sp:g} mm model" + (f", carried over to the {job.spacing_mm:g} mm model by ratio to a nominal "
-                                   f"{sp:g} mm run" if ranges.transferred else "") + f" ({ranges.wall_s:.1f} s)")
+                                   f"{sp:g} mm run" if ranges.transferred else "") + "; time: timings_s.parameter_samples")
     return ranges, (f"parameter ranges: {how}",)
 
 

@@ -94,7 +94,7 @@ class ParameterRanges:
 
     def to_dict(self) -> dict:
         return {"n_samples": self.n_samples, "spacing_mm": self.spacing_mm, "transferred": self.transferred,
-                "quantiles_pct": list(QUANTILES), "wall_s": self.wall_s,
+                "quantiles_pct": list(QUANTILES),
                 "inputs": [{"name": p.name, "kind": p.kind, "low": p.low, "high": p.high, "source": p.source}
                            for p in SAMPLED_INPUTS],
                 "samples": list(self.samples), "nominal": self.nominal,
