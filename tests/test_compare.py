@@ -88,6 +88,10 @@ def test_ranges_decide_favoured_and_small_values_print_as_none():
     assert rows["leaked_ml"].vp_text == rows["leaked_ml"].kp_text == "none"
     assert rows["leaked_ml"].diff_text == "0" and rows["leaked_ml"].favoured == "equal"
     assert rows["leaked_ml"].reason.startswith("no leak out of the body")
+    # a leak measured after different injected volumes says so beside the volume
+    unequal = {**ctx, "kp_injected_ml": 3.4, "injected_ml": 1.3}
+    r = metric_rows({"leaked_ml": 0.105}, {"leaked_ml": 0.109}, ctx=unequal)[0]
+    assert "injected different volumes (VP 1.30, KP 3.40 mL)" in r.reason
     from vertaug.report.uncertainty import FE_RESOLUTION_REL
 
     rel = FE_RESOLUTION_REL["strength_n"]

@@ -184,6 +184,10 @@ def row_reason(key: str, vp: float | None, kp: float | None, ctx: dict) -> str:
         where = f"through {route}" if route else "out of the body"
         return (f"no leak {where} in either procedure (under one model voxel, {ctx['voxel_ml']:.2g} mL): the "
                 "cement front reached no such exit")
+    a, b = ctx.get("injected_ml"), ctx.get("kp_injected_ml")
+    if key in _VOLUME_KEYS and a and b and abs(a - b) > 0.1 * max(a, b):
+        return (f"the procedures injected different volumes (VP {a:.2f}, KP {b:.2f} mL): the leak fraction row "
+                "compares like with like")
     if key == "injected_ml":
         stops = {n: r for n, r in (ctx.get("stop_reason") or {}).items() if r and r != "volume reached"}
         return "; ".join(f"{n} injection stopped: {r}" for n, r in stops.items())
