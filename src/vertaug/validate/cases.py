@@ -723,29 +723,28 @@ def run_leak_timing(quick: bool) -> list[Measured]:
     """
     from vertaug.anatomy.phantom import make_phantom
     from vertaug.model.vertebra import vertebra_from_phantom
+    from vertaug.procedures.injection import cement_viscosity_law
     from vertaug.procedures.vertebroplasty import Vertebroplasty
     from vertaug.study import run_procedure
 
     v = vertebra_from_phantom(make_phantom(level="L1", fracture="wedge", grade=3, cortical_defect=True,
                                            spacing_mm=LEAK_QUICK_PHANTOM_MM if quick else LEAK_PHANTOM_MM))
-    from vertaug.procedures.injection import cement_viscosity_law
-
     mu = cement_viscosity_law("low")
-    leaks, stops, per_ml = [], [], []
+    leaks, stops, series = [], [], []
     for t in HABIB_START_TIMES_S:
-        inj = run_procedure(v, Vertebroplasty(start_time_s=t, stop_at_visible_leak=False), thermal=False,
-                            mechanics=False).outcome.injection
+        o = run_procedure(v, Vertebroplasty(start_time_s=t, stop_at_visible_leak=False), thermal=False,
+                          mechanics=False).outcome
+        inj = o.injection
         leaks.append(sum(inj.leaked_ml_by_route_ct.values()))  # below one voxel: none (as CT would show it)
-        per_ml.append(leaks[-1] / inj.injected_ml)
+        leaked_ml = sum(np.asarray(o.series[f"leaked_ml_{r}"]) for r in "BSCD")
+        series.append((np.asarray(o.series["injected_ml"]), leaked_ml))
         stops.append(f"{inj.stop_reason}, {inj.injected_ml:.2f} mL in, cement {float(mu(t, 1.0)):.3g} Pa s at 1/s")
-    falls = all(b <= a for a, b in zip(leaks, leaks[1:])) and leaks[-1] < leaks[0]
+    falls = all(b <= a for a, b in itertools.pairwise(leaks)) and leaks[-1] < leaks[0]
     note = "leaked " + ", ".join(f"{x:.3g} mL at {t / 60:.1f} min ({s})" for x, t, s in
                                  zip(leaks, HABIB_START_TIMES_S, stops))
-    note += "; per mL injected " + ", ".join(f"{x:.3f}" for x in per_ml)
-    if falls and not all(b < 0.9 * a for a, b in itertools.pairwise(per_ml)):
-        note += ("; the fall is not the thicker cement holding back at the same volume: the viscosity is nearly "
-                 "flat through the working time (preset's cure law) and the leak per mL changes by less than 10 % "
-                 "between some start times; where it falls, less cement went in (the injector stalled)")
+    common = min(float(x[-1]) for x, _ in series)  # the leak of each run once this volume was in
+    note += (f"; at the same volume ({common:.2f} mL in) " +
+             ", ".join(f"{float(np.interp(common, x, y)):.3g}" for x, y in series) + " mL")
     if not falls:
         note += ("; no fall: nothing leaks a CT-visible volume at any start time, so there is no leak to reduce"
                  if max(leaks) == 0.0 else
