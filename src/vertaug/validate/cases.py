@@ -21,8 +21,8 @@ A case whose model is not importable is recorded as "model not available" (never
 from __future__ import annotations
 
 import functools
-import itertools
 import importlib.util
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
