@@ -371,15 +371,17 @@ def test_vein_closure_against_buckingham_reiner():
     assert ratios[-1] == pytest.approx(1.0, abs=0.02)  # the viscous term dominates at high flow
 
 
-def test_yield_stress_cement_leaks_less_through_a_long_vein():
-    tau_y = 300.0
-    law = lambda t, g: tau_y / np.maximum(g, 1e-2) + 30.0  # a Bingham cement
+def test_extraosseous_veins_hold_back_newtonian_and_bingham_cements():
+    """The block's vein exits drained through veins outside the bone leak less through B and S than exits open onto
+    the reservoir (measured: 0.54 x for a Newtonian 30 Pa s cement, 0.71 x with a 300 Pa yield stress added; the yield
+    stress resists in the bone too)."""
     veins = {"B": flow.ExitVein(1e-3, 0.02), "S": flow.ExitVein(0.7e-3, 0.025, 2)}
-    with_v = _inject_block(law, defect=False, exit_veins=veins)
-    without = _inject_block(law, defect=False)
     leak = lambda r: r.leaked_m3["B"][-1] + r.leaked_m3["S"][-1]
-    assert leak(with_v) < 0.5 * leak(without)
-    assert with_v.mass_balance_error.max() < 1e-6
+    for tau_y, ratio in ((0.0, 0.54), (300.0, 0.71)):
+        law = lambda t, g, tau_y=tau_y: tau_y / np.maximum(g, 1e-2) + 30.0  # a Bingham cement
+        with_v = _inject_block(law, defect=False, exit_veins=veins)
+        assert leak(with_v) / leak(_inject_block(law, defect=False)) == pytest.approx(ratio, abs=0.03)
+        assert with_v.mass_balance_error.max() < 1e-6
 
 
 def test_exit_veins_bad_input_is_one_line_error():

@@ -28,9 +28,10 @@ Discretisation (finite volumes on the voxel grid, one unknown per porous voxel):
   them in proportion to their half-cell transmissibility (exact when the exit cells share one mobility):
 
       T_exit = 1 / (1 / (T_half lambda_i) + 1 / (G_face lambda_v)),   G_face = G T_half / sum_route T_half,
-      lambda_v = S_i / mu_v + (1 - S_i) / mu_m,   mu_v = mu_c(t, gamma_v),   gamma_v = 4 Q_c / (n pi r^3)
+      lambda_v = S_i / mu_v + (1 - S_i) / mu_m,   mu_v = mu_c(t, gamma_v),   gamma_v = 4 Q / (n pi r^3)
 
-  with Q_c the route's cement outflow of the previous step (the vein's wall shear rate, lagged like the bone's):
+  with Q the route's total outflow (marrow and cement move through the vein as one column) of the previous step
+  (the vein's wall shear rate, lagged like the bone's):
   a cement with a yield stress tau_y carries tau_y / gamma_v in mu_c, so a vein of length L holds it back until
   the pressure at the exit passes the venous pressure by about 2 L tau_y / r (Buckingham-Reiner, physics/cannula.py).
   The exit stays linear in the pressure at the lagged mobilities, so the pressure matrix stays SPD. Without
@@ -537,7 +538,7 @@ class _State:
     dt: float | None = None
     dS_last: float = 0.0
     lam: np.ndarray | None = None  # total mobility of the last step
-    q_vein: np.ndarray = field(default_factory=lambda: np.zeros(len(ROUTES)))  # cement outflow per route, m^3/s
+    q_vein: np.ndarray = field(default_factory=lambda: np.zeros(len(ROUTES)))  # total outflow per route, m^3/s
     history: dict = field(default_factory=dict)  # name -> list, one entry per step (first entry t = 0)
 
     def record(self, **values) -> None:
@@ -794,8 +795,8 @@ def _step(pb: _Problem, st: _State, asm: _Assembler, solver: PressureSolver) -> 
     S_prev = st.S
     st.S = st.S + dV / g.pv
     st.dt, st.dS_last = dt, float(np.max(np.abs(st.S - S_prev)))
-    st.q_vein = np.bincount(g.e_route, fe, len(ROUTES))
-    st.leaked += st.q_vein * dt
+    st.q_vein = np.bincount(g.e_route, np.maximum(F_exit, 0.0), len(ROUTES))
+    st.leaked += np.bincount(g.e_route, fe, len(ROUTES)) * dt
     st.injected += pb.rate * dt
     st.t += dt
     st.arrival[np.isnan(st.arrival) & (st.S >= ARRIVAL_SATURATION)] = st.t
