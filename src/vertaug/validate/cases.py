@@ -668,7 +668,7 @@ def _rr_measured(runs: dict, group: str, reference: str, what: str, missing: str
 LEAK_MISSING_VEIN_WALL = (
     "the sampled basivertebral branches run through the mid-height plane where the cannula tips sit, and a vein "
     "channel is open to the pore space along its whole length, so cement reaches and enters a vein after about 1 mL "
-    "in VP and after the cavity overfills in KP; neither a yield stress (tau_y sqrt(phi/k) per metre in the bed is "
+    "in VP and late in the KP fill; neither a yield stress (tau_y sqrt(phi/k) per metre in the bed is "
     "larger than 2 tau_y / r in a vein) nor capillarity (a wider channel has the lower entry pressure) raises an "
     "entry barrier from a pore into a vein, so what would hold cement back is the wall of the basivertebral canal "
     "with its few tributary openings, not modelled")
