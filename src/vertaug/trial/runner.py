@@ -5,8 +5,10 @@ the patient id, one sample): resumable Parquet parts, a failed patient recorded 
 on, a progress bar, a local cluster by default or ``scheduler='tcp://host:8786'``. The task (:func:`trial_task`)
 builds the patient's fractured level and runs the arms on it through the study chain:
 
-1. the source level (a CT level or a phantom); for a CT, the HU of the level's vertebra label are scaled so that its
-   median trabecular (body) HU becomes the patient's ``trabecular_hu`` (see :func:`scale_level_hu`);
+1. the source level (a CT level or a phantom); a CT level tilted beyond the balloon model's limit (the bundled L5,
+   28.6 deg) is first turned upright on a grid of the model's spacing (:mod:`vertaug.trial.align`); the HU of the
+   level's vertebra label are scaled so that its median trabecular (body) HU becomes the patient's ``trabecular_hu``
+   (see :func:`scale_level_hu`);
 2. the virtual fracture (``anatomy.fracture.fracture_level``: type, grade, cleft, endplate and cortical breaks, the
    patient's fracture-line seed) and the model (``vertebra_from_ct(..., fracture_zone=f.zone)``); a phantom is built
    fractured (``make_phantom(fracture=, grade=, cleft=, cortical_defect=, trabecular_hu=)``);
@@ -63,20 +65,35 @@ class TrialSpec:
         return next(s for s in self.sources if s.source_id == source_id)
 
 
-def _load(src):
-    """(ct, seg, body) Volumes of a CT source, cached per worker process."""
-    from ..anatomy.io import load_ct, load_labels
-
-    key = (src.ct, src.seg, src.body)
+def _cached(key, make):
     if key not in _CT_CACHE:
-        ct = load_ct(src.ct)
-        seg = load_labels(src.seg, reference=ct, what="segmentation")
-        body = load_labels(src.body, reference=ct, what="vertebrae_body map") if src.body else None
-        _CT_CACHE[key] = (ct, seg, body)
+        _CT_CACHE[key] = make()
         while len(_CT_CACHE) > CT_CACHE_SIZE:
             _CT_CACHE.popitem(last=False)
     _CT_CACHE.move_to_end(key)
     return _CT_CACHE[key]
+
+
+def _load(src):
+    """(ct, seg, body) Volumes of a CT source, cached per worker process."""
+    from ..anatomy.io import load_ct, load_labels
+
+    def read():
+        ct = load_ct(src.ct)
+        seg = load_labels(src.seg, reference=ct, what="segmentation")
+        body = load_labels(src.body, reference=ct, what="vertebrae_body map") if src.body else None
+        return ct, seg, body
+
+    return _cached((src.ct, src.seg, src.body), read)
+
+
+def _source_volumes(src, spacing_mm: float):
+    """(ct, seg, body, tilt_deg, turned) of a CT source's level, turned upright where the balloon model needs it
+    (:func:`vertaug.trial.align.align_level`), cached per worker process."""
+    from .align import align_level
+
+    return _cached((src.ct, src.seg, src.body, src.level, spacing_mm),
+                   lambda: align_level(*_load(src), src.level, src.numbering, spacing_mm))
 
 
 def scale_level_hu(ct, seg, body, level: str, numbering: str, target_hu: float):
@@ -110,7 +127,7 @@ def _ct_model(spec: TrialSpec, patient, src):
     from ..anatomy.fracture import fracture_level
     from ..model.vertebra import vertebra_from_ct
 
-    ct, seg, body = _load(src)
+    ct, seg, body, tilt, turned = _source_volumes(src, spec.spacing_mm)
     ct2, factor = scale_level_hu(ct, seg, body, src.level, src.numbering, patient.trabecular_hu)
     cortical = None if patient.cortical_break == "none" else patient.cortical_break
     f = fracture_level(ct2, seg, src.level, patient.fracture_type, patient.genant_grade, cleft=patient.cleft,
@@ -118,7 +135,8 @@ def _ct_model(spec: TrialSpec, patient, src):
                        body=body, numbering=src.numbering)
     v = vertebra_from_ct(f.ct, f.seg, src.level, body=f.body, numbering=src.numbering, spacing_mm=spec.spacing_mm,
                          fracture_zone=f.zone)
-    return v, {"hu_scale": factor, "fracture_deformity": float(f.deformity_measured)}
+    return v, {"hu_scale": factor, "fracture_deformity": float(f.deformity_measured), "level_tilt_deg": tilt,
+               "turned_upright": turned}
 
 
 def _phantom_model(spec: TrialSpec, patient, src):
@@ -128,7 +146,8 @@ def _phantom_model(spec: TrialSpec, patient, src):
     ph = make_phantom(level=src.level, fracture=patient.fracture_type, grade=patient.genant_grade, cleft=patient.cleft,
                       cortical_defect=patient.cortical_break != "none", trabecular_hu=patient.trabecular_hu,
                       spacing_mm=spec.spacing_mm, seed=patient.fracture_seed)
-    return vertebra_from_phantom(ph), {"hu_scale": math.nan, "fracture_deformity": ph.spec.deformity_fraction}
+    return vertebra_from_phantom(ph), {"hu_scale": math.nan, "fracture_deformity": ph.spec.deformity_fraction,
+                                       "level_tilt_deg": 0.0, "turned_upright": False}
 
 
 def _arm_row(name: str, run, body_ml: float) -> dict:
