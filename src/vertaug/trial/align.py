@@ -62,8 +62,8 @@ def rotation_onto_z(height_axis) -> np.ndarray:
 def _grid(vol, centre_mm: np.ndarray, spacing_mm: float):
     """Affine and shape of the aligned grid: the source's axis directions, ``spacing_mm`` voxels, a cube about the
     centre (sign of each axis kept, so a canonical source gives a canonical grid)."""
-    signs = np.sign(np.diag(vol.affine_mm)[:3])
-    n = int(math.ceil(2 * HALF_EXTENT_MM / spacing_mm)) + 1
+    signs = np.where(np.diag(vol.affine_mm)[:3] < 0, -1.0, 1.0)
+    n = math.ceil(2 * HALF_EXTENT_MM / spacing_mm) + 1
     aff = np.eye(4)
     aff[:3, :3] = np.diag(signs * spacing_mm)
     aff[:3, 3] = centre_mm - aff[:3, :3] @ np.full(3, (n - 1) / 2)

@@ -150,27 +150,9 @@ def _phantom_model(spec: TrialSpec, patient, src):
                                        "level_tilt_deg": 0.0, "turned_upright": False}
 
 
-def _arm_row(name: str, run, body_ml: float) -> dict:
-    out = run.outcome
-    inj, h = out.injection, out.heights
-    row = {"procedure": name, "injected_ml": inj.injected_ml, "leaked_ml": inj.leaked_ml,
-           **{f"leaked_ml_{r}": float(v) for r, v in sorted(inj.leaked_ml_by_route.items())},
-           "leak_fraction": inj.leak_fraction, "fill_fraction_of_body": inj.fill_fraction_of_body,
-           "max_injection_pressure_pa": inj.max_injection_pressure_pa, "injection_time_s": inj.injection_time_s,
-           "stop_reason": inj.stop_reason, "leak_on_ct": inj.leak_on_ct,
-           "leak_on_fluoroscopy": inj.leak_on_fluoroscopy,
-           "height_anterior_before_mm": h.before.anterior_mm, "height_anterior_after_mm": h.after.anterior_mm,
-           "height_restored_mm": h.restored_mm, "wedge_angle_before_deg": h.before.wedge_angle_deg,
-           "wedge_angle_after_deg": h.after.wedge_angle_deg,
-           "angle_correction_deg": h.before.wedge_angle_deg - h.after.wedge_angle_deg,
-           "balloon_ml": out.balloon.balloon_volume_ml if out.balloon is not None else math.nan,
-           "body_volume_ml": body_ml, "arm_s": float(sum(run.timings_s.values())),
-           "note": "; ".join((*out.notes, *run.notes))[:300]}
-    return row
-
-
 def trial_task(spec: TrialSpec, case, sample: dict) -> list[dict]:
     """One patient through every arm: one row per arm (a module-level function: it travels to Dask workers)."""
+    from ..cohort.tasks import outcome_row
     from ..model.trajectory import plan_trajectories
     from ..study import run_procedure, run_study
     from .arms import arm_plan
@@ -187,8 +169,8 @@ def trial_task(spec: TrialSpec, case, sample: dict) -> list[dict]:
     for name in arms:
         if name not in runs:
             runs[name] = run_procedure(v, plans[name], tr, thermal=False, mechanics=False)
-    base = {**{k: val for k, val in patient.to_dict().items() if k != "patient_id"}, **extra}
-    return [{**_arm_row(name, runs[name], body_ml), **base} for name in arms]
+    base = {**{k: val for k, val in patient.to_dict().items() if k != "patient_id"}, **extra, "body_volume_ml": body_ml}
+    return [{**outcome_row(runs[name], name), **base} for name in arms]
 
 
 def make_cases(spec: TrialSpec) -> list:
