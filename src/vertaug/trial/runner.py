@@ -34,8 +34,9 @@ import numpy as np
 
 __all__ = ["TrialSpec", "make_cases", "run_trial", "scale_level_hu", "trial_task"]
 
-#: CT volumes kept per worker process (the bundled CT serves five sources)
-CT_CACHE_SIZE = 4
+#: entries kept per worker process: the read volumes of each CT file and each source level's (turned) volumes; the
+#: shipped population has 2 files and 6 CT levels, a few MB each
+CT_CACHE_SIZE = 16
 _CT_CACHE: OrderedDict = OrderedDict()
 
 
