@@ -195,7 +195,7 @@ def _midline_x(v: Vertebra, f: _Frame, band_vox: float) -> float:
 
 def min_sections(s_mm: float) -> int:
     """Sections a pedicle needs on a grid of ``s_mm``: ``MIN_PEDICLE_MM`` of slices, at least two (an axis)."""
-    return max(2, int(round(MIN_PEDICLE_MM / s_mm)))
+    return max(2, round(MIN_PEDICLE_MM / s_mm))
 
 
 def _pedicle_run(secs: list, s_mm: float) -> list:
