@@ -24,7 +24,7 @@ def main(out_dir: str | Path = "trial-example", patients: int = 8, scheduler: st
     print(markdown(summary))
     arms = summary["arms"]
     return {"patients": run.n_tasks, "failed": run.n_failed, "paired": summary["n_patients_paired"],
-            "VP_arm_s": arms["VP"]["arm_s_mean"], "KP_arm_s": arms["KP"]["arm_s_mean"],
+            "VP_procedure_s": arms["VP"]["procedure_s_mean"], "KP_procedure_s": arms["KP"]["procedure_s_mean"],
             "KP_minus_VP_height_mm": summary["table"][2]["simulated"]["estimate"],
             "VP_injected_ml": arms["VP"]["injected_ml_mean"], "KP_injected_ml": arms["KP"]["injected_ml_mean"]}
 

@@ -194,7 +194,7 @@ def test_pedicle_run_starts_behind_a_small_rim_section():
     without the body map, areas in voxels, 1 mm model)."""
     import numpy as np
 
-    from vertaug.model.trajectory import MIN_SECTIONS, _pedicle_run
+    from vertaug.model.trajectory import _pedicle_run, min_sections
 
     areas = [113, 269, 303, 224, 162, 146, 145, 154]
     secs = [(-4 - i, np.ones(a, bool)) for i, a in enumerate(areas)]
@@ -203,4 +203,4 @@ def test_pedicle_run_starts_behind_a_small_rim_section():
     # a run that is long enough from the first section is unchanged (and ends where the area doubles)
     secs2 = [(-4 - i, np.ones(a, bool)) for i, a in enumerate([150, 160, 170, 180, 200, 400])]
     assert [u for u, _ in _pedicle_run(secs2, 1.0)] == [-4, -5, -6, -7, -8]
-    assert len(run) >= MIN_SECTIONS
+    assert len(run) >= min_sections(1.0)

@@ -23,13 +23,16 @@ Row columns (scalars, units in the names): ``injected_ml``, ``leaked_ml``, ``lea
 ``leak_fraction``, ``fill_fraction_of_body``, ``max_injection_pressure_pa`` (plunger), ``max_injection_pressure_bone_pa``
 (bone at the cannula tip, gauge), ``injection_time_s``, ``stop_reason`` (the clinical rule that ended the injection:
 planned volume, cement in the posterior quarter, leak visible on fluoroscopy, injector stalled), ``leak_on_ct`` and
-``leak_on_fluoroscopy`` (bool: the leak above each modality's detection limit), ``height_restored_mm`` (VP: 0.0, the cement moves no
-endplate in this model), ``height_anterior_mm`` and ``wedge_angle_deg`` after treatment (both procedures measured by
-:func:`vertaug.model.heights.height_change`), ``balloon_ml`` and ``balloon_final_pressure_pa`` (NaN for VP),
+``leak_on_fluoroscopy`` (bool: the leak above each modality's detection limit), ``height_restored_mm`` (VP: the postural and
+hydraulic lift of physics/reduction.py, often below one voxel), ``height_anterior_mm`` and ``wedge_angle_deg`` after treatment and ``height_anterior_mm_before``,
+``wedge_angle_deg_before`` (the names of ``Outcome.metrics``; both procedures measured by
+:func:`vertaug.model.heights.height_change`), ``angle_correction_deg`` (wedge angle before - after),
+``balloon_ml`` (planned, per balloon) and ``balloon_final_pressure_pa`` (NaN without a balloon),
 ``n_cannulas``, ``procedure_s`` (wall time of this procedure's simulation, s), ``permeability_scale_applied`` (bool:
 whether the model the cement was injected into kept the sampled trabecular permeability; see below) and ``note``
 (the outcome's notes, at most ``NOTE_CHARS`` characters). :func:`compare_task` adds ``peak_temperature_c``,
-``peak_temperature_canal_c``, ``necrosis_volume_ml``, ``peak_time_after_mixing_min`` and ``exotherm_s`` (exotherm,
+``peak_temperature_canal_c``, ``time_above_50c_canal_s``, ``necrosis_volume_ml``, ``peak_time_after_mixing_min`` and
+``exotherm_s`` (exotherm,
 procedures/exotherm.py),
 ``stiffness_n_per_mm``, ``strength_n`` of the treated level, ``pre_stiffness_n_per_mm``, ``pre_strength_n`` of the
 untreated level under the same sampled materials and ``mechanics_s`` (wall time of the three FE solves together; voxel
@@ -58,7 +61,8 @@ import numpy as np
 from ..errors import ParameterError
 from ..physics.flow import ROUTES
 
-__all__ = ["CEMENT_OF_PRESET", "NOTE_CHARS", "compare_task", "procedure_specs", "procedures_task", "sampled_vertebra"]
+__all__ = ["CEMENT_OF_PRESET", "NOTE_CHARS", "compare_task", "outcome_row", "procedure_specs", "procedures_task",
+           "sampled_vertebra"]
 
 #: Sampled cement preset -> name of the rheology preset.
 CEMENT_OF_PRESET = {"low_viscosity": "low", "high_viscosity": "high"}
@@ -115,47 +119,45 @@ def _clip_note(note: str) -> str:
     return note if len(note) <= NOTE_CHARS else note[: NOTE_CHARS - 3] + "..."
 
 
-#: the stage timer of each procedure's own simulation (vertaug.study.run_procedure)
-_PROCEDURE_STAGE = {"VP": "vertebroplasty", "KP": "kyphoplasty"}
+def outcome_row(run, name: str | None = None, permeability_scale: float | None = None) -> dict:
+    """One row of a procedure run: its :class:`~vertaug.procedures.outcome.InjectionMetrics`, heights, balloon and
+    exotherm flattened into scalars (columns in the module docstring). The one flattening of a run into a table row:
+    the cohort tasks and the trial (``vertaug.trial.runner``, ``name`` = the arm) both use it.
 
-
-def _row(run, permeability_scale: float) -> dict:
-    """One row of a procedure run (columns in the module docstring)."""
-    out, name = run.outcome, run.name
-    inj = out.injection
-    kept = out.model_after.materials.permeability_scale == permeability_scale
-    lost = None if kept else ("permeability_scale not applied: the treated model's trabecular permeability differs "
-                              "from the sample's")
-    row = {
-        "procedure": name,
-        "injected_ml": inj.injected_ml,
-        "leaked_ml": inj.leaked_ml,
-        **{f"leaked_ml_{r}": float(inj.leaked_ml_by_route.get(r, 0.0)) for r in ROUTES},
-        "leak_fraction": inj.leak_fraction,
-        "fill_fraction_of_body": inj.fill_fraction_of_body,
-        "max_injection_pressure_pa": inj.max_injection_pressure_pa,
-        "max_injection_pressure_bone_pa": inj.max_injection_pressure_bone_pa,
-        "injection_time_s": inj.injection_time_s,
-        "stop_reason": inj.stop_reason,
-        "leak_on_ct": inj.leak_on_ct,
-        "leak_on_fluoroscopy": inj.leak_on_fluoroscopy,
-        "height_restored_mm": out.heights.restored_mm,
-        "height_anterior_mm": out.heights.after.anterior_mm,
-        "wedge_angle_deg": out.heights.after.wedge_angle_deg,
-        "balloon_ml": out.inputs.get("balloon_ml") if name == "KP" else math.nan,
-        "balloon_final_pressure_pa": out.balloon.balloon_final_pressure_pa if out.balloon is not None else math.nan,
-        "n_cannulas": len(out.inputs.get("tips_ijk", ())),
-        "procedure_s": run.timings_s[_PROCEDURE_STAGE[name]],
-        "permeability_scale_applied": kept,
-        "note": _clip_note("; ".join(filter(None, (lost, *out.notes, *run.notes)))),
-    }
+    ``permeability_scale``: the sample's trabecular permeability factor; when given, ``permeability_scale_applied``
+    checks that the treated model carries it.
+    """
+    out = run.outcome
+    inj, h = out.injection, out.heights
+    lost = None
+    row = {"procedure": name or run.name, "injected_ml": inj.injected_ml, "leaked_ml": inj.leaked_ml,
+           **{f"leaked_ml_{r}": float(inj.leaked_ml_by_route.get(r, 0.0)) for r in ROUTES},
+           "leak_fraction": inj.leak_fraction, "fill_fraction_of_body": inj.fill_fraction_of_body,
+           "max_injection_pressure_pa": inj.max_injection_pressure_pa,
+           "max_injection_pressure_bone_pa": inj.max_injection_pressure_bone_pa,
+           "injection_time_s": inj.injection_time_s, "stop_reason": inj.stop_reason, "leak_on_ct": inj.leak_on_ct,
+           "leak_on_fluoroscopy": inj.leak_on_fluoroscopy,
+           "height_anterior_mm_before": h.before.anterior_mm, "wedge_angle_deg_before": h.before.wedge_angle_deg,
+           "height_anterior_mm": h.after.anterior_mm, "wedge_angle_deg": h.after.wedge_angle_deg,
+           "height_restored_mm": h.restored_mm,
+           "angle_correction_deg": h.before.wedge_angle_deg - h.after.wedge_angle_deg,
+           "balloon_ml": out.inputs.get("balloon_ml", math.nan) if out.balloon is not None else math.nan,
+           "balloon_final_pressure_pa": out.balloon.balloon_final_pressure_pa if out.balloon is not None else math.nan,
+           "n_cannulas": len(out.inputs.get("tips_ijk", ())),
+           "procedure_s": run.timings_s[type(run.plan).__name__.lower()]}
+    if permeability_scale is not None:
+        kept = out.model_after.materials.permeability_scale == permeability_scale
+        row["permeability_scale_applied"] = kept
+        lost = None if kept else ("permeability_scale not applied: the treated model's trabecular permeability "
+                                  "differs from the sample's")
+    row["note"] = _clip_note("; ".join(filter(None, (lost, *out.notes, *run.notes))))
     if run.exotherm is not None:
         ex = run.exotherm.metrics
         row.update({"peak_temperature_c": ex.peak_temperature_c, "peak_temperature_canal_c": ex.peak_temperature_canal_c,
-                    "necrosis_volume_ml": ex.necrosis_volume_ml,
+                    "necrosis_volume_ml": ex.necrosis_volume_ml, "time_above_50c_canal_s": ex.time_above_50c_canal_s,
                     "peak_time_after_mixing_min": ex.peak_time_after_mixing_min,
-                    "exotherm_s": run.timings_s[f"exotherm_{name}"]})
-    return row
+                    "exotherm_s": run.timings_s[f"exotherm_{run.name}"]})
+    return {k: _plain(v) for k, v in row.items()}
 
 
 def _mechanics_columns(study) -> dict:
@@ -186,7 +188,7 @@ def _run_procedures(case, sample: dict, thermal: bool = False, mechanics: bool =
     study = run_study(v, vp_spec, kp_spec, thermal=thermal, mechanics=mechanics, workers=1,
                       trajectories={"bipedicular": trajectories})
     scale = v.materials.permeability_scale
-    rows = {name: _row(run, scale) for name, run in study.runs.items()}
+    rows = {name: outcome_row(run, permeability_scale=scale) for name, run in study.runs.items()}
     if mechanics:
         for name, cols in _mechanics_columns(study).items():
             rows[name].update(cols)

@@ -16,9 +16,9 @@ Pedicles (rule, see docs/trajectory.md):
 * a section is kept if its area is at least ``MIN_SECTION_FRACTION`` of the median area on its side (drops the
   slivers next to the body rim); the pedicle is the contiguous run of kept slices from the most anterior one back
   over ``PEDICLE_LENGTH_MM``, ending early where the area grows past ``PEDICLE_AREA_GROWTH`` times the run's least
-  (behind it the sections grow into the laminae and facets); at least ``MIN_SECTIONS`` slices are needed: a run
-  that is shorter starts again at the next kept slice behind its start, and where none is long enough there is no
-  pedicle on that side;
+  (behind it the sections grow into the laminae and facets); the run must span at least ``MIN_PEDICLE_MM``
+  (``min_sections``: 3 slices at 1 mm, 2 at 1.5 mm, never fewer than 2 for an axis): a run that is shorter starts
+  again at the next kept slice behind its start, and where none is long enough there is no pedicle on that side;
 * the pedicle axis is the least-squares line through the centroids of its sections; the width of a section is
   its widest transverse chord (along r); the isthmus is the section of least width (the middle one of ties).
 
@@ -67,7 +67,7 @@ __all__ = [
 PEDICLE_BAND_MM = 15.0  # pedicle sections are sought this far behind the posterior wall
 MIN_SECTION_FRACTION = 0.5  # of the median section area on that side
 MIN_SECTION_MM2 = 6.0  # smaller sections are noise
-MIN_SECTIONS = 3
+MIN_PEDICLE_MM = 3.0  # the pedicle's run of sections spans at least this (a length, so the rule holds on any grid)
 PEDICLE_LENGTH_MM = 6.0  # the pedicle sections taken from its body end backwards
 PEDICLE_AREA_GROWTH = 2.0  # ... ending early where the section grows past this times the least (lamina, facets)
 TIP_AP_FRACTION = 0.72  # of the AP depth from the posterior wall: anterior third, 70-75 %
@@ -193,10 +193,15 @@ def _midline_x(v: Vertebra, f: _Frame, band_vox: float) -> float:
     return 0.0
 
 
+def min_sections(s_mm: float) -> int:
+    """Sections a pedicle needs on a grid of ``s_mm``: ``MIN_PEDICLE_MM`` of slices, at least two (an axis)."""
+    return max(2, round(MIN_PEDICLE_MM / s_mm))
+
+
 def _pedicle_run(secs: list, s_mm: float) -> list:
     """The pedicle's sections: drop slivers, then the contiguous run from the most anterior kept section back over
     ``PEDICLE_LENGTH_MM``, ending early where the area grows past ``PEDICLE_AREA_GROWTH`` times the run's least.
-    Where that run is shorter than ``MIN_SECTIONS`` (a small section at the body rim followed by the pedicle's base,
+    Where that run is shorter than ``min_sections(s_mm)`` (a small section at the body rim followed by the pedicle's base,
     more than twice its area: a body taken from the vertebra label without a body map ends a little in front of
     the pedicle on a coarse CT), the run starts at the next kept section behind it."""
     areas = np.array([m.sum() for _, m in secs], float)
@@ -210,7 +215,7 @@ def _pedicle_run(secs: list, s_mm: float) -> list:
                 break
             run.append(i)
             u -= 1
-        if len(run) >= MIN_SECTIONS:
+        if len(run) >= min_sections(s_mm):
             break
     return [secs[i] for i in run]
 
@@ -247,10 +252,10 @@ def find_pedicles(v: Vertebra) -> dict[str, Pedicle]:
             found[f.side_of(side_sign)].append((u, parts == k))
     out: dict[str, Pedicle] = {}
     for side, secs in found.items():
-        if len(secs) < MIN_SECTIONS:
+        if len(secs) < min_sections(s):
             continue
         keep = _pedicle_run(secs, s)
-        if len(keep) < MIN_SECTIONS:
+        if len(keep) < min_sections(s):
             continue
         cents, widths = [], []
         for u, m in keep:

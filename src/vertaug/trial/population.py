@@ -12,7 +12,10 @@ The file (default: ``population.toml`` next to this module; its comments documen
 
 Sampling: one ``numpy.random.Generator`` (PCG64, seeded ``SeedSequence(seed)``) draws, per patient in order, the
 source, type, grade, cleft, endplate break, cortical break, density and the fracture-line seed: the same file and seed
-give the same patients on any machine. Every problem of the file (TOML syntax, unknown key, a probability outside
+give the same patients on any machine. A source's ``fracture_types`` (default: all three) restricts its type draw to
+those types, the type table renormalised over them: a level whose scan cannot grade a type (the TPTBox L3's
+neighbours are cut by the field of view, so a crush, graded against the neighbours' posterior heights, cannot be
+built) is never given it. Every problem of the file (TOML syntax, unknown key, a probability outside
 0..1, a table that does not sum to 1, an unknown arm) raises :class:`PopulationError` naming the key, before anything
 runs.
 """
@@ -39,7 +42,7 @@ CORTICAL = ("none", "anterior", "lateral", "posterior")
 #: a probability table must sum to 1 within this
 SUM_TOLERANCE = 1e-6
 _TOP_KEYS = {"trial", "source", "fracture", "density", "arms"}
-_SOURCE_KEYS = {"id", "ct", "seg", "body", "numbering", "level", "weight", "optional", "phantom"}
+_SOURCE_KEYS = {"id", "ct", "seg", "body", "numbering", "level", "weight", "optional", "phantom", "fracture_types"}
 _FRACTURE_KEYS = {"type", "grade", "cleft", "endplate_break", "cortical_break"}
 _DENSITY_KEYS = {"mean_hu", "sd_hu", "min_hu", "max_hu"}
 _TRIAL_KEYS = {"patients", "seed", "spacing_mm"}
@@ -61,6 +64,7 @@ class Source:
     body: str | None = None
     numbering: str = "v2"
     phantom: bool = False
+    fracture_types: tuple[str, ...] = FRACTURE_TYPES  # the Genant types this level can be given (see _source)
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,15 @@ def _table(path, key: str, table, names) -> dict:
     return probs
 
 
+def _fracture_types(path: Path, key: str, value) -> tuple[str, ...]:
+    """A source's ``fracture_types``: a non-empty list of Genant types (a level whose scan cannot grade a type, e.g. a
+    crush without an intact neighbour in view, is never given it)."""
+    if not isinstance(value, list) or not value or any(v not in FRACTURE_TYPES for v in value):
+        raise _fail(path, f"{key}.fracture_types", f"= {value!r} is not a list of fracture types",
+                    f"give a non-empty list of {list(FRACTURE_TYPES)}.")
+    return tuple(t for t in FRACTURE_TYPES if t in value)
+
+
 def _source(path: Path, i: int, raw: dict, notes: list[str]) -> Source | None:
     key = f"source[{i}]"
     if not isinstance(raw, dict):
@@ -146,7 +159,8 @@ def _source(path: Path, i: int, raw: dict, notes: list[str]) -> Source | None:
         if not isinstance(raw.get(need), str):
             raise _fail(path, f"{key}.{need}", "is missing", f"give every [[source]] an {need} (a string).")
     weight = _number(path, f"{key}.weight", raw.get("weight", 1.0), 0.0)
-    common = {"source_id": raw["id"], "level": raw["level"], "weight": weight}
+    common = {"source_id": raw["id"], "level": raw["level"], "weight": weight,
+              "fracture_types": _fracture_types(path, key, raw.get("fracture_types", list(FRACTURE_TYPES)))}
     if raw.get("phantom"):
         return Source(**common, phantom=True)
     ct = raw.get("ct")
@@ -181,6 +195,15 @@ def _sources(path: Path, raw, notes: list[str]) -> tuple[Source, ...]:
     return out
 
 
+def _check_types(pop: Population) -> Population:
+    """Every source with a weight must be able to take a type of positive probability."""
+    for s in pop.sources:
+        if s.weight > 0 and sum(pop.fracture_type[t] for t in s.fracture_types) <= 0:
+            raise _fail(pop.path, f"source {s.source_id!r} fracture_types", f"= {list(s.fracture_types)} has "
+                        "probability 0 in fracture.type", "allow a type with a positive share, or set weight = 0.")
+    return pop
+
+
 def _density(path: Path, raw) -> dict[str, float]:
     if not isinstance(raw, dict):
         raise _fail(path, "table density", "is missing", "give mean_hu, sd_hu, min_hu and max_hu.")
@@ -210,7 +233,7 @@ def load_population(path: str | Path | None = None) -> Population:
     _check_keys(path, "trial", trial, _TRIAL_KEYS)
     frac = raw.get("fracture", {})
     _check_keys(path, "fracture", frac, _FRACTURE_KEYS)
-    return Population(
+    return _check_types(Population(
         path=path, sources=_sources(path, raw.get("source"), notes),
         fracture_type=_table(path, "fracture.type", frac.get("type"), FRACTURE_TYPES),
         grade=_table(path, "fracture.grade", frac.get("grade"), GRADES),
@@ -222,12 +245,18 @@ def load_population(path: str | Path | None = None) -> Population:
         patients=int(_number(path, "trial.patients", trial.get("patients", 40), 1, 100000)),
         seed=int(_number(path, "trial.seed", trial.get("seed", 0), 0, 2**63 - 1)),
         spacing_mm=_number(path, "trial.spacing_mm", trial.get("spacing_mm", 1.5), 0.5, 3.0),
-        notes=tuple(notes))
+        notes=tuple(notes)))
 
 
 def _choice(rng: np.random.Generator, table: dict):
     keys = list(table)
     return keys[int(rng.choice(len(keys), p=np.array([table[k] for k in keys], float)))]
+
+
+def _allowed(table: dict, names: tuple[str, ...]) -> dict:
+    """The type table restricted to a source's types, renormalised (the full table, unchanged, for most sources)."""
+    total = sum(table[k] for k in names)
+    return {k: table[k] / total for k in table if k in names}
 
 
 def _truncated_normal(rng: np.random.Generator, d: dict[str, float]) -> float:
@@ -252,7 +281,7 @@ def sample_patients(pop: Population, n: int, seed: int) -> list[Patient]:
     out = []
     for i in range(n):
         src = _choice(rng, weights)
-        kind = _choice(rng, pop.fracture_type)
+        kind = _choice(rng, _allowed(pop.fracture_type, pop.source(src).fracture_types))
         grade = int(_choice(rng, pop.grade))
         cleft = bool(rng.random() < pop.cleft)
         endplate = bool(rng.random() < pop.endplate_break)

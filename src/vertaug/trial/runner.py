@@ -5,8 +5,10 @@ the patient id, one sample): resumable Parquet parts, a failed patient recorded 
 on, a progress bar, a local cluster by default or ``scheduler='tcp://host:8786'``. The task (:func:`trial_task`)
 builds the patient's fractured level and runs the arms on it through the study chain:
 
-1. the source level (a CT level or a phantom); for a CT, the HU of the level's vertebra label are scaled so that its
-   median trabecular (body) HU becomes the patient's ``trabecular_hu`` (see :func:`scale_level_hu`);
+1. the source level (a CT level or a phantom); a CT level tilted beyond the balloon model's limit (the bundled L5,
+   28.6 deg) is first turned upright on a grid of the model's spacing (:mod:`vertaug.trial.align`); the HU of the
+   level's vertebra label are scaled so that its median trabecular (body) HU becomes the patient's ``trabecular_hu``
+   (see :func:`scale_level_hu`);
 2. the virtual fracture (``anatomy.fracture.fracture_level``: type, grade, cleft, endplate and cortical breaks, the
    patient's fracture-line seed) and the model (``vertebra_from_ct(..., fracture_zone=f.zone)``); a phantom is built
    fractured (``make_phantom(fracture=, grade=, cleft=, cortical_defect=, trabecular_hu=)``);
@@ -32,8 +34,9 @@ import numpy as np
 
 __all__ = ["TrialSpec", "make_cases", "run_trial", "scale_level_hu", "trial_task"]
 
-#: CT volumes kept per worker process (the bundled CT serves five sources)
-CT_CACHE_SIZE = 4
+#: entries kept per worker process: the read volumes of each CT file and each source level's (turned) volumes; the
+#: shipped population has 2 files and 6 CT levels, a few MB each
+CT_CACHE_SIZE = 16
 _CT_CACHE: OrderedDict = OrderedDict()
 
 
@@ -63,20 +66,35 @@ class TrialSpec:
         return next(s for s in self.sources if s.source_id == source_id)
 
 
-def _load(src):
-    """(ct, seg, body) Volumes of a CT source, cached per worker process."""
-    from ..anatomy.io import load_ct, load_labels
-
-    key = (src.ct, src.seg, src.body)
+def _cached(key, make):
     if key not in _CT_CACHE:
-        ct = load_ct(src.ct)
-        seg = load_labels(src.seg, reference=ct, what="segmentation")
-        body = load_labels(src.body, reference=ct, what="vertebrae_body map") if src.body else None
-        _CT_CACHE[key] = (ct, seg, body)
+        _CT_CACHE[key] = make()
         while len(_CT_CACHE) > CT_CACHE_SIZE:
             _CT_CACHE.popitem(last=False)
     _CT_CACHE.move_to_end(key)
     return _CT_CACHE[key]
+
+
+def _load(src):
+    """(ct, seg, body) Volumes of a CT source, cached per worker process."""
+    from ..anatomy.io import load_ct, load_labels
+
+    def read():
+        ct = load_ct(src.ct)
+        seg = load_labels(src.seg, reference=ct, what="segmentation")
+        body = load_labels(src.body, reference=ct, what="vertebrae_body map") if src.body else None
+        return ct, seg, body
+
+    return _cached((src.ct, src.seg, src.body), read)
+
+
+def _source_volumes(src, spacing_mm: float):
+    """(ct, seg, body, tilt_deg, turned) of a CT source's level, turned upright where the balloon model needs it
+    (:func:`vertaug.trial.align.align_level`), cached per worker process."""
+    from .align import align_level
+
+    return _cached((src.ct, src.seg, src.body, src.level, spacing_mm),
+                   lambda: align_level(*_load(src), src.level, src.numbering, spacing_mm))
 
 
 def scale_level_hu(ct, seg, body, level: str, numbering: str, target_hu: float):
@@ -110,7 +128,7 @@ def _ct_model(spec: TrialSpec, patient, src):
     from ..anatomy.fracture import fracture_level
     from ..model.vertebra import vertebra_from_ct
 
-    ct, seg, body = _load(src)
+    ct, seg, body, tilt, turned = _source_volumes(src, spec.spacing_mm)
     ct2, factor = scale_level_hu(ct, seg, body, src.level, src.numbering, patient.trabecular_hu)
     cortical = None if patient.cortical_break == "none" else patient.cortical_break
     f = fracture_level(ct2, seg, src.level, patient.fracture_type, patient.genant_grade, cleft=patient.cleft,
@@ -118,7 +136,8 @@ def _ct_model(spec: TrialSpec, patient, src):
                        body=body, numbering=src.numbering)
     v = vertebra_from_ct(f.ct, f.seg, src.level, body=f.body, numbering=src.numbering, spacing_mm=spec.spacing_mm,
                          fracture_zone=f.zone)
-    return v, {"hu_scale": factor, "fracture_deformity": float(f.deformity_measured)}
+    return v, {"hu_scale": factor, "fracture_deformity": float(f.deformity_measured), "level_tilt_deg": tilt,
+               "turned_upright": turned}
 
 
 def _phantom_model(spec: TrialSpec, patient, src):
@@ -128,30 +147,13 @@ def _phantom_model(spec: TrialSpec, patient, src):
     ph = make_phantom(level=src.level, fracture=patient.fracture_type, grade=patient.genant_grade, cleft=patient.cleft,
                       cortical_defect=patient.cortical_break != "none", trabecular_hu=patient.trabecular_hu,
                       spacing_mm=spec.spacing_mm, seed=patient.fracture_seed)
-    return vertebra_from_phantom(ph), {"hu_scale": math.nan, "fracture_deformity": ph.spec.deformity_fraction}
-
-
-def _arm_row(name: str, run, body_ml: float) -> dict:
-    out = run.outcome
-    inj, h = out.injection, out.heights
-    row = {"procedure": name, "injected_ml": inj.injected_ml, "leaked_ml": inj.leaked_ml,
-           **{f"leaked_ml_{r}": float(v) for r, v in sorted(inj.leaked_ml_by_route.items())},
-           "leak_fraction": inj.leak_fraction, "fill_fraction_of_body": inj.fill_fraction_of_body,
-           "max_injection_pressure_pa": inj.max_injection_pressure_pa, "injection_time_s": inj.injection_time_s,
-           "stop_reason": inj.stop_reason, "leak_on_ct": inj.leak_on_ct,
-           "leak_on_fluoroscopy": inj.leak_on_fluoroscopy,
-           "height_anterior_before_mm": h.before.anterior_mm, "height_anterior_after_mm": h.after.anterior_mm,
-           "height_restored_mm": h.restored_mm, "wedge_angle_before_deg": h.before.wedge_angle_deg,
-           "wedge_angle_after_deg": h.after.wedge_angle_deg,
-           "angle_correction_deg": h.before.wedge_angle_deg - h.after.wedge_angle_deg,
-           "balloon_ml": out.balloon.balloon_volume_ml if out.balloon is not None else math.nan,
-           "body_volume_ml": body_ml, "arm_s": float(sum(run.timings_s.values())),
-           "note": "; ".join((*out.notes, *run.notes))[:300]}
-    return row
+    return vertebra_from_phantom(ph), {"hu_scale": math.nan, "fracture_deformity": ph.spec.deformity_fraction,
+                                       "level_tilt_deg": 0.0, "turned_upright": False}
 
 
 def trial_task(spec: TrialSpec, case, sample: dict) -> list[dict]:
     """One patient through every arm: one row per arm (a module-level function: it travels to Dask workers)."""
+    from ..cohort.tasks import outcome_row
     from ..model.trajectory import plan_trajectories
     from ..study import run_procedure, run_study
     from .arms import arm_plan
@@ -168,8 +170,8 @@ def trial_task(spec: TrialSpec, case, sample: dict) -> list[dict]:
     for name in arms:
         if name not in runs:
             runs[name] = run_procedure(v, plans[name], tr, thermal=False, mechanics=False)
-    base = {**{k: val for k, val in patient.to_dict().items() if k != "patient_id"}, **extra}
-    return [{**_arm_row(name, runs[name], body_ml), **base} for name in arms]
+    base = {**{k: val for k, val in patient.to_dict().items() if k != "patient_id"}, **extra, "body_volume_ml": body_ml}
+    return [{**outcome_row(runs[name], name), **base} for name in arms]
 
 
 def make_cases(spec: TrialSpec) -> list:

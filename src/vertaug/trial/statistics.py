@@ -134,7 +134,7 @@ def summarise(rows: list[dict], arms: list[str]) -> dict:
                      "injected_ml_mean": _mean([per_arm[a][i]["injected_ml"] for i in ids]),
                      "height_restored_mm_mean": _mean([per_arm[a][i]["height_restored_mm"] for i in ids]),
                      "angle_correction_deg_mean": _mean([per_arm[a][i]["angle_correction_deg"] for i in ids]),
-                     "arm_s_mean": _mean([r["arm_s"] for r in per_arm[a].values()])} for a in arms}
+                     "procedure_s_mean": _mean([r["procedure_s"] for r in per_arm[a].values()])} for a in arms}
     failed = [r for r in rows if r.get("status") != "ok"]
     return {"n_patients_paired": len(ids), "n_failed_patients": len({r["case_id"] for r in failed}),
             "failures": sorted({f"{r['case_id']}: {str(r.get('error'))[:160]}" for r in failed}),
@@ -179,7 +179,7 @@ def markdown(summary: dict) -> str:
     for a, s in summary["arms"].items():
         lines.append(f"| {a} | {s['n_ok']} | {s['leak_rate']:.2f} | {s['leaked_ml_mean']:.3f} | "
                      f"{s['injected_ml_mean']:.2f} | {s['height_restored_mm_mean']:.2f} | "
-                     f"{s['angle_correction_deg_mean']:.2f} | {s['arm_s_mean']:.1f} |")
+                     f"{s['angle_correction_deg_mean']:.2f} | {s['procedure_s_mean']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
