@@ -65,10 +65,10 @@ __all__ = [
     "build_hierarchy",
 ]
 
-OVER_CORRECTION = 1.6
+OVER_CORRECTION = 2.0
 MAX_COARSE_CELLS = 1000
 CHEBYSHEV_DEGREE = 2
-CHEBYSHEV_RANGE = 8.0
+CHEBYSHEV_RANGE = 6.0
 INNER_REDUCTION = 1e-4  # each float32 CG round reduces its residual by this factor (float32 eps ~ 6e-8)
 STAGNATION = 0.9  # a refinement round that cuts the float64 residual by less than 10 % ends the solve
 
@@ -136,15 +136,19 @@ class _Pattern:
         ijk = np.array(np.unravel_index(self.cells, self.shape))
         lo = ijk.min(axis=1)
         self.box = _even(ijk.max(axis=1) - lo + 1)
-        self.box_index = np.ravel_multi_index(tuple(ijk - lo[:, None]), self.box)
-        strides = np.array([self.shape[1] * self.shape[2], self.shape[2], 1])
-        rows = np.repeat(np.arange(self.cells.size), np.diff(A.indptr))
-        step = self.cells[A.indices] - self.cells[rows]
+        itype = np.int32 if max(np.prod(self.shape), 3 * np.prod(self.box), A.nnz) < 2**31 else np.int64
+        self.box_index = np.ravel_multi_index(tuple(ijk - lo[:, None]), self.box).astype(itype)
+        del ijk
+        strides = np.array([self.shape[1] * self.shape[2], self.shape[2], 1], dtype=itype)
+        cells = self.cells.astype(itype)
+        rows = np.repeat(np.arange(cells.size, dtype=itype), np.diff(A.indptr))
+        step = cells[A.indices]
+        step -= cells[rows]
         sel, dest = [], []
         for a in range(3):
-            e = np.flatnonzero(step == strides[a])
+            e = np.flatnonzero(step == strides[a]).astype(itype)
             sel.append(e)
-            dest.append(a * int(np.prod(self.box)) + self.box_index[rows[e]])
+            dest.append(itype(a * int(np.prod(self.box))) + self.box_index[rows[e]])
         if 2 * sum(e.size for e in sel) + int(np.count_nonzero(step == 0)) != step.size:
             raise ValueError("the matrix is not a symmetric 7-point operator on the given voxels")
         self.sel, self.dest = np.concatenate(sel), np.concatenate(dest)
