@@ -29,6 +29,7 @@ injection (sum of exit fluxes = injection rate) well below the 1e-6 that the flo
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -38,7 +39,7 @@ import scipy.sparse.linalg as spla
 
 from vertaug.errors import ParameterError
 
-__all__ = ["SolveStats", "PressureSolver", "BACKENDS"]
+__all__ = ["BACKENDS", "PressureSolver", "SolveStats"]
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
@@ -197,7 +198,7 @@ class PressureSolver:
         t0 = time.perf_counter()
         levels = self._ml.levels
         levels[0].A = A
-        for lo, hi in zip(levels[:-1], levels[1:]):
+        for lo, hi in itertools.pairwise(levels):
             hi.A = (lo.R @ lo.A @ lo.P).tocsr()
         self._ml.coarse_solver = coarse_grid_solver("splu")
         self.stats.setup_s += time.perf_counter() - t0
