@@ -38,6 +38,42 @@ def _shoot(exe: str, html: Path, png: Path, width: int, height: int) -> None:
                        check=True, capture_output=True, timeout=180)
 
 
+def console_messages(html: Path) -> tuple[list[str], str]:
+    """(the page's console messages and uncaught errors, as Chromium logs them; the DOM after its scripts ran)."""
+    exe = chromium()
+    if exe is None:
+        raise SystemExit("chromium not found: apt-get install chromium")
+    with tempfile.TemporaryDirectory() as profile:
+        res = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                              "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}", "--dump-dom",
+                              Path(html).resolve().as_uri()], check=True, capture_output=True, text=True,
+                             timeout=180)
+    return [line for line in res.stderr.splitlines() if ":CONSOLE" in line], res.stdout
+
+
+def shoot_only(html: Path, css_class: str, png: Path, width: int = 1200, height: int = 700) -> np.ndarray:
+    """A window-sized shot of a copy of ``html`` in which every top-level element but those of ``css_class`` is
+    hidden (one style rule added; the page's scripts run as in the original); the RGB pixels. (Chromium's
+    --screenshot of a page scrolled to a #fragment comes out blank, hence the copy.)"""
+    import matplotlib.image as mpimg
+
+    exe = chromium()
+    if exe is None:
+        raise SystemExit("chromium not found: apt-get install chromium")
+    page = Path(html).read_text(encoding="utf-8")
+    rule = f"<style>body>*:not(.{css_class}){{display:none!important}}</style></head>"
+    with tempfile.TemporaryDirectory() as tmp:
+        only = Path(tmp) / "only.html"
+        only.write_text(page.replace("</head>", rule, 1), encoding="utf-8")
+        subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        "--hide-scrollbars", f"--user-data-dir={tmp}/profile", f"--screenshot={png}",
+                        f"--window-size={width},{height}", only.resolve().as_uri()],
+                       check=True, capture_output=True, timeout=180)
+    return np.asarray(mpimg.imread(png))[..., :3].astype(float)
+
+
 def inspect(png: Path) -> dict:
     """What a reader would see: content height, blank bottom / right margins, coloured-pixel fraction."""
     import matplotlib.image as mpimg

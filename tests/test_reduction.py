@@ -64,3 +64,33 @@ def test_lift_labels_raises_the_fragment(wedge):
     assert hc.after.posterior_mm == pytest.approx(hc.before.posterior_mm)
     full = height_change(wedge, rd.lift_labels(wedge, dep, 100))
     assert full.after.anterior_mm <= full.before.posterior_mm + 1e-9  # never above the intact plane
+
+
+@pytest.mark.parametrize("kind", ["wedge", "biconcave", "crush"])
+def test_fragment_depression_follows_the_genant_reference(kind):
+    """The fragment's depression is the height lost, measured the one way, spread with the type's shape: lifting it
+    fully gives back the reference height (posterior for wedge, the neighbours' for crush; the superior half of the
+    dish for biconcave: the inferior endplate is not lifted), within one 2 mm voxel, and never moves the posterior
+    wall of a wedge."""
+    from vertaug.model.heights import height_change
+
+    v = vertebra_from_phantom(make_phantom(fracture=kind, grade=2, spacing_mm=2.0))
+    dep, ref_mm, note = rd.fragment_depression(v)
+    assert kind in note and dep.max() > 0
+    full = height_change(v, rd.lift_labels(v, dep, 100))
+    b, a = full.before, full.after
+    if kind == "wedge":
+        assert ref_mm == pytest.approx(b.posterior_mm)
+        assert a.anterior_mm == pytest.approx(b.posterior_mm, abs=2.0) and a.posterior_mm == b.posterior_mm
+    elif kind == "biconcave":
+        assert a.middle_mm - b.middle_mm == pytest.approx(0.5 * (b.posterior_mm - b.middle_mm), abs=2.0)
+    else:
+        m = v.morphometry
+        assert ref_mm == pytest.approx(b.posterior_mm / (1.0 - m.deformity_crush))  # the neighbours' height
+        assert ref_mm > b.posterior_mm + 4.0 and a.posterior_mm == pytest.approx(ref_mm, abs=2.0)
+        # the height lost is referenced to the neighbours too (model/heights.crush_reference_mm), not to the
+        # collapsed back wall: the full lift restores (nearly) all of it
+        assert full.reference_mm == pytest.approx(ref_mm)
+        assert full.lost_mm == pytest.approx(ref_mm - b.anterior_mm) and full.restored_pct_of_lost > 80.0
+    intact = vertebra_from_phantom(make_phantom(fracture="none", spacing_mm=2.0))
+    assert not rd.fragment_of(intact).any()

@@ -186,3 +186,21 @@ def test_bad_parameters(wedge):
         plan_trajectories(wedge, gauge_mm=0.0)
     with pytest.raises(ParameterError, match="side"):
         plan_trajectories(wedge, "unipedicular", side="middle")
+
+
+def test_pedicle_run_starts_behind_a_small_rim_section():
+    """A small first section (the body rim) followed by the pedicle's base at more than twice its area would end
+    the run after one section; the run then starts at the next kept section (sections of L1's right pedicle
+    without the body map, areas in voxels, 1 mm model)."""
+    import numpy as np
+
+    from vertaug.model.trajectory import MIN_SECTIONS, _pedicle_run
+
+    areas = [113, 269, 303, 224, 162, 146, 145, 154]
+    secs = [(-4 - i, np.ones(a, bool)) for i, a in enumerate(areas)]
+    run = _pedicle_run(secs, 1.0)
+    assert [u for u, _ in run] == [-5, -6, -7, -8, -9, -10]
+    # a run that is long enough from the first section is unchanged (and ends where the area doubles)
+    secs2 = [(-4 - i, np.ones(a, bool)) for i, a in enumerate([150, 160, 170, 180, 200, 400])]
+    assert [u for u, _ in _pedicle_run(secs2, 1.0)] == [-4, -5, -6, -7, -8]
+    assert len(run) >= MIN_SECTIONS

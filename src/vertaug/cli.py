@@ -29,6 +29,8 @@ console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 #: Two processes where two cores exist: the VP and KP chains are independent.
 _DEFAULT_WORKERS = 2 if (os.cpu_count() or 1) >= 2 else 1
+#: Parameter samples of compare / demo (report.sampling.DEFAULT_SAMPLES; not imported here to keep startup light).
+_DEFAULT_SAMPLES = 4
 
 
 #: Exit codes: 2 bad input (one line: the problem and the fix), 3 a solver failure, 4 a cohort with failed or lost
@@ -171,12 +173,13 @@ def _fracture_spec(spec: str, option: str) -> tuple[str, int]:
     return kind.strip().lower(), g
 
 
-def _check_run_options(spacing_mm: float, workers: int) -> None:
-    """--spacing and --workers of compare/demo, checked before anything is loaded (same ranges as the model's)."""
+def _check_run_options(spacing_mm: float, workers: int, samples: int = 0) -> None:
+    """--spacing, --workers and --samples of compare/demo, checked before anything is loaded."""
     from .errors import check_range
 
     check_range("--spacing", spacing_mm, 0.25, 3.0, "mm", "use --spacing 1.0 (default) or 0.5 mm; 2 for a quick look.")
     check_range("--workers", workers, 1, 2, "", "use --workers 1 (serial) or 2 (VP and KP chains side by side).")
+    check_range("--samples", samples, 0, 1000, "", "use --samples 0 (numerical ranges only), 4 (default) or more.")
 
 
 @app.command()
@@ -193,7 +196,9 @@ def compare(
     vp_rate: float = typer.Option(0.05, "--vp-rate", help="Vertebroplasty injection rate (mL/s)."),
     kp_balloon: float = typer.Option(2.0, "--kp-balloon", help="Kyphoplasty balloon volume per balloon (mL)."),
     approach: str = typer.Option("bipedicular", help="bipedicular or unipedicular (both procedures)."),
-    cement: Optional[str] = typer.Option(None, "--cement", help="high or low for both; default VP low, KP high."),
+    cement: Optional[str] = typer.Option(None, "--cement", help="Cement of both: low, high (= Palacos R), "
+                                          "or a named cement (Palacos R, CMW 1; Kyphon HV-R has no rheometry); "
+                                          "default VP low, KP high."),
     spacing: float = typer.Option(1.0, "--spacing", help="Model voxel size (mm): 1.0 or 0.5."),
     thermal: bool = typer.Option(True, "--thermal/--no-thermal", help="Simulate the exotherm and thermal damage."),
     mechanics: bool = typer.Option(True, "--mechanics/--no-mechanics", help="Voxel FE stiffness and strength."),
@@ -212,6 +217,8 @@ def compare(
                                           "TYPE:GRADE (e.g. wedge:2) or none:0."),
     series: Optional[str] = typer.Option(None, "--series", help="DICOM CT folder with several series: the "
                                          "SeriesInstanceUID to read."),
+    samples: int = typer.Option(_DEFAULT_SAMPLES, "--samples", help="Parameter samples (permeability, cement start "
+                                "time, CT calibration) for each number's 5-95 % range; 0: numerical ranges only."),
 ) -> None:
     """Simulate vertebroplasty and kyphoplasty of one level and write the side-by-side report."""
     from .anatomy.io import load_ct, load_labels
@@ -223,7 +230,7 @@ def compare(
 
     try:
         check_output_dir(out, "--out")
-        _check_run_options(spacing, workers)
+        _check_run_options(spacing, workers, samples)
         vp = Vertebroplasty(volume_ml=vp_volume, rate_ml_s=vp_rate, approach=approach, cement=cement or "low")
         kp = Kyphoplasty(balloon_ml=kp_balloon, approach=approach, cement=cement or "high")
         fr = None
@@ -258,7 +265,7 @@ def compare(
                 console.print(fr.summary_line())
         run = run_pipeline(ct_vol, seg_vol, level, out, body=body_vol, numbering=numbering, spacing_mm=spacing,
                            vp=vp, kp=kp, thermal=thermal, mechanics=mechanics, fluoro=fluoro,
-                           inputs=inputs, console=console, workers=workers, fracture=fr)
+                           inputs=inputs, console=console, workers=workers, fracture=fr, samples=samples)
     except InputError as exc:
         _fail(exc)
     except RuntimeError as exc:
@@ -338,6 +345,8 @@ def demo(
                                 "chain (same results); 1 runs them one after the other."),
     fracture: bool = typer.Option(True, "--fracture/--no-fracture", help="Fracture L1 virtually first (acute grade-2 "
                                   "wedge with an endplate break; the default), or treat L1 as scanned."),
+    samples: int = typer.Option(_DEFAULT_SAMPLES, "--samples", help="Parameter samples (permeability, cement start "
+                                "time, CT calibration) for each number's 5-95 % range; 0: numerical ranges only."),
 ) -> None:
     """VP vs KP on L1 of the bundled real CT (TotalSegmentator example, Apache-2.0), by default after a simulated
     acute grade-2 wedge compression fracture of that real vertebra; writes the report to OUT."""
@@ -345,9 +354,9 @@ def demo(
 
     try:
         check_output_dir(out, "--out")
-        _check_run_options(spacing, workers)
+        _check_run_options(spacing, workers, samples)
         run_demo(out, console, spacing_mm=spacing, fluoro=fluoro, thermal=thermal, mechanics=mechanics,
-                 workers=workers, fracture=fracture)
+                 workers=workers, fracture=fracture, samples=samples)
     except InputError as exc:
         _fail(exc)
     except RuntimeError as exc:

@@ -40,8 +40,10 @@ DEMO_KP = dict(balloon_ml=2.0, approach="bipedicular", cement="high", fill_ratio
 
 
 def run_demo(out: str | Path, console: Console | None = None, spacing_mm: float = 1.0, fluoro: bool = True,
-             thermal: bool = True, mechanics: bool = True, workers: int = 1, fracture: bool = True) -> dict[str, Path]:
-    """The pipeline on L1 of the bundled CT; ``fracture`` (default) first fractures L1 virtually (DEMO_FRACTURE)."""
+             thermal: bool = True, mechanics: bool = True, workers: int = 1, fracture: bool = True,
+             samples: int = 0) -> dict[str, Path]:
+    """The pipeline on L1 of the bundled CT; ``fracture`` (default) first fractures L1 virtually (DEMO_FRACTURE);
+    ``samples``: parameter samples for the rows' 5-95 % ranges (report.sampling)."""
     from .anatomy.io import load_ct, load_labels
     from .procedures.kyphoplasty import Kyphoplasty
     from .procedures.vertebroplasty import Vertebroplasty
@@ -64,7 +66,7 @@ def run_demo(out: str | Path, console: Console | None = None, spacing_mm: float 
     run = run_pipeline(ct, seg, DEMO_LEVEL, out, body=body, spacing_mm=spacing_mm, vp=Vertebroplasty(**DEMO_VP),
                        kp=Kyphoplasty(**DEMO_KP), thermal=thermal, mechanics=mechanics, fluoro=fluoro,
                        inputs={"ct": paths["ct"].name, "seg": paths["seg"].name, "body": paths["body"].name},
-                       console=console, workers=workers, fracture=fr)
+                       console=console, workers=workers, fracture=fr, samples=samples)
     comparison, written = run.comparison, dict(run.paths)
     table = morphometry_table(comparison.spine, title=f"Morphometry of the bundled CT ({paths['ct'].name})")
     console.print(table)

@@ -29,7 +29,8 @@ endplate in this model), ``height_anterior_mm`` and ``wedge_angle_deg`` after tr
 ``n_cannulas``, ``procedure_s`` (wall time of this procedure's simulation, s), ``permeability_scale_applied`` (bool:
 whether the model the cement was injected into kept the sampled trabecular permeability; see below) and ``note``
 (the outcome's notes, at most ``NOTE_CHARS`` characters). :func:`compare_task` adds ``peak_temperature_c``,
-``peak_temperature_canal_c``, ``necrosis_volume_ml`` and ``exotherm_s`` (exotherm, procedures/exotherm.py),
+``peak_temperature_canal_c``, ``necrosis_volume_ml``, ``peak_time_after_mixing_min`` and ``exotherm_s`` (exotherm,
+procedures/exotherm.py),
 ``stiffness_n_per_mm``, ``strength_n`` of the treated level, ``pre_stiffness_n_per_mm``, ``pre_strength_n`` of the
 untreated level under the same sampled materials and ``mechanics_s`` (wall time of the three FE solves together; voxel
 FE, procedures/stiffness.py).
@@ -151,7 +152,9 @@ def _row(run, permeability_scale: float) -> dict:
     if run.exotherm is not None:
         ex = run.exotherm.metrics
         row.update({"peak_temperature_c": ex.peak_temperature_c, "peak_temperature_canal_c": ex.peak_temperature_canal_c,
-                    "necrosis_volume_ml": ex.necrosis_volume_ml, "exotherm_s": run.timings_s[f"exotherm_{name}"]})
+                    "necrosis_volume_ml": ex.necrosis_volume_ml,
+                    "peak_time_after_mixing_min": ex.peak_time_after_mixing_min,
+                    "exotherm_s": run.timings_s[f"exotherm_{name}"]})
     return row
 
 

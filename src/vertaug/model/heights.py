@@ -10,7 +10,10 @@ anterior (wedge) height, as Genant's wedge deformity does:
 
     restored mm = Ha_after - Ha_before,   restored % = 100 (Ha_after - Ha_before) / (Hp_before - Ha_before)
 
-(NaN when less than one voxel of height was lost).
+(NaN when less than one voxel of height was lost). A crush fracture has lost its posterior height too, so its
+reference is the neighbours' posterior height, as Genant's crush deformity takes it (:func:`crush_reference_mm`:
+Hp_ref = Hp_before / (1 - D_crush) from the level's morphometry): restored % = 100 (Ha_after - Ha_before) /
+(Hp_ref - Ha_before).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import numpy as np
 from ..anatomy.morphometry import BodyHeights, measure_body_heights
 from .labels import is_body
 
-__all__ = ["BodyHeights", "HeightChange", "height_change", "model_axes", "model_heights"]
+__all__ = ["BodyHeights", "HeightChange", "crush_reference_mm", "height_change", "model_axes",
+           "model_heights"]
 
 _NAN_HEIGHTS = BodyHeights(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
 
@@ -55,6 +59,9 @@ class HeightChange:
     after: BodyHeights
     #: height spacing of the model (mm): less lost than this is no measurable loss
     resolution_mm: float
+    #: reference of the lost height (mm): NaN for the posterior height before (wedge, biconcave), the neighbours'
+    #: posterior height for a crush fracture (crush_reference_mm)
+    reference_mm: float = math.nan
 
     @property
     def restored_mm(self) -> float:
@@ -62,7 +69,8 @@ class HeightChange:
 
     @property
     def lost_mm(self) -> float:
-        return self.before.posterior_mm - self.before.anterior_mm
+        ref = self.reference_mm if math.isfinite(self.reference_mm) else self.before.posterior_mm
+        return ref - self.before.anterior_mm
 
     @property
     def restored_pct_of_lost(self) -> float:
@@ -84,8 +92,19 @@ class HeightChange:
                 "height_posterior_mm_before": b.posterior_mm, "wedge_angle_deg_before": b.wedge_angle_deg}
 
 
+def crush_reference_mm(model, before: BodyHeights) -> float:
+    """The neighbours' posterior height of a crush fracture, Hp_before / (1 - D_crush) with D_crush of the level's
+    morphometry (1 - Hp / mean posterior height of the neighbours); NaN for any other level."""
+    m = getattr(model, "morphometry", None)
+    d_c = float(getattr(m, "deformity_crush", math.nan)) if m is not None else math.nan
+    if m is None or m.genant_type != "crush" or not (math.isfinite(d_c) and d_c < 1.0):
+        return math.nan
+    return before.posterior_mm / (1.0 - d_c)
+
+
 def height_change(model_before, labels_after: np.ndarray, before: BodyHeights | None = None) -> HeightChange:
     """Heights of ``model_before`` and of the same grid with ``labels_after`` (a treated model's labels)."""
     before = before if before is not None else model_heights(model_before)
     after = model_heights(model_before, labels_after)
-    return HeightChange(before, after, float(model_before.spacing_m[2]) * 1e3)
+    return HeightChange(before, after, float(model_before.spacing_m[2]) * 1e3,
+                        crush_reference_mm(model_before, before))

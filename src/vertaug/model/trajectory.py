@@ -16,8 +16,9 @@ Pedicles (rule, see docs/trajectory.md):
 * a section is kept if its area is at least ``MIN_SECTION_FRACTION`` of the median area on its side (drops the
   slivers next to the body rim); the pedicle is the contiguous run of kept slices from the most anterior one back
   over ``PEDICLE_LENGTH_MM``, ending early where the area grows past ``PEDICLE_AREA_GROWTH`` times the run's least
-  (behind it the sections grow into the laminae and facets); at least ``MIN_SECTIONS`` slices are needed, else
-  there is no pedicle on that side;
+  (behind it the sections grow into the laminae and facets); at least ``MIN_SECTIONS`` slices are needed: a run
+  that is shorter starts again at the next kept slice behind its start, and where none is long enough there is no
+  pedicle on that side;
 * the pedicle axis is the least-squares line through the centroids of its sections; the width of a section is
   its widest transverse chord (along r); the isthmus is the section of least width (the middle one of ties).
 
@@ -194,19 +195,23 @@ def _midline_x(v: Vertebra, f: _Frame, band_vox: float) -> float:
 
 def _pedicle_run(secs: list, s_mm: float) -> list:
     """The pedicle's sections: drop slivers, then the contiguous run from the most anterior kept section back over
-    ``PEDICLE_LENGTH_MM``, ending early where the area grows past ``PEDICLE_AREA_GROWTH`` times the run's least."""
+    ``PEDICLE_LENGTH_MM``, ending early where the area grows past ``PEDICLE_AREA_GROWTH`` times the run's least.
+    Where that run is shorter than ``MIN_SECTIONS`` (a small section at the body rim followed by the pedicle's base,
+    more than twice its area: a body taken from the vertebra label without a body map ends a little in front of
+    the pedicle on a coarse CT), the run starts at the next kept section behind it."""
     areas = np.array([m.sum() for _, m in secs], float)
     keep = {secs[i][0]: i for i, ar in enumerate(areas) if ar >= MIN_SECTION_FRACTION * np.median(areas)}
-    if not keep:
-        return []
-    u = max(keep)
     run: list[int] = []
-    while u in keep and len(run) < int(round(PEDICLE_LENGTH_MM / s_mm)):
-        i = keep[u]
-        if run and areas[i] > PEDICLE_AREA_GROWTH * min(areas[j] for j in run):
+    for start in sorted(keep, reverse=True):
+        u, run = start, []
+        while u in keep and len(run) < int(round(PEDICLE_LENGTH_MM / s_mm)):
+            i = keep[u]
+            if run and areas[i] > PEDICLE_AREA_GROWTH * min(areas[j] for j in run):
+                break
+            run.append(i)
+            u -= 1
+        if len(run) >= MIN_SECTIONS:
             break
-        run.append(i)
-        u -= 1
     return [secs[i] for i in run]
 
 

@@ -47,28 +47,35 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    shell). During growth the front cost is the yield of the *virgin* bone ahead of the shell: the densified shell
    is carried outwards with the front (foam compaction), it is not re-crushed.
 
-3. Endplate lift (fracture reduction). Fragment = the columns of the body (along the height axis) whose height is
-   below the reference height H_ref (the posterior height at 15 % of the AP depth, the Genant reference of a
-   wedge/biconcave fracture) by at least one voxel; lifted only when the level is fractured (Genant grade >= 1 in
-   the model's morphometry, or ``fractured=True``). The fragment is a rigid plate loaded by a preload F_res
+3. Endplate lift (fracture reduction). The fragment's depression per column is
+   :func:`vertaug.physics.reduction.fragment_depression`: the height lost, measured the one way along the level's
+   axes (model/heights.py), spread over the endplate with the Genant type's shape (wedge hinged at 15 % of the AP
+   depth, the superior half of a biconcave dish, a crush uniformly from the neighbours' reference height; Genant 1993),
+   in whole voxels along array axis 2; zero when the level is not fractured (Genant grade >= 1 in the model's
+   morphometry, or ``fractured=True``). The fragment is the superior endplate together with the compacted band (and
+   fracture line) pressed under it (``FRAGMENT_ZONES`` of the fracture-zone map, when the model has one): the
+   impacted bone moves with the endplate, and the plane of weakness is the band's lower border. Without the band in
+   the fragment the membrane had to crush the band (5-23 MPa on the demo's L1, above the 700 psi rating) to touch
+   the endplate, and never lifted it. The fragment is a rigid plate loaded by a preload F_res
    (default 100 N: cadaver reduction studies reduce under a constant 100 N load, Rotter 2015 Clin Biomech and
    Spine J 2022;22:2072 [V: abstracts]). The balloon touches the plate over A_c (cavity voxels directly under
-   an endplate voxel of the fragment, x h^2) and lifts it when
+   the fragment's lowest voxel, x h^2) and lifts it when
 
        p_lift = F_res / A_c  <=  p_crush          (the balloon takes the path of least pressure)
 
    and p_lift <= the pressure limit. F_res is the fragment's resistance of physics/reduction.py (the preload, plus the
    bridging bone of a healed fracture), passed in as ``preload_n``. The membrane touches the plate only where the
-   voxel under the plate lies inside its rated shape: it cannot follow a plate lifted beyond its own size. Only columns still below H_ref count in A_c (a part of the plate already at
-   the intact plane does not help lift the rest). A lift step raises every fragment column that is still below
-   H_ref by one voxel (a rigid plate stops column by column at the intact plane: no over-correction): the column
-   content above the insertion point (the lowest voxel of the superior endplate, or the top body voxel where the
-   column has no endplate on top) moves up one voxel (endplate, disc, the spine above), and the opened voxel
-   becomes cavity; in a cortical-wall column, or where the opened voxel would touch a non-body label in its axial
-   plane, it becomes cortex instead (the buckled wall is straightened; the body surface is never opened). The
-   balloon volume grows by the opened voxels of the contact columns only (A_c x h); the space opened under the
-   rest of the rigid plate is open space (DEFECT, filled with fluid, later cement); where it is not connected to a
-   balloon it is reported as ``fracture_gap``, not as cavity.
+   voxel under the plate lies inside its rated shape: it cannot follow a plate lifted beyond its own size. Only
+   columns still below their reference count in A_c. The rigid plate rotates back about its hinge
+   (:func:`hinged_target`): after k lift steps every column is lifted by rint(k d / d_max) of its depression d (a
+   wedge straightens about the posterior wall, a crush rises as one; no column passes its reference: no
+   over-correction). Where a column rises, the column content above the fragment's lowest voxel (fragment, disc, the
+   spine above) moves up one voxel and the opened voxel becomes void; in a cortical-wall column, or where the opened
+   voxel would touch a non-body label in its axial plane, it becomes cortex instead (the buckled wall is
+   straightened; the body surface is never opened). Opened voxels in contact columns are the membrane's space (the
+   balloon volume grows by them); the rest is the gap opened under the rigid plate (open void, later cement): with
+   the balloons it forms the ``cavity``, apart from them the ``fracture_gap``; ``membrane`` is the balloon's space
+   alone.
 
 4. Deflation (elastic recoil). The plastic part of the lift (crushed, re-positioned bone) stays; the elastic part
    is recovered when the balloon pressure is released. The preload then rests on the bone columns of the fragment
@@ -83,8 +90,9 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
 
 Device limits: the device's rated volume and pressure (``balloon_max_ml`` and ``device_max_pressure_pa`` may only
 lower them); deflated balloon and cannula radius SEED_RADIUS_MM = 1.5 mm (11 G cannula, outer 3.05 mm); this seed is
-drilled, not inflated: it is recorded at p = 0. Cadaver figures to compare with (Nan Fang 2006, docs/references.md,
-[V]): 2.95 +/- 0.18 mL at 122.7 +/- 27.9 psi (0.85 MPa); clinical 175 +/- 37 psi (a Kyphon tamp under a 110 N load).
+drilled, not inflated: it is recorded at p = 0. A tip with less than the deflated balloon's 3 mm of cancellous bone
+between the endplates (vertebra plana) is refused (ParameterError) before any work. Cadaver figures to compare with
+(Nan Fang 2006, docs/references.md, [V]): 2.95 +/- 0.18 mL at 122.7 +/- 27.9 psi (0.85 MPa); clinical 175 +/- 37 psi (a Kyphon tamp under a 110 N load).
 Nothing here is tuned to them. The compacted shell's BV/TV is capped at 1 - BVTV_FLOOR (the shell stays porous).
 
 Not modelled: the membrane's own pressure-volume curve (no maker's figure found), its lengthening and bending around
@@ -99,6 +107,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import ndimage
 
+from vertaug.anatomy.fracture import ZONE_BAND, ZONE_CRACK, ZONE_INTACT
 from vertaug.errors import ParameterError, check_range
 from vertaug.model.labels import (
     BASIVERTEBRAL,
@@ -134,6 +143,7 @@ __all__ = [
     "body_heights_mm",
     "device",
     "envelope_levels",
+    "hinged_target",
     "inflate",
     "treated_vertebra",
     "wedge_angle_deg",
@@ -178,6 +188,9 @@ DEVICE_MAX_PRESSURE_PA = DEVICES[DEFAULT_DEVICE].rated_pressure_pa
 DEVICE_MAX_PRESSURE_PSI = DEVICE_MAX_PRESSURE_PA / PSI_PA
 DEVICE_HARD_LIMIT_PA = 700.0 * PSI_PA  # no device setting above the rating of the table's devices is accepted
 BALLOON_MAX_ML = DEVICES[DEFAULT_DEVICE].rated_volume_ml
+#: fracture zones that belong to the lifted fragment: the compacted band pressed under the depressed endplate and the
+#: fracture line through it (anatomy/fracture.py); the fracture's plane of weakness is the band's lower border
+FRAGMENT_ZONES = (ZONE_BAND, ZONE_CRACK)
 #: each distension step of the membrane beyond the plan's volume adds this share of volume to its envelope
 ENVELOPE_STEP = 0.1
 
@@ -197,7 +210,6 @@ DISTANCE_BAND_VOX = 1.0  # ... and within one voxel of the nearest such voxel to
 #: phi > 0 in trabecular voxels); what does not fit goes one layer further (mass conserved)
 SHELL_BVTV_MAX = 1.0 - BVTV_FLOOR
 FLUID_HU = 40.0  # HU given to the fluid-filled cavity (blood / saline ~ 40 HU [M])
-REFERENCE_POSITION = 0.15  # posterior height at 15 % of the AP depth (morphometry.MEASUREMENT_POSITIONS)
 HEIGHT_POSITIONS = {"posterior": 0.15, "middle": 0.50, "anterior": 0.85}
 HEIGHT_BAND_MM = 3.0  # heights averaged over columns within +/- 3 mm of the mid-sagittal plane
 
@@ -235,6 +247,11 @@ class BalloonResult:
     notes: tuple[str, ...] = field(default=())
     #: bool, space opened under the lifted plate away from the balloon (the fracture line opened; DEFECT, not cavity)
     fracture_gap: np.ndarray | None = None
+    #: the model's fracture-zone map after the lift (the fragment's band moved with its columns), or None
+    fracture_zone: np.ndarray | None = None
+    #: bool, the space the membrane occupied (crushed voxels and the voxels it opened following the plate), after
+    #: deflation; ``cavity`` adds the gap under the lifted plate connected to it (one void for the cement)
+    membrane: np.ndarray | None = None
 
     @property
     def final_pressure_pa(self) -> float:
@@ -342,25 +359,12 @@ def envelope_levels(shape, spacing_m, tips_ijk, axes, dev: BalloonDevice, volume
     return lev, k_rated
 
 
-def _fragment(labels: np.ndarray, fractured: bool) -> tuple[np.ndarray, int]:
-    """Depression per column (voxels below H_ref; 0 outside the fragment) and H_ref in voxels."""
-    body = _body(labels)
-    _, _, hc = _column_heights_vox(body)
-    y0, y1, _ = _ap_frame(body)
-    y_ref = round(y0 + REFERENCE_POSITION * (y1 - y0))
-    ref_cols = hc[:, y_ref]
-    ref_cols = ref_cols[ref_cols > 0]
-    h_ref = int(np.median(ref_cols)) if ref_cols.size else 0
-    depression = np.where(hc > 0, np.maximum(h_ref - hc, 0), 0)
-    if not fractured:
-        depression[:] = 0
-    return depression.astype(int), h_ref
-
-
-def _top_endplate_insert(labels: np.ndarray, i: int, j: int) -> int | None:
-    """z index where a lift opens a voxel in column (i, j): the lowest voxel of the superior endplate run (so the
-    opened voxel lies right under the plate), or the top body voxel where the column has no endplate on top
-    (a cortical wall column, or a voxelised edge). None if the column holds no body."""
+def _top_endplate_insert(labels: np.ndarray, i: int, j: int, zone: np.ndarray | None = None) -> int | None:
+    """z index where a lift opens a voxel in column (i, j): the lowest voxel of the fragment, so the opened voxel lies
+    right under it. The fragment is the superior endplate run and, where a fracture-zone map is given, the compacted
+    band (and fracture line) pressed under it (FRAGMENT_ZONES: the impacted bone moves with the endplate); where the
+    column has no endplate on top (a cortical wall column, or a voxelised edge), the top body voxel. None if the
+    column holds no body."""
     col = labels[i, j]
     body = np.isin(col, BODY_LABELS)
     if not body.any():
@@ -370,11 +374,26 @@ def _top_endplate_insert(labels: np.ndarray, i: int, j: int) -> int | None:
         return z
     while z > 0 and col[z - 1] == ENDPLATE:
         z -= 1
+    if zone is not None:
+        zc = zone[i, j]
+        while z > 0 and zc[z - 1] in FRAGMENT_ZONES and col[z - 1] in CANCELLOUS:
+            z -= 1
     return z
 
 
-def _lift_step(st: dict, depression, lifted) -> int:
-    """Raise every fragment column still below H_ref by one voxel. Returns the number of opened cavity voxels.
+def hinged_target(depression: np.ndarray, k: int) -> np.ndarray:
+    """Lift per column after ``k`` voxels of lift at the most depressed column: the rigid fragment rotates back about
+    its hinge (wedge) or rises as one (crush), each column by the same share of its depression, rint(k d / d_max)."""
+    d_max = int(depression.max())
+    if d_max <= 0:
+        return np.zeros_like(depression)
+    return np.rint(depression * (min(int(k), d_max) / d_max)).astype(depression.dtype)
+
+
+def _lift_step(st: dict, depression, lifted, contact=None) -> int:
+    """Raise every fragment column still below its target (``depression``) by one voxel. Returns the number of
+    opened voxels in the ``contact`` columns (bool (nx, ny): the membrane follows the plate there and the opened voxel
+    is balloon space; elsewhere it is a gap opened under the rigid plate).
 
     ``st`` holds the state arrays (labels, hu, post, cavity, bvtv, E, yield); all move with the column.
     """
@@ -382,7 +401,7 @@ def _lift_step(st: dict, depression, lifted) -> int:
     nz = labels.shape[2]
     opened = 0
     for i, j in np.argwhere(depression - lifted > 0):
-        z_ins = _top_endplate_insert(labels, i, j)
+        z_ins = _top_endplate_insert(labels, i, j, st.get("zone"))
         if z_ins is None or z_ins < 1 or z_ins >= nz - 1:
             continue
         if labels[i, j, nz - 1] in BODY_LABELS:
@@ -401,12 +420,15 @@ def _lift_step(st: dict, depression, lifted) -> int:
         else:
             labels[i, j, z_ins] = DEFECT
             st["hu"][i, j, z_ins] = FLUID_HU
+            in_contact = contact is not None and bool(contact[i, j])
             st["cavity"][i, j, z_ins] = True
-            st["gap"][i, j, z_ins] = True
+            st["gap"][i, j, z_ins] = not in_contact
             st["bvtv"][i, j, z_ins] = 0.0
             st["E"][i, j, z_ins] = 0.0
             st["yield"][i, j, z_ins] = 0.0
-            opened += 1
+            if "zone" in st:
+                st["zone"][i, j, z_ins] = ZONE_INTACT  # the opened void is no part of the fragment
+            opened += int(in_contact)
         st["post"][i, j, z_ins] = False
         lifted[i, j] += 1
     return opened
@@ -455,7 +477,7 @@ def _contact_column(st: dict, i: int, j: int, reach=None) -> bool:
     and the voxel under the plate lies inside the membrane's rated shape (``reach``; the membrane cannot follow a
     plate lifted beyond its own size)."""
     labels, cavity, gap = st["labels"], st["cavity"], st["gap"]
-    z = _top_endplate_insert(labels, i, j)
+    z = _top_endplate_insert(labels, i, j, st.get("zone"))
     if z is None:
         return False
     z -= 1
@@ -588,7 +610,7 @@ class _BalloonProblem:
     preload: float  # axial load on the fragment, N
     fractured: bool
     depression: np.ndarray  # (nx, ny) voxels each column lies below H_ref (0 outside the fragment)
-    h_ref: int  # reference (posterior) height, voxels
+    h_ref: float  # reference height (posterior, or the neighbours' for a crush), mm
     device: BalloonDevice
     envelope: np.ndarray  # int16, distension level at which each voxel enters a balloon's shape (envelope_levels)
     k_rated: int  # the level of the rated volume
@@ -608,6 +630,7 @@ class _Inflation:
     n_bal: int  # balloon volume in voxels: crushed + lifted under the balloon's contact
     crushed_m3: float  # bone tissue volume crushed so far
     level: int = 0  # distension level of the membrane (envelope_levels)
+    n_lift: int = 0  # lift steps so far: voxels of lift at the most depressed column (hinged_target)
     history: dict = field(default_factory=lambda: {"vols": [], "press": [], "lifts": [], "areas": [], "acts": []})
 
     def record(self, pb: _BalloonProblem, p: float, a_c: int, act: str) -> None:
@@ -673,13 +696,37 @@ def _balloon_problem(vertebra, tips_ijk, volume_ml, max_pressure_pa, dev: Balloo
         if any(not (0 <= c < s) for c, s in zip(q, labels0.shape)) or labels0[q] not in (*CANCELLOUS, DEFECT):
             raise ParameterError(f"Balloon tip {tuple(t)} is not in the trabecular bone of the body.",
                                  f"place the cannula tip inside the vertebral body (label {TRABECULAR}).")
-    depression, h_ref = _fragment(labels0, fractured)
+    from vertaug.physics.reduction import fragment_depression
+
+    _check_fits(labels0, tips, spacing[2] * 1e3)
+    depression, h_ref, _ = fragment_depression(vertebra, fractured)
     if axes is None:
         axes = [tuple(vertebra.landmarks.anterior_axis)] * n
     env, k_rated = envelope_levels(labels0.shape, spacing, tips, axes, dev, v_one)
     return _BalloonProblem(spacing=spacing, vvox=vvox, h_mm=spacing[0] * 1e3, tips=tips, v_target_vox=v_target_vox,
                            p_cap=p_cap, preload=preload, fractured=fractured, depression=depression, h_ref=h_ref,
                            device=dev, envelope=env, k_rated=k_rated)
+
+
+def _check_fits(labels: np.ndarray, tips: np.ndarray, h_mm: float) -> None:
+    """The deflated balloon (2 x SEED_RADIUS_MM across) must fit between the endplates at each tip: the run of bone
+    and open space (cancellous or defect) through the tip along the height axis (array axis 2) is at least that tall."""
+    open_ = np.isin(labels, (*CANCELLOUS, DEFECT))
+    for t in tips:
+        i, j, k = (round(c) for c in t)
+        col = open_[i, j]
+        lo = k
+        while lo > 0 and col[lo - 1]:
+            lo -= 1
+        hi = k
+        while hi < col.size - 1 and col[hi + 1]:
+            hi += 1
+        room_mm = (hi - lo + 1) * h_mm
+        if room_mm < 2.0 * SEED_RADIUS_MM:
+            raise ParameterError(
+                f"The deflated balloon ({2 * SEED_RADIUS_MM:g} mm across) does not fit between the endplates at tip "
+                f"{(i, j, k)}: {room_mm:g} mm of cancellous bone there.",
+                "a collapse this thin (vertebra plana) is no balloon candidate: use vertebroplasty, or move the tip.")
 
 
 def _seeded_inflation(pb: _BalloonProblem, vertebra, seed_radius_mm) -> _Inflation:
@@ -692,6 +739,9 @@ def _seeded_inflation(pb: _BalloonProblem, vertebra, seed_radius_mm) -> _Inflati
         "E": np.asarray(vertebra.materials.E_pa, float).copy(),
         "yield": np.asarray(vertebra.yield_pa, float).copy(),
     }
+    zone = getattr(vertebra.materials, "fracture_zone", None)
+    if zone is not None:
+        st["zone"] = np.asarray(zone).copy()  # moves with the lifted columns (the fragment's band goes up with it)
     labels = st["labels"]
     cavity = _seed(labels, pb.tips, seed_radius_mm / pb.h_mm)
     st["cavity"] = cavity
@@ -740,9 +790,10 @@ def _inflation_step(pb: _BalloonProblem, s: _Inflation) -> str | None:
         return ("pressure limit reached" if np.isfinite(min(p_crush, p_lift))
                 else "the balloon fills its rated shape: no crushable bone left inside it")
     if p_lift <= p_crush and s.n_bal + a_c <= pb.v_target_vox:
-        _lift_step(s.fields, depression, s.lifted)
+        s.n_lift += 1
+        moving = fr.contact & (depression - s.lifted > 0)
+        s.n_bal += _lift_step(s.fields, hinged_target(depression, s.n_lift), s.lifted, moving)
         fr.rebuild()
-        s.n_bal += a_c
         s.record(pb, p_lift, a_c, "lift")
     elif np.isfinite(p_crush) and p_crush <= pb.p_cap:
         p = _crush_step(pb, s, flat, y_front, p_crush)
@@ -763,7 +814,6 @@ def _deflate(pb: _BalloonProblem, s: _Inflation, notes: list) -> tuple[float, in
         _drop(st, lifted, recoil_vox)
     elif lifted.max() > 0:
         notes.append(f"deflation: elastic recoil {recoil_m * 1e3:.3g} mm is below one voxel; the lift is kept")
-    st.pop("gap")
     return recoil_m, recoil_vox
 
 
@@ -773,6 +823,7 @@ def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inf
     notes = []
     recoil_m, recoil_vox = _deflate(pb, s, notes)
     st, crushed_m3 = s.fields, s.crushed_m3
+    opened_gap = st.pop("gap")  # opened under the rigid plate where the membrane did not follow it
     labels, hu, cavity = st["labels"], st["hu"], st["cavity"]
     comp, _ = ndimage.label(cavity)
     tips = {int(comp[tuple(round(c) for c in t)]) for t in pb.tips} - {0}
@@ -800,7 +851,8 @@ def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inf
         bvtv=bvtv_new, posterior_mask=st["post"], crushed_bone_m3=crushed_m3, shell_gain_m3=gain,
         mass_balance_error=err, recoil_mm=recoil_m * 1e3, recoil_vox=recoil_vox, n_balloons=pb.n_balloons,
         stop_reason=stop, fractured=pb.fractured,
-        notes=tuple(notes) + (f"H_ref {pb.h_ref * pb.h_mm:.1f} mm (posterior height)",), fracture_gap=gap,
+        notes=tuple(notes) + (f"H_ref {pb.h_ref:.1f} mm (reference height)",), fracture_gap=gap,
+        fracture_zone=st.get("zone"), membrane=cavity & ~opened_gap,
     )
 
 
@@ -859,7 +911,7 @@ def _drop(st: dict, lifted, n_vox: int) -> None:
     labels = st["labels"]
     for i, j in np.argwhere(lifted > 0):
         for _ in range(min(n_vox, int(lifted[i, j]))):
-            z = _top_endplate_insert(labels, i, j) - 1  # the voxel just under the endplate
+            z = _top_endplate_insert(labels, i, j, st.get("zone")) - 1  # the voxel just under the fragment
             for arr in st.values():
                 arr[i, j, z:-1] = arr[i, j, z + 1:].copy()
             lifted[i, j] -= 1
@@ -873,6 +925,8 @@ def treated_vertebra(vertebra, result: BalloonResult):
     (cubic law [D]), at least the value of a DEFECT voxel, h^2 / 12.
     """
     m0 = vertebra.materials
+    if result.fracture_zone is not None:
+        m0 = replace(m0, fracture_zone=result.fracture_zone)
     labels = result.labels.copy()
     mats = material_maps_like(m0, result.hu, labels, float(vertebra.spacing_m[0]))
     v = replace(vertebra, hu=result.hu, posterior_mask=result.posterior_mask)

@@ -1,7 +1,9 @@
 """Fracture reduction shared by vertebroplasty and kyphoplasty: the force balance of the depressed endplate fragment.
 
-The fragment is the part of the superior endplate whose columns lie below the reference (posterior, Genant) height
-(:func:`vertaug.physics.balloon._fragment`, the same fragment the balloon lifts). It is a rigid plate on a spring:
+The fragment is the superior endplate with the compacted band pressed under it, over the columns where the endplate
+lies below its reference (:func:`fragment_depression`: the height lost, measured along the level's axes, spread with
+the shape of the Genant type; the reference is the posterior height, or the neighbours' for a crush), the same
+fragment the balloon lifts. It is a rigid plate on a spring:
 
     lift = 0                                   if F <= R
     lift = min((F - R) / K, gap)                if F > R and K > 0            (rigid fragment on a spring [D])
@@ -26,11 +28,14 @@ fragment; without a zone map, the fragment's footprint.
 Postural reduction (both arms, before any instrument): prone on bolsters the axial load falls from standing to lying
 prone (intradiscal pressure 0.50 -> 0.11 MPa, Wilke 1999 [M]); the fragment rises by the elastic recovery of the bone
 under it, dF / K_support with K_support the axial stiffness of the fragment's bone columns (voxels in series, the
-model's E, weakened in the fracture zone). The larger, non-elastic postural reduction of mobile fractures (opening of a
-cleft in extension; McKiernan 2003, dynamic mobility) is not modelled.
+model's E, weakened in the fracture zone). The larger, non-elastic postural reduction of mobile fractures is not
+modelled: McKiernan 2003 (J Bone Miner Res 18:24, 65 fractures) found it only with an intravertebral cleft (35 % of
+treated vertebrae; +8.41 mm anterior height), measured between the standing and the supine film; the model starts from
+a supine CT, which already images the supine posture, and has no standing height to reduce from.
 
-Hydraulic lift (vertebroplasty): the pore pressure of the injection acts on the underside of the fragment,
-F_hyd = sum over the fragment's columns of p(voxel under the plate) h^2 (Terzaghi: the full pore pressure acts on an
+Hydraulic lift (vertebroplasty): the pore pressure of the injection acts on the underside of the fragment (the
+endplate with its compacted band, balloon.FRAGMENT_ZONES; over a cleft, the pressure in the open cleft),
+F_hyd = sum over the fragment's columns of p(voxel under the fragment) h^2 (Terzaghi: the full pore pressure acts on an
 impermeable plate). The pressure field is taken at the end of the injection and scaled in time with the tip pressure;
 once F_hyd > R (K = 0) the plate rises, and the gap it opens is filled by the cement injected after that moment:
 lift = min(gap, V_after / A_fragment), whole voxels.
@@ -49,6 +54,7 @@ __all__ = [
     "FractureMobility",
     "Reduction",
     "endplate_area_m2",
+    "fragment_depression",
     "fragment_of",
     "fragment_resistance_n",
     "hydraulic_reduction",
@@ -176,7 +182,7 @@ def hydraulic_reduction(model, depression: np.ndarray, pressure_pa: np.ndarray, 
     p = np.nan_to_num(np.asarray(pressure_pa, float), nan=0.0)
     force = 0.0
     for i, j in np.argwhere(cols):
-        z = _top_endplate_insert(model.labels, i, j)
+        z = _top_endplate_insert(model.labels, i, j, getattr(model.materials, "fracture_zone", None))
         if z is not None and z >= 1:
             force += max(float(p[i, j, z - 1]), 0.0) * h[0] * h[1]
     tip = np.nanmax(np.atleast_2d(np.asarray(tip_pressure_pa, float)), axis=1) if np.size(tip_pressure_pa) else []
@@ -197,30 +203,98 @@ def hydraulic_reduction(model, depression: np.ndarray, pressure_pa: np.ndarray, 
 
 
 def lift_labels(model, depression: np.ndarray, n_vox: int) -> np.ndarray:
-    """Labels with every fragment column raised by ``n_vox`` voxels (at most its depression), as the balloon lifts."""
-    from vertaug.physics.balloon import _lift_step
+    """Labels with the fragment raised by ``n_vox`` voxels at its most depressed column and by the same share of
+    their depression elsewhere (balloon.hinged_target), as the balloon lifts."""
+    from vertaug.physics.balloon import _lift_step, hinged_target
 
     st = {"labels": np.asarray(model.labels).copy(), "hu": np.asarray(model.hu, np.float32).copy(),
           "post": np.asarray(model.posterior_mask, bool).copy(), "cavity": np.zeros(model.labels.shape, bool),
           "gap": np.zeros(model.labels.shape, bool), "bvtv": np.asarray(model.bvtv, float).copy(),
           "E": np.asarray(model.materials.E_pa, float).copy(), "yield": np.asarray(model.yield_pa, float).copy()}
+    zone = getattr(model.materials, "fracture_zone", None)
+    if zone is not None:
+        st["zone"] = np.asarray(zone).copy()
     lifted = np.zeros_like(depression)
-    for _ in range(max(int(n_vox), 0)):
-        target = np.minimum(depression, lifted + 1)
+    for k in range(1, max(int(n_vox), 0) + 1):
+        target = hinged_target(depression, k)
         if not np.any(target - lifted > 0):
             break
         _lift_step(st, target, lifted)
     return st["labels"]
 
 
-def fragment_of(model, fractured: bool | None = None) -> np.ndarray:
-    """Depression per column (voxels below the posterior reference height) of a fractured model, else zeros."""
-    from vertaug.physics.balloon import _fragment
+def _column_frame(model, foot: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per body column (i, j): u, the fraction of the AP depth from the posterior wall, and x, the lateral offset from
+    the body's mid-plane (mm), both in the level's own frame (model/heights.model_axes); and the body width (mm)."""
+    from vertaug.model.heights import model_axes
 
+    h_ax, a_ax = model_axes(model)
+    a_ax = a_ax - (a_ax @ h_ax) * h_ax
+    a_ax /= np.linalg.norm(a_ax)
+    lat = np.cross(h_ax, a_ax)
+    aff = np.asarray(model.affine_mm, float)
+    ij = np.argwhere(foot)
+    zc = 0.5 * (model.labels.shape[2] - 1)
+    world = np.c_[ij, np.full(len(ij), zc)] @ aff[:3, :3].T + aff[:3, 3]
+    pa, pl = world @ a_ax, world @ lat
+    u = np.zeros(foot.shape)
+    x = np.zeros(foot.shape)
+    u[foot] = (pa - pa.min()) / max(float(np.ptp(pa)), 1e-9)
+    x[foot] = pl - 0.5 * (pl.min() + pl.max())
+    return u, x, float(np.ptp(pl))
+
+
+def fragment_depression(model, fractured: bool | None = None) -> tuple[np.ndarray, float, str]:
+    """Depression of the superior endplate per column (whole voxels along array axis 2, the lift direction), the
+    reference height (mm) and a note. Zero everywhere when the level is not fractured (Genant grade 0).
+
+    The height lost is measured the one way (model/heights.py, along the level's axes, 15/50/85 % of the AP depth) and
+    spread over the endplate with the shape of the Genant type (the same shapes as anatomy/fracture.py):
+
+        wedge:      delta = (Hp - Ha) clip((u - 0.15) / 0.70, 0, 1)        (hinged at the posterior measurement)
+        biconcave:  delta = (Hp - Hm) / 2 max(0, 1 - ((u - 0.5)/0.35)^2 - (x / 0.6 W)^2)   (superior half of the dish)
+        crush:      delta = Hp_ref - Hp, Hp_ref = Hp / (1 - D_crush)        (the neighbours' posterior height, Genant)
+
+    Hp, Hm, Ha are the model's posterior, middle and anterior heights, D_crush the crush deformity of the level's
+    morphometry (1 - Hp / mean posterior height of the neighbours). The reference is the posterior height for wedge
+    and biconcave, the neighbours for crush (Genant 1993). delta (mm, along the height axis) is converted to voxels
+    along array axis 2 (delta / (h cos tilt)) and rounded.
+    """
+    from vertaug.anatomy.fracture import DISH_AP_HALF, DISH_LATERAL, WEDGE_HINGE_U
+    from vertaug.model.heights import crush_reference_mm, model_heights
+    from vertaug.model.labels import BODY
+
+    foot = np.isin(model.labels, BODY).any(axis=2)
+    dep = np.zeros(foot.shape, int)
+    m = getattr(model, "morphometry", None)
     if fractured is None:
-        m = getattr(model, "morphometry", None)
         fractured = bool(m is not None and m.genant_grade is not None and m.genant_grade >= 1)
-    return _fragment(np.asarray(model.labels), fractured)[0]
+    if not fractured or not foot.any():
+        return dep, float("nan"), "no fracture at this level: no fragment to reduce"
+    hb = model_heights(model)
+    kind = m.genant_type if m is not None and m.genant_type in ("wedge", "biconcave", "crush") else "wedge"
+    u, x, width = _column_frame(model, foot)
+    hp, ref = hb.posterior_mm, hb.posterior_mm
+    if kind == "wedge":
+        delta = max(hp - hb.anterior_mm, 0.0) * np.clip((u - WEDGE_HINGE_U) / (1.0 - 2 * WEDGE_HINGE_U), 0.0, 1.0)
+    elif kind == "biconcave":
+        b = np.maximum(0.0, 1.0 - ((u - 0.5) / DISH_AP_HALF) ** 2 - (x / (DISH_LATERAL * width)) ** 2)
+        delta = 0.5 * max(hp - hb.middle_mm, 0.0) * b
+    else:
+        ref = crush_reference_mm(model, hb)
+        ref = ref if np.isfinite(ref) else hp
+        delta = np.full(foot.shape, max(ref - hp, 0.0))
+    cos_tilt = abs(float(np.asarray(model.landmarks.height_axis, float)[2]))
+    step_mm = float(model.spacing_m[2]) * 1e3 * max(cos_tilt, 1e-3)
+    dep[foot] = np.rint(np.nan_to_num(delta[foot]) / step_mm).astype(int)
+    return dep, float(ref), (f"{kind} fracture: reference height {ref:.1f} mm ("
+                             f"{'neighbours' if kind == 'crush' else 'posterior height'}); endplate depressed by up to "
+                             f"{dep.max() * step_mm:.1f} mm")
+
+
+def fragment_of(model, fractured: bool | None = None) -> np.ndarray:
+    """Depression per column (voxels along axis 2) of a fractured model, else zeros (:func:`fragment_depression`)."""
+    return fragment_depression(model, fractured)[0]
 
 
 def endplate_area_m2(model) -> float:

@@ -31,6 +31,11 @@ Definitions used for the clinical times (isothermal cure at the given temperatur
   the 1e1..1e3 Pa s working window, docs/cement.md).
 - hardened time: time to reach ``ALPHA_HARD`` = 0.95 (answers "the cement hardens within 30 minutes").
 
+Presets (:func:`cement_preset`): "low" (generic low-viscosity: Li 2003 kinetics and heat, [M] viscosity), "high" = the
+named Palacos R, and the named commercial cements of :mod:`vertaug.physics.cements` (heat, density and heat capacity
+from the pack composition; K0 and E fitted to rheometer curing times, Nicholas 2007, where published). A named cement
+without rheometer data may be used for the exotherm, not for flow (:func:`require_rheometry`).
+
 SI units throughout; temperatures in K inside (``*_k``), in C at the API edges where named ``*_c``.
 Sources of each number: docs/cement.md and docs/references.md.
 """
@@ -60,6 +65,9 @@ __all__ = [
     "cure_0d",
     "cure_rate_1_s",
     "hardened_time_s",
+    "named_cement",
+    "preset_names",
+    "require_rheometry",
     "set_time_s",
     "time_to_alpha_s",
     "viscosity_pa_s",
@@ -104,6 +112,11 @@ class Cement:
     viscosity_max_pa_s: float = 7.5e4
     shear_rate_min_1_s: float = 1.0e-2
     yield_stress_pa: float = 0.0
+    # rheometry behind the law: the data points fitted (physics/cements.py); has_rheometry False = a named product
+    # without rheometer data (flow refuses it, require_rheometry); the generic presets carry [M] working-window values
+    rheometry: tuple = field(default=(), compare=False)
+    has_rheometry: bool = True
+    rheometry_fit_rms_log: float | None = None
     # thermal
     conductivity_w_m_k: float = 0.17
     specific_heat_j_kg_k: float = 1400.0
@@ -190,27 +203,59 @@ LOW_VISCOSITY = Cement(
     **_LI2003,
 )
 
-HIGH_VISCOSITY = Cement(
-    name="high",
-    consistency_pa_sn=300.0,
-    sources=(
-        "kinetics: Li 2003 JBME via Quarini 2006 / mhogg cement_polymerisation HETVAL [C]",
-        "rho 1100 kg/m3, k 0.17 W/mK [C]; c 1400 J/kgK (Li 2003 0-D check; literature 1250-1700 [M])",
-        "K0_mu 300 Pa s^n: high-viscosity (dough-like) VP/KP cement, upper part of the working window [M]",
-        "n 0.7 -> 0.2 [M]; mu_max 7.5e4 Pa s (Nicholas 2007 [V]); alpha_gel 0.5 = ISO set point (model choice)",
-    ),
-    **_LI2003,
-)
+
+def named_cement(name: str, **overrides) -> Cement:
+    """The named commercial cement ``name`` (physics/cements.py table): heat, density and heat capacity from its
+    composition, cure kinetics fitted to its rheometer curing times where published; ``overrides`` replace fields."""
+    from vertaug.physics import cements
+
+    kw = cements.named_cement_kwargs(name)
+    comp = cements.NAMED_CEMENTS[str(name).strip().lower()]
+    kw["consistency_pa_sn"] = _CLASS_CONSISTENCY_PA_SN[comp.viscosity_class]
+    kw.update(overrides)
+    return Cement(**kw)
+
+
+#: working-phase consistency K0_mu per viscosity class (Pa s^n at 23 C, alpha 0): generic values [M], docs/cement.md
+_CLASS_CONSISTENCY_PA_SN = {"low": 20.0, "high": 300.0}
+
+#: "high": the named Palacos R (high-viscosity PMMA, the named cement whose rheometer curing times could be read);
+#: its working-phase consistency is the generic high class value (no working-phase viscosity series was read)
+HIGH_VISCOSITY = named_cement("Palacos R")
 
 _PRESETS = {"low": LOW_VISCOSITY, "high": HIGH_VISCOSITY}
 
 
+def preset_names() -> list[str]:
+    """Every name cement_preset accepts: the two classes and the named cements."""
+    from vertaug.physics import cements
+
+    return sorted(_PRESETS) + [c.name for c in cements.NAMED_CEMENTS.values()]
+
+
 def cement_preset(name: str) -> Cement:
-    """Return the preset called ``name`` ("low" or "high")."""
+    """Return the preset called ``name``: "low" (generic low-viscosity), "high" (= Palacos R) or a named cement."""
+    from vertaug.physics import cements
+
     key = str(name).strip().lower()
-    if key not in _PRESETS:
-        raise ParameterError(f"Cement preset {name!r} is unknown.", f"use one of {sorted(_PRESETS)}.")
-    return _PRESETS[key]
+    if key in _PRESETS:
+        return _PRESETS[key]
+    if key in cements.NAMED_CEMENTS:
+        if key == HIGH_VISCOSITY.name.lower():
+            return HIGH_VISCOSITY
+        return named_cement(key)
+    raise ParameterError(f"Cement preset {name!r} is unknown.", f"use one of {preset_names()}.")
+
+
+def require_rheometry(cement: Cement) -> Cement:
+    """``cement`` if its viscosity law may be used for flow; ParameterError for a named cement without rheometry."""
+    if not cement.has_rheometry:
+        raise ParameterError(
+            f"Cement preset {cement.name!r} has no rheometry: no published viscosity-versus-time data of it could be "
+            "read, so its flow cannot be simulated.",
+            f"choose a preset with rheometry for the injection (e.g. 'high' = {HIGH_VISCOSITY.name}, or 'low'); "
+            "it may still be used for the exotherm.")
+    return cement
 
 
 def alpha_max(cement: Cement, temperature_k):

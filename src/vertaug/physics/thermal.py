@@ -2,12 +2,15 @@
 
 Heat equation (per voxel, finite volume, 7-point stencil)::
 
-    (rho c)_mix dT/dt = div(k_mix grad T) - w_b (rho c)_b (1 - phi_c) (T - T_a) + phi_c rho_c H d(alpha)/dt
+    (rho c)_mix dT/dt = div(k_mix grad T) - w_mix (rho c)_b (T - T_a) + phi_c rho_c H d(alpha)/dt
     d(alpha)/dt = K0 exp(-E/RT) alpha^m (alpha_max - alpha)^n        (rheology.cure_rate_1_s)
 
-- Mixture by volume: a voxel of label L has pore fraction p_L that cement may fill; the cement volume fraction of the voxel
-  is phi_c = cement_fraction * p_L. (rho c)_mix = (1 - phi_c)(rho c)_L + phi_c (rho c)_cement, and the same arithmetic rule
-  for k (the parallel bound; documented in docs/cement.md). Perfusion w_b acts on the tissue part (1 - phi_c).
+- Mixture by volume (:func:`mix_properties`): a voxel of porous bone (label L with pore fraction 0 < p_L < 1) is bone
+  matrix (1 - p), marrow p (1 - S) and cement p S, with p the voxel's porosity (default p_L) and S the cement fraction
+  of the pore space; X_mix = (1 - p) X_bone + p (1 - S) X_marrow + p S X_cement for X = k (the parallel bound) and
+  rho c, the marrow's X chosen so that the label's bulk value holds at p_L. Open labels (p_L = 1) are replaced by
+  cement, p_L = 0 holds none. phi_c = p S. Perfusion (in vivo only: ``perfusion=False`` ex vivo) lives in the marrow
+  left: w_mix = w_L p (1 - S) / p_L.
 - Faces: harmonic conductance G = A / (h_i/(2 k_i) + h_j/(2 k_j)). Outer faces: far field T_inf = 37 C through the half
   cell and a film coefficient h_film: G_b = A / (1/h_film + h/(2k)); h_film = inf is Dirichlet, h_film = 0 insulated
   (also a symmetry plane). h_film may differ per outer face: order (-R, +R, -A, +A, -S, +S).
@@ -118,6 +121,7 @@ class ExothermResult:
     solver: str
     peak_by_label_c: dict = field(default_factory=dict)
     notes: tuple = field(default=())
+    cement_peak_time_s: float = float("nan")  # time of the cement peak, s after placement
 
     def probe_time_above_c(self, name: str, threshold_c: float) -> float:
         """Time (s) the probe ``name`` spent above ``threshold_c`` (linear interpolation between samples)."""
@@ -140,8 +144,8 @@ def _table_array(table: Mapping[int, TissueThermal], attr: str) -> np.ndarray:
     return out
 
 
-def mix_properties(labels, cement_fraction, cement: rheology.Cement, table=LABEL_THERMAL):
-    """Per-voxel (k, rho c, perfusion, cement volume fraction phi_c) by the volume-fraction rule (module docstring)."""
+def _check_labels_and_fraction(labels, cement_fraction, table):
+    """labels as uint8 (3-D, every value in ``table``) and the cement fraction of pore space (same shape, 0..1)."""
     lab = np.asarray(labels)
     if lab.ndim != 3:
         raise InvalidValueError(
@@ -154,8 +158,7 @@ def mix_properties(labels, cement_fraction, cement: rheology.Cement, table=LABEL
             raise InvalidValueError(
                 f"labels dtype {lab.dtype} is not uint8.", f"pass integer labels {OUTSIDE}..{DISC} (uint8)."
             )
-    k_tab = _table_array(table, "conductivity_w_m_k")
-    if np.isnan(k_tab[lab]).any():
+    if np.isnan(_table_array(table, "conductivity_w_m_k")[lab]).any():
         bad = sorted(set(np.unique(lab).tolist()) - {int(x) for x in table})
         raise InvalidValueError(
             f"labels holds values {bad} that have no thermal properties.", f"use the label table {OUTSIDE}..{DISC}."
@@ -170,20 +173,58 @@ def mix_properties(labels, cement_fraction, cement: rheology.Cement, table=LABEL
         raise InvalidValueError(
             "cement_fraction holds values outside [0, 1] or NaN.", "give a fraction 0..1 of pore space."
         )
-    pore = _table_array(table, "pore_fraction")[lab]
-    if np.any((f > 0) & (pore <= 0)):
-        names = sorted({table[int(x)].name for x in np.unique(lab[(f > 0) & (pore <= 0)])})
+    return lab, f
+
+
+def _voxel_porosity(lab, pore_l, pore_fraction):
+    """Pore fraction per voxel: the label's, or ``pore_fraction`` where the label is porous bone (0 < p_L < 1)."""
+    if pore_fraction is None:
+        return pore_l
+    p = np.asarray(pore_fraction, dtype=float)
+    if p.shape != lab.shape or not np.isfinite(p).all() or p.min() < 0.0 or p.max() > 1.0:
+        raise InvalidValueError("pore_fraction must be one porosity 0..1 per voxel of the label grid.",
+                                "pass the model's porosity (Vertebra.phi) or None for the label table's values.")
+    bone = (pore_l > 0.0) & (pore_l < 1.0)
+    return np.where(bone, np.clip(p, 1e-3, 1.0), pore_l)
+
+
+def mix_properties(labels, cement_fraction, cement: rheology.Cement, table=LABEL_THERMAL, pore_fraction=None):
+    """Per-voxel (k, rho c, perfusion, cement volume fraction phi_c) of the bone-marrow-cement mixture.
+
+    A porous-bone label L (0 < p_L < 1: trabecular bone) is bone matrix (the table's CORTEX properties) and marrow in
+    its pores, the marrow's properties being those that give the label's bulk value at p_L. In a voxel of porosity p
+    (``pore_fraction``, default p_L) with cement filling the fraction S (``cement_fraction``) of the pores::
+
+        X = (1 - p) X_bone + p (1 - S) X_marrow + p S X_cement,   X_marrow = (X_L - (1 - p_L) X_bone) / p_L
+
+    for X = k (arithmetic: the parallel bound) and rho c; the cement displaces marrow, the matrix stays. Labels with
+    p_L = 1 (canal, veins, cleft, disc, soft tissue) are replaced by cement (p = 1); p_L = 0 holds none. Perfusion
+    lives in the marrow (or the fluid label) left: w = w_L p (1 - S) / p_L; phi_c = p S.
+    """
+    lab, f = _check_labels_and_fraction(labels, cement_fraction, table)
+    pore_l = _table_array(table, "pore_fraction")[lab]
+    if np.any((f > 0) & (pore_l <= 0)):
+        names = sorted({table[int(x)].name for x in np.unique(lab[(f > 0) & (pore_l <= 0)])})
         raise InvalidValueError(
             f"cement_fraction > 0 in labels with no pore space ({', '.join(names)}).",
             f"cement can only fill porous or open labels; label a breached cortex as {DEFECT} (defect).",
         )
-    phi_c = f * pore
-    k = (1 - phi_c) * k_tab[lab] + phi_c * cement.conductivity_w_m_k
-    rho_c = (1 - phi_c) * _table_array(table, "rho_c_j_m3k")[
-        lab
-    ] + phi_c * cement.volumetric_heat_capacity_j_m3k
-    perf = (1 - phi_c) * _table_array(table, "perfusion_1_s")[lab] * BLOOD_RHO_C_J_M3K
-    return k, rho_c, perf, phi_c
+    p = _voxel_porosity(lab, pore_l, pore_fraction)
+    porous = pore_l > 0.0
+    if np.any(porous & (pore_l < 1.0)) and CORTEX not in table:
+        raise InvalidValueError("a label with 0 < pore fraction < 1 needs the bone matrix (CORTEX) in the table.",
+                                f"add label {CORTEX} to the thermal table.")
+    safe_pl = np.where(porous, pore_l, 1.0)
+    out = []
+    for attr, x_c in (("conductivity_w_m_k", cement.conductivity_w_m_k),
+                      ("rho_c_j_m3k", cement.volumetric_heat_capacity_j_m3k)):
+        x_l = _table_array(table, attr)[lab]
+        x_b = getattr(table[CORTEX], attr) if CORTEX in table else 0.0
+        x_m = (x_l - (1.0 - safe_pl) * x_b) / safe_pl
+        out.append(np.where(porous, (1.0 - p) * x_b + p * (1.0 - f) * x_m + p * f * x_c, x_l))
+    w_l = _table_array(table, "perfusion_1_s")[lab]
+    perf = np.where(porous, w_l * p * (1.0 - f) / safe_pl, w_l) * BLOOD_RHO_C_J_M3K
+    return out[0], out[1], perf, np.where(porous, p * f, 0.0)
 
 
 def _films(film_w_m2k) -> tuple:
@@ -465,12 +506,14 @@ class _ExothermState:
     conducted: float = 0.0
     perfused: float = 0.0
     cement_peak: float = float("nan")
+    cement_peak_time_s: float = 0.0  # time of the cement peak after placement
     t_list: list = field(default_factory=list)
     probe_t: dict = field(default_factory=dict)
 
 
 def _exotherm_problem(labels, spacing_m, cement_fraction, t_end_s, dt_s, cement, probes, *, far_field_c, film_w_m2k,
-                      perfusion, theta, solver, table, dt_max_s, max_change_c, max_cure_change, solver_rtol):
+                      perfusion, theta, solver, table, dt_max_s, max_change_c, max_cure_change, solver_rtol,
+                      pore_fraction=None):
     """Check the arguments, mix the properties and assemble the conduction; returns an :class:`_ExothermProblem`."""
     h = tuple(check_range(f"spacing_m[{i}]", v, 1e-6, 0.1, "m") for i, v in enumerate(spacing_m))
     if len(h) != 3:
@@ -486,7 +529,7 @@ def _exotherm_problem(labels, spacing_m, cement_fraction, t_end_s, dt_s, cement,
     far = rheology._check_temperature_c("far_field_c", far_field_c)
     _films(film_w_m2k)
     lab = np.asarray(labels)
-    k, rho_c, perf, phi_c = mix_properties(lab, cement_fraction, cement, table)
+    k, rho_c, perf, phi_c = mix_properties(lab, cement_fraction, cement, table, pore_fraction)
     vol = float(np.prod(h))
     cap = (rho_c * vol).ravel()  # J/K per voxel
     pmat = (perf * vol).ravel() if perfusion else np.zeros(lab.size)  # W/K
@@ -566,8 +609,8 @@ def _exotherm_step(pb: _ExothermProblem, st: _ExothermState, dt_step: float) -> 
     st.t_list.append(st.t_now)
     for name, ii in pb.probe_idx.items():
         st.probe_t[name].append(float(new[ii].mean()))
-    if cem_idx.size:
-        st.cement_peak = max(st.cement_peak, float(new[cem_idx].max()))
+    if cem_idx.size and float(new[cem_idx].max()) > st.cement_peak:
+        st.cement_peak, st.cement_peak_time_s = float(new[cem_idx].max()), st.t_now
 
 
 def _exotherm_result(pb: _ExothermProblem, st: _ExothermState, energy0: float) -> ExothermResult:
@@ -605,6 +648,7 @@ def _exotherm_result(pb: _ExothermProblem, st: _ExothermState, energy0: float) -
         canal_wall_peak_c=wall_peak,
         canal_wall_time_above_50c_s=wall_50,
         cement_peak_c=st.cement_peak,
+        cement_peak_time_s=st.cement_peak_time_s,
         released_j=st.released,
         stored_j=stored,
         conducted_out_j=st.conducted,
@@ -638,6 +682,7 @@ def simulate_exotherm(
     max_change_c: float = 1.0,
     max_cure_change: float = 0.02,
     solver_rtol: float = 1e-13,
+    pore_fraction: np.ndarray | None = None,
 ) -> ExothermResult:
     """Run the exotherm of cement placed at t = 0 in the voxel model and integrate the damage.
 
@@ -649,7 +694,8 @@ def simulate_exotherm(
     ``dt_s`` up to ``dt_max_s``, in powers of two times ``dt_s``) so that the predicted largest temperature change
     stays below ``max_change_c`` and the predicted largest cure advance below ``max_cure_change`` (predictions from
     the last step's rates); one system matrix is kept per step size used. ``solver_rtol``: relative residual of each
-    linear solve (the energy balance is checked against ENERGY_TOL_REL at the end).
+    linear solve (the energy balance is checked against ENERGY_TOL_REL at the end). ``pore_fraction``: porosity per
+    voxel of the porous-bone labels (default: the label table's), see :func:`mix_properties`.
     """
     t_cem = rheology._check_temperature_c("cement_temperature_c", cement_temperature_c)
     check_range("age_at_placement_s", age_at_placement_s, 0.0, 1e5, "s")
@@ -657,6 +703,7 @@ def simulate_exotherm(
         labels, spacing_m, cement_fraction, t_end_s, dt_s, cement, probes, far_field_c=far_field_c,
         film_w_m2k=film_w_m2k, perfusion=perfusion, theta=theta, solver=solver, table=table, dt_max_s=dt_max_s,
         max_change_c=max_change_c, max_cure_change=max_cure_change, solver_rtol=solver_rtol,
+        pore_fraction=pore_fraction,
     )
     st = _initial_exotherm_state(pb, t_cem, age_at_placement_s, initial_temperature_c)
     energy0 = float((pb.cap * st.temp).sum())

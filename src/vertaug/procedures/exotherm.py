@@ -1,15 +1,18 @@
 """The cement exotherm after a procedure: temperatures and thermal damage on the treated model.
 
 The injected cement (``Outcome.cement_fraction``: cement volume per voxel volume) is converted to the thermal model's
-fraction of pore space, ``S = min(1, f / pore(label))`` with the pore fraction of each label in
-:data:`vertaug.physics.thermal.LABEL_THERMAL`; clipped volume is reported. The domain is cropped to the body's bounding
+fraction of pore space, ``S = min(1, f / p)``, with p the treated model's porosity (``Vertebra.phi``) in porous bone and
+the label's pore fraction of :data:`vertaug.physics.thermal.LABEL_THERMAL` elsewhere; clipped volume is reported. Each
+voxel is then a mixture of bone matrix, marrow and cement (:func:`vertaug.physics.thermal.mix_properties`). The domain is cropped to the body's bounding
 box plus ``MARGIN_MM`` (the far-field boundary at 37 C sits there). The cement is placed at its mixing temperature
 with the cure age it had when injection ended (start time + injection time), and the heat equation with the cure source
 and Pennes perfusion is integrated for ``duration_s`` (Crank-Nicolson, adaptive steps ``DT_S``..``DT_MAX_S``;
 physics/thermal.py).
 
-Peaks can exceed the adiabatic rise of the cement from body temperature (37 + H/c = 108 C): the rim cures first and
-preheats the uncured core, which then releases its own heat (cement does not diffuse: a "superadiabatic" front).
+Peaks can exceed the adiabatic rise of the cement from body temperature (37 + H/c: 108 C for the generic "low"
+preset, 159 C for Palacos R = "high"): the rim cures first and preheats the uncured core, which then releases its own
+heat (cement does not diffuse: a "superadiabatic" front). ``ExothermMetrics.peak_time_after_mixing_min`` is when the
+hottest cement temperature is reached, counted from mixing (placement age + time after placement).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class ExothermMetrics:
     necrosis_volume_ml: float
     thermal_energy_balance_error: float
     set_time_min: float
+    peak_time_after_mixing_min: float = float("nan")  # when the cement peak occurs, min from mixing
 
     def to_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
@@ -85,8 +89,10 @@ def exotherm_after(outcome, duration_s: float = DURATION_S, dt_s: float = DT_S,
     model = outcome.model_after
     labels = np.asarray(model.labels)
     f = np.asarray(outcome.cement_fraction, dtype=float)
-    pore = np.array([thermal.LABEL_THERMAL[i].pore_fraction if i in thermal.LABEL_THERMAL else 0.0
-                     for i in range(256)])[labels]
+    pore_l = np.array([thermal.LABEL_THERMAL[i].pore_fraction if i in thermal.LABEL_THERMAL else 0.0
+                       for i in range(256)])[labels]
+    porosity = np.asarray(model.phi, dtype=float)
+    pore = np.where((pore_l > 0) & (pore_l < 1), np.clip(porosity, 1e-3, 1.0), pore_l)
     sat = np.zeros_like(f)
     ok = pore > 0
     sat[ok] = np.minimum(1.0, f[ok] / pore[ok])
@@ -109,7 +115,7 @@ def exotherm_after(outcome, duration_s: float = DURATION_S, dt_s: float = DT_S,
     res = thermal.simulate_exotherm(lab_c, model.spacing_m, sat_c, duration_s, dt_s=dt_s, cement=cement,
                                     probes=_probes(lab_c, sat_c), age_at_placement_s=age, theta=THETA,
                                     dt_max_s=dt_max_s if dt_max_s is None else max(dt_max_s, dt_s),
-                                    solver_rtol=SOLVER_RTOL)
+                                    solver_rtol=SOLVER_RTOL, pore_fraction=np.clip(porosity[box], 0.0, 1.0))
     tmax = np.full(labels.shape, thermal.BODY_C, dtype=np.float32)
     tmax[box] = res.max_temperature_c
     omega = np.zeros(labels.shape, dtype=np.float32)
@@ -123,5 +129,6 @@ def exotherm_after(outcome, duration_s: float = DURATION_S, dt_s: float = DT_S,
         necrosis_volume_ml=float(res.necrosis_volume_ml),
         thermal_energy_balance_error=float(res.energy_balance_error_rel),
         set_time_min=rheology.set_time_s(cement, BODY_TEMPERATURE_C) / 60.0,
+        peak_time_after_mixing_min=(age + float(res.cement_peak_time_s)) / 60.0,
     )
     return ExothermSummary(metrics, tmax, omega, res.t_s, dict(res.probe_temperature_c), tuple(notes) + tuple(res.notes))

@@ -22,7 +22,7 @@ from vertaug.constants import BODY_TEMPERATURE_C, KELVIN
 from vertaug.errors import ParameterError, check_range
 from vertaug.physics import cannula
 from vertaug.physics.flow import ROUTES, VENOUS_PRESSURE_PA
-from vertaug.physics.rheology import cement_preset, cure_0d, viscosity_pa_s
+from vertaug.physics.rheology import cement_preset, cure_0d, require_rheometry, viscosity_pa_s
 from vertaug.procedures.outcome import InjectionMetrics
 
 __all__ = [
@@ -50,7 +50,9 @@ POSTERIOR_FRACTION = 0.25
 
 
 def check_injection_plan(spec) -> None:
-    """The injection-control fields shared by both plans: injector, pressure limit, fluoroscopy limit."""
+    """The injection-control fields shared by both plans: cement with rheometry, injector, pressure limit,
+    fluoroscopy limit."""
+    require_rheometry(cement_preset(spec.cement))
     cannula.injector_limit_pa(spec.injector)
     if spec.max_plunger_pressure_pa is not None and not spec.max_plunger_pressure_pa > VENOUS_PRESSURE_PA:
         raise ParameterError(
@@ -101,7 +103,7 @@ def injection_controls(vertebra, spec, mu) -> dict:
 
 def cement_viscosity_law(cement_name: str, temperature_c: float = BODY_TEMPERATURE_C):
     """``mu(t_s, shear_rate_1_s)`` for :func:`flow.inject`: the preset cured isothermally (0-D) from mixing."""
-    cement = cement_preset(cement_name)
+    cement = require_rheometry(cement_preset(cement_name))
     cure = cure_0d(cement, CURE_HORIZON_S, "isothermal", temperature_c, n_out=3601)
     t_k = temperature_c + KELVIN
 

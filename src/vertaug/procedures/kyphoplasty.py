@@ -182,6 +182,23 @@ def _reduction_before_balloon(vertebra, spec: Kyphoplasty):
     return vertebra, res_n, [post.note, why]
 
 
+def _cavity_metrics(res, saturation: np.ndarray, vvox_ml: float) -> dict:
+    """Volume, connected regions (scipy.ndimage.label) and cement fill (voxels > half full) of the membrane's space
+    and of the cavity (outcome.BalloonMetrics)."""
+    from scipy import ndimage
+
+    membrane = res.membrane if res.membrane is not None else res.cavity
+    full = np.asarray(saturation) > 0.5
+
+    def pct(mask):
+        return 100.0 * float(np.mean(full[mask])) if mask.any() else float("nan")
+
+    return {"balloon_space_ml": float(membrane.sum()) * vvox_ml,
+            "balloon_space_regions_touching": int(ndimage.label(membrane, structure=np.ones((3, 3, 3)))[1]),
+            "balloon_space_regions": int(ndimage.label(membrane)[1]), "cavity_regions": int(ndimage.label(res.cavity)[1]),
+            "balloon_space_filled_pct": pct(membrane), "cavity_filled_pct": pct(res.cavity)}
+
+
 def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None) -> Outcome:
     """Simulate ``spec`` on ``vertebra``; returns an :class:`Outcome` (see the module docstring)."""
     spec = spec or Kyphoplasty()
@@ -223,8 +240,12 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
         balloon_max_pressure_pa=float(res.pressure_pa.max()), cavity_volume_ml=cavity_ml,
         crushed_bone_tissue_ml=res.crushed_bone_m3 * 1e6, shell_mass_balance_error=res.mass_balance_error,
         endplate_lift_max_mm=float(res.lift_mm[-1]), deflation_recoil_mm=res.recoil_mm,
-        inflated=height_change(vertebra, res.labels_inflated, before),
+        inflated=height_change(vertebra, res.labels_inflated, before), **_cavity_metrics(res, inj.saturation, vvox_ml),
     )
+    notes.append(f"balloon space {balloon.balloon_space_ml:.2f} mL in {balloon.balloon_space_regions} face-connected "
+                 f"region(s) ({balloon.balloon_space_regions_touching} counting edge/corner contact), "
+                 f"{balloon.balloon_space_filled_pct:.1f} % of it more than half full; cavity {cavity_ml:.2f} mL in "
+                 f"{balloon.cavity_regions} region(s), {balloon.cavity_filled_pct:.1f} %")
     series = {
         "balloon_volume_ml": res.volume_ml, "balloon_pressure_pa": res.pressure_pa, "balloon_lift_mm": res.lift_mm,
         "balloon_contact_area_mm2": res.contact_area_mm2,
@@ -232,7 +253,7 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
         "tip_pressure_pa": bone, "cannula_pressure_drop_pa": dp_can, "plunger_pressure_pa": plunger,
         **{f"leaked_ml_{r}": inj.leaked_m3[r] * 1e6 for r in ROUTES},
     }
-    fields = {"balloon_cavity": res.cavity, "compacted_shell": res.shell, "cement_saturation": inj.saturation,
+    fields = {"balloon_cavity": res.cavity, "balloon_membrane": res.membrane, "compacted_shell": res.shell, "cement_saturation": inj.saturation,
               "fracture_gap": res.fracture_gap}
     inputs = asdict(spec)
     inputs["n_balloons"] = len(trajectories)

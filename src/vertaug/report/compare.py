@@ -12,7 +12,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,7 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("procedure_time_min", "procedure time (evidence)", "min", "lower", "procedure_time", "{:.1f}"),
     MetricSpec("cost_usd", "index cost, outpatient (evidence)", "USD", "lower", "cost", "{:,.0f}"),
     MetricSpec("set_time_min", "cement set time at 37 C", "min", None, None, "{:.1f}"),
+    MetricSpec("peak_time_after_mixing_min", "cement peak time after mixing", "min", None, None, "{:.1f}"),
 )
 
 _PA_TO_MPA = {"max_injection_pressure_pa", "max_injection_pressure_bone_pa"}
@@ -88,6 +89,36 @@ class MetricRow:
     limit: float | None = None
     reason: str = ""  # why the row shows no difference, from the physics
     trust: tuple = ()  # report.uncertainty.Trust of the validation cases that test the row's model
+    #: parameter samples (report.sampling): (5 %, median, 95 %) of VP, KP and KP - VP; None when not sampled
+    vp_q: tuple | None = None
+    kp_q: tuple | None = None
+    diff_q: tuple | None = None
+
+    @property
+    def difference_range(self) -> tuple[float, float] | None:
+        """The range of KP - VP that decides "favoured": the sampled 5-95 % (with the difference itself) widened by
+        the numerical half-width; without samples, difference +/- the numerical half-width."""
+        if self.difference is None:
+            return None
+        du = self.diff_u or 0.0
+        if self.diff_q is not None:
+            return (min(self.diff_q[0], self.difference) - du, max(self.diff_q[2], self.difference) + du)
+        if self.diff_u is None:
+            return None
+        return (self.difference - du, self.difference + du)
+
+    def sampled_text(self, which: str) -> str:
+        """"5-95 %: a to b" of VP, KP or the difference ("diff") in the row's display unit ("" when not sampled or
+        when the range rounds to the value shown)."""
+        q = {"vp": self.vp_q, "kp": self.kp_q, "diff": self.diff_q}[which]
+        if q is None:
+            return ""
+        lo, hi = (_fmt(x, self.key, signed=which == "diff", limit=None if which == "diff" else self.limit)
+                  for x in (q[0], q[2]))
+        shown = {"vp": self.vp_text, "kp": self.kp_text, "diff": self.diff_text}[which]
+        if lo == hi == shown or (lo == hi and which == "diff" and lo in ("0", shown)):
+            return ""
+        return f"{lo} to {hi}"
 
     @property
     def vp_text(self) -> str:
@@ -106,7 +137,7 @@ class MetricRow:
     def range_text(self, which: str) -> str:
         """"+/- u" of VP, KP or the difference ("diff"), in the row's display unit ("" when there is none)."""
         u = {"vp": self.vp_u, "kp": self.kp_u, "diff": self.diff_u}[which]
-        if u is None or u == 0:
+        if u is None or u == 0 or (which != "diff" and getattr(self, f"{which}_text") == "none"):
             return ""
         u = u / 1e6 if self.key in _PA_TO_MPA else u
         if u < 0.5 * 10.0 ** -_decimals(_spec(self.key).fmt):  # under the last digit shown: no range to show
@@ -159,18 +190,23 @@ def _span(r) -> str:
     return f"{r[0]:g}" if r[0] == r[1] else f"{r[0]:g}-{r[1]:g}"
 
 
-def _favour(s: MetricSpec, a: float, b: float, diff: float, diff_u: float | None, rel_equal: float) -> str:
-    """"VP"/"KP" only when |KP - VP| exceeds its range (or, without one, ``rel_equal`` of the larger value)."""
+def _favour(s: MetricSpec, a: float, b: float, diff: float, rng: tuple[float, float] | None, rel_equal: float) -> str:
+    """"VP"/"KP" only when the range ``rng`` of KP - VP excludes zero (or, without one, when |KP - VP| exceeds
+    ``rel_equal`` of the larger value)."""
     scale = max(abs(a), abs(b), 1e-12)
-    band = diff_u if diff_u is not None else rel_equal * scale
-    if abs(diff) <= max(band, 1e-12 * scale):
+    if rng is None:
+        rng = (diff - rel_equal * scale, diff + rel_equal * scale)
+    tiny = 1e-12 * scale
+    if rng[0] <= tiny and rng[1] >= -tiny:
         return "equal"
     return "KP" if (diff < 0) == (s.better == "lower") else "VP"
 
 
-def metric_rows(vp: dict, kp: dict, rel_equal: float = 0.02, ctx: dict | None = None) -> list[MetricRow]:
-    """Side-by-side rows for every metric either outcome has; ``favoured`` by the metric's direction when the
-    difference exceeds its numerical range (``ctx``: report.uncertainty's context; without it, ``rel_equal``)."""
+def metric_rows(vp: dict, kp: dict, rel_equal: float = 0.02, ctx: dict | None = None,
+                ranges=None) -> list[MetricRow]:
+    """Side-by-side rows for every metric either outcome has; ``favoured`` by the metric's direction when the range
+    of the difference excludes zero (``ctx``: report.uncertainty's context for the numerical ranges; ``ranges``: a
+    report.sampling.ParameterRanges for the parameter ranges; without either, ``rel_equal``)."""
     from . import uncertainty as unc
 
     rows = []
@@ -193,11 +229,14 @@ def metric_rows(vp: dict, kp: dict, rel_equal: float = 0.02, ctx: dict | None = 
             a = 0.0 if a is not None and abs(a) < limit else a
             b = 0.0 if b is not None and abs(b) < limit else b
         diff = (b - a) if a is not None and b is not None else None
-        fav = "-"
+        q = ranges.quantiles(s.key, a, b, limit) if ranges is not None else None
+        q = q or {}
+        row = MetricRow(s.key, s.label, "MPa" if s.key in _PA_TO_MPA else s.unit, a, b, diff, "-",
+                        _evidence_summary(s.evidence_metric), ua, ub, du, limit, reason, trust, q.get("vp"),
+                        q.get("kp"), q.get("diff"))
         if diff is not None and s.better is not None:
-            fav = _favour(s, a, b, diff, du, rel_equal)
-        rows.append(MetricRow(s.key, s.label, "MPa" if s.key in _PA_TO_MPA else s.unit, a, b, diff, fav,
-                              _evidence_summary(s.evidence_metric), ua, ub, du, limit, reason, trust))
+            row = replace(row, favoured=_favour(s, a, b, diff, row.difference_range, rel_equal))
+        rows.append(row)
     return rows
 
 
@@ -224,6 +263,7 @@ class Comparison:
     notes: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)  # per procedure: metrics of later stages (exotherm, mechanics)
     study: object | None = None  # the vertaug.study.Study compared (None for a comparison built by hand)
+    ranges: object | None = None  # report.sampling.ParameterRanges (None: no parameter samples)
 
 
 def _outcome_metrics(outcome) -> dict:
@@ -263,22 +303,37 @@ def _uncertainty_context(study, spine: SpineMorphometry, vp_m: dict, kp_m: dict,
     return ctx
 
 
+def procedure_metrics(run, states: dict | None = None) -> dict:
+    """Metrics of one procedure run as the rows use them: the outcome's, its exotherm's and its FE state's
+    (``states``: the FE states reported, by name; default: the run's own)."""
+    if states is None:
+        states = {run.name: run.mechanics} if run.mechanics is not None else {}
+    m = _outcome_metrics(run.outcome)
+    m.update({k: float(v) for k, v in _stage_metrics(run, states).items()})
+    return m
+
+
+def study_metrics(study, states: dict) -> tuple[dict, dict]:
+    """(VP, KP) metrics of a study's runs (:func:`procedure_metrics`) with the FE states reported."""
+    return procedure_metrics(study.vp, states), procedure_metrics(study.kp, states)
+
+
 def compare(study, spine: SpineMorphometry, inputs: dict | None = None, timings_s: dict | None = None,
-            states: dict | None = None, notes=()) -> Comparison:
+            states: dict | None = None, notes=(), ranges=None) -> Comparison:
     """Assemble the comparison of a :class:`vertaug.study.Study` with the scan's morphometry.
 
     ``states``: the FE states to report ({"pre-treatment": MechanicsState, "VP": ..., "KP": ...}); their stiffness and
-    strength join the procedures' rows. Exotherm metrics join them from the study's runs.
+    strength join the procedures' rows. Exotherm metrics join them from the study's runs. ``ranges``: the
+    parameter samples (report.sampling.ParameterRanges) giving each row its 5-95 % range.
     """
     states = dict(states or {})
     vp, kp = study.vp.outcome, study.kp.outcome
     extra = {name: _stage_metrics(run, states) for name, run in study.runs.items()}
-    vp_m, kp_m = _outcome_metrics(vp), _outcome_metrics(kp)
-    vp_m.update({k: float(v) for k, v in extra["VP"].items()})
-    kp_m.update({k: float(v) for k, v in extra["KP"].items()})
+    vp_m, kp_m = study_metrics(study, states)
     ev_vp, ev_kp = evidence_procedure_metrics()
     vp_m, kp_m = {**ev_vp, **vp_m}, {**ev_kp, **kp_m}
-    rows = tuple(metric_rows(vp_m, kp_m, ctx=_uncertainty_context(study, spine, vp_m, kp_m, inputs or {})))
+    rows = tuple(metric_rows(vp_m, kp_m, ctx=_uncertainty_context(study, spine, vp_m, kp_m, inputs or {}),
+                             ranges=ranges))
     sim = {}  # from the rows: values under their detection limit are 0 there
     for r in rows:
         if r.key in ("leaked_ml", "height_restored_mm", "injected_ml"):
@@ -287,7 +342,7 @@ def compare(study, spine: SpineMorphometry, inputs: dict | None = None, timings_
     claims = tuple(check_claims(spine[vertebra.level].density_class, sim))
     return Comparison(vertebra.level, vertebra, spine, vp, kp, rows, claims, dict(inputs or {}), dict(timings_s or {}),
                       {k: v.to_dict() for k, v in states.items()}, tuple(study.notes) + tuple(notes), extra,
-                      study=study)
+                      study=study, ranges=ranges)
 
 
 # ------------------------------------------------------------------------------------------------------- outputs
@@ -334,11 +389,15 @@ def _metric_dict(r: MetricRow) -> dict:
     def sc(x):
         return None if x is None else x * k
 
-    rng = None
-    if r.difference is not None and r.diff_u is not None:
-        rng = [sc(r.difference - r.diff_u), sc(r.difference + r.diff_u)]
+    rng = r.difference_range
+    rng = None if rng is None else [sc(rng[0]), sc(rng[1])]
+
+    def q(t):
+        return None if t is None else [sc(x) for x in t]
+
     return {"key": r.key, "label": r.label.strip(), "unit": r.unit, "vp": sc(r.vp), "kp": sc(r.kp),
             "kp_minus_vp": sc(r.difference), "vp_halfwidth": sc(r.vp_u), "kp_halfwidth": sc(r.kp_u),
+            "vp_p5_p50_p95": q(r.vp_q), "kp_p5_p50_p95": q(r.kp_q), "kp_minus_vp_p5_p50_p95": q(r.diff_q),
             "kp_minus_vp_range": rng, "detection_limit": sc(r.limit), "favoured": r.favoured,
             "reason": r.reason, "evidence": r.evidence,
             "validation": [{"case": t.case, "quantity": t.quantity, "within": t.within,
@@ -371,6 +430,7 @@ def comparison_dict(c: Comparison) -> dict:
         "outcomes": {name: o.summary() for name, o in (("VP", c.vp), ("KP", c.kp)) if o is not None and
                      hasattr(o, "summary")},
         "notes": list(c.notes),
+        "parameter_ranges": c.ranges.to_dict() if c.ranges is not None else None,
         "evidence_ids": [r.id for r in ev.load_evidence()],
         "timings_s": c.timings_s,
     })
@@ -442,14 +502,30 @@ def _plain_language(c: Comparison) -> list[tuple[str, str]]:
          "did little better than the sham overall; one trial in very painful fractures under six weeks old was positive."),
     ]
     if c.rows:
-        leak = {r.key: r for r in c.rows}.get("leaked_ml")
+        rows = {r.key: r for r in c.rows}
+        leak, inj = rows.get("leaked_ml"), rows.get("injected_ml")
         if leak is not None and leak.vp is not None and leak.kp is not None:
             words = {t: ("no measurable cement (less than one model voxel)" if txt == "none" else f"{txt} mL of cement")
                      for t, txt in (("vp", leak.vp_text), ("kp", leak.kp_text))}
+            got = ""
+            if inj is not None and inj.vp is not None and inj.kp is not None:
+                got = (f"{inj.vp_text} mL of cement went in with vertebroplasty and {inj.kp_text} mL with "
+                       "kyphoplasty" + _stop_words(c) + ". ")
             qa.append(("What did the simulation of this vertebra show?",
-                       f"With the settings used, {words['vp']} left the vertebra in vertebroplasty and {words['kp']} "
-                       "in kyphoplasty. These are model estimates, not predictions for this patient."))
+                       f"With the settings used, {got}{words['vp']} left the vertebra in vertebroplasty and "
+                       f"{words['kp']} in kyphoplasty. These are model estimates, not predictions for this patient."))
     return qa
+
+
+def _stop_words(c: Comparison) -> str:
+    """", stopped early because ..." for the procedures whose injection a clinical rule ended before the plan."""
+    stops = [(name, o.injection.stop_reason) for name, o in (("vertebroplasty", c.vp), ("kyphoplasty", c.kp))
+             if o is not None and getattr(o.injection, "stop_reason", "volume reached") not in ("volume reached", "")]
+    if not stops:
+        return ""
+    why = {r.split(" (")[0] for _, r in stops}
+    return (f" ({' and '.join(n for n, _ in stops)} stopped before the planned volume, as a doctor would: "
+            f"{'; '.join(sorted(why))})")
 
 
 LIMITATIONS = (
@@ -460,9 +536,13 @@ LIMITATIONS = (
     "without a defect, little or no cement leaves a modelled body.",
     "Injection: two-phase Darcy flow without capillarity; cement is always more viscous than marrow here, so viscous "
     "fingering (a mechanism of low-viscosity leakage) cannot occur; permeability comes from density by Kozeny-Carman.",
-    "Vertebroplasty moves no bone in this model, so it restores no height (Belkoff 2001 measured 30 % in cadavers).",
-    "Kyphoplasty: cavities grow from spheres in the weakest bone, only the superior endplate is lifted, the rest of "
-    "the fracture mechanics (fragments, posterior wall) is not modelled.",
+    "Reduction (both procedures): the depressed superior endplate with its compacted band is a rigid plate under a "
+    "100 N preload; vertebroplasty lifts it only by elastic unloading prone and by the cement's pore pressure under it, "
+    "which rarely reach one voxel (Belkoff 2001 measured 30 % in cadavers; the opening of the fracture line by the "
+    "cement and the postural reduction of a mobile, cleft fracture are not modelled).",
+    "Kyphoplasty: each balloon crushes bone within its device's rated shape and lifts the plate while that is cheaper; "
+    "the lift stops where the plate leaves the rated shape; only the superior endplate is lifted; the posterior wall "
+    "and the bending of the membrane around the fragment are not modelled.",
     "Cement: Li 2003 kinetics are slow at room temperature compared with commercial cements (Nicholas 2007); both "
     "presets share kinetics and thermal properties; the porcine thermal validation runs hotter than measured "
     "(see docs/validation.md).",
@@ -523,9 +603,8 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
         "fracture_lead": fracture_lead(c),
         "views3d": views3d,
         "voxel_ml": f"{v.voxel_volume_m3 * 1e6:.3g}",
-        "range_note": "numerical only: model resolution, solver step and the resolution checks of docs/report.md; "
-                      "uncertain material and cement parameters are not sampled, so real differences may be larger "
-                      "or smaller",
+        "range_note": _range_note(c),
+        "view3d_legend": _view3d_legend(c),
         "limitations": LIMITATIONS,
         "methods": [
             "Morphometry: docs/anatomy.md; voxel model and material laws: docs/materials.md, docs/file_formats.md.",
@@ -539,6 +618,42 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
     }
     written["html"] = render_report(context, out / "report.html")
     return written
+
+
+def _range_note(c: Comparison) -> str:
+    """What the blue "a to b" under a number is, or that there is none (the parameters were not sampled)."""
+    r = c.ranges
+    if r is None:
+        return ("Uncertain material, cement and calibration parameters were not sampled (--samples 0), so real "
+                "differences may be larger or smaller than the ranges shown.")
+    how = (f", computed on a {r.spacing_mm:g} mm model and carried over by ratio to its nominal run"
+           if r.transferred else "")
+    return (f'"a to b" (blue, under a number) = 5-95 % range over {r.n_samples} samples of the uncertain trabecular '
+            f"permeability, cement start time and CT calibration{how} (docs/report.md); with few samples it is close "
+            "to their smallest and largest value. ")
+
+
+def _view3d_legend(c: Comparison) -> str:
+    """The 3-D view's colours, for the parts drawn, and where a leak is not drawn (it left the model)."""
+    from .figures import DISPLAY_MIN_FRACTION
+
+    parts = ["body translucent", "cement orange"]
+    drawn_leak = False
+    for o in (c.vp, c.kp):
+        if o is None:
+            continue
+        if o.fields.get("balloon_cavity") is not None and "balloon cavity cyan" not in parts:
+            parts.append("balloon cavity cyan")
+        f = np.asarray(o.cement_fraction) >= DISPLAY_MIN_FRACTION
+        drawn_leak |= bool((f & ~np.asarray(o.model_after.body_mask)).any())
+    if drawn_leak:
+        parts.append("cement outside the body (leak) green")
+    text = ", ".join(parts).capitalize() + "."
+    left = [o.procedure for o in (c.vp, c.kp) if o is not None and o.injection.leaked_ml > 0]
+    if left:
+        text += (f" Cement that left the model through a vein, the disc or a cortical break ({', '.join(left)}: "
+                 "see the leakage row) is counted where it exits and not drawn.")
+    return text
 
 
 def _views3d(c: Comparison) -> list[str]:
@@ -626,16 +741,21 @@ def _save_described(arr: np.ndarray, affine_mm: np.ndarray, path: Path, descrip:
     return path
 
 
-def necrosis_fraction(omega: np.ndarray, cement_fraction: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def necrosis_fraction(omega: np.ndarray, cement_fraction: np.ndarray, labels: np.ndarray,
+                      porosity: np.ndarray | None = None) -> np.ndarray:
     """Tissue volume fraction of each voxel that is necrotic (Omega >= 1), as the report's thermal necrosis volume
-    counts it (physics.thermal): 1 - phi_c, with phi_c = min(1, f / pore) * pore the cement placed in the voxel's
-    pore space (procedures.exotherm; pore of the label from thermal.LABEL_THERMAL, 0 where the label has none)."""
+    counts it (physics.thermal): 1 - phi_c, with phi_c = p min(1, f / p) = min(f, p) the cement placed in the voxel's
+    pore space p (procedures.exotherm: the model's ``porosity`` in porous bone, else the label's pore fraction of
+    thermal.LABEL_THERMAL, 0 where the label has none)."""
     from ..physics import thermal
 
     pore = np.array([thermal.LABEL_THERMAL[i].pore_fraction if i in thermal.LABEL_THERMAL else 0.0
                      for i in range(256)])[np.asarray(labels, dtype=np.intp)]
+    if porosity is not None:
+        bone = (pore > 0) & (pore < 1)
+        pore = np.where(bone, np.clip(np.asarray(porosity, dtype=float), 1e-3, 1.0), pore)
     f = np.asarray(cement_fraction, dtype=float)
-    phi_c = np.where(pore > 0, np.minimum(1.0, f / np.where(pore > 0, pore, 1.0)) * pore, 0.0)
+    phi_c = np.where(pore > 0, np.minimum(f, pore), 0.0)
     return np.where(np.asarray(omega) >= 1.0, 1.0 - phi_c, 0.0).astype(np.float32)
 
 
@@ -684,7 +804,7 @@ def _procedure_overlays(tag: str, outcome, ex, ct: Volume, out: Path) -> dict[st
         out / f"damage_omega_{low}.nii.gz", f"{tag} Arrhenius damage integral Omega, dimensionless, nearest",
         "omega")
     written[f"nifti_necrosis_{tag}"] = _save_described(
-        deposit_to_ct(necrosis_fraction(ex.omega, f, model.labels), model.affine_mm, ct), ct.affine_mm,
+        deposit_to_ct(necrosis_fraction(ex.omega, f, model.labels, model.phi), model.affine_mm, ct), ct.affine_mm,
         out / f"thermal_necrosis_{low}.nii.gz",
         f"{tag} necrotic tissue (Omega>=1, cement excluded), mL/mL (volume-conserving)", "necrosis_ml_per_ml")
     return written

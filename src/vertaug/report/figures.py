@@ -153,36 +153,46 @@ def _finish_plot(fig, ax, path, title: str, legend_fontsize: int = 8) -> Path:
 
 
 def cement_slices_figure(outcome, path: str | Path, title: str) -> Path:
-    """Mid-sagittal and axial slices through the cement centroid: CT, body outline, cement (and balloon cavity)."""
+    """A sagittal and an axial slice, each through the plane holding the most cement (a bipedicular fill has two
+    deposits beside the midline: a mid-sagittal slice would miss both): CT, body outline, cement, cavity, leak."""
     plt = _plt()
     v = outcome.model_after
     f = np.asarray(outcome.cement_fraction)
-    c = np.round(np.argwhere(f >= DISPLAY_MIN_FRACTION).mean(axis=0)).astype(int) if (
-        f >= DISPLAY_MIN_FRACTION).any() else np.round(
-        v.landmarks.centroid_ijk).astype(int)
+    f = np.where(f >= DISPLAY_MIN_FRACTION, f, 0.0)  # the Darcy front leaves ~1e-30 traces: not cement one could see
+    c = np.round(v.landmarks.centroid_ijk).astype(int)
+    if f.any():
+        c = [int(np.argmax(f.sum(axis=tuple(a for a in range(3) if a != ax)))) for ax in range(3)]
     s_mm = v.spacing_m[0] * 1e3
     body = np.asarray(v.body_mask)
-    f = np.where(f >= DISPLAY_MIN_FRACTION, f, 0.0)  # the Darcy front leaves ~1e-30 traces: not cement one could see
     outside = (f > 0) & ~body
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4), dpi=100)
-    for ax, sl, ttl in ((axes[0], (c[0], slice(None), slice(None)), "sagittal (posterior -> anterior)"),
-                        (axes[1], (slice(None), slice(None), c[2]), "axial (right -> left index, posterior -> anterior)")):
+    # stacked: the figure is shown in half the page's width, where side-by-side panels would shrink their text by half
+    fig, axes = plt.subplots(2, 1, figsize=(4.6, 8.4), dpi=100)
+    for ax, sl, ttl, xl, yl in (
+            (axes[0], (c[0], slice(None), slice(None)), f"sagittal, x = {c[0] * s_mm:.0f} mm",
+             "posterior -> anterior (mm)", "inferior -> superior (mm)"),
+            (axes[1], (slice(None), slice(None), c[2]), f"axial, z = {c[2] * s_mm:.0f} mm", "right -> left (mm)",
+             "posterior -> anterior (mm)")):
         hu, cf, bd, out = v.hu[sl].T, f[sl].T, body[sl].T.astype(float), outside[sl].T
         ext = (0, hu.shape[1] * s_mm, 0, hu.shape[0] * s_mm)
         ax.imshow(hu, origin="lower", cmap="gray", vmin=-250, vmax=1000, extent=ext)
-        ax.contour(bd, [0.5], colors="w", linewidths=0.6, extent=ext, origin="lower")
+        ax.contour(bd, [0.5], colors="w", linewidths=0.8, extent=ext, origin="lower")
         ax.imshow(np.ma.masked_where(cf <= 0, cf), origin="lower", cmap="autumn_r", vmin=0, vmax=0.6, alpha=0.85,
                   extent=ext, interpolation="nearest")
         cav = outcome.fields.get("balloon_cavity")
         if cav is not None:
-            ax.contour(np.asarray(cav)[sl].T.astype(float), [0.5], colors="c", linewidths=0.8, extent=ext,
+            ax.contour(np.asarray(cav)[sl].T.astype(float), [0.5], colors="c", linewidths=1.0, extent=ext,
                        origin="lower")
         if out.any():
             ax.contour(out.astype(float), [0.5], colors="lime", linewidths=1.2, extent=ext, origin="lower")
-        ax.set_title(ttl, fontsize=8)
-        ax.set_xlabel("mm")
-    fig.suptitle(title + " — cement (yellow to red: fraction of the voxel filled), body outline (white), leak (green), "
-                 "balloon cavity (cyan)", fontsize=8)
+        ax.set_title(ttl, fontsize=11)
+        ax.set_xlabel(xl, fontsize=10)
+        ax.set_ylabel(yl, fontsize=10)
+    parts = "cement: yellow (little) to red (voxel filled); body outline white" + (
+        "; balloon cavity cyan" if outcome.fields.get("balloon_cavity") is not None else "") + (
+        "; cement outside the body green" if outside.any() else "")
+    import textwrap
+
+    fig.suptitle(title + "\n" + textwrap.fill(parts, 52), fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -36,16 +36,18 @@ class ReportRun:
 def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Volume | None = None,
                  numbering: str = "v2", spacing_mm: float = 1.0, vp=None, kp=None, thermal: bool = True,
                  mechanics: bool = True, fluoro: bool = False, inputs: dict | None = None,
-                 console: Console | None = None, workers: int = 1, fracture=None) -> ReportRun:
+                 console: Console | None = None, workers: int = 1, fracture=None, samples: int = 0) -> ReportRun:
     """Run the study of ``level`` and write the report folder ``out`` (written whole at the end, or not at all).
 
     ``fracture``: an :class:`vertaug.anatomy.fracture.FracturedLevel` of this scan's ``level`` (a virtual fracture): the
     study runs on its CT, labels and body map, with its fracture-zone map weakening the fractured bone; ``ct``/``seg``
     stay the scan before the fracture (shown beside it). ``workers=2`` runs the kyphoplasty chain in a second process
-    (:func:`vertaug.study.run_study`).
+    (:func:`vertaug.study.run_study`). ``samples``: parameter samples for the rows' 5-95 % ranges
+    (:mod:`vertaug.report.sampling`; 0: numerical ranges only).
     """
     console = console or Console()
     workers = int(check_range("workers", workers, 1, 2, "", "1 (serial) or 2 (VP and KP chains side by side)."))
+    samples = int(check_range("samples", samples, 0, 1000, "", "0 (no parameter samples) or more, e.g. 4."))
     final = Path(out)
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_partials(final)
@@ -54,7 +56,7 @@ def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Vol
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
     try:
         job = _Job(ct, seg, level, body, numbering, spacing_mm, vp, kp, thermal, mechanics, fluoro, inputs, workers,
-                   fracture)
+                   fracture, samples)
         comparison, study, written = _run(job, tmp, console)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -103,6 +105,7 @@ class _Job:
     inputs: dict | None
     workers: int
     fracture: object = None  # anatomy.fracture.FracturedLevel
+    samples: int = 0  # parameter samples (report.sampling)
 
     @property
     def scan(self) -> tuple[Volume, Volume, Volume | None]:
@@ -124,7 +127,7 @@ def _run(job: _Job, out: Path, console: Console):
     written: dict[str, Path] = {}
     t_start = time.perf_counter()
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("morphometry", total=5 + int(job.fluoro))
+        task = progress.add_task("morphometry", total=6 + int(job.fluoro))
         say = lambda msg: progress.update(task, description=msg)  # noqa: E731
         ct, seg, body = job.scan
         with stage_timer(timings, "morphometry"):
@@ -142,7 +145,9 @@ def _run(job: _Job, out: Path, console: Console):
                           during=lambda: patient_figs.extend(_level_figures(job, spine, before, vertebra, out, written,
                                                                             say)))
         timings.update(study.timings_s)
-        progress.update(task, advance=1, description="figures")
+        with stage_timer(timings, "parameter_samples"):
+            ranges, range_notes = _parameter_ranges(job, vertebra, study, vp, kp, say)
+        progress.update(task, advance=2, description="figures")
         figs = {"patient": patient_figs, **_study_figures(study, out)}
         if job.fluoro:
             progress.update(task, advance=1, description="fluoroscopy frames")
@@ -151,7 +156,7 @@ def _run(job: _Job, out: Path, console: Console):
                 figs["both"].append((written["key_frames"], "Simulated fluoroscopy key frames (lateral, AP)"))
         say("report")
         timings["all_stages_wall"] = time.perf_counter() - t_start  # with workers=2 the chains' times overlap
-        comparison, files = _write_report(job, spine, before, study, timings, figs, out)
+        comparison, files = _write_report(job, spine, before, study, timings, figs, out, ranges, range_notes)
         written.update(files)
         progress.update(task, advance=1)
     return comparison, study, written
@@ -193,13 +198,18 @@ def _level_figures(job: _Job, spine, before, vertebra, out: Path, written: dict,
 def _study_figures(study: Study, out: Path) -> dict[str, list[tuple[Path, str]]]:
     """The procedures' figures: cement slices, balloon P-V, leakage, pressures, temperatures, FE states."""
     from . import figures as fg
+    from .figures_cavity import cavity_cement_figure
 
     outcomes = {name: run.outcome for name, run in study.runs.items()}
     figs: dict[str, list] = {"vp": [], "kp": [], "both": []}
     for name, o in outcomes.items():
-        p = fg.cement_slices_figure(o, out / f"cement_{name}.png", f"{name}")
+        p = fg.cement_slices_figure(o, out / f"cement_{name}.png",
+                                    {"VP": "Vertebroplasty", "KP": "Kyphoplasty"}.get(name, name))
         figs[name.lower()].append((p, f"{name}: cement after {o.injection.injected_ml:.1f} mL"))
     figs["kp"].append((fg.balloon_figure(study.kp.outcome, out / "balloon_pv.png"), "KP balloon pressure-volume"))
+    cav = cavity_cement_figure(study.kp.outcome, out / "cavity_cement.png")
+    if cav is not None:
+        figs["kp"].append((cav, "KP: balloon space and cavity outlined over the cement that fills them"))
     figs["both"].append((fg.leakage_figure(outcomes, out / "leakage.png"), "Leakage by route"))
     figs["both"].append((fg.pressure_volume_figure(outcomes, out / "pressure_volume.png"),
                          "Plunger and bone pressure vs injected volume"))
@@ -224,7 +234,42 @@ def _reported_states(study: Study) -> dict:
     return study.mechanics_states() if study.pre_mechanics is not None else {}
 
 
-def _write_report(job: _Job, spine, before, study: Study, timings: dict, figs: dict, out: Path):
+def _parameter_ranges(job: _Job, vertebra, study: Study, vp, kp, say):
+    """(report.sampling.ParameterRanges or None, notes): the chain over ``job.samples`` parameter samples, on the
+    coarser sampling model (built here) or on the report's own model when that is as coarse."""
+    from ..errors import InputError
+    from ..model.vertebra import vertebra_from_ct
+    from .compare import study_metrics
+    from .sampling import SAMPLE_SPACING_MM, carried_trajectories, run_samples
+
+    if job.samples < 1:
+        return None, ("parameter ranges: not sampled (--samples 0); the ranges are numerical only",)
+    sp = max(SAMPLE_SPACING_MM, job.spacing_mm)
+    nominal = None
+    model, paths = vertebra, study.trajectories
+    try:
+        if sp > job.spacing_mm:
+            ct, seg, body = job.scan
+            zone = job.fracture.zone if job.fracture is not None else None
+            model = vertebra_from_ct(ct, seg, job.level, body=body, numbering=job.numbering, spacing_mm=sp,
+                                     fracture_zone=zone)
+            paths = carried_trajectories(study.trajectories, vertebra, model)
+        else:
+            vp_m, kp_m = study_metrics(study, study.mechanics_states() if study.pre_mechanics is not None else {})
+            nominal = {"VP": vp_m, "KP": kp_m}
+        ranges = run_samples(model, vp, kp, job.samples, thermal=job.thermal, mechanics=job.mechanics,
+                             workers=job.workers, nominal=nominal, progress=say, trajectories=paths)
+    except InputError as exc:  # e.g. the coarser model cannot be built: the report goes on without the samples
+        note = f"parameter ranges: not computed on the {sp:g} mm sampling model ({exc}); the ranges are numerical only"
+        return None, (note,)
+    how = (f"{job.samples} Latin-hypercube samples of permeability, cement start time and CT calibration, chains on "
+           f"a {sp:g} mm model" + (f", carried over to the {job.spacing_mm:g} mm model by ratio to a nominal "
+                                   f"{sp:g} mm run" if ranges.transferred else "") + "; time: timings_s.parameter_samples")
+    return ranges, (f"parameter ranges: {how}",)
+
+
+def _write_report(job: _Job, spine, before, study: Study, timings: dict, figs: dict, out: Path, ranges=None,
+                  range_notes=()):
     """comparison.json, morphometry.json, NIfTI overlays and report.html from the study."""
     from .compare import compare, write_outputs
     from .morpho_table import write_morphometry_json
@@ -241,7 +286,8 @@ def _write_report(job: _Job, spine, before, study: Study, timings: dict, figs: d
             "height_anterior_mm", "height_middle_mm", "height_posterior_mm", "wedge_angle_deg", "genant_grade")}
         written.update(_write_fractured_scan(job.fracture, out))
     states = _reported_states(study)
-    comparison = compare(study, spine, inputs=all_inputs, timings_s=timings, states=states)
+    comparison = compare(study, spine, inputs=all_inputs, timings_s=timings, states=states, notes=range_notes,
+                         ranges=ranges)
     written.update(write_outputs(comparison, out, ct=ct, seg=seg, figures=figs,
                                  strain_fields={k: v.strain_at_failure_pct for k, v in states.items()}))
     return comparison, written

@@ -17,8 +17,9 @@ Ranges. Each simulated value gets a half-width ``u`` (the row shows ``value +/- 
 * FE stiffness and strength: the largest relative change of the untreated demo level between the 1 mm model and
   finer ones (``scripts/resolution_check.py``; FE_RESOLUTION_REL below).
 
-Parameter uncertainty (material, rheology, calibration) is not sampled here: the ranges are those of the numerics
-only, so a real difference can be smaller or larger than shown; the report says so.
+Parameter uncertainty (material, rheology, calibration) is not sampled here but in :mod:`vertaug.report.sampling`
+(``--samples``); a row's "favoured" then needs the sampled 5-95 % range of the difference, widened by these numerical
+half-widths, to exclude zero (``report.compare.MetricRow.difference_range``).
 
 Trust marks come from the last full ``vertaug validate`` run (``validation_last.json`` beside this module, made by
 ``scripts/update_validation_marks.py`` from docs/validation.md).
@@ -50,6 +51,8 @@ FE_RESOLUTION_REL = {"stiffness_n_per_mm": 0.020, "strength_n": 0.015}
 PRESSURE_REL = 0.01
 
 _VOLUME_KEYS = ("leaked_ml", "leaked_ml_B", "leaked_ml_S", "leaked_ml_C", "leaked_ml_D")
+_ROUTE_WORDS = {"leaked_ml_B": "the basivertebral vein", "leaked_ml_S": "a segmental vein",
+                "leaked_ml_C": "a cortical break", "leaked_ml_D": "the endplate into the disc"}
 
 
 def detection_limit(key: str, voxel_ml: float, injected_ml: float | None = None) -> float | None:
@@ -132,11 +135,12 @@ VALIDATION_FOR_METRIC: dict[str, tuple[tuple[str, str], ...]] = {
     "height_anterior_mm": (("belkoff_2001_height", ""),),
     "wedge_angle_deg": (("belkoff_2001_height", ""),),
     "peak_temperature_c": (("porcine_thermal_bolus", "centre peak"), ("cure_adiabatic_23c", ""),
-                           ("astm_f451_moulds", "")),
+                           ("astm_f451_moulds", ""), ("iso5833_named_cements", "peak")),
     "peak_temperature_canal_c": (("porcine_thermal_bolus", "cortex"),),
     "time_above_50c_canal_s": (("porcine_thermal_bolus", "time above"),),
     "necrosis_volume_ml": (("porcine_thermal_bolus", "time above"),),
     "set_time_min": (("cure_isothermal_37c", ""),),
+    "peak_time_after_mixing_min": (("iso5833_named_cements", "setting time"),),
     "stiffness_n_per_mm": (("homogeneous_block_stiffness", ""), ("two_material_column", ""),
                            ("belkoff_2001_mechanics", "stiffness")),
     "strength_n": (("belkoff_2001_mechanics", "stronger"),),
@@ -177,14 +181,20 @@ def row_reason(key: str, vp: float | None, kp: float | None, ctx: dict) -> str:
     lim = detection_limit(key, ctx["voxel_ml"], ctx.get("injected_ml"))
     if key in _VOLUME_KEYS + ("leak_fraction",) and lim is not None and all(
             v is not None and abs(v) < lim for v in (vp, kp)):
-        return ("no leak path reached: no cortical defect, cleft or open vein in the cement's way at this level "
-                "(under one model voxel)")
+        route = _ROUTE_WORDS.get(key)
+        where = f"through {route}" if route else "out of the body"
+        return (f"no leak {where} in either procedure (under one model voxel, {ctx['voxel_ml']:.2g} mL): the "
+                "cement front reached no such exit")
+    a, b = ctx.get("injected_ml"), ctx.get("kp_injected_ml")
+    if key in _VOLUME_KEYS and a and b and abs(a - b) > 0.1 * max(a, b):
+        return (f"the procedures injected different volumes (VP {a:.2f}, KP {b:.2f} mL): the leak fraction row "
+                "compares like with like")
     if key == "injected_ml":
         stops = {n: r for n, r in (ctx.get("stop_reason") or {}).items() if r and r != "volume reached"}
         return "; ".join(f"{n} injection stopped: {r}" for n, r in stops.items())
     if key in ("height_restored_mm", "height_anterior_mm", "wedge_angle_deg"):
         lift = ctx.get("kp_lift_mm")
-        parts = ["VP moves no bone in this model"]
+        parts = ["VP: postural and hydraulic lift below one voxel (physics/reduction.py)"]
         if lift is not None and lift < 0.5 * ctx["spacing_mm"]:
             parts.append("KP: no fracture at this level to reduce, the endplate is not lifted" if not ctx.get(
                 "fracture") else "KP: the balloon did not lift the endplate")

@@ -70,7 +70,7 @@ def render_views(outcomes: dict, display_min: float, n_views: int = N_VIEWS) -> 
         return []
     allv = np.concatenate([q.reshape(-1, 3) for s in surf.values() for q in s.values()])
     lo, hi = allv.min(axis=0), allv.max(axis=0)
-    fig = plt.figure(figsize=(3.4 * len(surf), 2.8), dpi=80)
+    fig = plt.figure(figsize=(3.4 * len(surf), 2.8), dpi=120)  # 816 x 336 px for two panels
     fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=0.92, wspace=0.0)
     axes = []
     for i, (name, s) in enumerate(surf.items()):
@@ -83,7 +83,7 @@ def render_views(outcomes: dict, display_min: float, n_views: int = N_VIEWS) -> 
         ax.set_box_aspect(hi - lo, zoom=1.35)
         ax.set_axis_off()
         parts = ", ".join(p for p in ("cement", "cavity", "leak") if p in s)
-        ax.set_title(f"{name}: body, {parts or 'no cement'}", fontsize=8)
+        ax.set_title(f"{name}: body, {parts or 'no cement'}", fontsize=9)
         axes.append(ax)
     frames = []
     for k in range(n_views):

@@ -1,0 +1,221 @@
+"""Named commercial PMMA bone cements: composition -> heat, density, heat capacity; rheometry -> cure kinetics.
+
+Each entry of :data:`NAMED_CEMENTS` is what could be read about one product (tags as in docs/references.md: [V] seen
+in a source, [C] read in public code, [M] from memory, unverified). From it:
+
+Heat of polymerisation per kilogram of cement (only the liquid's monomer polymerises; the powder is pre-polymerised
+PMMA or copolymer beads, radiopacifier and initiator)::
+
+    w_MMA = m_liquid x_MMA / (m_powder + m_liquid)          (mass fraction of monomer in the mixed cement)
+    H     = w_MMA dH_MMA,      dH_MMA = 54 kJ/mol / 100.12 g/mol = 5.39e5 J/kg   [M]
+
+Density and heat capacity of the set cement, from the mass fractions w_i of polymer (beads + polymerised monomer) and
+radiopacifier (rule of mixtures; the pores of hand-mixed cement are neglected)::
+
+    1 / rho = sum_i w_i / rho_i,        c = sum_i w_i c_i
+
+Cure kinetics: the autocatalytic law of :mod:`vertaug.physics.rheology` with Li 2003's exponents (m 1.05, n 1.10,
+alpha0 1e-4; from DSC, [C]); its rate constant k(T) = K0 exp(-E / R T) is fitted to the product's rheometer curing
+times (the isothermal time from mixing at which the viscosity reaches its plateau, taken as the gel point alpha_gel
+of the viscosity law) by ``scipy.optimize.least_squares`` on ln(time). With alpha_max = 1 the isothermal time to a
+cure degree a is exactly::
+
+    t(a, T) = I(a) / k(T),      I(a) = int_{alpha0}^{a} d(alpha) / (alpha^m (1 - alpha)^n)
+
+A product without rheometer data keeps Li 2003's K0 and E and has no rheometry: using it for flow is an error
+(:func:`vertaug.physics.rheology.require_rheometry`). The viscosity consistency in the working phase (K0_mu) of a
+named cement is its viscosity class's value (docs/cement.md): no viscosity-versus-time series of a named cement in its
+working phase could be read for this version, so only the cure part of the rheology is fitted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.integrate import quad
+from scipy.optimize import least_squares
+
+from vertaug.errors import ParameterError
+
+__all__ = [
+    "LI2003_ACTIVATION_J_MOL",
+    "LI2003_ALPHA0",
+    "LI2003_K0_1_S",
+    "LI2003_M",
+    "LI2003_N",
+    "MMA_HEAT_J_KG",
+    "NAMED_CEMENTS",
+    "CementComposition",
+    "KineticsFit",
+    "RheometerPoint",
+    "cement_properties",
+    "fit_cure_kinetics",
+    "named_cement_kwargs",
+]
+
+GAS_CONSTANT_J_MOL_K = 8.314462618
+KELVIN = 273.15
+#: heat of polymerisation of methyl methacrylate, J per kg of monomer: 54 kJ/mol over 100.12 g/mol [M] (the
+#: ~540 J/g quoted for bone cement monomer; handbook values 54-58 kJ/mol)
+MMA_HEAT_J_KG = 54.0e3 / 100.12e-3
+#: Li 2003 kinetics (Quarini 2006 / mhogg cement_polymerisation HETVAL, [C]): the DSC-fitted exponents kept for all
+LI2003_K0_1_S = 5.206e9
+LI2003_ACTIVATION_J_MOL = 67891.0
+LI2003_M = 1.05
+LI2003_N = 1.10
+LI2003_ALPHA0 = 1.0e-4
+#: cure degree at which the viscosity law diverges (rheology.Cement.alpha_gel): the rheometer's curing time
+ALPHA_GEL = 0.5
+#: component properties at room temperature [M]: density kg/m^3, specific heat J/(kg K)
+POLYMER = (1190.0, 1460.0)  # PMMA
+RADIOPACIFIERS = {"BaSO4": (4500.0, 460.0), "ZrO2": (5680.0, 460.0)}
+
+
+@dataclass(frozen=True)
+class RheometerPoint:
+    """A published rheometer time: the cement reached ``viscosity_pa_s`` at ``time_s`` after mixing, at
+    ``temperature_c`` (isothermal plate)."""
+
+    temperature_c: float
+    time_s: float
+    viscosity_pa_s: float
+    source: str
+
+
+@dataclass(frozen=True)
+class CementComposition:
+    """One commercial cement pack: powder and liquid masses and what they hold, viscosity class, sources."""
+
+    name: str
+    viscosity_class: str  # "low" | "high" (the manufacturer's label)
+    powder_g: float
+    liquid_g: float
+    monomer_fraction_of_liquid: float
+    radiopacifier: str
+    radiopacifier_fraction_of_powder: float
+    rheometry: tuple[RheometerPoint, ...] = ()
+    sources: tuple[str, ...] = ()
+
+
+_NICHOLAS = "Nicholas 2007 J Mater Sci Mater Med (oscillating parallel-plate rheometer) [V]"
+
+#: What was read about each product (docs/cement.md, docs/references.md). "halved at 37 C": Nicholas 2007 reports the
+#: curing rates of all three cements about halved at 37 C, i.e. the curing time at 37 C is half that at 25 C [V].
+NAMED_CEMENTS: dict[str, CementComposition] = {
+    "palacos r": CementComposition(
+        "Palacos R", "high", powder_g=40.8, liquid_g=18.8, monomer_fraction_of_liquid=0.979,
+        radiopacifier="ZrO2", radiopacifier_fraction_of_powder=0.147,
+        rheometry=(RheometerPoint(25.0, 13.0 * 60, 7.5e4, _NICHOLAS),
+                   RheometerPoint(37.0, 6.5 * 60, 7.5e4, _NICHOLAS + " (time halved at 37 C)")),
+        sources=(("pack 40.8 g powder (33.8 g poly(MA-MMA), 6.0 g ZrO2, 0.3 g BPO) + 20 mL liquid (18.4 g MMA, "
+                  "0.4 g DMPT) [M]"), "curing 13 min at 25 C, rate about halved at 37 C, plateau 7.5e4 Pa s "
+                 + _NICHOLAS)),
+    "cmw 1": CementComposition(
+        "CMW 1", "high", powder_g=40.0, liquid_g=18.37, monomer_fraction_of_liquid=0.985,
+        radiopacifier="BaSO4", radiopacifier_fraction_of_powder=0.091,
+        rheometry=(RheometerPoint(25.0, 8.7 * 60, 7.5e4, _NICHOLAS),
+                   RheometerPoint(37.0, 8.7 * 30, 7.5e4, _NICHOLAS + " (time halved at 37 C)")),
+        sources=("pack 40 g powder (88.85 % PMMA, 9.1 % BaSO4, 2.05 % BPO) + 18.37 g liquid (98.5 % MMA) [M]",
+                 "curing 8.7 min at 25 C, rate about halved at 37 C " + _NICHOLAS)),
+    "kyphon hv-r": CementComposition(
+        "Kyphon HV-R", "high", powder_g=20.0, liquid_g=9.0, monomer_fraction_of_liquid=0.991,
+        radiopacifier="BaSO4", radiopacifier_fraction_of_powder=0.30,
+        sources=(("20 g powder (68.0 % MMA-styrene copolymer, 30.0 % BaSO4, 2.0 % BPO) + 9.0 g liquid (99.1 % MMA, "
+                  "0.9 % DMPT, 75 ppm HQ): Kyphon HV-R instructions for use M708348B154E Rev. F (2021) [V]"),
+                 "no rheometer data of this product could be read: Li 2003 kinetics [C], no rheometry")),
+}
+
+
+def _composition(name: str) -> CementComposition:
+    key = str(name).strip().lower()
+    if key not in NAMED_CEMENTS:
+        raise ParameterError(f"Cement {name!r} is not in the named-cement table.",
+                             f"use one of {sorted(c.name for c in NAMED_CEMENTS.values())}.")
+    return NAMED_CEMENTS[key]
+
+
+def cement_properties(comp: CementComposition) -> dict[str, float]:
+    """Monomer mass fraction, heat of polymerisation (J/kg), density (kg/m^3), specific heat (J/(kg K))."""
+    total = comp.powder_g + comp.liquid_g
+    w_mma = comp.liquid_g * comp.monomer_fraction_of_liquid / total
+    w_rad = comp.powder_g * comp.radiopacifier_fraction_of_powder / total
+    rho_r, c_r = RADIOPACIFIERS[comp.radiopacifier]
+    rho_p, c_p = POLYMER
+    return {
+        "monomer_mass_fraction": w_mma,
+        "radiopacifier_mass_fraction": w_rad,
+        "heat_of_reaction_j_kg": w_mma * MMA_HEAT_J_KG,
+        "density_kg_m3": 1.0 / ((1.0 - w_rad) / rho_p + w_rad / rho_r),
+        "specific_heat_j_kg_k": (1.0 - w_rad) * c_p + w_rad * c_r,
+    }
+
+
+def _cure_integral(alpha: float, m: float = LI2003_M, n: float = LI2003_N, alpha0: float = LI2003_ALPHA0) -> float:
+    """I(alpha) = int_{alpha0}^{alpha} da / (a^m (1 - a)^n), by quad in u = ln a."""
+    val, _ = quad(lambda u: math.exp(u * (1.0 - m)) * (1.0 - math.exp(u)) ** (-n), math.log(alpha0),
+                  math.log(alpha), limit=200, epsabs=0.0, epsrel=1e-12)
+    return float(val)
+
+
+@dataclass(frozen=True)
+class KineticsFit:
+    """Rate constant fitted to rheometer curing times: K0, E, the points, model times and the residual."""
+
+    k0_1_s: float
+    activation_energy_j_mol: float
+    points: tuple[RheometerPoint, ...]
+    model_time_s: tuple[float, ...]
+    residual_rms_log: float  # root mean square of ln(model / measured time)
+
+    def table(self) -> str:
+        rows = [f"  {p.temperature_c:5.1f} C  measured {p.time_s / 60:6.2f} min  model {t / 60:6.2f} min"
+                for p, t in zip(self.points, self.model_time_s)]
+        last = (f"  K0 {self.k0_1_s:.4g} 1/s, E {self.activation_energy_j_mol / 1e3:.2f} kJ/mol, "
+                f"rms ln-residual {self.residual_rms_log:.2e}")
+        return "\n".join([*rows, last])
+
+
+def fit_cure_kinetics(points: tuple[RheometerPoint, ...], alpha_gel: float = ALPHA_GEL) -> KineticsFit:
+    """Fit ln K0 and E of k(T) = K0 exp(-E/RT) so that t(alpha_gel, T_i) = I(alpha_gel) / k(T_i) matches each point."""
+    if len(points) < 2 or len({p.temperature_c for p in points}) < 2:
+        raise ParameterError("fit_cure_kinetics needs rheometer times at two or more temperatures.",
+                             "give RheometerPoint(temperature_c, time_s, ...) at two temperatures at least.")
+    integral = _cure_integral(alpha_gel)
+    t_meas = np.array([p.time_s for p in points])
+    inv_t = 1.0 / (np.array([p.temperature_c for p in points]) + KELVIN)
+
+    def residual(x):  # x = (ln K0, E in 10 kJ/mol)
+        ln_k = x[0] - x[1] * 1e4 / GAS_CONSTANT_J_MOL_K * inv_t
+        return np.log(integral) - ln_k - np.log(t_meas)
+
+    x0 = np.array([math.log(LI2003_K0_1_S), LI2003_ACTIVATION_J_MOL / 1e4])
+    sol = least_squares(residual, x0, method="lm", xtol=1e-14, ftol=1e-14)
+    k0, e = math.exp(sol.x[0]), sol.x[1] * 1e4
+    model = tuple(float(integral / (k0 * math.exp(-e / (GAS_CONSTANT_J_MOL_K * (p.temperature_c + KELVIN)))))
+                  for p in points)
+    rms = float(np.sqrt(np.mean(sol.fun**2)))
+    return KineticsFit(k0, e, tuple(points), model, rms)
+
+
+def named_cement_kwargs(name: str) -> dict:
+    """The :class:`vertaug.physics.rheology.Cement` keyword arguments of the named cement ``name``."""
+    comp = _composition(name)
+    props = cement_properties(comp)
+    kw = {
+        "name": comp.name, "kinetics": "Li 2003 exponents", "k0_1_s": LI2003_K0_1_S,
+        "activation_energy_j_mol": LI2003_ACTIVATION_J_MOL, "exponent_m": LI2003_M, "exponent_n": LI2003_N,
+        "tg_k": None, "alpha0": LI2003_ALPHA0, "alpha_gel": ALPHA_GEL,
+        "heat_of_reaction_j_kg": props["heat_of_reaction_j_kg"], "density_kg_m3": props["density_kg_m3"],
+        "specific_heat_j_kg_k": props["specific_heat_j_kg_k"], "rheometry": comp.rheometry,
+        "has_rheometry": bool(comp.rheometry),
+        "sources": (*comp.sources, (f"H = {props['monomer_mass_fraction']:.3f} x 539 J/g MMA [M]; rho, c by mixture "
+                                    f"of PMMA and {comp.radiopacifier} [M]")),
+    }
+    if comp.rheometry:
+        fit = fit_cure_kinetics(comp.rheometry)
+        kw.update(kinetics="Li 2003 exponents, K0 and E fitted to rheometer curing times",
+                  k0_1_s=fit.k0_1_s, activation_energy_j_mol=fit.activation_energy_j_mol,
+                  rheometry_fit_rms_log=fit.residual_rms_log)
+    return kw

@@ -1,0 +1,65 @@
+"""Named cements: composition arithmetic, the rheometer fit of the cure kinetics, and the no-rheometry error."""
+
+import math
+
+import pytest
+
+from vertaug.errors import ParameterError
+from vertaug.physics import cements as cm
+from vertaug.physics import rheology as rh
+
+
+def test_heat_density_and_heat_capacity_follow_the_pack_composition():
+    comp = cm.NAMED_CEMENTS["kyphon hv-r"]
+    props = cm.cement_properties(comp)
+    w_mma = 9.0 * 0.991 / 29.0  # 9.0 g liquid at 99.1 % MMA in 29.0 g of cement (instructions for use)
+    assert props["monomer_mass_fraction"] == pytest.approx(w_mma, rel=1e-12)
+    assert props["heat_of_reaction_j_kg"] == pytest.approx(w_mma * 54.0e3 / 0.10012, rel=1e-12)
+    w_bas = 20.0 * 0.30 / 29.0
+    assert props["density_kg_m3"] == pytest.approx(1.0 / ((1 - w_bas) / 1190.0 + w_bas / 4500.0), rel=1e-12)
+    assert props["specific_heat_j_kg_k"] == pytest.approx((1 - w_bas) * 1460.0 + w_bas * 460.0, rel=1e-12)
+
+
+def test_cure_integral_gives_the_isothermal_time_of_the_kinetics_solver():
+    low = rh.cement_preset("low")  # Li 2003: the same exponents, K0 and E
+    k = low.k0_1_s * math.exp(-low.activation_energy_j_mol / (rh.GAS_CONSTANT_J_MOL_K * 310.15))
+    assert cm._cure_integral(0.5) / k == pytest.approx(rh.set_time_s(low, 37.0), rel=1e-6)
+
+
+def test_kinetics_fit_recovers_known_parameters_and_reports_its_residual():
+    k0, e = 2.0e6, 50.0e3
+    integral = cm._cure_integral(cm.ALPHA_GEL)
+    pts = tuple(cm.RheometerPoint(tc, integral / (k0 * math.exp(-e / (cm.GAS_CONSTANT_J_MOL_K * (tc + 273.15)))),
+                                  7.5e4, "synthetic") for tc in (20.0, 25.0, 37.0))
+    fit = cm.fit_cure_kinetics(pts)
+    assert fit.k0_1_s == pytest.approx(k0, rel=1e-6) and fit.activation_energy_j_mol == pytest.approx(e, rel=1e-8)
+    assert fit.residual_rms_log < 1e-10
+    with pytest.raises(ParameterError, match="two temperatures"):
+        cm.fit_cure_kinetics(pts[:1])
+
+
+def test_palacos_r_fit_meets_the_rheometer_times_and_halving_gives_its_activation_energy():
+    comp = cm.NAMED_CEMENTS["palacos r"]
+    fit = cm.fit_cure_kinetics(comp.rheometry)
+    print("\nPalacos R cure kinetics fitted to Nicholas 2007 rheometer curing times:\n" + fit.table())
+    e_halved = cm.GAS_CONSTANT_J_MOL_K * math.log(2.0) / (1 / 298.15 - 1 / 310.15)  # time halved 25 -> 37 C
+    assert fit.activation_energy_j_mol == pytest.approx(e_halved, rel=1e-6)
+    high = rh.cement_preset("high")
+    assert high.name == "Palacos R" and high.has_rheometry
+    assert rh.time_to_alpha_s(high, cm.ALPHA_GEL, 25.0) == pytest.approx(13.0 * 60, rel=1e-4)
+    assert rh.cement_preset("palacos r") is high
+
+
+def test_a_named_cement_without_rheometry_cannot_be_used_for_flow():
+    from vertaug.procedures.injection import cement_viscosity_law
+    from vertaug.procedures.vertebroplasty import Vertebroplasty
+
+    hvr = rh.cement_preset("Kyphon HV-R")
+    assert not hvr.has_rheometry and hvr.heat_of_reaction_j_kg > 1.5e5  # usable for the exotherm
+    with pytest.raises(ParameterError, match="'Kyphon HV-R' has no rheometry") as err:
+        cement_viscosity_law("Kyphon HV-R")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ParameterError, match="has no rheometry"):
+        Vertebroplasty(cement="Kyphon HV-R")
+    with pytest.raises(ParameterError, match="Palacos R"):
+        rh.cement_preset("Osteopal X")
