@@ -329,3 +329,64 @@ def test_bingham_cement_in_porous_column_against_analytic_first_order():
     # the yield stress is felt: without it the same column needs much less pressure
     p0, exact0 = _bingham_column(32, tau_y=0.0)
     assert p0 < 0.6 * _bingham_column(32)[0] and abs(p0 - exact0) / exact0 < 0.03
+
+
+def _column_with_vein(vein, n=16, length=16e-3, q=1e-10, mu_c=None):
+    """The column of _bingham_column (Newtonian marrow-displacing cement), its exit drained through ``vein``."""
+    from vertaug.model.labels import CORTEX, SEGMENTAL, TRABECULAR
+
+    lab = np.full((n + 3, 3, 3), CORTEX, np.uint8)
+    lab[1:n + 2, 1, 1] = TRABECULAR
+    lab[n + 2, 1, 1] = SEGMENTAL
+    return flow.inject(lab, (length / n, 1e-3, 1e-3), np.full(lab.shape, PHI), np.full(lab.shape, K), [(1, 1, 1)], q,
+                       0.5 * PHI * length * 1e-6, mu_c or flow.newtonian(MU_C),
+                       exit_veins=None if vein is None else {"S": vein})
+
+
+def test_extraosseous_vein_adds_its_poiseuille_resistance_in_series():
+    # marrow still fills the exit cell: the vein carries marrow, dp = q mu_m 8 L / (pi r^4), exactly in series
+    vein = flow.ExitVein(radius_m=0.3e-3, length_m=10e-3)
+    with_vein, without = _column_with_vein(vein), _column_with_vein(None)
+    extra = with_vein.tip_pressure_pa[-1, 0] - without.tip_pressure_pa[-1, 0]
+    assert vein.conductance_m3 == pytest.approx(np.pi * 0.3e-3**4 / (8 * 10e-3))
+    assert extra == pytest.approx(1e-10 * MU_M / vein.conductance_m3, rel=1e-6)
+    assert with_vein.mass_balance_error.max() < 1e-6 and with_vein.volume_balance_error.max() < 1e-6
+
+
+def test_vein_closure_against_buckingham_reiner():
+    """The exit's apparent viscosity at the Newtonian wall shear rate 4Q/(n pi r^3) gives dp = dp_Newton +
+    2 L tau_y / r: exact at the yield threshold (Q -> 0), within the 4/3 of the plug term of the exact
+    Buckingham-Reiner drop at high flow."""
+    from vertaug.physics.cannula import herschel_bulkley_pressure_drop_pa
+
+    tau_y, mu_p, vein = 150.0, 50.0, flow.ExitVein(1e-3, 0.02, 2)
+    ratios = []
+    for q in np.logspace(-16, -6, 11):
+        gamma = vein.wall_shear_rate_1_s(q)
+        ours = q * (tau_y / gamma + mu_p) / vein.conductance_m3
+        exact = herschel_bulkley_pressure_drop_pa(q / 2, 0.02, 1e-3, mu_p, 1.0, tau_y)
+        ratios.append(ours / exact)
+    assert ratios[0] == pytest.approx(1.0, rel=1e-3)  # at the threshold 2 L tau_y / r
+    assert all(0.74 < x <= 1.0 + 1e-9 for x in ratios)
+    assert ratios[-1] == pytest.approx(1.0, abs=0.02)  # the viscous term dominates at high flow
+
+
+def test_extraosseous_veins_hold_back_newtonian_and_bingham_cements():
+    """The block's vein exits drained through veins outside the bone leak less through B and S than exits open onto
+    the reservoir (measured: 0.54 x for a Newtonian 30 Pa s cement, 0.71 x with a 300 Pa yield stress added; the yield
+    stress resists in the bone too)."""
+    veins = {"B": flow.ExitVein(1e-3, 0.02), "S": flow.ExitVein(0.7e-3, 0.025, 2)}
+    leak = lambda r: r.leaked_m3["B"][-1] + r.leaked_m3["S"][-1]
+    for tau_y, ratio in ((0.0, 0.54), (300.0, 0.71)):
+        law = lambda t, g, tau_y=tau_y: tau_y / np.maximum(g, 1e-2) + 30.0  # a Bingham cement
+        with_v = _inject_block(law, defect=False, exit_veins=veins)
+        assert leak(with_v) / leak(_inject_block(law, defect=False)) == pytest.approx(ratio, abs=0.03)
+        assert with_v.mass_balance_error.max() < 1e-6
+
+
+def test_exit_veins_bad_input_is_one_line_error():
+    with pytest.raises(ParameterError, match="exit_veins") as e:
+        _inject_block(flow.newtonian(30.0), exit_veins={"C": flow.ExitVein(1e-3, 0.01)})
+    assert "\n" not in str(e.value)
+    with pytest.raises(ParameterError, match="radius_m"):
+        flow.ExitVein(-1e-3, 0.01)

@@ -138,13 +138,12 @@ def test_demo_writes_outputs(tmp_path):
     assert [c["number"] for c in comp["claims"]] == list(range(1, 9))
     metrics = {m["key"]: m for m in comp["metrics"]}
     # the demo's L1 carries a virtual grade-2 wedge fracture; each injection ends by a recorded clinical rule: VP at
-    # the first leak visible on fluoroscopy (through the sampled veins, route S) after 1.3 of the 4 mL planned, KP
-    # fills its balloon cavity (2 x 2 mL balloons asked: 3.52 mL at the rated 700 psi after lifting the fragment
-    # 3 mm; a 4.71 mL cavity with the gap under the lifted plate) until its own leak becomes visible, 3.64 mL in
-    # (3.41 mL before the fragment was lifted, issue 20)
+    # the first leak visible on fluoroscopy (through the sampled veins and their extra-osseous drainage, route S)
+    # after REMEASURE of the 4 mL planned; KP fills its balloon cavity (2 x 2 mL balloons asked, lifted fragment,
+    # issue 20) until a stop rule: REMEASURE
     out = comp["outcomes"]
     assert out["VP"]["metrics"]["stop_reason"] == "leak visible (leaked volume above the fluoroscopy detection limit)"
-    assert metrics["injected_ml"]["vp"] == pytest.approx(1.30, rel=0.1)
+    assert metrics["injected_ml"]["vp"] == pytest.approx(2.58, rel=0.1)
     assert metrics["injected_ml"]["kp"] == pytest.approx(3.64, rel=0.05)
     assert comp["inputs"]["fracture"]["grade"] == 2 and "morphometry_before" in comp["inputs"]
     assert metrics["peak_temperature_c"]["vp"] > 45.0 and metrics["stiffness_n_per_mm"]["kp"] > 0

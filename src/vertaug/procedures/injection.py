@@ -9,7 +9,16 @@ operating room (injector pressure limit, clinical stopping rules), the cannula l
 * controls (:func:`injection_controls`): the injector's plunger pressure limit lowers the rate when reached; the
   injection stops at the first of the planned volume, cement in the posterior quarter of the body, a leak visible on
   fluoroscopy (``FLUORO_DETECTION_LIMIT_ML``, a model assumption: see procedures/vertebroplasty.py), the injector
-  stalled; the rule is recorded (``InjectionMetrics.stop_reason``).
+  stalled; the rule is recorded (``InjectionMetrics.stop_reason``);
+* extra-osseous veins (:func:`exit_veins`): the sampled basivertebral trunk and its branches (model/veins.py) go on
+  outside the body at the same radius, the trunk (route B) for ``BASIVERTEBRAL_EXIT_LENGTH_M`` to the anterior
+  internal vertebral venous plexus, the n branches (route S) for ``SEGMENTAL_EXIT_LENGTH_M`` to the segmental
+  (lumbar) vein; each a Poiseuille tube in series with its exit (physics/flow.py, ``ExitVein``). Lengths [D]: the
+  basivertebral vein opens into the transverse branches that join the two longitudinal veins of the anterior
+  internal plexus behind the body (Gray's anatomy), i.e. about half the interpedicular distance (L1 about 22 mm:
+  11 mm); the anterolateral foramina drain over the body's anterolateral surface to the segmental vein, taken as a
+  quarter of the body's circumference (L1 about 100 mm: 25 mm). Assumptions of geometry, not fitted to a leak;
+  docs/leakage.md gives the leak's sensitivity to them.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import numpy as np
 from vertaug.constants import BODY_TEMPERATURE_C, KELVIN
 from vertaug.errors import ParameterError, check_range
 from vertaug.physics import cannula
-from vertaug.physics.flow import ROUTES, VENOUS_PRESSURE_PA
+from vertaug.physics.flow import ROUTES, VENOUS_PRESSURE_PA, ExitVein
 from vertaug.physics.rheology import cement_preset, cure_0d, require_rheometry, viscosity_pa_s
 from vertaug.procedures.outcome import InjectionMetrics
 
@@ -33,6 +42,7 @@ __all__ = [
     "cannula_pressure_drop_series_pa",
     "cement_viscosity_law",
     "check_injection_plan",
+    "exit_veins",
     "injection_controls",
     "injection_metrics",
     "plunger_limit_pa",
@@ -47,6 +57,9 @@ CURE_HORIZON_S = 3600.0
 FLUORO_DETECTION_LIMIT_ML = 0.1
 #: the posterior part of the body whose filling ends an injection (clinical rule: stop before the posterior quarter)
 POSTERIOR_FRACTION = 0.25
+#: extra-osseous length of the basivertebral vein and of the segmental drainage, m (module docstring) [D]
+BASIVERTEBRAL_EXIT_LENGTH_M = 0.011
+SEGMENTAL_EXIT_LENGTH_M = 0.025
 
 
 def check_injection_plan(spec) -> None:
@@ -83,9 +96,25 @@ def posterior_quarter_mask(vertebra) -> np.ndarray:
     return mask
 
 
+def exit_veins(vertebra) -> dict | None:
+    """The extra-osseous veins of the model's sampled venous anatomy (module docstring); None without one."""
+    net = getattr(vertebra, "extra", {}).get("veins")
+    if net is None:
+        return None
+    trunk = [s for s in net.segments if s.kind == "trunk"]
+    branches = [s for s in net.segments if s.kind == "branch"]
+    out = {}
+    if trunk:
+        out["B"] = ExitVein(trunk[0].radius_mm * 1e-3, BASIVERTEBRAL_EXIT_LENGTH_M, len(trunk))
+    if branches:
+        out["S"] = ExitVein(branches[0].radius_mm * 1e-3, SEGMENTAL_EXIT_LENGTH_M, len(branches))
+    return out or None
+
+
 def injection_controls(vertebra, spec, mu) -> dict:
     """The keyword arguments of :func:`flow.inject` that make the injection clinical: pressure limit with the
-    cannula loss of this cement, posterior-quarter mask, visible-leak threshold (module docstring)."""
+    cannula loss of this cement, posterior-quarter mask, visible-leak threshold, extra-osseous veins (module
+    docstring)."""
     limit = plunger_limit_pa(spec)
     length_m, radius_m = spec.cannula_length_mm * 1e-3, cannula.inner_radius_m(spec.cannula_gauge)
 
@@ -98,6 +127,7 @@ def injection_controls(vertebra, spec, mu) -> dict:
         "pressure_limit_pa": limit, "cannula_drop_pa": drop if limit is not None else None,
         "stop_mask": posterior_quarter_mask(vertebra) if spec.stop_at_posterior_quarter else None,
         "stop_leak_m3": None if stop_leak_ml is None else stop_leak_ml * 1e-6,
+        "exit_veins": exit_veins(vertebra),
     }
 
 

@@ -52,6 +52,7 @@ from vertaug.procedures.injection import (
     FLUORO_DETECTION_LIMIT_ML,
     cement_viscosity_law,
     check_injection_plan,
+    exit_veins,
     injection_controls,
     injection_metrics,
 )
@@ -146,9 +147,11 @@ def fill_with_cement(model, tip_voxels, volume_ml: float, cement: str = "high", 
 
     The same call serves the kyphoplasty fill and a vertebroplasty reference on the untreated model: anisotropic
     permeability (transverse on axes 0 and 1, longitudinal on the height axis 2). ``controls``: pressure limit and
-    stopping rules for :func:`flow.inject` (:func:`vertaug.procedures.vertebroplasty.injection_controls`). Returns an
-    InjectionResult.
+    stopping rules for :func:`flow.inject` (:func:`vertaug.procedures.vertebroplasty.injection_controls`); the
+    model's extra-osseous veins (:func:`vertaug.procedures.injection.exit_veins`) unless ``exit_veins`` is given.
+    Returns an InjectionResult.
     """
+    controls.setdefault("exit_veins", exit_veins(model))
     m = model.materials
     kt, kl = m.permeability_transverse_m2, m.permeability_m2
     return inject(model.labels, model.spacing_m, model.phi, (kt, kt, kl), tip_voxels, rate_ml_s * 1e-6,
