@@ -5,15 +5,18 @@ a subset of the voxel grid (the active set), with harmonic face transmissibiliti
 neighbouring cells and the exits as Dirichlet faces (their transmissibility goes onto the diagonal only). Cells
 outside the active set are not unknowns at all.
 
-Hierarchy: the cells are grouped into the 2 x 2 x 2 blocks of the voxel grid (a block holds 1 to 8 active cells; the
-coarse grid is again a voxel grid, of half the size, with the blocks that hold an active cell as its cells), the
-prolongation P is piecewise constant over a block (each cell takes its block's value) and the coarse operator is the
-Galerkin product A_c = P^T A P. For a two-point flux operator this product is again a 7-point two-point flux
-operator on the coarse voxel grid: the transmissibility between two coarse blocks is the *sum* of the fine face
-transmissibilities that cross between them, the fine faces inside a block cancel, and a block's Dirichlet (exit)
-transmissibility is the sum of its cells' exit transmissibilities. So the hierarchy is exact (Galerkin) and
-structured: every coarse coefficient is computed from the fine ones by a sum over blocks, never from the
-permeability or mobility fields by an averaging rule.
+Matrix-free layout: the operator is held on the bounding box of the active cells (each side padded to an even
+length) as three face arrays T_x, T_y, T_z (the transmissibility between a cell and its +axis neighbour; zero where
+either is inactive) and the row sum sigma (exit transmissibilities, and the storage term C / dt of a heat step), so
+that A_ii = sigma_i + sum of the six face T of cell i and A_ij = -T_ij. Inactive box cells have no coefficients and
+an inverse diagonal of zero: the smoother leaves them at zero. The V-cycle applies each level as a 7-diagonal
+(scipy DIA) matrix in float32: no index arrays, half the bytes of a float64 CSR matvec.
+
+Hierarchy: the cells are grouped into the 2 x 2 x 2 blocks of the box; the prolongation P is piecewise constant over
+a block and the coarse operator is the Galerkin product A_c = P^T A P. For a two-point flux operator this product is
+again a 7-point two-point flux operator on the coarse box: the transmissibility between two coarse blocks is the
+*sum* of the fine face transmissibilities that cross between them (the faces inside a block cancel) and sigma_c is
+the block sum of sigma. So the hierarchy is exact (Galerkin) and structured, and its setup is a few strided sums.
 
 Why Galerkin and not harmonic-averaged coarse coefficients: the mobility of the injection jumps by
 mu_cement / mu_marrow ~ 1e3-1.5e3 (and the permeability of the cortical shell and of the trabecular core by another
@@ -21,164 +24,336 @@ mu_cement / mu_marrow ~ 1e3-1.5e3 (and the permeability of the cortical shell an
 is the series conductance of a layered block, which under-estimates the coarse conductance of a block that a
 high-mobility channel crosses by up to the contrast (1e3-1e6): the coarse correction then misses the smooth error of
 the channel, and CG iteration counts grow with the contrast. The Galerkin sum is the energy of a block-constant
-error, which is the error that the smoother leaves in a high-mobility region (an aggregate of a high-mobility region
-is nearly constant in the near-null space), and low-mobility islands (cement, cortical bone) only add small sums;
-the V-cycle as a CG preconditioner stays symmetric positive definite whatever the contrast (tests/test_gmg_pressure.py
-runs it at contrasts 1e0-1e6 and bounds the iteration count).
+error, which is the error that the smoother leaves in a high-mobility region, and low-mobility islands (cement,
+cortical bone) only add small sums; the V-cycle as a CG preconditioner stays symmetric positive definite whatever
+the contrast (tests/test_gmg_pressure.py runs it at contrasts 1e0-1e6 and bounds the iteration count).
 
 Piecewise-constant prolongation under-corrects smooth errors (the Galerkin operator of a block-constant coarse space
 is about half as stiff as a rediscretisation on the coarse grid), so the coarse correction is scaled by
-``over_correction`` = 1.6, which keeps the preconditioner symmetric. The factor is a solver parameter, chosen by
-measurement (benchmarks/bench_pressure.py problem at 64^3, rtol 1e-8: 36 CG iterations at 1.0, 22 at 1.4, 19 at 1.6,
-18 at 1.8 and 2.0), not a physical one. The same design (blocks of cells, restriction by summation, prolongation by
-injection, Gauss-Seidel smoothing) is OpenFOAM's GAMG pressure solver (OpenFOAM Foundation, GAMGSolver.H); the
+``over_correction``, which keeps the preconditioner symmetric. The same design (blocks of cells, restriction by
+summation, prolongation by injection) is OpenFOAM's GAMG pressure solver (OpenFOAM Foundation, GAMGSolver.H); the
 aggregation theory is Vanek, Brezina & Mandel (2001), "Convergence of algebraic multigrid based on smoothed
 aggregation", Numer. Math. 88: 559-579.
 
-Smoother: one forward Gauss-Seidel sweep before and one backward sweep after the coarse correction (the V-cycle is a
-symmetric operator, as CG needs), each a compiled sweep over the CSR matrix of the level (pyamg's relaxation
-kernel: a sweep costs about one CSR matvec). The coarsest level (<= ``max_coarse`` cells) is factorised (SuperLU).
-The setup is cheap (a few sums over blocks per level: no strength graph, no aggregation search, no
-smoothing of P), so it is redone at every solve of a time-stepping sequence: no stale hierarchy to refresh.
+Smoother: Chebyshev polynomial of degree ``CHEBYSHEV_DEGREE`` in D^-1 A on [beta / CHEBYSHEV_RANGE, beta], beta the
+Gershgorin bound of the level (max_i (A_ii + sum_j |A_ij|) / A_ii <= 2: no eigenvalue estimate to set up), the same
+polynomial before and after the coarse correction, so the V-cycle is symmetric (Adams, Brezina, Hu & Tuminaro 2003,
+"Parallel multigrid smoothing: polynomial versus Gauss-Seidel", J. Comput. Phys. 188: 593-610). Unlike a
+Gauss-Seidel sweep it is a few vectorised passes per level (each residual is one 7-diagonal product that
+accumulates into a copy of b). The degree, range and over-correction are solver parameters chosen by measurement
+(docs/performance.md), not physical ones. The coarsest level (<= ``max_coarse`` active cells) is factorised
+(SuperLU, float64).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-__all__ = ["MAX_COARSE_CELLS", "OVER_CORRECTION", "GMGHierarchy", "build_hierarchy"]
+try:  # y += A x into a given y (the kernel behind dia_matrix @ x): a residual in one pass, no new array
+    from scipy.sparse._sparsetools import dia_matvec as _dia_matvec
+except ImportError:  # pragma: no cover - a future scipy that moves it: the public product
+    _dia_matvec = None
 
-OVER_CORRECTION = 1.6
-MAX_COARSE_CELLS = 500
+__all__ = [
+    "CHEBYSHEV_DEGREE",
+    "CHEBYSHEV_RANGE",
+    "MAX_COARSE_CELLS",
+    "OVER_CORRECTION",
+    "GMGHierarchy",
+    "build_hierarchy",
+]
 
-
-@dataclass
-class _Level:
-    A: sp.csr_matrix
-    agg: np.ndarray | None = None  # cell -> coarse cell (None on the coarsest level)
-    n_coarse: int = 0
-
-
-def _aggregate(shape, cells):
-    """Block (2x2x2) of each cell, compressed to the occupied blocks: (agg, coarse shape, coarse cells)."""
-    ijk = np.unravel_index(cells, shape)
-    cshape = tuple((s + 1) // 2 for s in shape)
-    block = np.ravel_multi_index(tuple(c // 2 for c in ijk), cshape)
-    occupied = np.zeros(int(np.prod(cshape)), dtype=bool)
-    occupied[block] = True
-    ccells = np.flatnonzero(occupied)  # sorted: the coarse cells keep the C order
-    lut = np.cumsum(occupied) - 1
-    return lut[block], cshape, ccells
+OVER_CORRECTION = 2.0
+MAX_COARSE_CELLS = 1000
+CHEBYSHEV_DEGREE = 2
+CHEBYSHEV_RANGE = 6.0
+INNER_REDUCTION = 1e-4  # each float32 CG round reduces its residual by this factor (float32 eps ~ 6e-8)
+STAGNATION = 0.9  # a refinement round that cuts the float64 residual by less than 10 % ends the solve
 
 
-def _coarse_pattern(indptr, indices, agg, cshape, ccells):
-    """CSR pattern of P^T A P on the coarse voxel grid and, per fine entry, the index of its coarse entry. The coarse
-    operator is 7-point: a fine entry (i, j) lands on the diagonal of block I = agg_i or on one of its six neighbour
-    blocks, so the coarse entries are slots (I, direction), found in O(nnz) without a sort."""
-    nc = ccells.size
-    s1, s2 = cshape[1] * cshape[2], cshape[2]
-    offsets = np.array([-s1, -s2, -1, 0, 1, s2, s1], dtype=np.int64)  # ascending: CSR column order
-    rows = np.repeat(agg, np.diff(indptr))
-    key = rows * 7 + np.searchsorted(offsets, ccells[agg[indices]] - ccells[rows])
-    del rows
-    exists = np.bincount(key, minlength=7 * nc) > 0
-    slot = np.cumsum(exists) - 1
-    lut = np.empty(int(np.prod(cshape)), dtype=np.int32)
-    lut[ccells] = np.arange(nc, dtype=np.int32)
-    used = np.flatnonzero(exists)
-    cind = lut[ccells[used // 7] + offsets[used % 7]]
-    cptr = np.concatenate([[0], np.cumsum(exists.reshape(nc, 7).sum(axis=1))]).astype(np.int32)
-    return cptr, cind, slot[key]
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    # pairwise summation, no BLAS threads to wait for on a shared machine (see solvers._dot)
+    return float(np.add.reduce((a * b).reshape(-1)))
+
+
+def _norm(a: np.ndarray) -> float:
+    return float(np.sqrt(_dot(a, a)))
+
+
+def _even(shape) -> tuple[int, ...]:
+    return tuple(int(s) + int(s) % 2 for s in shape)
+
+
+def _pad_to(a: np.ndarray, shape) -> np.ndarray:
+    if a.shape == tuple(shape):
+        return a
+    out = np.zeros(shape, a.dtype)
+    out[tuple(slice(0, s) for s in a.shape)] = a
+    return out
+
+
+def _block_sum(a: np.ndarray) -> np.ndarray:
+    """Sum over the 2 x 2 x 2 blocks of an array with even sides (the restriction P^T of a box field)."""
+    a = a[0::2] + a[1::2]
+    a = a[:, 0::2] + a[:, 1::2]
+    return a[:, :, 0::2] + a[:, :, 1::2]
+
+
+def _coarse_faces(t: np.ndarray, axis: int) -> np.ndarray:
+    """Coarse transmissibility along ``axis``: the fine faces from block I to block I + 1 (fine index 2 I + 1) summed
+    over the 2 x 2 fine faces of the block side."""
+    sl = [slice(None)] * 3
+    sl[axis] = slice(1, None, 2)
+    f = t[tuple(sl)]
+    for a in range(3):
+        if a != axis:
+            lo, hi = [slice(None)] * 3, [slice(None)] * 3
+            lo[a], hi[a] = slice(0, None, 2), slice(1, None, 2)
+            f = f[tuple(lo)] + f[tuple(hi)]
+    return f
+
+
+def _diagonal(t: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    d = sigma.copy()
+    for a in range(3):
+        d += t[a]
+        sl_lo, sl_hi = [slice(None)] * 3, [slice(None)] * 3
+        sl_lo[a], sl_hi[a] = slice(0, -1), slice(1, None)
+        d[tuple(sl_hi)] += t[a][tuple(sl_lo)]
+    return d
 
 
 class _Pattern:
-    """The coarsening of one sparsity pattern (it stays fixed over an injection: only the values change): per level
-    the block of each cell and, for every stored entry of the fine matrix, the position of its coarse entry, so that
-    a Galerkin product is one ``np.bincount`` over the entries."""
+    """The box layout of one sparsity pattern (it stays fixed over an injection: only the values change): for each
+    stored entry to a +axis neighbour the position of its face in the (3, box) array, so that the fine face
+    coefficients of a new matrix are one scatter."""
 
-    def __init__(self, A: sp.csr_matrix, shape, cells, max_coarse: int):
+    def __init__(self, A: sp.csr_matrix, shape, cells):
         self.indptr, self.indices = A.indptr.copy(), A.indices.copy()
-        self.shape, self.cells = tuple(shape), np.array(cells)
-        self.steps = []  # (agg, n_coarse, entry -> coarse entry, coarse indptr, coarse indices)
-        shape, cells = tuple(int(s) for s in shape), np.asarray(cells)
-        indptr, indices, n = A.indptr, A.indices, A.shape[0]
-        while n > max_coarse and max(shape) > 1:
-            agg, shape, cells = _aggregate(shape, cells)
-            cptr, cind, where = _coarse_pattern(indptr, indices, agg, shape, cells)
-            self.steps.append((agg, cells.size, where, cptr, cind))
-            indptr, indices, n = cptr, cind, cells.size
+        self.shape, self.cells = tuple(int(s) for s in shape), np.array(cells)
+        ijk = np.array(np.unravel_index(self.cells, self.shape))
+        lo = ijk.min(axis=1)
+        self.box = _even(ijk.max(axis=1) - lo + 1)
+        itype = np.int32 if max(np.prod(self.shape), 3 * np.prod(self.box), A.nnz) < 2**31 else np.int64
+        self.box_index = np.ravel_multi_index(tuple(ijk - lo[:, None]), self.box).astype(itype)
+        del ijk
+        strides = np.array([self.shape[1] * self.shape[2], self.shape[2], 1], dtype=itype)
+        cells = self.cells.astype(itype)
+        rows = np.repeat(np.arange(cells.size, dtype=itype), np.diff(A.indptr))
+        step = cells[A.indices]
+        step -= cells[rows]
+        sel, dest = [], []
+        for a in range(3):
+            e = np.flatnonzero(step == strides[a]).astype(itype)
+            sel.append(e)
+            dest.append(itype(a * int(np.prod(self.box))) + self.box_index[rows[e]])
+        if 2 * sum(e.size for e in sel) + int(np.count_nonzero(step == 0)) != step.size:
+            raise ValueError("the matrix is not a symmetric 7-point operator on the given voxels")
+        self.sel, self.dest = np.concatenate(sel), np.concatenate(dest)
 
     def matches(self, A: sp.csr_matrix, shape, cells) -> bool:
         return (tuple(shape) == self.shape and np.shape(cells) == self.cells.shape and np.array_equal(cells, self.cells)
                 and A.indptr.shape == self.indptr.shape and A.indices.shape == self.indices.shape
                 and np.array_equal(A.indptr, self.indptr) and np.array_equal(A.indices, self.indices))
 
-    def levels(self, A: sp.csr_matrix) -> list[_Level]:
-        levels = []
-        for agg, nc, where, cptr, cind in self.steps:
-            levels.append(_Level(A=A, agg=agg, n_coarse=nc))
-            A = sp.csr_matrix((np.bincount(where, A.data, cind.size), cind, cptr), shape=(nc, nc))
-        levels.append(_Level(A=A))
-        return levels
+    def coefficients(self, A: sp.csr_matrix):
+        """(T, sigma, active) of ``A`` on the box, float64."""
+        t = np.zeros((3,) + self.box)
+        t.reshape(-1)[self.dest] = -A.data[self.sel]
+        sigma = np.zeros(self.box)
+        sigma.reshape(-1)[self.box_index] = A @ np.ones(A.shape[0])
+        active = np.zeros(self.box, bool)
+        active.reshape(-1)[self.box_index] = True
+        return t, sigma, active
+
+
+class _Level:
+    """One box level: the negated 7-diagonal operator (float ``dtype``), its inverse diagonal, work buffers."""
+
+    def __init__(self, t, sigma, active, dtype):
+        self.shape = active.shape
+        self.active = active
+        n = active.size
+        s = (self.shape[1] * self.shape[2], self.shape[2], 1)
+        diag = _diagonal(t, sigma) * active
+        self.offsets = np.array([-s[0], -s[1], -1, 0, 1, s[1], s[0]], dtype=np.int32)
+        neg = np.zeros((7, n), dtype)  # -A in scipy's DIA layout: neg[k, j] = -A[j - offset_k, j]
+        neg[3] = -diag.reshape(-1)
+        for a in range(3):
+            ta = t[a].reshape(-1)[: n - s[a]]
+            neg[6 - a, s[a]:] = ta  # A[j - s, j] = -T[j - s]
+            neg[a, : n - s[a]] = ta  # A[j + s, j] = -T[j]
+        self.neg = neg
+        pos = diag > 0
+        safe = np.where(pos, diag, 1.0)
+        self.dinv = np.where(pos, 1.0 / safe, 0.0).astype(dtype)
+        # Gershgorin: lambda_max(D^-1 A) <= max (A_ii + sum_j |A_ij|) / A_ii = max (2 A_ii - sigma_i) / A_ii <= 2
+        self.beta = float(np.where(pos, (2.0 * diag - sigma) / safe, 0.0).max())
+        self.x, self.b, self.d, self.w = (np.zeros(self.shape, dtype) for _ in range(4))
+
+    def residual(self, x: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """out = b - A x."""
+        np.copyto(out, b)
+        n = x.size
+        if _dia_matvec is not None:
+            _dia_matvec(n, n, 7, n, self.offsets, self.neg, x.reshape(-1), out.reshape(-1))
+        else:
+            out += (sp.dia_matrix((self.neg, self.offsets), shape=(n, n)) @ x.reshape(-1)).reshape(self.shape)
+        return out
+
+    def matrix(self) -> sp.csr_matrix:
+        """A of the level's active cells (C order), assembled."""
+        n = self.active.size
+        A = -sp.dia_matrix((self.neg, self.offsets), shape=(n, n)).tocsr()
+        keep = np.flatnonzero(self.active.reshape(-1))
+        return A[keep][:, keep]
 
 
 def build_hierarchy(A: sp.csr_matrix, shape, cells, max_coarse: int = MAX_COARSE_CELLS,
-                    over_correction: float = OVER_CORRECTION, pattern: _Pattern | None = None) -> GMGHierarchy:
+                    over_correction: float = OVER_CORRECTION, pattern: _Pattern | None = None,
+                    dtype=np.float32) -> GMGHierarchy:
     """The structured Galerkin hierarchy of ``A``, whose unknowns are the voxels ``cells`` (flat, C order) of a grid
-    of ``shape``. ``pattern``: the coarsening of an earlier matrix, reused when ``A`` has the same sparsity pattern
-    (``hierarchy.pattern`` holds the one used)."""
+    of ``shape``. ``pattern``: the box layout of an earlier matrix, reused when ``A`` has the same sparsity pattern
+    (``hierarchy.pattern`` holds the one used). ``dtype``: the precision of the V-cycle (float32: half the bytes;
+    the conjugate gradients around it keep float64 residuals)."""
     A = sp.csr_matrix(A)
     if not A.has_sorted_indices:
         A = A.sorted_indices()
     if pattern is None or not pattern.matches(A, shape, cells):
-        pattern = _Pattern(A, shape, cells, max_coarse)
-    return GMGHierarchy(pattern.levels(A), over_correction, pattern)
+        pattern = _Pattern(A, shape, cells)
+    t, sigma, active = pattern.coefficients(A)
+    levels = [_Level(t, sigma, active, dtype)]
+    while int(active.sum()) > max_coarse and max(active.shape) > 2:
+        cshape = _even(s // 2 for s in active.shape)
+        t = np.stack([_pad_to(_coarse_faces(t[a], a), cshape) for a in range(3)])
+        sigma = _pad_to(_block_sum(sigma), cshape)
+        active = _pad_to(_block_sum(active.astype(np.int8)) > 0, cshape)
+        levels.append(_Level(t, sigma, active, dtype))
+    return GMGHierarchy(levels, over_correction, pattern)
 
 
 class GMGHierarchy:
     """V-cycle of the structured Galerkin hierarchy (see the module docstring)."""
 
     def __init__(self, levels: list[_Level], over_correction: float, pattern: _Pattern):
-        from pyamg.amg_core import gauss_seidel
-
         self.pattern = pattern
-        self._gs = gauss_seidel
         self.levels = levels
         self.omega = float(over_correction)
-        self._coarse = spla.splu(sp.csc_matrix(levels[-1].A))
+        last = levels[-1]
+        self._coarse_index = np.flatnonzero(last.active.reshape(-1))
+        self._coarse = spla.splu(sp.csc_matrix(last.matrix().astype(np.float64)))
 
     @property
     def n_levels(self) -> int:
         return len(self.levels)
 
-    @property
-    def operator_complexity(self) -> float:
-        return sum(lv.A.nnz for lv in self.levels) / self.levels[0].A.nnz
-
-    def _sweep(self, A, x, b, forward: bool):
-        n = A.shape[0]
-        if forward:
-            self._gs(A.indptr, A.indices, A.data, x, b, 0, n, 1)
-        else:
-            self._gs(A.indptr, A.indices, A.data, x, b, n - 1, -1, -1)
+    def prolongation(self, k: int) -> sp.csr_matrix:
+        """P from the active cells of level k + 1 to those of level k (C order), assembled (for checks)."""
+        fine, coarse = self.levels[k].active, self.levels[k + 1].active
+        cells = np.flatnonzero(fine.reshape(-1))
+        block = np.ravel_multi_index(tuple(i // 2 for i in np.unravel_index(cells, fine.shape)), coarse.shape)
+        lut = np.cumsum(coarse.reshape(-1)) - 1
+        n_coarse = int(coarse.sum())
+        return sp.csr_matrix((np.ones(cells.size), (np.arange(cells.size), lut[block])), shape=(cells.size, n_coarse))
 
     def vcycle(self, b: np.ndarray) -> np.ndarray:
-        """One V(1,1)-cycle from x = 0: an SPD approximation of A^{-1} b."""
-        return self._cycle(0, np.ascontiguousarray(b, dtype=float))
+        """One V-cycle from x = 0 for the unknowns' vector ``b``: an SPD approximation of A^{-1} b (float64)."""
+        fine = self.levels[0]
+        rb = np.zeros(fine.shape, fine.neg.dtype)
+        rb.reshape(-1)[self.pattern.box_index] = b
+        return self._cycle(0, rb).reshape(-1)[self.pattern.box_index].astype(np.float64)
+
+    def solve(self, A: sp.csr_matrix, b: np.ndarray, x0: np.ndarray | None, rtol: float, max_iterations: int):
+        """x with ||b - A x||_2 <= rtol ||b||_2 by iterative refinement: the residual and the solution are float64
+        (``A`` as given, on the unknowns), each correction A d = r is a conjugate-gradient solve in the box layout
+        and the V-cycle's precision, preconditioned by one V-cycle, to a reduction of ``INNER_REDUCTION`` (or less
+        when that is enough). Returns (x, CG iterations), or (x, None) when it did not converge."""
+        fine, idx = self.levels[0], self.pattern.box_index
+        x = np.zeros(A.shape[0]) if x0 is None else np.array(x0, dtype=np.float64)
+        r = b - A @ x
+        stop = rtol * _norm(b)
+        rnorm, total = _norm(r), 0
+        rb = np.zeros(fine.shape, fine.neg.dtype)
+        while rnorm > stop:
+            rb.reshape(-1)[idx] = r / rnorm
+            d, its = self._inner_cg(rb, max(INNER_REDUCTION, 0.5 * stop / rnorm), max_iterations - total)
+            total += its
+            x += rnorm * d.reshape(-1)[idx]
+            r = b - A @ x
+            new = _norm(r)
+            if total >= max_iterations or new > STAGNATION * rnorm:
+                return x, (total if new <= stop else None)
+            rnorm = new
+        return x, total
+
+    def _inner_cg(self, r: np.ndarray, reduction: float, max_iterations: int):
+        """PCG for A d = r from d = 0 in the box layout (``r`` is overwritten); (d, iterations)."""
+        lv = self.levels[0]
+        d, q, zero = np.zeros_like(r), np.empty_like(r), np.zeros_like(r)
+        stop = reduction * _norm(r)
+        z = self._cycle(0, r).copy()
+        p = z.copy()
+        rz = _dot(r, z)
+        for k in range(1, max(max_iterations, 1) + 1):
+            lv.residual(p, zero, q)  # q = -A p
+            alpha = rz / -_dot(p, q)
+            d += alpha * p
+            r += alpha * q
+            if _norm(r) <= stop:
+                return d, k
+            z = self._cycle(0, r)
+            rz_new = _dot(r, z)
+            p *= rz_new / rz
+            p += z
+            rz = rz_new
+        return d, max_iterations
+
+    def _smooth(self, lv: _Level, x: np.ndarray, b: np.ndarray, first: bool) -> None:
+        """Chebyshev smoothing of A x = b in place on x (x taken as 0 when ``first``)."""
+        beta = lv.beta
+        alpha = beta / CHEBYSHEV_RANGE
+        theta, delta = 0.5 * (beta + alpha), 0.5 * (beta - alpha)
+        sigma = theta / delta
+        rho = 1.0 / sigma
+        d, w = lv.d, lv.w
+        if first:
+            np.multiply(lv.dinv, b, out=d)
+            d *= 1.0 / theta
+            np.copyto(x, d)
+        else:
+            lv.residual(x, b, w)
+            np.multiply(lv.dinv, w, out=d)
+            d *= 1.0 / theta
+            x += d
+        for _ in range(CHEBYSHEV_DEGREE - 1):
+            lv.residual(x, b, w)
+            w *= lv.dinv
+            rho_new = 1.0 / (2.0 * sigma - rho)
+            d *= rho_new * rho
+            w *= 2.0 * rho_new / delta
+            d += w
+            x += d
+            rho = rho_new
 
     def _cycle(self, k: int, b: np.ndarray) -> np.ndarray:
         lv = self.levels[k]
-        if lv.agg is None:
-            return self._coarse.solve(b)
-        A = lv.A
-        x = np.zeros_like(b)
-        self._sweep(A, x, b, True)
-        r = b - A @ x
-        rc = np.bincount(lv.agg, r, lv.n_coarse)  # P^T r
-        x += self.omega * self._cycle(k + 1, rc)[lv.agg]
-        self._sweep(A, x, b, False)
+        x = lv.x
+        if k == len(self.levels) - 1:
+            x.fill(0)
+            x.reshape(-1)[self._coarse_index] = self._coarse.solve(b.reshape(-1)[self._coarse_index].astype(np.float64))
+            return x
+        self._smooth(lv, x, b, first=True)
+        lv.residual(x, b, lv.w)
+        coarse = self.levels[k + 1]
+        r = _block_sum(lv.w)
+        coarse.b.fill(0)
+        coarse.b[tuple(slice(0, s) for s in r.shape)] = r
+        xc = self._cycle(k + 1, coarse.b)
+        xc *= self.omega
+        n0, n1, n2 = lv.shape
+        e = np.repeat(np.repeat(xc[: n0 // 2, : n1 // 2, : n2 // 2], 2, axis=2), 2, axis=1)  # P xc, axes 1, 2
+        x.reshape(n0 // 2, 2, n1 * n2)[...] += e.reshape(n0 // 2, 1, n1 * n2)  # and axis 0 by broadcasting
+        self._smooth(lv, x, b, first=False)
         return x

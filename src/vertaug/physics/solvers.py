@@ -13,10 +13,10 @@ sequence cheap (peer timings 2026, docs/references.md):
 2. warm start: x0 = the previous solution;
 3. a direct factorisation for tiny systems (n <= ``direct_max_unknowns``), where multigrid setup does not pay.
 
-Backends: ``"gmg"`` (the structured Galerkin geometric multigrid of :mod:`vertaug.physics.gmg_pressure`: needs the
-voxel geometry of the unknowns, ``solve(..., voxels=(shape, cells))``; its setup is a few sums over 2x2x2 blocks, so it
-is redone for every matrix (only the coarsening of the sparsity pattern is kept) and it warm-starts; the default of
-``flow.inject``), ``"sa"`` (pyamg
+Backends: ``"gmg"`` (the matrix-free structured Galerkin geometric multigrid of :mod:`vertaug.physics.gmg_pressure`:
+needs the voxel geometry of the unknowns, ``solve(..., voxels=(shape, cells))``; its setup is a few sums over 2x2x2
+blocks, so it is redone for every matrix (only the box layout of the sparsity pattern is kept); float32 V-cycle and
+inner CG, float64 residuals by iterative refinement; it warm-starts; the default of ``flow.inject``), ``"sa"`` (pyamg
 smoothed aggregation, the class default and the AMG fallback selectable by name: on a 128^3 grid with per-voxel random k (contrast 100)
 it needs 15 CG iterations against 39 for Ruge-Stuben, and its Galerkin refresh is 3x cheaper; benchmarks/
 bench_pressure.py), ``"rs"`` (pyamg Ruge-Stuben, the fastest on the smoother-k problem of the peer timings 2026), ``"direct"`` (scipy SuperLU) and ``"cupy"`` (conjugate gradients with a Jacobi preconditioner on
@@ -29,6 +29,7 @@ injection (sum of exit fluxes = injection rate) well below the 1e-6 that the flo
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -38,7 +39,7 @@ import scipy.sparse.linalg as spla
 
 from vertaug.errors import ParameterError
 
-__all__ = ["SolveStats", "PressureSolver", "BACKENDS"]
+__all__ = ["BACKENDS", "PressureSolver", "SolveStats"]
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
@@ -164,7 +165,8 @@ class PressureSolver:
         return x
 
     def _solve_gmg(self, A, b, x0, voxels):
-        """Structured Galerkin geometric multigrid (physics/gmg_pressure.py), set up afresh for every matrix."""
+        """Structured Galerkin geometric multigrid (physics/gmg_pressure.py), set up afresh for every matrix; its own
+        mixed-precision CG (float64 residuals)."""
         from vertaug.physics.gmg_pressure import build_hierarchy
 
         if voxels is None:
@@ -178,7 +180,9 @@ class PressureSolver:
         self._ml = hierarchy.pattern  # the coarsening of this sparsity pattern, reused while it stays the same
         self.stats.setup_s += time.perf_counter() - t0
         self.stats.n_setups += 1
-        x, its = self._pcg(A, b, x0, hierarchy.vcycle)
+        t0 = time.perf_counter()
+        x, its = hierarchy.solve(A, b, x0, self.rtol, self.max_iterations)
+        self.stats.solve_s += time.perf_counter() - t0
         if its is None:
             raise RuntimeError(
                 f"pressure solve (gmg) did not converge to rtol={self.rtol:g} in {self.max_iterations} iterations "
@@ -194,7 +198,7 @@ class PressureSolver:
         t0 = time.perf_counter()
         levels = self._ml.levels
         levels[0].A = A
-        for lo, hi in zip(levels[:-1], levels[1:]):
+        for lo, hi in itertools.pairwise(levels):
             hi.A = (lo.R @ lo.A @ lo.P).tocsr()
         self._ml.coarse_solver = coarse_grid_solver("splu")
         self.stats.setup_s += time.perf_counter() - t0

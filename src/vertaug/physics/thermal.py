@@ -47,6 +47,7 @@ from vertaug.model.labels import (
 )
 from vertaug.physics import rheology
 from vertaug.physics.damage import NECROSIS_OMEGA, DamageState
+from vertaug.physics.heat_pcg import mixed_jacobi_pcg
 
 from ..constants import BODY_TEMPERATURE_C, KELVIN
 
@@ -293,13 +294,16 @@ class _Solver:
     """Solve A x = b for one constant SPD A many times.
 
     "cg": Jacobi-preconditioned CG (A = C/dt + theta L is strongly diagonally dominant at the usual time steps);
-    "direct": LU once (scipy splu); "amg": one pyamg hierarchy reused with CG. "auto" picks cg when the diagonal
-    dominance bound on the condition number is below CG_MAX_COND, else direct (small grids) or amg.
+    "direct": LU once (scipy splu); "amg": one pyamg hierarchy reused with CG; "gmg": the structured Galerkin geometric
+    multigrid of physics/gmg_pressure.py (float32 V-cycle, float64 residuals; needs ``shape``, the voxel grid, all of
+    whose voxels are unknowns). "auto" picks cg when the diagonal dominance bound on the condition number is below
+    CG_MAX_COND, else direct (small grids) or amg.
     """
 
-    def __init__(self, a: sp.csr_matrix, method: str = "auto", rtol: float = 1e-13):
+    def __init__(self, a: sp.csr_matrix, method: str = "auto", rtol: float = 1e-13, shape=None):
         n = a.shape[0]
         self.a = a
+        self.shape = shape
         self.rtol = rtol
         self.iterations = 0
         self._dinv = 1.0 / a.diagonal()
@@ -324,14 +328,22 @@ class _Solver:
             dia = a.todia()
             if dia.offsets.size <= 7:
                 self._mv = dia
+            self._mv32 = self._mv.astype(np.float32)  # the inner solves of heat_pcg.mixed_jacobi_pcg
+            self._dinv32 = self._dinv.astype(np.float32)
         if method == "direct":
             self._lu = spla.splu(a.tocsc())
         elif method == "amg":
             import pyamg
 
             self._ml = pyamg.smoothed_aggregation_solver(a.tocsr(), symmetry="symmetric")
+        elif method == "gmg":
+            from vertaug.physics.gmg_pressure import build_hierarchy
+
+            if self.shape is None or int(np.prod(self.shape)) != a.shape[0]:
+                raise ParameterError("solver='gmg' needs the voxel grid's shape.", 'use "auto", "cg" or "amg".')
+            self._gmg = build_hierarchy(a.tocsr(), self.shape, np.arange(a.shape[0]))
         elif method != "cg":
-            raise ParameterError(f"solver={method!r} is unknown.", 'use "auto", "cg", "direct" or "amg".')
+            raise ParameterError(f"solver={method!r} is unknown.", 'use "auto", "cg", "direct", "amg" or "gmg".')
 
     def _pcg(self, b, x0):
         # Jacobi-PCG with in-place updates; inner products by einsum (its own loops, no BLAS: BLAS dot calls stall
@@ -369,9 +381,17 @@ class _Solver:
     def solve(self, b: np.ndarray, x0: np.ndarray) -> np.ndarray:
         if self.method == "direct":
             return self._lu.solve(b)
+        if self.method == "gmg":
+            x, its = self._gmg.solve(self.a, b, x0, self.rtol, CG_MAX_ITER)
+            if its is None:
+                raise RuntimeError(f"thermal GMG-CG did not converge to rtol={self.rtol:g}; use solver='direct'.")
+            self.iterations += its
+            return x
         if self.method == "cg":
             try:
-                return self._pcg(b, x0)
+                x, its = mixed_jacobi_pcg(self._mv, self._mv32, self._dinv32, b, x0, self.rtol, CG_MAX_ITER)
+                self.iterations += its
+                return x
             except RuntimeError:
                 if not self._fallback:
                     raise
@@ -465,7 +485,7 @@ class _ExothermProblem:
         """The linear solver of C/dt + theta (L + P) for step ``step_s`` (one kept per step size used)."""
         if step_s not in self.solvers:
             a = (sp.diags(self.cap / step_s) + self.theta * self.full).tocsr()
-            self.solvers[step_s] = _Solver(a, self.solver, rtol=self.solver_rtol)
+            self.solvers[step_s] = _Solver(a, self.solver, rtol=self.solver_rtol, shape=self.labels.shape)
         return self.solvers[step_s]
 
 
