@@ -38,7 +38,7 @@ def confusion(true: list, got: list, names: tuple) -> str:
     m = np.zeros((len(names), len(names) + 1), int)  # last column: not evaluable
     for t, g in zip(true, got):
         m[idx[t], idx.get(g, len(names))] += 1
-    w = max(len(str(n)) for n in names) + 2
+    w = max(len(str(n)) for n in (*names, "n/e")) + 2
     lines = ["true \\ measured".ljust(w + 4) + "".join(str(n).rjust(w) for n in (*names, "n/e"))]
     lines += [str(n).ljust(w + 4) + "".join(str(v).rjust(w) for v in row) for n, row in zip(names, m)]
     return "\n".join(lines)
