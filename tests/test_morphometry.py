@@ -14,7 +14,10 @@ CASES = [("none", 0)] + [(kind, g) for kind in ("wedge", "biconcave", "crush") f
 
 @pytest.mark.parametrize("kind,grade", CASES)
 def test_phantom_heights_grade_and_type(kind, grade):
-    ph = make_phantom(fracture=kind, grade=grade, spacing_mm=1.0)
+    # the CT as a scanner forms it (partial volume of the endplates through the slice profile): the default
+    # morphometry fits the CT's endplate edge; the phantom's 1 mm plate reads ~0.33 mm inside each face (the edge model
+    # assumes 0.35 mm, Silva 1994)
+    ph = make_phantom(fracture=kind, grade=grade, spacing_mm=1.0, partial_volume=True)
     spine = measure_volumes(ph.ct, ph.labels, ph.body)
     m = spine["L1"]
     truth = ph.truth["levels"]["L1"]
@@ -36,7 +39,7 @@ def test_phantom_heights_grade_and_type(kind, grade):
 
 
 def test_phantom_at_half_millimetre_is_within_half_a_millimetre():
-    ph = make_phantom(fracture="wedge", grade=2, spacing_mm=0.5)
+    ph = make_phantom(fracture="wedge", grade=2, spacing_mm=0.5, partial_volume=True, endplate_mm=0.35)
     m = measure_volumes(ph.ct, ph.labels, ph.body)["L1"]
     t = ph.truth["levels"]["L1"]
     for key in ("anterior", "middle", "posterior"):
@@ -156,3 +159,34 @@ def test_phantom_tissue_map_has_every_structure():
     ph = make_phantom(fracture="wedge", grade=2, cortical_defect=True, cleft=True)
     present = set(np.unique(ph.tissue.data).tolist())
     assert {0, 1, 2, 3, 4, 5, 6, 7, 8} <= present
+
+
+def test_totalseg_method_on_a_wedge_phantom():
+    """``method="totalseg"``: heights at 15/50/85 % of the AP chord of the body eroded by 3 mm (TotalSegmentator's spine
+    report), single chords of the mask: on a grade-2 wedge (D-shaped body 31 mm deep, hinge at 15 % of the depth) the
+    eroded chord runs 3..28 mm from the posterior wall, so the lines sit at 21.8 / 50 / 78.2 % of the depth and read
+    H = Hp (1 - 0.325 max(0, u - 0.15) / 0.70): 24.21 / 20.94 / 17.66 mm, deformity 0.270 (grade 2, not the phantom's
+    0.325: the positions differ), within one voxel."""
+    from vertaug.anatomy.morphometry import TS_EROSION_MM
+
+    ph = make_phantom(fracture="wedge", grade=2, spacing_mm=1.0, partial_volume=True)
+    m = measure_volumes(ph.ct, ph.labels, ph.body, method="totalseg")["L1"]
+    depth, hp, d = 31.0, 25.0, GRADE_DEFORMITY[2]
+    chord = depth - 2 * TS_EROSION_MM
+    for key, frac in (("posterior", 0.15), ("middle", 0.5), ("anterior", 0.85)):
+        u = (TS_EROSION_MM + frac * chord) / depth
+        want = hp * (1 - d * max(0.0, u - 0.15) / 0.70)
+        assert getattr(m, f"height_{key}_mm") == pytest.approx(want, abs=1.0), key
+    assert (m.genant_type, m.genant_grade) == ("wedge", 2)
+    assert m.endplate_method == "mask (TotalSegmentator spine report)"
+    assert m.ratio_min_max < 0.8  # TotalSegmentator's own flag
+
+
+def test_bundled_ct_l1_under_both_methods(example):
+    """L1 of the bundled CT: a (borderline) grade-1 wedge under the default and under the TotalSegmentator-style
+    heights (measured 0.241 and 0.237; the established tool's report quoted in issue 24 flags ~22 %)."""
+    for method, want in (("vertaug", 0.241), ("totalseg", 0.237)):
+        m = measure_spine(example["ct"], example["seg"], body=example["body"], method=method)["L1"]
+        assert (m.genant_type, m.genant_grade) == ("wedge", 1), method
+        assert m.deformity == pytest.approx(want, abs=0.01), method
+        assert m.grade_borderline

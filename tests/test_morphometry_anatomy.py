@@ -87,14 +87,16 @@ def _resampled(vols, r: np.ndarray) -> list[Volume]:
     return out
 
 
-# measured (3 mm isotropic grid): these resampled rotations move a height by more than one voxel or change a grade;
-# the cause is named in docs/errors.md ("Rotation invariance, resampled")
+# measured (3 mm isotropic grid, sub-voxel CT endplates, the default): these resampled rotations move a height by more
+# than one voxel or change a grade. L1 is a borderline grade-1 wedge (deformity 0.241 +- 0.06 stated: the band edges
+# 0.20 and 0.25 both lie within its uncertainty), so resampling noise of ~1 mm per height moves it across a band edge;
+# at 20 deg sagittal the posterior lines of L1 and L5 run through the nearest-neighbour resampled masks' stepped
+# posterior-superior rims (the CT edge fit only refines within one voxel of the mask's face).
 RESAMPLED_FAIL = {
-    (2, 20): "L1 grade 1 wedge (unrotated: Hp 30.75, Ha 24.75, deformity 19.5 %: 0.5 % under grade 1)",
-    (0, 10): "L3 Hp 25.5 -> 30.75 mm",
-    (0, 20): "L1 Hp 30.75 -> 34.5 mm and grade 2 wedge; L3 Hp 25.5 -> 29.25 mm",
-    (1, 5): "L3 Hp 25.5 -> 29.25 mm",
-    (1, 10): "L1 grade 1 wedge (19.5 % unrotated)",
+    (2, 10): "L1 grade 1 -> 0 wedge (deformity 0.241 -> 0.181)",
+    (0, 10): "L1 grade 1 -> 2 wedge (deformity 0.241 -> 0.262)",
+    (0, 20): "L1 Hp 28.8 -> 34.5 mm, L5 Hp 20.2 -> 23.8 mm; L1 grade 2 biconcave, L2 grade 1 crush",
+    (1, 5): "L1 grade 1 -> 2 wedge (deformity 0.241 -> 0.277)",
 }
 FAST_RESAMPLED = [(2, 5), (1, 20)]
 
@@ -119,6 +121,21 @@ def test_resampled_rotation_gives_the_same_heights_and_grades(bundled, unrotated
             got, want = getattr(b, f"height_{key}_mm"), getattr(a, f"height_{key}_mm")
             assert abs(got - want) <= voxel_mm, (name, key, want, got)
         assert (b.genant_grade, b.genant_type) == (a.genant_grade, a.genant_type), (name, b.deformity)
+
+
+@pytest.mark.parametrize(
+    "axis,deg", [pytest.param(*r, marks=() if r == (2, 10) else pytest.mark.slow) for r in ROTATIONS]
+)
+def test_resampled_rotation_stays_within_the_stated_uncertainty(bundled, unrotated, axis, deg):
+    """Where a resampled rotation changes a grade, the change is one the stated uncertainty allows: every deformity
+    moves by at most twice the combined standard uncertainty, and a changed grade is one flagged borderline."""
+    rot = measure_volumes(*_resampled(bundled, _rotation(axis, deg)))
+    for name in LUMBAR:
+        a, b = unrotated[name], rot[name]
+        u = np.hypot(a.deformity_uncertainty, b.deformity_uncertainty)
+        assert abs(b.deformity - a.deformity) <= 2 * u, (name, a.deformity, b.deformity, u)
+        if b.genant_grade != a.genant_grade:
+            assert a.grade_borderline or b.grade_borderline, (name, a.deformity, b.deformity)
 
 
 def test_resampling_without_rotation_is_exact(bundled):
@@ -163,50 +180,47 @@ def test_second_patient_without_body_map_has_no_false_fracture():
     assert m.anterior_axis_source == "canal centre to body centroid"
 
 
-def _thick_slices(ph, k: int, offset: int):
-    """Resample a fine phantom to slices k times thicker: a Gaussian slice profile of FWHM one slice, sampled at the
-    slice centres (the CT), and the label maps by majority within the slice (a segmentation on those slices)."""
-    fine = ndimage.gaussian_filter1d(ph.ct.data.astype(np.float32), sigma=k / 2.3548, axis=2, mode="nearest")
-    n = (fine.shape[2] - offset) // k * k
-
-    def blocks(a):
-        return a[:, :, offset: offset + n].reshape(a.shape[0], a.shape[1], -1, k)
-
-    centre = blocks(fine)
-    ct = centre[..., k // 2] if k % 2 else 0.5 * (centre[..., k // 2 - 1] + centre[..., k // 2])
-
-    def majority(v):
-        out = np.zeros(ct.shape, v.dtype)
-        for x in np.unique(v)[1:]:
-            out[blocks(v == x).mean(axis=3) >= 0.5] = x
-        return out
-
-    aff = ph.ct.affine_mm.copy()
-    aff[:3, 3] = aff[:3, :3] @ np.array([0.0, 0.0, offset + (k - 1) / 2]) + aff[:3, 3]
-    aff[:3, 2] *= k
-    return (Volume(ct, aff, "thick"), Volume(majority(ph.labels.data), aff, "labels"),
-            Volume(majority(ph.body.data), aff, "body"))
+# (slice mm, slice offsets mm): every 0.5 mm shift of the slice lattice against the anatomy
+SLICE_CASES = [(1.0, (0.0, 0.5)), (2.0, (0.0, 0.5, 1.0, 1.5)), (3.0, (0.0, 0.5, 1.0, 1.5, 2.0, 2.5))]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("slice_mm,tolerance_mm", [(1.0, 0.4), (2.0, 2.0 / 3.0)])
-def test_ct_endplates_are_not_quantised_to_the_slices(slice_mm, tolerance_mm):
-    """Non-integer heights (a grade-2 wedge: Ha 16.88 mm) on 1 and 2 mm slices, shifted by fractions of a slice: the CT
-    edge fit's heights stay within a third of the slice at 2 mm (0.35 mm at 1 mm: the issue's third, 0.33 mm, is missed
-    there by 0.02 mm) and beat the mask's faces, which are off by up to a slice."""
-    ph = make_phantom(fracture="wedge", grade=2, spacing_mm=0.5, endplate_mm=0.35, trabecular_hu=150.0)
+def _slice_phantom(kind: str, slice_mm: float, offset_mm: float):
+    """A grade-2 L1 (non-integer heights: wedge Ha 16.88, Hm 20.94 mm) on 1 mm in-plane voxels and ``slice_mm`` slices
+    shifted by ``offset_mm``: the CT through a Gaussian slice profile of FWHM one slice, labels at the voxel centres;
+    a 0.35 mm endplate (Silva 1994) on 150 HU trabecular bone."""
+    return make_phantom(fracture=kind, grade=2, spacing_mm=1.0, slice_mm=slice_mm, slice_offset_mm=offset_mm,
+                        partial_volume=True, endplate_mm=0.35, trabecular_hu=150.0)
+
+
+def _height_errors(ph, endplates: str) -> list[float]:
+    m = measure_volumes(ph.ct, ph.labels, ph.body, endplates=endplates)["L1"]
     truth = ph.truth["levels"]["L1"]
-    k = int(round(slice_mm / 0.5))
+    return [getattr(m, f"height_{k}_mm") - truth[f"height_{k}_mm"] for k in ("anterior", "middle", "posterior")]
+
+
+@pytest.mark.parametrize("slice_mm,offsets", [pytest.param(*c, marks=pytest.mark.slow) for c in SLICE_CASES])
+def test_ct_endplates_are_within_a_third_of_the_slice(slice_mm, offsets):
+    """Sub-voxel endplates (the default): on 1, 2 and 3 mm slices at every 0.5 mm offset, each height within a third of
+    the slice spacing; the mask's faces, quantised to the slices, are off by more at 2 and 3 mm."""
     worst = {"ct": 0.0, "mask": 0.0}
-    for offset in range(k):
-        vols = _thick_slices(ph, k, offset)
+    for offset in offsets:
+        ph = _slice_phantom("wedge", slice_mm, offset)
         for method in worst:
-            m = measure_volumes(*vols, endplates=method)["L1"]
-            for key in ("anterior", "middle", "posterior"):
-                err = abs(getattr(m, f"height_{key}_mm") - truth[f"height_{key}_mm"])
-                worst[method] = max(worst[method], err)
-                assert 0 < getattr(m, f"height_{key}_uncertainty_mm") < slice_mm / 2 + 0.2, (method, key)
-            if method == "ct":
-                assert m.endplate_method.startswith("CT edge")
-    assert worst["ct"] < tolerance_mm, worst
-    assert worst["ct"] < worst["mask"], worst
+            worst[method] = max(worst[method], max(abs(e) for e in _height_errors(ph, method)))
+    assert worst["ct"] < slice_mm / 3, worst
+    if slice_mm > 1.0:
+        assert worst["mask"] > worst["ct"], worst
+
+
+@pytest.mark.parametrize("kind,offset", [("crush", 1.5), ("biconcave", 1.0)])
+def test_ct_endplates_on_3mm_slices_every_type(kind, offset):
+    """3 mm slices (the bundled CT's), a crush and a biconcave grade-2 L1: heights within 1 mm, grade and type right,
+    each height's stated uncertainty positive and below half a slice."""
+    ph = _slice_phantom(kind, 3.0, offset)
+    m = measure_volumes(ph.ct, ph.labels, ph.body)["L1"]
+    truth = ph.truth["levels"]["L1"]
+    assert m.endplate_method == "CT edge"
+    for key in ("anterior", "middle", "posterior"):
+        assert abs(getattr(m, f"height_{key}_mm") - truth[f"height_{key}_mm"]) < 1.0, key
+        assert 0 < getattr(m, f"height_{key}_uncertainty_mm") < 1.5, key
+    assert (m.genant_grade, m.genant_type) == (2, kind)

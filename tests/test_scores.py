@@ -68,7 +68,8 @@ def test_qm_sixpoint():
 
 
 @pytest.mark.parametrize(
-    "hu,cls", [(200, "normal"), (135, "normal"), (134.9, "osteopenia"), (90, "osteopenia"), (89.9, "osteoporosis")]
+    "hu,cls", [(200, "normal"), (160.1, "normal"), (160, "osteopenia"), (110.1, "osteopenia"), (110, "osteoporosis"),
+               (89.9, "osteoporosis")]
 )
 def test_ct_density_class(hu, cls):
     assert sc.ct_density_class(hu) == cls

@@ -77,8 +77,10 @@ def morpho(
     body: Optional[Path] = typer.Option(None, "--body", help="TotalSegmentator vertebrae_body map (1 body, 2 disc)."),
     numbering: str = typer.Option("v2", help="Label numbering: v2 (TotalSegmentator >= 2.0, L1=31), v1 (L1=22) or verse (L1=20)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the table as JSON to this file."),
-    endplates: str = typer.Option("mask", "--endplates",
-                                  help="Endplate surfaces: mask (segmentation faces) or ct (sub-voxel CT edge fit)."),
+    endplates: str = typer.Option("ct", "--endplates",
+                                  help="Endplate surfaces: ct (sub-voxel CT edge fit, default) or mask (segmentation faces)."),
+    method: str = typer.Option("vertaug", "--method",
+                               help="Heights: vertaug (median of lines, default) or totalseg (TotalSegmentator spine report's way)."),
 ) -> None:
     """Morphometry of every vertebra in the segmentation: heights, volume, HU, wedge angle, Genant grade."""
     from .anatomy.morphometry import measure_spine
@@ -87,7 +89,7 @@ def morpho(
     try:
         if json_out is not None:
             check_output_file(json_out, "--json")
-        spine = measure_spine(ct, seg, body=body, numbering=numbering, endplates=endplates)
+        spine = measure_spine(ct, seg, body=body, numbering=numbering, endplates=endplates, method=method)
     except InputError as exc:
         _fail(exc)
     print_morphometry(spine, console)

@@ -30,10 +30,16 @@ the result does not change when the same voxels are given a rotated affine (tilt
    as TotalSegmentator's spine report), as the median over the band's columns of the length of the body run through
    the column. Each height carries a standard uncertainty: the quantisation of the mask's two faces (voxel extent along
    ``h``, s_h^2/12 each) or the CT edge fit's (3b), plus the spread of the columns (scaled MAD / sqrt(n)).
-3b. With ``endplates="ct"`` each face is replaced by a partial-volume fit of the CT along the line (:func:`_ct_edge`:
-   bone step + thin endplate, Gaussian blur; within one voxel of the face), which is not quantised to the slices.
-   The model's endplate is ``ENDPLATE_THICKNESS_MM`` thick; a thicker dense plate reads up to half its excess inside
-   each face (docs/anatomy.md has the phantom errors at 1, 2 and 3 mm slices).
+3b. Sub-voxel endplates (``endplates="ct"``, the default): each face is replaced by a partial-volume fit of the CT
+   along the line (:func:`_ct_edge`: bone step + thin endplate, Gaussian slice profile, the model sampled at the voxel
+   centres and interpolated linearly as the line is; within one voxel of the face), which is not quantised to the
+   slices. The model's endplate is ``ENDPLATE_THICKNESS_MM`` thick; a thicker dense plate reads up to half its excess
+   inside each face (docs/anatomy.md has the phantom errors at 1, 2 and 3 mm slices: within a third of the slice).
+   ``endplates="mask"`` keeps the mask's faces. The deformity carries the heights' propagated uncertainty and a
+   ``grade_borderline`` flag when a band edge lies within one standard uncertainty.
+3c. ``method="totalseg"``: heights as TotalSegmentator's spine report takes them (:func:`measure_body_heights_totalseg`,
+   constants ``TS_*``): single chords in the sagittal slice (normal to ``l``) whose three heights differ most, at
+   15 / 50 / 85 % of the AP chord of the body eroded by 3 mm; ``ratio_min_max`` < 0.8 is that report's flag.
 4. Wedge angle: the angle between the superior and inferior endplate lines, each through its points at the posterior and
    anterior positions; positive when the anterior height is the smaller (kyphotic).
 5. HU: mean and median over the body eroded by ``HU_CORE_EROSION_MM`` (away from cortex and endplates).
@@ -47,7 +53,8 @@ the result does not change when the same voxels are given a rotated affine (tilt
    Defined at L1; other levels get a note (docs/anatomy.md: level-specific reference values).
 
 Sources: Genant HK et al. 1993 J Bone Miner Res 8:1137; Pickhardt PJ et al. 2013 Ann Intern Med 158:588; Silva MJ et
-al. 1994 Bone 15:409 (endplate thickness ~0.35 mm in L1 over age 45).
+al. 1994 Bone 15:409 (endplate thickness ~0.35 mm in L1 over age 45); TotalSegmentator (Wasserthal et al. 2023 Radiol
+Artif Intell 5:e230024), spine_report/measure_verte_height.py (the 15/50/85 % method of 3c).
 """
 
 from __future__ import annotations
@@ -110,11 +117,15 @@ EDGE_WINDOW_MM = 2.0
 #: Surface positions tried within one voxel either side of the mask's face.
 EDGE_GRID_POINTS = 41
 #: Blur widths tried (Gaussian sigma, in voxel extents along h: a slice profile of FWHM 0.7..1.9 slices), ...
-EDGE_SIGMA_VOXELS = (0.3, 0.45, 0.6, 0.8)
+EDGE_SIGMA_VOXELS = (0.3, 0.42, 0.55, 0.7)
 #: ... and never below this (mm).
 EDGE_SIGMA_MIN_MM = 0.3
 #: Endplate (subchondral cortex) thickness in the edge model: ~0.35 mm, porous, in L1 of adults over 45 (Silva 1994).
 ENDPLATE_THICKNESS_MM = 0.35
+#: Standard error of the edge model itself per face, in voxel extents along h: on phantoms with a Gaussian slice profile
+#: (tests/test_morphometry_anatomy.py) the fit's faces are off by up to ~0.25 of a 3 mm slice where its noise term says
+#: 0.02; this floor keeps the stated uncertainty honest for the model's own bias.
+EDGE_MODEL_ERROR_VOXELS = 0.1
 #: Below this endplate-to-disc contrast (HU) the edge is not used and the mask's face stays.
 EDGE_MIN_CONTRAST_HU = 60.0
 #: A body smaller than this is not measured (partial segmentation or a fragment).
@@ -152,10 +163,13 @@ class LevelMorphometry:
     deformity_wedge: float = _NAN
     deformity_biconcave: float = _NAN
     deformity_crush: float = _NAN
+    deformity_uncertainty: float = _NAN  # standard uncertainty of ``deformity`` from the heights' uncertainties
+    grade_borderline: bool = False  # a Genant band edge lies within one standard uncertainty of the deformity
     ratio_ha_hp: float = _NAN
     ratio_hm_hp: float = _NAN
     ratio_hp_above: float = _NAN
     ratio_hp_below: float = _NAN
+    ratio_min_max: float = _NAN  # smallest / largest of the three heights (TotalSegmentator flags < 0.8)
     density_class: str | None = None
     notes: tuple[str, ...] = ()
     centroid_mm: tuple[float, float, float] = (_NAN, _NAN, _NAN)
@@ -214,21 +228,30 @@ def measure_spine(
     seg: str | Path | Volume,
     body: str | Path | Volume | None = None,
     numbering: str = "v2",
-    endplates: str = "mask",
+    endplates: str = "ct",
+    method: str = "vertaug",
 ) -> SpineMorphometry:
     """Measure every vertebral level present in ``seg`` (paths are loaded; Volumes are used as given).
     ``endplates``: "mask" (the segmentation's faces) or "ct" (sub-voxel edge fit of the CT, step 3b of the module
-    docstring)."""
+    docstring). ``method``: "vertaug" (steps 3-4) or "totalseg" (TotalSegmentator's spine report's way, step 3c)."""
     _check_endplates(endplates)
+    _check_method(method)
     ct_vol = ct if isinstance(ct, Volume) else load_ct(ct)
     seg_vol = seg if isinstance(seg, Volume) else load_labels(seg, ct_vol, "segmentation")
     body_vol = None
     if body is not None:
         body_vol = body if isinstance(body, Volume) else load_labels(body, ct_vol, "vertebrae_body segmentation")
-    return measure_volumes(ct_vol, seg_vol, body_vol, numbering, endplates)
+    return measure_volumes(ct_vol, seg_vol, body_vol, numbering, endplates, method)
 
 
 ENDPLATE_METHODS = ("mask", "ct")
+HEIGHT_METHODS = ("vertaug", "totalseg")
+
+
+def _check_method(method: str) -> None:
+    if method not in HEIGHT_METHODS:
+        raise ParameterError(f"Unknown height method {method!r}.",
+                             "use 'vertaug' (median of lines, default) or 'totalseg' (TotalSegmentator spine report).")
 
 
 def _check_endplates(endplates: str) -> None:
@@ -238,11 +261,13 @@ def _check_endplates(endplates: str) -> None:
 
 
 def measure_volumes(
-    ct: Volume, seg: Volume, body: Volume | None = None, numbering: str = "v2", endplates: str = "mask"
+    ct: Volume, seg: Volume, body: Volume | None = None, numbering: str = "v2", endplates: str = "ct",
+    method: str = "vertaug",
 ) -> SpineMorphometry:
     from .io import check_same_grid
 
     _check_endplates(endplates)
+    _check_method(method)
     check_same_grid(ct, seg)
     if body is not None:
         check_same_grid(ct, body)
@@ -267,7 +292,7 @@ def measure_volumes(
             frames = _frames(levels, verts, {n: f[0] for n, f in found.items()}, ct.affine_mm, frames if last else None)
     first = {}
     for name in levels:
-        first[name] = _measure_level(name, table[name], ct, found[name], frames.get(name), endplates == "ct")
+        first[name] = _measure_level(name, table[name], ct, found[name], frames.get(name), endplates == "ct", method)
     final = _add_genant(first, levels)
     method = {
         "measurement_positions_from_posterior": MEASUREMENT_POSITIONS,
@@ -279,6 +304,7 @@ def measure_volumes(
         else "vertebra anterior of its canal (pedicles cut where they meet the body), largest component",
         "height_axis": "spine axis through the neighbouring body centroids",
         "anterior_axis": "canal centre to body centroid, orthogonal to the height axis",
+        "heights": method,
         "endplates": "segmentation faces" if endplates == "mask" else
         "partial-volume edge fit of the CT (step + thin endplate, Gaussian blur) along each measurement line",
     }
@@ -586,7 +612,8 @@ def _not_evaluable(name: str, label: int, reason: str, **kw) -> LevelMorphometry
     return LevelMorphometry(level=name, label=label, evaluable=False, reason=reason, **kw)
 
 
-def _measure_level(name, label, ct: Volume, found, frame: _LevelFrame | None, ct_edges: bool) -> LevelMorphometry:
+def _measure_level(name, label, ct: Volume, found, frame: _LevelFrame | None, ct_edges: bool,
+                   method: str = "vertaug") -> LevelMorphometry:
     body, body_source = found
     if name == "S1":
         return _not_evaluable(name, label, "S1 is a sacral segment: body heights and Genant grading apply to C2..L5")
@@ -603,7 +630,10 @@ def _measure_level(name, label, ct: Volume, found, frame: _LevelFrame | None, ct
             name, label, f"body volume {volume_ml:.2f} mL is below {MIN_BODY_VOLUME_ML} mL: partial segmentation"
         )
     h, a = frame.h, frame.a
-    bh = measure_body_heights(body, ct.affine_mm, h, a, ct=ct.data if ct_edges else None)
+    if method == "totalseg":
+        bh = measure_body_heights_totalseg(body, ct.affine_mm, h, a)
+    else:
+        bh = measure_body_heights(body, ct.affine_mm, h, a, ct=ct.data if ct_edges else None)
     if bh is None:
         return _not_evaluable(name, label, "the body has no measurable mid-sagittal extent", volume_ml=volume_ml)
     centre = _centroid_mm(body, ct.affine_mm)
@@ -640,6 +670,7 @@ def _measure_level(name, label, ct: Volume, found, frame: _LevelFrame | None, ct
         wedge_angle_deg=bh.wedge_angle_deg,
         ratio_ha_hp=ha / hp if hp > 0 else _NAN,
         ratio_hm_hp=hm / hp if hp > 0 else _NAN,
+        ratio_min_max=min(ha, hm, hp) / max(ha, hm, hp),
         density_class=dens,
         notes=tuple(notes),
         centroid_mm=tuple(float(v) for v in centre),
@@ -703,6 +734,119 @@ def measure_body_heights(
     wedge = math.degrees(math.atan(bottom_slope) - math.atan(top_slope))
     return BodyHeights(heights["anterior"], heights["middle"], heights["posterior"], wedge, ap_depth, width,
                        sig["anterior"], sig["middle"], sig["posterior"], method)
+
+
+#: TotalSegmentator spine report (measure_verte_height.py, read 2026-11-30): the AP chord is taken on the body eroded by
+#: 3 mm (a cube), through the body centroid; candidate sagittal slices every 5 mm in the central half of the body's
+#: width (25 % margins); the slice whose three heights differ most is kept; a level is flagged when the smallest of the
+#: three heights is below 0.8 of the largest.
+TS_EROSION_MM = 3.0
+TS_SLICE_STEP_MM = 5.0
+TS_SCAN_MARGIN = 0.25
+TS_FRACTURE_RATIO = 0.8
+
+
+def measure_body_heights_totalseg(body: np.ndarray, affine_mm: np.ndarray, height_axis, anterior_axis
+                                  ) -> BodyHeights | None:
+    """Heights the way TotalSegmentator's spine report takes them (``--method totalseg``; own code from its documented
+    choices, constants ``TS_*``): in one sagittal slice, single chords of the body mask along the height axis at 15 /
+    50 / 85 % of the AP chord through the centroid (the AP chord on the mask eroded by 3 mm); of the slices every 5 mm
+    in the central half of the width, the one whose heights differ most. Deviation: the slices are normal to the
+    level's own lateral axis (not the image's x), so the option is as rotation invariant as the default. Uncertainty:
+    the two mask faces' quantisation (s_h^2/12 each); no spread (one line per height)."""
+    if not np.asarray(body).any():
+        return None
+    h, a, lat = _unit_frame(height_axis, anterior_axis)
+    box = _bbox(body, 3)
+    aff = np.asarray(affine_mm, float).copy()
+    aff[:3, 3] = aff[:3, :3] @ np.array([b.start for b in box], float) + aff[:3, 3]
+    sub = body[box]
+    spacing = np.linalg.norm(aff[:3, :3], axis=0)
+    step = max(SAMPLE_STEP_VOXELS * float(spacing.min()), MIN_SAMPLE_STEP_MM)
+    centre = _centroid_mm(sub, aff)
+    _, grid = _frame_grid(sub, aff, centre, h, a, lat, step, 2 * float(spacing.max()))
+    r = max(1, int(round(TS_EROSION_MM / step)))
+    eroded = grid
+    for ax in range(3):  # a cube is three 1-D erosions
+        shape = [1, 1, 1]
+        shape[ax] = 2 * r + 1
+        eroded = ndimage.binary_erosion(eroded, structure=np.ones(shape, bool))
+    core = eroded if eroded.any() else grid
+    ci = np.argwhere(core).mean(axis=0)
+    ia, ih = int(round(ci[1])), int(round(ci[2]))
+    lat_idx = np.flatnonzero(core.any(axis=(1, 2)))
+    lo, hi = lat_idx[0], lat_idx[-1]
+    margin = int(round(TS_SCAN_MARGIN * (hi - lo + 1)))
+    stride = max(1, int(round(TS_SLICE_STEP_MM / step)))
+    best = None
+    for il in range(lo + margin, hi - margin + 1, stride):
+        got = _ts_slice(grid[il], core[il], ia, ih, step)
+        if got is not None and (best is None or np.ptp(got[0]) > np.ptp(best[0])):
+            best = got
+    if best is None:
+        return None
+    (hp, hm, ha), ap_depth, (tops, bottoms) = best
+    dist = (MEASUREMENT_POSITIONS["anterior"] - MEASUREMENT_POSITIONS["posterior"]) * ap_depth
+    wedge = math.degrees(math.atan((bottoms[2] - bottoms[0]) / dist) - math.atan((tops[2] - tops[0]) / dist))
+    width = float((hi - lo + 1) * step)
+    sig = math.sqrt(2.0) * _extent_along(aff, h) / math.sqrt(12.0)
+    return BodyHeights(ha, hm, hp, wedge, ap_depth, width, sig, sig, sig, "mask (TotalSegmentator spine report)")
+
+
+def _ts_slice(sl, core_sl, ia, ih, step):
+    """One sagittal slice (a, h) of the TotalSegmentator-style measurement: heights at 15/50/85 % (posterior first),
+    AP depth, and (tops, bottoms) of the three chords, mm from the centroid; None unless all three are found."""
+    run = _run_through(core_sl[:, ih], ia)
+    if run is None:
+        return None
+    a0, a1 = run[0] - 0.5, run[1] + 0.5
+    heights, tops, bottoms = [], [], []
+    for frac in (MEASUREMENT_POSITIONS["posterior"], MEASUREMENT_POSITIONS["middle"], MEASUREMENT_POSITIONS["anterior"]):
+        k = int(round(a0 + frac * (a1 - a0)))
+        chord = _run_through(sl[k], ih)
+        if chord is None:
+            return None
+        tops.append((chord[1] + 0.5 - ih) * step)
+        bottoms.append((chord[0] - 0.5 - ih) * step)
+        heights.append(tops[-1] - bottoms[-1])
+    return np.array(heights), float((a1 - a0) * step), (tops, bottoms)
+
+
+def _run_through(col: np.ndarray, i: int) -> tuple[int, int] | None:
+    """Bounds (inclusive) of the run of True in ``col`` that contains index ``i``; None if ``col[i]`` is False."""
+    if not (0 <= i < col.size) or not col[i]:
+        return None
+    lo = i
+    while lo > 0 and col[lo - 1]:
+        lo -= 1
+    hi = i
+    while hi + 1 < col.size and col[hi + 1]:
+        hi += 1
+    return lo, hi
+
+
+def _unit_frame(height_axis, anterior_axis) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    h = np.asarray(height_axis, float)
+    h = h / np.linalg.norm(h)
+    a = np.asarray(anterior_axis, float)
+    a = a - (a @ h) * h
+    a = a / np.linalg.norm(a)
+    return h, a, np.cross(h, a)
+
+
+def _frame_grid(body, affine_mm, centre, h, a, lat, step, margin):
+    """The body mask resampled (trilinear, threshold 0.5) on a grid of ``step`` mm in the (lat, a, h) frame about
+    ``centre``: the three axes (mm) and the boolean grid."""
+    pts = np.argwhere(body)
+    world = (affine_mm[:3, :3] @ pts.T).T + affine_mm[:3, 3] - centre
+    half = np.abs(world @ np.stack([lat, a, h], axis=1)).max(axis=0) + margin
+    axes = [np.arange(-hv, hv + step / 2, step) for hv in half]
+    L, A, H = np.meshgrid(*axes, indexing="ij")
+    xyz = centre + L[..., None] * lat + A[..., None] * a + H[..., None] * h
+    inv = np.linalg.inv(affine_mm)
+    ijk = xyz @ inv[:3, :3].T + inv[:3, 3]
+    vals = ndimage.map_coordinates(body.astype(np.float32), ijk.reshape(-1, 3).T, order=1, mode="constant", cval=0.0)
+    return axes, vals.reshape(L.shape) >= 0.5
 
 
 def _extent_along(affine_mm: np.ndarray, direction: np.ndarray) -> float:
@@ -822,9 +966,14 @@ def _ct_edge(hu, h_ax, face, outward, s_h) -> tuple[float, float] | None:
     es = np.linspace(-s_h, s_h, EDGE_GRID_POINTS)
     sig = np.maximum(np.asarray(EDGE_SIGMA_VOXELS) * s_h, EDGE_SIGMA_MIN_MM)
     E, S = np.meshgrid(es, sig, indexing="ij")  # (ne, ns)
-    u = (E[..., None] - x) / S[..., None]
-    step = 0.5 * (1.0 + _erf(u / math.sqrt(2.0)))
-    pl = np.exp(-0.5 * ((x - E[..., None] + ENDPLATE_THICKNESS_MM / 2) / S[..., None]) ** 2)
+    # the scanner samples the blurred profile once per voxel (centres half a voxel off the mask's face); the line
+    # is interpolated linearly between those samples, and so is the model
+    knots = (np.arange(math.floor(x.min() / s_h) - 1, math.ceil(x.max() / s_h) + 2) + 0.5) * s_h
+    u = (E[..., None] - knots) / S[..., None]
+    step_k = 0.5 * (1.0 + _erf(u / math.sqrt(2.0)))
+    pl_k = np.exp(-0.5 * ((knots - E[..., None] + ENDPLATE_THICKNESS_MM / 2) / S[..., None]) ** 2)
+    wts = _interp_matrix(knots, x)  # (nk, n)
+    step, pl = step_k @ wts, pl_k @ wts
     A = np.stack([np.ones_like(step), step, pl], axis=-1)  # (ne, ns, n, 3)
     G = np.einsum("...ki,...kj->...ij", A, A) + 1e-9 * np.eye(3)
     coef = np.linalg.solve(G, np.einsum("...ki,k->...i", A, y)[..., None])[..., 0]
@@ -839,8 +988,14 @@ def _ct_edge(hu, h_ax, face, outward, s_h) -> tuple[float, float] | None:
     noise2 = r[ie] / max(1, x.size - 5)
     # samples along the line are interpolated between voxels: about one independent sample per voxel extent
     var = 2.0 * noise2 / curv * (s_h / (h_ax[1] - h_ax[0])) if curv > 0 else (s_h**2) / 12.0
-    var = min(var, s_h**2 / 12.0) + ((es[1] - es[0]) ** 2) / 12.0
+    var = min(var, s_h**2 / 12.0) + ((es[1] - es[0]) ** 2) / 12.0 + (EDGE_MODEL_ERROR_VOXELS * s_h) ** 2
     return face + outward * float(es[ie]), float(var)
+
+
+def _interp_matrix(knots: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Weights (len(knots), len(x)) of linear interpolation from values at ``knots`` to the points ``x``."""
+    eye = np.eye(knots.size)
+    return np.stack([np.interp(x, knots, row) for row in eye])
 
 
 def _erf(z: np.ndarray) -> np.ndarray:
@@ -933,6 +1088,27 @@ def genant_from_heights(ha: float, hm: float, hp: float, hp_reference: float = _
     }
 
 
+def _deformity_uncertainty(m: LevelMorphometry, g: dict, neighbours: list) -> dict:
+    """Standard uncertainty of the deformity of the named type, by first-order propagation of the heights'
+    uncertainties (d = 1 - H/H_ref: u_d = (H/H_ref) sqrt((u_H/H)^2 + (u_ref/H_ref)^2)), and whether a band edge of
+    ``GENANT_THRESHOLDS`` lies within it."""
+    hp, up = m.height_posterior_mm, m.height_posterior_uncertainty_mm
+    kind = max((k for k in ("wedge", "biconcave", "crush") if np.isfinite(g[f"deformity_{k}"])),
+               key=lambda k: g[f"deformity_{k}"])
+    if kind == "crush":
+        ref = float(np.mean([n.height_posterior_mm for n in neighbours]))
+        u_ref = math.sqrt(sum(n.height_posterior_uncertainty_mm ** 2 for n in neighbours)) / len(neighbours)
+        h, u_h = hp, up
+    else:
+        ref, u_ref = hp, up
+        h, u_h = ((m.height_anterior_mm, m.height_anterior_uncertainty_mm) if kind == "wedge"
+                  else (m.height_middle_mm, m.height_middle_uncertainty_mm))
+    u = (h / ref) * math.sqrt((u_h / h) ** 2 + (u_ref / ref) ** 2) if h > 0 and ref > 0 else _NAN
+    d = g["deformity"]
+    border = bool(np.isfinite(u) and any(abs(d - t) <= u for t in GENANT_THRESHOLDS))
+    return {"deformity_uncertainty": float(u), "grade_borderline": border}
+
+
 def _add_genant(first: dict[str, LevelMorphometry], levels: list[str]) -> dict[str, LevelMorphometry]:
     from dataclasses import replace
 
@@ -952,8 +1128,15 @@ def _add_genant(first: dict[str, LevelMorphometry], levels: list[str]) -> dict[s
                 nb.append(n.height_posterior_mm)
         hp_ref = float(np.mean(nb)) if nb else _NAN
         g = genant_from_heights(m.height_anterior_mm, m.height_middle_mm, m.height_posterior_mm, hp_ref)
+        g.update(_deformity_uncertainty(m, g, [n for n in (above, below) if n is not None and n.evaluable]))
         notes = list(m.notes)
+        if g["grade_borderline"]:
+            notes.append(f"deformity {g['deformity']:.3f} +- {g['deformity_uncertainty']:.3f}: within one standard "
+                         "uncertainty of a Genant band edge (borderline grade)")
         if not nb:
             notes.append("no evaluable neighbour: crush deformity not assessed")
+        elif name == "L5":
+            notes.append("L5: crush reference is L4's posterior height alone (S1 is not measured), and L5's posterior "
+                         "height is normally the shorter: a crush deformity of L5 reads high")
         out[name] = replace(m, ratio_hp_above=r_above, ratio_hp_below=r_below, notes=tuple(notes), **g)
     return out

@@ -21,6 +21,14 @@ Geometry, in a frame with x lateral (right), y anterior, z superior, in mm, each
   optional cleft: a 2 mm fluid gap under the superior endplate.
 * Posterior elements: canal (an ellipse behind the posterior wall), pedicles (elliptic cylinders from the body's
   posterolateral corners backwards), laminae and a spinous process.
+* Slices (``slice_mm``, ``slice_offset_mm``, ``partial_volume``): the z spacing may differ from the in-plane spacing
+  and the slice lattice may be shifted against the anatomy, so endplates fall anywhere within a slice. With
+  ``partial_volume`` each voxel of a body's footprint near an endplate holds the CT a scanner would reconstruct: the
+  column's exact profile along z (disc ``D``, endplate ``P`` of thickness ``t``, trabecular or cortical bone ``B``)
+  weighted by a Gaussian slice sensitivity profile of FWHM one slice (sigma = slice / 2.3548),
+  ``I(z) = D_bot Phi((z_lo - z)/sigma) + D_top (1 - Phi((z_hi - z)/sigma)) + P [w(z_lo, z_lo + t) + w(z_hi - t, z_hi)]
+  + B w(z_lo + t, z_hi - t)``, ``w(a, b) = Phi((b - z)/sigma) - Phi((a - z)/sigma)``; labels stay sampled at the voxel
+  centres (a segmentation on those slices). Without it a voxel takes the tissue at its centre.
 
 Dimensions per level (``LEVEL_DIMENSIONS_MM``) are rounded adult values in the range of published morphometry
 (Panjabi 1992 / Zhou 2000 order of magnitude); they are teaching-phantom values, not normative data.
@@ -101,6 +109,9 @@ class PhantomSpec:
     cleft: bool = False
     neighbours: bool = True
     seed: int = 0
+    slice_mm: float | None = None
+    slice_offset_mm: float = 0.0
+    partial_volume: bool = False
 
     def __post_init__(self):
         name = normalize_level(self.level)
@@ -123,6 +134,15 @@ class PhantomSpec:
         check_range("noise_hu", self.noise_hu, 0.0, 200.0, "HU")
         check_range("cortex_mm", self.cortex_mm, 0.2, 5.0, "mm")
         check_range("endplate_mm", self.endplate_mm, 0.2, 5.0, "mm")
+        if self.slice_mm is not None:
+            check_range("slice_mm", self.slice_mm, 0.2, 6.0, "mm")
+        check_range("slice_offset_mm", self.slice_offset_mm, 0.0, self.slice_thickness_mm, "mm",
+                    "give a shift of the slice lattice within one slice.")
+
+    @property
+    def slice_thickness_mm(self) -> float:
+        """Spacing (and slice profile FWHM) along z, mm."""
+        return float(self.spacing_mm if self.slice_mm is None else self.slice_mm)
 
     @property
     def deformity_fraction(self) -> float:
@@ -208,10 +228,11 @@ def _layout(spec: PhantomSpec) -> _Layout:
     y_min, y_max = -(canal_d + 40.0), max_d + 8.0
     nx = int(np.ceil(2 * x_half / s))
     ny = int(np.ceil((y_max - y_min) / s))
-    nz = int(np.ceil((z_top - z_min) / s))
+    sz = spec.slice_thickness_mm
+    nz = int(np.ceil((z_top - z_min) / sz))
     return _Layout(
         names=names, dims=dims, levels_z=levels_z, xs=-x_half + (np.arange(nx) + 0.5) * s,
-        ys=y_min + (np.arange(ny) + 0.5) * s, zs=z_min + (np.arange(nz) + 0.5) * s,
+        ys=y_min + (np.arange(ny) + 0.5) * s, zs=z_min + spec.slice_offset_mm + (np.arange(nz) + 0.5) * sz,
     )
 
 
@@ -299,8 +320,11 @@ def make_phantom(spec: PhantomSpec | None = None, **kwargs) -> Phantom:
     tissue, seg, bodymap = _fill_tissue(spec, lay, bodies, truth, X, Y, Z)
 
     ct = _hounsfield(tissue, spec)
+    if spec.partial_volume:
+        _partial_volume_endplates(ct, tissue, bodies, spec, X, Y, Z)
+    _add_noise(ct, spec)
     s = spec.spacing_mm
-    affine = np.diag([s, s, s, 1.0])
+    affine = np.diag([s, s, spec.slice_thickness_mm, 1.0])
     affine[:3, 3] = [lay.xs[0], lay.ys[0], lay.zs[0]]
     src = f"phantom:{spec.level}:{spec.fracture}:g{spec.grade}"
     truth["tissue_labels"] = dict(LABELS, posterior_element=POSTERIOR_ELEMENT)
@@ -369,8 +393,42 @@ def _hounsfield(tissue: np.ndarray, spec: PhantomSpec) -> np.ndarray:
     lut[DEFECT] = HU["defect"]
     lut[DISC] = HU["disc"]
     lut[POSTERIOR_ELEMENT] = HU["posterior"]
-    ct = lut[tissue]
+    return lut[tissue].astype(np.float32)
+
+
+def _add_noise(ct: np.ndarray, spec: PhantomSpec) -> None:
     if spec.noise_hu > 0:
         rng = np.random.default_rng(spec.seed)
-        ct = ct + rng.normal(0.0, spec.noise_hu, size=ct.shape).astype(np.float32)
-    return ct.astype(np.float32)
+        ct += rng.normal(0.0, spec.noise_hu, size=ct.shape).astype(np.float32)
+
+
+def _partial_volume_endplates(ct, tissue, bodies, spec: PhantomSpec, X, Y, Z) -> None:
+    """Replace the CT near each body's endplates by the column's exact z profile seen through a Gaussian slice
+    profile of FWHM one slice (module docstring, "Slices"). In place; other voxels (and the tissue map) unchanged."""
+    from scipy.special import ndtr
+
+    sig = spec.slice_thickness_mm / 2.3548
+    reach = 4.0 * sig + spec.endplate_mm
+    kinds = (TRABECULAR, ENDPLATE, CORTEX, DISC, OUTSIDE)
+    foots = [b[4] for b in bodies]
+    for k, (name, _body, z_lo, z_hi, foot) in enumerate(bodies):
+        _, depth, width, _ = LEVEL_DIMENSIONS_MM[name]
+        tc = spec.cortex_mm
+        inner = ((X / (width / 2 - tc)) ** 2 + ((Y - 0.45 * depth) / (0.55 * depth - tc)) ** 2 <= 1.0) & (Y >= tc)
+        near = (np.abs(Z - z_lo) <= reach) | (np.abs(Z - z_hi) <= reach)
+        sel = foot & near & np.isin(tissue, kinds)
+        zs, lo, hi, inn = Z[sel], z_lo[sel], z_hi[sel], inner[sel]
+        above = foots[k - 1][sel] if k > 0 else np.zeros(zs.shape, bool)
+        below = foots[k + 1][sel] if k + 1 < len(foots) else np.zeros(zs.shape, bool)
+        d_top = np.where(above, HU["disc"], HU["soft_tissue"])
+        d_bot = np.where(below, HU["disc"], HU["soft_tissue"])
+        b = np.where(inn, spec.trabecular_hu, HU["cortex"])
+        p = np.where(inn, HU["endplate"], HU["cortex"])
+        t = np.minimum(spec.endplate_mm, 0.5 * np.maximum(hi - lo, 0.0))
+
+        def w(a, c, zs=zs):
+            return ndtr((c - zs) / sig) - ndtr((a - zs) / sig)
+
+        val = (d_bot * ndtr((lo - zs) / sig) + d_top * (1.0 - ndtr((hi - zs) / sig))
+               + p * (w(lo, lo + t) + w(hi - t, hi)) + b * w(lo + t, hi - t))
+        ct[sel] = val.astype(np.float32)

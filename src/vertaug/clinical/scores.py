@@ -19,7 +19,11 @@ silently). Each result carries its reasons, so a reader sees which input decided
   score range the unknowns allow: the band is ``indeterminate`` when that range spans two bands.
 * SINS (Fisher 2010): location 3/2/1/0, pain 3/1/0, lesion 2/1/0, alignment 4/2/0, collapse 3/2/1/0, posterolateral
   involvement 3/1/0; 0-6 stable, 7-12 potentially unstable, 13-18 unstable.
-* CT density class (Pickhardt 2013, L1): >= 135 HU normal, 90-134 osteopenia, < 90 osteoporosis.
+* CT density class of the trabecular L1 (Pickhardt 2013, Ann Intern Med 158:588; 1867 adults of one US academic centre
+  with abdominal CT for other indications and DXA within 6 months): <= 160 HU was 90 % sensitive and <= 110 HU more
+  than 90 % specific for DXA osteoporosis. "normal" above 160 HU, "osteopenia" (indeterminate) in 110-160 HU,
+  "osteoporosis" at or below 110 HU: the same constants and function as ``anatomy.morphometry.density_class`` (one
+  place). The 135 / 90 HU used here before are not in that paper's results.
 * Eligibility checklists for vertebral augmentation: NICE TA279, VERTOS II/IV inclusion, RAND/UCLA pathway
   (Hirsch 2018), multisociety 2014; each criterion is met, unmet or unknown, with its reason.
 
@@ -33,7 +37,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..anatomy.morphometry import density_class
 from ..errors import LevelNotFoundError, ParameterError, check_range
+
 
 __all__ = [
     "GENANT_FLOORS",
@@ -83,8 +89,6 @@ OF_BANDS: tuple[tuple[float, str], ...] = ((5, "conservative"), (6, "conservativ
 SINS_BANDS: tuple[tuple[float, str], ...] = ((6, "stable"), (12, "potentially unstable"), (18, "unstable"))
 CHECKLISTS: tuple[str, ...] = ("nice", "vertos", "rand", "multisociety")
 
-PICKHARDT_NORMAL_HU = 135.0
-PICKHARDT_OSTEOPOROSIS_HU = 90.0
 OF_SCORE_HU_MAX = 90.0
 OF_SCORE_T_SCORE = -3.0
 
@@ -219,13 +223,12 @@ def qm_sixpoint(
 
 
 def ct_density_class(hu: float | None) -> str | None:
-    """Pickhardt 2013 CT density class of the (L1) trabecular HU: normal, osteopenia or osteoporosis."""
+    """Pickhardt 2013 CT density class of the (L1) trabecular HU: normal (> 160 HU), osteopenia (110-160 HU) or
+    osteoporosis (<= 110 HU), by :func:`vertaug.anatomy.morphometry.density_class`."""
     v = _opt_range("hu", hu, -1100.0, 3100.0, "HU")
     if v is None:
         return None
-    if v >= PICKHARDT_NORMAL_HU:
-        return "normal"
-    return "osteopenia" if v >= PICKHARDT_OSTEOPOROSIS_HU else "osteoporosis"
+    return density_class(v)
 
 
 # ------------------------------------------------------------------------------------------------ OF classification
