@@ -140,14 +140,15 @@ def test_demo_writes_outputs(tmp_path):
     assert comp["level"] == "L1" and comp["model"]["label_counts"]["trabecular"] > 10_000
     assert [c["number"] for c in comp["claims"]] == list(range(1, 9))
     metrics = {m["key"]: m for m in comp["metrics"]}
-    # the demo's L1 carries a virtual grade-2 wedge fracture; each injection ends by a recorded clinical rule: VP at
-    # the first leak visible on fluoroscopy (through the sampled veins and their extra-osseous drainage, route S)
-    # after REMEASURE of the 4 mL planned; KP fills its balloon cavity (2 x 2 mL balloons asked, lifted fragment,
-    # issue 20) until a stop rule: REMEASURE
+    # the demo's L1 carries a virtual grade-2 wedge fracture (L1 of the bundled CT measures a borderline grade-1 wedge,
+    # 0.241, with sub-voxel endplates, so a shallower cut reaches grade 2: measured 0.298); each injection ends by a
+    # recorded clinical rule: VP at the first leak visible on fluoroscopy (through the sampled veins and their
+    # extra-osseous drainage, route S) after 2.26 of the 4 mL planned, KP (2 x 2 mL balloons, the fragment lifted
+    # 1.8 mm) at its own visible leak after 4.09 mL (cavity and gap under the lifted plate, issue 20)
     out = comp["outcomes"]
     assert out["VP"]["metrics"]["stop_reason"] == "leak visible (leaked volume above the fluoroscopy detection limit)"
-    assert metrics["injected_ml"]["vp"] == pytest.approx(2.58, rel=0.1)
-    assert metrics["injected_ml"]["kp"] == pytest.approx(3.64, rel=0.05)
+    assert metrics["injected_ml"]["vp"] == pytest.approx(2.26, rel=0.1)
+    assert metrics["injected_ml"]["kp"] == pytest.approx(4.09, rel=0.05)
     assert comp["inputs"]["fracture"]["grade"] == 2 and "morphometry_before" in comp["inputs"]
     assert metrics["peak_temperature_c"]["vp"] > 45.0 and metrics["stiffness_n_per_mm"]["kp"] > 0
     assert set(comp["mechanics_states"]) == {"pre-treatment", "VP", "KP"}
