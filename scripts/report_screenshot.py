@@ -25,15 +25,30 @@ BOTTOM_BLANK_PX = 200
 BLANK_MARGIN_PX = 8
 
 
+#: WebGL without a GPU (the 3-D view): Chromium's software rasteriser SwiftShader through ANGLE. Headless
+#: Chromium with --disable-gpu has no WebGL, and the view would show plotly's "WebGL is not supported" instead.
+WEBGL_FLAGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+#: Virtual time (ms) the page gets before the shot or the DOM dump: plotly draws after the load event.
+SETTLE_MS = 10000
+#: Console lines that are Chromium's own performance hints, not the page's errors: plotly.js reads its pick buffer
+#: back with getImageData, and Chromium suggests willReadFrequently (a speed hint; nothing fails).
+HINTS = ("willReadFrequently",)
+
+
+def _flags(profile: str) -> list[str]:
+    """Off the network (no background services), as root in a container, with software WebGL."""
+    return ["--headless", "--no-sandbox", *WEBGL_FLAGS, f"--virtual-time-budget={SETTLE_MS}", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}"]
+
+
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _shoot(exe: str, html: Path, png: Path, width: int, height: int) -> None:
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={png}",
+        subprocess.run([exe, *_flags(profile), "--hide-scrollbars", f"--screenshot={png}",
                         f"--window-size={width},{height}", html.resolve().as_uri()],
                        check=True, capture_output=True, timeout=180)
 
@@ -44,12 +59,11 @@ def console_messages(html: Path) -> tuple[list[str], str]:
     if exe is None:
         raise SystemExit("chromium not found: apt-get install chromium")
     with tempfile.TemporaryDirectory() as profile:
-        res = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                              "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}", "--dump-dom",
+        res = subprocess.run([exe, *_flags(profile), "--enable-logging=stderr", "--v=0", "--dump-dom",
                               Path(html).resolve().as_uri()], check=True, capture_output=True, text=True,
                              timeout=180)
-    return [line for line in res.stderr.splitlines() if ":CONSOLE" in line], res.stdout
+    return [line for line in res.stderr.splitlines()
+            if ":CONSOLE" in line and not any(h in line for h in HINTS)], res.stdout
 
 
 def shoot_only(html: Path, css_class: str, png: Path, width: int = 1200, height: int = 700) -> np.ndarray:
@@ -66,9 +80,7 @@ def shoot_only(html: Path, css_class: str, png: Path, width: int = 1200, height:
     with tempfile.TemporaryDirectory() as tmp:
         only = Path(tmp) / "only.html"
         only.write_text(page.replace("</head>", rule, 1), encoding="utf-8")
-        subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        "--hide-scrollbars", f"--user-data-dir={tmp}/profile", f"--screenshot={png}",
+        subprocess.run([exe, *_flags(f"{tmp}/profile"), "--hide-scrollbars", f"--screenshot={png}",
                         f"--window-size={width},{height}", only.resolve().as_uri()],
                        check=True, capture_output=True, timeout=180)
     return np.asarray(mpimg.imread(png))[..., :3].astype(float)

@@ -298,8 +298,9 @@ def test_no_value_under_its_detection_limit_shows_as_non_zero(grade2_run):
 
 @pytest.mark.slow
 def test_3d_view_loads_in_headless_chromium_without_console_errors_and_is_drawn(grade2_run):
-    """The page's scripts run in Chromium without a console message or an uncaught error, the 3-D view still shows
-    a frame after they ran, and the view, shot alone, shows the cement (orange) drawn."""
+    """The report's scripts (plotly.js inlined, the figure, the camera link) run in Chromium with software WebGL
+    without a console message or an uncaught error; plotly drew its WebGL scenes (not its "WebGL is not supported"
+    notice), and the view, shot alone, shows the translucent body and the cement (orange) of both procedures."""
     import importlib.util
     from pathlib import Path
 
@@ -312,23 +313,31 @@ def test_3d_view_loads_in_headless_chromium_without_console_errors_and_is_drawn(
     _, written, _, tmp_path = grade2_run
     messages, dom = shot.console_messages(written["html"])
     assert messages == []
-    assert 'id="v3d" src="data:image/jpeg;base64,' in dom
-    rgb = shot.shoot_only(written["html"], "view3d", tmp_path / "view3d.png")
-    top = rgb[:400]
-    r, g, b = top[..., 0], top[..., 1], top[..., 2]
+    view = dom.split('id="v3d"')[1].split("<script")[0]  # the view's div as plotly left it
+    assert "js-plotly-plot" in view and view.count("<canvas") >= 1 and "WebGL is not supported" not in view
+    rgb = shot.shoot_only(written["html"], "view3d", tmp_path / "view3d.png")[:440]  # the scenes, above the legend
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     cement = (r > 0.5) & (r > g + 0.1) & (g > b) & (r - b > 0.3)  # #e07b00, shaded: orange to brown
-    assert cement.mean() > 0.005, cement.mean()
-    assert top.std() > 0.05  # not a blank window
+    half = rgb.shape[1] // 2
+    assert cement[:, :half].mean() > 0.005 and cement[:, half:].mean() > 0.005, (cement[:, :half].mean(),
+                                                                                  cement[:, half:].mean())
+    assert rgb.std() > 0.05  # not a blank window
 
 
 @pytest.mark.slow
 def test_report_has_a_self_contained_3d_view(grade2_run):
+    """No file or address is fetched: no <script src>, no <link>, no <iframe>, no url( in the page; the view's
+    figure is inline and its surfaces are in the CT's mm; built in seconds."""
+    import re
+
     _, written, c, _ = grade2_run
     html = written["html"].read_text()
-    assert 'id="v3d"' in html and "<script" in html
-    assert "http://" not in html.split('id="v3d"')[1].split("</script>")[0]  # no network in the viewer
-    assert "https://" not in html.split('id="v3d"')[1].split("</script>")[0]
+    assert 'id="v3d"' in html and "Plotly.newPlot" in html
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=|<iframe|<img[^>]+src=\"(?!data:)", html)
     assert c.timings_s["view3d"] < 30.0
+    fig = re.search(r"fig=(\{.*?\}),busy=false;", html, re.DOTALL).group(1)
+    names = [t["name"] for t in json.loads(fig)["data"]]
+    assert "VP: cement in the body" in names and "KP: cement in the body" in names and "KP: balloon cavity" in names
 
 
 def test_samples_option_is_checked_before_anything_is_loaded(tmp_path):
