@@ -8,9 +8,11 @@ inlined once in report.html: no network, the version pinned by the Python packag
 hover and camera controls included; three.js or vtk.js would need our own camera, legend and hover code and a
 JavaScript bundle that no Python package pins. The cost is the bundle: 4.8 MB of JavaScript in every report.
 
-Surfaces: ``skimage.measure.marching_cubes`` (Lewiner et al. 2003, J Graph Tools 8:1-15) on the model grid, zero-
-padded so that every surface is closed, vertices mapped by the model's ``affine_mm`` to RAS+ world millimetres (the
-CT's coordinates, as the NIfTI overlays). The parts and their iso-levels:
+Surfaces: ``skimage.measure.marching_cubes`` (Lewiner T, Lopes H, Vieira AW, Tavares G 2003, Efficient
+implementation of marching cubes' cases with topological guarantees, J Graph Tools 8(2):1-15,
+doi:10.1080/10867651.2003.10487582) on the model grid, zero-padded so that every surface is closed, vertices mapped by
+the model's ``affine_mm`` to RAS+ world millimetres (the CT's coordinates, as the NIfTI overlays). The parts and
+their iso-levels:
 
 - body: the body mask (0/1) at 0.5, every ``COARSE_STEP_VOXELS``-th voxel (``step_size``: the translucent shell needs no more
   detail, and it is the largest surface);
