@@ -3,8 +3,9 @@
     python scripts/report_screenshot.py vertaug-demo/report.html report.png [--width 1200]
 
 Chromium is not a dependency of vertaug: install it with `apt-get install chromium`. The flags keep it off the
-network (no background services) and run it as root in a container. The page is shot at a height that grows until
-the bottom rows are blank (so nothing is cut), then cropped to the content; the script prints what it checked:
+network (no background services) and run it as root in a container. The page is shot in pieces 8000 px tall (with WebGL
+on, Chromium repeats a taller page) until a piece's bottom rows are blank (so nothing is cut), stacked and cropped to
+the content; the script prints what it checked:
 the content height, whether anything touches the right edge (horizontal overflow) and the fraction of coloured
 pixels (figures rendered). ``tests/test_report_screenshot.py`` runs it when chromium is installed.
 """
@@ -105,24 +106,42 @@ def inspect(png: Path) -> dict:
     }
 
 
-def screenshot(html: Path, png: Path, width: int = 1200, height: int = 4000, max_height: int = 64000) -> dict:
-    """Shoot ``html`` into ``png`` at ``width``, doubling the height until the bottom rows are blank; returns
-    :func:`inspect`'s checks. The PNG is cropped to the content plus a margin."""
+#: Height (px) of one piece of a full-page shot: with WebGL on (SwiftShader), Chromium repeats the page below ~16 k
+#: px in a taller window, so a long report is shot in pieces of this height and stacked.
+PIECE_PX = 8000
+
+
+def _shoot_piece(exe: str, page: str, png: Path, width: int, k: int) -> None:
+    """Piece ``k`` of ``page``: a copy whose body is moved up by k pieces, shot in a window one piece tall."""
+    rule = f"<style>body{{position:relative;top:-{k * PIECE_PX}px}}</style></head>"
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "piece.html"
+        copy.write_text(page.replace("</head>", rule, 1), encoding="utf-8")
+        _shoot(exe, copy, png, width, PIECE_PX)
+
+
+def screenshot(html: Path, png: Path, width: int = 1200, max_height: int = 64000) -> dict:
+    """Shoot ``html`` into ``png`` at ``width``, piece by piece (:data:`PIECE_PX`) until the bottom rows of a piece
+    are blank; returns :func:`inspect`'s checks of the stacked shot. The PNG is cropped to the content plus a
+    margin."""
+    import matplotlib.image as mpimg
+
     exe = chromium()
     if exe is None:
         raise SystemExit("chromium not found: apt-get install chromium")
-    while True:
-        _shoot(exe, Path(html), Path(png), width, height)
-        info = inspect(png)
-        if info["bottom_blank"] or height >= max_height:
+    page = Path(html).read_text(encoding="utf-8")
+    pieces = []
+    while len(pieces) * PIECE_PX < max_height:
+        _shoot_piece(exe, page, Path(png), width, len(pieces))
+        pieces.append(np.asarray(mpimg.imread(png))[..., :3])
+        if inspect(png)["bottom_blank"]:
             break
-        height = min(2 * height, max_height)
-    import matplotlib.image as mpimg
-
+    mpimg.imsave(png, np.concatenate(pieces))
+    info = inspect(png)
     img = mpimg.imread(png)
     keep = min(img.shape[0], info["content_height_px"] + 4 * BLANK_MARGIN_PX)
     mpimg.imsave(png, img[:keep])
-    info["shot_height_px"] = height
+    info["shot_height_px"] = len(pieces) * PIECE_PX
     return info
 
 

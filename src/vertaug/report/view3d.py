@@ -113,7 +113,7 @@ def _scene(domain_x: tuple[float, float]) -> dict:
     return {"domain": {"x": list(domain_x), "y": [0.0, 1.0]}, "aspectmode": "data",
             "xaxis": {**axis, "title": {"text": "right (mm)"}}, "yaxis": {**axis, "title": {"text": "anterior (mm)"}},
             "zaxis": {**axis, "title": {"text": "superior (mm)"}},
-            "camera": {"eye": {"x": 1.5, "y": 1.5, "z": 0.9}, "up": {"x": 0, "y": 0, "z": 1}}}
+            "camera": {"eye": {"x": 1.4, "y": 1.4, "z": 0.8}, "up": {"x": 0, "y": 0, "z": 1}}}
 
 
 def figure_dict(outcomes: dict, display_min: float) -> dict | None:
