@@ -111,8 +111,8 @@ def _scene(domain_x: tuple[float, float]) -> dict:
     axis = {"showbackground": False, "showgrid": True, "gridcolor": "#e4e4e4", "zeroline": False,
             "tickfont": {"size": 9}}
     return {"domain": {"x": list(domain_x), "y": [0.0, 1.0]}, "aspectmode": "data",
-            "xaxis": {**axis, "title": {"text": "right (mm)"}}, "yaxis": {**axis, "title": {"text": "anterior (mm)"}},
-            "zaxis": {**axis, "title": {"text": "superior (mm)"}},
+            "xaxis": {**axis, "title": {"text": "R (mm)"}}, "yaxis": {**axis, "title": {"text": "A (mm)"}},
+            "zaxis": {**axis, "title": {"text": "S (mm)"}},
             "camera": {"eye": {"x": 1.4, "y": 1.4, "z": 0.8}, "up": {"x": 0, "y": 0, "z": 1}}}
 
 
