@@ -3,11 +3,11 @@
     python scripts/report_screenshot.py vertaug-demo/report.html report.png [--width 1200]
 
 Chromium is not a dependency of vertaug: install it with `apt-get install chromium`. The flags keep it off the
-network (no background services) and run it as root in a container. The page is shot in pieces 8000 px tall (with WebGL
-on, Chromium repeats a taller page) until a piece's bottom rows are blank (so nothing is cut), stacked and cropped to
-the content; the script prints what it checked:
-the content height, whether anything touches the right edge (horizontal overflow) and the fraction of coloured
-pixels (figures rendered). ``tests/test_report_screenshot.py`` runs it when chromium is installed.
+network (no background services), run it as root in a container and give it software WebGL (the 3-D view). The page
+is shot in pieces 8000 px tall (with WebGL on, Chromium repeats a taller page) until a piece's bottom rows are blank
+(so nothing is cut), stacked and cropped to the content; the script prints what it checked: the content height,
+whether anything touches the right edge (horizontal overflow) and the fraction of coloured pixels (figures
+rendered). ``tests/test_pipeline.py`` and ``tests/test_view3d.py`` run it when chromium is installed.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ def _outcome(cement_outside=False, cavity=False, injected_ml=1.0, leaked_ml=0.0)
     f = 0.4 * _ball(shape, (18, 18, 15), 6).astype(np.float32)
     if cement_outside:
         f[34:37, 10:14, 10:14] = 0.3  # a lump beyond the body's right side
-    fields = {"balloon_cavity": _ball(shape, (18, 18, 21), 4).astype(np.float32)} if cavity else {}  # above the cement
+    # the cavity reaches above the cement ball, so part of it shows
+    fields = {"balloon_cavity": _ball(shape, (18, 18, 21), 4).astype(np.float32)} if cavity else {}
     model = SimpleNamespace(spacing_m=(SPACING_MM * 1e-3,) * 3, affine_mm=AFFINE, body_mask=body)
     return SimpleNamespace(model_after=model, cement_fraction=f, fields=fields,
                            injection=SimpleNamespace(injected_ml=injected_ml, leaked_ml=leaked_ml))

@@ -10,12 +10,12 @@ JavaScript bundle that no Python package pins. The cost is the bundle: 4.8 MB of
 
 Surfaces: ``skimage.measure.marching_cubes`` (Lewiner T, Lopes H, Vieira AW, Tavares G 2003, Efficient
 implementation of marching cubes' cases with topological guarantees, J Graph Tools 8(2):1-15,
-doi:10.1080/10867651.2003.10487582) on the model grid, zero-padded so that every surface is closed, vertices mapped by
-the model's ``affine_mm`` to RAS+ world millimetres (the CT's coordinates, as the NIfTI overlays). The parts and
-their iso-levels:
+doi:10.1080/10867651.2003.10487582) on the model grid, zero-padded so that every surface is closed, vertices
+mapped by the model's ``affine_mm`` to RAS+ world millimetres (the CT's coordinates, as the NIfTI overlays). The
+parts and their iso-levels:
 
-- body: the body mask (0/1) at 0.5, every ``COARSE_STEP_VOXELS``-th voxel (``step_size``: the translucent shell needs no more
-  detail, and it is the largest surface);
+- body: the body mask (0/1) at 0.5, every ``COARSE_STEP_VOXELS``-th voxel (``step_size``: the translucent shell
+  needs no more detail, and it is the largest surface);
 - cement: the cement volume fraction inside the body at ``display_min`` (the report's ``DISPLAY_MIN_FRACTION``, the
   same threshold as the cement figures), every voxel;
 - leak: the cement fraction outside the body at ``display_min``; cement that left the model through a vein, the disc
@@ -54,8 +54,8 @@ def plotly_js() -> str:
 
 
 def isosurface(field: np.ndarray, level: float, affine_mm: np.ndarray, step: int = 1):
-    """(vertices (n, 3) float32 in RAS+ mm, faces (m, 3) int32) of the ``level`` iso-surface of ``field`` by marching
-    cubes, closed at the grid's edge (zero padding); None when no voxel reaches ``level``."""
+    """(vertices (n, 3) float32 in RAS+ mm, faces (m, 3) int32) of the ``level`` iso-surface of ``field`` by
+    marching cubes, closed at the grid's edge (zero padding); None when no voxel reaches ``level``."""
     from skimage.measure import marching_cubes
 
     f = np.asarray(field, dtype=np.float32)
@@ -75,8 +75,8 @@ def _parts(outcome, display_min: float) -> dict:
     voxel_ml = float(np.prod(model.spacing_m)) * 1e6
     body = np.asarray(model.body_mask, bool)
     f = np.asarray(outcome.cement_fraction, np.float32)
-    fields = {"body": (body.astype(np.float32), 0.5, COARSE_STEP_VOXELS), "cement": (np.where(body, f, 0.0), display_min, 1),
-              "leak": (np.where(body, 0.0, f), display_min, 1)}
+    fields = {"body": (body.astype(np.float32), 0.5, COARSE_STEP_VOXELS),
+              "cement": (np.where(body, f, 0.0), display_min, 1), "leak": (np.where(body, 0.0, f), display_min, 1)}
     cav = outcome.fields.get("balloon_cavity")
     if cav is not None:
         fields["cavity"] = ((np.asarray(cav) > 0.5).astype(np.float32), 0.5, 1)
@@ -94,7 +94,7 @@ def _hover(name: str, part: str, volume_ml: float, outcome) -> str:
     text = f"{name} {_PART_NAME[part]}: {volume_ml:.2f} mL"
     inj = getattr(outcome, "injection", None)
     if part == "cement" and inj is not None:
-        text += f" (of {inj.injected_ml:.2f} mL injected, {inj.leaked_ml:.3f} mL leaked: the table's)"
+        text += f" (of {inj.injected_ml:.2f} mL injected, {inj.leaked_ml:.3f} mL leaked, as in the table)"
     return text
 
 
@@ -134,8 +134,10 @@ def figure_dict(outcomes: dict, display_min: float) -> dict | None:
         layout[scene] = _scene((i / n, (i + 1) / n))
     if not data:
         return None
+    legend = {"orientation": "h", "y": -0.02, "font": {"size": 11},
+              "entrywidth": 0.25, "entrywidthmode": "fraction"}  # fixed widths: no overlap from text measurement
     layout.update({"height": 520, "margin": {"l": 0, "r": 0, "t": 24, "b": 0}, "annotations": titles,
-                   "legend": {"orientation": "h", "y": -0.02, "font": {"size": 11}, "entrywidth": 0.25, "entrywidthmode": "fraction"}, "paper_bgcolor": "white"})
+                   "legend": legend, "paper_bgcolor": "white"})
     fig = go.Figure(data=data, layout=layout)
     return json.loads(fig.to_json())  # numpy arrays as base64 typed arrays (plotly >= 6)
 
