@@ -325,6 +325,32 @@ def test_3d_view_loads_in_headless_chromium_without_console_errors_and_is_drawn(
     assert rgb.std() > 0.05  # not a blank window
 
 
+def test_3d_view_turns_both_scenes_together_in_headless_chromium(grade2_run, tmp_path):
+    """The page's camera link: a camera set on VP's scene (as a drag ends) is copied to KP's. A copy of the report
+    with one script added that turns the first scene after plotly drew, then writes the second scene's eye into the
+    page, read back from Chromium's DOM."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "report_screenshot.py"
+    spec = importlib.util.spec_from_file_location("report_screenshot", script)
+    shot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shot)
+    if shot.chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    _, written, _, _ = grade2_run
+    probe = ('<script>setTimeout(function(){var el=document.getElementById("v3d");'
+             'Plotly.relayout(el,{"scene.camera":{"eye":{"x":0.3,"y":-2.1,"z":0.4}}}).then(function(){'
+             'setTimeout(function(){var e=el.layout.scene2.camera.eye;var d=document.createElement("div");'
+             'd.id="probe";d.textContent="eye2="+[e.x,e.y,e.z].join(",");document.body.appendChild(d);},500);});},'
+             '2000);</script></body>')
+    page = tmp_path / "report_probe.html"
+    page.write_text(written["html"].read_text(encoding="utf-8").replace("</body>", probe, 1), encoding="utf-8")
+    messages, dom = shot.console_messages(page)
+    assert messages == []
+    assert 'id="probe">eye2=0.3,-2.1,0.4<' in dom
+
+
 @pytest.mark.slow
 def test_report_has_a_self_contained_3d_view(grade2_run):
     """No file or address is fetched: no <script src>, no <link>, no <iframe>, no url( in the page; the view's
