@@ -3,10 +3,11 @@
     python scripts/report_screenshot.py vertaug-demo/report.html report.png [--width 1200]
 
 Chromium is not a dependency of vertaug: install it with `apt-get install chromium`. The flags keep it off the
-network (no background services) and run it as root in a container. The page is shot at a height that grows until
-the bottom rows are blank (so nothing is cut), then cropped to the content; the script prints what it checked:
-the content height, whether anything touches the right edge (horizontal overflow) and the fraction of coloured
-pixels (figures rendered). ``tests/test_report_screenshot.py`` runs it when chromium is installed.
+network (no background services), run it as root in a container and give it software WebGL (the 3-D view). The page
+is shot in pieces 8000 px tall (with WebGL on, Chromium repeats a taller page) until a piece's bottom rows are blank
+(so nothing is cut), stacked and cropped to the content; the script prints what it checked: the content height,
+whether anything touches the right edge (horizontal overflow) and the fraction of coloured pixels (figures
+rendered). ``tests/test_pipeline.py`` and ``tests/test_view3d.py`` run it when chromium is installed.
 """
 
 from __future__ import annotations
@@ -25,15 +26,30 @@ BOTTOM_BLANK_PX = 200
 BLANK_MARGIN_PX = 8
 
 
+#: WebGL without a GPU (the 3-D view): Chromium's software rasteriser SwiftShader through ANGLE. Headless
+#: Chromium with --disable-gpu has no WebGL, and the view would show plotly's "WebGL is not supported" instead.
+WEBGL_FLAGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+#: Virtual time (ms) the page gets before the shot or the DOM dump: plotly draws after the load event.
+SETTLE_MS = 10000
+#: Console lines that are Chromium's own performance hints, not the page's errors: plotly.js reads its pick buffer
+#: back with getImageData, and Chromium suggests willReadFrequently (a speed hint; nothing fails).
+HINTS = ("willReadFrequently",)
+
+
+def _flags(profile: str) -> list[str]:
+    """Off the network (no background services), as root in a container, with software WebGL."""
+    return ["--headless", "--no-sandbox", *WEBGL_FLAGS, f"--virtual-time-budget={SETTLE_MS}", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}"]
+
+
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _shoot(exe: str, html: Path, png: Path, width: int, height: int) -> None:
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={png}",
+        subprocess.run([exe, *_flags(profile), "--hide-scrollbars", f"--screenshot={png}",
                         f"--window-size={width},{height}", html.resolve().as_uri()],
                        check=True, capture_output=True, timeout=180)
 
@@ -44,12 +60,11 @@ def console_messages(html: Path) -> tuple[list[str], str]:
     if exe is None:
         raise SystemExit("chromium not found: apt-get install chromium")
     with tempfile.TemporaryDirectory() as profile:
-        res = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                              "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}", "--dump-dom",
+        res = subprocess.run([exe, *_flags(profile), "--enable-logging=stderr", "--v=0", "--dump-dom",
                               Path(html).resolve().as_uri()], check=True, capture_output=True, text=True,
                              timeout=180)
-    return [line for line in res.stderr.splitlines() if ":CONSOLE" in line], res.stdout
+    return [line for line in res.stderr.splitlines()
+            if ":CONSOLE" in line and not any(h in line for h in HINTS)], res.stdout
 
 
 def shoot_only(html: Path, css_class: str, png: Path, width: int = 1200, height: int = 700) -> np.ndarray:
@@ -66,9 +81,7 @@ def shoot_only(html: Path, css_class: str, png: Path, width: int = 1200, height:
     with tempfile.TemporaryDirectory() as tmp:
         only = Path(tmp) / "only.html"
         only.write_text(page.replace("</head>", rule, 1), encoding="utf-8")
-        subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        "--hide-scrollbars", f"--user-data-dir={tmp}/profile", f"--screenshot={png}",
+        subprocess.run([exe, *_flags(f"{tmp}/profile"), "--hide-scrollbars", f"--screenshot={png}",
                         f"--window-size={width},{height}", only.resolve().as_uri()],
                        check=True, capture_output=True, timeout=180)
     return np.asarray(mpimg.imread(png))[..., :3].astype(float)
@@ -93,24 +106,42 @@ def inspect(png: Path) -> dict:
     }
 
 
-def screenshot(html: Path, png: Path, width: int = 1200, height: int = 4000, max_height: int = 64000) -> dict:
-    """Shoot ``html`` into ``png`` at ``width``, doubling the height until the bottom rows are blank; returns
-    :func:`inspect`'s checks. The PNG is cropped to the content plus a margin."""
+#: Height (px) of one piece of a full-page shot: with WebGL on (SwiftShader), Chromium repeats the page below ~16 k
+#: px in a taller window, so a long report is shot in pieces of this height and stacked.
+PIECE_PX = 8000
+
+
+def _shoot_piece(exe: str, page: str, png: Path, width: int, k: int) -> None:
+    """Piece ``k`` of ``page``: a copy whose body is moved up by k pieces, shot in a window one piece tall."""
+    rule = f"<style>body{{position:relative;top:-{k * PIECE_PX}px}}</style></head>"
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "piece.html"
+        copy.write_text(page.replace("</head>", rule, 1), encoding="utf-8")
+        _shoot(exe, copy, png, width, PIECE_PX)
+
+
+def screenshot(html: Path, png: Path, width: int = 1200, max_height: int = 64000) -> dict:
+    """Shoot ``html`` into ``png`` at ``width``, piece by piece (:data:`PIECE_PX`) until the bottom rows of a piece
+    are blank; returns :func:`inspect`'s checks of the stacked shot. The PNG is cropped to the content plus a
+    margin."""
+    import matplotlib.image as mpimg
+
     exe = chromium()
     if exe is None:
         raise SystemExit("chromium not found: apt-get install chromium")
-    while True:
-        _shoot(exe, Path(html), Path(png), width, height)
-        info = inspect(png)
-        if info["bottom_blank"] or height >= max_height:
+    page = Path(html).read_text(encoding="utf-8")
+    pieces = []
+    while len(pieces) * PIECE_PX < max_height:
+        _shoot_piece(exe, page, Path(png), width, len(pieces))
+        pieces.append(np.asarray(mpimg.imread(png))[..., :3])
+        if inspect(png)["bottom_blank"]:
             break
-        height = min(2 * height, max_height)
-    import matplotlib.image as mpimg
-
+    mpimg.imsave(png, np.concatenate(pieces))
+    info = inspect(png)
     img = mpimg.imread(png)
     keep = min(img.shape[0], info["content_height_px"] + 4 * BLANK_MARGIN_PX)
     mpimg.imsave(png, img[:keep])
-    info["shot_height_px"] = height
+    info["shot_height_px"] = len(pieces) * PIECE_PX
     return info
 
 

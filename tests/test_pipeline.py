@@ -52,7 +52,7 @@ def test_pipeline_on_grade2_wedge_phantom(grade2_run):
     data = json.loads(written["json"].read_text())
     assert {m["key"] for m in data["metrics"]} >= {"leaked_ml", "peak_temperature_c", "stiffness_n_per_mm"}
     html = written["html"].read_text()
-    assert "Vertebroplasty" in html and "Kyphoplasty" in html and html.count("data:image/png;base64,") >= 8
+    assert "Vertebroplasty" in html and "Kyphoplasty" in html and html.count('<img src="data:image/png;base64,') >= 8
     # comparison.json validates against its documented schema
     from importlib.resources import files
 
@@ -104,7 +104,8 @@ def test_report_screenshot_in_headless_chromium(grade2_run):
     import matplotlib.image as mpimg
 
     html = written["html"].read_text()
-    figures = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    # <img> elements only: the inlined plotly.js holds a 1 x 1 PNG of its own (a WebGL readback placeholder)
+    figures = re.findall(r'<img[^>]*\ssrc="data:image/png;base64,([^"]+)"', html)
     assert len(figures) >= 8
     for b64 in figures:
         img = mpimg.imread(io.BytesIO(base64.b64decode(b64)), format="png")
@@ -298,8 +299,9 @@ def test_no_value_under_its_detection_limit_shows_as_non_zero(grade2_run):
 
 @pytest.mark.slow
 def test_3d_view_loads_in_headless_chromium_without_console_errors_and_is_drawn(grade2_run):
-    """The page's scripts run in Chromium without a console message or an uncaught error, the 3-D view still shows
-    a frame after they ran, and the view, shot alone, shows the cement (orange) drawn."""
+    """The report's scripts (plotly.js inlined, the figure, the camera link) run in Chromium with software WebGL
+    without a console message or an uncaught error; plotly drew its WebGL scenes (not its "WebGL is not supported"
+    notice), and the view, shot alone, shows the translucent body and the cement (orange) of both procedures."""
     import importlib.util
     from pathlib import Path
 
@@ -312,23 +314,57 @@ def test_3d_view_loads_in_headless_chromium_without_console_errors_and_is_drawn(
     _, written, _, tmp_path = grade2_run
     messages, dom = shot.console_messages(written["html"])
     assert messages == []
-    assert 'id="v3d" src="data:image/jpeg;base64,' in dom
-    rgb = shot.shoot_only(written["html"], "view3d", tmp_path / "view3d.png")
-    top = rgb[:400]
-    r, g, b = top[..., 0], top[..., 1], top[..., 2]
+    view = dom.split('id="v3d"')[1].split("<script")[0]  # the view's div as plotly left it
+    assert "js-plotly-plot" in view and view.count("<canvas") >= 1 and "WebGL is not supported" not in view
+    rgb = shot.shoot_only(written["html"], "view3d", tmp_path / "view3d.png")[:440]  # the scenes, above the legend
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     cement = (r > 0.5) & (r > g + 0.1) & (g > b) & (r - b > 0.3)  # #e07b00, shaded: orange to brown
-    assert cement.mean() > 0.005, cement.mean()
-    assert top.std() > 0.05  # not a blank window
+    half = rgb.shape[1] // 2
+    assert cement[:, :half].mean() > 0.005 and cement[:, half:].mean() > 0.005, (cement[:, :half].mean(),
+                                                                                  cement[:, half:].mean())
+    assert rgb.std() > 0.05  # not a blank window
+
+
+def test_3d_view_turns_both_scenes_together_in_headless_chromium(grade2_run, tmp_path):
+    """The page's camera link: a camera set on VP's scene (as a drag ends) is copied to KP's. A copy of the report
+    with one script added that turns the first scene after plotly drew, then writes the second scene's eye into the
+    page, read back from Chromium's DOM."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "report_screenshot.py"
+    spec = importlib.util.spec_from_file_location("report_screenshot", script)
+    shot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shot)
+    if shot.chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    _, written, _, _ = grade2_run
+    probe = ('<script>setTimeout(function(){var el=document.getElementById("v3d");'
+             'Plotly.relayout(el,{"scene.camera":{"eye":{"x":0.3,"y":-2.1,"z":0.4}}}).then(function(){'
+             'setTimeout(function(){var e=el.layout.scene2.camera.eye;var d=document.createElement("div");'
+             'd.id="probe";d.textContent="eye2="+[e.x,e.y,e.z].join(",");document.body.appendChild(d);},500);});},'
+             '2000);</script></body>')
+    page = tmp_path / "report_probe.html"
+    page.write_text(written["html"].read_text(encoding="utf-8").replace("</body>", probe, 1), encoding="utf-8")
+    messages, dom = shot.console_messages(page)
+    assert messages == []
+    assert 'id="probe">eye2=0.3,-2.1,0.4<' in dom
 
 
 @pytest.mark.slow
 def test_report_has_a_self_contained_3d_view(grade2_run):
+    """No file or address is fetched: no <script src>, no <link>, no <iframe>, no url( in the page; the view's
+    figure is inline and its surfaces are in the CT's mm; built in seconds."""
+    import re
+
     _, written, c, _ = grade2_run
     html = written["html"].read_text()
-    assert 'id="v3d"' in html and "<script" in html
-    assert "http://" not in html.split('id="v3d"')[1].split("</script>")[0]  # no network in the viewer
-    assert "https://" not in html.split('id="v3d"')[1].split("</script>")[0]
+    assert 'id="v3d"' in html and "Plotly.newPlot" in html
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=|<iframe|<img[^>]+src=\"(?!data:)", html)
     assert c.timings_s["view3d"] < 30.0
+    fig = re.search(r"fig=(\{.*?\}),busy=false;", html, re.DOTALL).group(1)
+    names = [t["name"] for t in json.loads(fig)["data"]]
+    assert "VP: cement in the body" in names and "KP: cement in the body" in names and "KP: balloon cavity" in names
 
 
 def test_samples_option_is_checked_before_anything_is_loaded(tmp_path):

@@ -565,7 +565,7 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    views3d = _views3d(c)  # first: its time joins timings_s in comparison.json
+    view3d_json = _view3d_json(c)  # first: its time joins timings_s in comparison.json
     data = comparison_dict(c)
     written["json"] = out / "comparison.json"
     written["json"].write_text(json.dumps(data, indent=2))
@@ -601,7 +601,8 @@ def write_outputs(c: Comparison, out_dir: str | Path, ct: Volume | None = None, 
         "claims": list(c.claims),
         "plain": _plain_language(c),
         "fracture_lead": fracture_lead(c),
-        "views3d": views3d,
+        "view3d_json": view3d_json,
+        "plotly_js": _plotly_js() if view3d_json else "",
         "voxel_ml": f"{v.voxel_volume_m3 * 1e6:.3g}",
         "range_note": _range_note(c),
         "view3d_legend": _view3d_legend(c),
@@ -656,18 +657,24 @@ def _view3d_legend(c: Comparison) -> str:
     return text
 
 
-def _views3d(c: Comparison) -> list[str]:
-    """The 3-D view's frames (report.view3d), timed into ``c.timings_s['view3d']``."""
+def _plotly_js() -> str:
+    from .view3d import plotly_js
+
+    return plotly_js()
+
+
+def _view3d_json(c: Comparison) -> str | None:
+    """The interactive 3-D view's plotly figure as JSON (report.view3d), timed into ``c.timings_s['view3d']``."""
     from .figures import DISPLAY_MIN_FRACTION
-    from .view3d import render_views
+    from .view3d import figure_json
 
     outcomes = {name: o for name, o in (("VP", c.vp), ("KP", c.kp)) if o is not None}
     if not outcomes:
-        return []
+        return None
     t0 = time.perf_counter()
-    frames = render_views(outcomes, DISPLAY_MIN_FRACTION)
+    fig = figure_json(outcomes, DISPLAY_MIN_FRACTION)
     c.timings_s["view3d"] = time.perf_counter() - t0
-    return frames
+    return fig
 
 
 def _fmt_input(v) -> str:
