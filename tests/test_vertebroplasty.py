@@ -176,3 +176,17 @@ def test_demo_line_states_plunger_pressure_stop_rule_and_hand_injection(outcomes
     line = injection_line(inj)
     assert f"{inj.max_injection_pressure_pa / 1e6:.3f} MPa" in line and inj.stop_reason in line
     assert "1.69 +/- 0.65 MPa" in line and "3.21 MPa" in line and "Krebs" in line
+
+
+def test_an_injection_stalled_at_its_first_step_records_the_limit_not_the_needed_pressure(model):
+    """Cement injected after it has set stalls at once: the recorded plunger pressure is what the injector could
+    deliver (its limit), not the hundreds of MPa the planned rate would have needed (issue 22: a sampled range
+    showed 282 MPa)."""
+    from vertaug.physics.flow import STOP_PRESSURE
+
+    limit = cannula.INJECTORS["hand"][0]
+    dead = run_vertebroplasty(model, Vertebroplasty(volume_ml=2.0, start_time_s=1800.0, stop_at_visible_leak=False))
+    assert dead.injection.stop_reason == STOP_PRESSURE
+    assert dead.injection.injected_ml < 0.05
+    assert dead.injection.max_injection_pressure_pa == pytest.approx(limit, rel=1e-6)
+    assert dead.injection.max_injection_pressure_cannula_pa <= limit

@@ -176,6 +176,11 @@ def injection_metrics(inj, spec, mu, body_ml: float, voxel_ml: float = math.nan)
                                              spec.cannula_length_mm * 1e-3, cannula.inner_radius_m(spec.cannula_gauge))
     bone = np.max(inj.tip_pressure_pa, axis=1)
     plunger = dp_can + bone
+    limit = plunger_limit_pa(spec)
+    if limit is not None:  # the injector delivers at most its limit: a stalled step records the limit, not the
+        over = plunger > limit  # pressure the planned rate would have needed
+        dp_can = np.where(over, np.maximum(limit - bone, 0.0), dp_can)
+        plunger = np.where(over, limit, plunger)
     leaked = {x: float(inj.leaked_m3[x][-1] * 1e6) for x in ROUTES}
     injected = float(inj.injected_m3[-1] * 1e6)
     i_max = int(np.argmax(plunger[1:])) + 1 if plunger.size > 1 else 0
@@ -193,7 +198,7 @@ def injection_metrics(inj, spec, mu, body_ml: float, voxel_ml: float = math.nan)
         injection_time_s=float(inj.t_s[-1]),
         n_cannulas=int(n_can),
         stop_reason=inj.stop_reason,
-        pressure_limit_pa=math.nan if plunger_limit_pa(spec) is None else plunger_limit_pa(spec),
+        pressure_limit_pa=math.nan if limit is None else limit,
         ct_detection_limit_ml=float(voxel_ml),
         fluoro_detection_limit_ml=float(spec.fluoro_detection_limit_ml),
         leaked_ml_by_route_ct={x: (v if v >= voxel_ml else 0.0) for x, v in leaked.items()},
