@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse.linalg as spla
 
+from vertaug.physics.chebyshev import chebyshev_smooth
 from vertaug.physics.fe_grid import VoxelOperator, assemble_csr, coarsen_coefficients, prolong, restrict
 
 CHEBYSHEV_DEGREE = 3
@@ -208,33 +209,13 @@ class GeometricMultigrid:
     def _smooth(self, lv: _Level, b, x, first: bool):
         """Chebyshev smoothing of A x = b in place on x (x taken as 0 when ``first``)."""
         xp = self.xp
-        beta = lv.beta
-        alpha = beta / CHEBYSHEV_RANGE
-        theta, delta = 0.5 * (beta + alpha), 0.5 * (beta - alpha)
-        sigma = theta / delta
-        rho = 1.0 / sigma
-        d, w = lv.d, lv.work
-        if first:
-            xp.multiply(lv.dinv, b, out=d)
-            d *= 1.0 / theta
-            x[:] = d
-        else:
-            self._apply(lv, x, w)
-            xp.subtract(b, w, out=w)
-            xp.multiply(lv.dinv, w, out=d)
-            d *= 1.0 / theta
-            x += d
-        for _ in range(CHEBYSHEV_DEGREE - 1):
-            self._apply(lv, x, w)
-            xp.subtract(b, w, out=w)
-            w *= lv.dinv
-            rho_new = 1.0 / (2.0 * sigma - rho)
-            d *= rho_new * rho
-            w *= 2.0 * rho_new / delta
-            d += w
-            x += d
-            rho = rho_new
-        return x
+
+        def residual(x_, b_, out):
+            self._apply(lv, x_, out)
+            return xp.subtract(b_, out, out=out)
+
+        return chebyshev_smooth(residual, lv.dinv, lv.beta, b, x, lv.d, lv.work, first, CHEBYSHEV_DEGREE,
+                                CHEBYSHEV_RANGE)
 
     def _vcycle(self, k: int, b):
         lv = self.levels[k]

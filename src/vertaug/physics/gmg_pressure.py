@@ -51,6 +51,8 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from vertaug.physics.chebyshev import chebyshev_smooth
+
 try:  # y += A x into a given y (the kernel behind dia_matrix @ x): a residual in one pass, no new array
     from scipy.sparse._sparsetools import dia_matvec as _dia_matvec
 except ImportError:  # pragma: no cover - a future scipy that moves it: the public product
@@ -312,30 +314,7 @@ class GMGHierarchy:
 
     def _smooth(self, lv: _Level, x: np.ndarray, b: np.ndarray, first: bool) -> None:
         """Chebyshev smoothing of A x = b in place on x (x taken as 0 when ``first``)."""
-        beta = lv.beta
-        alpha = beta / CHEBYSHEV_RANGE
-        theta, delta = 0.5 * (beta + alpha), 0.5 * (beta - alpha)
-        sigma = theta / delta
-        rho = 1.0 / sigma
-        d, w = lv.d, lv.w
-        if first:
-            np.multiply(lv.dinv, b, out=d)
-            d *= 1.0 / theta
-            np.copyto(x, d)
-        else:
-            lv.residual(x, b, w)
-            np.multiply(lv.dinv, w, out=d)
-            d *= 1.0 / theta
-            x += d
-        for _ in range(CHEBYSHEV_DEGREE - 1):
-            lv.residual(x, b, w)
-            w *= lv.dinv
-            rho_new = 1.0 / (2.0 * sigma - rho)
-            d *= rho_new * rho
-            w *= 2.0 * rho_new / delta
-            d += w
-            x += d
-            rho = rho_new
+        chebyshev_smooth(lv.residual, lv.dinv, lv.beta, b, x, lv.d, lv.w, first, CHEBYSHEV_DEGREE, CHEBYSHEV_RANGE)
 
     def _cycle(self, k: int, b: np.ndarray) -> np.ndarray:
         lv = self.levels[k]
