@@ -78,18 +78,10 @@ def test_pipeline_on_grade2_wedge_phantom(grade2_run):
 
 
 @pytest.mark.slow
-def test_report_screenshot_in_headless_chromium(grade2_run):
+def test_report_screenshot_in_headless_chromium(grade2_run, chromium_shot):
     """The report as a reader sees it (scripts/report_screenshot.py, Debian chromium): every figure decoded, the
     page ends inside the shot (>= 200 blank rows at the bottom) and nothing overflows the right edge at 1200 px."""
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "report_screenshot.py"
-    spec = importlib.util.spec_from_file_location("report_screenshot", script)
-    shot = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(shot)
-    if shot.chromium() is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    shot = chromium_shot
     _, written, _, tmp_path = grade2_run
     png = tmp_path / "report.png"
     info = shot.screenshot(written["html"], png, width=1200)
@@ -136,8 +128,8 @@ def test_compare_cli_numerical_failure_is_one_line(tmp_path, example, monkeypatc
     """A solver failure (RuntimeError, not bad input) exits 3 with one line; VERTAUG_TRACEBACK=1 shows the traceback."""
     from typer.testing import CliRunner
 
-    import vertaug.report.pipeline as pipeline
     from vertaug.cli import app
+    from vertaug.report import pipeline
 
     def fails(*args, **kwargs):
         raise RuntimeError("saturation step did not converge at step 2 even at dt = 0.003 s")
@@ -298,19 +290,11 @@ def test_no_value_under_its_detection_limit_shows_as_non_zero(grade2_run):
 
 
 @pytest.mark.slow
-def test_3d_view_loads_in_headless_chromium_without_console_errors_and_is_drawn(grade2_run):
+def test_3d_view_loads_in_headless_chromium_without_console_errors_and_is_drawn(grade2_run, chromium_shot):
     """The report's scripts (plotly.js inlined, the figure, the camera link) run in Chromium with software WebGL
     without a console message or an uncaught error; plotly drew its WebGL scenes (not its "WebGL is not supported"
     notice), and the view, shot alone, shows the translucent body and the cement (orange) of both procedures."""
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "report_screenshot.py"
-    spec = importlib.util.spec_from_file_location("report_screenshot", script)
-    shot = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(shot)
-    if shot.chromium() is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    shot = chromium_shot
     _, written, _, tmp_path = grade2_run
     messages, dom = shot.console_messages(written["html"])
     assert messages == []
@@ -325,19 +309,11 @@ def test_3d_view_loads_in_headless_chromium_without_console_errors_and_is_drawn(
     assert rgb.std() > 0.05  # not a blank window
 
 
-def test_3d_view_turns_both_scenes_together_in_headless_chromium(grade2_run, tmp_path):
+def test_3d_view_turns_both_scenes_together_in_headless_chromium(grade2_run, tmp_path, chromium_shot):
     """The page's camera link: a camera set on VP's scene (as a drag ends) is copied to KP's. A copy of the report
     with one script added that turns the first scene after plotly drew, then writes the second scene's eye into the
     page, read back from Chromium's DOM."""
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "report_screenshot.py"
-    spec = importlib.util.spec_from_file_location("report_screenshot", script)
-    shot = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(shot)
-    if shot.chromium() is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    shot = chromium_shot
     _, written, _, _ = grade2_run
     probe = ('<script>setTimeout(function(){var el=document.getElementById("v3d");'
              'Plotly.relayout(el,{"scene.camera":{"eye":{"x":0.3,"y":-2.1,"z":0.4}}}).then(function(){'

@@ -2,13 +2,10 @@
 plotly scene per procedure, volumes in the hover text from the same fields as the table, and the page drawn by
 headless Chromium with WebGL (skipped when chromium is not installed)."""
 
-import importlib.util
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 
 from vertaug.report.view3d import COARSE_STEP_VOXELS, figure_dict, figure_json, isosurface, plotly_js
 
@@ -111,20 +108,10 @@ def test_nothing_to_draw_gives_no_figure_and_the_json_is_script_safe():
     assert "</script>" not in js and json.loads(js)["data"][0]["name"] == "VP</script>: vertebral body"
 
 
-def _shot_module():
-    script = Path(__file__).resolve().parents[1] / "scripts" / "report_screenshot.py"
-    spec = importlib.util.spec_from_file_location("report_screenshot", script)
-    shot = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(shot)
-    return shot
-
-
-def test_view_is_drawn_with_webgl_in_headless_chromium(tmp_path):
+def test_view_is_drawn_with_webgl_in_headless_chromium(tmp_path, chromium_shot):
     """A page with the inlined plotly.js and the figure: no console message, plotly's WebGL canvases in the DOM
     (not its "WebGL is not supported" notice), and the cement (orange) and cavity (cyan) on the screenshot."""
-    shot = _shot_module()
-    if shot.chromium() is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    shot = chromium_shot
     fig = figure_json({"VP": _outcome(cement_outside=True), "KP": _outcome(cavity=True)}, display_min=0.01)
     page = tmp_path / "view.html"
     page.write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"><script>{plotly_js()}</script></head><body>'
