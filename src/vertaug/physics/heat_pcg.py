@@ -23,7 +23,7 @@ STAGNATION = 0.9
 
 
 def _dot(u: np.ndarray, v: np.ndarray) -> float:
-    # einsum: its own loops, no BLAS threads to wait for on a shared machine (see thermal._dot_no_blas)
+    # einsum: its own loops, no BLAS threads to wait for on a shared, oversubscribed machine
     return float(np.einsum("i,i->", u, v))
 
 

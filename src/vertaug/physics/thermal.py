@@ -286,14 +286,11 @@ def assemble_conduction(k: np.ndarray, spacing_m, film_w_m2k=np.inf):
     return lmat, g_b
 
 
-def _dot_no_blas(u: np.ndarray, v: np.ndarray) -> float:
-    return float(np.einsum("i,i->", u, v))
-
-
 class _Solver:
     """Solve A x = b for one constant SPD A many times.
 
-    "cg": Jacobi-preconditioned CG (A = C/dt + theta L is strongly diagonally dominant at the usual time steps);
+    "cg": Jacobi-preconditioned CG in mixed precision (physics/heat_pcg.py; A = C/dt + theta L is strongly diagonally
+    dominant at the usual time steps);
     "direct": LU once (scipy splu); "amg": one pyamg hierarchy reused with CG; "gmg": the structured Galerkin geometric
     multigrid of physics/gmg_pressure.py (float32 V-cycle, float64 residuals; needs ``shape``, the voxel grid, all of
     whose voxels are unknowns). "auto" picks cg when the diagonal dominance bound on the condition number is below
@@ -344,39 +341,6 @@ class _Solver:
             self._gmg = build_hierarchy(a.tocsr(), self.shape, np.arange(a.shape[0]))
         elif method != "cg":
             raise ParameterError(f"solver={method!r} is unknown.", 'use "auto", "cg", "direct", "amg" or "gmg".')
-
-    def _pcg(self, b, x0):
-        # Jacobi-PCG with in-place updates; inner products by einsum (its own loops, no BLAS: BLAS dot calls stall
-        # under thread oversubscription on shared machines) and no temporaries of the vector size
-        a, dinv = self._mv, self._dinv
-        dot = _dot_no_blas
-        x = x0.copy()
-        r = b - a @ x
-        tol2 = (self.rtol**2) * dot(b, b)
-        if dot(r, r) <= tol2:
-            return x
-        z = dinv * r
-        p = z.copy()
-        tmp = np.empty_like(p)
-        rz = dot(r, z)
-        for it in range(1, CG_MAX_ITER + 1):
-            ap = a @ p
-            step = rz / dot(p, ap)
-            np.multiply(p, step, out=tmp)
-            x += tmp
-            np.multiply(ap, step, out=tmp)
-            r -= tmp
-            if dot(r, r) <= tol2:
-                self.iterations += it
-                return x
-            np.multiply(dinv, r, out=z)
-            rz_new = dot(r, z)
-            p *= rz_new / rz
-            p += z
-            rz = rz_new
-        raise RuntimeError(
-            f"thermal CG did not converge in {CG_MAX_ITER} iterations; use solver='direct' or 'amg'."
-        )
 
     def solve(self, b: np.ndarray, x0: np.ndarray) -> np.ndarray:
         if self.method == "direct":
