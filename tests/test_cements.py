@@ -63,3 +63,74 @@ def test_a_named_cement_without_rheometry_cannot_be_used_for_flow():
         Vertebroplasty(cement="Kyphon HV-R")
     with pytest.raises(ParameterError, match="Palacos R"):
         rh.cement_preset("Osteopal X")
+
+
+def _series(cement, times_s, shear_rates, temperature_c=25.0, factors=None):
+    """Working-phase viscosities of ``cement`` itself (its own law and kinetics), optionally scaled by ``factors``."""
+    pts = []
+    for i, (t, g) in enumerate((t, g) for t in times_s for g in shear_rates):
+        a = cm._alpha_at(cement, t, temperature_c)
+        mu = float(rh.viscosity_pa_s(cement, a, temperature_c + 273.15, g)) * (factors[i] if factors else 1.0)
+        pts.append(cm.ViscosityPoint(temperature_c, t, mu, g, "synthetic"))
+    return tuple(pts)
+
+
+def test_working_viscosity_fit_recovers_known_consistency_and_flow_index():
+    from dataclasses import replace
+
+    high = rh.cement_preset("high")
+    truth = replace(high, consistency_pa_sn=123.0, flow_index_start=0.55)
+    pts = _series(truth, (120.0, 300.0, 480.0, 660.0), (1.0, 10.0))
+    fit = cm.fit_working_viscosity(high, pts, fit=("consistency", "flow_index"))
+    print("\nworking-phase fit to a synthetic series (K0_mu 123, n_0 0.55):\n" + fit.table())
+    assert fit.values["consistency_pa_sn"] == pytest.approx(123.0, rel=1e-6)
+    assert fit.values["flow_index_start"] == pytest.approx(0.55, rel=1e-6)
+    assert fit.residual_rms_log < 1e-8
+    only_k = cm.fit_working_viscosity(high, _series(replace(high, consistency_pa_sn=40.0), (60.0, 400.0), (1.0,)))
+    assert only_k.values == {"consistency_pa_sn": pytest.approx(40.0, rel=1e-6)}
+
+
+def test_working_viscosity_fit_meets_scattered_data_within_its_residual():
+    from dataclasses import replace
+
+    high = rh.cement_preset("high")
+    factors = (1.3, 0.8, 1.1, 0.9, 1.2, 0.75)  # +/- 30 % scatter about a K0_mu = 200 series
+    pts = _series(replace(high, consistency_pa_sn=200.0), (60.0, 180.0, 300.0, 420.0, 540.0, 600.0), (1.0,),
+                  factors=factors)
+    fit = cm.fit_working_viscosity(high, pts)
+    ln_res = [math.log(m / p.viscosity_pa_s) for m, p in zip(fit.model_viscosity_pa_s, pts)]
+    assert fit.residual_rms_log == pytest.approx(math.sqrt(sum(r * r for r in ln_res) / len(ln_res)), rel=1e-9)
+    assert 0.05 < fit.residual_rms_log < 0.3  # the scatter shows, the law does not absorb it
+    assert all(abs(r) <= 2.0 * fit.residual_rms_log for r in ln_res)
+    # least squares in ln: the fitted K0_mu is the geometric mean correction of the scattered series
+    geo = math.exp(-sum(math.log(f) for f in factors) / len(factors))
+    assert fit.values["consistency_pa_sn"] == pytest.approx(200.0 / geo, rel=1e-6)
+
+
+def test_working_viscosity_fit_refuses_points_it_cannot_use():
+    high = rh.cement_preset("high")
+    ok = cm.ViscosityPoint(25.0, 120.0, 300.0, 1.0, "synthetic")
+    with pytest.raises(ParameterError, match="point"):
+        cm.fit_working_viscosity(high, ())
+    with pytest.raises(ParameterError, match="gel point"):  # Palacos R gels at 13 min at 25 C
+        cm.fit_working_viscosity(high, (ok, cm.ViscosityPoint(25.0, 14 * 60.0, 5e4, 1.0, "synthetic")))
+    with pytest.raises(ParameterError, match="one shear rate"):
+        cm.fit_working_viscosity(high, (ok, ok), fit=("consistency", "flow_index"))
+    with pytest.raises(ParameterError, match="<= 0"):
+        cm.fit_working_viscosity(high, (cm.ViscosityPoint(25.0, 120.0, -1.0, 1.0, "synthetic"),))
+    with pytest.raises(ParameterError, match="cannot fit"):
+        cm.fit_working_viscosity(high, (ok,), fit=("gel_exponent",))
+
+
+def test_named_cement_takes_its_working_series_or_says_it_has_the_class_value(monkeypatch):
+    from dataclasses import replace
+
+    high = rh.cement_preset("high")
+    assert high.consistency_pa_sn == 300.0 and high.working_viscosity_fit_rms_log is None
+    assert "class value" in high.sources[-1] and "no working-phase viscosity series" in high.sources[-1]
+    series = _series(replace(high, consistency_pa_sn=250.0), (90.0, 240.0, 420.0), (1.0,))
+    comp = replace(cm.NAMED_CEMENTS["palacos r"], name="Palacos test", working_viscosity=series)
+    monkeypatch.setitem(cm.NAMED_CEMENTS, "palacos test", comp)
+    named = rh.named_cement("Palacos test")
+    assert named.consistency_pa_sn == pytest.approx(250.0, rel=1e-6)
+    assert named.working_viscosity_fit_rms_log < 1e-8 and "fitted to 3 working-phase" in named.sources[-1]

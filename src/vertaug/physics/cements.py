@@ -23,9 +23,21 @@ cure degree a is exactly::
     t(a, T) = I(a) / k(T),      I(a) = int_{alpha0}^{a} d(alpha) / (alpha^m (1 - alpha)^n)
 
 A product without rheometer data keeps Li 2003's K0 and E and has no rheometry: using it for flow is an error
-(:func:`vertaug.physics.rheology.require_rheometry`). The viscosity consistency in the working phase (K0_mu) of a
-named cement is its viscosity class's value (docs/cement.md): no viscosity-versus-time series of a named cement in its
-working phase could be read for this version, so only the cure part of the rheology is fitted.
+(:func:`vertaug.physics.rheology.require_rheometry`).
+
+Working phase (:func:`fit_working_viscosity`): a product's published viscosity-versus-time series in its working
+phase (:class:`ViscosityPoint`: time from mixing, plate temperature, shear rate, viscosity) is fitted by
+``scipy.optimize.least_squares`` on ln(viscosity) with the law of :mod:`vertaug.physics.rheology`, the cure degree of
+each point alpha(t, T) coming from the product's own (fitted) kinetics::
+
+    min  sum_i ln^2( mu(alpha(t_i, T_i), T_i, gamma_i; K0_mu [, n_0] [, tau_y]) / mu_i )
+
+K0_mu always; the flow index n_0 only where the series holds two or more shear rates, the yield stress tau_y only
+where the source reports one (``fit=`` names what is fitted; everything else keeps the preset's value). The fit
+prints and stores its root-mean-square ln-residual. A named cement without such a series keeps its viscosity class's
+K0_mu, labelled so in its sources: no working-phase series of a named cement could be read for this version (the
+sources searched are listed in docs/cement.md), so the table's ``working_viscosity`` entries are empty and the
+function is exercised on synthetic series with known answers (tests/test_cements.py).
 """
 
 from __future__ import annotations
@@ -50,8 +62,11 @@ __all__ = [
     "CementComposition",
     "KineticsFit",
     "RheometerPoint",
+    "ViscosityFit",
+    "ViscosityPoint",
     "cement_properties",
     "fit_cure_kinetics",
+    "fit_working_viscosity",
     "named_cement_kwargs",
 ]
 
@@ -85,6 +100,19 @@ class RheometerPoint:
 
 
 @dataclass(frozen=True)
+class ViscosityPoint:
+    """A published working-phase viscosity: ``viscosity_pa_s`` at ``time_s`` after mixing, plate at
+    ``temperature_c``, at ``shear_rate_1_s`` (rotational: the set rate; oscillatory: the angular frequency, by the
+    Cox-Merz rule); ``source`` names the paper, its figure or table, and [V] if seen."""
+
+    temperature_c: float
+    time_s: float
+    viscosity_pa_s: float
+    shear_rate_1_s: float
+    source: str
+
+
+@dataclass(frozen=True)
 class CementComposition:
     """One commercial cement pack: powder and liquid masses and what they hold, viscosity class, sources."""
 
@@ -97,6 +125,7 @@ class CementComposition:
     radiopacifier_fraction_of_powder: float
     rheometry: tuple[RheometerPoint, ...] = ()
     sources: tuple[str, ...] = ()
+    working_viscosity: tuple[ViscosityPoint, ...] = ()  # empty: none read (module docstring)
 
 
 _NICHOLAS = "Nicholas 2007 J Mater Sci Mater Med (oscillating parallel-plate rheometer) [V]"
@@ -197,6 +226,101 @@ def fit_cure_kinetics(points: tuple[RheometerPoint, ...], alpha_gel: float = ALP
                   for p in points)
     rms = float(np.sqrt(np.mean(sol.fun**2)))
     return KineticsFit(k0, e, tuple(points), model, rms)
+
+#: what fit_working_viscosity may fit: the Cement field, its bounds (transformed) and its log-transform flag
+_WORKING_PARAMETERS = {
+    "consistency": ("consistency_pa_sn", (1e-3, 1e6), True),
+    "flow_index": ("flow_index_start", (0.05, 1.0), False),
+    "yield_stress": ("yield_stress_pa", (0.0, 1e5), False),
+}
+
+
+@dataclass(frozen=True)
+class ViscosityFit:
+    """Working-phase viscosity law fitted to a series: the fitted Cement fields, points, model values, residual."""
+
+    values: dict
+    points: tuple[ViscosityPoint, ...]
+    alpha: tuple[float, ...]
+    model_viscosity_pa_s: tuple[float, ...]
+    residual_rms_log: float  # root mean square of ln(model / measured viscosity)
+
+    def table(self) -> str:
+        rows = [f"  {p.temperature_c:5.1f} C  {p.time_s / 60:6.2f} min  {p.shear_rate_1_s:7.3g} 1/s  alpha {a:.2e}  "
+                f"measured {p.viscosity_pa_s:9.4g} Pa s  model {m:9.4g} Pa s"
+                for p, a, m in zip(self.points, self.alpha, self.model_viscosity_pa_s)]
+        fitted = ", ".join(f"{k} {v:.4g}" for k, v in self.values.items())
+        return "\n".join([*rows, f"  {fitted}, rms ln-residual {self.residual_rms_log:.2e}"])
+
+
+def _alpha_at(cement, time_s: float, temperature_c: float) -> float:
+    """Isothermal cure degree of ``cement`` at ``time_s`` after mixing (the law of physics/rheology.py)."""
+    from scipy.integrate import solve_ivp
+
+    from vertaug.physics.rheology import cure_rate_1_s
+
+    t_k = temperature_c + KELVIN
+    sol = solve_ivp(lambda _t, y: [float(cure_rate_1_s(cement, y[0], t_k))], (0.0, time_s), [cement.alpha0],
+                    method="LSODA", rtol=1e-10, atol=1e-14)
+    return float(sol.y[0, -1])
+
+
+def _check_working_points(cement, points, fit) -> tuple[float, ...]:
+    unknown = set(fit) - set(_WORKING_PARAMETERS)
+    if not fit or unknown:
+        raise ParameterError(f"fit_working_viscosity cannot fit {sorted(unknown) or 'nothing'}.",
+                             f"name one or more of {sorted(_WORKING_PARAMETERS)} in fit=.")
+    if len(points) < len(fit):
+        raise ParameterError(f"fit_working_viscosity got {len(points)} point(s) for {len(fit)} parameter(s).",
+                             "give at least one ViscosityPoint per fitted parameter.")
+    if "flow_index" in fit and len({p.shear_rate_1_s for p in points}) < 2:
+        raise ParameterError("A flow index cannot be fitted from a series at one shear rate.",
+                             "fit the flow index only where the series holds two or more shear rates.")
+    for p in points:
+        if not (p.time_s > 0 and p.viscosity_pa_s > 0 and p.shear_rate_1_s > 0):
+            raise ParameterError(f"ViscosityPoint {p!r} has a time, viscosity or shear rate <= 0.",
+                                 "give the time after mixing (s), the viscosity (Pa s) and the shear rate (1/s).")
+    alpha = tuple(_alpha_at(cement, p.time_s, p.temperature_c) for p in points)
+    late = [p for p, a in zip(points, alpha) if a >= cement.alpha_gel]
+    if late:
+        raise ParameterError(f"{len(late)} point(s) lie at or past the gel point of {cement.name!r} "
+                             f"(first at {late[0].time_s / 60:.2f} min, {late[0].temperature_c} C).",
+                             "fit the working phase only: points before the rheometer curing time.")
+    return alpha
+
+
+def fit_working_viscosity(cement, points: tuple[ViscosityPoint, ...],
+                          fit: tuple[str, ...] = ("consistency",)) -> ViscosityFit:
+    """Fit the working-phase viscosity law of ``cement`` (a rheology.Cement: its kinetics give alpha(t, T)) to
+    ``points`` by least squares on ln(viscosity); ``fit`` names the fitted fields (module docstring)."""
+    from dataclasses import replace
+
+    from vertaug.physics.rheology import viscosity_pa_s
+
+    points = tuple(points)
+    alpha = np.array(_check_working_points(cement, points, fit))
+    fields = [_WORKING_PARAMETERS[k] for k in fit]
+    t_k = np.array([p.temperature_c for p in points]) + KELVIN
+    gamma = np.array([p.shear_rate_1_s for p in points])
+    ln_mu = np.log([p.viscosity_pa_s for p in points])
+
+    def model(x):
+        kw = {f: (math.exp(v) if log else v) for (f, _, log), v in zip(fields, x)}
+        return viscosity_pa_s(replace(cement, **kw), alpha, t_k, gamma), kw
+
+    def residual(x):
+        return np.log(model(x)[0]) - ln_mu
+
+    bounds = [(b[0], min(b[1], cement.viscosity_max_pa_s)) if f == "consistency_pa_sn" else b for f, b, _ in fields]
+    lo = [math.log(b[0]) if log else b[0] for (_, _, log), b in zip(fields, bounds)]
+    hi = [math.log(b[1]) if log else b[1] for (_, _, log), b in zip(fields, bounds)]
+    x0 = [math.log(getattr(cement, f)) if log else min(max(getattr(cement, f), b[0]), b[1])
+          for f, b, log in fields]
+    sol = least_squares(residual, np.clip(x0, lo, hi), bounds=(lo, hi), method="trf", xtol=1e-15, ftol=1e-15,
+                        gtol=1e-15, x_scale="jac")
+    mu, kw = model(sol.x)
+    rms = float(np.sqrt(np.mean(sol.fun**2)))
+    return ViscosityFit(kw, points, tuple(float(a) for a in alpha), tuple(float(m) for m in mu), rms)
 
 
 def named_cement_kwargs(name: str) -> dict:

@@ -117,6 +117,7 @@ class Cement:
     rheometry: tuple = field(default=(), compare=False)
     has_rheometry: bool = True
     rheometry_fit_rms_log: float | None = None
+    working_viscosity_fit_rms_log: float | None = None  # None: K0_mu is not fitted to a working-phase series
     # thermal
     conductivity_w_m_k: float = 0.17
     specific_heat_j_kg_k: float = 1400.0
@@ -211,7 +212,17 @@ def named_cement(name: str, **overrides) -> Cement:
 
     kw = cements.named_cement_kwargs(name)
     comp = cements.NAMED_CEMENTS[str(name).strip().lower()]
-    kw["consistency_pa_sn"] = _CLASS_CONSISTENCY_PA_SN[comp.viscosity_class]
+    k_class = _CLASS_CONSISTENCY_PA_SN[comp.viscosity_class]
+    kw["consistency_pa_sn"] = k_class
+    if comp.working_viscosity:
+        fit = cements.fit_working_viscosity(Cement(**kw), comp.working_viscosity)
+        kw.update(fit.values, working_viscosity_fit_rms_log=fit.residual_rms_log)
+        label = (f"K0_mu {fit.values['consistency_pa_sn']:.4g} Pa s^n fitted to {len(fit.points)} working-phase "
+                 f"viscosities, rms ln-residual {fit.residual_rms_log:.2e}")
+    else:
+        label = (f"K0_mu {k_class:g} Pa s^n: the generic {comp.viscosity_class}-viscosity class value [M], not this "
+                 "product's: no working-phase viscosity series of it was read")
+    kw["sources"] = (*kw["sources"], label)
     kw.update(overrides)
     return Cement(**kw)
 
