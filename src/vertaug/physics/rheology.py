@@ -34,7 +34,10 @@ Definitions used for the clinical times (isothermal cure at the given temperatur
 Presets (:func:`cement_preset`): "low" (generic low-viscosity: Li 2003 kinetics and heat, [M] viscosity), "high" = the
 named Palacos R, and the named commercial cements of :mod:`vertaug.physics.cements` (heat, density and heat capacity
 from the pack composition; K0 and E fitted to rheometer curing times, Nicholas 2007, where published). A named cement
-without rheometer data may be used for the exotherm, not for flow (:func:`require_rheometry`).
+without rheometer data may be used for the exotherm, not for flow (:func:`require_rheometry`). A named cement's K0_mu
+is fitted to its working-phase viscosity series where its table entry holds one
+(:func:`vertaug.physics.cements.fit_working_viscosity`, residual in ``working_viscosity_fit_rms_log``); otherwise it is
+its viscosity class's value, and its last source line says so (no entry holds a series in this version).
 
 SI units throughout; temperatures in K inside (``*_k``), in C at the API edges where named ``*_c``.
 Sources of each number: docs/cement.md and docs/references.md.
