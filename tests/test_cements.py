@@ -134,3 +134,19 @@ def test_named_cement_takes_its_working_series_or_says_it_has_the_class_value(mo
     named = rh.named_cement("Palacos test")
     assert named.consistency_pa_sn == pytest.approx(250.0, rel=1e-6)
     assert named.working_viscosity_fit_rms_log < 1e-8 and "fitted to 3 working-phase" in named.sources[-1]
+
+
+def test_vertecem_composition_gives_its_heat_density_and_heat_capacity_with_the_hydroxyapatite_filler():
+    comp = cm.NAMED_CEMENTS["vertecem v+"]
+    props = cm.cement_properties(comp)
+    liquid_g = 10.0 * 0.936  # 10 mL of MMA at 0.936 g/mL
+    total = 26.0 + liquid_g
+    w_mma, w_zr, w_ha = liquid_g * 0.9935 / total, 26.0 * 0.40 / total, 26.0 * 0.15 / total
+    assert props["heat_of_reaction_j_kg"] == pytest.approx(w_mma * 54.0e3 / 0.10012, rel=1e-12)
+    w_pol = 1.0 - w_zr - w_ha
+    assert props["density_kg_m3"] == pytest.approx(1.0 / (w_pol / 1190.0 + w_zr / 5680.0 + w_ha / 3160.0), rel=1e-12)
+    assert props["specific_heat_j_kg_k"] == pytest.approx(w_pol * 1460.0 + w_zr * 460.0 + w_ha * 767.0, rel=1e-12)
+    vv = rh.cement_preset("Vertecem V+")
+    assert not vv.has_rheometry and vv.heat_of_reaction_j_kg < rh.cement_preset("high").heat_of_reaction_j_kg
+    with pytest.raises(ParameterError, match="'Vertecem V\\+' has no rheometry"):
+        rh.require_rheometry(vv)

@@ -199,7 +199,7 @@ def compare(
     kp_balloon: float = typer.Option(2.0, "--kp-balloon", help="Kyphoplasty balloon volume per balloon (mL)."),
     approach: str = typer.Option("bipedicular", help="bipedicular or unipedicular (both procedures)."),
     cement: Optional[str] = typer.Option(None, "--cement", help="Cement of both: low, high (= Palacos R), "
-                                          "or a named cement (Palacos R, CMW 1; Kyphon HV-R has no rheometry); "
+                                          "or a named cement (Palacos R, CMW 1; Kyphon HV-R, Vertecem V+ have no rheometry); "
                                           "default VP low, KP high."),
     spacing: float = typer.Option(1.0, "--spacing", help="Model voxel size (mm): 1.0 or 0.5."),
     thermal: bool = typer.Option(True, "--thermal/--no-thermal", help="Simulate the exotherm and thermal damage."),

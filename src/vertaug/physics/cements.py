@@ -86,6 +86,11 @@ ALPHA_GEL = 0.5
 #: component properties at room temperature [M]: density kg/m^3, specific heat J/(kg K)
 POLYMER = (1190.0, 1460.0)  # PMMA
 RADIOPACIFIERS = {"BaSO4": (4500.0, 460.0), "ZrO2": (5680.0, 460.0)}
+#: other powder fillers: hydroxyapatite 3160 kg/m^3 (theoretical density [V]) and 767 J/(kg K) (184.07 cal/(K mol) at
+#: 298 K over 1004.6 g/mol [D] from [V])
+FILLERS = {"": (1.0, 0.0), "hydroxyapatite": (3160.0, 767.0)}
+#: density of the liquid monomer, for packs that give the liquid in mL: MMA 0.936 g/cm^3 at 20 C [V]
+MMA_DENSITY_G_ML = 0.936
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,8 @@ class CementComposition:
     rheometry: tuple[RheometerPoint, ...] = ()
     sources: tuple[str, ...] = ()
     working_viscosity: tuple[ViscosityPoint, ...] = ()  # empty: none read (module docstring)
+    filler: str = ""  # a non-radiopaque powder filler (FILLERS), e.g. hydroxyapatite
+    filler_fraction_of_powder: float = 0.0
 
 
 _NICHOLAS = "Nicholas 2007 J Mater Sci Mater Med (oscillating parallel-plate rheometer) [V]"
@@ -154,6 +161,15 @@ NAMED_CEMENTS: dict[str, CementComposition] = {
         sources=(("20 g powder (68.0 % MMA-styrene copolymer, 30.0 % BaSO4, 2.0 % BPO) + 9.0 g liquid (99.1 % MMA, "
                   "0.9 % DMPT, 75 ppm HQ): Kyphon HV-R instructions for use M708348B154E Rev. F (2021) [V]"),
                  "no rheometer data of this product could be read: Li 2003 kinetics [C], no rheometry")),
+    "vertecem v+": CementComposition(
+        "Vertecem V+", "high", powder_g=26.0, liquid_g=10.0 * MMA_DENSITY_G_ML, monomer_fraction_of_liquid=0.9935,
+        radiopacifier="ZrO2", radiopacifier_fraction_of_powder=0.40, filler="hydroxyapatite",
+        filler_fraction_of_powder=0.15,
+        sources=(("26 g powder (44.6 % poly(methyl methacrylate/acrylate), 40.0 % ZrO2, 15.0 % hydroxyapatite, 0.4 % "
+                  "BPO) + 10 mL liquid (99.35 % MMA with 60 ppm HQ, 0.65 % DMPT): Vertecem V+ cement kit 07.702.016S "
+                  "instructions for use (DePuy Synthes, Danish) [V]; liquid 10 mL x 0.936 g/mL MMA [V]"),
+                 "a vertebroplasty cement sold for 'enhanced viscosity' (technique guide title [V]): the high class",
+                 "no rheometer data of this product could be read: Li 2003 kinetics [C], no rheometry")),
 }
 
 
@@ -170,14 +186,18 @@ def cement_properties(comp: CementComposition) -> dict[str, float]:
     total = comp.powder_g + comp.liquid_g
     w_mma = comp.liquid_g * comp.monomer_fraction_of_liquid / total
     w_rad = comp.powder_g * comp.radiopacifier_fraction_of_powder / total
+    w_fil = comp.powder_g * comp.filler_fraction_of_powder / total
     rho_r, c_r = RADIOPACIFIERS[comp.radiopacifier]
+    rho_f, c_f = FILLERS[comp.filler]
     rho_p, c_p = POLYMER
+    w_pol = 1.0 - w_rad - w_fil
     return {
         "monomer_mass_fraction": w_mma,
         "radiopacifier_mass_fraction": w_rad,
+        "filler_mass_fraction": w_fil,
         "heat_of_reaction_j_kg": w_mma * MMA_HEAT_J_KG,
-        "density_kg_m3": 1.0 / ((1.0 - w_rad) / rho_p + w_rad / rho_r),
-        "specific_heat_j_kg_k": (1.0 - w_rad) * c_p + w_rad * c_r,
+        "density_kg_m3": 1.0 / (w_pol / rho_p + w_rad / rho_r + w_fil / rho_f),
+        "specific_heat_j_kg_k": w_pol * c_p + w_rad * c_r + w_fil * c_f,
     }
 
 

@@ -293,15 +293,15 @@ ISO5833_PEAK_MAX_C = 90.0
 
 
 def run_iso5833_named(quick: bool) -> list[Measured]:
-    """ISO 5833 exotherm test of each named cement (physics/cements.py: Palacos R, CMW 1, Kyphon HV-R).
+    """ISO 5833 exotherm test of each named cement (physics/cements.py: Palacos R, CMW 1, Kyphon HV-R, Vertecem V+).
 
     The standard mould as the ASTM F451 case models it: a 60 mm diameter, 6 mm high disc in a PTFE mould (ASSUMED 10 mm
     walls) in still air (film 10 W/m2K [M]) at 23 C, everything at 23 C, cement placed 60 s after mixing, thermocouple
     at the centre; setting time = time from mixing at which the centre reaches (23 C + peak) / 2 (ISO 5833). Each
     cement with its own heat (monomer fraction x 539 J/g), density, heat capacity and kinetics (Palacos R, CMW 1: K0
-    and E fitted to rheometer curing times; Kyphon HV-R: no rheometer data, Li 2003 kinetics). Targets: the ISO 5833
-    limits [M] (setting 3-15 min, peak <= 90 C), met by every marketed cement; our numbers are in the notes, beside
-    the rheometer curing times at 25 C where published.
+    and E fitted to rheometer curing times; Kyphon HV-R, Vertecem V+: no rheometer data, Li 2003 kinetics). Targets:
+    the ISO 5833 limits [M] (setting 3-15 min, peak <= 90 C), met by every marketed cement; our numbers are in the
+    notes, beside the rheometer curing times at 25 C where published.
     """
     from vertaug.physics import cements
 
@@ -832,7 +832,7 @@ CASES: tuple[Case, ...] = (
     Case("iso5833_named_cements", "ISO 5833:2002 limits for acrylic cements (setting 3-15 min, peak <= 90 C) [M]; "
          "named cements of physics/cements.py",
          tuple(Target(f"{n}: ISO 5833 {q}", "yes=1", 1.0, "direction")
-               for n in ("Palacos R", "CMW 1", "Kyphon HV-R")
+               for n in ("Palacos R", "CMW 1", "Kyphon HV-R", "Vertecem V+")
                for q in ("setting time within 3-15 min", "peak at most 90 C")),
          ("vertaug.physics.thermal", "vertaug.physics.cements"), run_iso5833_named),
     Case("baroud_cannula", "Baroud & Steffen 2005 Eur Spine J 14:474 (PMC3454663) [V]",
