@@ -9,8 +9,10 @@ PMMA or copolymer beads, radiopacifier and initiator)::
     w_MMA = m_liquid x_MMA / (m_powder + m_liquid)          (mass fraction of monomer in the mixed cement)
     H     = w_MMA dH_MMA,      dH_MMA = 54 kJ/mol / 100.12 g/mol = 5.39e5 J/kg   [M]
 
-Density and heat capacity of the set cement, from the mass fractions w_i of polymer (beads + polymerised monomer) and
-radiopacifier (rule of mixtures; the pores of hand-mixed cement are neglected)::
+Density and heat capacity of the set cement, from the mass fractions w_i of polymer (beads + polymerised monomer),
+radiopacifier and any other powder filler (hydroxyapatite in Vertecem V+: 3160 kg/m^3 and 184.07 cal/(K mol) at 298 K,
+[V]) (rule of mixtures; the pores of hand-mixed cement are neglected; a liquid given in mL is converted with MMA's
+0.936 g/mL at 20 C [V])::
 
     1 / rho = sum_i w_i / rho_i,        c = sum_i w_i c_i
 
