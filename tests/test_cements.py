@@ -150,3 +150,17 @@ def test_vertecem_composition_gives_its_heat_density_and_heat_capacity_with_the_
     assert not vv.has_rheometry and vv.heat_of_reaction_j_kg < rh.cement_preset("high").heat_of_reaction_j_kg
     with pytest.raises(ParameterError, match="'Vertecem V\\+' has no rheometry"):
         rh.require_rheometry(vv)
+
+
+def test_working_viscosity_fit_recovers_a_yield_stress_where_the_series_shows_one():
+    from dataclasses import replace
+
+    high = rh.cement_preset("high")
+    truth = replace(high, consistency_pa_sn=80.0, yield_stress_pa=60.0)
+    pts = _series(truth, (120.0, 360.0), (0.1, 1.0, 10.0))
+    fit = cm.fit_working_viscosity(high, pts, fit=("consistency", "yield_stress"))
+    assert fit.values["yield_stress_pa"] == pytest.approx(60.0, rel=1e-5)
+    assert fit.values["consistency_pa_sn"] == pytest.approx(80.0, rel=1e-5)
+    no_yield = cm.fit_working_viscosity(high, _series(replace(high, consistency_pa_sn=80.0), (120.0, 360.0),
+                                                      (0.1, 1.0, 10.0)), fit=("consistency", "yield_stress"))
+    assert no_yield.values["yield_stress_pa"] < 1e-6  # none in the data: none fitted
