@@ -228,7 +228,7 @@ class BalloonResult:
     contact_area_mm2: np.ndarray  # balloon-on-fragment contact area per step
     action: tuple[str, ...]  # 'seed' | 'crush' | 'lift' per step
     cavity_inflated: np.ndarray  # bool, cavity at full inflation
-    cavity: np.ndarray  # bool, cavity after deflation (on the deflated grid)
+    cavity: np.ndarray  # bool, the membrane's space after deflation (on the deflated grid): the cavity for the cement
     shell: np.ndarray  # bool, trabecular voxels whose BV/TV was raised by compaction
     lift_columns_vox: np.ndarray  # int (nx, ny): lift per column at full inflation, voxels
     labels_inflated: np.ndarray
@@ -245,13 +245,16 @@ class BalloonResult:
     stop_reason: str
     fractured: bool
     notes: tuple[str, ...] = field(default=())
-    #: bool, space opened under the lifted plate away from the balloon (the fracture line opened; DEFECT, not cavity)
+    #: bool, space opened under the lifted plate that the membrane could not enter (outside its rated shape, or beyond
+    #: the plan's volume): the fracture line opened, DEFECT, not cavity
     fracture_gap: np.ndarray | None = None
     #: the model's fracture-zone map after the lift (the fragment's band moved with its columns), or None
     fracture_zone: np.ndarray | None = None
-    #: bool, the space the membrane occupied (crushed voxels and the voxels it opened following the plate), after
-    #: deflation; ``cavity`` adds the gap under the lifted plate connected to it (one void for the cement)
+    #: bool, the space the membrane occupied (crushed voxels and the space it entered under the lifted plate), after
+    #: deflation: the same voxels as ``cavity`` (kept for the readers of the older name)
     membrane: np.ndarray | None = None
+    #: volume of the membrane's space per balloon (voxels nearest to each balloon's centre), mL
+    per_balloon_ml: tuple[float, ...] = ()
 
     @property
     def final_pressure_pa(self) -> float:
@@ -756,9 +759,10 @@ def _seeded_inflation(pb: _BalloonProblem, vertebra, seed_radius_mm) -> _Inflati
     return s
 
 
-def _crush_step(pb: _BalloonProblem, s: _Inflation, flat, y_front, p_crush) -> float:
+def _crush_step(pb: _BalloonProblem, s: _Inflation, flat, y_front, p_crush) -> tuple[float, bool]:
     """Crush the front voxels (``flat``, inside the membrane's shape) within PRESSURE_TOLERANCE of the lowest yield,
-    nearest a balloon centre first (within DISTANCE_BAND_VOX of the nearest); returns the step's pressure."""
+    nearest a balloon centre first (within DISTANCE_BAND_VOX of the nearest); returns the step's pressure and
+    whether a crushed voxel now borders space opened under the lifted plate (which the membrane then enters)."""
     fr, st = s.front, s.fields
     cand = flat[y_front <= min(p_crush * (1.0 + PRESSURE_TOLERANCE), pb.p_cap)]  # C order, as np.argwhere
     idx = np.transpose(np.unravel_index(cand, st["labels"].shape))
@@ -771,21 +775,78 @@ def _crush_step(pb: _BalloonProblem, s: _Inflation, flat, y_front, p_crush) -> f
     _open_flat(st, sel)
     fr.crushed(sel)
     s.n_bal += int(sel.size)
-    return p
+    return p, bool(st["gap"].any()) and bool(st["gap"].reshape(-1)[_face_neighbours(sel, st["gap"].shape)].any())
+
+
+def _face_neighbours(flat: np.ndarray, shape) -> np.ndarray:
+    """Flat (C order) indices of the face neighbours inside the grid of the voxels at ``flat``."""
+    ijk = np.stack(np.unravel_index(flat, shape), axis=1)
+    out = []
+    for ax in range(3):
+        for dz in (-1, 1):
+            q = ijk.copy()
+            q[:, ax] += dz
+            q = q[(q[:, ax] >= 0) & (q[:, ax] < shape[ax])]
+            out.append(np.ravel_multi_index(tuple(q.T), shape))
+    return np.concatenate(out) if out else np.zeros(0, np.intp)
+
+
+def _membrane_follows(pb: _BalloonProblem, s: _Inflation) -> int:
+    """The membrane enters the space opened under the lifted plate that is open to it: gap voxels face-connected to
+    the membrane's space (cavity minus gap) and inside its rated shape (no bone there: yield 0, so a membrane at any
+    pressure > 0 fills it before it crushes anything). Nearest to the membrane first, up to the plan's volume; what
+    it cannot reach or hold stays gap (the fracture line opened under the rigid plate). Returns voxels taken."""
+    st = s.fields
+    left = pb.v_target_vox - s.n_bal
+    gap = st["gap"] & (pb.envelope <= pb.k_rated)
+    if left <= 0 or not gap.any():
+        return 0
+    membrane = st["cavity"] & ~st["gap"]
+    lab, _ = ndimage.label(gap | membrane)  # face connectivity: the membrane moves across voxel faces
+    keep = np.unique(lab[membrane])
+    cand = gap & np.isin(lab, keep[keep > 0])
+    n = int(cand.sum())
+    if n == 0:
+        return 0
+    if n > left:
+        # a breadth-first order from the membrane: the geodesic distance through the gap (distance_transform_cdt
+        # of the gap region is not geodesic; the membrane enters layer by layer, so grow it one face layer at a time)
+        take = np.zeros_like(cand)
+        grown = membrane.copy()
+        while left > 0:
+            layer = ndimage.binary_dilation(grown) & cand & ~take
+            idx = np.flatnonzero(layer)
+            if idx.size == 0:
+                break
+            idx = idx[:left]
+            take.reshape(-1)[idx] = True
+            grown.reshape(-1)[idx] = True
+            left -= idx.size
+        cand = take
+    st["gap"][cand] = False
+    return int(cand.sum())
+
+
+def _front_in_shape(pb: _BalloonProblem, s: _Inflation) -> tuple[np.ndarray, np.ndarray]:
+    """The crushable front inside the membrane's shape at its distension level: flat indices and their yield."""
+    flat = s.front.flat[pb.envelope.reshape(-1)[s.front.flat] <= s.level]
+    return flat, s.fields["yield"].reshape(-1)[flat]
 
 
 def _inflation_step(pb: _BalloonProblem, s: _Inflation) -> str | None:
     """One step along the path of least pressure: lift the fragment or crush the front. Returns the reason to stop,
     or None after a step."""
     fr, depression = s.front, pb.depression
-    flat = fr.flat[pb.envelope.reshape(-1)[fr.flat] <= s.level]
-    while flat.size == 0 and s.level < pb.k_rated:  # the shape is full: the membrane distends towards its rating
-        s.level += 1
-        flat = fr.flat[pb.envelope.reshape(-1)[fr.flat] <= s.level]
-    y_front = s.fields["yield"].reshape(-1)[flat]
-    p_crush = float(y_front.min()) if y_front.size else np.inf
     a_c = int((fr.contact & (depression - s.lifted > 0)).sum())
     p_lift = pb.preload / (a_c * pb.spacing[0] * pb.spacing[1]) if a_c > 0 else np.inf
+    can_lift = p_lift <= pb.p_cap and s.n_bal + a_c <= pb.v_target_vox
+    flat, y_front = _front_in_shape(pb, s)
+    # the membrane distends towards its rated shape where the bone inside its current shape cannot be crushed within
+    # the pressure limit (walls, the body surface, bone stronger than the rating) and the plate cannot be lifted
+    while not can_lift and (y_front.size == 0 or y_front.min() > pb.p_cap) and s.level < pb.k_rated:
+        s.level += 1
+        flat, y_front = _front_in_shape(pb, s)
+    p_crush = float(y_front.min()) if y_front.size else np.inf
     if min(p_crush, p_lift) > pb.p_cap:
         return ("pressure limit reached" if np.isfinite(min(p_crush, p_lift))
                 else "the balloon fills its rated shape: no crushable bone left inside it")
@@ -793,10 +854,14 @@ def _inflation_step(pb: _BalloonProblem, s: _Inflation) -> str | None:
         s.n_lift += 1
         moving = fr.contact & (depression - s.lifted > 0)
         s.n_bal += _lift_step(s.fields, hinged_target(depression, s.n_lift), s.lifted, moving)
+        s.n_bal += _membrane_follows(pb, s)
         fr.rebuild()
         s.record(pb, p_lift, a_c, "lift")
     elif np.isfinite(p_crush) and p_crush <= pb.p_cap:
-        p = _crush_step(pb, s, flat, y_front, p_crush)
+        p, touches_gap = _crush_step(pb, s, flat, y_front, p_crush)
+        if touches_gap:
+            s.n_bal += _membrane_follows(pb, s)
+            fr.rebuild()
         s.record(pb, p, a_c, "crush")
     else:
         return "balloon volume left is smaller than one lift step and no bone can be crushed"
@@ -823,17 +888,17 @@ def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inf
     notes = []
     recoil_m, recoil_vox = _deflate(pb, s, notes)
     st, crushed_m3 = s.fields, s.crushed_m3
-    opened_gap = st.pop("gap")  # opened under the rigid plate where the membrane did not follow it
+    gap = st.pop("gap")  # opened under the rigid plate where the membrane could not follow (reach or volume)
     labels, hu, cavity = st["labels"], st["hu"], st["cavity"]
-    comp, _ = ndimage.label(cavity)
-    tips = {int(comp[tuple(round(c) for c in t)]) for t in pb.tips} - {0}
-    balloon_space = np.isin(comp, sorted(tips))
-    gap = cavity & ~balloon_space
+    balloon_space = cavity & ~gap  # the membrane's space: crushed voxels and the opened space it entered
     if gap.any():
-        notes.append(f"fracture gap opened under the lifted plate away from the balloon: {gap.sum() * pb.vvox * 1e6:.2f}"
-                     " mL (open void, not part of the cavity)")
+        open_to = gap & ndimage.binary_dilation(balloon_space)
+        notes.append(f"fracture gap opened under the lifted plate beyond the membrane's reach or volume: "
+                     f"{gap.sum() * pb.vvox * 1e6:.2f} mL (open void, not part of the cavity; {int(open_to.sum())} of its "
+                     "voxels face the cavity)")
+    per_balloon = _per_balloon_ml(balloon_space, pb)
     bvtv_after = np.where(cavity, 0.0, st["bvtv"])
-    bvtv_new, shell, gain = _spread_shell(labels, bvtv_after, cavity, crushed_m3, pb.vvox)
+    bvtv_new, shell, gain = _spread_shell(labels, bvtv_after, balloon_space, crushed_m3, pb.vvox)
     mats = vertebra.materials
     hu_shell = _hu_from_bvtv(bvtv_new[shell], mats.calibration, mats.density_law)
     hu[shell] = hu_shell.astype(np.float32)
@@ -852,8 +917,17 @@ def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inf
         mass_balance_error=err, recoil_mm=recoil_m * 1e3, recoil_vox=recoil_vox, n_balloons=pb.n_balloons,
         stop_reason=stop, fractured=pb.fractured,
         notes=tuple(notes) + (f"H_ref {pb.h_ref:.1f} mm (reference height)",), fracture_gap=gap,
-        fracture_zone=st.get("zone"), membrane=cavity & ~opened_gap,
+        fracture_zone=st.get("zone"), membrane=balloon_space, per_balloon_ml=per_balloon,
     )
+
+
+def _per_balloon_ml(space: np.ndarray, pb: _BalloonProblem) -> tuple[float, ...]:
+    """Volume (mL) of the membrane's space nearest to each balloon's centre (the voxels of one balloon)."""
+    idx = np.argwhere(space)
+    if idx.size == 0:
+        return tuple(0.0 for _ in pb.tips)
+    owner = np.argmin(np.linalg.norm(idx[:, None, :] - pb.tips[None, :, :], axis=2), axis=1)
+    return tuple(float(np.sum(owner == b)) * pb.vvox * 1e6 for b in range(len(pb.tips)))
 
 
 def inflate(
@@ -889,7 +963,7 @@ def inflate(
         if reason is not None:
             stop = reason
             break
-    inflated = (s.fields["labels"].copy(), s.fields["cavity"].copy(), s.lifted.copy())
+    inflated = (s.fields["labels"].copy(), s.fields["cavity"] & ~s.fields["gap"], s.lifted.copy())
     return _balloon_result(pb, s, vertebra, stop, inflated)
 
 

@@ -186,20 +186,24 @@ def _reduction_before_balloon(vertebra, spec: Kyphoplasty):
 
 
 def _cavity_metrics(res, saturation: np.ndarray, vvox_ml: float) -> dict:
-    """Volume, connected regions (scipy.ndimage.label) and cement fill (voxels > half full) of the membrane's space
-    and of the cavity (outcome.BalloonMetrics)."""
+    """Volume, connected regions and cement fill (voxels > half full) of the cavity (the membrane's space) and of the
+    gap opened under the plate beyond the membrane (outcome.BalloonMetrics). Regions by scipy.ndimage.label: face
+    connectivity (6), the connectivity of the cement's flow (flow.inject exchanges cement across voxel faces only);
+    the 26-connected count says whether the balloons meet along an edge or a corner."""
     from scipy import ndimage
 
-    membrane = res.membrane if res.membrane is not None else res.cavity
     full = np.asarray(saturation) > 0.5
+    gap = res.fracture_gap if res.fracture_gap is not None else np.zeros_like(res.cavity)
 
     def pct(mask):
         return 100.0 * float(np.mean(full[mask])) if mask.any() else float("nan")
 
-    return {"balloon_space_ml": float(membrane.sum()) * vvox_ml,
-            "balloon_space_regions_touching": int(ndimage.label(membrane, structure=np.ones((3, 3, 3)))[1]),
-            "balloon_space_regions": int(ndimage.label(membrane)[1]), "cavity_regions": int(ndimage.label(res.cavity)[1]),
-            "balloon_space_filled_pct": pct(membrane), "cavity_filled_pct": pct(res.cavity)}
+    regions = int(ndimage.label(res.cavity)[1])
+    return {"balloon_space_ml": float(res.cavity.sum()) * vvox_ml,
+            "balloon_space_regions_touching": int(ndimage.label(res.cavity, structure=np.ones((3, 3, 3)))[1]),
+            "balloon_space_regions": regions, "cavity_regions": regions,
+            "balloon_space_filled_pct": pct(res.cavity), "cavity_filled_pct": pct(res.cavity),
+            "fracture_gap_ml": float(gap.sum()) * vvox_ml, "fracture_gap_filled_pct": pct(gap)}
 
 
 def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None) -> Outcome:
@@ -245,10 +249,11 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
         endplate_lift_max_mm=float(res.lift_mm[-1]), deflation_recoil_mm=res.recoil_mm,
         inflated=height_change(vertebra, res.labels_inflated, before), **_cavity_metrics(res, inj.saturation, vvox_ml),
     )
-    notes.append(f"balloon space {balloon.balloon_space_ml:.2f} mL in {balloon.balloon_space_regions} face-connected "
-                 f"region(s) ({balloon.balloon_space_regions_touching} counting edge/corner contact), "
-                 f"{balloon.balloon_space_filled_pct:.1f} % of it more than half full; cavity {cavity_ml:.2f} mL in "
-                 f"{balloon.cavity_regions} region(s), {balloon.cavity_filled_pct:.1f} %")
+    per = " + ".join(f"{v:.2f}" for v in res.per_balloon_ml)
+    notes.append(f"cavity (the balloons' space) {cavity_ml:.2f} mL = {per} mL per balloon, {balloon.cavity_regions} "
+                 f"face-connected region(s) ({balloon.balloon_space_regions_touching} counting edge/corner contact), "
+                 f"{balloon.cavity_filled_pct:.1f} % of it more than half full; gap under the plate beyond the membrane "
+                 f"{balloon.fracture_gap_ml:.2f} mL, {balloon.fracture_gap_filled_pct:.1f} %")
     series = {
         "balloon_volume_ml": res.volume_ml, "balloon_pressure_pa": res.pressure_pa, "balloon_lift_mm": res.lift_mm,
         "balloon_contact_area_mm2": res.contact_area_mm2,
