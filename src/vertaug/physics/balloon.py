@@ -14,7 +14,11 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    volume (its free compliance is taken as infinite: no maker's pressure-volume curve was found) and is not inflated
    beyond it. Where it may go is :func:`envelope_levels`: the free shape at the plan's volume (level 0), distended in
    steps of ``ENVELOPE_STEP`` of volume up to the rated shape when the bone inside the current shape cannot be crushed
-   (walls, body surface). The cavity is the space the membrane occupies: one compact region per balloon.
+   within the pressure limit (walls, body surface, bone stronger than the rating) and the plate cannot be lifted.
+   Until 2026-12-01 it distended only when no crushable voxel at all was left in its shape, so on the demo's L1 the
+   balloons stopped at the rating with 3.42 of 4 mL while bone of 0.9-4 MPa lay just outside their shapes.
+   The cavity is the space the membrane occupies (:attr:`BalloonResult.cavity`): the crushed voxels and the space it
+   entered under the lifted plate; its volume is the balloon's final volume less the deflation recoil.
 
 1. Crushing (cavity growth). Trabecular bone is a crushable foam: under a compressive stress above its yield
    stress it collapses at a nearly constant stress (the plateau) until it densifies (Gibson & Ashby, Cellular
@@ -73,9 +77,22 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    spine above) moves up one voxel and the opened voxel becomes void; in a cortical-wall column, or where the opened
    voxel would touch a non-body label in its axial plane, it becomes cortex instead (the buckled wall is
    straightened; the body surface is never opened). Opened voxels in contact columns are the membrane's space (the
-   balloon volume grows by them); the rest is the gap opened under the rigid plate (open void, later cement): with
-   the balloons it forms the ``cavity``, apart from them the ``fracture_gap``; ``membrane`` is the balloon's space
-   alone.
+   balloon volume grows by them). The rest is space opened under the rigid plate with no bone in it; the membrane, at
+   a pressure above zero, enters the part of it that is face-connected to its space and inside its rated shape
+   (:func:`_membrane_follows`, nearest first, up to the plan's volume: it is counted in the balloon volume like a
+   crushed voxel, at no pressure of its own), after a lift and after a crush step that reaches it. So the balloon's
+   final volume = crushed voxels + opened voxels the membrane holds = the cavity, and the crushed bone goes into the
+   shell around that space (item 2). What the membrane cannot reach (beyond its rated shape: the plate is rigid and
+   rises over its whole area) or hold (the plan's volume is spent) stays ``fracture_gap``: the fracture line opened,
+   open void (DEFECT), not cavity. Before 2026-12-01 the gap next to the membrane counted as cavity but not as balloon
+   volume (demo L1: cavity 4.11 mL, 20 % above the balloon's 3.42 mL).
+
+   Two balloons (bipedicular): a bone septum between the two membranes is loaded in compression by both at p and is
+   crushed like any front voxel when p >= its yield, so the two spaces merge where the septum is weaker than the
+   pressure reached. For the cement they are one cavity only across a voxel face (scipy.ndimage.label's default face
+   connectivity, the one of flow.inject's fluxes); spaces meeting along an edge or a corner are two cavities.
+   :attr:`BalloonResult.per_balloon_ml` gives each balloon's share (voxels nearest its centre). No clinical or
+   cadaver source found measures whether bipedicular balloon cavities merge.
 
 4. Deflation (elastic recoil). The plastic part of the lift (crushed, re-positioned bone) stays; the elastic part
    is recovered when the balloon pressure is released. The preload then rests on the bone columns of the fragment

@@ -12,8 +12,16 @@ Timeline (each step one physics module):
    module's docstring);
 3. the treated model: :func:`vertaug.physics.balloon.treated_vertebra` (cavity = label DEFECT, open void, permeability of
    an open slot of its local width; shell with compacted BV/TV, its HU, k, E and yield from the same laws);
-4. fill: :func:`vertaug.physics.flow.inject` of ``cement_ml`` (or ``fill_ratio`` x the cavity volume) of cement
-   through the same cannula tips into the cavity and the bone around it, at ``rate_ml_s``; the cement viscosity
+4. fill: :func:`vertaug.physics.flow.inject` of ``cement_ml`` (or ``fill_ratio`` x the cavity volume, which is the
+   balloons' final volume: the membrane's space) of cement through the same cannula tips into the cavity and the
+   bone around it, at ``rate_ml_s``. The cavity fills first: it has no bone to resist the flow (open-slot
+   permeability) and the cement enters it at a bone pressure near the venous one before it interdigitates the shell.
+   A gap opened under the lifted plate beyond the membrane (``fracture_gap``) is a dead-end pocket whose fluid can
+   only leave through the bone around it; it is open to the cement but not planned for (demo L1: 0.83 mL, 3 % of it
+   more than half full). Until 2026-12-01 the plan counted the gap next to the membrane as cavity (4.11 mL for a
+   3.42 mL balloon space): the balloon space filled completely and the 0.5 mL beyond it went into the bone beside
+   the left balloon and out through an intraosseous vein channel 1-2 voxels from the cavity wall to route S, a
+   visible leak (0.10 mL) at 4.09 mL with 86 % of that "cavity" filled. The cement viscosity
    follows the preset's cure at body temperature (0-D, isothermal 37 C) from ``start_time_s`` after mixing, and
    shear-thins (:func:`vertaug.physics.rheology.viscosity_pa_s`); leaks by route B, S, C, D as in VP; the plunger
    pressure adds the cannula loss as vertebroplasty computes it (power law at the wall shear rate, 11 G, 120 mm).
