@@ -144,6 +144,11 @@ def test_wedge_endplate_is_lifted(wedge):
     assert np.array_equal(r.cavity, r.membrane) and not np.any(r.fracture_gap & r.cavity)
     assert r.cavity.sum() * vvox_ml == pytest.approx(r.final_volume_ml, abs=1e-9)
     assert sum(r.per_balloon_ml) == pytest.approx(r.final_volume_ml, abs=1e-9)
+    # the balloon's volume (counted step by step) = crushed space + the space opened under the plate that it holds;
+    # the lift opened that and the gap
+    held_ml = r.opened_space_ml - r.fracture_gap.sum() * vvox_ml
+    assert r.opened_space_ml > 0 and held_ml > 0
+    assert r.crushed_space_ml + held_ml == pytest.approx(r.final_volume_ml, abs=1e-9)
     assert ndimage.label(r.cavity)[1] == 1  # the two balloons' cavities meet: one region
     # lift pressure = preload / contact area, below the crush plateau
     lifts = np.array(r.action) == "lift"

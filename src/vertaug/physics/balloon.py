@@ -272,6 +272,10 @@ class BalloonResult:
     membrane: np.ndarray | None = None
     #: volume of the membrane's space per balloon (voxels nearest to each balloon's centre), mL
     per_balloon_ml: tuple[float, ...] = ()
+    #: at full inflation: space crushed by the membrane (the drilled seed included) and void opened under the lifted
+    #: plate, mL; final volume = crushed + the opened space the membrane holds; opened = that + the gap
+    crushed_space_ml: float = float("nan")
+    opened_space_ml: float = float("nan")
 
     @property
     def final_pressure_pa(self) -> float:
@@ -649,6 +653,7 @@ class _Inflation:
     front: _Front  # the crushable front and the contact columns, updated step by step
     n_bal: int  # balloon volume in voxels: crushed + lifted under the balloon's contact
     crushed_m3: float  # bone tissue volume crushed so far
+    n_crushed: int = 0  # voxels crushed (the drilled seed included): the rest of n_bal is space opened by the lift
     level: int = 0  # distension level of the membrane (envelope_levels)
     n_lift: int = 0  # lift steps so far: voxels of lift at the most depressed column (hinged_target)
     history: dict = field(default_factory=lambda: {"vols": [], "press": [], "lifts": [], "areas": [], "acts": []})
@@ -769,7 +774,7 @@ def _seeded_inflation(pb: _BalloonProblem, vertebra, seed_radius_mm) -> _Inflati
     crushed_m3 = float(st["bvtv"][cavity].sum() * pb.vvox)
     _open(st, cavity)
     s = _Inflation(fields=st, lifted=np.zeros_like(pb.depression), front=None, n_bal=int(cavity.sum()),
-                   crushed_m3=crushed_m3)
+                   crushed_m3=crushed_m3, n_crushed=int(cavity.sum()))
     s.history = {"vols": [0.0, cavity.sum() * pb.vvox * 1e6], "press": [0.0, 0.0], "lifts": [0.0, 0.0],
                  "areas": [0.0, 0.0], "acts": ["start", "seed"]}  # the seed: drilled, no inflation pressure yet
     s.front = _Front(st, pb.depression, reach=pb.envelope <= pb.k_rated)
@@ -792,6 +797,7 @@ def _crush_step(pb: _BalloonProblem, s: _Inflation, flat, y_front, p_crush) -> t
     _open_flat(st, sel)
     fr.crushed(sel)
     s.n_bal += int(sel.size)
+    s.n_crushed += int(sel.size)
     return p, bool(st["gap"].any()) and bool(st["gap"].reshape(-1)[_face_neighbours(sel, st["gap"].shape)].any())
 
 
@@ -902,6 +908,7 @@ def _deflate(pb: _BalloonProblem, s: _Inflation, notes: list) -> tuple[float, in
 def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inflated: tuple) -> BalloonResult:
     """Deflate, spread the crushed bone over the compacted shell, and pack the result."""
     labels_inflated, cavity_inflated, lift_cols = inflated
+    opened_vox = int((s.fields["cavity"]).sum()) - s.n_crushed  # void opened under the plate: held + gap
     notes = []
     recoil_m, recoil_vox = _deflate(pb, s, notes)
     st, crushed_m3 = s.fields, s.crushed_m3
@@ -935,6 +942,7 @@ def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inf
         stop_reason=stop, fractured=pb.fractured,
         notes=tuple(notes) + (f"H_ref {pb.h_ref:.1f} mm (reference height)",), fracture_gap=gap,
         fracture_zone=st.get("zone"), membrane=balloon_space, per_balloon_ml=per_balloon,
+        crushed_space_ml=s.n_crushed * pb.vvox * 1e6, opened_space_ml=opened_vox * pb.vvox * 1e6,
     )
 
 

@@ -257,6 +257,9 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
         endplate_lift_max_mm=float(res.lift_mm[-1]), deflation_recoil_mm=res.recoil_mm,
         inflated=height_change(vertebra, res.labels_inflated, before), **_cavity_metrics(res, inj.saturation, vvox_ml),
     )
+    notes.append(f"balloon {res.final_volume_ml:.2f} mL = {res.crushed_space_ml:.2f} mL crushed + "
+                 f"{res.final_volume_ml - res.crushed_space_ml:.2f} mL opened under the lifted plate and held by the "
+                 f"membrane; the lift opened {res.opened_space_ml:.2f} mL in all")
     per = " + ".join(f"{v:.2f}" for v in res.per_balloon_ml)
     notes.append(f"cavity (the balloons' space) {cavity_ml:.2f} mL = {per} mL per balloon, {balloon.cavity_regions} "
                  f"face-connected region(s) ({balloon.balloon_space_regions_touching} counting edge/corner contact), "
