@@ -832,8 +832,7 @@ def _membrane_follows(pb: _BalloonProblem, s: _Inflation) -> int:
     if n == 0:
         return 0
     if n > left:
-        # a breadth-first order from the membrane: the geodesic distance through the gap (distance_transform_cdt
-        # of the gap region is not geodesic; the membrane enters layer by layer, so grow it one face layer at a time)
+        # the membrane enters layer by layer: grow it one face layer at a time through the gap until the volume is spent
         take = np.zeros_like(cand)
         grown = membrane.copy()
         while left > 0:
