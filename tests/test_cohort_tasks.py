@@ -137,7 +137,8 @@ def test_lower_permeability_raises_the_kp_bone_pressure():
     # bone pressure (measured 249 vs 177 Pa above venous at k x 0.5 vs x 2; without the extra-osseous veins both sat
     # 25 Pa above it). Before 2026-12-01 (issue 20) 187 vs 97 Pa: the cavity then counted the gap opened under the
     # plate (5.9 mL); now it is the balloons' space, 5.48 mL, and the 0.52 mL beyond it pass the compacted shell and
-    # the vein channels, whose tube conductance is not scaled with k, so the ratio falls from 1.9 to 1.4 (of 4 in k)
+    # the vein channels, whose tube conductance is not scaled with k: our reading (not isolated) of why the ratio
+    # falls from 1.9 to 1.4 (of 4 in k)
     p_lo, p_hi = (r["max_injection_pressure_bone_pa"] - VENOUS_PRESSURE_PA for r in (lo, hi))
     assert p_lo > p_hi > 0.0
     assert p_lo == pytest.approx(249.0, rel=0.1) and p_hi == pytest.approx(177.0, rel=0.1)
