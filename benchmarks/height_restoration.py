@@ -1,9 +1,10 @@
 """Height restoration (issue 20): KP and VP on the wedge phantoms (grades 1-3) and the demo's fractured L1.
 
 Run: PYTHONPATH=src python benchmarks/height_restoration.py [--spacing-mm 1.5] [--skip-l1]
-Prints one row per case: height lost, KP restored (mm, %), wedge angle change, balloon volume and pressure, the
-balloon's space and the cavity (mL, connected regions by scipy.ndimage.label) with the share of their voxels more
-than half full of cement, and VP restored. Nothing here is tuned; docs/kyphoplasty.md holds the measured table.
+Prints one row per case: height lost, KP restored (mm, %), wedge angle change, balloon final volume and pressure, the
+cavity (the balloons' space; mL, connected regions by scipy.ndimage.label with face and with edge/corner contact) with
+the share of its voxels more than half full of cement, the gap opened under the plate beyond the balloon, the cement
+injected and leaked, and VP restored. Nothing here is tuned; docs/kyphoplasty.md holds the measured table.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ def kp_row(name, v, kp: Kyphoplasty, vp: Vertebroplasty | None):
     m = run_kyphoplasty(v, kp).metrics
     line = (f"| {name} | {m['height_posterior_mm_before'] - m['height_anterior_mm_before']:.2f} | "
             f"{m['height_restored_mm']:.2f} ({m['height_restored_pct_of_lost']:.0f} %) | "
-            f"{m['wedge_angle_deg'] - m['wedge_angle_deg_before']:+.1f} | {m['balloon_volume_ml']:.2f} mL at "
-            f"{m['balloon_max_pressure_pa'] / 6894.757:.0f} psi | {m['balloon_space_ml']:.2f} ({m['balloon_space_regions']:.0f}), "
-            f"{m['balloon_space_filled_pct']:.1f} % | {m['cavity_volume_ml']:.2f} ({m['cavity_regions']:.0f}), "
-            f"{m['cavity_filled_pct']:.1f} % | recoil {m['deflation_recoil_mm']:.3g} mm |")
+            f"{m['wedge_angle_deg'] - m['wedge_angle_deg_before']:+.1f} | {m['balloon_volume_ml']:.2f} mL, "
+            f"{m['balloon_final_pressure_pa'] / 6894.757:.0f} psi (max {m['balloon_max_pressure_pa'] / 6894.757:.0f}) | "
+            f"{m['cavity_volume_ml']:.2f} ({m['cavity_regions']:.0f}; {m['balloon_space_regions_touching']:.0f}), "
+            f"{m['cavity_filled_pct']:.1f} % | {m['fracture_gap_ml']:.2f}, {m['fracture_gap_filled_pct']:.0f} % | "
+            f"{m['injected_ml']:.2f}, leak {m['leaked_ml']:.3f} | recoil {m['deflation_recoil_mm']:.3g} mm |")
     if vp is not None:
         mv = run_vertebroplasty(v, vp).metrics
         line += f" {mv['height_restored_mm']:.2f} ({mv['height_restored_pct_of_lost']:.0f} %) |"
@@ -51,8 +53,9 @@ def main():
     ap.add_argument("--spacing-mm", type=float, default=1.5)
     ap.add_argument("--skip-l1", action="store_true")
     a = ap.parse_args()
-    print("| case | lost mm | KP restored mm (%) | KP angle change deg | balloon | balloon space mL (regions), "
-          "> 50 % cement | cavity mL (regions), > 50 % cement | deflation | VP restored mm (%) |")
+    print("| case | lost mm | KP restored mm (%) | KP angle change deg | balloon final volume, pressure | cavity mL "
+          "(regions: face; edge/corner), > 50 % cement | gap beyond the balloon mL, > 50 % | cement mL, leaked mL | "
+          "deflation | VP restored mm (%) |")
     for g in (1, 2, 3):
         v = vertebra_from_phantom(make_phantom(level="L1", fracture="wedge", grade=g, spacing_mm=a.spacing_mm))
         kp_row(f"phantom grade {g}", v, Kyphoplasty(), Vertebroplasty())

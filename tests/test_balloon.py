@@ -82,6 +82,31 @@ def test_cavity_takes_the_balloon_shape_and_crushes_weak_bone_first(intact):
     assert np.mean(env[r.cavity] == 0) > 0.9  # inside the free shape at 1.5 mL (the rest: one distension step)
 
 
+def test_membrane_distends_towards_weak_bone_when_its_shape_needs_more_than_the_limit(intact):
+    """Weak (40 HU) and strong (80 HU) halves, tip on the border, pressure limit between the two yields: once the weak
+    half of the free shape at the plan's volume is crushed, the strong half needs more than the limit, so the membrane
+    distends (towards its rated shape) into more weak bone and reaches the plan's volume at the weak yield. Before
+    2026-12-01 it distended only when no crushable voxel was left in its shape, and stopped at the limit."""
+    c = centre(intact)
+    hu = intact.hu.copy()
+    weak = np.zeros(hu.shape, bool)
+    weak[int(c[0]):] = True
+    hu[weak & (intact.labels == 1)] = 40.0
+    v = replace(intact, hu=hu).with_labels(intact.labels.copy())
+    y_weak = float(np.median(v.yield_pa[weak & (v.labels == 1)]))
+    y_strong = float(np.median(v.yield_pa[~weak & (v.labels == 1)]))
+    limit = 0.5 * (y_weak + y_strong)
+    r = bl.inflate(v, [c], volume_ml=1.0, device_max_pressure_pa=limit)
+    assert r.stop_reason == "volume reached"  # the earlier rule: "pressure limit reached" at 0.368 mL
+    assert r.final_volume_ml == pytest.approx(1.0, abs=v.voxel_volume_m3 * 1e6)
+    assert r.pressure_pa.max() == pytest.approx(y_weak, rel=1e-6)
+    env, _ = bl.envelope_levels(v.labels.shape, v.spacing_m, [c], [v.landmarks.anterior_axis],
+                                bl.device(bl.DEFAULT_DEVICE), 1.0)
+    beyond = r.cavity & (env > 0)
+    assert beyond.any() and np.all(weak[beyond])  # it went beyond its free shape into the weak half only
+    assert ndimage.label(r.cavity)[1] == 1
+
+
 def test_device_free_shape_matches_its_table():
     """The free membrane of every device holds its rated volume at its rated size (prolate of the nominal length,
     a sphere once wider than long), voxelised at 0.5 mm within 3 %."""
@@ -113,9 +138,17 @@ def test_wedge_endplate_is_lifted(wedge):
     assert r.final_volume_ml == pytest.approx(5.496, abs=0.01)  # 2 x 3 mL asked; the rated shapes are full (5.568 before the hinged lift)
     assert "rated shape" in r.stop_reason
     assert r.pressure_pa.max() <= bl.DEVICE_MAX_PRESSURE_PA
-    # the hinged plate opens its gap next to the membrane: one void with it (no separate gap), the membrane inside it
-    assert not np.any(r.fracture_gap & r.cavity) and np.all(r.cavity[r.membrane])
-    assert r.membrane.sum() < r.cavity.sum()
+    # the membrane enters the space the hinged plate opens next to it (no bone there): the cavity is the membrane's
+    # space, its volume the balloon's final volume (no recoil here), the rest of the opened space a separate gap
+    vvox_ml = float(np.prod(wedge.spacing_m)) * 1e6
+    assert np.array_equal(r.cavity, r.membrane) and not np.any(r.fracture_gap & r.cavity)
+    assert r.cavity.sum() * vvox_ml == pytest.approx(r.final_volume_ml, abs=1e-9)
+    assert sum(r.per_balloon_ml) == pytest.approx(r.final_volume_ml, abs=1e-9)
+    # the balloon's volume (counted step by step) = crushed space + the space opened under the plate that it holds;
+    # the lift opened that and the gap
+    held_ml = r.opened_space_ml - r.fracture_gap.sum() * vvox_ml
+    assert r.opened_space_ml > 0 and held_ml > 0
+    assert r.crushed_space_ml + held_ml == pytest.approx(r.final_volume_ml, abs=1e-9)
     assert ndimage.label(r.cavity)[1] == 1  # the two balloons' cavities meet: one region
     # lift pressure = preload / contact area, below the crush plateau
     lifts = np.array(r.action) == "lift"

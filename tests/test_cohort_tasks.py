@@ -47,19 +47,22 @@ def test_vp_and_kp_rows_hold_real_numbers(rows):
         assert len(r["note"]) <= 300
         assert r["permeability_scale_applied"] is True  # scale 1: trivially kept
     # at 0.05 mL/s until a clinical rule ends it. VP: the leak through the phantom's veins becomes visible on
-    # fluoroscopy (0.1 mL) after 2.77 mL; KP: the balloons' cavity takes the planned 6 mL and leaks 0.064 mL through
-    # the veins, under the fluoroscopy limit, above the CT's (measured with the extra-osseous veins; before them
-    # VP stopped after 1.44 mL, KP after 4.86 mL at the visible leak)
+    # fluoroscopy (0.1 mL) after 2.77 mL; KP: the planned 6 mL go in and leak 0.079 mL through the veins and the
+    # defect, under the fluoroscopy limit, above the CT's (measured with the extra-osseous veins; before them VP
+    # stopped after 1.44 mL, KP after 4.86 mL at the visible leak). KP's cavity is the balloons' space, 5.48 mL
+    # (2026-12-01, issue 20: the opened gap under the plate beyond the balloons, 0.84 mL, no longer counts as cavity),
+    # so 0.52 mL of the 6 mL enter the compacted shell: leak 0.064 -> 0.079 mL, bone pressure 149 -> 217 Pa above
+    # the venous pressure
     assert vp["stop_reason"].startswith("leak visible") and vp["leak_on_fluoroscopy"] and vp["leak_on_ct"]
     assert vp["injected_ml"] < 6.0 and 0.1 <= vp["leaked_ml"] < 0.2
     assert kp["stop_reason"] == "volume reached" and kp["leak_on_ct"] and not kp["leak_on_fluoroscopy"]
-    assert kp["injected_ml"] == pytest.approx(6.0) and kp["leaked_ml"] == pytest.approx(0.064, rel=0.1)
+    assert kp["injected_ml"] == pytest.approx(6.0) and kp["leaked_ml"] == pytest.approx(0.079, rel=0.1)
     assert kp["injected_ml"] > 2.0 * vp["injected_ml"]
-    # the 1.5 mm phantom leaks through the plexus' anterolateral exits (route S): VP 0.103 mL; KP 0.051 mL, and
-    # 0.013 mL through the defect (route C)
+    # the 1.5 mm phantom leaks through the plexus' anterolateral exits (route S): VP 0.103 mL; KP 0.061 mL, and
+    # 0.018 mL through the defect (route C) (before 2026-12-01: 0.051 and 0.013 mL)
     # (tests/test_kyphoplasty.py; before the extra-osseous veins KP leaked > 0.1 mL through S and < 1e-3 through C)
     assert vp["leaked_ml_S"] > 0.1 and vp["leaked_ml_C"] < 1e-3
-    assert kp["leaked_ml_S"] == pytest.approx(0.051, rel=0.1) and kp["leaked_ml_C"] == pytest.approx(0.013, rel=0.2)
+    assert kp["leaked_ml_S"] == pytest.approx(0.061, rel=0.1) and kp["leaked_ml_C"] == pytest.approx(0.018, rel=0.2)
     # heights (model.heights, sub-voxel sampling along the level's axes): VP moves no endplate; the 3 mL balloons
     # lift the depressed anterior endplate by several voxels. Phantom truth: anterior 16.9 mm (grade-2 wedge of 25 mm)
     assert vp["height_restored_mm"] == 0.0 and vp["height_anterior_mm"] == pytest.approx(16.875, abs=1.5)
@@ -69,7 +72,7 @@ def test_vp_and_kp_rows_hold_real_numbers(rows):
     # balloon: KP only; the open cavity takes the cement at a lower bone pressure than intact bone
     assert math.isnan(vp["balloon_final_pressure_pa"]) and math.isnan(vp["balloon_ml"])
     assert kp["balloon_ml"] == pytest.approx(3.0) and kp["balloon_final_pressure_pa"] > 1e5
-    # (above the venous pressure, measured 149 vs 493 Pa)
+    # (above the venous pressure, measured 217 vs 493 Pa; 149 vs 493 before 2026-12-01)
     assert kp["max_injection_pressure_bone_pa"] - VENOUS_PRESSURE_PA < 0.5 * (vp["max_injection_pressure_bone_pa"]
                                                                             - VENOUS_PRESSURE_PA)
 
@@ -131,10 +134,14 @@ def test_lower_permeability_raises_the_kp_bone_pressure():
     assert lo["permeability_scale_applied"] and hi["permeability_scale_applied"]
     # the KP cavity drains into a vein channel of the phantom's sampled veins (seed 0); with the extra-osseous veins
     # behind its exits the cavity is no longer held at the venous pressure, and Darcy shows again: lower k, higher
-    # bone pressure (measured 187 vs 97 Pa above venous at k x 0.5 vs x 2; without the extra-osseous veins both sat
-    # 25 Pa above it)
+    # bone pressure (measured 249 vs 177 Pa above venous at k x 0.5 vs x 2; without the extra-osseous veins both sat
+    # 25 Pa above it). Before 2026-12-01 (issue 20) 187 vs 97 Pa: the cavity then counted the gap opened under the
+    # plate (5.9 mL); now it is the balloons' space, 5.48 mL, and the 0.52 mL beyond it pass the compacted shell and
+    # the vein channels, whose tube conductance is not scaled with k: our reading (not isolated) of why the ratio
+    # falls from 1.9 to 1.4 (of 4 in k)
     p_lo, p_hi = (r["max_injection_pressure_bone_pa"] - VENOUS_PRESSURE_PA for r in (lo, hi))
-    assert p_lo > 1.5 * p_hi > 0.0
+    assert p_lo > p_hi > 0.0
+    assert p_lo == pytest.approx(249.0, rel=0.1) and p_hi == pytest.approx(177.0, rel=0.1)
     assert p_lo < 1e3  # the open cavity: far below the VP bone pressure
 
 

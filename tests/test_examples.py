@@ -50,9 +50,10 @@ def test_own_ct():
     # (resampled from the 3 mm segmentation, so its faces are the mask's): 31.5 mm, within one CT voxel (3 mm) of the
     # CT's sub-voxel height (model/heights.py does not pass the CT to the edge fit)
     assert r["model_height_posterior_mm"] == pytest.approx(r["height_posterior_mm"], abs=3.0)
-    # 2 balloons of 2 mL asked; since issue 20 they stop at the device's rated 700 psi at 3.05 mL (dense bone in
-    # the membrane's shape)
-    assert r["KP_cavity_ml"] == pytest.approx(3.047, rel=0.02)
+    # 2 balloons of 2 mL asked; they reach 4.0 mL: where the bone in the membrane's shape needs more than the rated
+    # 700 psi the membrane distends towards its rated shape into weaker bone (issue 20, 2026-12-01; before, they
+    # stopped at the rating at 3.05 mL with weaker bone just outside their shapes)
+    assert r["KP_cavity_ml"] == pytest.approx(3.999, rel=0.02)
     # 4 mL planned in a 41 mL body; the injection stops at its first leak visible on fluoroscopy (through the
     # sampled veins), measured 0.95 mL in (fill 0.023)
     assert 0.01 < r["VP_fill_fraction"] < 0.1

@@ -97,11 +97,12 @@ def test_leakage_same_volume_with_cortical_defect():
     """1.5 mm phantom with an anterior cortical defect, low-viscosity cement, the KP cavity volume in both.
 
     Pinned numbers as the model gives them, with the phantom's sampled veins (seed 0), their extra-osseous drainage
-    (procedures.injection.exit_veins) and the rated 15/3 balloons (5.9 mL cavity): the cement that reaches the
-    basivertebral plexus leaves through route S, VP 0.46 mL, KP 0.042 mL (the balloon tamps the veins of its
-    compacted shell closed and the cavity fills at a pressure near the venous one), and through route B in VP only
-    (0.062 mL); the anterior defect (route C) takes 0.009 mL in KP and nothing in VP. Before the extra-osseous veins
-    the same run gave S 1.99 (VP) and 0.45 mL (KP). Injector limit and stopping rules off here (the whole volume),
+    (procedures.injection.exit_veins) and the rated 15/3 balloons (5.48 mL cavity, the membrane's space; 0.84 mL of
+    gap opened under the plate beyond it): the cement that reaches the basivertebral plexus leaves through route S,
+    VP 0.40 mL, KP 0.025 mL (the balloon tamps the veins of its compacted shell closed and the cavity fills at a
+    pressure near the venous one), and through route B in VP only (0.021 mL); the anterior defect (route C) takes
+    0.004 mL in KP and nothing in VP. Before 2026-12-01 the cavity counted the gap too (5.9 mL): S 0.46 (VP), 0.042
+    (KP), B 0.062 (VP), C 0.009 (KP). Before the extra-osseous veins the same run gave S 1.99 (VP) and 0.45 mL (KP). Injector limit and stopping rules off here (the whole volume),
     on in the default plan below.
     """
     v = vertebra_from_phantom(make_phantom(fracture="wedge", grade=2, cortical_defect=True, spacing_mm=1.5))
@@ -111,18 +112,18 @@ def test_leakage_same_volume_with_cortical_defect():
     vp = fill_with_cement(v, np.concatenate([t.tip_voxels for t in tr]), kp.metrics["injected_ml"], "low")
     k = kp.metrics["leaked_ml_by_route"]
     vp_ml = {r: float(vp.leaked_m3[r][-1] * 1e6) for r in "BSCD"}
-    assert k["S"] == pytest.approx(0.042, rel=0.1)
-    assert vp_ml["S"] == pytest.approx(0.461, rel=0.1)
-    assert vp_ml["B"] == pytest.approx(0.062, rel=0.1) and k["B"] < 1e-6
-    assert k["C"] == pytest.approx(0.0095, rel=0.2) and vp_ml["C"] < 1e-3
+    assert k["S"] == pytest.approx(0.0246, rel=0.1)
+    assert vp_ml["S"] == pytest.approx(0.400, rel=0.1)
+    assert vp_ml["B"] == pytest.approx(0.021, rel=0.1) and k["B"] < 1e-6
+    assert k["C"] == pytest.approx(0.0039, rel=0.2) and vp_ml["C"] < 1e-3
     assert k["D"] < 1e-6 and vp_ml["D"] < 1e-6
-    # the default plan: the whole cavity volume goes in; the leak, 0.05 mL, shows on CT, not on fluoroscopy (0.1 mL)
+    # the default plan: the whole cavity volume goes in; the leak, 0.03 mL, shows on CT, not on fluoroscopy (0.1 mL)
     from vertaug.physics.flow import STOP_VOLUME
 
     kp_stop = run_kyphoplasty(v, Kyphoplasty(cement="low"), trajectories=tr)
     assert kp_stop.injection.stop_reason == STOP_VOLUME
     assert kp_stop.injection.leak_on_ct and not kp_stop.injection.leak_on_fluoroscopy
-    assert kp_stop.metrics["leaked_ml"] == pytest.approx(0.051, rel=0.1)
+    assert kp_stop.metrics["leaked_ml"] == pytest.approx(0.0285, rel=0.1)
 
 
 def test_no_fracture_height_change_zero():
@@ -170,3 +171,27 @@ def test_cavity_cement_figure(kp, tmp_path):
     assert path is not None and path.stat().st_size > 10_000
     no_cavity = replace(kp, fields={k: v for k, v in kp.fields.items() if k != "balloon_cavity"})
     assert cavity_cement_figure(no_cavity, tmp_path / "none.png") is None
+
+
+def test_cavity_must_show_on_a_phantom(wedge, kp):
+    """Issue 20's must-show on the 2 mm wedge phantom, bipedicular 2 x 3 mL (seconds): the cavity is the balloons'
+    space, one face-connected region (scipy.ndimage.label's default, the cement's connectivity: flow.inject exchanges
+    cement across voxel faces only), its volume the balloon's final volume (within 10 %; equal here: the 0.026 mm
+    deflation recoil is below a voxel), and >= 90 % of its voxels more than half full of cement after the fill. The
+    space opened under the plate beyond the membrane's rated shape is reported apart (not cavity). Values as they came
+    out (2026-12-01): 5.496 mL in one region, 98.5 % filled, 5.42 mL of the 5.50 mL injected inside it; gap 0.92 mL."""
+    m = kp.metrics
+    cav = kp.fields["balloon_cavity"]
+    vvox_ml = wedge.voxel_volume_m3 * 1e6
+    assert ndimage.label(cav)[1] == 1 == m["cavity_regions"]
+    assert m["cavity_volume_ml"] == pytest.approx(float(cav.sum()) * vvox_ml)
+    assert abs(m["cavity_volume_ml"] / m["balloon_volume_ml"] - 1.0) <= 0.10
+    assert m["cavity_volume_ml"] == pytest.approx(m["balloon_volume_ml"], abs=1e-9)  # no voxel lost on deflation here
+    assert m["cavity_filled_pct"] >= 90.0
+    assert m["cavity_filled_pct"] == pytest.approx(98.5, abs=0.1)
+    # the fill goes into the cavity first: the planned volume (fill_ratio 1 x the cavity) goes in and stays in it
+    assert kp.injection.stop_reason == "volume reached"
+    assert float(kp.cement_fraction[cav].sum()) * vvox_ml > 0.95 * m["injected_ml"]
+    gap = kp.fields["fracture_gap"]
+    assert not np.any(gap & cav) and m["fracture_gap_ml"] == pytest.approx(float(gap.sum()) * vvox_ml)
+    assert m["fracture_gap_ml"] == pytest.approx(0.92, abs=1e-9)

@@ -14,7 +14,11 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    volume (its free compliance is taken as infinite: no maker's pressure-volume curve was found) and is not inflated
    beyond it. Where it may go is :func:`envelope_levels`: the free shape at the plan's volume (level 0), distended in
    steps of ``ENVELOPE_STEP`` of volume up to the rated shape when the bone inside the current shape cannot be crushed
-   (walls, body surface). The cavity is the space the membrane occupies: one compact region per balloon.
+   within the pressure limit (walls, body surface, bone stronger than the rating) and the plate cannot be lifted.
+   Until 2026-12-01 it distended only when no crushable voxel at all was left in its shape, so on the demo's L1 the
+   balloons stopped at the rating with 3.42 of 4 mL while bone of 0.9-4 MPa lay just outside their shapes.
+   The cavity is the space the membrane occupies (:attr:`BalloonResult.cavity`): the crushed voxels and the space it
+   entered under the lifted plate; its volume is the balloon's final volume less the deflation recoil.
 
 1. Crushing (cavity growth). Trabecular bone is a crushable foam: under a compressive stress above its yield
    stress it collapses at a nearly constant stress (the plateau) until it densifies (Gibson & Ashby, Cellular
@@ -73,9 +77,22 @@ Equations and choices (docs/kyphoplasty.md holds the same with the numbers measu
    spine above) moves up one voxel and the opened voxel becomes void; in a cortical-wall column, or where the opened
    voxel would touch a non-body label in its axial plane, it becomes cortex instead (the buckled wall is
    straightened; the body surface is never opened). Opened voxels in contact columns are the membrane's space (the
-   balloon volume grows by them); the rest is the gap opened under the rigid plate (open void, later cement): with
-   the balloons it forms the ``cavity``, apart from them the ``fracture_gap``; ``membrane`` is the balloon's space
-   alone.
+   balloon volume grows by them). The rest is space opened under the rigid plate with no bone in it; the membrane, at
+   a pressure above zero, enters the part of it that is face-connected to its space and inside its rated shape
+   (:func:`_membrane_follows`, nearest first, up to the plan's volume: it is counted in the balloon volume like a
+   crushed voxel, at no pressure of its own), after a lift and after a crush step that reaches it. So the balloon's
+   final volume = crushed voxels + opened voxels the membrane holds = the cavity, and the crushed bone goes into the
+   shell around that space (item 2). What the membrane cannot reach (beyond its rated shape: the plate is rigid and
+   rises over its whole area) or hold (the plan's volume is spent) stays ``fracture_gap``: the fracture line opened,
+   open void (DEFECT), not cavity. Before 2026-12-01 the gap next to the membrane counted as cavity but not as balloon
+   volume (demo L1: cavity 4.11 mL, 20 % above the balloon's 3.42 mL).
+
+   Two balloons (bipedicular): a bone septum between the two membranes is loaded in compression by both at p and is
+   crushed like any front voxel when p >= its yield, so the two spaces merge where the septum is weaker than the
+   pressure reached. For the cement they are one cavity only across a voxel face (scipy.ndimage.label's default face
+   connectivity, the one of flow.inject's fluxes); spaces meeting along an edge or a corner are two cavities.
+   :attr:`BalloonResult.per_balloon_ml` gives each balloon's share (voxels nearest its centre). No clinical or
+   cadaver source found measures whether bipedicular balloon cavities merge.
 
 4. Deflation (elastic recoil). The plastic part of the lift (crushed, re-positioned bone) stays; the elastic part
    is recovered when the balloon pressure is released. The preload then rests on the bone columns of the fragment
@@ -228,7 +245,7 @@ class BalloonResult:
     contact_area_mm2: np.ndarray  # balloon-on-fragment contact area per step
     action: tuple[str, ...]  # 'seed' | 'crush' | 'lift' per step
     cavity_inflated: np.ndarray  # bool, cavity at full inflation
-    cavity: np.ndarray  # bool, cavity after deflation (on the deflated grid)
+    cavity: np.ndarray  # bool, the membrane's space after deflation (on the deflated grid): the cavity for the cement
     shell: np.ndarray  # bool, trabecular voxels whose BV/TV was raised by compaction
     lift_columns_vox: np.ndarray  # int (nx, ny): lift per column at full inflation, voxels
     labels_inflated: np.ndarray
@@ -245,13 +262,20 @@ class BalloonResult:
     stop_reason: str
     fractured: bool
     notes: tuple[str, ...] = field(default=())
-    #: bool, space opened under the lifted plate away from the balloon (the fracture line opened; DEFECT, not cavity)
+    #: bool, space opened under the lifted plate that the membrane could not enter (outside its rated shape, or beyond
+    #: the plan's volume): the fracture line opened, DEFECT, not cavity
     fracture_gap: np.ndarray | None = None
     #: the model's fracture-zone map after the lift (the fragment's band moved with its columns), or None
     fracture_zone: np.ndarray | None = None
-    #: bool, the space the membrane occupied (crushed voxels and the voxels it opened following the plate), after
-    #: deflation; ``cavity`` adds the gap under the lifted plate connected to it (one void for the cement)
+    #: bool, the space the membrane occupied (crushed voxels and the space it entered under the lifted plate), after
+    #: deflation: the same voxels as ``cavity`` (kept for the readers of the older name)
     membrane: np.ndarray | None = None
+    #: volume of the membrane's space per balloon (voxels nearest to each balloon's centre), mL
+    per_balloon_ml: tuple[float, ...] = ()
+    #: at full inflation: space crushed by the membrane (the drilled seed included) and void opened under the lifted
+    #: plate, mL; final volume = crushed + the opened space the membrane holds; opened = that + the gap
+    crushed_space_ml: float = float("nan")
+    opened_space_ml: float = float("nan")
 
     @property
     def final_pressure_pa(self) -> float:
@@ -629,6 +653,7 @@ class _Inflation:
     front: _Front  # the crushable front and the contact columns, updated step by step
     n_bal: int  # balloon volume in voxels: crushed + lifted under the balloon's contact
     crushed_m3: float  # bone tissue volume crushed so far
+    n_crushed: int = 0  # voxels crushed (the drilled seed included): the rest of n_bal is space opened by the lift
     level: int = 0  # distension level of the membrane (envelope_levels)
     n_lift: int = 0  # lift steps so far: voxels of lift at the most depressed column (hinged_target)
     history: dict = field(default_factory=lambda: {"vols": [], "press": [], "lifts": [], "areas": [], "acts": []})
@@ -749,16 +774,17 @@ def _seeded_inflation(pb: _BalloonProblem, vertebra, seed_radius_mm) -> _Inflati
     crushed_m3 = float(st["bvtv"][cavity].sum() * pb.vvox)
     _open(st, cavity)
     s = _Inflation(fields=st, lifted=np.zeros_like(pb.depression), front=None, n_bal=int(cavity.sum()),
-                   crushed_m3=crushed_m3)
+                   crushed_m3=crushed_m3, n_crushed=int(cavity.sum()))
     s.history = {"vols": [0.0, cavity.sum() * pb.vvox * 1e6], "press": [0.0, 0.0], "lifts": [0.0, 0.0],
                  "areas": [0.0, 0.0], "acts": ["start", "seed"]}  # the seed: drilled, no inflation pressure yet
     s.front = _Front(st, pb.depression, reach=pb.envelope <= pb.k_rated)
     return s
 
 
-def _crush_step(pb: _BalloonProblem, s: _Inflation, flat, y_front, p_crush) -> float:
+def _crush_step(pb: _BalloonProblem, s: _Inflation, flat, y_front, p_crush) -> tuple[float, bool]:
     """Crush the front voxels (``flat``, inside the membrane's shape) within PRESSURE_TOLERANCE of the lowest yield,
-    nearest a balloon centre first (within DISTANCE_BAND_VOX of the nearest); returns the step's pressure."""
+    nearest a balloon centre first (within DISTANCE_BAND_VOX of the nearest); returns the step's pressure and
+    whether a crushed voxel now borders space opened under the lifted plate (which the membrane then enters)."""
     fr, st = s.front, s.fields
     cand = flat[y_front <= min(p_crush * (1.0 + PRESSURE_TOLERANCE), pb.p_cap)]  # C order, as np.argwhere
     idx = np.transpose(np.unravel_index(cand, st["labels"].shape))
@@ -771,21 +797,78 @@ def _crush_step(pb: _BalloonProblem, s: _Inflation, flat, y_front, p_crush) -> f
     _open_flat(st, sel)
     fr.crushed(sel)
     s.n_bal += int(sel.size)
-    return p
+    s.n_crushed += int(sel.size)
+    return p, bool(st["gap"].any()) and bool(st["gap"].reshape(-1)[_face_neighbours(sel, st["gap"].shape)].any())
+
+
+def _face_neighbours(flat: np.ndarray, shape) -> np.ndarray:
+    """Flat (C order) indices of the face neighbours inside the grid of the voxels at ``flat``."""
+    ijk = np.stack(np.unravel_index(flat, shape), axis=1)
+    out = []
+    for ax in range(3):
+        for dz in (-1, 1):
+            q = ijk.copy()
+            q[:, ax] += dz
+            q = q[(q[:, ax] >= 0) & (q[:, ax] < shape[ax])]
+            out.append(np.ravel_multi_index(tuple(q.T), shape))
+    return np.concatenate(out) if out else np.zeros(0, np.intp)
+
+
+def _membrane_follows(pb: _BalloonProblem, s: _Inflation) -> int:
+    """The membrane enters the space opened under the lifted plate that is open to it: gap voxels face-connected to
+    the membrane's space (cavity minus gap) and inside its rated shape (no bone there: yield 0, so a membrane at any
+    pressure > 0 fills it before it crushes anything). Nearest to the membrane first, up to the plan's volume; what
+    it cannot reach or hold stays gap (the fracture line opened under the rigid plate). Returns voxels taken."""
+    st = s.fields
+    left = pb.v_target_vox - s.n_bal
+    gap = st["gap"] & (pb.envelope <= pb.k_rated)
+    if left <= 0 or not gap.any():
+        return 0
+    membrane = st["cavity"] & ~st["gap"]
+    lab, _ = ndimage.label(gap | membrane)  # face connectivity: the membrane moves across voxel faces
+    keep = np.unique(lab[membrane])
+    cand = gap & np.isin(lab, keep[keep > 0])
+    n = int(cand.sum())
+    if n == 0:
+        return 0
+    if n > left:
+        # the membrane enters layer by layer: grow it one face layer at a time through the gap until the volume is spent
+        take = np.zeros_like(cand)
+        grown = membrane.copy()
+        while left > 0:
+            layer = ndimage.binary_dilation(grown) & cand & ~take
+            idx = np.flatnonzero(layer)
+            if idx.size == 0:
+                break
+            idx = idx[:left]
+            take.reshape(-1)[idx] = True
+            grown.reshape(-1)[idx] = True
+            left -= idx.size
+        cand = take
+    st["gap"][cand] = False
+    return int(cand.sum())
+
+
+def _front_in_shape(pb: _BalloonProblem, s: _Inflation) -> tuple[np.ndarray, np.ndarray]:
+    """The crushable front inside the membrane's shape at its distension level: flat indices and their yield."""
+    flat = s.front.flat[pb.envelope.reshape(-1)[s.front.flat] <= s.level]
+    return flat, s.fields["yield"].reshape(-1)[flat]
 
 
 def _inflation_step(pb: _BalloonProblem, s: _Inflation) -> str | None:
     """One step along the path of least pressure: lift the fragment or crush the front. Returns the reason to stop,
     or None after a step."""
     fr, depression = s.front, pb.depression
-    flat = fr.flat[pb.envelope.reshape(-1)[fr.flat] <= s.level]
-    while flat.size == 0 and s.level < pb.k_rated:  # the shape is full: the membrane distends towards its rating
-        s.level += 1
-        flat = fr.flat[pb.envelope.reshape(-1)[fr.flat] <= s.level]
-    y_front = s.fields["yield"].reshape(-1)[flat]
-    p_crush = float(y_front.min()) if y_front.size else np.inf
     a_c = int((fr.contact & (depression - s.lifted > 0)).sum())
     p_lift = pb.preload / (a_c * pb.spacing[0] * pb.spacing[1]) if a_c > 0 else np.inf
+    can_lift = p_lift <= pb.p_cap and s.n_bal + a_c <= pb.v_target_vox
+    flat, y_front = _front_in_shape(pb, s)
+    # the membrane distends towards its rated shape where the bone inside its current shape cannot be crushed within
+    # the pressure limit (walls, the body surface, bone stronger than the rating) and the plate cannot be lifted
+    while not can_lift and (y_front.size == 0 or y_front.min() > pb.p_cap) and s.level < pb.k_rated:
+        s.level += 1
+        flat, y_front = _front_in_shape(pb, s)
+    p_crush = float(y_front.min()) if y_front.size else np.inf
     if min(p_crush, p_lift) > pb.p_cap:
         return ("pressure limit reached" if np.isfinite(min(p_crush, p_lift))
                 else "the balloon fills its rated shape: no crushable bone left inside it")
@@ -793,10 +876,14 @@ def _inflation_step(pb: _BalloonProblem, s: _Inflation) -> str | None:
         s.n_lift += 1
         moving = fr.contact & (depression - s.lifted > 0)
         s.n_bal += _lift_step(s.fields, hinged_target(depression, s.n_lift), s.lifted, moving)
+        s.n_bal += _membrane_follows(pb, s)
         fr.rebuild()
         s.record(pb, p_lift, a_c, "lift")
     elif np.isfinite(p_crush) and p_crush <= pb.p_cap:
-        p = _crush_step(pb, s, flat, y_front, p_crush)
+        p, touches_gap = _crush_step(pb, s, flat, y_front, p_crush)
+        if touches_gap:
+            s.n_bal += _membrane_follows(pb, s)
+            fr.rebuild()
         s.record(pb, p, a_c, "crush")
     else:
         return "balloon volume left is smaller than one lift step and no bone can be crushed"
@@ -820,20 +907,21 @@ def _deflate(pb: _BalloonProblem, s: _Inflation, notes: list) -> tuple[float, in
 def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inflated: tuple) -> BalloonResult:
     """Deflate, spread the crushed bone over the compacted shell, and pack the result."""
     labels_inflated, cavity_inflated, lift_cols = inflated
+    opened_vox = int((s.fields["cavity"]).sum()) - s.n_crushed  # void opened under the plate: held + gap
     notes = []
     recoil_m, recoil_vox = _deflate(pb, s, notes)
     st, crushed_m3 = s.fields, s.crushed_m3
-    opened_gap = st.pop("gap")  # opened under the rigid plate where the membrane did not follow it
+    gap = st.pop("gap")  # opened under the rigid plate where the membrane could not follow (reach or volume)
     labels, hu, cavity = st["labels"], st["hu"], st["cavity"]
-    comp, _ = ndimage.label(cavity)
-    tips = {int(comp[tuple(round(c) for c in t)]) for t in pb.tips} - {0}
-    balloon_space = np.isin(comp, sorted(tips))
-    gap = cavity & ~balloon_space
+    balloon_space = cavity & ~gap  # the membrane's space: crushed voxels and the opened space it entered
     if gap.any():
-        notes.append(f"fracture gap opened under the lifted plate away from the balloon: {gap.sum() * pb.vvox * 1e6:.2f}"
-                     " mL (open void, not part of the cavity)")
+        open_to = gap & ndimage.binary_dilation(balloon_space)
+        notes.append(f"fracture gap opened under the lifted plate beyond the membrane's reach or volume: "
+                     f"{gap.sum() * pb.vvox * 1e6:.2f} mL (open void, not part of the cavity; {int(open_to.sum())} of its "
+                     "voxels face the cavity)")
+    per_balloon = _per_balloon_ml(balloon_space, pb)
     bvtv_after = np.where(cavity, 0.0, st["bvtv"])
-    bvtv_new, shell, gain = _spread_shell(labels, bvtv_after, cavity, crushed_m3, pb.vvox)
+    bvtv_new, shell, gain = _spread_shell(labels, bvtv_after, balloon_space, crushed_m3, pb.vvox)
     mats = vertebra.materials
     hu_shell = _hu_from_bvtv(bvtv_new[shell], mats.calibration, mats.density_law)
     hu[shell] = hu_shell.astype(np.float32)
@@ -852,8 +940,18 @@ def _balloon_result(pb: _BalloonProblem, s: _Inflation, vertebra, stop: str, inf
         mass_balance_error=err, recoil_mm=recoil_m * 1e3, recoil_vox=recoil_vox, n_balloons=pb.n_balloons,
         stop_reason=stop, fractured=pb.fractured,
         notes=tuple(notes) + (f"H_ref {pb.h_ref:.1f} mm (reference height)",), fracture_gap=gap,
-        fracture_zone=st.get("zone"), membrane=cavity & ~opened_gap,
+        fracture_zone=st.get("zone"), membrane=balloon_space, per_balloon_ml=per_balloon,
+        crushed_space_ml=s.n_crushed * pb.vvox * 1e6, opened_space_ml=opened_vox * pb.vvox * 1e6,
     )
+
+
+def _per_balloon_ml(space: np.ndarray, pb: _BalloonProblem) -> tuple[float, ...]:
+    """Volume (mL) of the membrane's space nearest to each balloon's centre (the voxels of one balloon)."""
+    idx = np.argwhere(space)
+    if idx.size == 0:
+        return tuple(0.0 for _ in pb.tips)
+    owner = np.argmin(np.linalg.norm(idx[:, None, :] - pb.tips[None, :, :], axis=2), axis=1)
+    return tuple(float(np.sum(owner == b)) * pb.vvox * 1e6 for b in range(len(pb.tips)))
 
 
 def inflate(
@@ -889,7 +987,7 @@ def inflate(
         if reason is not None:
             stop = reason
             break
-    inflated = (s.fields["labels"].copy(), s.fields["cavity"].copy(), s.lifted.copy())
+    inflated = (s.fields["labels"].copy(), s.fields["cavity"] & ~s.fields["gap"], s.lifted.copy())
     return _balloon_result(pb, s, vertebra, stop, inflated)
 
 

@@ -12,8 +12,16 @@ Timeline (each step one physics module):
    module's docstring);
 3. the treated model: :func:`vertaug.physics.balloon.treated_vertebra` (cavity = label DEFECT, open void, permeability of
    an open slot of its local width; shell with compacted BV/TV, its HU, k, E and yield from the same laws);
-4. fill: :func:`vertaug.physics.flow.inject` of ``cement_ml`` (or ``fill_ratio`` x the cavity volume) of cement
-   through the same cannula tips into the cavity and the bone around it, at ``rate_ml_s``; the cement viscosity
+4. fill: :func:`vertaug.physics.flow.inject` of ``cement_ml`` (or ``fill_ratio`` x the cavity volume, which is the
+   balloons' final volume: the membrane's space) of cement through the same cannula tips into the cavity and the
+   bone around it, at ``rate_ml_s``. The cavity fills first: it has no bone to resist the flow (open-slot
+   permeability) and the cement enters it at a bone pressure near the venous one before it interdigitates the shell.
+   A gap opened under the lifted plate beyond the membrane (``fracture_gap``) is a dead-end pocket whose fluid can
+   only leave through the bone around it; it is open to the cement but not planned for (demo L1: 0.83 mL, 3 % of it
+   more than half full). Until 2026-12-01 the plan counted the gap next to the membrane as cavity (4.11 mL for a
+   3.42 mL balloon space): the balloon space filled completely and the 0.5 mL beyond it went into the bone beside
+   the left balloon and out through an intraosseous vein channel 1-2 voxels from the cavity wall to route S, a
+   visible leak (0.10 mL) at 4.09 mL with 86 % of that "cavity" filled. The cement viscosity
    follows the preset's cure at body temperature (0-D, isothermal 37 C) from ``start_time_s`` after mixing, and
    shear-thins (:func:`vertaug.physics.rheology.viscosity_pa_s`); leaks by route B, S, C, D as in VP; the plunger
    pressure adds the cannula loss as vertebroplasty computes it (power law at the wall shear rate, 11 G, 120 mm).
@@ -186,20 +194,24 @@ def _reduction_before_balloon(vertebra, spec: Kyphoplasty):
 
 
 def _cavity_metrics(res, saturation: np.ndarray, vvox_ml: float) -> dict:
-    """Volume, connected regions (scipy.ndimage.label) and cement fill (voxels > half full) of the membrane's space
-    and of the cavity (outcome.BalloonMetrics)."""
+    """Volume, connected regions and cement fill (voxels > half full) of the cavity (the membrane's space) and of the
+    gap opened under the plate beyond the membrane (outcome.BalloonMetrics). Regions by scipy.ndimage.label: face
+    connectivity (6), the connectivity of the cement's flow (flow.inject exchanges cement across voxel faces only);
+    the 26-connected count says whether the balloons meet along an edge or a corner."""
     from scipy import ndimage
 
-    membrane = res.membrane if res.membrane is not None else res.cavity
     full = np.asarray(saturation) > 0.5
+    gap = res.fracture_gap if res.fracture_gap is not None else np.zeros_like(res.cavity)
 
     def pct(mask):
         return 100.0 * float(np.mean(full[mask])) if mask.any() else float("nan")
 
-    return {"balloon_space_ml": float(membrane.sum()) * vvox_ml,
-            "balloon_space_regions_touching": int(ndimage.label(membrane, structure=np.ones((3, 3, 3)))[1]),
-            "balloon_space_regions": int(ndimage.label(membrane)[1]), "cavity_regions": int(ndimage.label(res.cavity)[1]),
-            "balloon_space_filled_pct": pct(membrane), "cavity_filled_pct": pct(res.cavity)}
+    regions = int(ndimage.label(res.cavity)[1])
+    return {"balloon_space_ml": float(res.cavity.sum()) * vvox_ml,
+            "balloon_space_regions_touching": int(ndimage.label(res.cavity, structure=np.ones((3, 3, 3)))[1]),
+            "balloon_space_regions": regions, "cavity_regions": regions,
+            "balloon_space_filled_pct": pct(res.cavity), "cavity_filled_pct": pct(res.cavity),
+            "fracture_gap_ml": float(gap.sum()) * vvox_ml, "fracture_gap_filled_pct": pct(gap)}
 
 
 def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None) -> Outcome:
@@ -245,10 +257,14 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
         endplate_lift_max_mm=float(res.lift_mm[-1]), deflation_recoil_mm=res.recoil_mm,
         inflated=height_change(vertebra, res.labels_inflated, before), **_cavity_metrics(res, inj.saturation, vvox_ml),
     )
-    notes.append(f"balloon space {balloon.balloon_space_ml:.2f} mL in {balloon.balloon_space_regions} face-connected "
-                 f"region(s) ({balloon.balloon_space_regions_touching} counting edge/corner contact), "
-                 f"{balloon.balloon_space_filled_pct:.1f} % of it more than half full; cavity {cavity_ml:.2f} mL in "
-                 f"{balloon.cavity_regions} region(s), {balloon.cavity_filled_pct:.1f} %")
+    notes.append(f"balloon {res.final_volume_ml:.2f} mL = {res.crushed_space_ml:.2f} mL crushed + "
+                 f"{res.final_volume_ml - res.crushed_space_ml:.2f} mL opened under the lifted plate and held by the "
+                 f"membrane; the lift opened {res.opened_space_ml:.2f} mL in all")
+    per = " + ".join(f"{v:.2f}" for v in res.per_balloon_ml)
+    notes.append(f"cavity (the balloons' space) {cavity_ml:.2f} mL = {per} mL per balloon, {balloon.cavity_regions} "
+                 f"face-connected region(s) ({balloon.balloon_space_regions_touching} counting edge/corner contact), "
+                 f"{balloon.cavity_filled_pct:.1f} % of it more than half full; gap under the plate beyond the membrane "
+                 f"{balloon.fracture_gap_ml:.2f} mL, {balloon.fracture_gap_filled_pct:.1f} %")
     series = {
         "balloon_volume_ml": res.volume_ml, "balloon_pressure_pa": res.pressure_pa, "balloon_lift_mm": res.lift_mm,
         "balloon_contact_area_mm2": res.contact_area_mm2,

@@ -90,15 +90,18 @@ class BalloonMetrics:
     deflation_recoil_mm: float
     #: heights with the balloons inflated (before deflation)
     inflated: HeightChange
-    #: the membrane's space after deflation (balloon.BalloonResult.membrane) and the void the cement is given
-    #: (cavity: that space plus the gap under the lifted plate connected to it); connected regions by
-    #: scipy.ndimage.label (6-connectivity) and the share of their voxels more than half full of cement after the fill
+    #: the membrane's space after deflation (balloon.BalloonResult.cavity; balloon_space_* are the same voxels as
+    #: cavity_*, kept for their readers); connected regions by scipy.ndimage.label (6-connectivity, the cement's) and
+    #: the share of their voxels more than half full of cement after the fill
     balloon_space_ml: float = float("nan")
     balloon_space_regions: int = 0
     balloon_space_regions_touching: int = 0  # the same with 26-connectivity (regions meeting along an edge or corner)
     cavity_regions: int = 0
     balloon_space_filled_pct: float = float("nan")
     cavity_filled_pct: float = float("nan")
+    #: space opened under the lifted plate that the membrane could not enter (open void, not cavity) and its fill
+    fracture_gap_ml: float = 0.0
+    fracture_gap_filled_pct: float = float("nan")
 
     @property
     def balloon_final_pressure_psi(self) -> float:
