@@ -20,6 +20,11 @@ Heat equation (per voxel, finite volume, 7-point stencil)::
   balance closes to solver precision:
       released = stored + conducted out through the outer faces + removed by perfusion.
 - Damage: damage.DamageState (Arrhenius Omega, CEM43, time above 50 C, peak T) per voxel.
+- Ceiling: with one start temperature everywhere, no voxel passes T_start + phi_c rho_c H / (rho c)_mix of the richest
+  voxel. Cement placed cold into warm bone can: its rim cures first and heats the unreacted core, which then adds its
+  own heat (the monomer does not diffuse). A 2.1 mL ball of Palacos R placed at 23 C in bone at 37 C peaks at 185.7 C
+  at its centre in a radial method-of-lines reference (tests/exotherm_radial.py) against 37 + H/c = 159.5 C; this
+  voxel model gives 176.3 / 180.3 / 182.0 C on 2 / 1 / 0.5 mm voxels (tests/test_exotherm_ceiling.py).
 """
 
 from __future__ import annotations
