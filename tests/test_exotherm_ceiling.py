@@ -12,8 +12,8 @@ centre of a KP-like ball then exceeds 37 C + H/c, in the voxel model and in the 
 
 import numpy as np
 import pytest
-
 from exotherm_radial import radial_ball_peak
+
 from vertaug.model.labels import DEFECT, TRABECULAR
 from vertaug.physics import rheology, thermal
 
@@ -22,7 +22,7 @@ BALL_MM, HALF_MM = 8.0, 16.0  # a KP-like 2.1 mL ball of pure cement, bone out t
 
 
 def _ball(h_mm, radius_mm=BALL_MM, half_mm=HALF_MM, inside=DEFECT):
-    n = int(round(2 * half_mm / h_mm))
+    n = round(2 * half_mm / h_mm)
     n += n % 2 == 0  # odd: a voxel centred on the ball's centre
     x = (np.arange(n) - n // 2) * h_mm
     ball = np.sum(np.square(np.meshgrid(x, x, x, indexing="ij")), axis=0) <= radius_mm**2
