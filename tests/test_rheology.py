@@ -1,5 +1,7 @@
 """Cure kinetics, viscosity law and clinical times of the PMMA cement presets (physics/rheology.py)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -19,18 +21,28 @@ def test_isothermal_37c_li2003_reaches_half_cure_near_10_min():
 
 
 def test_adiabatic_from_23c_peaks_near_94c_and_equals_energy_bound():
-    res = rh.cure_0d(LOW, 7200.0, "adiabatic", temperature_c=23.0)
+    li = dataclasses.replace(LOW, vitrification_tg_k=None)  # Li 2003 as published: alpha_max = 1
+    res = rh.cure_0d(li, 7200.0, "adiabatic", temperature_c=23.0)
     print(f"adiabatic from 23 C: peak {res.peak_temperature_c:.2f} C")
     assert res.peak_temperature_c == pytest.approx(94.0, rel=0.05)
-    # Li 2003 has alpha_max = 1: the peak is the full-cure energy bound 23 + H/c (1e5/1400 = 71.43 K)
+    # the peak is the full-cure energy bound 23 + H/c (1e5/1400 = 71.43 K)
     assert res.peak_temperature_c == pytest.approx(23.0 + 1e5 / 1400.0 - 71.43 * LOW.alpha0, abs=0.01)
 
 
-def test_isothermal_times_scale_with_the_arrhenius_factor():
-    # for alpha_max = 1 the isothermal ODE is a pure time rescaling: t(23 C)/t(37 C) = K(37)/K(23)
-    ratio = rh.set_time_s(LOW, 23.0) / rh.set_time_s(LOW, 37.0)
-    expected = np.exp(LOW.activation_energy_j_mol / rh.GAS_CONSTANT_J_MOL_K * (1 / 296.15 - 1 / 310.15))
-    assert ratio == pytest.approx(expected, rel=1e-5)
+def test_vitrification_stops_the_adiabatic_cure_where_t_over_tg_meets_alpha():
+    """With vitrification the adiabatic cure stops where alpha = T / Tg and T = T0 + (H/c)(alpha - alpha0): the
+    fixed point alpha = (T0 - (H/c) alpha0) / (Tg - H/c); isothermal at 37 C it stops at 310.15 / 378."""
+    rise, tg, t0 = LOW.adiabatic_rise_k, LOW.vitrification_tg_k, 296.15
+    alpha_end = (t0 - rise * LOW.alpha0) / (tg - rise)
+    res = rh.cure_0d(LOW, 7200.0, "adiabatic", temperature_c=23.0)
+    assert res.alpha[-1] == pytest.approx(alpha_end, abs=1e-6)
+    assert res.peak_temperature_c == pytest.approx(23.0 + rise * (alpha_end - LOW.alpha0), abs=1e-4)
+    iso = rh.cure_0d(LOW, 7200.0, "isothermal", temperature_c=37.0)
+    assert iso.alpha[-1] == pytest.approx(310.15 / tg, abs=1e-6)
+    assert rh.cure_rate_1_s(LOW, 0.85, 310.15) == 0.0  # vitrified at 37 C
+    assert rh.cure_rate_1_s(LOW, 0.85, 310.15, hottest_k=350.0) > 0.0  # not after a hotter spell
+    with pytest.raises(ParameterError, match="vitrification_tg_k"):
+        rh.Cement(name="x", vitrification_tg_k=100.0)
 
 
 def test_borzacchiello_alpha_max_is_t_over_tg():

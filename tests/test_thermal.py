@@ -212,9 +212,9 @@ def test_mould_material_and_height_directions_coarse():
     print(f"coarse moulds: {peaks}")
     assert peaks[(6.0, "pu_foam")] > peaks[(6.0, "ptfe")] + 10.0
     assert peaks[(40.0, "ptfe")] > peaks[(6.0, "ptfe")] + 10.0
-    # grid check: the 1 mm isotropic runs (docs/cement.md section 7) gave 54.0 / 90.0 / 92.4 C
+    # grid check: the 1 mm isotropic runs (docs/cement.md section 7, with vitrification) gave 52.4 / 86.9 / 89.6 C
     assert [peaks[(6.0, "ptfe")], peaks[(6.0, "pu_foam")], peaks[(40.0, "ptfe")]] == pytest.approx(
-        [54.0, 90.0, 92.4], abs=1.5
+        [52.4, 86.9, 89.6], abs=1.5
     )
 
 

@@ -6,6 +6,20 @@ Cure (autocatalytic Arrhenius law; Borzacchiello 1998, Li 2003 via Quarini 2006)
     alpha_max   = min(T / Tg, 1)   (Borzacchiello sets, Tg = 378 K);   alpha_max = 1   (Li 2003)
     q           = rho_c H d(alpha)/dt                    [W per m^3 of cement]
 
+Vitrification: the cure stops when the glass transition of the curing cement reaches the temperature. The
+conversion reachable at temperature T is taken as alpha_v = min(1, T_hot / Tg) with Tg = 378 K, the glass
+transition of PMMA (105 C) in Borzacchiello 1998's law alpha_max = T/Tg (via Quarini 2006, whose code holds T at the
+highest temperature the cement has reached: cure stopped by cooling does not resume below it) [C]. The rate law
+fitted to rheometer curing times (alpha_max = 1) runs unchanged up to alpha_v, where the cure stops::
+
+    d(alpha)/dt = K0 exp(-E / (R T)) alpha^m (1 - alpha)^n     (alpha < alpha_v(T_hot)),   0 beyond
+
+(Borzacchiello's own law slows the rate on the way, (alpha_max - alpha)^n; the cut keeps the rheometer times of the
+gel point alpha 0.5 < alpha_v(23 C) = 0.78 as fitted.) alpha_v is 0.78 at 23 C and 0.82 at 37 C: Vallo 1998 measured
+by DSC and gas chromatography that the largest monomer conversion of a PMMA bone cement depends markedly on its cure
+temperature, and Warner 2004 that only about 75-85 % of the monomer converts, the glass effect limiting the setting
+exotherm [V]. ``vitrification_tg_k = None`` switches it off (Li 2003 as published).
+
 0-D adiabatic mode (cement alone, no losses)::
 
     c_c dT/dt = H d(alpha)/dt
@@ -29,7 +43,8 @@ Definitions used for the clinical times (isothermal cure at the given temperatur
   ambient and peak in a near-adiabatic test; with the temperature rise proportional to alpha that midpoint is alpha = 0.5.
 - working time: time until the viscosity at ``WORKING_SHEAR_RATE_1_S`` passes ``WORKING_LIMIT_PA_S`` (the upper end of
   the 1e1..1e3 Pa s working window, docs/cement.md).
-- hardened time: time to reach ``ALPHA_HARD`` = 0.95 (answers "the cement hardens within 30 minutes").
+- hardened time: time to reach ``ALPHA_HARD`` = 0.95 of the conversion reachable at that temperature (answers "the
+  cement hardens within 30 minutes").
 
 Presets (:func:`cement_preset`): "low" (generic low-viscosity: Li 2003 kinetics and heat, [M] viscosity), "high" = the
 named Palacos R, and the named commercial cements of :mod:`vertaug.physics.cements` (heat, density and heat capacity
@@ -59,11 +74,14 @@ __all__ = [
     "GAS_CONSTANT_J_MOL_K",
     "HIGH_VISCOSITY",
     "LOW_VISCOSITY",
+    "PMMA_TG_K",
     "WORKING_LIMIT_PA_S",
     "WORKING_SHEAR_RATE_1_S",
     "Cement",
     "Cure0DResult",
     "alpha_max",
+    "alpha_reachable",
+    "alpha_vitrified",
     "cement_preset",
     "cure_0d",
     "cure_rate_1_s",
@@ -83,6 +101,8 @@ ALPHA_HARD = 0.95  # "hardened": 95 % of the reaction heat released
 WORKING_LIMIT_PA_S = 1.0e3  # upper end of the 1e1..1e3 Pa s working window (docs/cement.md, [M])
 WORKING_SHEAR_RATE_1_S = 1.0  # shear rate at which the working-time viscosity is read (K itself)
 NEVER_CURES_S = 24 * 3600.0  # kinetics that do not reach ALPHA_SET in a day are rejected
+#: glass transition of PMMA, K (105 C): Borzacchiello 1998's alpha_max = T/Tg, via Quarini 2006 / mhogg [C]
+PMMA_TG_K = 378.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,7 @@ class Cement:
 
     ``tg_k`` is None for kinetics sets with alpha_max = 1 (Li 2003); a number for alpha_max = T/Tg (Borzacchiello).
     ``alpha0`` is the degree of cure at the end of mixing (time zero of every cure run).
+    ``vitrification_tg_k``: the cure stops at alpha_v = T_hot / Tg (module docstring); None: no vitrification.
     """
 
     name: str
@@ -124,6 +145,7 @@ class Cement:
     # thermal
     conductivity_w_m_k: float = 0.17
     specific_heat_j_kg_k: float = 1400.0
+    vitrification_tg_k: float | None = PMMA_TG_K
     sources: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
@@ -142,6 +164,9 @@ class Cement:
         check_range("cement.exponent_n", self.exponent_n, 0.0, 5.0)
         if self.tg_k is not None:
             check_range("cement.tg_k", self.tg_k, KELVIN, 600.0, "K")
+        if self.vitrification_tg_k is not None:
+            check_range("cement.vitrification_tg_k", self.vitrification_tg_k, KELVIN, 600.0, "K",
+                        "give the glass transition of the cured cement in K (PMMA 378 K), or None.")
         check_range(
             "cement.alpha0",
             self.alpha0,
@@ -280,15 +305,34 @@ def alpha_max(cement: Cement, temperature_k):
     return np.minimum(t / cement.tg_k, 1.0)
 
 
-def cure_rate_1_s(cement: Cement, alpha, temperature_k):
-    """d(alpha)/dt in 1/s; numpy-vectorised over ``alpha`` and ``temperature_k`` (broadcast)."""
+def alpha_vitrified(cement: Cement, hottest_k):
+    """Conversion at which the cure stops by vitrification, for the highest temperature reached ``hottest_k``."""
+    t = np.asarray(hottest_k, dtype=float)
+    if cement.vitrification_tg_k is None:
+        return np.ones_like(t)
+    return np.minimum(t / cement.vitrification_tg_k, 1.0)
+
+
+def alpha_reachable(cement: Cement, temperature_k, hottest_k=None):
+    """Largest cure degree reachable at ``temperature_k`` (after reaching ``hottest_k``, default the same)."""
+    hot = temperature_k if hottest_k is None else np.maximum(temperature_k, hottest_k)
+    return np.minimum(alpha_max(cement, temperature_k), alpha_vitrified(cement, hot))
+
+
+def cure_rate_1_s(cement: Cement, alpha, temperature_k, hottest_k=None):
+    """d(alpha)/dt in 1/s; numpy-vectorised over ``alpha``, ``temperature_k`` and ``hottest_k`` (the highest temperature
+    the cement has reached, for the vitrification limit; default ``temperature_k``) (broadcast)."""
     a = np.asarray(alpha, dtype=float)
     t = np.asarray(temperature_k, dtype=float)
     amax = alpha_max(cement, t)
     a = np.clip(a, 0.0, None)
     room = np.clip(amax - a, 0.0, None)
     k = cement.k0_1_s * np.exp(-cement.activation_energy_j_mol / (GAS_CONSTANT_J_MOL_K * t))
-    return k * a**cement.exponent_m * room**cement.exponent_n
+    rate = k * a**cement.exponent_m * room**cement.exponent_n
+    if cement.vitrification_tg_k is None:
+        return rate
+    hot = t if hottest_k is None else np.maximum(t, np.asarray(hottest_k, dtype=float))
+    return np.where(a < alpha_vitrified(cement, hot), rate, 0.0)
 
 
 def viscosity_pa_s(cement: Cement, alpha, temperature_k, shear_rate_1_s=WORKING_SHEAR_RATE_1_S):
@@ -398,9 +442,10 @@ def time_to_alpha_s(cement: Cement, alpha: float, temperature_c: float) -> float
     """Isothermal time (s from mixing) to reach cure degree ``alpha``; ParameterError if not reached in a day."""
     target = check_range("alpha", alpha, cement.alpha0, 1.0 - 1e-9)
     t_k = _check_temperature_c("temperature_c", temperature_c) + KELVIN
-    if target > float(alpha_max(cement, t_k)) - 1e-9:
+    if target > float(alpha_reachable(cement, t_k)) - 1e-9:
         raise ParameterError(
-            f"Cure degree alpha={alpha} is above alpha_max={float(alpha_max(cement, t_k)):.3f} at {temperature_c} C.",
+            f"Cure degree alpha={alpha} is above alpha_max={float(alpha_reachable(cement, t_k)):.3f} (the conversion "
+            f"reachable) at {temperature_c} C.",
             "ask for a lower alpha or a higher temperature.",
         )
 
@@ -433,8 +478,10 @@ def set_time_s(cement: Cement, temperature_c: float = BODY_TEMPERATURE_C) -> flo
 
 
 def hardened_time_s(cement: Cement, temperature_c: float = BODY_TEMPERATURE_C) -> float:
-    """Isothermal time to alpha = ALPHA_HARD (95 % of the reaction heat released)."""
-    return time_to_alpha_s(cement, ALPHA_HARD, temperature_c)
+    """Isothermal time to alpha = ALPHA_HARD x the conversion reachable at ``temperature_c`` (95 % of the heat the
+    cement can release there; with vitrification less than 95 % of the full heat)."""
+    reachable = float(alpha_reachable(cement, _check_temperature_c("temperature_c", temperature_c) + KELVIN))
+    return time_to_alpha_s(cement, ALPHA_HARD * reachable, temperature_c)
 
 
 def _alpha_at_viscosity(cement: Cement, mu_pa_s: float, temperature_k: float) -> float:

@@ -4,6 +4,7 @@ Heat equation (per voxel, finite volume, 7-point stencil)::
 
     (rho c)_mix dT/dt = div(k_mix grad T) - w_mix (rho c)_b (T - T_a) + phi_c rho_c H d(alpha)/dt
     d(alpha)/dt = K0 exp(-E/RT) alpha^m (alpha_max - alpha)^n        (rheology.cure_rate_1_s)
+    alpha <= alpha_v(T_hot) = min(1, T_hot / Tg)     (vitrification; T_hot the hottest temperature the voxel reached)
 
 - Mixture by volume (:func:`mix_properties`): a voxel of porous bone (label L with pore fraction 0 < p_L < 1) is bone
   matrix (1 - p), marrow p (1 - S) and cement p S, with p the voxel's porosity (default p_L) and S the cement fraction
@@ -20,6 +21,11 @@ Heat equation (per voxel, finite volume, 7-point stencil)::
   balance closes to solver precision:
       released = stored + conducted out through the outer faces + removed by perfusion.
 - Damage: damage.DamageState (Arrhenius Omega, CEM43, time above 50 C, peak T) per voxel.
+- Ceiling: with one start temperature everywhere, no voxel passes T_start + phi_c rho_c H / (rho c)_mix of the richest
+  voxel. Cement placed cold into warm bone can: its rim cures first and heats the unreacted core, which then adds its
+  own heat (the monomer does not diffuse). A 2.1 mL ball of Palacos R placed at 23 C in bone at 37 C peaks at 185.7 C
+  at its centre in a radial method-of-lines reference (tests/exotherm_radial.py) against 37 + H/c = 159.5 C; this
+  voxel model gives 176.3 / 180.3 / 182.0 C on 2 / 1 / 0.5 mm voxels (tests/test_exotherm_ceiling.py).
 """
 
 from __future__ import annotations
@@ -397,8 +403,9 @@ def _probe_indices(probes, shape) -> dict:
     return out
 
 
-def _advance_cure(cement, alpha, temp_k, dt_s):
-    """Advance alpha over dt at fixed temperature with RK4 sub-steps (sub-step size from the largest rate constant)."""
+def _advance_cure(cement, alpha, temp_k, dt_s, hottest_k=None):
+    """Advance alpha over dt at fixed temperature with RK4 sub-steps (sub-step size from the largest rate constant),
+    up to the conversion reachable after the hottest temperature each voxel has reached (vitrification)."""
     if alpha.size == 0:
         return alpha
     kmax = cement.k0_1_s * np.exp(
@@ -407,12 +414,12 @@ def _advance_cure(cement, alpha, temp_k, dt_s):
     nsub = max(1, int(np.ceil(dt_s * kmax / 0.1)))
     h = dt_s / nsub
     a = alpha.copy()
-    amax = rheology.alpha_max(cement, temp_k)
+    amax = rheology.alpha_reachable(cement, temp_k, hottest_k)
     for _ in range(nsub):
-        k1 = rheology.cure_rate_1_s(cement, a, temp_k)
-        k2 = rheology.cure_rate_1_s(cement, a + 0.5 * h * k1, temp_k)
-        k3 = rheology.cure_rate_1_s(cement, a + 0.5 * h * k2, temp_k)
-        k4 = rheology.cure_rate_1_s(cement, a + h * k3, temp_k)
+        k1 = rheology.cure_rate_1_s(cement, a, temp_k, hottest_k)
+        k2 = rheology.cure_rate_1_s(cement, a + 0.5 * h * k1, temp_k, hottest_k)
+        k3 = rheology.cure_rate_1_s(cement, a + 0.5 * h * k2, temp_k, hottest_k)
+        k4 = rheology.cure_rate_1_s(cement, a + h * k3, temp_k, hottest_k)
         a = np.minimum(a + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4), np.maximum(amax, a))
     return np.maximum(a, alpha)  # cure never reverses
 
@@ -551,7 +558,8 @@ def _exotherm_step(pb: _ExothermProblem, st: _ExothermState, dt_step: float) -> 
     """Advance the cure at the step's start temperature, solve the theta scheme, book the energy and the damage."""
     theta, cem_idx, temp = pb.theta, pb.cem_idx, st.temp
     st.lin = pb.solver_for(dt_step)
-    new_alpha = _advance_cure(pb.cement, st.alpha, temp[cem_idx] + KELVIN, dt_step)
+    new_alpha = _advance_cure(pb.cement, st.alpha, temp[cem_idx] + KELVIN, dt_step,
+                              st.dmg.peak_temperature_c[cem_idx] + KELVIN)
     q_j = pb.heat_per_alpha * (new_alpha - st.alpha)
     alpha_old, st.alpha = st.alpha, new_alpha
     rhs = (pb.cap / dt_step) * temp + pb.fixed_rhs

@@ -13,7 +13,7 @@ from ..clinical import evidence as ev
 from ..constants import BODY_TEMPERATURE_C
 from ..physics import rheology
 
-__all__ = ["Claim", "check_claims", "CLAIMS"]
+__all__ = ["CLAIMS", "Claim", "check_claims"]
 
 CLAIMS = {
     1: "Vertebral compression fractures are common in older people; osteoporosis is the usual cause.",
@@ -87,7 +87,8 @@ def check_claims(density_class: str | None = None, simulated: dict | None = None
 
     hard = rheology.hardened_time_s(low, BODY_TEMPERATURE_C) / 60
     out.append(Claim(5, CLAIMS[5], "supported" if hard <= 30 else "not supported",
-                     f"Modelled time to 95 % cure at body temperature: {hard:.1f} min (Li 2003 kinetics, isothermal 37 C); "
+                     f"Modelled time to 95 % of the reachable cure at body temperature: {hard:.1f} min (Li 2003 "
+                     "kinetics, vitrification at T/Tg, isothermal 37 C); "
                      "return to activity is not modelled.",
                      simulated={"hardened_time_min": hard}))
 
