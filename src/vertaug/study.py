@@ -31,7 +31,8 @@ import numpy as np
 
 from .errors import InputError, check_range
 
-__all__ = ["ProcedureRun", "Study", "procedure_runner", "run_procedure", "run_study", "stage_timer"]
+__all__ = ["ProcedureRun", "Study", "fe_state", "procedure_runner", "run_procedure", "run_study", "seeded_global_rng",
+           "stage_timer"]
 
 #: Seed of numpy's global random state while a chain runs: pyamg draws the start vectors of its spectral-radius
 #: estimates from it (pyamg.util.linalg.approximate_spectral_radius), which moved results in the 10th digit between
@@ -107,8 +108,9 @@ def procedure_runner(plan) -> tuple[str, Callable]:
     raise TypeError(f"no procedure runs a plan of type {type(plan).__name__}")
 
 
-def _fe_state(model, cement_fraction, what: str, notes: list[str]):
-    """FE state of a model and its cement, or None and a note when the input gives the FE no load path."""
+def fe_state(model, cement_fraction, what: str, notes: list[str]):
+    """FE state of a model and its cement (``cement_fraction`` per voxel, None: untreated), or None and a note
+    appended to ``notes`` when the input gives the FE no load path (the chain's FE stage, callable on its own)."""
     from .procedures.stiffness import state_mechanics
 
     try:
@@ -144,7 +146,7 @@ def run_procedure(model, plan, trajectories=None, thermal: bool = True, mechanic
         if mechanics:
             say(f"{name}: voxel FE stiffness and strength")
             with stage_timer(timings, f"mechanics_{name}"):
-                state = _fe_state(outcome.model_after, outcome.cement_fraction, name, notes)
+                state = fe_state(outcome.model_after, outcome.cement_fraction, name, notes)
     return ProcedureRun(name, plan, outcome, exotherm, state, timings, tuple(notes))
 
 
@@ -152,7 +154,7 @@ def pre_treatment_mechanics(model, timings_s: dict | None = None, notes: list[st
     """The FE state of the untreated model (None and a note when the FE cannot run on it)."""
     timings_s = {} if timings_s is None else timings_s
     with seeded_global_rng(), stage_timer(timings_s, "mechanics_pre-treatment"):
-        return _fe_state(model, None, "pre-treatment", [] if notes is None else notes)
+        return fe_state(model, None, "pre-treatment", [] if notes is None else notes)
 
 
 @contextmanager
