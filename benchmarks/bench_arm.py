@@ -52,13 +52,13 @@ def _model(spacing_mm: float, clock: _Clock):
 
 def _arm(name, plan, v, tr, clock: _Clock):
     from vertaug.procedures.exotherm import exotherm_after
-    from vertaug.study import _fe_state, procedure_runner, seeded_global_rng
+    from vertaug.study import fe_state, procedure_runner, seeded_global_rng
 
     _, run = procedure_runner(plan)
     with seeded_global_rng():
         outcome = clock.run(f"{name}: procedure", lambda: run(v, plan, trajectories=tr))
         ex = clock.run(f"{name}: exotherm", lambda: exotherm_after(outcome))
-        st = clock.run(f"{name}: voxel FE", lambda: _fe_state(outcome.model_after, outcome.cement_fraction, name, []))
+        st = clock.run(f"{name}: voxel FE", lambda: fe_state(outcome.model_after, outcome.cement_fraction, name, []))
     inj = outcome.injection
     stiff = getattr(st, "stiffness_n_per_mm", float("nan"))
     return (f"{name}: injected {inj.injected_ml:.2f} mL, {len(outcome.series['t_s']) - 1} fill steps; exotherm "

@@ -147,16 +147,21 @@ def test_compare_cli_numerical_failure_is_one_line(tmp_path, example, monkeypatc
 @pytest.mark.slow
 def test_two_workers_give_the_serial_results(tmp_path):
     """The KP chain in a second process (workers=2) gives the serial run's numbers (round-off: reductions in
-    another process may sum in another order)."""
+    another process may sum in another order), and so do the parameter samples queued behind it on the same pool."""
     ph = make_phantom(fracture="wedge", grade=2)
     runs = {}
     for workers in (1, 2):
         written = run_pipeline(ph.ct, ph.labels, "L1", tmp_path / f"w{workers}", body=ph.body, spacing_mm=1.0,
                                vp=Vertebroplasty(volume_ml=3.0), kp=Kyphoplasty(balloon_ml=1.5), thermal=True,
-                               mechanics=True, fluoro=False, workers=workers)
+                               mechanics=True, fluoro=False, workers=workers, samples=1)
         runs[workers] = written.comparison
     serial, parallel = runs[1], runs[2]
-    assert {"vertebroplasty", "kyphoplasty", "exotherm_KP", "mechanics_KP"} <= set(parallel.timings_s)
+    assert {"vertebroplasty", "kyphoplasty", "exotherm_KP", "mechanics_KP", "parameter_samples"} <= set(parallel.timings_s)
+    ser_r, par_r = serial.ranges.to_dict(), parallel.ranges.to_dict()
+    assert ser_r["transferred"] and ser_r["samples"] == par_r["samples"]
+    for tag in ("VP", "KP"):
+        for key, xs in ser_r["values"][tag].items():
+            assert par_r["values"][tag][key] == pytest.approx(xs, rel=1e-7, abs=1e-12, nan_ok=True), key
     for a, b in zip(serial.rows, parallel.rows):
         assert a.key == b.key
         for x, y in ((a.vp, b.vp), (a.kp, b.kp)):

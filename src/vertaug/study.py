@@ -31,7 +31,8 @@ import numpy as np
 
 from .errors import InputError, check_range
 
-__all__ = ["ProcedureRun", "Study", "procedure_runner", "run_procedure", "run_study", "stage_timer"]
+__all__ = ["ProcedureRun", "Study", "fe_state", "procedure_runner", "run_procedure", "run_study", "seeded_global_rng",
+           "stage_timer", "worker_pool"]
 
 #: Seed of numpy's global random state while a chain runs: pyamg draws the start vectors of its spectral-radius
 #: estimates from it (pyamg.util.linalg.approximate_spectral_radius), which moved results in the 10th digit between
@@ -107,8 +108,9 @@ def procedure_runner(plan) -> tuple[str, Callable]:
     raise TypeError(f"no procedure runs a plan of type {type(plan).__name__}")
 
 
-def _fe_state(model, cement_fraction, what: str, notes: list[str]):
-    """FE state of a model and its cement, or None and a note when the input gives the FE no load path."""
+def fe_state(model, cement_fraction, what: str, notes: list[str]):
+    """FE state of a model and its cement (``cement_fraction`` per voxel, None: untreated), or None and a note
+    appended to ``notes`` when the input gives the FE no load path (the chain's FE stage, callable on its own)."""
     from .procedures.stiffness import state_mechanics
 
     try:
@@ -144,7 +146,7 @@ def run_procedure(model, plan, trajectories=None, thermal: bool = True, mechanic
         if mechanics:
             say(f"{name}: voxel FE stiffness and strength")
             with stage_timer(timings, f"mechanics_{name}"):
-                state = _fe_state(outcome.model_after, outcome.cement_fraction, name, notes)
+                state = fe_state(outcome.model_after, outcome.cement_fraction, name, notes)
     return ProcedureRun(name, plan, outcome, exotherm, state, timings, tuple(notes))
 
 
@@ -152,25 +154,37 @@ def pre_treatment_mechanics(model, timings_s: dict | None = None, notes: list[st
     """The FE state of the untreated model (None and a note when the FE cannot run on it)."""
     timings_s = {} if timings_s is None else timings_s
     with seeded_global_rng(), stage_timer(timings_s, "mechanics_pre-treatment"):
-        return _fe_state(model, None, "pre-treatment", [] if notes is None else notes)
+        return fe_state(model, None, "pre-treatment", [] if notes is None else notes)
 
 
 @contextmanager
-def _second_process(workers: int):
-    """A one-process spawn pool when ``workers >= 2`` (else None), started at once so that it imports the physics
-    while this process works; terminated on the way out, whatever happens."""
-    if workers < 2:
+def worker_pool(processes: int):
+    """A spawn pool of ``processes`` worker processes (None when ``processes`` < 1), started at once so that its
+    workers import the physics while this process works; terminated on the way out, whatever happens. One pool can
+    carry the KP chain of :func:`run_study` and the report's parameter samples (report.sampling.submit_samples)."""
+    if processes < 1:
         yield None
         return
     import multiprocessing
 
-    pool = multiprocessing.get_context("spawn").Pool(1, initializer=_die_with_parent, initargs=(os.getpid(),))
+    pool = multiprocessing.get_context("spawn").Pool(processes, initializer=_die_with_parent, initargs=(os.getpid(),))
     try:
-        pool.apply_async(_warm_up)
+        for _ in range(processes):
+            pool.apply_async(_warm_up)
         yield pool
     finally:
         pool.terminate()
         pool.join()
+
+
+@contextmanager
+def _second_process(workers: int, pool=None):
+    """``pool`` when given; else a one-process pool when ``workers >= 2`` (else None)."""
+    if pool is not None:
+        yield pool
+        return
+    with worker_pool(1 if workers >= 2 else 0) as own:
+        yield own
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -208,12 +222,14 @@ def plan_study_trajectories(model, vp, kp, timings_s: dict | None = None) -> dic
 
 def run_study(model, vp=None, kp=None, thermal: bool = True, mechanics: bool = True, workers: int = 1,
               trajectories: dict | None = None, progress: Callable[[str], None] | None = None,
-              during: Callable[[], None] | None = None) -> Study:
+              during: Callable[[], None] | None = None, pool=None, queued: Callable | None = None) -> Study:
     """Both procedures on ``model`` (a pre-treatment Vertebra), with exotherms and FE states.
 
     ``workers``: 1 (serial) or 2 (the KP chain in a second process). ``during``: work of the caller's (figures, say)
     run in this process while the KP chain runs in the other one (serial: between the two chains). ``trajectories``:
-    {approach: paths} planned beforehand, else planned here.
+    {approach: paths} planned beforehand, else planned here. ``pool``: a :func:`worker_pool` of the caller's that runs
+    the KP chain (whatever ``workers`` says); ``queued(pool)`` is called once the KP chain is queued on it, to queue
+    more work behind it (the report's parameter samples) while this process runs the VP chain.
     """
     from .procedures.kyphoplasty import Kyphoplasty
     from .procedures.vertebroplasty import Vertebroplasty
@@ -224,10 +240,12 @@ def run_study(model, vp=None, kp=None, thermal: bool = True, mechanics: bool = T
     notes: list[str] = []
     t0 = time.perf_counter()
     tr = trajectories if trajectories is not None else plan_study_trajectories(model, vp, kp, timings)
-    with _second_process(workers) as pool:
+    with _second_process(workers, pool) as pool:
         kp_job = None
         if pool is not None:
             kp_job = pool.apply_async(run_procedure, (model, kp, tr[kp.approach], thermal, mechanics))
+            if queued is not None:
+                queued(pool)
         vp_run = run_procedure(model, vp, tr[vp.approach], thermal, mechanics, progress)
         pre_state = pre_treatment_mechanics(model, timings, notes) if mechanics else None
         if during is not None:

@@ -31,13 +31,28 @@ __all__ = ["ExothermMetrics", "ExothermSummary", "exotherm_after"]
 MARGIN_MM = 10.0
 DURATION_S = 900.0
 #: Time steps and scheme: Crank-Nicolson, adaptive from DT_S to DT_MAX_S (each step the largest power-of-two multiple of
-#: DT_S whose predicted largest change stays below 1 C and 0.02 in cure degree), linear solves to a relative residual
-#: of SOLVER_RTOL. Measured 2026-11-24 on a 9 mm-radius sphere of cement in trabecular bone (1 mm voxels, 900 s): peak
-#: 97.49 C in 159 steps vs 97.53 C with fixed 2.5 s steps (360) and 97.54 C with 0.5 s backward Euler (1800); necrosis
-#: 0.287 vs 0.292 mL (5 voxels at the threshold). On the demo's VP (real L1): peak 90.19 vs 89.95 C (fixed 2.5 s),
-#: 162 vs 360 steps, 9.6 vs 21.5 s.
+#: DT_S whose predicted largest change, from the last step's rates, stays below MAX_CHANGE_C and MAX_CURE_CHANGE in
+#: cure degree), linear solves to a relative residual of SOLVER_RTOL. Measured 2026-11-24 with the earlier control
+#: (1 C, 0.02, 10 s) on a 9 mm-radius sphere of cement in trabecular bone (1 mm voxels, 900 s): peak 97.49 C in 159
+#: steps vs 97.53 C with fixed 2.5 s steps (360) and 97.54 C with 0.5 s backward Euler (1800); necrosis 0.287 vs 0.292
+#: mL. The control was coarsened to 2 C, 0.05, 20 s (issue 26; 2026-12-01, the demo's fractured L1 at 1 mm, against
+#: a fixed 1.25 s reference of 720 steps; CPU s, peak C, necrosis mL, the largest change of the max-temperature map):
+#:
+#:     VP ("low"):  reference 720 steps 11.0 s, 83.70 C, 0.1097 mL
+#:                  1 C / 0.02 / 10 s: 158 steps 4.11 s, 83.59 (-0.11), 0.1056 (-0.0042), 0.53 C
+#:                  2 C / 0.05 / 20 s:  95 steps 3.18 s, 84.05 (+0.35), 0.1047 (-0.0050), 0.60 C
+#:     KP ("high"): reference 720 steps 12.9 s, 173.45 C, 2.7221 mL
+#:                  1 C / 0.02 / 10 s: 188 steps 5.53 s, 173.04 (-0.40), 2.7033 (-0.0189), 5.80 C
+#:                  2 C / 0.05 / 20 s: 128 steps 4.61 s, 173.63 (+0.18), 2.6993 (-0.0228), 5.72 C
+#:
+#: i.e. the coarser control stays within 0.5 C of the reference peak and 5 % of its necrosis, as the finer one did
+#: (tests/test_exotherm_steps.py checks 1 C and 5 % against a fine fixed-step run on a cement sphere, where both
+#: controls miss the peak by 0.5 C, in opposite directions); the rest of the CPU time per step is
+#: the cure's RK4 sub-steps (physics/thermal.py), whose number follows the cure rate, not the step size.
 DT_S = 2.5
-DT_MAX_S = 10.0
+DT_MAX_S = 20.0
+MAX_CHANGE_C = 2.0
+MAX_CURE_CHANGE = 0.05
 SOLVER_RTOL = 1e-10
 THETA = 0.5
 
@@ -83,9 +98,10 @@ def _probes(labels: np.ndarray, cement: np.ndarray) -> dict:
     return probes
 
 
-def exotherm_after(outcome, duration_s: float = DURATION_S, dt_s: float = DT_S,
-                   dt_max_s: float | None = DT_MAX_S) -> ExothermSummary:
-    """Run the exotherm for a procedure ``Outcome`` (its ``model_after`` and ``cement_fraction``)."""
+def exotherm_after(outcome, duration_s: float = DURATION_S, dt_s: float = DT_S, dt_max_s: float | None = DT_MAX_S,
+                   max_change_c: float = MAX_CHANGE_C, max_cure_change: float = MAX_CURE_CHANGE) -> ExothermSummary:
+    """Run the exotherm for a procedure ``Outcome`` (its ``model_after`` and ``cement_fraction``); ``dt_max_s`` None:
+    fixed steps of ``dt_s``; else adaptive steps with the limits ``max_change_c`` (C) and ``max_cure_change``."""
     model = outcome.model_after
     labels = np.asarray(model.labels)
     f = np.asarray(outcome.cement_fraction, dtype=float)
@@ -115,6 +131,7 @@ def exotherm_after(outcome, duration_s: float = DURATION_S, dt_s: float = DT_S,
     res = thermal.simulate_exotherm(lab_c, model.spacing_m, sat_c, duration_s, dt_s=dt_s, cement=cement,
                                     probes=_probes(lab_c, sat_c), age_at_placement_s=age, theta=THETA,
                                     dt_max_s=dt_max_s if dt_max_s is None else max(dt_max_s, dt_s),
+                                    max_change_c=max_change_c, max_cure_change=max_cure_change,
                                     solver_rtol=SOLVER_RTOL, pore_fraction=np.clip(porosity[box], 0.0, 1.0))
     tmax = np.full(labels.shape, thermal.BODY_C, dtype=np.float32)
     tmax[box] = res.max_temperature_c

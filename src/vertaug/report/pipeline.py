@@ -19,7 +19,7 @@ from rich.console import Console
 
 from ..anatomy.io import Volume
 from ..errors import check_range
-from ..study import Study, plan_study_trajectories, run_study, stage_timer
+from ..study import Study, plan_study_trajectories, run_study, stage_timer, worker_pool
 
 __all__ = ["ReportRun", "run_pipeline"]
 
@@ -141,19 +141,26 @@ def _run(job: _Job, out: Path, console: Console):
         trajectories = plan_study_trajectories(vertebra, vp, kp, timings)
         progress.update(task, advance=1)
         patient_figs = []
-        study = run_study(vertebra, vp, kp, job.thermal, job.mechanics, job.workers, trajectories, say,
-                          during=lambda: patient_figs.extend(_level_figures(job, spine, before, vertebra, out, written,
-                                                                            say)))
-        timings.update(study.timings_s)
-        with stage_timer(timings, "parameter_samples"):
-            ranges, range_notes = _parameter_ranges(job, vertebra, study, vp, kp, say)
-        progress.update(task, advance=2, description="figures")
-        figs = {"patient": patient_figs, **_study_figures(study, out)}
-        if job.fluoro:
-            progress.update(task, advance=1, description="fluoroscopy frames")
-            written.update(_fluoro(ct, study, out))
-            if "key_frames" in written:
-                figs["both"].append((written["key_frames"], "Simulated fluoroscopy key frames (lateral, AP)"))
+        sampler = _Sampler(job, vertebra, trajectories, vp, kp, say, timings)
+        # one pool: the KP chain first, the sample chains queued behind it, while this process runs the VP chain
+        with worker_pool((1 + (sampler.model is not None)) if job.workers >= 2 else 0) as pool:
+            study = run_study(vertebra, vp, kp, job.thermal, job.mechanics, job.workers, trajectories, say,
+                              during=lambda: patient_figs.extend(_level_figures(job, spine, before, vertebra, out,
+                                                                                written, say)),
+                              pool=pool, queued=sampler.submit)
+            timings.update(study.timings_s)
+            progress.update(task, advance=1, description="figures")
+            figs = {"patient": patient_figs, **_study_figures(study, out)}
+            if job.fluoro:
+                progress.update(task, advance=1, description="fluoroscopy frames")
+                written.update(_fluoro(ct, study, out))
+                if "key_frames" in written:
+                    figs["both"].append((written["key_frames"], "Simulated fluoroscopy key frames (lateral, AP)"))
+            with stage_timer(timings, "parameter_samples_wait"):
+                ranges, range_notes = sampler.result(study)
+            if ranges is not None:  # from queueing to the last chain: it overlaps the study with workers=2
+                timings["parameter_samples"] = ranges.wall_s
+        progress.update(task, advance=1)
         say("report")
         timings["all_stages_wall"] = time.perf_counter() - t_start  # with workers=2 the chains' times overlap
         comparison, files = _write_report(job, spine, before, study, timings, figs, out, ranges, range_notes)
@@ -234,38 +241,69 @@ def _reported_states(study: Study) -> dict:
     return study.mechanics_states() if study.pre_mechanics is not None else {}
 
 
-def _parameter_ranges(job: _Job, vertebra, study: Study, vp, kp, say):
-    """(report.sampling.ParameterRanges or None, notes): the chain over ``job.samples`` parameter samples, on the
-    coarser sampling model (built here) or on the report's own model when that is as coarse."""
-    from ..errors import InputError
-    from ..model.vertebra import vertebra_from_ct
-    from .compare import study_metrics
-    from .sampling import SAMPLE_SPACING_MM, carried_trajectories, run_samples
+class _Sampler:
+    """The report's parameter samples (report.sampling): the sampling model built up front (the coarser one, or the
+    report's own when that is as coarse), the chains queued on the study's pool behind the KP chain (``submit``) or,
+    without a pool, run after the study; ``result`` gathers them: (ParameterRanges or None, notes)."""
 
-    if job.samples < 1:
-        return None, ("parameter ranges: not sampled (--samples 0); the ranges are numerical only",)
-    sp = max(SAMPLE_SPACING_MM, job.spacing_mm)
-    nominal = None
-    model, paths = vertebra, study.trajectories
-    try:
-        if sp > job.spacing_mm:
-            ct, seg, body = job.scan
-            zone = job.fracture.zone if job.fracture is not None else None
-            model = vertebra_from_ct(ct, seg, job.level, body=body, numbering=job.numbering, spacing_mm=sp,
-                                     fracture_zone=zone)
-            paths = carried_trajectories(study.trajectories, vertebra, model)
-        else:
+    def __init__(self, job: _Job, vertebra, trajectories: dict, vp, kp, say, timings: dict):
+        from ..errors import InputError
+        from ..model.vertebra import vertebra_from_ct
+        from .sampling import SAMPLE_SPACING_MM, carried_trajectories
+
+        self.job, self.vp, self.kp, self.say = job, vp, kp, say
+        self.sp = max(SAMPLE_SPACING_MM, job.spacing_mm)
+        self.transfer = self.sp > job.spacing_mm
+        self.model, self.paths, self.pending, self.note = None, trajectories, None, None
+        if job.samples < 1:
+            self.note = "parameter ranges: not sampled (--samples 0); the ranges are numerical only"
+            return
+        with stage_timer(timings, "parameter_samples_model"):
+            try:
+                if self.transfer:
+                    ct, seg, body = job.scan
+                    zone = job.fracture.zone if job.fracture is not None else None
+                    self.model = vertebra_from_ct(ct, seg, job.level, body=body, numbering=job.numbering,
+                                                  spacing_mm=self.sp, fracture_zone=zone)
+                    self.paths = carried_trajectories(trajectories, vertebra, self.model)
+                else:
+                    self.model = vertebra
+            except InputError as exc:  # e.g. the coarser model cannot be built: the report goes on without them
+                self.note = (f"parameter ranges: not computed on the {self.sp:g} mm sampling model ({exc}); the ranges "
+                             "are numerical only")
+
+    def submit(self, pool=None) -> None:
+        """Queue the chains on ``pool`` (None: they run in this process when ``result`` is called)."""
+        from .sampling import submit_samples
+
+        if self.model is not None and self.pending is None:
+            j = self.job
+            self.pending = submit_samples(self.model, self.vp, self.kp, j.samples, thermal=j.thermal,
+                                          mechanics=j.mechanics, pool=pool, with_nominal=self.transfer,
+                                          progress=self.say, trajectories=self.paths)
+
+    def result(self, study: Study):
+        from ..errors import InputError
+        from .compare import study_metrics
+
+        if self.model is None:
+            return None, (self.note,)
+        self.submit(None)
+        nominal = None
+        if not self.transfer:
             vp_m, kp_m = study_metrics(study, study.mechanics_states() if study.pre_mechanics is not None else {})
             nominal = {"VP": vp_m, "KP": kp_m}
-        ranges = run_samples(model, vp, kp, job.samples, thermal=job.thermal, mechanics=job.mechanics,
-                             workers=job.workers, nominal=nominal, progress=say, trajectories=paths)
-    except InputError as exc:  # e.g. the coarser model cannot be built: the report goes on without the samples
-        note = f"parameter ranges: not computed on the {sp:g} mm sampling model ({exc}); the ranges are numerical only"
-        return None, (note,)
-    how = (f"{job.samples} Latin-hypercube samples of permeability, cement start time and CT calibration, chains on "
-           f"a {sp:g} mm model" + (f", carried over to the {job.spacing_mm:g} mm model by ratio to a nominal "
-                                   f"{sp:g} mm run" if ranges.transferred else "") + "; time: timings_s.parameter_samples")
-    return ranges, (f"parameter ranges: {how}",)
+        try:
+            ranges = self.pending.result(nominal)
+        except InputError as exc:  # a sampled chain's input error: the report goes on without the samples
+            return None, (f"parameter ranges: not computed on the {self.sp:g} mm sampling model ({exc}); the ranges "
+                          "are numerical only",)
+        sp, j = self.sp, self.job
+        how = (f"{j.samples} Latin-hypercube samples of permeability, cement start time and CT calibration, chains "
+               f"on a {sp:g} mm model" + (f", carried over to the {j.spacing_mm:g} mm model by ratio to a nominal "
+                                          f"{sp:g} mm run" if ranges.transferred else "")
+               + "; time: timings_s.parameter_samples")
+        return ranges, (f"parameter ranges: {how}",)
 
 
 def _write_report(job: _Job, spine, before, study: Study, timings: dict, figs: dict, out: Path, ranges=None,

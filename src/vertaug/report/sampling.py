@@ -45,7 +45,8 @@ from ..cohort.sampling import UNCERTAIN_INPUTS, case_samples
 from ..constants import BODY_TEMPERATURE_C
 
 __all__ = ["DEFAULT_SAMPLES", "SAMPLED_INPUTS", "SAMPLE_SPACING_MM", "ParameterRanges", "carried_trajectories",
-           "nominal_sample", "run_samples", "sampled_model", "sampled_plans", "transfer"]
+           "PendingSamples", "nominal_sample", "run_samples", "sampled_model", "sampled_plans", "submit_samples",
+           "transfer"]
 
 #: Parameter samples of a report by default: small enough that `vertaug demo` is not doubled (docs/report.md).
 DEFAULT_SAMPLES = 4
@@ -185,30 +186,56 @@ def run_samples(model, vp, kp, n: int, seed: int = 0, thermal: bool = True, mech
                 trajectories: dict | None = None) -> ParameterRanges:
     """``n`` sampled chains of ``model`` (a coarse model, or the report's own when ``nominal`` is given: its
     metrics {"VP": ..., "KP": ...}, then no nominal run is made and nothing is transferred); ``trajectories``:
-    the cannula paths on ``model`` ({approach: paths}; planned here when None)."""
-    from ..study import _die_with_parent, plan_study_trajectories
+    the cannula paths on ``model`` ({approach: paths}; planned here when None). ``workers`` >= 2: the chains run
+    in a spawn pool of that many processes made here (:func:`submit_samples` queues them on the caller's pool)."""
+    from ..study import worker_pool
+
+    jobs = 2 * (n + (nominal is None))
+    with worker_pool(min(workers, jobs) if workers >= 2 and jobs > 1 else 0) as pool:
+        pending = submit_samples(model, vp, kp, n, seed, thermal, mechanics, pool, nominal is None, progress,
+                                 trajectories)
+        return pending.result(nominal)
+
+
+@dataclass(eq=False)
+class PendingSamples:
+    """Sample chains queued by :func:`submit_samples`: ``result()`` waits for them (or runs them here, without a
+    pool) and returns the :class:`ParameterRanges`."""
+
+    model: object
+    n: int
+    samples: tuple
+    todo: list  # the sampled inputs of each run, the nominal first when it is run
+    jobs: list  # (model, plan, sample, thermal, mechanics, trajectories) per chain, two per entry of todo
+    handle: object  # multiprocessing AsyncResult, or None: run in this process by result()
+    t0: float
+
+    def result(self, nominal: dict | None = None) -> ParameterRanges:
+        """The ranges; ``nominal``: the report's own metrics when no nominal run was queued (nothing transferred)."""
+        results = self.handle.get() if self.handle is not None else [_one(j) for j in self.jobs]
+        by_sample = [dict(results[2 * i: 2 * i + 2]) for i in range(len(self.todo))]
+        if len(self.todo) > len(self.samples):
+            nominal, by_sample = by_sample[0], by_sample[1:]
+        values = {tag: {k: tuple(float(r[tag].get(k, math.nan)) for r in by_sample) for k in nominal[tag]}
+                  for tag in ("VP", "KP")}
+        return ParameterRanges(int(self.n), float(self.model.spacing_m[0]) * 1e3, tuple(self.samples),
+                               {t: dict(m) for t, m in nominal.items()}, values, time.perf_counter() - self.t0,
+                               transferred=len(self.todo) > len(self.samples))
+
+
+def submit_samples(model, vp, kp, n: int, seed: int = 0, thermal: bool = True, mechanics: bool = True, pool=None,
+                   with_nominal: bool = True, progress=None, trajectories: dict | None = None) -> PendingSamples:
+    """Queue the ``n`` sampled chains of ``model`` (and, ``with_nominal``, the nominal run) on ``pool`` (a
+    :func:`vertaug.study.worker_pool`, which may be running other work: the chains queue behind it), or leave them
+    to :meth:`PendingSamples.result` when ``pool`` is None. Same chains, same results either way."""
+    from ..study import plan_study_trajectories
 
     t0 = time.perf_counter()
     samples = case_samples(model.level, n, seed, inputs=SAMPLED_INPUTS)
     trajectories = trajectories if trajectories is not None else plan_study_trajectories(model, vp, kp)
-    todo = ([nominal_sample(vp, kp)] if nominal is None else []) + list(samples)
+    todo = ([nominal_sample(vp, kp)] if with_nominal else []) + list(samples)
     jobs = [(model, plan, s, thermal, mechanics, trajectories) for s in todo for plan in sampled_plans(vp, kp, s)]
     if progress:
         progress(f"parameter samples: {len(jobs)} procedure chains at {model.spacing_m[0] * 1e3:g} mm")
-    if workers >= 2 and len(jobs) > 1:
-        import multiprocessing
-        import os
-
-        with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs)), initializer=_die_with_parent,
-                                                       initargs=(os.getpid(),)) as pool:
-            results = pool.map(_one, jobs, chunksize=1)
-    else:
-        results = [_one(j) for j in jobs]
-    by_sample = [dict(results[2 * i: 2 * i + 2]) for i in range(len(todo))]
-    if nominal is None:
-        nominal, by_sample = by_sample[0], by_sample[1:]
-    values = {tag: {k: tuple(float(r[tag].get(k, math.nan)) for r in by_sample) for k in nominal[tag]}
-              for tag in ("VP", "KP")}
-    return ParameterRanges(int(n), float(model.spacing_m[0]) * 1e3, tuple(samples),
-                           {t: dict(m) for t, m in nominal.items()}, values, time.perf_counter() - t0,
-                           transferred=len(todo) > len(samples))
+    handle = pool.map_async(_one, jobs, chunksize=1) if pool is not None else None
+    return PendingSamples(model, int(n), tuple(samples), todo, jobs, handle, t0)
