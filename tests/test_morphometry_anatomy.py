@@ -224,3 +224,71 @@ def test_ct_endplates_on_3mm_slices_every_type(kind, offset):
         assert abs(getattr(m, f"height_{key}_mm") - truth[f"height_{key}_mm"]) < 1.0, key
         assert 0 < getattr(m, f"height_{key}_uncertainty_mm") < 1.5, key
     assert (m.genant_grade, m.genant_type) == (2, kind)
+
+
+# endplates="surface" (anatomy/endplates.py: CT edge points over the central half of each endplate, robust surfaces,
+# local planes at the Genant positions, walls as the median of the lines): measured on the bundled CT, every height of
+# L1..L5 stays within one voxel in all 9 resampled rotations (worst 2.2 mm, L1 posterior at 5 deg coronal; the default
+# per-line fit: 5.7 mm, L1 posterior at 20 deg sagittal) and L2..L5 keep grade and type. L1 is a borderline grade-1
+# wedge with it too (0.238 +- 0.033 stated; 0.156..0.252 over the 9 rotations): four rotations move it across a band
+# edge.
+SURFACE_GRADE_FAIL = {
+    (2, 5): "L1 grade 1 -> 2 wedge (deformity 0.238 -> 0.251)",
+    (2, 10): "L1 grade 1 -> 2 wedge (deformity 0.238 -> 0.252)",
+    (0, 20): "L1 grade 1 -> 0 (deformity 0.238 -> 0.187)",
+    (1, 5): "L1 grade 1 -> 0 (deformity 0.238 -> 0.156; L1 posterior height 27.5 -> 25.2 mm)",
+}
+
+
+@pytest.fixture(scope="module")
+def unrotated_surface(bundled):
+    return measure_volumes(*bundled, endplates="surface")
+
+
+@pytest.mark.parametrize(
+    "axis,deg", [pytest.param(*r, marks=() if r in FAST_RESAMPLED else pytest.mark.slow) for r in ROTATIONS]
+)
+def test_surface_endplates_resampled_heights_within_one_voxel(bundled, unrotated_surface, axis, deg):
+    """endplates="surface": every height of L1..L5 within one voxel (3 mm) under every resampled rotation."""
+    voxel_mm = float(np.max(np.linalg.norm(bundled[0].affine_mm[:3, :3], axis=0)))
+    rot = measure_volumes(*_resampled(bundled, _rotation(axis, deg)), endplates="surface")
+    for name in LUMBAR:
+        a, b = unrotated_surface[name], rot[name]
+        assert b.evaluable and b.endplate_method.startswith("CT surface"), (name, b.reason, b.endplate_method)
+        for key in ("anterior", "middle", "posterior"):
+            got, want = getattr(b, f"height_{key}_mm"), getattr(a, f"height_{key}_mm")
+            assert abs(got - want) <= voxel_mm, (name, key, want, got)
+
+
+def _surface_grade_marks(r):
+    marks = [] if r == (1, 20) else [pytest.mark.slow]
+    if r in SURFACE_GRADE_FAIL:
+        marks.append(pytest.mark.xfail(strict=True, reason=SURFACE_GRADE_FAIL[r]))
+    return marks
+
+
+@pytest.mark.parametrize("axis,deg", [pytest.param(*r, marks=_surface_grade_marks(r)) for r in ROTATIONS])
+def test_surface_endplates_resampled_grades(bundled, unrotated_surface, axis, deg):
+    """endplates="surface": the same Genant grade and type of L1..L5 under a resampled rotation."""
+    rot = measure_volumes(*_resampled(bundled, _rotation(axis, deg)), endplates="surface")
+    for name in LUMBAR:
+        a, b = unrotated_surface[name], rot[name]
+        assert (b.genant_grade, b.genant_type) == (a.genant_grade, a.genant_type), (name, b.deformity)
+
+
+@pytest.mark.parametrize("kind,offset,tol_mm", [("crush", 1.5, 1.0), ("wedge", 1.0, 1.0),
+                                                 pytest.param("biconcave", 1.0, 1.0, marks=pytest.mark.xfail(
+                                                     strict=True, reason="measured: Ha -1.08, Hp -1.52 mm"))])
+def test_surface_endplates_on_3mm_slice_phantoms(kind, offset, tol_mm):
+    """endplates="surface" on the 3 mm slice phantoms: heights within 1 mm, grade and type right. The biconcave case
+    is off by up to 1.5 mm in its flat rim (the per-line default: 0.42): each face's edge sits about half a millimetre
+    inside where the per-line fit, whose search is centred on the stepped mask face, puts it; the thin-plate model's
+    residual is nearly flat over a voxel at 3 mm slices, and the search's centre picks the minimum."""
+    ph = _slice_phantom(kind, 3.0, offset)
+    m = measure_volumes(ph.ct, ph.labels, ph.body, endplates="surface")["L1"]
+    truth = ph.truth["levels"]["L1"]
+    assert m.endplate_method.startswith("CT surface")
+    for key in ("anterior", "middle", "posterior"):
+        assert abs(getattr(m, f"height_{key}_mm") - truth[f"height_{key}_mm"]) < tol_mm, key
+        assert 0 < getattr(m, f"height_{key}_uncertainty_mm") < 1.5, key
+    assert (m.genant_grade, m.genant_type) == (2, kind)
