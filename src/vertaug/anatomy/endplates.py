@@ -12,22 +12,30 @@ posterior wall, ``x`` the lateral offset over the half-width of the fitted band)
 1. Columns along ``h`` every ``COLUMN_STEP_VOXELS`` voxel over ``u`` in ``FIT_U_RANGE`` and the central
    ``FIT_LATERAL_FRACTION`` of the body's width. The mask's faces of each column (where the resampled mask ends) are
    fitted by the surface below first: a smooth start, free of the mask's voxel steps.
-2. Edge points: along each column the CT is sampled on a common grid about the voxel boundary nearest that start and
-   the endplate edge is fitted within ``EDGE_SEARCH_VOXELS`` voxel extents either side (the partial-volume model of
+2. Edge points: along each column the CT is sampled on a common grid about an origin, the column's own mask face
+   where it lies within ``FACE_TRUST_VOXELS`` of the start (else the voxel boundary nearest the start), and the
+   endplate edge is fitted within ``EDGE_SEARCH_VOXELS`` voxel extents of it (the partial-volume model of
    :func:`edge_model`: a bone-to-disc step plus a thin endplate, ``ENDPLATE_THICKNESS_MM`` [Silva 1994], blurred by a
-   Gaussian slice profile, sampled once per voxel and interpolated linearly as the line is). (B, D, M) enter
-   linearly and are solved by weighted least squares for every column at once, for each trial surface position and
-   blur. The window reaches no further out than half-way across the disc (to the next vertebra of the segmentation,
-   where it is given) and no further in than the body's mid-height. Edges with a contrast below
-   ``EDGE_MIN_CONTRAST_HU`` or at the end of the search are dropped.
+   Gaussian slice profile, sampled once per voxel, the origin taken as a voxel boundary, and interpolated linearly as
+   the line is: the per-line fit of the morphometry's step 3b, vectorised). (B, D, M) enter linearly and are solved by
+   weighted least squares for every column at once, for each trial surface position and blur. The window reaches no
+   further out than half-way across the disc (to the next vertebra of the segmentation, where it is given) and no
+   further in than the body's mid-height. Edges with a contrast below ``EDGE_MIN_CONTRAST_HU`` or at the end of the
+   search are dropped. The search is then repeated within ``EDGE_REFINE_VOXELS`` of the surface of step 3.
+   (With the origin at the true voxel boundary instead of the mask face, a biconcave slice phantom read 1.2 mm off
+   per face: at 3 mm slices the model's residual is nearly flat over a voxel, and the face-centred search is the one
+   validated on phantoms.)
 3. Surface: ``z(u, x) = c0 + c1 v + c2 v^2 + c3 v^3 + c4 v^4 + c5 x + c6 x^2 + c7 v x`` with ``v = 2u - 1``, fitted
    by least squares to the edge points, repeated without points more than ``OUTLIER_MADS`` scaled MADs off (osteophytes,
-   a posterior rim, a vessel channel). Fourth order in depth follows a biconcave dish or a wedge; second order across.
-   Fewer than ``MIN_EDGE_FRACTION`` of the columns with a CT edge: the surface is fitted to the mask's faces instead.
-4. Uncertainty of ``z`` at a point: the residual variance through the fit's covariance, ``s^2 phi^T (B^T B)^-1 phi``,
+   a posterior rim, a vessel channel). Fewer than ``MIN_EDGE_FRACTION`` of the columns with a CT edge: the mask's
+   faces are used instead.
+4. Heights: at each Genant position a local surface (``LOCAL_TERMS``: a plane in depth, quadratic across) is fitted the
+   same way to the points within ``LOCAL_HALF_VOXELS`` of it in depth (a global polynomial rounds a wedge's hinge or a
+   dish's rim, which the phantoms put at those positions) and read on the mid-sagittal line.
+5. Uncertainty of ``z`` at a point: the residual variance through the fit's covariance, ``s^2 phi^T (B^T B)^-1 phi``,
    times the number of columns per independent voxel footprint (columns closer than a voxel share data), plus the
-   edge model's own error per face (``EDGE_MODEL_ERROR_VOXELS``, measured on slice phantoms) or, for a mask surface,
-   the face's quantisation ``s_h^2 / 12``.
+   edge model's own error per face (``EDGE_MODEL_ERROR_VOXELS``, measured on slice phantoms) or, for mask faces,
+   their quantisation ``s_h^2 / 12``.
 
 Sources: Silva MJ et al. 1994 Bone 15:409 (endplate ~0.35 mm thick in L1 over age 45); Genant HK et al. 1993 J Bone
 Miner Res 8:1137 (the six points of semi-quantitative morphometry); TotalSegmentator spine report (Wasserthal et al.
@@ -74,6 +82,8 @@ OUTLIER_MADS = 3.0
 OUTLIER_FLOOR_VOXELS = 0.25
 #: Fewer CT edge points than this fraction of the columns: the surface is fitted to the mask's faces.
 MIN_EDGE_FRACTION = 0.3
+#: A column's own mask face within this many voxel extents of the smooth start is the line's origin (step 2).
+FACE_TRUST_VOXELS = 1.0
 #: Terms of the surface polynomial (powers of v = 2u - 1 and of x), see step 3.
 SURFACE_TERMS = ((0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (0, 1), (0, 2), (1, 1))
 #: Terms of the local surface read at a Genant position (powers of u - u_k and of x): a plane tilted in depth,
@@ -245,6 +255,8 @@ def ct_surface(sampler: LineSampler, cols: ColumnGrid, outward: int, start: Endp
     its edge points (u, x, z); None when too few columns give an edge (the caller keeps the mask's faces)."""
     z0 = np.array([start.at(u, x)[0] for u, x in zip(cols.u, cols.x)])
     ref = sampler.nearest_boundary(cols.l_mm, cols.a_mm, z0)
+    face = cols.top_mm if outward > 0 else cols.bottom_mm
+    ref = np.where(np.abs(face - z0) <= FACE_TRUST_VOXELS * s_h, face, ref)
     search = EDGE_SEARCH_VOXELS * s_h
     x = np.arange(-(search + s_h + EDGE_WINDOW_MM), search + EDGE_WINDOW_MM + step_mm / 2, step_mm)
     t = ref[:, None] + outward * x[None, :]
