@@ -179,7 +179,7 @@ def fit_edges(y: np.ndarray, w: np.ndarray, x: np.ndarray, s_h: float, knot_mm: 
     fits of :func:`edge_model` (step 2 of the module docstring), within ``search_voxels`` voxel extents of each
     column's ``centre`` (mm on the same line)."""
     reach = EDGE_SEARCH_VOXELS * s_h
-    es = np.linspace(-reach, reach, int(round(2 * EDGE_SEARCH_VOXELS * EDGE_GRID_PER_VOXEL)) + 1)
+    es = np.linspace(-reach, reach, round(2 * EDGE_SEARCH_VOXELS * EDGE_GRID_PER_VOXEL) + 1)
     allowed = np.abs(es[:, None] - centre[None, :]) <= search_voxels * s_h  # (ne, nc)
     sigmas = np.maximum(np.asarray(EDGE_SIGMA_VOXELS) * s_h, EDGE_SIGMA_MIN_MM)
     A = edge_model(x, es, sigmas, knot_mm)  # (ne, ns, nx, 3)
