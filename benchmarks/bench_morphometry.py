@@ -8,7 +8,7 @@ Gaussian slice profile of FWHM one slice (``partial_volume=True``). The morphome
 (``measure_volumes``: sub-voxel CT endplates, body map given). Prints the confusion matrices of type and of grade, the
 % with both right, each miss with its deformities, and the time.
 
-Run: python benchmarks/bench_morphometry.py [--n 100] [--seed 0] [--slice-mm 1.0] [--endplates ct|mask]
+Run: python benchmarks/bench_morphometry.py [--n 100] [--seed 0] [--slice-mm 1.0] [--endplates ct|surface|mask]
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--slice-mm", type=float, default=1.0)
-    ap.add_argument("--endplates", default="ct", choices=("ct", "mask"))
+    ap.add_argument("--endplates", default="ct", choices=("ct", "surface", "mask"))
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     true_t, got_t, true_g, got_g, misses = [], [], [], [], []

@@ -224,3 +224,85 @@ def test_ct_endplates_on_3mm_slices_every_type(kind, offset):
         assert abs(getattr(m, f"height_{key}_mm") - truth[f"height_{key}_mm"]) < 1.0, key
         assert 0 < getattr(m, f"height_{key}_uncertainty_mm") < 1.5, key
     assert (m.genant_grade, m.genant_type) == (2, kind)
+
+
+# endplates="surface" (anatomy/endplates.py: CT edge points over the central half of each endplate, robust surfaces,
+# local planes at the Genant positions, walls as the median of the lines): measured on the bundled CT, every height of
+# L1..L5 stays within half a voxel in all 9 resampled rotations (worst 1.4 mm, L1 middle at 20 deg coronal; the
+# default per-line fit: 5.7 mm, L1 posterior at 20 deg sagittal) and L2..L5 keep grade and type. L1 is a borderline
+# grade-1 wedge with it too (0.248 +- 0.033 stated; 0.208..0.262 over the 9 rotations, the default's 0.181..0.341):
+# one rotation moves it across the 0.25 band edge.
+SURFACE_GRADE_FAIL = {
+    (0, 10): "L1 grade 1 -> 2 wedge (deformity 0.248 -> 0.262)",
+}
+
+
+@pytest.fixture(scope="module")
+def unrotated_surface(bundled):
+    return measure_volumes(*bundled, endplates="surface")
+
+
+@pytest.mark.parametrize(
+    "axis,deg", [pytest.param(*r, marks=() if r in FAST_RESAMPLED else pytest.mark.slow) for r in ROTATIONS]
+)
+def test_surface_endplates_resampled_heights_within_one_voxel(bundled, unrotated_surface, axis, deg):
+    """endplates="surface": every height of L1..L5 within one voxel (3 mm) under every resampled rotation."""
+    voxel_mm = float(np.max(np.linalg.norm(bundled[0].affine_mm[:3, :3], axis=0)))
+    rot = measure_volumes(*_resampled(bundled, _rotation(axis, deg)), endplates="surface")
+    for name in LUMBAR:
+        a, b = unrotated_surface[name], rot[name]
+        assert b.evaluable and b.endplate_method.startswith("CT surface"), (name, b.reason, b.endplate_method)
+        for key in ("anterior", "middle", "posterior"):
+            got, want = getattr(b, f"height_{key}_mm"), getattr(a, f"height_{key}_mm")
+            assert abs(got - want) <= voxel_mm, (name, key, want, got)
+
+
+def _surface_grade_marks(r):
+    marks = [] if r == (1, 20) else [pytest.mark.slow]
+    if r in SURFACE_GRADE_FAIL:
+        marks.append(pytest.mark.xfail(strict=True, reason=SURFACE_GRADE_FAIL[r]))
+    return marks
+
+
+@pytest.mark.parametrize("axis,deg", [pytest.param(*r, marks=_surface_grade_marks(r)) for r in ROTATIONS])
+def test_surface_endplates_resampled_grades(bundled, unrotated_surface, axis, deg):
+    """endplates="surface": the same Genant grade and type of L1..L5 under a resampled rotation."""
+    rot = measure_volumes(*_resampled(bundled, _rotation(axis, deg)), endplates="surface")
+    for name in LUMBAR:
+        a, b = unrotated_surface[name], rot[name]
+        assert (b.genant_grade, b.genant_type) == (a.genant_grade, a.genant_type), (name, b.deformity)
+
+
+@pytest.mark.parametrize("kind,offset", [("crush", 1.5), ("biconcave", 1.0)] + [
+    pytest.param(*c, marks=pytest.mark.slow) for c in (("wedge", 1.0), ("wedge", 2.0), ("biconcave", 0.0))])
+def test_surface_endplates_on_3mm_slice_phantoms(kind, offset):
+    """endplates="surface" on the 3 mm slice phantoms: heights within 1 mm (measured: worst 0.87 mm, the biconcave's
+    posterior height at offset 1.0), grade and type right, each stated uncertainty positive and below half a slice."""
+    ph = _slice_phantom(kind, 3.0, offset)
+    m = measure_volumes(ph.ct, ph.labels, ph.body, endplates="surface")["L1"]
+    truth = ph.truth["levels"]["L1"]
+    assert m.endplate_method.startswith("CT surface")
+    for key in ("anterior", "middle", "posterior"):
+        assert abs(getattr(m, f"height_{key}_mm") - truth[f"height_{key}_mm"]) < 1.0, key
+        assert 0 < getattr(m, f"height_{key}_uncertainty_mm") < 1.5, key
+    assert (m.genant_grade, m.genant_type) == (2, kind)
+
+
+@pytest.mark.parametrize("axis,deg", [pytest.param(*r, marks=() if r == (0, 20) else pytest.mark.slow)
+                                      for r in ROTATIONS])
+def test_surface_endplates_rotated_affine_and_stated_uncertainty(bundled, unrotated_surface, axis, deg):
+    """endplates="surface": the same voxels with a rotated affine give every height within half a voxel and the same
+    grades (measured: within 0.71 mm); resampled, every deformity moves by at most twice the combined stated
+    uncertainty (measured: 0.78 of it at most) and a changed grade is one flagged borderline."""
+    r = _rotation(axis, deg)
+    same = measure_volumes(*(_rotated(v, r) for v in bundled), endplates="surface")
+    res = measure_volumes(*_resampled(bundled, r), endplates="surface")
+    for name in LUMBAR:
+        a, b, c = unrotated_surface[name], same[name], res[name]
+        for key in ("anterior", "middle", "posterior"):
+            assert getattr(b, f"height_{key}_mm") == pytest.approx(getattr(a, f"height_{key}_mm"), abs=1.5), (name, key)
+        assert (b.genant_grade, b.genant_type) == (a.genant_grade, a.genant_type), name
+        u = np.hypot(a.deformity_uncertainty, c.deformity_uncertainty)
+        assert abs(c.deformity - a.deformity) <= 2 * u, (name, a.deformity, c.deformity, u)
+        if c.genant_grade != a.genant_grade:
+            assert a.grade_borderline or c.grade_borderline, (name, a.deformity, c.deformity)

@@ -78,7 +78,7 @@ def morpho(
     numbering: str = typer.Option("v2", help="Label numbering: v2 (TotalSegmentator >= 2.0, L1=31), v1 (L1=22) or verse (L1=20)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the table as JSON to this file."),
     endplates: str = typer.Option("ct", "--endplates",
-                                  help="Endplate surfaces: ct (sub-voxel CT edge fit, default) or mask (segmentation faces)."),
+                                  help="Endplates: ct (sub-voxel CT edge fit per line, default), surface (CT edge points fitted by surfaces) or mask."),
     method: str = typer.Option("vertaug", "--method",
                                help="Heights: vertaug (median of lines, default) or totalseg (TotalSegmentator spine report's way)."),
 ) -> None:

@@ -40,6 +40,12 @@ the result does not change when the same voxels are given a rotated affine (tilt
 3c. ``method="totalseg"``: heights as TotalSegmentator's spine report takes them (:func:`measure_body_heights_totalseg`,
    constants ``TS_*``): single chords in the sagittal slice (normal to ``l``) whose three heights differ most, at
    15 / 50 / 85 % of the AP chord of the body eroded by 3 mm; ``ratio_min_max`` < 0.8 is that report's flag.
+3d. ``endplates="surface"`` (:mod:`vertaug.anatomy.endplates`): the endplates as surfaces. The CT edge model of 3b is
+   fitted along columns every half voxel over the central half of the width and 5..95 % of the depth (about each
+   column's mask face, searched within a voxel of a smooth surface through the faces, so a resampled mask's stepped
+   rim does not set a height), the points fitted by robust least-squares surfaces and read by local planes at the
+   Genant positions; the walls are the median of the band's lines at mid-height. Under resampled rotations of the
+   bundled CT it keeps every L1..L5 height within 1.4 mm where the per-line default moves one by 5.7 mm (docs/anatomy.md).
 4. Wedge angle: the angle between the superior and inferior endplate lines, each through its points at the posterior and
    anterior positions; positive when the anterior height is the smaller (kyphotic).
 5. HU: mean and median over the body eroded by ``HU_CORE_EROSION_MM`` (away from cortex and endplates).
@@ -65,8 +71,28 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+from scipy.special import erf
 
 from ..errors import EmptyMaskError, LevelNotFoundError, ParameterError
+from .endplates import (
+    COLUMN_STEP_VOXELS,
+    EDGE_MIN_CONTRAST_HU,
+    EDGE_MODEL_ERROR_VOXELS,
+    EDGE_SEARCH_VOXELS,
+    EDGE_SIGMA_MIN_MM,
+    EDGE_SIGMA_VOXELS,
+    EDGE_WINDOW_MM,
+    ENDPLATE_THICKNESS_MM,
+    FIT_LATERAL_FRACTION,
+    FIT_U_RANGE,
+    LOCAL_HALF_VOXELS,
+    SURFACE_TERMS,
+    ColumnGrid,
+    LineSampler,
+    ct_surface,
+    fit_surface,
+    local_surface,
+)
 from .io import Volume, load_ct, load_labels
 from .levels import BODY_LABEL, LEVELS, in_genant_range, label_table, normalize_level
 
@@ -112,22 +138,8 @@ CANAL_GRID_MM = 1.0
 CANAL_MIN_AREA_MM2 = 40.0
 #: Posterior elements whose centroid lies closer than this to the body's (mm) do not define an anterior direction.
 POSTERIOR_MIN_OFFSET_MM = 5.0
-#: The edge fit uses the line from 2 voxels (along h) plus this (mm) inside the mask's face to 1 voxel plus this outside.
-EDGE_WINDOW_MM = 2.0
-#: Surface positions tried within one voxel either side of the mask's face.
+#: Surface positions tried within one voxel either side of the mask's face (``endplates="ct"``, per line).
 EDGE_GRID_POINTS = 41
-#: Blur widths tried (Gaussian sigma, in voxel extents along h: a slice profile of FWHM 0.7..1.9 slices), ...
-EDGE_SIGMA_VOXELS = (0.3, 0.42, 0.55, 0.7)
-#: ... and never below this (mm).
-EDGE_SIGMA_MIN_MM = 0.3
-#: Endplate (subchondral cortex) thickness in the edge model: ~0.35 mm, porous, in L1 of adults over 45 (Silva 1994).
-ENDPLATE_THICKNESS_MM = 0.35
-#: Standard error of the edge model itself per face, in voxel extents along h: on phantoms with a Gaussian slice profile
-#: (tests/test_morphometry_anatomy.py) the fit's faces are off by up to ~0.25 of a 3 mm slice where its noise term says
-#: 0.02; this floor keeps the stated uncertainty honest for the model's own bias.
-EDGE_MODEL_ERROR_VOXELS = 0.1
-#: Below this endplate-to-disc contrast (HU) the edge is not used and the mask's face stays.
-EDGE_MIN_CONTRAST_HU = 60.0
 #: A body smaller than this is not measured (partial segmentation or a fragment).
 MIN_BODY_VOLUME_ML = 2.0
 
@@ -244,7 +256,7 @@ def measure_spine(
     return measure_volumes(ct_vol, seg_vol, body_vol, numbering, endplates, method)
 
 
-ENDPLATE_METHODS = ("mask", "ct")
+ENDPLATE_METHODS = ("mask", "ct", "surface")
 HEIGHT_METHODS = ("vertaug", "totalseg")
 
 
@@ -257,7 +269,8 @@ def _check_method(method: str) -> None:
 def _check_endplates(endplates: str) -> None:
     if endplates not in ENDPLATE_METHODS:
         raise ParameterError(f"Unknown endplate method {endplates!r}.",
-                             "use 'mask' (segmentation faces) or 'ct' (sub-voxel CT edge fit).")
+                             "use 'mask' (segmentation faces), 'ct' (sub-voxel CT edge fit per line) or 'surface' "
+                             "(CT edge points fitted by endplate surfaces).")
 
 
 def measure_volumes(
@@ -291,8 +304,10 @@ def measure_volumes(
                 verts[n], None, ct.spacing_mm, ct.affine_mm, frames[n].h if n in frames else None) for n in levels}
             frames = _frames(levels, verts, {n: f[0] for n, f in found.items()}, ct.affine_mm, frames if last else None)
     first = {}
+    bones = np.logical_or.reduce([verts[n] for n in levels])  # the endplate fit stops half-way to the next vertebra
     for name in levels:
-        first[name] = _measure_level(name, table[name], ct, found[name], frames.get(name), endplates == "ct", method)
+        first[name] = _measure_level(name, table[name], ct, found[name], frames.get(name), endplates != "mask",
+                                     method, bones & ~verts[name], endplates == "surface")
     final = _add_genant(first, levels)
     method = {
         "measurement_positions_from_posterior": MEASUREMENT_POSITIONS,
@@ -305,8 +320,11 @@ def measure_volumes(
         "height_axis": "spine axis through the neighbouring body centroids",
         "anterior_axis": "canal centre to body centroid, orthogonal to the height axis",
         "heights": method,
-        "endplates": "segmentation faces" if endplates == "mask" else
-        "partial-volume edge fit of the CT (step + thin endplate, Gaussian blur) along each measurement line",
+        "endplates": {"mask": "segmentation faces",
+                      "ct": "partial-volume edge fit of the CT (step + thin endplate, Gaussian blur) along each "
+                            "measurement line",
+                      "surface": "CT edge points over the central endplate fitted by robust least-squares surfaces, "
+                                 "read at the Genant positions"}[endplates],
     }
     return SpineMorphometry(
         levels=final,
@@ -613,7 +631,8 @@ def _not_evaluable(name: str, label: int, reason: str, **kw) -> LevelMorphometry
 
 
 def _measure_level(name, label, ct: Volume, found, frame: _LevelFrame | None, ct_edges: bool,
-                   method: str = "vertaug") -> LevelMorphometry:
+                   method: str = "vertaug", others: np.ndarray | None = None, surface: bool = False
+                   ) -> LevelMorphometry:
     body, body_source = found
     if name == "S1":
         return _not_evaluable(name, label, "S1 is a sacral segment: body heights and Genant grading apply to C2..L5")
@@ -633,7 +652,8 @@ def _measure_level(name, label, ct: Volume, found, frame: _LevelFrame | None, ct
     if method == "totalseg":
         bh = measure_body_heights_totalseg(body, ct.affine_mm, h, a)
     else:
-        bh = measure_body_heights(body, ct.affine_mm, h, a, ct=ct.data if ct_edges else None)
+        bh = measure_body_heights(body, ct.affine_mm, h, a, ct=ct.data if ct_edges else None, others=others,
+                                  surface=surface)
     if bh is None:
         return _not_evaluable(name, label, "the body has no measurable mid-sagittal extent", volume_ml=volume_ml)
     centre = _centroid_mm(body, ct.affine_mm)
@@ -699,7 +719,8 @@ class BodyHeights:
 
 
 def measure_body_heights(
-    body: np.ndarray, affine_mm: np.ndarray, height_axis, anterior_axis, ct: np.ndarray | None = None
+    body: np.ndarray, affine_mm: np.ndarray, height_axis, anterior_axis, ct: np.ndarray | None = None,
+    others: np.ndarray | None = None, surface: bool = False,
 ) -> BodyHeights | None:
     """THE height measurement: anterior, middle and posterior heights and the wedge angle of a body mask.
 
@@ -719,12 +740,15 @@ def measure_body_heights(
     a = a - (a @ h) * h
     a = a / np.linalg.norm(a)
     lat = np.cross(h, a)
-    box = _bbox(body, 3)  # the level's box only: the same measurement, far fewer voxels
-    aff = np.asarray(affine_mm, float).copy()
+    aff = np.asarray(affine_mm, float)
+    pad = 3 if ct is None else 3 + int(math.ceil(_reach_mm(aff, h) / float(np.linalg.norm(aff[:3, :3], axis=0).min())))
+    box = _bbox(body, pad)  # the level's box only (and the CT lines' reach): the same measurement, far fewer voxels
+    aff = aff.copy()
     aff[:3, 3] = aff[:3, :3] @ np.array([b.start for b in box], float) + aff[:3, 3]
     sub = body[box]
     centre = _centroid_mm(sub, aff)
-    prof = _profiles(sub, aff, centre, h, a, lat, None if ct is None else ct[box])
+    prof = _profiles(sub, aff, centre, h, a, lat, None if ct is None else ct[box],
+                     None if others is None or ct is None else others[box], surface)
     if prof is None:
         return None
     heights, tops, bottoms, ap_depth, width, _, sig, method = prof
@@ -849,65 +873,117 @@ def _frame_grid(body, affine_mm, centre, h, a, lat, step, margin):
     return axes, vals.reshape(L.shape) >= 0.5
 
 
+def _reach_mm(affine_mm: np.ndarray, h: np.ndarray) -> float:
+    """How far (mm) the CT lines of the endplate fit reach beyond the mask's faces."""
+    s_h = _extent_along(affine_mm, h)
+    return (EDGE_SEARCH_VOXELS + 1.0) * s_h + EDGE_WINDOW_MM
+
+
 def _extent_along(affine_mm: np.ndarray, direction: np.ndarray) -> float:
     """Extent of one voxel along a unit direction (mm): the slice spacing for a direction along the slices' normal."""
     return float(np.abs(affine_mm[:3, :3].T @ direction).sum())
 
 
-def _profiles(body, affine_mm, centre, h, a, lat, ct=None):
-    """Resample the body in the (lat, a, h) frame; return heights, endplate positions, AP depth and width (mm), the
-    step, each height's uncertainty (mm) and the endplate method ('CT edge' or 'mask')."""
+@dataclass(frozen=True)
+class _FrameSampling:
+    """The body mask resampled in a level's (lat, a, h) frame: the sampler of the mask, the axes (mm), the mid-sagittal
+    slab, width, AP extent (posterior wall and depth, mm) and the voxel extents along h, a and lat (mm)."""
+
+    sample: object
+    l_ax: np.ndarray
+    a_ax: np.ndarray
+    h_ax: np.ndarray
+    slab: np.ndarray
+    width: float
+    a_post: float
+    ap_depth: float
+    step: float
+    s_h: float
+    s_a: float
+    s_l: float
+    wall_post: float  # the walls as the median over the band's lines at mid-height (mm along a; robust to a voxel
+    wall_ant: float  # that sticks out of a resampled mask, where a_post / a_post + ap_depth are the outermost)
+
+
+def _frame_sampling(body, affine_mm, centre, h, a, lat) -> _FrameSampling | None:
+    """Resample the body in the (lat, a, h) frame (trilinear, threshold 0.5); width from the mid-height plane, the AP
+    extent in the central ``MID_HEIGHT_FRACTION`` of the height of the mid-sagittal band; None if any is empty."""
     spacing = np.linalg.norm(affine_mm[:3, :3], axis=0)
     step = max(SAMPLE_STEP_VOXELS * float(spacing.min()), MIN_SAMPLE_STEP_MM)
     pts = np.argwhere(body)
     world = (affine_mm[:3, :3] @ pts.T).T + affine_mm[:3, 3] - centre
-    margin = 2 * float(spacing.max()) + 3 * _extent_along(affine_mm, h) + EDGE_WINDOW_MM
+    margin = 2 * float(spacing.max()) + 3 * _extent_along(affine_mm, h) + EDGE_WINDOW_MM  # room for the CT lines
     half = np.abs(world @ np.stack([lat, a, h], axis=1)).max(axis=0) + margin
-    axes = [np.arange(-hv, hv + step / 2, step) for hv in half]
+    l_ax, a_ax, h_ax = (np.arange(-hv, hv + step / 2, step) for hv in half)
     inv = np.linalg.inv(affine_mm)
     fmask = body.astype(np.float32)
 
-    def sample(l_vals, a_vals, h_vals, vol=fmask, threshold=True):
+    def sample(l_vals, a_vals, h_vals, values=None):
+        """The mask (threshold 0.5) on the grid, or trilinear ``values`` (the CT, HU) with ``values``."""
         L, A, H = np.meshgrid(l_vals, a_vals, h_vals, indexing="ij")
         xyz = centre + L[..., None] * lat + A[..., None] * a + H[..., None] * h
-        ijk = xyz @ inv[:3, :3].T + inv[:3, 3]
-        vals = ndimage.map_coordinates(vol, ijk.reshape(-1, 3).T, order=1, mode="nearest" if not threshold else
-                                       "constant", cval=0.0).reshape(L.shape)
-        return vals >= 0.5 if threshold else vals
+        ijk = (xyz @ inv[:3, :3].T + inv[:3, 3]).reshape(-1, 3).T
+        if values is not None:
+            return ndimage.map_coordinates(np.asarray(values, np.float32), ijk, order=1, mode="nearest").reshape(L.shape)
+        vals = ndimage.map_coordinates(fmask, ijk, order=1, mode="constant", cval=0.0)
+        return vals.reshape(L.shape) >= 0.5
 
-    l_ax, a_ax, h_ax = axes
     # width: lateral extent of the body within 3 mm of its mid-height plane
-    mid = sample(l_ax, a_ax, h_ax[np.abs(h_ax) <= max(3.0, 2 * step)])
-    lat_any = mid.any(axis=(1, 2))
+    lat_any = sample(l_ax, a_ax, h_ax[np.abs(h_ax) <= max(3.0, 2 * step)]).any(axis=(1, 2))
     if not lat_any.any():
         return None
     width = _run_length(lat_any, l_ax, step)
-    band = LATERAL_BAND_FRACTION * width / 2
-    l_band = l_ax[np.abs(l_ax) <= max(band, step)]
+    l_band = l_ax[np.abs(l_ax) <= max(LATERAL_BAND_FRACTION * width / 2, step)]
     slab = sample(l_band, a_ax, h_ax)  # (nl, na, nh)
     h_any = slab.any(axis=(0, 1))
     if not h_any.any():
         return None
     h_lo, h_hi = h_ax[np.flatnonzero(h_any)[[0, -1]]]
-    h_mid = 0.5 * (h_lo + h_hi)
-    mid_height = np.abs(h_ax - h_mid) <= max(MID_HEIGHT_FRACTION * (h_hi - h_lo) / 2, step)
+    mid_height = np.abs(h_ax - 0.5 * (h_lo + h_hi)) <= max(MID_HEIGHT_FRACTION * (h_hi - h_lo) / 2, step)
     ap_any = slab[:, :, mid_height].any(axis=(0, 2))
     if not ap_any.any():
         return None
     idx = np.flatnonzero(ap_any)
-    a_post = a_ax[idx[0]] - step / 2
-    a_ant = a_ax[idx[-1]] + step / 2
-    ap_depth = float(a_ant - a_post)
-    hu = None if ct is None else sample(l_band, a_ax, h_ax, np.asarray(ct, np.float32), threshold=False)
-    s_h = _extent_along(affine_mm, h)
+    a_post, a_ant = a_ax[idx[0]] - step / 2, a_ax[idx[-1]] + step / 2
+    runs = [_central_run(line) for line in np.moveaxis(slab[:, :, mid_height], 1, 2).reshape(-1, a_ax.size)]
+    ends = np.array([(a_ax[r[0]] - step / 2, a_ax[r[1]] + step / 2) for r in runs if r is not None])
+    return _FrameSampling(sample, l_ax, a_ax, h_ax, slab, width, float(a_post), float(a_ant - a_post), step,
+                          _extent_along(affine_mm, h), _extent_along(affine_mm, a), _extent_along(affine_mm, lat),
+                          *(float(v) for v in np.median(ends, axis=0)))
+
+
+def _profiles(body, affine_mm, centre, h, a, lat, ct=None, others=None, surface=False):
+    """Resample the body in the (lat, a, h) frame; return heights, endplate positions (mm along h from ``centre``),
+    AP depth and width (mm), the step, each height's uncertainty (mm) and the endplate method. Without ``ct``: the
+    mask's faces along the lines of the mid-sagittal band (step 3 of the module docstring); with it: the fitted
+    CT edge fit per line (step 3b), or with ``surface`` the fitted endplate surfaces of
+    :mod:`vertaug.anatomy.endplates` (step 3d)."""
+    fs = _frame_sampling(body, affine_mm, centre, h, a, lat)
+    if fs is None:
+        return None
+    if ct is not None and not surface:
+        return _line_heights(fs, ct)
+    if ct is not None:
+        got = _surface_heights(fs, LineSampler(ct, affine_mm, centre, h, a, lat, others), float(
+            np.linalg.norm(affine_mm[:3, :3], axis=0).min()))
+        if got is not None:
+            return got
+    return _mask_heights(fs)
+
+
+def _line_heights(fs: _FrameSampling, ct):
+    """Heights from the CT edge fit of each line (:func:`_column_edges`): at each Genant position the median over the
+    band's lines, with the variance of the faces and the lines' spread (step 3b of the module docstring)."""
+    l_band = fs.l_ax[np.abs(fs.l_ax) <= max(LATERAL_BAND_FRACTION * fs.width / 2, fs.step)]
+    hu = fs.sample(l_band, fs.a_ax, fs.h_ax, values=ct)
     heights, tops, bottoms, sig = {}, {}, {}, {}
-    win = max(AP_WINDOW_FRACTION * ap_depth, step)
+    win = max(AP_WINDOW_FRACTION * fs.ap_depth, fs.step)
     n_ct = n_all = 0
     for key, frac in MEASUREMENT_POSITIONS.items():
-        sel = np.abs(a_ax - (a_post + frac * ap_depth)) <= win
-        cols = slab[:, sel, :].reshape(-1, slab.shape[2])
-        hus = None if hu is None else hu[:, sel, :].reshape(-1, slab.shape[2])
-        res = [_column_edges(col, h_ax, step, s_h, None if hus is None else hus[k]) for k, col in enumerate(cols)]
+        sel = np.abs(fs.a_ax - (fs.a_post + frac * fs.ap_depth)) <= win
+        cols = fs.slab[:, sel, :].reshape(-1, fs.slab.shape[2])
+        hus = hu[:, sel, :].reshape(-1, fs.slab.shape[2])
+        res = [_column_edges(col, fs.h_ax, fs.step, fs.s_h, hus[k]) for k, col in enumerate(cols)]
         res = [r for r in res if r is not None]
         if not res:
             return None
@@ -915,13 +991,89 @@ def _profiles(body, affine_mm, centre, h, a, lat, ct=None):
         n_ct += int(from_ct.sum())
         n_all += len(res)
         hs = ts - bs
-        heights[key] = float(np.median(hs))
-        tops[key] = float(np.median(ts))
-        bottoms[key] = float(np.median(bs))
+        heights[key], tops[key], bottoms[key] = float(np.median(hs)), float(np.median(ts)), float(np.median(bs))
         spread = 1.4826 * float(np.median(np.abs(hs - heights[key]))) / math.sqrt(len(hs))
         sig[key] = float(math.sqrt(float(np.median(var)) + spread**2))
     method = "CT edge" if n_ct == n_all else "mask" if n_ct == 0 else f"CT edge ({n_ct} of {n_all} lines), mask"
-    return heights, tops, bottoms, ap_depth, width, step, sig, method
+    return heights, tops, bottoms, fs.ap_depth, fs.width, fs.step, sig, method
+
+
+def _mask_heights(fs: _FrameSampling):
+    """Heights from the mask's faces: at each Genant position the median over the band's lines of the body run, each
+    face with the quantisation variance s_h^2/12, plus the lines' spread (scaled MAD / sqrt(n))."""
+    heights, tops, bottoms, sig = {}, {}, {}, {}
+    win = max(AP_WINDOW_FRACTION * fs.ap_depth, fs.step)
+    for key, frac in MEASUREMENT_POSITIONS.items():
+        sel = np.abs(fs.a_ax - (fs.a_post + frac * fs.ap_depth)) <= win
+        runs = [_central_run(col) for col in fs.slab[:, sel, :].reshape(-1, fs.slab.shape[2])]
+        runs = [r for r in runs if r is not None]
+        if not runs:
+            return None
+        ts = np.array([fs.h_ax[hi] + fs.step / 2 for _, hi in runs])
+        bs = np.array([fs.h_ax[lo] - fs.step / 2 for lo, _ in runs])
+        hs = ts - bs
+        heights[key], tops[key], bottoms[key] = float(np.median(hs)), float(np.median(ts)), float(np.median(bs))
+        spread = 1.4826 * float(np.median(np.abs(hs - heights[key]))) / math.sqrt(len(hs))
+        sig[key] = float(math.sqrt(2 * fs.s_h**2 / 12.0 + spread**2))
+    return heights, tops, bottoms, fs.ap_depth, fs.width, fs.step, sig, "mask"
+
+
+def _surface_columns(fs: _FrameSampling, spacing_min: float) -> ColumnGrid | None:
+    """Columns over the central part of the endplates (:mod:`vertaug.anatomy.endplates`, step 1) with the mask's
+    faces of each; None if fewer than a handful reach the body."""
+    col = max(fs.step, COLUMN_STEP_VOXELS * spacing_min)
+    band = FIT_LATERAL_FRACTION * fs.width / 2
+    n_l = max(1, int(band // col))
+    l_cols = np.arange(-n_l, n_l + 1) * col
+    u_lo, u_hi = FIT_U_RANGE
+    depth = fs.wall_ant - fs.wall_post
+    u_cols = np.arange(u_lo, u_hi + 1e-9, col / depth)
+    a_cols = fs.wall_post + u_cols * depth
+    grid = fs.sample(l_cols, a_cols, fs.h_ax)  # (nl, na, nh)
+    L, U = np.meshgrid(l_cols, u_cols, indexing="ij")
+    top = np.full(L.shape, np.nan)
+    bot = np.full(L.shape, np.nan)
+    for i, j in np.ndindex(L.shape):
+        run = _central_run(grid[i, j])
+        if run is not None:
+            top[i, j], bot[i, j] = fs.h_ax[run[1]] + fs.step / 2, fs.h_ax[run[0]] - fs.step / 2
+    ok = np.isfinite(top).ravel()
+    if ok.sum() < 2 * len(SURFACE_TERMS):
+        return None
+    l_f, u_f = L.ravel()[ok], U.ravel()[ok]
+    return ColumnGrid(l_f, fs.wall_post + u_f * depth, u_f, l_f / max(band, col), top.ravel()[ok], bot.ravel()[ok])
+
+
+def _surface_heights(fs: _FrameSampling, sampler: LineSampler, spacing_min: float):
+    """Heights from the two fitted endplate surfaces at the Genant positions on the mid-sagittal line (x = 0); the
+    mask's surface for an endplate whose CT edge is not found. None if the columns do not reach the body."""
+    cols = _surface_columns(fs, spacing_min)
+    if cols is None:
+        return None
+    col = max(fs.step, COLUMN_STEP_VOXELS * spacing_min)
+    corr = max(1.0, fs.s_l * fs.s_a / col**2)  # columns per independent voxel footprint
+    half_u = LOCAL_HALF_VOXELS * fs.s_a / (fs.wall_ant - fs.wall_post)
+    at, how, sources = {}, [], set()
+    for name, outward, faces in (("superior", +1, cols.top_mm), ("inferior", -1, cols.bottom_mm)):
+        start = fit_surface(cols.u, cols.x, faces, fs.s_h, corr, fs.s_h**2 / 12.0, cols.u.size, "mask")
+        if start is None:
+            return None
+        got = ct_surface(sampler, cols, outward, start, fs.s_h, corr, fs.step)
+        whole, pts, floor = ((got[0], got[1:], (EDGE_MODEL_ERROR_VOXELS * fs.s_h) ** 2) if got is not None else
+                             (start, (cols.u, cols.x, faces), fs.s_h**2 / 12.0))
+        sources.add(whole.source)
+        how.append(f"{name} {whole.source} ({whole.n_points} of {whole.n_columns} columns, rms "
+                   f"{whole.residual_mm:.2f} mm)")
+        for key, frac in MEASUREMENT_POSITIONS.items():
+            local = local_surface(*pts, frac, half_u, fs.s_h, corr, floor, whole.source)
+            at[name, key] = (local if local is not None else whole).at(frac)
+    heights, tops, bottoms, sig = {}, {}, {}, {}
+    for key in MEASUREMENT_POSITIONS:
+        (zt, vt), (zb, vb) = at["superior", key], at["inferior", key]
+        heights[key], tops[key], bottoms[key], sig[key] = zt - zb, zt, zb, math.sqrt(vt + vb)
+    method = ("CT surface" if sources == {"CT edge"} else "mask surface" if sources == {"mask"} else "CT surface, mask")
+    return (heights, tops, bottoms, fs.wall_ant - fs.wall_post, fs.width, fs.step, sig,
+            f"{method}: " + "; ".join(how))
 
 
 def _column_edges(col, h_ax, step, s_h, hu) -> tuple[float, float, float, bool] | None:
@@ -970,7 +1122,7 @@ def _ct_edge(hu, h_ax, face, outward, s_h) -> tuple[float, float] | None:
     # is interpolated linearly between those samples, and so is the model
     knots = (np.arange(math.floor(x.min() / s_h) - 1, math.ceil(x.max() / s_h) + 2) + 0.5) * s_h
     u = (E[..., None] - knots) / S[..., None]
-    step_k = 0.5 * (1.0 + _erf(u / math.sqrt(2.0)))
+    step_k = 0.5 * (1.0 + erf(u / math.sqrt(2.0)))
     pl_k = np.exp(-0.5 * ((knots - E[..., None] + ENDPLATE_THICKNESS_MM / 2) / S[..., None]) ** 2)
     wts = _interp_matrix(knots, x)  # (nk, n)
     step, pl = step_k @ wts, pl_k @ wts
@@ -996,12 +1148,6 @@ def _interp_matrix(knots: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Weights (len(knots), len(x)) of linear interpolation from values at ``knots`` to the points ``x``."""
     eye = np.eye(knots.size)
     return np.stack([np.interp(x, knots, row) for row in eye])
-
-
-def _erf(z: np.ndarray) -> np.ndarray:
-    from scipy.special import erf
-
-    return erf(z)
 
 
 def _central_run(col: np.ndarray) -> tuple[int, int] | None:
