@@ -297,19 +297,35 @@ def _axis_slices(axis: int, ndim: int, **sl):
     return out
 
 
-def prolong(c, fine_node_shape, xp=np, out=None, component_axis: int = 3):
+def _intermediate(scratch, step: int, prev, shape, xp, dtype):
+    """Work array of ``shape`` for one axis pass: carved from the flat ``scratch`` (even passes at its start, odd ones
+    after the previous pass's array, so a pass's input and output never overlap), or allocated when it does not fit."""
+    size = int(np.prod(shape))
+    start = 0 if step % 2 == 0 else (prev.size if prev is not None else 0)
+    if scratch is None or start + size > scratch.size or scratch.dtype != dtype:
+        return xp.empty(shape, dtype=dtype)
+    return scratch[start : start + size].reshape(shape)
+
+
+def prolong(c, fine_node_shape, xp=np, out=None, component_axis: int = 3, scratch=None):
     """Trilinear interpolation of a coarse nodal vector to the fine nodes.
 
     ``c`` is (NXc, NYc, NZc, 3) (``component_axis=3``, the nodal layout) or (3, NXc, NYc, NZc)
-    (``component_axis=0``, the grid view of the padded layout); ``out`` receives the result if given.
+    (``component_axis=0``, the grid view of the padded layout); ``out`` receives the result if given. ``scratch``: an
+    optional flat work array (any contents, not overlapping ``c`` or ``out``) for the two intermediate passes.
     """
     cur = c
     spatial = (0, 1, 2) if component_axis == 3 else (1, 2, 3)
+    prev = None
     for step, axis in enumerate(spatial):
         nf = fine_node_shape[step]
         shape = list(cur.shape)
         shape[axis] = nf
-        new = out if (step == 2 and out is not None) else xp.empty(shape, dtype=c.dtype)
+        if step == 2 and out is not None:
+            new = out
+        else:
+            new = _intermediate(scratch, step, prev, shape, xp, c.dtype)
+            prev = new
         ne, no = (nf + 1) // 2, nf // 2
         s = _axis_slices(
             axis,
@@ -328,15 +344,19 @@ def prolong(c, fine_node_shape, xp=np, out=None, component_axis: int = 3):
     return cur
 
 
-def restrict(r, coarse_node_shape, xp=np, component_axis: int = 3, overwrite: bool = False):
-    """Transpose of :func:`prolong` (same layouts). ``overwrite=True`` lets it scale ``r`` in place (no temporary)."""
+def restrict(r, coarse_node_shape, xp=np, component_axis: int = 3, overwrite: bool = False, scratch=None):
+    """Transpose of :func:`prolong` (same layouts). ``overwrite=True`` lets it scale ``r`` in place (no temporary);
+    ``scratch`` as in :func:`prolong` (the result is then a view of it)."""
     cur = r
     spatial = (0, 1, 2) if component_axis == 3 else (1, 2, 3)
+    prev = None
     for step, axis in enumerate(spatial):
         nf = cur.shape[axis]
         shape = list(cur.shape)
         shape[axis] = coarse_node_shape[step]
-        new = xp.zeros(shape, dtype=r.dtype)
+        new = _intermediate(scratch, step, prev, shape, xp, r.dtype)
+        new.fill(0)
+        prev = new
         ne, no = (nf + 1) // 2, nf // 2
         s = _axis_slices(
             axis,

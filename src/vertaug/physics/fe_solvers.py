@@ -255,11 +255,12 @@ class GeometricMultigrid:
         coarse = self.levels[k + 1]
         bc = coarse.b
         coarse.op.grid_view(bc)[...] = restrict(
-            lv.op.grid_view(w), coarse.op.node_shape, xp, component_axis=0, overwrite=True
+            lv.op.grid_view(w), coarse.op.node_shape, xp, component_axis=0, overwrite=True, scratch=lv.d.reshape(-1)
         )
         bc *= coarse.free
         xc = self._vcycle(k + 1, bc)
-        prolong(coarse.op.grid_view(xc), lv.op.node_shape, xp, out=lv.op.grid_view(lv.d), component_axis=0)
+        prolong(coarse.op.grid_view(xc), lv.op.node_shape, xp, out=lv.op.grid_view(lv.d), component_axis=0,
+                scratch=lv.work.reshape(-1))
         lv.d *= lv.free
         x += lv.d
         return self._smooth(lv, b, x, first=False)
