@@ -191,29 +191,13 @@ class VoxelOperator:
         n = min(self.chunk, max((s1 - s0 for s0, s1 in self.chunks), default=1))
         return tuple(self.xp.empty((24, n), dtype=dtype) for _ in range(2 + (len(self.kref) > 1)))
 
-    def _corner_view(self, upad, s0, s1):
-        """(2, 2, 2, 3, n) strided view [d, b, a, k, s] = upad[k, s0 + s + off(a, b, d)] (no copy): corner
-        c = a + 2 b + 4 d, DOF 3 c + k, as the rows of the element arrays."""
-        item = upad.itemsize
-        a_step, b_step = self.offsets[1] - self.offsets[0], self.offsets[2] - self.offsets[0]
-        d_step = self.offsets[4] - self.offsets[0]
-        return np.lib.stride_tricks.as_strided(
-            upad[:, s0:],
-            shape=(2, 2, 2, 3, s1 - s0),
-            strides=(d_step * item, b_step * item, a_step * item, upad.strides[0], item),
-            writeable=False,
-        )
-
     def _element_forces(self, upad, s0, s1, work):
         """(ue, fe): the (24, n) element DOF values and forces K_e u_e of elements [s0, s1), views of ``work``
         (from :meth:`_work`; overwritten by the next call)."""
         n = s1 - s0
         ue, fe = work[0][:, :n], work[1][:, :n]
-        if self.xp is np:
-            np.copyto(ue.reshape(2, 2, 2, 3, n), self._corner_view(upad, s0, s1))
-        else:
-            for c, off in enumerate(self.offsets):
-                ue[3 * c : 3 * c + 3] = upad[:, s0 + off : s1 + off]
+        for c, off in enumerate(self.offsets):
+            ue[3 * c : 3 * c + 3] = upad[:, s0 + off : s1 + off]
         for i, (k, coef) in enumerate(zip(self.kref, self.coefs)):
             term = fe if i == 0 else work[2][:, :n]
             self.xp.matmul(k, ue, out=term)
