@@ -481,14 +481,15 @@ def main() -> None:
         worker(args)
         return
     print(
-        f"machine: {os.cpu_count()} CPUs; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
-        f"OMP_NUM_THREADS(ccx)={os.environ.get('OMP_NUM_THREADS', '2')}"
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; OPENBLAS_NUM_THREADS="
+        f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, OMP_NUM_THREADS(ccx)={os.environ.get('OMP_NUM_THREADS', '2')}"
     )
     sizes = sorted({args.n, args.skfem_n, args.ccx_n} - {0})
     ours = {}
     for n in sizes:
         ours[n] = spawn("ours", n, ["--backend", args.backend], args.timeout)
     peers = []
+    last = ""
     if args.skfem_n:
         peers.append(("scikit-fem+pyamg", args.skfem_n, spawn("skfem", args.skfem_n, [], args.timeout)))
     if args.ccx_n:
@@ -505,7 +506,8 @@ def main() -> None:
             )
         )
     print(
-        f"\n{'solver':<24}{'voxels':>10}{'K N/mm':>14}{'time s':>9}{'its':>5}{'peak RSS MB':>13}{'solver B/vox':>13}"
+        f"\n{'solver':<24}{'voxels':>10}{'K N/mm':>14}{'time s':>9}{'CPU s':>9}{'its':>5}{'peak RSS MB':>13}"
+        f"{'solver B/vox':>13}"
     )
     for n, r in ours.items():
         if "error" in r:
@@ -514,7 +516,7 @@ def main() -> None:
         solver_b = (r["peak_rss_children"] - r["rss_before"]) / n**3
         print(
             f"{'vertaug ' + args.backend:<24}{n**3:>10}{r['stiffness_n_per_mm']:>14.2f}{r['time_s']:>9.2f}"
-            f"{r['iterations']:>5}{r['peak_rss_children'] / 2**20:>13.0f}{solver_b:>13.0f}"
+            f"{r['cpu_s']:>9.2f}{r['iterations']:>5}{r['peak_rss_children'] / 2**20:>13.0f}{solver_b:>13.0f}"
             f"   (numpy peak during solve {r['traced_peak_bytes'] / n**3:.0f} B/voxel)"
         )
     for name, n, r in peers:
@@ -525,7 +527,8 @@ def main() -> None:
         before = r.get("rss_before", 0)
         mine = ours.get(n, {})
         print(
-            f"{name:<24}{n**3:>10}{r['stiffness_n_per_mm']:>14.2f}{r['time_s']:>9.2f}{r.get('iterations', 0):>5}"
+            f"{name:<24}{n**3:>10}{r['stiffness_n_per_mm']:>14.2f}{r['time_s']:>9.2f}{r['cpu_s']:>9.2f}"
+            f"{r.get('iterations', 0):>5}"
             f"{rss / 2**20:>13.0f}{(rss - before) / n**3:>13.0f}"
         )
         if "error" not in mine:
@@ -533,8 +536,14 @@ def main() -> None:
             mine_b = mine["peak_rss_children"] - mine["rss_before"]
             print(
                 f"   ratio at {n}^3: stiffness ours/peer - 1 = {100 * d:+.4f} %, time peer/ours = "
-                f"{r['time_s'] / mine['time_s']:.1f}x, solver memory peer/ours = {(rss - before) / mine_b:.1f}x"
+                f"{r['time_s'] / mine['time_s']:.1f}x wall, {r['cpu_s'] / mine['cpu_s']:.1f}x CPU; solver memory "
+                f"peer/ours = {(rss - before) / mine_b:.1f}x"
             )
+            if name.startswith("ccx"):
+                last = (f"speedup vs ccx: {r['cpu_s'] / mine['cpu_s']:.1f}x (CPU time at {n}^3; wall "
+                        f"{r['time_s'] / mine['time_s']:.1f}x; load average {os.getloadavg()[0]:.1f} at the end)")
+    if last:
+        print(last)
 
 
 if __name__ == "__main__":
