@@ -22,6 +22,11 @@ Preconditioners:
   r = -P K u are float64; each round solves A d = r / ||r|| by PCG with float32 vectors (float32 operator and
   V-cycle) to a 1e-4 reduction, adding each CG step to u in float64. The stopping test ||r|| <= tol ||b|| is on the
   float64 residual. All vectors are in the padded layout of :class:`VoxelOperator` (no copies in the products).
+  The float64 residual is streamed block by block into the float32 one (``VoxelOperator.apply_streamed``: no float64
+  vector of the model's size), u += c p runs in blocks, and the solve may start from a guess (mechanics passes the
+  uniform-strain displacement) while its stopping test stays relative to b = r(u_D).
+* Memory (issue 26): on cubic voxels D^-1 is one row shared by the three components (their diagonal entries are
+  equal); restriction and prolongation work in the level's idle vectors. ~125 B per voxel of numpy arrays at 1e6.
 * ``amg``: the assembled CSR matrix of the free DOFs, pyamg smoothed aggregation with the six
   rigid-body modes as near-nullspace (Vanek, Mandel & Brezina 1996). Needs ~3 kB per voxel.
 """

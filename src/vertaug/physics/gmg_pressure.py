@@ -39,8 +39,10 @@ Smoother: Chebyshev polynomial of degree ``CHEBYSHEV_DEGREE`` in D^-1 A on [beta
 Gershgorin bound of the level (max_i (A_ii + sum_j |A_ij|) / A_ii <= 2: no eigenvalue estimate to set up), the same
 polynomial before and after the coarse correction, so the V-cycle is symmetric (Adams, Brezina, Hu & Tuminaro 2003,
 "Parallel multigrid smoothing: polynomial versus Gauss-Seidel", J. Comput. Phys. 188: 593-610). Unlike a
-Gauss-Seidel sweep it is a few vectorised passes per level (each residual is one 7-diagonal product that
-accumulates into a copy of b). The degree, range and over-correction are solver parameters chosen by measurement
+Gauss-Seidel sweep it is a few vectorised passes per level, in residual-updating form
+(:func:`vertaug.physics.chebyshev.chebyshev_smooth_updating`): each product accumulates into the residual r = b - A x
+through the DIA kernel, the pre-smoother's last product is the residual the V-cycle restricts, and the polynomial's
+scalars are folded into scaled copies of D^-1 (docs/performance.md measures what each pass costs). The degree, range and over-correction are solver parameters chosen by measurement
 (docs/performance.md), not physical ones. The coarsest level (<= ``max_coarse`` active cells) is factorised
 (SuperLU, float64).
 """
