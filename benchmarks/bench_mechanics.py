@@ -28,7 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# one BLAS thread for our solver (its element products are sgemm calls): a threaded BLAS on a shared 2-core machine
+# spins while it waits for a core, which inflates CPU time ~15x at load 14 (measured); ccx keeps OMP_NUM_THREADS
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 H_M = 0.5e-3
 NU = 0.3
@@ -52,10 +56,14 @@ def _rss_bytes() -> int:
 
 
 def run_ours(e: np.ndarray, backend: str) -> dict:
+    import scipy.sparse.linalg  # noqa: F401  (the solver's imports are done before the memory baseline)
+
+    from vertaug.physics import fe_solvers  # noqa: F401
     from vertaug.physics import mechanics as mech
 
     before = _rss_bytes()
     t0 = time.perf_counter()
+    c0 = time.process_time()
     r = mech.solve_stiffness(
         e,
         (H_M,) * 3,
@@ -65,9 +73,11 @@ def run_ours(e: np.ndarray, backend: str) -> dict:
         fields=False,
     )
     total = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     return {
         "stiffness_n_per_mm": r.stiffness_n_per_mm,
         "time_s": total,
+        "cpu_s": cpu,
         "setup_s": r.setup_time_s,
         "solve_s": r.solve_time_s,
         "iterations": r.iterations,
@@ -85,6 +95,7 @@ def run_skfem(e: np.ndarray) -> dict:
     before = _rss_bytes()
     n = e.shape[0]
     t0 = time.perf_counter()
+    c0 = time.process_time()
     x = np.linspace(0.0, n * H_M * 1e3, n + 1)  # mm, so E in MPa gives N/mm
     mesh = MeshHex.init_tensor(x, x, x)
     basis = Basis(mesh, ElementVector(ElementHex1()))
@@ -135,6 +146,7 @@ def run_skfem(e: np.ndarray) -> dict:
     return {
         "stiffness_n_per_mm": force / (STRAIN * height),
         "time_s": total,
+        "cpu_s": time.process_time() - c0,
         "assembly_s": t_asm,
         "iterations": len(its),
         "rss_before": before,
@@ -224,6 +236,7 @@ def run_ccx(e: np.ndarray, solver: str, timeout_s: float) -> dict:
     return {
         "stiffness_n_per_mm": force / (STRAIN * n * H_M * 1e3),
         "time_s": total,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
         "input_write_s": t_write,
         "ccx_peak_rss": usage.ru_maxrss * 1024,
         "solver": solver,
@@ -472,14 +485,15 @@ def main() -> None:
         worker(args)
         return
     print(
-        f"machine: {os.cpu_count()} CPUs; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
-        f"OMP_NUM_THREADS(ccx)={os.environ.get('OMP_NUM_THREADS', '2')}"
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; OPENBLAS_NUM_THREADS="
+        f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, OMP_NUM_THREADS(ccx)={os.environ.get('OMP_NUM_THREADS', '2')}"
     )
     sizes = sorted({args.n, args.skfem_n, args.ccx_n} - {0})
     ours = {}
     for n in sizes:
         ours[n] = spawn("ours", n, ["--backend", args.backend], args.timeout)
     peers = []
+    last = ""
     if args.skfem_n:
         peers.append(("scikit-fem+pyamg", args.skfem_n, spawn("skfem", args.skfem_n, [], args.timeout)))
     if args.ccx_n:
@@ -496,7 +510,8 @@ def main() -> None:
             )
         )
     print(
-        f"\n{'solver':<24}{'voxels':>10}{'K N/mm':>14}{'time s':>9}{'its':>5}{'peak RSS MB':>13}{'solver B/vox':>13}"
+        f"\n{'solver':<24}{'voxels':>10}{'K N/mm':>14}{'time s':>9}{'CPU s':>9}{'its':>5}{'peak RSS MB':>13}"
+        f"{'solver B/vox':>13}"
     )
     for n, r in ours.items():
         if "error" in r:
@@ -505,7 +520,7 @@ def main() -> None:
         solver_b = (r["peak_rss_children"] - r["rss_before"]) / n**3
         print(
             f"{'vertaug ' + args.backend:<24}{n**3:>10}{r['stiffness_n_per_mm']:>14.2f}{r['time_s']:>9.2f}"
-            f"{r['iterations']:>5}{r['peak_rss_children'] / 2**20:>13.0f}{solver_b:>13.0f}"
+            f"{r['cpu_s']:>9.2f}{r['iterations']:>5}{r['peak_rss_children'] / 2**20:>13.0f}{solver_b:>13.0f}"
             f"   (numpy peak during solve {r['traced_peak_bytes'] / n**3:.0f} B/voxel)"
         )
     for name, n, r in peers:
@@ -516,7 +531,8 @@ def main() -> None:
         before = r.get("rss_before", 0)
         mine = ours.get(n, {})
         print(
-            f"{name:<24}{n**3:>10}{r['stiffness_n_per_mm']:>14.2f}{r['time_s']:>9.2f}{r.get('iterations', 0):>5}"
+            f"{name:<24}{n**3:>10}{r['stiffness_n_per_mm']:>14.2f}{r['time_s']:>9.2f}{r['cpu_s']:>9.2f}"
+            f"{r.get('iterations', 0):>5}"
             f"{rss / 2**20:>13.0f}{(rss - before) / n**3:>13.0f}"
         )
         if "error" not in mine:
@@ -524,8 +540,14 @@ def main() -> None:
             mine_b = mine["peak_rss_children"] - mine["rss_before"]
             print(
                 f"   ratio at {n}^3: stiffness ours/peer - 1 = {100 * d:+.4f} %, time peer/ours = "
-                f"{r['time_s'] / mine['time_s']:.1f}x, solver memory peer/ours = {(rss - before) / mine_b:.1f}x"
+                f"{r['time_s'] / mine['time_s']:.1f}x wall, {r['cpu_s'] / mine['cpu_s']:.1f}x CPU; solver memory "
+                f"peer/ours = {(rss - before) / mine_b:.1f}x"
             )
+            if name.startswith("ccx"):
+                last = (f"speedup vs ccx: {r['cpu_s'] / mine['cpu_s']:.1f}x (CPU time at {n}^3; wall "
+                        f"{r['time_s'] / mine['time_s']:.1f}x; load average {os.getloadavg()[0]:.1f} at the end)")
+    if last:
+        print(last)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ Each line gives wall and CPU (process) seconds: the machine is shared, CPU time 
 the tracemalloc peak of the solve (numpy, scipy and pyamg arrays are traced), matrix and right-hand side excluded.
 Time per CG iteration is set against one CSR matvec measured here (the bandwidth floor of an assembled operator)
 and against the bytes a matrix-free 7-point stencil would stream (x, y and 4 coefficient arrays, 8 B each, at the
-measured CSR bandwidth). The last line is the speed-up against pyamg SA (wall time, cold).
+measured CSR bandwidth): once from the cold solve's wall time, once in CPU time (best of 3 x 10 inner iterations
+against the best of 10 matvecs), which a loaded machine disturbs least. The last line is the speed-up against pyamg SA (wall time, cold).
 """
 
 from __future__ import annotations
@@ -114,6 +115,35 @@ def matvec_floor(A, repeats=10):
     return best, bytes_csr / best
 
 
+def iteration_cpu(A, voxels, iterations=10, repeats=3):
+    """CPU seconds of one inner CG iteration of ours (V-cycle + product + vector updates), best of ``repeats`` runs
+    of ``iterations`` iterations on a random right-hand side: the per-iteration cost without set-up or refinement."""
+    from vertaug.physics.gmg_pressure import build_hierarchy
+
+    h = build_hierarchy(A, *voxels)
+    fine = h.levels[0]
+    rng = np.random.default_rng(1)
+    best = np.inf
+    for _ in range(repeats):
+        r = np.zeros(fine.shape, fine.neg.dtype)
+        r.reshape(-1)[h.pattern.box_index] = rng.standard_normal(A.shape[0])
+        c0 = time.process_time()
+        _, its = h._inner_cg(r, 0.0, iterations)
+        best = min(best, (time.process_time() - c0) / its)
+    return best
+
+
+def matvec_floor_cpu(A, repeats=10):
+    """CPU seconds of one CSR matvec, best of ``repeats``."""
+    x = np.ones(A.shape[0])
+    best = np.inf
+    for _ in range(repeats):
+        c0 = time.process_time()
+        A @ x
+        best = min(best, time.process_time() - c0)
+    return best
+
+
 def line(name, r):
     its = r["its"]
     per = (r["wall"] - r["setup"]) / max(its, 1)
@@ -149,6 +179,11 @@ def main():
     print(f"  one CSR matvec {1e3 * t_mv:.1f} ms ({bw / 1e9:.1f} GB/s); ours per CG iteration {1e3 * per_it:.1f} ms = "
           f"{per_it / t_mv:.1f} CSR matvecs = {per_it / (mf_bytes / bw):.1f}x the matrix-free 7-point floor "
           f"({mf_bytes / 1e6:.0f} MB at {bw / 1e9:.1f} GB/s: {1e3 * mf_bytes / bw:.1f} ms)")
+    it_cpu, mv_cpu = iteration_cpu(A, vox), matvec_floor_cpu(A)
+    bw_cpu = (nnz * 12 + N * 8 * 2 + (N + 1) * 4) / mv_cpu
+    print(f"  CPU time (steadier under load): one CSR matvec {1e3 * mv_cpu:.1f} ms ({bw_cpu / 1e9:.1f} GB/s); ours per CG "
+          f"iteration {1e3 * it_cpu:.1f} ms (best of 3 x 10 iterations) = {it_cpu / (mf_bytes / bw_cpu):.1f}x the "
+          f"matrix-free floor ({1e3 * mf_bytes / bw_cpu:.1f} ms); load average {os.getloadavg()[0]:.1f}")
     print(f"  memory: ours {o['peak'] / N:.0f} B/unknown, pyamg SA {sa['peak'] / N:.0f} B/unknown "
           f"(ratio {sa['peak'] / max(o['peak'], 1):.1f}x)")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["chebyshev_smooth"]
+__all__ = ["chebyshev_coefficients", "chebyshev_smooth", "chebyshev_smooth_updating"]
 
 
 def chebyshev_smooth(residual, dinv, beta: float, b, x, d, w, first: bool, degree: int, range_ratio: float):
@@ -41,4 +41,50 @@ def chebyshev_smooth(residual, dinv, beta: float, b, x, d, w, first: bool, degre
         d += w
         x += d
         rho = rho_new
+    return x
+
+
+def chebyshev_coefficients(beta: float, degree: int, range_ratio: float) -> tuple[float, list[tuple[float, float]]]:
+    """The scalars of :func:`chebyshev_smooth`: 1 / theta of the first step and (c_old, c_new) of each later one,
+    d <- c_old d + c_new D^-1 r. They depend only on the level (beta) and the degree, so a level can fold them into
+    scaled copies of D^-1 once."""
+    alpha = beta / range_ratio
+    theta, delta = 0.5 * (beta + alpha), 0.5 * (beta - alpha)
+    sigma = theta / delta
+    rho = 1.0 / sigma
+    steps = []
+    for _ in range(degree - 1):
+        rho_new = 1.0 / (2.0 * sigma - rho)
+        steps.append((rho_new * rho, 2.0 * rho_new / delta))
+        rho = rho_new
+    return 1.0 / theta, steps
+
+
+def chebyshev_smooth_updating(sub_product, fma, residual, dinv_first, dinv_steps, c_old, b, x, r, d, first: bool,
+                              want_residual: bool):
+    """The polynomial of :func:`chebyshev_smooth` in residual-updating form: r carries b - A x from step to step.
+
+    ``sub_product(v, r)``: r -= A v in one pass; ``fma(s, v, d)``: d += s * v elementwise in one pass;
+    ``residual(x, b, out)``: out = b - A x. ``dinv_first`` = D^-1 / theta and ``dinv_steps[k]`` = c_new_k D^-1,
+    ``c_old[k]`` from :func:`chebyshev_coefficients`. Same products as the residual form (degree per call), but no
+    product starts from a copy of b and the scalars are folded into D^-1; with ``want_residual`` one more product
+    leaves r = b - A x on return (the residual a V-cycle restricts, which it would otherwise compute itself).
+    """
+    if first:
+        np.copyto(r, b)
+        np.multiply(dinv_first, b, out=x)
+        dprev = x
+    else:
+        residual(x, b, r)
+        np.multiply(dinv_first, r, out=d)
+        x += d
+        dprev = d
+    for s, c in zip(dinv_steps, c_old):
+        sub_product(dprev, r)
+        np.multiply(dprev, c, out=d)
+        fma(s, r, d)
+        x += d
+        dprev = d
+    if want_residual:
+        sub_product(dprev, r)
     return x

@@ -13,7 +13,7 @@ Preconditioners:
 * ``gmg`` (geometric multigrid, matrix-free): a V-cycle on a hierarchy of voxel grids. A coarse voxel
   holds the mean of the coefficients of its 2x2x2 children (void counts as zero: rediscretisation), the
   prolongation P is trilinear interpolation between nodes and the restriction is P^T. Smoother:
-  Chebyshev polynomial of degree 3 in D^-1 A (D the diagonal), on [beta / 15, beta] with beta = 1.1 x a
+  Chebyshev polynomial of degree 2 in D^-1 A (D the diagonal), on [beta / 10, beta] with beta = 1.1 x a
   power-iteration estimate of lambda_max(D^-1 A); pre- and post-smoothing are the same polynomial, so the
   V-cycle is symmetric. Coarse Dirichlet DOFs are the fine ones dilated by one node and injected. The
   coarsest grid (<= ``max_coarse_dofs``) is assembled and factorised (SuperLU). Levels run in float32 by
@@ -22,6 +22,11 @@ Preconditioners:
   r = -P K u are float64; each round solves A d = r / ||r|| by PCG with float32 vectors (float32 operator and
   V-cycle) to a 1e-4 reduction, adding each CG step to u in float64. The stopping test ||r|| <= tol ||b|| is on the
   float64 residual. All vectors are in the padded layout of :class:`VoxelOperator` (no copies in the products).
+  The float64 residual is streamed block by block into the float32 one (``VoxelOperator.apply_streamed``: no float64
+  vector of the model's size), u += c p runs in blocks, and the solve may start from a guess (mechanics passes the
+  uniform-strain displacement) while its stopping test stays relative to b = r(u_D).
+* Memory (issue 26): on cubic voxels D^-1 is one row shared by the three components (their diagonal entries are
+  equal); restriction and prolongation work in the level's idle vectors. ~125 B per voxel of numpy arrays at 1e6.
 * ``amg``: the assembled CSR matrix of the free DOFs, pyamg smoothed aggregation with the six
   rigid-body modes as near-nullspace (Vanek, Mandel & Brezina 1996). Needs ~3 kB per voxel.
 """
@@ -36,12 +41,16 @@ import scipy.sparse.linalg as spla
 from vertaug.physics.chebyshev import chebyshev_smooth
 from vertaug.physics.fe_grid import VoxelOperator, assemble_csr, coarsen_coefficients, prolong, restrict
 
-CHEBYSHEV_DEGREE = 3
-CHEBYSHEV_RANGE = 15.0  # smooth the upper part [beta / 15, beta] of the spectrum of D^-1 A
+# Chebyshev degree 2 on [beta / 10, beta] (issue 26, measured, docs/performance.md): 5 fine-level products per CG
+# iteration instead of 7 for 13 iterations instead of 11 on the 100^3 bench block (CPU -13 %) and 19 instead of 16 on
+# the 0.5 mm L1 phantom, intact and with a cement core (CPU -9 %); degree 3 on [beta / 15, beta] before.
+CHEBYSHEV_DEGREE = 2
+CHEBYSHEV_RANGE = 10.0
 POWER_ITERATIONS = 12
 MAX_COARSE_DOFS = 4_000
 INNER_REDUCTION = 1e-4  # each float32 CG round reduces its residual by this factor (float32 eps ~ 6e-8)
 STAGNATION = 0.9  # stop refining when a round cuts the float64 residual by less than 10 %
+F64_CHUNK_ELEMENTS = 8192  # the float64 residual's operator: smaller work arrays (it runs once per round)
 
 
 def _to_numpy(a):
@@ -91,6 +100,26 @@ def _dilate_inject(mask: np.ndarray, coarse_node_shape) -> np.ndarray:
         m = grown
     idx = [np.minimum(2 * np.arange(coarse_node_shape[a]), mask.shape[a] - 1) for a in (0, 1, 2)]
     return m[idx[0]][:, idx[1]][:, :, idx[2]]
+
+
+def _inverse_diagonal(diag, free, krefs, xp):
+    """D^-1 on the free DOFs, 0 elsewhere. Where every reference matrix has the same diagonal entry for the three
+    components of a corner (cubic voxels), the three rows of D agree and one (1, n) row serves all three: 8 bytes
+    per node less. Fixed DOFs need no zero in it then: the level's operator output and every right-hand side the
+    smoother sees are zero there, so its updates are too."""
+    one_row = all(np.allclose(np.diag(k).reshape(8, 3), np.diag(k).reshape(8, 3)[:, :1], rtol=1e-12, atol=0)
+                  for k in krefs)
+    if one_row:
+        d = diag[0:1].copy()
+        d[~free.any(axis=0, keepdims=True)] = 0
+    else:
+        d = diag
+        d[~free] = 0
+    pos = d > 0
+    d[~pos] = 1
+    inv = 1 / d
+    inv *= pos
+    return inv
 
 
 @dataclass
@@ -160,10 +189,8 @@ class GeometricMultigrid:
                     )
                 )
                 break
-            diag[~free] = 1
-            dinv = 1 / diag
+            dinv = _inverse_diagonal(diag, free, krefs, xp)
             del diag
-            dinv *= free
             level = _Level(
                 op,
                 free,
@@ -236,11 +263,12 @@ class GeometricMultigrid:
         coarse = self.levels[k + 1]
         bc = coarse.b
         coarse.op.grid_view(bc)[...] = restrict(
-            lv.op.grid_view(w), coarse.op.node_shape, xp, component_axis=0, overwrite=True
+            lv.op.grid_view(w), coarse.op.node_shape, xp, component_axis=0, overwrite=True, scratch=lv.d.reshape(-1)
         )
         bc *= coarse.free
         xc = self._vcycle(k + 1, bc)
-        prolong(coarse.op.grid_view(xc), lv.op.node_shape, xp, out=lv.op.grid_view(lv.d), component_axis=0)
+        prolong(coarse.op.grid_view(xc), lv.op.node_shape, xp, out=lv.op.grid_view(lv.d), component_axis=0,
+                scratch=lv.work.reshape(-1))
         lv.d *= lv.free
         x += lv.d
         return self._smooth(lv, b, x, first=False)
@@ -262,21 +290,58 @@ def _dot(a, b, xp=np) -> float:
 
 
 def _true_residual(op: VoxelOperator, u, free, r, xp) -> float:
-    """r <- -P K u / ||P K u|| (r float32; the product and the norm in float64); returns ||P K u||."""
-    r64 = op.apply_padded(u)
-    r64 *= free
-    nrm = float(xp.linalg.norm(r64.ravel()))
+    """r <- -P K u / ||P K u|| (r float32; the product and the norm in float64); returns ||P K u||.
+
+    On numpy the float64 product is streamed block by block into ``r`` (no float64 vector of its size)."""
+    if xp is not np:
+        r64 = op.apply_padded(u)
+        r64 *= free
+        nrm = float(xp.linalg.norm(r64.ravel()))
+        if nrm > 0:
+            r64 *= -1.0 / nrm
+        r[:] = r64
+        return nrm
+    sq = 0.0
+    for n0, n1, f in op.apply_streamed(u):
+        f *= free[:, n0:n1]
+        sq += float(np.einsum("ij,ij->", f, f))
+        r[:, n0:n1] = f
+    nrm = float(np.sqrt(sq))
     if nrm > 0:
-        r64 *= -1.0 / nrm
-    r[:] = r64
+        r *= np.float32(-1.0 / nrm)
     return nrm
 
 
-def solve_gmg(coefs, krefs_fn, spacing_m, fixed, u_dirichlet, tol, maxiter, xp=np, dtype=np.float32):
+def _axpy(y, a: float, x, xp=np, step: int = 1 << 16) -> None:
+    """y += a x in place, y float64 and x float32, in blocks (no temporary of the vectors' size on numpy)."""
+    if xp is not np:
+        y += a * x
+        return
+    yf, xf = y.reshape(-1), x.reshape(-1)
+    for i in range(0, yf.size, step):
+        yf[i : i + step] += a * xf[i : i + step]
+
+
+def _set_dofs(op: VoxelOperator, u, mask, values, xp):
+    """u <- values on the DOFs of ``mask`` ((NX, NY, NZ, 3) bool; ``values`` broadcastable to it); returns u."""
+    mask = np.asarray(_to_numpy(mask), dtype=bool)
+    vals = np.broadcast_to(np.asarray(values, dtype=np.float64), mask.shape)
+    grid = op.grid_view(u)
+    for k in range(3):
+        if xp is np:
+            np.copyto(grid[k], vals[..., k], where=mask[..., k])
+        else:
+            grid[k] = xp.where(xp.asarray(mask[..., k]), xp.asarray(vals[..., k]), grid[k])
+    return u
+
+
+def solve_gmg(coefs, krefs_fn, spacing_m, fixed, u_dirichlet, tol, maxiter, xp=np, dtype=np.float32, u_guess=None):
     """Solve K u = 0 on the free DOFs, u = u_D on the fixed ones, by mixed-precision PCG + matrix-free GMG.
 
     ``fixed``: (NX, NY, NZ, 3) bool; ``u_dirichlet``: prescribed values, any array broadcastable to that shape (only
-    its values on fixed DOFs are used). Returns (u (NX, NY, NZ, 3) float64, iterations, relative residual, setup_s,
+    its values on fixed DOFs are used); ``u_guess``: optional start on the free DOFs (broadcastable likewise; the
+    stopping test stays relative to b = r(u_D), so a good guess saves iterations without loosening it). Returns
+    (u (NX, NY, NZ, 3) float64, iterations, relative residual, setup_s,
     solve_s, info).
 
     Iterative refinement (Wilkinson; mixed-precision CG as in e.g. Carson & Higham 2018): the solution ``u`` and the
@@ -292,23 +357,20 @@ def solve_gmg(coefs, krefs_fn, spacing_m, fixed, u_dirichlet, tol, maxiter, xp=n
     mg = GeometricMultigrid(coefs, krefs_fn, h, fixed, xp=xp, dtype=dtype)
     lv0 = mg.levels[0]
     free = lv0.free
-    op = VoxelOperator(coefs, krefs_fn(h), xp, np.float64)
-    u = op.zeros(np.float64)
-    fixed = np.asarray(fixed, dtype=bool)
-    u_b = np.broadcast_to(np.asarray(u_dirichlet, dtype=np.float64), fixed.shape)
-    grid = op.grid_view(u)
-    for k in range(3):
-        grid[k] = xp.asarray(np.where(fixed[..., k], u_b[..., k], 0.0))
-    del grid, u_b
+    op = VoxelOperator(coefs, krefs_fn(h), xp, np.float64, chunk=F64_CHUNK_ELEMENTS)
+    u = _set_dofs(op, op.zeros(np.float64), fixed, u_dirichlet, xp)
     r = lv0.op.zeros()
 
     bnorm = _true_residual(op, u, free, r, xp)
+    rnorm = bnorm
+    if u_guess is not None and bnorm > 0:
+        _set_dofs(op, u, op.grid_view(free).transpose(1, 2, 3, 0), u_guess, xp)
+        rnorm = _true_residual(op, u, free, r, xp)
     t1 = time.perf_counter()
     it = rounds = 0
     res = 0.0
     if bnorm > 0:
-        rnorm = bnorm
-        res = 1.0
+        res = rnorm / bnorm
         while res > tol and it < maxiter:
             rounds += 1
             target = max(INNER_REDUCTION, 0.5 * tol * bnorm / rnorm)
@@ -318,7 +380,7 @@ def solve_gmg(coefs, krefs_fn, spacing_m, fixed, u_dirichlet, tol, maxiter, xp=n
             while True:
                 q = mg._apply(lv0, p, lv0.work)
                 alpha = rz / _dot(p, q, xp)
-                u += (alpha * rnorm) * p
+                _axpy(u, alpha * rnorm, p, xp)
                 q *= alpha
                 r -= q
                 del q

@@ -39,8 +39,10 @@ Smoother: Chebyshev polynomial of degree ``CHEBYSHEV_DEGREE`` in D^-1 A on [beta
 Gershgorin bound of the level (max_i (A_ii + sum_j |A_ij|) / A_ii <= 2: no eigenvalue estimate to set up), the same
 polynomial before and after the coarse correction, so the V-cycle is symmetric (Adams, Brezina, Hu & Tuminaro 2003,
 "Parallel multigrid smoothing: polynomial versus Gauss-Seidel", J. Comput. Phys. 188: 593-610). Unlike a
-Gauss-Seidel sweep it is a few vectorised passes per level (each residual is one 7-diagonal product that
-accumulates into a copy of b). The degree, range and over-correction are solver parameters chosen by measurement
+Gauss-Seidel sweep it is a few vectorised passes per level, in residual-updating form
+(:func:`vertaug.physics.chebyshev.chebyshev_smooth_updating`): each product accumulates into the residual r = b - A x
+through the DIA kernel, the pre-smoother's last product is the residual the V-cycle restricts, and the polynomial's
+scalars are folded into scaled copies of D^-1 (docs/performance.md measures what each pass costs). The degree, range and over-correction are solver parameters chosen by measurement
 (docs/performance.md), not physical ones. The coarsest level (<= ``max_coarse`` active cells) is factorised
 (SuperLU, float64).
 """
@@ -51,7 +53,9 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from vertaug.physics.chebyshev import chebyshev_smooth
+from scipy.linalg import blas
+
+from vertaug.physics.chebyshev import chebyshev_coefficients, chebyshev_smooth_updating
 
 try:  # y += A x into a given y (the kernel behind dia_matrix @ x): a residual in one pass, no new array
     from scipy.sparse._sparsetools import dia_matvec as _dia_matvec
@@ -75,9 +79,24 @@ INNER_REDUCTION = 1e-4  # each float32 CG round reduces its residual by this fac
 STAGNATION = 0.9  # a refinement round that cuts the float64 residual by less than 10 % ends the solve
 
 
+_DOT_BLOCK = 1 << 16
+
+
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    # pairwise summation, no BLAS threads to wait for on a shared machine (see solvers._dot)
-    return float(np.add.reduce((a * b).reshape(-1)))
+    """a . b: BLAS dots of 65536-entry blocks summed in float64 (no temporary vector; a float32 sum never runs over
+    more than one block)."""
+    a, b = a.reshape(-1), b.reshape(-1)
+    if a.dtype == np.float64:
+        return float(np.add.reduce((a * b)))  # the float64 refinement residual (pairwise summation, see solvers._dot)
+    return float(sum(float(np.dot(a[i : i + _DOT_BLOCK], b[i : i + _DOT_BLOCK])) for i in range(0, a.size, _DOT_BLOCK)))
+
+
+def _axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
+    """y += a x in place, one pass (BLAS saxpy on float32 vectors)."""
+    if y.dtype == np.float32 and x.dtype == np.float32 and y.flags.c_contiguous and x.flags.c_contiguous:
+        blas.saxpy(x.reshape(-1), y.reshape(-1), a=a)
+    else:
+        y += a * x
 
 
 def _norm(a: np.ndarray) -> float:
@@ -190,10 +209,15 @@ class _Level:
         self.neg = neg
         pos = diag > 0
         safe = np.where(pos, diag, 1.0)
-        self.dinv = np.where(pos, 1.0 / safe, 0.0).astype(dtype)
+        dinv = np.where(pos, 1.0 / safe, 0.0)
         # Gershgorin: lambda_max(D^-1 A) <= max (A_ii + sum_j |A_ij|) / A_ii = max (2 A_ii - sigma_i) / A_ii <= 2
         self.beta = float(np.where(pos, (2.0 * diag - sigma) / safe, 0.0).max())
+        inv_theta, steps = chebyshev_coefficients(self.beta, CHEBYSHEV_DEGREE, CHEBYSHEV_RANGE)
+        self.dinv_first = (dinv * inv_theta).astype(dtype)  # the smoother's scalars folded into D^-1
+        self.dinv_steps = [(dinv * c_new).astype(dtype) for _, c_new in steps]
+        self.c_old = [c_old for c_old, _ in steps]
         self.x, self.b, self.d, self.w = (np.zeros(self.shape, dtype) for _ in range(4))
+        self._zero_offset = np.zeros(1, np.int32)
 
     def residual(self, x: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
         """out = b - A x."""
@@ -204,6 +228,28 @@ class _Level:
         else:
             out += (sp.dia_matrix((self.neg, self.offsets), shape=(n, n)) @ x.reshape(-1)).reshape(self.shape)
         return out
+
+    def sub_product(self, v: np.ndarray, r: np.ndarray) -> None:
+        """r -= A v in one pass (the DIA kernel accumulates -A v into r)."""
+        n = v.size
+        if _dia_matvec is not None:
+            _dia_matvec(n, n, 7, n, self.offsets, self.neg, v.reshape(-1), r.reshape(-1))
+        else:
+            r += (sp.dia_matrix((self.neg, self.offsets), shape=(n, n)) @ v.reshape(-1)).reshape(self.shape)
+
+    def fma(self, s: np.ndarray, v: np.ndarray, d: np.ndarray) -> None:
+        """d += s * v elementwise in one pass (the DIA kernel with the single diagonal s)."""
+        n = v.size
+        if _dia_matvec is not None:
+            _dia_matvec(n, n, 1, n, self._zero_offset, s.reshape(1, -1), v.reshape(-1), d.reshape(-1))
+        else:
+            d += s * v
+
+    def smooth(self, x: np.ndarray, b: np.ndarray, first: bool, want_residual: bool) -> None:
+        """Chebyshev smoothing of A x = b in place on x (x taken as 0 when ``first``); with ``want_residual`` the
+        level's ``w`` holds b - A x on return."""
+        chebyshev_smooth_updating(self.sub_product, self.fma, self.residual, self.dinv_first, self.dinv_steps,
+                                  self.c_old, b, x, self.w, self.d, first, want_residual)
 
     def matrix(self) -> sp.csr_matrix:
         """A of the level's active cells (C order), assembled."""
@@ -293,16 +339,17 @@ class GMGHierarchy:
     def _inner_cg(self, r: np.ndarray, reduction: float, max_iterations: int):
         """PCG for A d = r from d = 0 in the box layout (``r`` is overwritten); (d, iterations)."""
         lv = self.levels[0]
-        d, q, zero = np.zeros_like(r), np.empty_like(r), np.zeros_like(r)
+        d, q = np.zeros_like(r), np.empty_like(r)
         stop = reduction * _norm(r)
         z = self._cycle(0, r).copy()
         p = z.copy()
         rz = _dot(r, z)
         for k in range(1, max(max_iterations, 1) + 1):
-            lv.residual(p, zero, q)  # q = -A p
+            q.fill(0)
+            lv.sub_product(p, q)  # q = -A p
             alpha = rz / -_dot(p, q)
-            d += alpha * p
-            r += alpha * q
+            _axpy(alpha, p, d)
+            _axpy(alpha, q, r)
             if _norm(r) <= stop:
                 return d, k
             z = self._cycle(0, r)
@@ -312,10 +359,6 @@ class GMGHierarchy:
             rz = rz_new
         return d, max_iterations
 
-    def _smooth(self, lv: _Level, x: np.ndarray, b: np.ndarray, first: bool) -> None:
-        """Chebyshev smoothing of A x = b in place on x (x taken as 0 when ``first``)."""
-        chebyshev_smooth(lv.residual, lv.dinv, lv.beta, b, x, lv.d, lv.w, first, CHEBYSHEV_DEGREE, CHEBYSHEV_RANGE)
-
     def _cycle(self, k: int, b: np.ndarray) -> np.ndarray:
         lv = self.levels[k]
         x = lv.x
@@ -323,8 +366,7 @@ class GMGHierarchy:
             x.fill(0)
             x.reshape(-1)[self._coarse_index] = self._coarse.solve(b.reshape(-1)[self._coarse_index].astype(np.float64))
             return x
-        self._smooth(lv, x, b, first=True)
-        lv.residual(x, b, lv.w)
+        lv.smooth(x, b, first=True, want_residual=True)  # lv.w = b - A x
         coarse = self.levels[k + 1]
         r = _block_sum(lv.w)
         coarse.b.fill(0)
@@ -334,5 +376,5 @@ class GMGHierarchy:
         n0, n1, n2 = lv.shape
         e = np.repeat(np.repeat(xc[: n0 // 2, : n1 // 2, : n2 // 2], 2, axis=2), 2, axis=1)  # P xc, axes 1, 2
         x.reshape(n0 // 2, 2, n1 * n2)[...] += e.reshape(n0 // 2, 1, n1 * n2)  # and axis 0 by broadcasting
-        self._smooth(lv, x, b, first=False)
+        lv.smooth(x, b, first=False, want_residual=False)
         return x

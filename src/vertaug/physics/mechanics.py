@@ -402,6 +402,15 @@ def _fe_problem(E_pa, spacing_m, nu, load_case, tol, backend, bone_mask, maxiter
     )
 
 
+def _uniform_strain(pb: _FEProblem) -> np.ndarray:
+    """Start for the iterative solver: u_z growing linearly from the bottom face (0) to the top (u_top), u_x = u_y = 0
+    ((1, 1, NZ, 3), broadcast over x and y): the homogeneous answer without lateral expansion."""
+    nz_nodes = pb.fixed.shape[2]
+    guess = np.zeros((1, 1, nz_nodes, 3))
+    guess[..., 2] = pb.u_top * np.linspace(0.0, 1.0, nz_nodes)
+    return guess
+
+
 def _solve_displacement(pb: _FEProblem):
     """Nodal displacement by the chosen backend, with its peak traced memory.
 
@@ -423,7 +432,7 @@ def _solve_displacement(pb: _FEProblem):
 
         xp = _import_cupy() if pb.backend == "cupy" else np
         u, it, res, t_setup, t_solve, info = solve_gmg(
-            mat.coefs, mat.krefs, spacing, pb.fixed, pb.u_d, pb.tol, pb.maxiter, xp=xp
+            mat.coefs, mat.krefs, spacing, pb.fixed, pb.u_d, pb.tol, pb.maxiter, xp=xp, u_guess=_uniform_strain(pb)
         )
         u = u.get() if hasattr(u, "get") else u
     peak = tracemalloc.get_traced_memory()[1] - base
