@@ -97,6 +97,7 @@ __all__ = [
     "FracturedLevel",
     "bone_mass_mg",
     "fracture_level",
+    "level_deformities",
 ]
 
 KINDS = ("wedge", "biconcave", "crush")
@@ -577,6 +578,30 @@ def fracture_level(
                      f"deformity {d_full:.3f} (asked {target:.3f}); the level's heights are quantised by its voxels")
     return replace(result, deformity_measured=float(d_full), notes=tuple(notes), spine_before=spine,
                    spine_after=spine_after)
+
+
+def level_deformities(ct: Volume, seg: Volume, level: str, body: Volume | None = None, numbering: str = "v2",
+                      spine=None) -> dict[str, float]:
+    """Genant deformities by type (``wedge``, ``biconcave``, ``crush``) of ``level`` before a fracture, as
+    :func:`fracture_level` measures them before it refuses a level that already measures the asked deformity: THE
+    height measurement (sub-voxel CT endplates) of the level's body along the axes of ``spine``, the whole-spine
+    morphometry of the same masks (measured here when not given). The axes come from the masks and the crush reference
+    from the neighbours, so one ``spine`` serves every HU scaling of the level alone (the trial's density draw).
+    NaN for a level that cannot be measured."""
+    name = normalize_level(level)
+    spine = spine if spine is not None else measure_volumes(ct, seg, body, numbering)
+    nan = {k: math.nan for k in KINDS}
+    m = spine.levels.get(name)
+    if m is None or not m.evaluable:
+        return nan
+    vert = np.asarray(seg.data) == label_table(numbering)[name]
+    body0 = _body_mask(vert, body, ct.spacing_mm, ct.affine_mm, m.height_axis)
+    bh = measure_body_heights(body0, ct.affine_mm, m.height_axis, m.anterior_axis, ct=ct.data)
+    if bh is None:
+        return nan
+    hp_ref = m.height_posterior_mm / (1.0 - m.deformity_crush) if np.isfinite(m.deformity_crush) else math.nan
+    g = genant_from_heights(bh.anterior_mm, bh.middle_mm, bh.posterior_mm, hp_ref)
+    return {k: float(g[f"deformity_{k}"]) for k in KINDS}
 
 
 def _frame_of(ct: Volume, seg: Volume, body: Volume | None, name: str, label: int, morph) -> _Frame:
