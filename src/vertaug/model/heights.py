@@ -9,10 +9,16 @@ with NaN axes) uses its landmarks' axes.
 The CT the endplates are fitted on is the model's own HU field (``Vertebra.hu``, the scan resampled trilinearly onto
 the model grid), moved with the labels after a procedure (:func:`moved_hu`: a lift shifts the part of a column above
 the opened voxels up rigidly along array axis 2, so its HU go with it; a procedure that lifts nothing leaves it as it
-is), and the body is the model's on its own grid, so a line whose edge fit fails falls back to a face quantised to the
-model's voxel, the lift's own step. Before a procedure this reproduces the morphometry's heights of the level within
-one scan voxel (tests/test_heights.py, docs/anatomy.md); the mask faces alone, measured before, read the bundled L1
-3.4 mm taller at the front than the morphometry on a 1 mm model.
+is). Body and HU are measured on a grid of the scan's voxel size, in whole model voxels (``floor(scan / model)``: 3 x
+1 mm, 2 x 1.5 mm, 1 x 2 mm for the bundled 3 mm CT; ``Vertebra.extra["source_spacing_mm"]``, set by
+``vertebra_from_ct``; the model's own grid for a phantom), sampled trilinearly from the model grid (the body's
+indicator at 0.5, as the model builder takes it), so that the nodes fall on the scan's where they can: the edge fit
+models a scanner's voxels, and a 3 mm scan interpolated onto 1 mm is still blurred over 3 mm. Before a procedure this
+gives the morphometry's heights of the level within 1.9 mm (one scan voxel is 3 mm) for L1-L5 at 1, 1.5 and 2 mm
+(tests/test_heights.py; docs/anatomy.md has the table), in 0.3-1 s; on the model's own grid the same fit read L2 4 mm
+off in the middle, in 4-15 s, and the mask faces alone read L1 3.4 mm taller at the front. The resolution of a change
+is the scan's, as on a post-operative CT of the same scanner: a rigid lift of n model voxels measures within one scan
+voxel of n voxels.
 
 Height restored, as a share of the height lost, takes the posterior height before treatment as the reference of the
 anterior (wedge) height, as Genant's wedge deformity does:
@@ -32,6 +38,7 @@ import weakref
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from ..anatomy.morphometry import BodyHeights, measure_body_heights
 from .labels import is_body
@@ -81,9 +88,9 @@ def moved_hu(model, labels: np.ndarray) -> np.ndarray:
 
 
 def model_heights(model, labels: np.ndarray | None = None, hu: np.ndarray | None = None) -> BodyHeights:
-    """Heights of the body of ``labels`` (default: the model's own) on the model's grid along the model's axes, with
-    the sub-voxel CT endplates of ``hu`` (default: the model's HU moved with ``labels``, :func:`moved_hu`). The
-    model's own heights (no ``labels``, no ``hu``) are measured once per model and kept."""
+    """Heights of the body of ``labels`` (default: the model's own) along the model's axes, with the sub-voxel CT
+    endplates of ``hu`` (default: the model's HU moved with ``labels``, :func:`moved_hu`), on the scan's voxel grid
+    (module docstring). The model's own heights (no ``labels``, no ``hu``) are measured once per model and kept."""
     if labels is None and hu is None:
         try:
             got = _BEFORE.get(model)
@@ -98,8 +105,28 @@ def model_heights(model, labels: np.ndarray | None = None, hu: np.ndarray | None
 
 def _measure(model, labels: np.ndarray, hu: np.ndarray) -> BodyHeights:
     h, a = model_axes(model)
-    out = measure_body_heights(is_body(labels), np.asarray(model.affine_mm, float), h, a, ct=hu)
+    body, aff, hu_g = _scan_grid(model, is_body(labels), hu)
+    out = measure_body_heights(body, aff, h, a, ct=hu_g)
     return _NAN_HEIGHTS if out is None else out
+
+
+def _scan_grid(model, body: np.ndarray, hu: np.ndarray):
+    """(body, affine, hu) on a grid of whole model voxels as close to the scan's voxel size as it goes (module
+    docstring), along the model's axes from its first voxel; the model's own grid where the scan's voxels are not
+    larger (a phantom, a model as coarse as its scan)."""
+    aff = np.asarray(model.affine_mm, float)
+    here = np.asarray(model.spacing_m, float) * 1e3
+    scan = np.asarray(getattr(model, "extra", {}).get("source_spacing_mm", here), float)
+    factor = np.maximum(np.floor(scan / here + 1e-6), 1.0)  # whole model voxels: on the scan's nodes where they can be
+    if np.all(factor == 1.0):
+        return body, aff, hu
+    shape = np.floor((np.array(body.shape) - 1) / factor + 1e-9).astype(int) + 1
+    idx = np.indices(shape).reshape(3, -1) * factor[:, None]
+    coarse = ndimage.map_coordinates(body.astype(np.float32), idx, order=1).reshape(shape) >= 0.5
+    hu_c = ndimage.map_coordinates(np.asarray(hu, np.float32), idx, order=1, mode="nearest").reshape(shape)
+    aff_c = aff.copy()
+    aff_c[:3, :3] = aff[:3, :3] * factor[None, :]
+    return coarse, aff_c, hu_c
 
 
 @dataclass(frozen=True)
