@@ -89,7 +89,11 @@ class Patient:
     grade_note: str = ""
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        """The fields, ``baseline_deformity`` NaN where there is none (one float column in the trial's rows)."""
+        d = dict(self.__dict__)
+        if d["baseline_deformity"] is None:
+            d["baseline_deformity"] = math.nan
+        return d
 
 
 @dataclass(frozen=True)
