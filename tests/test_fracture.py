@@ -41,16 +41,10 @@ COMBOS = [("wedge", 1, "L2"), ("wedge", 3, "L3"), ("biconcave", 1, "L4"), ("bico
           ("biconcave", 3, "L1"), ("crush", 1, "L3"), ("crush", 2, "L4"), ("crush", 3, "L2")]
 
 
-# measured with sub-voxel CT endplates (the morphometry's default since issue 24): fracture_level ranks its amplitudes
-# with the mask-face heights (_measure_deformity) and verifies only its best candidates with the whole measurement; for
-# a grade-1 biconcave of L4 the closest candidate measures 0.183 (asked 0.225): its search must use the default
-# measurement (anatomy/fracture.py, open)
-FRACTURE_SEARCH_MISSES = {("biconcave", 1, "L4"): "closest candidate measures biconcave 0.183 with CT endplates"}
-
-
-@pytest.mark.parametrize("kind,grade,level", [
-    pytest.param(*c, marks=pytest.mark.xfail(strict=True, reason=FRACTURE_SEARCH_MISSES[c]))
-    if c in FRACTURE_SEARCH_MISSES else c for c in COMBOS])
+# fracture_level searches its amplitude with the morphometry's default measurement (sub-voxel CT endplates) and
+# checks the best candidates with the whole-spine measurement: every combination hits (a grade-1 biconcave of L4
+# missed, 0.183, while the search ranked with mask-face heights)
+@pytest.mark.parametrize("kind,grade,level", COMBOS)
 def test_fractured_files_measure_the_requested_type_and_grade(bundled, tmp_path, kind, grade, level):
     ct, seg, body = bundled
     f = fracture_level(ct, seg, level, kind, grade, body=body)

@@ -52,16 +52,19 @@ def test_outcome_contents_and_mass_balance(wedge, kp):
 
 def test_heights_before_inflated_after(kp):
     m = kp.metrics
-    # phantom truth 16.875 mm; 2 mm voxels (model.heights samples the label mask at 0.5 mm along the level's axes)
+    # phantom truth 16.875 mm; 2 mm voxels (model.heights: the morphometry's measurement with CT endplates on the
+    # model's HU, moved with the lift)
     assert m["height_anterior_mm_before"] == pytest.approx(16.875, abs=2.0)
-    assert m["height_posterior_mm"] == pytest.approx(m["height_posterior_mm_before"])
-    # what comes out on this 2 mm phantom (not tuned): 4.25 of 8.0 mm, 53 % of the lost height, kept after deflation
+    # the posterior wall is not lifted; its measured height moves with the lines, placed about the body's centroid:
+    # 25.69 -> 25.08 mm (within half a voxel)
+    assert m["height_posterior_mm"] == pytest.approx(m["height_posterior_mm_before"], abs=1.0)
+    # what comes out on this 2 mm phantom (not tuned): 4.15 of 8.67 mm, 48 % of the lost height, kept after deflation
     # (the plate rotates back about its posterior hinge, physics/balloon.hinged_target; the lift stops where the plate
     # leaves the 15/3 balloon's rated shape; heights along the canal-based anterior axis, 1.4 deg off the image's +y
-    # on these 2 mm voxels). Before the hinged lift: 4.0 mm, 50 %, 9.93 deg.
-    assert m["height_restored_mm_inflated"] == pytest.approx(4.25)
-    assert m["height_restored_pct_of_lost"] == pytest.approx(53.1, abs=0.1)
-    assert m["wedge_angle_deg"] == pytest.approx(9.46, abs=0.05) and m["wedge_angle_deg_before"] > 18.9
+    # on these 2 mm voxels). With mask-face heights: 4.25 mm, 53.1 %, 9.46 deg; before the hinged lift: 4.0 mm, 50 %.
+    assert m["height_restored_mm_inflated"] == pytest.approx(4.15, abs=0.01)
+    assert m["height_restored_pct_of_lost"] == pytest.approx(47.9, abs=0.1)
+    assert m["wedge_angle_deg"] == pytest.approx(9.65, abs=0.05) and m["wedge_angle_deg_before"] > 18.9
     # the membrane's space is one region here (one balloon) and the cavity (with the gap under the plate) one void
     assert m["balloon_space_regions"] == 1 and m["cavity_regions"] == 1
     assert m["balloon_space_ml"] == pytest.approx(m["balloon_volume_ml"], rel=0.02)

@@ -24,13 +24,15 @@ Method (each constant below):
    * crush: superior endplate, ``delta = A H`` (a uniform axial strain ``A`` of every column: the whole body, posterior
      wall included, loses the same fraction; the anterior/posterior ratio of the level is kept).
 
-3. Amplitude. ``A`` is searched (a scan of ``SCAN_FACTORS`` x the linear first guess, refined where the
-   measured deformity crosses the target and around the best) so that the level's own morphometry -- the same
-   measurement as ``vertaug morpho`` (15/50/85 % positions, Genant deformity = 1 - Ha/Hp, 1 - Hm/Hp, 1 - Hp/Hp_ref)
-   -- reports the target deformity: the middle of Genant's band for a grade (0.225, 0.325, 0.50, as the phantom) or
-   the ``deformity`` given. At clinical voxel sizes (the bundled CT is 3 mm) an open-loop amplitude misses Genant's
-   5 %-wide grade-1 band; the search hits the band the measurement sees (each trial is one
-   measurement of the level, a few ms).
+3. Amplitude. ``A`` is searched so that the level's own morphometry -- the same measurement as ``vertaug morpho``
+   (15/50/85 % positions, sub-voxel CT endplates, Genant deformity = 1 - Ha/Hp, 1 - Hm/Hp, 1 - Hp/Hp_ref) --
+   reports the target deformity: the middle of Genant's band for a grade (0.225, 0.325, 0.50, as the phantom) or the
+   ``deformity`` given. Each trial builds the fractured CT (steps 4-8) and measures it with
+   ``measure_body_heights(..., ct=)`` along the intact level's axes (a few hundred ms); the target is bracketed from
+   the linear first guess (steps of ``SEARCH_GROWTH``) and bisected. The best candidates are then checked with the
+   whole-spine measurement, which has the last word (the fractured level's centroid steers its neighbours' height
+   axes and so the crush reference). At clinical voxel sizes (the bundled CT is 3 mm) an open-loop amplitude misses
+   Genant's 5 %-wide grade-1 band: the new endplate moves in voxel steps, seen through the partial volume of the CT.
 4. Compaction, bone mass conserved. The crushed bone of each column is not removed: the layer of height ``delta``
    above the new endplate and a band of thickness ``t = max(delta, one voxel)`` under it are pressed into the band,
    ``z' = z_lo + (z - z_lo) / r``, ``r = (t + delta) / t``, so ``BMD'(z) = r BMD(z_lo + r (z - z_lo))`` (1-D mass
@@ -64,7 +66,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from itertools import pairwise
 
 import numpy as np
 from scipy import ndimage
@@ -77,9 +78,9 @@ from .morphometry import (
     _body_mask,
     _centroid_mm,
     _frame,
-    _profiles,
     genant_from_heights,
     genant_grade,
+    measure_body_heights,
     measure_volumes,
 )
 
@@ -96,6 +97,7 @@ __all__ = [
     "FracturedLevel",
     "bone_mass_mg",
     "fracture_level",
+    "level_deformities",
 ]
 
 KINDS = ("wedge", "biconcave", "crush")
@@ -130,10 +132,13 @@ CLEFT_AP_SEMI = 0.22
 CLEFT_LATERAL_SEMI = 0.25
 #: HU of the disc where the body map gives no disc voxel to measure.
 DISC_HU_DEFAULT = 90.0
-#: Amplitude search: factors of the linear first guess scanned, points of the refinement around the best, and the
-#: tolerance on the measured deformity that ends the search.
-SCAN_FACTORS = np.linspace(0.4, 1.8, 21)
-SCAN_REFINE = 11
+#: Amplitude search: the bracket grows (or shrinks) the linear first guess by this factor, at most this many times;
+#: then bisection, at most this many steps, until the bracket is this fraction of the amplitude or a hit lies within
+#: DEFORMITY_TOLERANCE of the target.
+SEARCH_GROWTH = 1.25
+SEARCH_BRACKET_STEPS = 8
+SEARCH_BISECTIONS = 12
+SEARCH_AMPLITUDE_RTOL = 1e-3
 #: Best candidates checked with the whole-spine morphometry.
 VERIFY_CANDIDATES = 4
 #: ... and a candidate that passes within this of the target ends the checks.
@@ -389,18 +394,93 @@ def _islands(fr: _Frame, vacated: np.ndarray) -> np.ndarray:
     return ~vacated & ~in_main
 
 
-def _measure_deformity(ct: Volume, body_new: np.ndarray, fr: _Frame, kind: str, hp_ref: float) -> dict:
-    box = _bbox(fr.body0, 3)
-    aff = ct.affine_mm.copy()
-    aff[:3, 3] = ct.affine_mm[:3, :3] @ np.array([b.start for b in box], float) + ct.affine_mm[:3, 3]
-    sub = body_new[box]  # the level's box only: the same measurement, ~30x fewer voxels
-    centre = _centroid_mm(sub, aff)
-    prof = _profiles(sub, aff, centre, fr.h, fr.a, fr.lat)
-    if prof is None:
-        raise FractureError(f"The fractured body of {fr.name} has no measurable mid-sagittal extent.",
-                            "ask a lower grade or deformity.")
-    heights = prof[0]
-    return genant_from_heights(heights["anterior"], heights["middle"], heights["posterior"], hp_ref)
+@dataclass(frozen=True)
+class _Trial:
+    """One amplitude tried: its deformity of the asked type by the default measurement, and whether it hits."""
+
+    amplitude: float
+    deformity: float
+    hits: bool  # the asked Genant type and grade
+
+
+class _Trials:
+    """The amplitudes tried: each builds the fractured CT as :func:`fracture_level` returns it (band, cracks, cleft,
+    mass) and measures the level with THE height measurement (``measure_body_heights`` with the CT's sub-voxel
+    endplates, the morphometry's default) along the intact level's axes. Calling it returns deformity - target."""
+
+    def __init__(self, ct, seg, body, fr: _Frame, kind, grade, target, hp_ref, cleft, endplate_break, cortical_break,
+                 seed, numbering, min_band, calibration):
+        self.args = (ct, seg, body, fr, kind)
+        self.rest = (cleft, endplate_break, cortical_break, seed)
+        self.grade, self.target, self.hp_ref = grade, target, hp_ref
+        self.numbering, self.min_band, self.calibration = numbering, min_band, calibration
+        self.done: dict[float, _Trial] = {}
+
+    def build(self, amp: float) -> FracturedLevel:
+        ct, seg, body, fr, kind = self.args
+        cleft, endplate_break, cortical_break, seed = self.rest
+        return _apply(ct, seg, body, fr, kind, amp, self.grade, self.target, math.nan, cleft, endplate_break,
+                      cortical_break, seed, np.random.default_rng(seed), self.numbering, self.min_band,
+                      self.calibration, [])
+
+    def __call__(self, amp: float) -> float:
+        amp = float(amp)
+        if amp not in self.done:
+            ct, _seg, _body, fr, kind = self.args
+            result = self.build(amp)
+            body_new = fr.body0 & (result.seg.data == fr.label)
+            bh = measure_body_heights(body_new, ct.affine_mm, fr.h, fr.a, ct=result.ct.data)
+            if bh is None:
+                raise FractureError(f"The fractured body of {fr.name} has no measurable mid-sagittal extent.",
+                                    "ask a lower grade or deformity.")
+            g = genant_from_heights(bh.anterior_mm, bh.middle_mm, bh.posterior_mm, self.hp_ref)
+            d = float(g[f"deformity_{kind}"])
+            self.done[amp] = _Trial(amp, d, g["genant_type"] == kind and genant_grade(d) == self.grade)
+        return self.done[amp].deformity - self.target
+
+    def ranked(self) -> list[_Trial]:
+        """Hits first, then by distance to the target."""
+        return sorted(self.done.values(), key=lambda t: (not t.hits, abs(t.deformity - self.target)))
+
+    def close_enough(self) -> bool:
+        return any(t.hits and abs(t.deformity - self.target) <= DEFORMITY_TOLERANCE for t in self.done.values())
+
+
+def _search_amplitude(f: _Trials, amp0: float, amp_max: float) -> None:
+    """Bracket the target from the linear first guess ``amp0`` (steps of ``SEARCH_GROWTH``), then bisect. The measured
+    deformity grows with the amplitude in small steps (the voxel staircase of the new endplate, seen through the
+    partial volume of the CT), so bisection ends on the step that crosses the target, or earlier on a hit within
+    ``DEFORMITY_TOLERANCE``. Every amplitude tried stays in ``f``."""
+    a = min(amp0, amp_max)
+    lo, hi = 0.0, None
+    if f(a) >= 0:
+        hi = a
+        for _ in range(SEARCH_BRACKET_STEPS):
+            a /= SEARCH_GROWTH
+            if f(a) < 0:
+                lo = a
+                break
+            hi = a
+    else:
+        lo = a
+        for _ in range(SEARCH_BRACKET_STEPS):
+            if a >= amp_max:
+                break
+            a = min(a * SEARCH_GROWTH, amp_max)
+            if f(a) >= 0:
+                hi = a
+                break
+            lo = a
+    if hi is None:
+        return  # the deepest amplitude allowed measures less than the target: the closest is reported
+    for _ in range(SEARCH_BISECTIONS):
+        if f.close_enough() or hi - lo <= SEARCH_AMPLITUDE_RTOL * hi:
+            break
+        mid = 0.5 * (lo + hi)
+        if f(mid) >= 0:
+            hi = mid
+        else:
+            lo = mid
 
 
 def _bbox(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
@@ -472,31 +552,16 @@ def fracture_level(
     if current[kind] >= target - DEFORMITY_TOLERANCE or amp <= 0:
         raise FractureError(f"{name} already measures a {kind} deformity of {current[kind]:.2f} >= the {target:.3f} "
                             "asked.", "ask a higher grade or deformity.")
-    def trial(a_try: float):
-        vacated, _band, *_ = _build(ct, kind, a_try, fr, min_band)
-        body_new = fr.body0.copy()
-        body_new[fr.idx[0][vacated], fr.idx[1][vacated], fr.idx[2][vacated]] = False
-        g = _measure_deformity(ct, body_new, fr, kind, hp_ref)
-        d = g[f"deformity_{kind}"]
-        return g["genant_type"] == kind and genant_grade(d) == grade_asked, abs(d - target), a_try, d
-
-    trials = [trial(float(a_try)) for a_try in amp * SCAN_FACTORS]
-    best = max(trials, key=lambda r: (r[0], -r[1]))
-    if not best[0] or best[1] > DEFORMITY_TOLERANCE:
-        # refine where the measured deformity crosses the target (the steps of the voxel staircase), then around the best
-        by_amp = sorted(trials, key=lambda r: r[2])
-        brackets = [(p[2], q[2]) for p, q in pairwise(by_amp) if (p[3] - target) * (q[3] - target) <= 0][:2]
-        step = amp * (SCAN_FACTORS[1] - SCAN_FACTORS[0])
-        brackets.append((best[2] - step, best[2] + step))
-        for lo, hi in brackets:
-            trials += [trial(float(max(a_try, 1e-3))) for a_try in np.linspace(lo, hi, SCAN_REFINE)]
+    measure = _Trials(ct, seg, body, fr, kind, grade_asked, target, hp_ref, cleft, endplate_break, cortical_break,
+                      seed, numbering, min_band, calibration)
+    amp_max = 1.0 if kind == "crush" else float(np.nanmax(fr.top - fr.bot))
+    _search_amplitude(measure, amp, amp_max)
     # the whole-spine measurement (what `vertaug morpho` prints) has the last word: the fractured level's centroid
-    # steers its neighbours' height axes and so the crush reference; check the best candidates with it
-    ranked = sorted(trials, key=lambda r: (not r[0], r[1]))
+    # steers its neighbours' height axes and so the crush reference, and its own anterior axis; check the best
+    # candidates with it
     chosen = None
-    for _ok, _err, a_try, _d in ranked[:VERIFY_CANDIDATES]:
-        result = _apply(ct, seg, body, fr, kind, a_try, grade_asked, target, _d, cleft, endplate_break,
-                        cortical_break, seed, np.random.default_rng(seed), numbering, min_band, calibration, [])
+    for t in measure.ranked()[:VERIFY_CANDIDATES]:
+        result = measure.build(t.amplitude)
         spine_after = measure_volumes(result.ct, result.seg, result.body, numbering)
         m = spine_after[name]
         d_full = getattr(m, f"deformity_{kind}") if m.evaluable else float("nan")
@@ -513,6 +578,30 @@ def fracture_level(
                      f"deformity {d_full:.3f} (asked {target:.3f}); the level's heights are quantised by its voxels")
     return replace(result, deformity_measured=float(d_full), notes=tuple(notes), spine_before=spine,
                    spine_after=spine_after)
+
+
+def level_deformities(ct: Volume, seg: Volume, level: str, body: Volume | None = None, numbering: str = "v2",
+                      spine=None) -> dict[str, float]:
+    """Genant deformities by type (``wedge``, ``biconcave``, ``crush``) of ``level`` before a fracture, as
+    :func:`fracture_level` measures them before it refuses a level that already measures the asked deformity: THE
+    height measurement (sub-voxel CT endplates) of the level's body along the axes of ``spine``, the whole-spine
+    morphometry of the same masks (measured here when not given). The axes come from the masks and the crush reference
+    from the neighbours, so one ``spine`` serves every HU scaling of the level alone (the trial's density draw).
+    NaN for a level that cannot be measured."""
+    name = normalize_level(level)
+    spine = spine if spine is not None else measure_volumes(ct, seg, body, numbering)
+    nan = {k: math.nan for k in KINDS}
+    m = spine.levels.get(name)
+    if m is None or not m.evaluable:
+        return nan
+    vert = np.asarray(seg.data) == label_table(numbering)[name]
+    body0 = _body_mask(vert, body, ct.spacing_mm, ct.affine_mm, m.height_axis)
+    bh = measure_body_heights(body0, ct.affine_mm, m.height_axis, m.anterior_axis, ct=ct.data)
+    if bh is None:
+        return nan
+    hp_ref = m.height_posterior_mm / (1.0 - m.deformity_crush) if np.isfinite(m.deformity_crush) else math.nan
+    g = genant_from_heights(bh.anterior_mm, bh.middle_mm, bh.posterior_mm, hp_ref)
+    return {k: float(g[f"deformity_{k}"]) for k in KINDS}
 
 
 def _frame_of(ct: Volume, seg: Volume, body: Volume | None, name: str, label: int, morph) -> _Frame:

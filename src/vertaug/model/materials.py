@@ -17,7 +17,8 @@ verification status of every number: [V] seen in a source, [C] read in public co
     sigma_y  = eps_y * E,  eps_y = 0.77 %                   [MPa]      Morgan & Keaveny 2001 (vertebral yield strain)
     compaction: BV/TV' = min(1, BV/TV * V_before / V_after) (mass of bone conserved), then the same laws.
     fractured:  E' = 0.15 E, sigma_y' = 0.50 sigma_y where the fracture-zone map marks crushed or cracked bone
-                (zones 1, 2 and 4 of anatomy/fracture.py; Keaveny, Wachtel & Kopperdahl 1999, overloaded trabecular bone)
+                (zones 1, 2 and 4 of anatomy/fracture.py; Keaveny, Wachtel & Kopperdahl 1999, overloaded trabecular
+                bone [M]; compared with whole vertebrae after a 25 % deformity, Wegrzyn 2011 [V], in docs/anatomy.md)
 
 Everything public takes and returns SI (density kg/m^3, modulus and stress Pa, permeability m^2, viscosity Pa s),
 except the calibration output ``bmd_mg_cm3`` which keeps the clinical unit in its name (1 mg/cm^3 = 1 kg/m^3).
@@ -114,13 +115,18 @@ SHELL_LABEL_THICKNESS_M = 1.0e-3
 # Numerical guard of the HU chain (not physics; documented in docs/materials.md): a trabecular voxel keeps at
 # least this much bone so its modulus and yield are positive, and at most fully dense tissue.
 BVTV_FLOOR = 0.02
-# Crushed and cracked bone (the compacted band and the fracture lines of a virtual fracture, anatomy/fracture.py) is
-# weaker than intact bone of the same density: human vertebral trabecular bone overloaded past yield reloads with a
-# lower modulus and a lower strength, and the loss grows with the applied strain (Keaveny, Wachtel & Kopperdahl 1999,
-# J Orthop Res 17:346-353; modulus reductions up to about 85 % at the largest strains, strength falling less than
-# modulus [M: numbers from memory, the paper's text not retrieved]; damage starts at small strains, 0.2-0.45 %:
-# Morgan, Yeh & Keaveny 2005 Eur J Morphol 42:13 [V: abstract]). The band of a compression fracture has been
-# strained far past the largest strains of those tests, so the largest measured reduction is taken.
+# Crushed and cracked bone (the compacted band, the fracture lines and the damaged zone of a virtual fracture,
+# anatomy/fracture.py) is weaker than intact bone of the same density. Material level: human vertebral trabecular bone
+# overloaded past yield reloads with a lower modulus and a lower strength, the loss growing with the strain reached
+# (Keaveny, Wachtel & Kopperdahl 1999, J Orthop Res 17:346-353; modulus reductions up to about 85 % at the largest
+# strains, strength falling less than modulus [M]: its text, and that of Keaveny et al. 1994 J Biomech 27:1309
+# "Mechanical behavior of damaged trabecular bone", could not be retrieved on 2026-12-01 either, so both factors stay
+# from memory); damage starts at small strains, modulus changes from 0.24 % and residual strain from 0.20 % apparent
+# strain in human vertebral specimens (Morgan, Yeh & Keaveny 2005 Eur J Morphol 42:13 [V: abstract]). The band of a
+# compression fracture has been strained far past those tests, so the largest reduction is taken [A]. Whole vertebra
+# [V: abstract, Wegrzyn 2011 J Bone Miner Res 26:739]: 21 human L3 compressed to 25 % deformity and reloaded lost
+# 53 +/- 18 % of their stiffness and 11 +/- 19 % of their failure load. That is an outcome of the whole chain, compared
+# in docs/anatomy.md (the model loses less stiffness and more strength), not a value these factors were set to.
 FRACTURED_MODULUS_FACTOR = 0.15
 FRACTURED_YIELD_FACTOR = 0.50
 #: Fracture-zone values that are weakened (compacted band, fracture line, damaged: anatomy/fracture.ZONE_*); the cleft

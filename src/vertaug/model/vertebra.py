@@ -323,6 +323,8 @@ def vertebra_from_ct(
     a = np.asarray(morph.anterior_axis)
     v = _assemble(name, hu, aff, body_m, vert_m, disc, h, a, spacing_mm, morph, ct.source, cortical_defect,
                   modulus_law, zone)
+    # the scan's voxel size: model/heights.py measures the model on a grid of it, as the morphometry measures the scan
+    v = replace(v, extra={**v.extra, "source_spacing_mm": tuple(float(z) for z in zooms)})
     return with_veins(v, veins_seed)
 
 

@@ -12,7 +12,9 @@ The file (default: ``population.toml`` next to this module; its comments documen
 
 Sampling: one ``numpy.random.Generator`` (PCG64, seeded ``SeedSequence(seed)``) draws, per patient in order, the
 source, type, grade, cleft, endplate break, cortical break, density and the fracture-line seed: the same file and seed
-give the same patients on any machine. A source's ``fracture_types`` (default: all three) restricts its type draw to
+give the same patients on any machine. The grade is drawn from the grades the source level can be fractured to
+(:func:`reachable_grades` of its measured baseline deformity, :func:`baseline_deformities`): the bundled L1, already a
+grade-1 wedge, gets wedge grades 2 or 3, the table renormalised, and the patient records why. A source's ``fracture_types`` (default: all three) restricts its type draw to
 those types, the type table renormalised over them: a level whose scan cannot grade a type (the TPTBox L3's
 neighbours are cut by the field of view, so a crush, graded against the neighbours' posterior heights, cannot be
 built) is never given it. Every problem of the file (TOML syntax, unknown key, a probability outside
@@ -32,8 +34,8 @@ import tomllib
 
 from ..errors import InputError
 
-__all__ = ["DEFAULT_POPULATION", "Patient", "Population", "PopulationError", "Source", "load_population",
-           "sample_patients"]
+__all__ = ["DEFAULT_POPULATION", "Patient", "Population", "PopulationError", "Source", "baseline_deformities",
+           "load_population", "reachable_grades", "sample_patients"]
 
 DEFAULT_POPULATION = Path(str(files("vertaug.trial") / "population.toml"))
 FRACTURE_TYPES = ("wedge", "biconcave", "crush")
@@ -80,9 +82,18 @@ class Patient:
     cortical_break: str  # "none" or a side
     trabecular_hu: float
     fracture_seed: int
+    #: the source level's deformity of the drawn type before the fracture, the largest over the density table's HU
+    #: points (baseline_deformities); None for a phantom (built intact, then fractured)
+    baseline_deformity: float | None = None
+    #: why the grade was drawn from the deeper grades only ("" when the whole grade table was open)
+    grade_note: str = ""
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        """The fields, ``baseline_deformity`` NaN where there is none (one float column in the trial's rows)."""
+        d = dict(self.__dict__)
+        if d["baseline_deformity"] is None:
+            d["baseline_deformity"] = math.nan
+        return d
 
 
 @dataclass(frozen=True)
@@ -269,11 +280,85 @@ def _truncated_normal(rng: np.random.Generator, d: dict[str, float]) -> float:
     return float(truncnorm.ppf(rng.random(), a, b, loc=d["mean_hu"], scale=d["sd_hu"]))
 
 
-def sample_patients(pop: Population, n: int, seed: int) -> list[Patient]:
-    """``n`` patients of ``pop`` drawn with ``numpy.random.default_rng(seed)`` (same inputs, same patients)."""
+def _density_points(d: dict[str, float]) -> tuple[float, ...]:
+    return (d["min_hu"], d["mean_hu"], d["max_hu"])
+
+
+_BASELINES: dict = {}
+
+
+def baseline_deformities(pop: Population) -> dict[str, dict[str, float]]:
+    """Per CT source, its level's Genant deformity by type before any fracture: the largest over the density table's
+    minimum, mean and maximum HU (``DENSITY_POINTS``) of :func:`vertaug.anatomy.fracture.level_deformities` on the
+    volumes the runner fractures (the level turned upright where it must be, its HU scaled to the point). The CT
+    endplate fit moves with the bone's contrast (bundled L1, wedge: 0.226 at 134 HU, 0.241 as scanned, 0.265 at 60 HU),
+    so the largest is kept. Phantom sources have none (a phantom is built intact, then fractured). Measured once per
+    process and population (~15 s for the shipped one)."""
+    from ..anatomy.fracture import level_deformities
+    from ..anatomy.morphometry import measure_volumes
+    from .runner import _source_volumes, scale_level_hu
+
+    key = (tuple((s.source_id, s.ct, s.seg, s.body, s.level, s.numbering, s.phantom) for s in pop.sources),
+           _density_points(pop.density), pop.spacing_mm)
+    if key in _BASELINES:
+        return _BASELINES[key]
+    out, spines = {}, {}
+    for s in pop.sources:
+        if s.phantom or s.weight <= 0:
+            continue
+        ct, seg, body, _tilt, _turned = _source_volumes(s, pop.spacing_mm)
+        if id(ct) not in spines:  # unturned levels of one scan share its volumes and its morphometry
+            spines[id(ct)] = (ct, measure_volumes(ct, seg, body, s.numbering))
+        spine = spines[id(ct)][1]
+        per_hu = [level_deformities(scale_level_hu(ct, seg, body, s.level, s.numbering, hu)[0], seg, s.level, body,
+                                    s.numbering, spine) for hu in _density_points(pop.density)]
+        out[s.source_id] = {k: max(d[k] for d in per_hu) for k in FRACTURE_TYPES}
+    _BASELINES[key] = out
+    return out
+
+
+def reachable_grades(baseline: float | None) -> tuple[int, ...]:
+    """The grades a level of this baseline deformity can be fractured to: those whose target deformity
+    (``anatomy.fracture.GRADE_DEFORMITY``) exceeds the baseline by more than the fracture search's tolerance (the
+    condition under which :func:`~vertaug.anatomy.fracture.fracture_level` refuses a level as already deformed)."""
+    from ..anatomy.fracture import DEFORMITY_TOLERANCE, GRADE_DEFORMITY
+
+    if baseline is None or not math.isfinite(baseline):
+        return GRADES
+    return tuple(g for g in GRADES if GRADE_DEFORMITY[g] - DEFORMITY_TOLERANCE > baseline)
+
+
+def _grade(table: dict, u: float, allowed: tuple[int, ...]) -> int:
+    """The grade of the uniform ``u`` in ``table``; where it falls on a grade that is not ``allowed`` (a prefix: the
+    mildest grades), the remainder of ``u`` in that prefix, itself uniform, picks among the allowed grades with their
+    shares renormalised. The result is the grade table conditioned on the allowed grades, from the same one uniform,
+    and every patient whose draw is allowed keeps it."""
+    keys = list(table)
+    cdf = np.cumsum([table[k] for k in keys])
+    cdf = cdf / cdf[-1]
+    g = keys[int(np.searchsorted(cdf, u, side="right"))]
+    if g in allowed:
+        return int(g)
+    closed = sum(table[k] for k in keys if k not in allowed)
+    return int(_grade({k: table[k] for k in keys if k in allowed}, u / closed, allowed))
+
+
+def _grade_note(src: Source, kind: str, baseline: float, allowed: tuple[int, ...]) -> str:
+    return (f"{src.level} of {src.source_id} measures a {kind} deformity of {baseline:.3f} before the fracture: "
+            f"grade drawn from {', '.join(map(str, allowed))} (the deeper grades), the shares renormalised")
+
+
+def sample_patients(pop: Population, n: int, seed: int, baselines: dict | None = None) -> list[Patient]:
+    """``n`` patients of ``pop`` drawn with ``numpy.random.default_rng(seed)`` (same inputs, same patients).
+
+    The grade of a patient is drawn from the grades its source level can be fractured to (:func:`reachable_grades`
+    of its baseline deformity of the drawn type, ``baselines`` or :func:`baseline_deformities`): the bundled L1 is
+    already a grade-1 wedge, so its wedge patients are grade 2 or 3; the patient records the baseline and says so
+    (``grade_note``). No source without an allowed grade: :class:`PopulationError`."""
     n = int(n)
     if n < 1:
         raise PopulationError(f"Parameter patients={n} is below 1.", "give --patients 1 or more.")
+    baselines = baseline_deformities(pop) if baselines is None else baselines
     rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
     weights = {s.source_id: s.weight for s in pop.sources}
     total = sum(weights.values())
@@ -282,10 +367,21 @@ def sample_patients(pop: Population, n: int, seed: int) -> list[Patient]:
     for i in range(n):
         src = _choice(rng, weights)
         kind = _choice(rng, _allowed(pop.fracture_type, pop.source(src).fracture_types))
-        grade = int(_choice(rng, pop.grade))
+        u_grade = float(rng.random())  # the one uniform _choice would draw
         cleft = bool(rng.random() < pop.cleft)
         endplate = bool(rng.random() < pop.endplate_break)
         cortical = _choice(rng, pop.cortical_break)
         hu = _truncated_normal(rng, pop.density)
-        out.append(Patient(f"p{i:05d}", src, kind, grade, cleft, endplate, cortical, hu, int(rng.integers(2**31))))
+        base = baselines.get(src, {}).get(kind)
+        base = float(base) if base is not None and math.isfinite(base) else None
+        allowed = tuple(g for g in reachable_grades(base) if pop.grade[g] > 0)
+        if not allowed:
+            raise PopulationError(f"Source {src!r} already measures a {kind} deformity of {base:.3f}: no grade of "
+                                  "fracture.grade with a positive share is deeper.",
+                                  f"give grade 3 a share, or leave {kind} out of the source's fracture_types.")
+        grade = _grade(pop.grade, u_grade, allowed)
+        note = "" if len(allowed) == sum(pop.grade[g] > 0 for g in GRADES) else _grade_note(
+            pop.source(src), kind, base, allowed)
+        out.append(Patient(f"p{i:05d}", src, kind, grade, cleft, endplate, cortical, hu, int(rng.integers(2**31)),
+                           None if base is None else round(base, 4), note))
     return out
