@@ -59,16 +59,21 @@ def test_shell_conserves_the_crushed_bone(intact):
     assert np.all(t.E[sh] > intact.E[sh])
 
 
-def test_cavity_takes_the_balloon_shape_and_crushes_weak_bone_first(intact):
-    """Right half at 40 HU, left half at 80 HU, tip on the border: the membrane crushes the weak side first (pressure
-    at the weak yield), keeps its own shape (the cavity stays inside the device's free shape at the plan volume, one
-    connected region), and the pressure rises to the strong yield once the weak half of that shape is crushed."""
+def _weak_and_strong_halves(intact):
+    """The intact block with its right half at 40 HU and its left half at 80 HU; the tip on the border."""
     c = centre(intact)
     hu = intact.hu.copy()
     weak = np.zeros(hu.shape, bool)
     weak[int(c[0]):] = True
     hu[weak & (intact.labels == 1)] = 40.0
-    v = replace(intact, hu=hu).with_labels(intact.labels.copy())
+    return replace(intact, hu=hu).with_labels(intact.labels.copy()), weak, c
+
+
+def test_cavity_takes_the_balloon_shape_and_crushes_weak_bone_first(intact):
+    """Right half at 40 HU, left half at 80 HU, tip on the border: the membrane crushes the weak side first (pressure
+    at the weak yield), keeps its own shape (the cavity stays inside the device's free shape at the plan volume, one
+    connected region), and the pressure rises to the strong yield once the weak half of that shape is crushed."""
+    v, weak, c = _weak_and_strong_halves(intact)
     r = bl.inflate(v, [c], volume_ml=1.5)
     share = (r.cavity & weak).sum() / r.cavity.sum()
     assert 0.5 < share < 0.85
@@ -87,12 +92,7 @@ def test_membrane_distends_towards_weak_bone_when_its_shape_needs_more_than_the_
     half of the free shape at the plan's volume is crushed, the strong half needs more than the limit, so the membrane
     distends (towards its rated shape) into more weak bone and reaches the plan's volume at the weak yield. Before
     2026-12-01 it distended only when no crushable voxel was left in its shape, and stopped at the limit."""
-    c = centre(intact)
-    hu = intact.hu.copy()
-    weak = np.zeros(hu.shape, bool)
-    weak[int(c[0]):] = True
-    hu[weak & (intact.labels == 1)] = 40.0
-    v = replace(intact, hu=hu).with_labels(intact.labels.copy())
+    v, weak, c = _weak_and_strong_halves(intact)
     y_weak = float(np.median(v.yield_pa[weak & (v.labels == 1)]))
     y_strong = float(np.median(v.yield_pa[~weak & (v.labels == 1)]))
     limit = 0.5 * (y_weak + y_strong)
