@@ -485,17 +485,6 @@ def _open_flat(st: dict, flat: np.ndarray) -> None:
         st[key].reshape(-1)[flat] = value
 
 
-def _contact_columns(st: dict, depression, lifted, reach=None) -> np.ndarray:
-    """Fragment columns where the balloon touches the plate: the run of cavity voxels right under the superior
-    endplate holds a crushed (balloon) voxel, not only opened gap. Bool (nx, ny)."""
-    out = np.zeros(depression.shape, bool)
-    if not np.any(depression - lifted > 0):
-        return out
-    for i, j in np.argwhere(depression > 0):
-        out[i, j] = _contact_column(st, i, j, reach)
-    return out
-
-
 def _contact_column(st: dict, i: int, j: int, reach=None) -> bool:
     """True if column (i, j) has a crushed (balloon) voxel in the run of cavity right under the superior endplate,
     and the voxel under the plate lies inside the membrane's rated shape (``reach``; the membrane cannot follow a
