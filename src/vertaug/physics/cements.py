@@ -276,15 +276,10 @@ class ViscosityFit:
 
 
 def _alpha_at(cement, time_s: float, temperature_c: float) -> float:
-    """Isothermal cure degree of ``cement`` at ``time_s`` after mixing (the law of physics/rheology.py)."""
-    from scipy.integrate import solve_ivp
+    """Isothermal cure degree of ``cement`` at ``time_s`` after mixing (rheology.cure_0d's last value)."""
+    from vertaug.physics.rheology import cure_0d
 
-    from vertaug.physics.rheology import cure_rate_1_s
-
-    t_k = temperature_c + KELVIN
-    sol = solve_ivp(lambda _t, y: [float(cure_rate_1_s(cement, y[0], t_k))], (0.0, time_s), [cement.alpha0],
-                    method="LSODA", rtol=1e-10, atol=1e-14)
-    return float(sol.y[0, -1])
+    return float(cure_0d(cement, time_s, "isothermal", temperature_c, n_out=2, rtol=1e-10).alpha[-1])
 
 
 def _check_working_points(cement, points, fit) -> tuple[float, ...]:
