@@ -108,7 +108,7 @@ def test_grades_are_drawn_deeper_than_the_source_level_already_is():
     from vertaug.anatomy.fracture import DEFORMITY_TOLERANCE, GRADE_DEFORMITY, level_deformities
     from vertaug.anatomy.morphometry import measure_volumes
     from vertaug.trial.population import baseline_deformities, reachable_grades
-    from vertaug.trial.runner import _source_volumes, scale_level_hu
+    from vertaug.trial.runner import source_volumes, scale_level_hu
 
     pop = load_population()
     base = baseline_deformities(pop)
@@ -121,7 +121,7 @@ def test_grades_are_drawn_deeper_than_the_source_level_already_is():
         if src.phantom:
             assert p.baseline_deformity is None and p.grade_note == ""
             continue
-        ct, seg, body, _, _ = _source_volumes(src, pop.spacing_mm)
+        ct, seg, body, _, _ = source_volumes(src, pop.spacing_mm)
         spine = spines.setdefault(id(ct), measure_volumes(ct, seg, body, src.numbering))
         ct2, _ = scale_level_hu(ct, seg, body, src.level, src.numbering, p.trabecular_hu)
         now = level_deformities(ct2, seg, src.level, body, src.numbering, spine)[p.fracture_type]

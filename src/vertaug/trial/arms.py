@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .file_checks import PopulationError, check_keys, fail, number
+
 __all__ = ["ARM_KEYS", "PROCEDURES", "arm_plan", "check_arms"]
 
 PROCEDURES = ("vertebroplasty", "kyphoplasty")
@@ -24,32 +26,31 @@ MAX_VOLUME_FRACTION = 0.6
 
 def check_arms(path: Path, raw) -> dict[str, dict]:
     """The arms of a population file, checked (raises PopulationError naming the key)."""
-    from .population import PopulationError, _check_keys, _fail, _number
 
     if not isinstance(raw, dict) or not raw:
-        raise _fail(path, "table arms", "is missing", "give [arms.VP] and [arms.KP] tables.")
+        raise fail(path, "table arms", "is missing", "give [arms.VP] and [arms.KP] tables.")
     out = {}
     for name, arm in raw.items():
         key = f"arms.{name}"
         if not isinstance(arm, dict):
-            raise _fail(path, key, "is not a table", f"write it as a table {key}.")
-        _check_keys(path, key, arm, ARM_KEYS)
+            raise fail(path, key, "is not a table", f"write it as a table {key}.")
+        check_keys(path, key, arm, ARM_KEYS)
         proc = arm.get("procedure")
         if proc not in PROCEDURES:
-            raise _fail(path, f"{key}.procedure", f"= {proc!r} is unknown", f"use one of {list(PROCEDURES)}.")
+            raise fail(path, f"{key}.procedure", f"= {proc!r} is unknown", f"use one of {list(PROCEDURES)}.")
         cement = arm.get("cement", "low" if proc == "vertebroplasty" else "high")
         if cement not in CEMENTS:
-            raise _fail(path, f"{key}.cement", f"= {cement!r} is unknown", f"use one of {list(CEMENTS)}.")
+            raise fail(path, f"{key}.cement", f"= {cement!r} is unknown", f"use one of {list(CEMENTS)}.")
         spec = {"procedure": proc, "cement": cement,
-                "volume_fraction": _number(path, f"{key}.volume_fraction", arm.get("volume_fraction", 0.15), 0.01,
+                "volume_fraction": number(path, f"{key}.volume_fraction", arm.get("volume_fraction", 0.15), 0.01,
                                            MAX_VOLUME_FRACTION),
-                "rate_ml_s": _number(path, f"{key}.rate_ml_s", arm.get("rate_ml_s", 0.05), 1e-3, 1.0),
-                "start_time_s": _number(path, f"{key}.start_time_s", arm.get("start_time_s", 210.0), 0.0, 1200.0)}
+                "rate_ml_s": number(path, f"{key}.rate_ml_s", arm.get("rate_ml_s", 0.05), 1e-3, 1.0),
+                "start_time_s": number(path, f"{key}.start_time_s", arm.get("start_time_s", 210.0), 0.0, 1200.0)}
         if proc == "kyphoplasty":
-            spec["balloon_fraction"] = _number(path, f"{key}.balloon_fraction", arm.get("balloon_fraction", 0.05),
+            spec["balloon_fraction"] = number(path, f"{key}.balloon_fraction", arm.get("balloon_fraction", 0.05),
                                                0.005, MAX_VOLUME_FRACTION)
         elif "balloon_fraction" in arm:
-            raise _fail(path, f"{key}.balloon_fraction", "is given for a vertebroplasty",
+            raise fail(path, f"{key}.balloon_fraction", "is given for a vertebroplasty",
                         "remove it (only kyphoplasty arms have balloons).")
         out[str(name)] = spec
     for need, proc in zip(REQUIRED_ARMS, PROCEDURES):

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import tomllib
 
-from ..errors import InputError
+from .file_checks import PopulationError, check_keys, fail, number, probability
 
 __all__ = ["DEFAULT_POPULATION", "Patient", "Population", "PopulationError", "Source", "baseline_deformities",
            "load_population", "reachable_grades", "sample_patients"]
@@ -48,10 +48,6 @@ _SOURCE_KEYS = {"id", "ct", "seg", "body", "numbering", "level", "weight", "opti
 _FRACTURE_KEYS = {"type", "grade", "cleft", "endplate_break", "cortical_break"}
 _DENSITY_KEYS = {"mean_hu", "sd_hu", "min_hu", "max_hu"}
 _TRIAL_KEYS = {"patients", "seed", "spacing_mm"}
-
-
-class PopulationError(InputError):
-    """The population file is malformed or holds an impossible value."""
 
 
 @dataclass(frozen=True)
@@ -118,37 +114,14 @@ class Population:
         return next(s for s in self.sources if s.source_id == source_id)
 
 
-def _fail(path: Path, key: str, problem: str, fix: str) -> PopulationError:
-    return PopulationError(f"Population file '{path}': {key} {problem}.", fix)
-
-
-def _number(path, key, value, low=-math.inf, high=math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
-        raise _fail(path, key, f"= {value!r} is not a number in [{low:g}, {high:g}]",
-                    f"give {key} a number between {low:g} and {high:g}.")
-    return float(value)
-
-
-def _probability(path, key, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= value <= 1.0):
-        raise _fail(path, key, f"= {value!r} is not a probability", f"give {key} a number between 0 and 1.")
-    return float(value)
-
-
-def _check_keys(path, where: str, table: dict, allowed: set) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise _fail(path, f"table {where}", f"has unknown key(s) {unknown}", f"use only {sorted(allowed)} (a typo?).")
-
-
 def _table(path, key: str, table, names) -> dict:
     if not isinstance(table, dict) or not table:
-        raise _fail(path, key, "is missing or not a table", f"give a table {key} with probabilities for {list(names)}.")
-    _check_keys(path, key, table, {str(n) for n in names})
-    probs = {n: _probability(path, f"{key}.{n}", table.get(str(n), 0.0)) for n in names}
+        raise fail(path, key, "is missing or not a table", f"give a table {key} with probabilities for {list(names)}.")
+    check_keys(path, key, table, {str(n) for n in names})
+    probs = {n: probability(path, f"{key}.{n}", table.get(str(n), 0.0)) for n in names}
     total = sum(probs.values())
     if abs(total - 1.0) > SUM_TOLERANCE:
-        raise _fail(path, f"table {key}", f"sums to {total:g}, not 1", "make its probabilities add up to 1.")
+        raise fail(path, f"table {key}", f"sums to {total:g}, not 1", "make its probabilities add up to 1.")
     return probs
 
 
@@ -156,7 +129,7 @@ def _fracture_types(path: Path, key: str, value) -> tuple[str, ...]:
     """A source's ``fracture_types``: a non-empty list of Genant types (a level whose scan cannot grade a type, e.g. a
     crush without an intact neighbour in view, is never given it)."""
     if not isinstance(value, list) or not value or any(v not in FRACTURE_TYPES for v in value):
-        raise _fail(path, f"{key}.fracture_types", f"= {value!r} is not a list of fracture types",
+        raise fail(path, f"{key}.fracture_types", f"= {value!r} is not a list of fracture types",
                     f"give a non-empty list of {list(FRACTURE_TYPES)}.")
     return tuple(t for t in FRACTURE_TYPES if t in value)
 
@@ -164,12 +137,12 @@ def _fracture_types(path: Path, key: str, value) -> tuple[str, ...]:
 def _source(path: Path, i: int, raw: dict, notes: list[str]) -> Source | None:
     key = f"source[{i}]"
     if not isinstance(raw, dict):
-        raise _fail(path, key, "is not a table", "write each source as a [[source]] table.")
-    _check_keys(path, key, raw, _SOURCE_KEYS)
+        raise fail(path, key, "is not a table", "write each source as a [[source]] table.")
+    check_keys(path, key, raw, _SOURCE_KEYS)
     for need in ("id", "level"):
         if not isinstance(raw.get(need), str):
-            raise _fail(path, f"{key}.{need}", "is missing", f"give every [[source]] an {need} (a string).")
-    weight = _number(path, f"{key}.weight", raw.get("weight", 1.0), 0.0)
+            raise fail(path, f"{key}.{need}", "is missing", f"give every [[source]] an {need} (a string).")
+    weight = number(path, f"{key}.weight", raw.get("weight", 1.0), 0.0)
     common = {"source_id": raw["id"], "level": raw["level"], "weight": weight,
               "fracture_types": _fracture_types(path, key, raw.get("fracture_types", list(FRACTURE_TYPES)))}
     if raw.get("phantom"):
@@ -181,7 +154,7 @@ def _source(path: Path, i: int, raw: dict, notes: list[str]) -> Source | None:
         p = example_paths()
         return Source(**common, ct=str(p["ct"]), seg=str(p["seg"]), body=str(p["body"]))
     if not isinstance(ct, str) or not isinstance(raw.get("seg"), str):
-        raise _fail(path, key, "has neither phantom = true nor ct and seg paths",
+        raise fail(path, key, "has neither phantom = true nor ct and seg paths",
                     'give ct = "bundled", or ct and seg files, or phantom = true.')
     files_ = {k: (path.parent / raw[k]).resolve() for k in ("ct", "seg", "body") if isinstance(raw.get(k), str)}
     missing = [str(f) for f in files_.values() if not f.exists()]
@@ -189,20 +162,20 @@ def _source(path: Path, i: int, raw: dict, notes: list[str]) -> Source | None:
         if raw.get("optional"):
             notes.append(f"source {raw['id']} left out: {missing[0]} is absent")
             return None
-        raise _fail(path, f"{key}.ct/seg", f"names a missing file {missing[0]}",
+        raise fail(path, f"{key}.ct/seg", f"names a missing file {missing[0]}",
                     "fix the path (relative to the population file) or set optional = true.")
     return Source(**common, **{k: str(v) for k, v in files_.items()}, numbering=str(raw.get("numbering", "v2")))
 
 
 def _sources(path: Path, raw, notes: list[str]) -> tuple[Source, ...]:
     if not isinstance(raw, list) or not raw:
-        raise _fail(path, "source list", "is missing", "list at least one [[source]] vertebra.")
+        raise fail(path, "source list", "is missing", "list at least one [[source]] vertebra.")
     out = tuple(s for i, r in enumerate(raw) if (s := _source(path, i, r, notes)) is not None)
     ids = [s.source_id for s in out]
     if len(set(ids)) != len(ids):
-        raise _fail(path, "source id", "is not unique", "give every source its own id.")
+        raise fail(path, "source id", "is not unique", "give every source its own id.")
     if not out or sum(s.weight for s in out) <= 0:
-        raise _fail(path, "source list", "has no source with a positive weight", "give a source weight > 0.")
+        raise fail(path, "source list", "has no source with a positive weight", "give a source weight > 0.")
     return out
 
 
@@ -210,18 +183,18 @@ def _check_types(pop: Population) -> Population:
     """Every source with a weight must be able to take a type of positive probability."""
     for s in pop.sources:
         if s.weight > 0 and sum(pop.fracture_type[t] for t in s.fracture_types) <= 0:
-            raise _fail(pop.path, f"source {s.source_id!r} fracture_types", f"= {list(s.fracture_types)} has "
+            raise fail(pop.path, f"source {s.source_id!r} fracture_types", f"= {list(s.fracture_types)} has "
                         "probability 0 in fracture.type", "allow a type with a positive share, or set weight = 0.")
     return pop
 
 
 def _density(path: Path, raw) -> dict[str, float]:
     if not isinstance(raw, dict):
-        raise _fail(path, "table density", "is missing", "give mean_hu, sd_hu, min_hu and max_hu.")
-    _check_keys(path, "density", raw, _DENSITY_KEYS)
-    d = {k: _number(path, f"density.{k}", raw.get(k), -200.0, 1000.0) for k in sorted(_DENSITY_KEYS)}
+        raise fail(path, "table density", "is missing", "give mean_hu, sd_hu, min_hu and max_hu.")
+    check_keys(path, "density", raw, _DENSITY_KEYS)
+    d = {k: number(path, f"density.{k}", raw.get(k), -200.0, 1000.0) for k in sorted(_DENSITY_KEYS)}
     if d["sd_hu"] < 0 or d["min_hu"] >= d["max_hu"] or not d["min_hu"] <= d["mean_hu"] <= d["max_hu"]:
-        raise _fail(path, "table density", f"= {d} is inconsistent",
+        raise fail(path, "table density", f"= {d} is inconsistent",
                     "give sd_hu >= 0 and min_hu <= mean_hu <= max_hu with min_hu < max_hu.")
     return d
 
@@ -238,24 +211,24 @@ def load_population(path: str | Path | None = None) -> Population:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PopulationError(f"Population file '{path}' is not valid TOML: {exc}.",
                               "fix the syntax (see the shipped population.toml).") from None
-    _check_keys(path, "top level", raw, _TOP_KEYS)
+    check_keys(path, "top level", raw, _TOP_KEYS)
     notes: list[str] = []
     trial = raw.get("trial", {})
-    _check_keys(path, "trial", trial, _TRIAL_KEYS)
+    check_keys(path, "trial", trial, _TRIAL_KEYS)
     frac = raw.get("fracture", {})
-    _check_keys(path, "fracture", frac, _FRACTURE_KEYS)
+    check_keys(path, "fracture", frac, _FRACTURE_KEYS)
     return _check_types(Population(
         path=path, sources=_sources(path, raw.get("source"), notes),
         fracture_type=_table(path, "fracture.type", frac.get("type"), FRACTURE_TYPES),
         grade=_table(path, "fracture.grade", frac.get("grade"), GRADES),
-        cleft=_probability(path, "fracture.cleft", frac.get("cleft", 0.0)),
-        endplate_break=_probability(path, "fracture.endplate_break", frac.get("endplate_break", 1.0)),
+        cleft=probability(path, "fracture.cleft", frac.get("cleft", 0.0)),
+        endplate_break=probability(path, "fracture.endplate_break", frac.get("endplate_break", 1.0)),
         cortical_break=_table(path, "fracture.cortical_break", frac.get("cortical_break"), CORTICAL),
         density=_density(path, raw.get("density")),
         arms=check_arms(path, raw.get("arms")),
-        patients=int(_number(path, "trial.patients", trial.get("patients", 40), 1, 100000)),
-        seed=int(_number(path, "trial.seed", trial.get("seed", 0), 0, 2**63 - 1)),
-        spacing_mm=_number(path, "trial.spacing_mm", trial.get("spacing_mm", 1.5), 0.5, 3.0),
+        patients=int(number(path, "trial.patients", trial.get("patients", 40), 1, 100000)),
+        seed=int(number(path, "trial.seed", trial.get("seed", 0), 0, 2**63 - 1)),
+        spacing_mm=number(path, "trial.spacing_mm", trial.get("spacing_mm", 1.5), 0.5, 3.0),
         notes=tuple(notes)))
 
 
@@ -296,7 +269,7 @@ def baseline_deformities(pop: Population) -> dict[str, dict[str, float]]:
     process and population (~15 s for the shipped one)."""
     from ..anatomy.fracture import level_deformities
     from ..anatomy.morphometry import measure_volumes
-    from .runner import _source_volumes, scale_level_hu
+    from .runner import scale_level_hu, source_volumes
 
     key = (tuple((s.source_id, s.ct, s.seg, s.body, s.level, s.numbering, s.phantom) for s in pop.sources),
            _density_points(pop.density), pop.spacing_mm)
@@ -306,7 +279,7 @@ def baseline_deformities(pop: Population) -> dict[str, dict[str, float]]:
     for s in pop.sources:
         if s.phantom or s.weight <= 0:
             continue
-        ct, seg, body, _tilt, _turned = _source_volumes(s, pop.spacing_mm)
+        ct, seg, body, _tilt, _turned = source_volumes(s, pop.spacing_mm)
         if id(ct) not in spines:  # unturned levels of one scan share its volumes and its morphometry
             spines[id(ct)] = (ct, measure_volumes(ct, seg, body, s.numbering))
         spine = spines[id(ct)][1]

@@ -88,7 +88,7 @@ def _load(src):
     return _cached((src.ct, src.seg, src.body), read)
 
 
-def _source_volumes(src, spacing_mm: float):
+def source_volumes(src, spacing_mm: float):
     """(ct, seg, body, tilt_deg, turned) of a CT source's level, turned upright where the balloon model needs it
     (:func:`vertaug.trial.align.align_level`), cached per worker process."""
     from .align import align_level
@@ -128,7 +128,7 @@ def _ct_model(spec: TrialSpec, patient, src):
     from ..anatomy.fracture import fracture_level
     from ..model.vertebra import vertebra_from_ct
 
-    ct, seg, body, tilt, turned = _source_volumes(src, spec.spacing_mm)
+    ct, seg, body, tilt, turned = source_volumes(src, spec.spacing_mm)
     ct2, factor = scale_level_hu(ct, seg, body, src.level, src.numbering, patient.trabecular_hu)
     cortical = None if patient.cortical_break == "none" else patient.cortical_break
     f = fracture_level(ct2, seg, src.level, patient.fracture_type, patient.genant_grade, cleft=patient.cleft,
@@ -192,7 +192,7 @@ def make_cases(spec: TrialSpec) -> list:
 
 
 def _chosen_arms(pop, names: list[str] | None) -> dict:
-    from .population import PopulationError
+    from .file_checks import PopulationError
 
     if not names:
         return dict(pop.arms)
