@@ -112,3 +112,18 @@ def test_energy_balance_closes_with_the_latent_sink(kwargs):
     assert res.vaporised_j > 0.02 * res.released_j
     assert res.energy_balance_error_rel < 1e-6
     assert TB_C - 1.0 < res.cement_peak_c < TB_C + 1.0
+
+
+@pytest.mark.parametrize("name", ["Palacos R", "CMW 1", "Kyphon HV-R", "Vertecem V+"])
+def test_0d_adiabatic_cure_boils_to_the_closed_form(name):
+    """rheology.cure_0d adiabatic from 23 C: T stops at T_b, alpha ends at alpha_b + (1 - alpha_b) / (1 + r), to 1e-8
+    (without boiling the same cements pass 140 C and cure fully)."""
+    cement = rheology.cement_preset(name)
+    res = rheology.cure_0d(cement, 7200.0, "adiabatic", 23.0)
+    h_j_kg, c = cement.heat_of_reaction_j_kg, cement.specific_heat_j_kg_k
+    alpha_b = cement.alpha0 + c * (TB_C - 23.0) / h_j_kg
+    r = h_j_kg / (cement.monomer_mass_fraction * cement.monomer_vaporisation_heat_j_kg)
+    assert res.peak_temperature_c == pytest.approx(TB_C, abs=1e-6)
+    assert res.alpha[-1] == pytest.approx(alpha_b + (1.0 - alpha_b) / (1.0 + r), abs=1e-8)
+    no_boil = rheology.cure_0d(dataclasses.replace(cement, monomer_boiling_point_k=None), 7200.0, "adiabatic", 23.0)
+    assert no_boil.peak_temperature_c > 140.0

@@ -475,6 +475,52 @@ def _check_temperature_c(name: str, value: float) -> float:
     )
 
 
+def _checked(sol):
+    if not sol.success:  # pragma: no cover - LSODA failure is a bug, not bad input
+        raise RuntimeError(f"cure_0d integration failed: {sol.message}")
+    return sol
+
+
+def _adiabatic_0d(cement: Cement, t_end: float, t0_k: float, t_eval: np.ndarray, rtol: float):
+    """Adiabatic cure (c dT/dt = H d(alpha)/dt) up to the monomer's boiling point, then at T_b while the monomer left
+    boils off r = H / (w_MMA dH_v) per unit of cure (physics/monomer.py): the room term falls to
+    1 - alpha - r (alpha - alpha_b) and the cure ends at alpha_b + (1 - alpha_b) / (1 + r). Returns (t, alpha, T K)."""
+    rise, tb_k = cement.adiabatic_rise_k, cement.monomer_boiling_point_k
+
+    def rhs(_t, y):
+        r = float(cure_rate_1_s(cement, y[0], y[1]))
+        return [r, rise * r]
+
+    def boils(_t, y):
+        return y[1] - tb_k
+
+    boils.terminal, boils.direction = True, 1.0
+    if tb_k is None or t0_k < tb_k:
+        sol = _checked(solve_ivp(rhs, (0.0, t_end), [cement.alpha0, t0_k], method="LSODA", t_eval=t_eval, rtol=rtol,
+                                 atol=1e-12, events=None if tb_k is None else boils))
+        if sol.status != 1:  # no boiling (or none reached)
+            return sol.t, sol.y[0], sol.y[1]
+        t_b, alpha_b = float(sol.t_events[0][0]), float(sol.y_events[0][0][0])
+        t1, a1, temp1 = sol.t, sol.y[0], sol.y[1]
+    else:
+        t_b, alpha_b = 0.0, cement.alpha0
+        t1 = a1 = temp1 = np.empty(0)
+    ratio = cement.heat_of_reaction_j_kg / (cement.monomer_mass_fraction * cement.monomer_vaporisation_heat_j_kg)
+    k_b = cement.k0_1_s * np.exp(-cement.activation_energy_j_mol / (GAS_CONSTANT_J_MOL_K * tb_k))
+    a_v = float(alpha_vitrified(cement, tb_k))
+    c_max = float(alpha_max(cement, tb_k))
+
+    def rhs_boiling(_t, y):
+        room = max(min(c_max, 1.0 - ratio * (y[0] - alpha_b)) - y[0], 0.0)
+        return [k_b * y[0] ** cement.exponent_m * room**cement.exponent_n if y[0] < a_v else 0.0]
+
+    later = t_eval[t_eval > t_b]
+    sol2 = _checked(solve_ivp(rhs_boiling, (t_b, t_end), [alpha_b], method="LSODA", t_eval=later, rtol=rtol,
+                              atol=1e-12))
+    return (np.concatenate((t1, sol2.t)), np.concatenate((a1, sol2.y[0])),
+            np.concatenate((temp1, np.full(sol2.t.size, tb_k))))
+
+
 def cure_0d(
     cement: Cement,
     t_end_s: float,
@@ -486,7 +532,9 @@ def cure_0d(
 ) -> Cure0DResult:
     """Cure the cement alone from mixing (alpha = alpha0) for ``t_end_s`` seconds.
 
-    mode "isothermal": T held at ``temperature_c``; "adiabatic": T starts at ``temperature_c`` and rises by H alpha / c.
+    mode "isothermal": T held at ``temperature_c``; "adiabatic": T starts at ``temperature_c`` and rises by H alpha / c
+    up to the monomer's boiling point (``Cement.monomer_boiling_point_k``; None: no boiling), where it stays while the
+    monomer left boils off (:func:`_adiabatic_0d`).
     """
     t_end = check_range("t_end_s", t_end_s, 1e-6, 1e7, "s")
     t0_k = _check_temperature_c("temperature_c", temperature_c) + KELVIN
@@ -498,22 +546,14 @@ def cure_0d(
         def rhs(_t, y):
             return [float(cure_rate_1_s(cement, y[0], t0_k))]
 
-        y0 = [cement.alpha0]
+        sol = _checked(solve_ivp(rhs, (0.0, t_end), [cement.alpha0], method="LSODA", t_eval=t_eval, rtol=rtol,
+                                 atol=1e-12))
+        t_s, alpha, temp_k = sol.t, sol.y[0], np.full_like(sol.t, t0_k)
     else:
-        rise = cement.adiabatic_rise_k
-
-        def rhs(_t, y):
-            r = float(cure_rate_1_s(cement, y[0], y[1]))
-            return [r, rise * r]
-
-        y0 = [cement.alpha0, t0_k]
-    sol = solve_ivp(rhs, (0.0, t_end), y0, method="LSODA", t_eval=t_eval, rtol=rtol, atol=1e-12)
-    if not sol.success:  # pragma: no cover - LSODA failure is a bug, not bad input
-        raise RuntimeError(f"cure_0d integration failed: {sol.message}")
-    alpha = np.clip(sol.y[0], 0.0, 1.0)
-    temp_k = np.full_like(alpha, t0_k) if mode == "isothermal" else sol.y[1]
+        t_s, alpha, temp_k = _adiabatic_0d(cement, t_end, t0_k, t_eval, rtol)
+    alpha = np.clip(alpha, 0.0, 1.0)
     mu = viscosity_pa_s(cement, alpha, temp_k, shear_rate_1_s)
-    return Cure0DResult(mode, sol.t, alpha, temp_k - KELVIN, mu, float(shear_rate_1_s))
+    return Cure0DResult(mode, t_s, alpha, temp_k - KELVIN, mu, float(shear_rate_1_s))
 
 
 def time_to_alpha_s(cement: Cement, alpha: float, temperature_c: float) -> float:

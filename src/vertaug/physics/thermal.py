@@ -16,16 +16,25 @@ Heat equation (per voxel, finite volume, 7-point stencil)::
   cell and a film coefficient h_film: G_b = A / (1/h_film + h/(2k)); h_film = inf is Dirichlet, h_film = 0 insulated
   (also a symmetry plane). h_film may differ per outer face: order (-R, +R, -A, +A, -S, +S).
 - Time: theta scheme (theta = 1 backward Euler, 0.5 Crank-Nicolson); the matrix is constant, so its solver is set up
-  once: Jacobi-preconditioned CG (warm-started), or one scipy splu factorisation / one pyamg hierarchy reused. The cure is advanced over each step at the
-  step's start temperature (RK4 sub-steps), which gives the step's released heat exactly, so that the discrete energy
+  once: Jacobi-preconditioned CG (warm-started), or one scipy splu factorisation / one pyamg hierarchy reused. The cure
+  is advanced over each step at the step's start temperature by the rate law's exact isothermal solution
+  (rheology.advance_cure_isothermal), which gives the step's released heat exactly, so that the discrete energy
   balance closes to solver precision:
-      released = stored + conducted out through the outer faces + removed by perfusion.
+      released = stored + conducted out through the outer faces + removed by perfusion + vaporised.
+- Boiling of the unreacted monomer (physics/monomer.py): after each solve, a cement voxel above the monomer's boiling
+  point T_b with monomer left returns to T_b and the energy above it evaporates monomer (latent heat dH_v) until none
+  is left; the vapour leaves, so the cure's ceiling falls to 1 - e (e: fraction boiled off). Within a step the cure
+  is capped at what the monomer left can boil off (:func:`_boiling_cure_cap`); the rest of the split error (heat
+  conducted within a step from a neighbour's unclamped temperature) lets a voxel pass T_b by under 1 C at 2 s steps
+  (tests/test_monomer_boiling.py).
 - Damage: damage.DamageState (Arrhenius Omega, CEM43, time above 50 C, peak T) per voxel.
 - Ceiling: with one start temperature everywhere, no voxel passes T_start + phi_c rho_c H / (rho c)_mix of the richest
   voxel. Cement placed cold into warm bone can: its rim cures first and heats the unreacted core, which then adds its
   own heat (the monomer does not diffuse). A 2.1 mL ball of Palacos R placed at 23 C in bone at 37 C peaks at 185.7 C
   at its centre in a radial method-of-lines reference (tests/exotherm_radial.py) against 37 + H/c = 159.5 C; this
   voxel model gives 176.3 / 180.3 / 182.0 C on 2 / 1 / 0.5 mm voxels (tests/test_exotherm_ceiling.py).
+  These are the peaks without boiling (``monomer_boiling_point_k=None``); with it such a core stays near T_b =
+  100.25 C while it boils.
 """
 
 from __future__ import annotations
