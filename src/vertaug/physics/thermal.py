@@ -630,6 +630,12 @@ def _exotherm_result(pb: _ExothermProblem, st: _ExothermState, energy0: float) -
     else:
         wall_peak = wall_50 = float("nan")
         notes.append(f"no canal (label {CANAL}) voxel: canal-wall metrics are NaN")
+    boiled_kg = float((st.boiled * pb.monomer_kg).sum())
+    if boiled_kg > 0.0:
+        notes.append(f"the cement's unreacted monomer boiled at {pb.cement.monomer_boiling_point_k - KELVIN:.2f} C: "
+                     f"{boiled_kg * 1e6:.0f} mg of its {pb.monomer_kg.sum() * 1e6:.0f} mg "
+                     f"({100 * boiled_kg / pb.monomer_kg.sum():.1f} %) left as vapour, taking {st.vaporised:.1f} J "
+                     "(assumed to escape; physics/monomer.py)")
     if not err <= ENERGY_TOL_REL:
         msg = f"energy balance error {err:.1e} exceeds {ENERGY_TOL_REL:g} (linear solver tolerance too loose?)"
         notes.append(msg)
@@ -655,7 +661,7 @@ def _exotherm_result(pb: _ExothermProblem, st: _ExothermState, energy0: float) -
         conducted_out_j=st.conducted,
         perfused_j=st.perfused,
         vaporised_j=st.vaporised,
-        monomer_boiled_off_kg=float((st.boiled * pb.monomer_kg).sum()),
+        monomer_boiled_off_kg=boiled_kg,
         monomer_kg=float(pb.monomer_kg.sum()),
         energy_balance_error_rel=float(err),
         solver=st.lin.method,
