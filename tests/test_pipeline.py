@@ -38,12 +38,12 @@ def test_pipeline_on_grade2_wedge_phantom(grade2_run):
     # KP lifts the depressed endplate of a wedge fracture; VP's postural and hydraulic lift stay below a voxel here
     assert rows["height_restored_mm"].kp > rows["height_restored_mm"].vp == 0.0
     # exotherm: cement core well above body temperature; heat conserved to round-off. VP's generic "low" cement
-    # (100 J/g) measured 71.1 C; KP's "high" = Palacos R (167 J/g, its monomer fraction) 185.6 C (2026-11-30; < 130 C
-    # with the generic 100 J/g before): above the cement's adiabatic ceiling from 37 C (159 C) because the rim cures
-    # first and preheats the core, and far above measured vertebral temperatures (docs/cement.md 7b-7c: no
-    # vitrification limit, one-burst release)
+    # (100 J/g) measured 71.1 C; KP's "high" = Palacos R (167 J/g, its monomer fraction) 185.6 C (2026-11-30), above
+    # the cement's adiabatic ceiling from 37 C (159 C) because the rim cures first and preheats the core; since issue
+    # 25 its unreacted monomer boils at 100.25 C (physics/monomer.py), which holds the core there, up to the split
+    # error of the adaptive steps (the demo's KP: 102.3 C)
     assert 60.0 < rows["peak_temperature_c"].vp < 90.0
-    assert 150.0 < rows["peak_temperature_c"].kp < 200.0
+    assert 99.0 < rows["peak_temperature_c"].kp < 105.0
     for tag in ("VP", "KP"):
         assert abs(c.extra[tag]["thermal_energy_balance_error"]) < 1e-6
     assert set(c.states) == {"pre-treatment", "VP", "KP"}

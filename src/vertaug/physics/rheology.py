@@ -60,13 +60,17 @@ Sources of each number: docs/cement.md and docs/references.md.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.integrate import solve_ivp
+from scipy.interpolate import CubicHermiteSpline
+from scipy.special import expit, logit
 
 from vertaug.constants import BODY_TEMPERATURE_C, KELVIN, ROOM_TEMPERATURE_C
 from vertaug.errors import ParameterError, check_range
+from vertaug.physics import monomer
 
 __all__ = [
     "ALPHA_HARD",
@@ -79,6 +83,7 @@ __all__ = [
     "WORKING_SHEAR_RATE_1_S",
     "Cement",
     "Cure0DResult",
+    "advance_cure_isothermal",
     "alpha_max",
     "alpha_reachable",
     "alpha_vitrified",
@@ -146,6 +151,9 @@ class Cement:
     conductivity_w_m_k: float = 0.17
     specific_heat_j_kg_k: float = 1400.0
     vitrification_tg_k: float | None = PMMA_TG_K
+    # boiling of the unreacted monomer (physics/monomer.py); None: no boiling
+    monomer_boiling_point_k: float | None = monomer.MMA_BOILING_POINT_K
+    monomer_vaporisation_heat_j_kg: float = monomer.MMA_VAPORISATION_J_KG
     sources: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
@@ -198,10 +206,20 @@ class Cement:
         check_range("cement.yield_stress_pa", self.yield_stress_pa, 0.0, 1e5, "Pa")
         check_range("cement.conductivity_w_m_k", self.conductivity_w_m_k, 1e-3, 100.0, "W/(m K)")
         check_range("cement.specific_heat_j_kg_k", self.specific_heat_j_kg_k, 100.0, 1e4, "J/(kg K)")
+        if self.monomer_boiling_point_k is not None:
+            check_range("cement.monomer_boiling_point_k", self.monomer_boiling_point_k, KELVIN, 600.0, "K",
+                        "give the monomer's boiling point in K (MMA 373.4 K), or None for no boiling.")
+        check_range("cement.monomer_vaporisation_heat_j_kg", self.monomer_vaporisation_heat_j_kg, 1e4, 5e6, "J/kg",
+                    "give the monomer's enthalpy of vaporisation per kg (MMA 3.38e5 J/kg at its boiling point).")
 
     @property
     def volumetric_heat_capacity_j_m3k(self) -> float:
         return self.density_kg_m3 * self.specific_heat_j_kg_k
+
+    @property
+    def monomer_mass_fraction(self) -> float:
+        """w_MMA: kg of polymerisable monomer per kg of mixed cement, H / dH_p (the heat is the monomer's)."""
+        return self.heat_of_reaction_j_kg / monomer.MMA_HEAT_J_KG
 
     @property
     def adiabatic_rise_k(self) -> float:
@@ -335,6 +353,66 @@ def cure_rate_1_s(cement: Cement, alpha, temperature_k, hottest_k=None):
     return np.where(a < alpha_vitrified(cement, hot), rate, 0.0)
 
 
+#: the isothermal cure step's table of I(u) = int du / (u^m (1 - u)^n) in s = logit(u): nodes per unit of s, and the
+#: table's ends (from 1 below logit(alpha0) up to 1 - u = 4e-18)
+CURE_TABLE_NODES_PER_S = 80
+_CURE_TABLE_S_HI = 40.0
+
+
+@functools.lru_cache(maxsize=8)
+def _cure_integral_table(m: float, n: float, s_lo: float, nodes_per_s: int = CURE_TABLE_NODES_PER_S):
+    """Splines of I(s) and its inverse s(I), I = int_{s_lo}^{s} u^(1-m) (1-u)^(1-n) ds' (= int du / (u^m (1-u)^n)).
+
+    I at the nodes by 6-point Gauss-Legendre per interval; cubic Hermite splines with the exact slopes dI/ds and
+    ds/dI (error O(ds^4))."""
+    s = np.linspace(s_lo, _CURE_TABLE_S_HI, round((_CURE_TABLE_S_HI - s_lo) * nodes_per_s) + 1)
+
+    def slope(z):
+        return np.exp(-(1.0 - m) * np.logaddexp(0.0, -z) - (1.0 - n) * np.logaddexp(0.0, z))
+
+    x, w = np.polynomial.legendre.leggauss(6)
+    half = 0.5 * np.diff(s)
+    integral = np.concatenate(([0.0], np.cumsum(half * (slope(s[:-1, None] + half[:, None] * (1.0 + x)) @ w))))
+    keep = np.concatenate(([True], np.diff(integral) > 0.0))  # a slope below rounding adds nothing: stop there
+    s, integral = s[keep], integral[keep]
+    d = slope(s)
+    return CubicHermiteSpline(s, integral, d), CubicHermiteSpline(integral, s, 1.0 / d)
+
+
+def advance_cure_isothermal(cement: Cement, alpha, temperature_k, dt_s: float, hottest_k=None, ceiling=None):
+    """Cure degree after ``dt_s`` at fixed ``temperature_k`` (per entry), the rate law's exact solution.
+
+    With the room term's ceiling c = min(alpha_max(T), ``ceiling``) (``ceiling``: e.g. 1 - the monomer boiled off),
+    d(alpha)/dt = k(T) alpha^m (c - alpha)^n separates: I_c(alpha) = int d(alpha) / (alpha^m (c - alpha)^n) grows by
+    k dt, and I_c(alpha) = c^(1-m-n) I(alpha / c) with I the integral for c = 1, tabulated once per (m, n)::
+
+        I(u_new) = I(u) + k dt c^(m+n-1),     alpha_new = c u_new
+
+    then the vitrification stop alpha <= alpha_v(max(T, T_hot)) as :func:`cure_rate_1_s`. One table look-up and one
+    inverse per voxel, whatever k dt (an RK4 integration needs sub-steps of about 0.1 / k).
+    """
+    a = np.asarray(alpha, dtype=float)
+    t = np.broadcast_to(np.asarray(temperature_k, dtype=float), a.shape)
+    c = alpha_max(cement, t)
+    if ceiling is not None:
+        c = np.minimum(c, np.broadcast_to(np.asarray(ceiling, dtype=float), a.shape))
+    m, n = cement.exponent_m, cement.exponent_n
+    s_lo = float(np.floor(logit(cement.alpha0))) - 1.0
+    fwd, inv = _cure_integral_table(m, n, s_lo)
+    out = a.copy()
+    live = a < c
+    if live.any():
+        cl = c[live]
+        k = cement.k0_1_s * np.exp(-cement.activation_energy_j_mol / (GAS_CONSTANT_J_MOL_K * t[live]))
+        s0 = np.clip(logit(np.clip(a[live] / cl, 0.0, 1.0)), fwd.x[0], fwd.x[-1])
+        target = np.minimum(fwd(s0) + k * dt_s * cl ** (m + n - 1.0), inv.x[-1])
+        out[live] = cl * expit(inv(target))
+    if cement.vitrification_tg_k is not None:
+        hot = t if hottest_k is None else np.maximum(t, np.asarray(hottest_k, dtype=float))
+        out = np.minimum(out, np.maximum(alpha_vitrified(cement, hot), a))
+    return np.maximum(out, a)  # the cure never reverses
+
+
 def viscosity_pa_s(cement: Cement, alpha, temperature_k, shear_rate_1_s=WORKING_SHEAR_RATE_1_S):
     """Apparent viscosity mu(alpha, T, shear rate) in Pa s; numpy-vectorised (broadcast)."""
     a = np.asarray(alpha, dtype=float)
@@ -397,6 +475,52 @@ def _check_temperature_c(name: str, value: float) -> float:
     )
 
 
+def _checked(sol):
+    if not sol.success:  # pragma: no cover - LSODA failure is a bug, not bad input
+        raise RuntimeError(f"cure_0d integration failed: {sol.message}")
+    return sol
+
+
+def _adiabatic_0d(cement: Cement, t_end: float, t0_k: float, t_eval: np.ndarray, rtol: float):
+    """Adiabatic cure (c dT/dt = H d(alpha)/dt) up to the monomer's boiling point, then at T_b while the monomer left
+    boils off r = H / (w_MMA dH_v) per unit of cure (physics/monomer.py): the room term falls to
+    1 - alpha - r (alpha - alpha_b) and the cure ends at alpha_b + (1 - alpha_b) / (1 + r). Returns (t, alpha, T K)."""
+    rise, tb_k = cement.adiabatic_rise_k, cement.monomer_boiling_point_k
+
+    def rhs(_t, y):
+        r = float(cure_rate_1_s(cement, y[0], y[1]))
+        return [r, rise * r]
+
+    def boils(_t, y):
+        return y[1] - tb_k
+
+    boils.terminal, boils.direction = True, 1.0
+    if tb_k is None or t0_k < tb_k:
+        sol = _checked(solve_ivp(rhs, (0.0, t_end), [cement.alpha0, t0_k], method="LSODA", t_eval=t_eval, rtol=rtol,
+                                 atol=1e-12, events=None if tb_k is None else boils))
+        if sol.status != 1:  # no boiling (or none reached)
+            return sol.t, sol.y[0], sol.y[1]
+        t_b, alpha_b = float(sol.t_events[0][0]), float(sol.y_events[0][0][0])
+        t1, a1, temp1 = sol.t, sol.y[0], sol.y[1]
+    else:
+        t_b, alpha_b = 0.0, cement.alpha0
+        t1 = a1 = temp1 = np.empty(0)
+    ratio = cement.heat_of_reaction_j_kg / (cement.monomer_mass_fraction * cement.monomer_vaporisation_heat_j_kg)
+    k_b = cement.k0_1_s * np.exp(-cement.activation_energy_j_mol / (GAS_CONSTANT_J_MOL_K * tb_k))
+    a_v = float(alpha_vitrified(cement, tb_k))
+    c_max = float(alpha_max(cement, tb_k))
+
+    def rhs_boiling(_t, y):
+        room = max(min(c_max, 1.0 - ratio * (y[0] - alpha_b)) - y[0], 0.0)
+        return [k_b * y[0] ** cement.exponent_m * room**cement.exponent_n if y[0] < a_v else 0.0]
+
+    later = t_eval[t_eval > t_b]
+    sol2 = _checked(solve_ivp(rhs_boiling, (t_b, t_end), [alpha_b], method="LSODA", t_eval=later, rtol=rtol,
+                              atol=1e-12))
+    return (np.concatenate((t1, sol2.t)), np.concatenate((a1, sol2.y[0])),
+            np.concatenate((temp1, np.full(sol2.t.size, tb_k))))
+
+
 def cure_0d(
     cement: Cement,
     t_end_s: float,
@@ -408,7 +532,9 @@ def cure_0d(
 ) -> Cure0DResult:
     """Cure the cement alone from mixing (alpha = alpha0) for ``t_end_s`` seconds.
 
-    mode "isothermal": T held at ``temperature_c``; "adiabatic": T starts at ``temperature_c`` and rises by H alpha / c.
+    mode "isothermal": T held at ``temperature_c``; "adiabatic": T starts at ``temperature_c`` and rises by H alpha / c
+    up to the monomer's boiling point (``Cement.monomer_boiling_point_k``; None: no boiling), where it stays while the
+    monomer left boils off (:func:`_adiabatic_0d`).
     """
     t_end = check_range("t_end_s", t_end_s, 1e-6, 1e7, "s")
     t0_k = _check_temperature_c("temperature_c", temperature_c) + KELVIN
@@ -420,22 +546,14 @@ def cure_0d(
         def rhs(_t, y):
             return [float(cure_rate_1_s(cement, y[0], t0_k))]
 
-        y0 = [cement.alpha0]
+        sol = _checked(solve_ivp(rhs, (0.0, t_end), [cement.alpha0], method="LSODA", t_eval=t_eval, rtol=rtol,
+                                 atol=1e-12))
+        t_s, alpha, temp_k = sol.t, sol.y[0], np.full_like(sol.t, t0_k)
     else:
-        rise = cement.adiabatic_rise_k
-
-        def rhs(_t, y):
-            r = float(cure_rate_1_s(cement, y[0], y[1]))
-            return [r, rise * r]
-
-        y0 = [cement.alpha0, t0_k]
-    sol = solve_ivp(rhs, (0.0, t_end), y0, method="LSODA", t_eval=t_eval, rtol=rtol, atol=1e-12)
-    if not sol.success:  # pragma: no cover - LSODA failure is a bug, not bad input
-        raise RuntimeError(f"cure_0d integration failed: {sol.message}")
-    alpha = np.clip(sol.y[0], 0.0, 1.0)
-    temp_k = np.full_like(alpha, t0_k) if mode == "isothermal" else sol.y[1]
+        t_s, alpha, temp_k = _adiabatic_0d(cement, t_end, t0_k, t_eval, rtol)
+    alpha = np.clip(alpha, 0.0, 1.0)
     mu = viscosity_pa_s(cement, alpha, temp_k, shear_rate_1_s)
-    return Cure0DResult(mode, sol.t, alpha, temp_k - KELVIN, mu, float(shear_rate_1_s))
+    return Cure0DResult(mode, t_s, alpha, temp_k - KELVIN, mu, float(shear_rate_1_s))
 
 
 def time_to_alpha_s(cement: Cement, alpha: float, temperature_c: float) -> float:

@@ -16,16 +16,25 @@ Heat equation (per voxel, finite volume, 7-point stencil)::
   cell and a film coefficient h_film: G_b = A / (1/h_film + h/(2k)); h_film = inf is Dirichlet, h_film = 0 insulated
   (also a symmetry plane). h_film may differ per outer face: order (-R, +R, -A, +A, -S, +S).
 - Time: theta scheme (theta = 1 backward Euler, 0.5 Crank-Nicolson); the matrix is constant, so its solver is set up
-  once: Jacobi-preconditioned CG (warm-started), or one scipy splu factorisation / one pyamg hierarchy reused. The cure is advanced over each step at the
-  step's start temperature (RK4 sub-steps), which gives the step's released heat exactly, so that the discrete energy
+  once: Jacobi-preconditioned CG (warm-started), or one scipy splu factorisation / one pyamg hierarchy reused. The cure
+  is advanced over each step at the step's start temperature by the rate law's exact isothermal solution
+  (rheology.advance_cure_isothermal), which gives the step's released heat exactly, so that the discrete energy
   balance closes to solver precision:
-      released = stored + conducted out through the outer faces + removed by perfusion.
+      released = stored + conducted out through the outer faces + removed by perfusion + vaporised.
+- Boiling of the unreacted monomer (physics/monomer.py): after each solve, a cement voxel above the monomer's boiling
+  point T_b with monomer left returns to T_b and the energy above it evaporates monomer (latent heat dH_v) until none
+  is left; the vapour leaves, so the cure's ceiling falls to 1 - e (e: fraction boiled off). Within a step the cure
+  is capped at what the monomer left can boil off (:func:`_boiling_cure_cap`); the rest of the split error (heat
+  conducted within a step from a neighbour's unclamped temperature) lets a voxel pass T_b by under 1 C at 2 s steps
+  (tests/test_monomer_boiling.py).
 - Damage: damage.DamageState (Arrhenius Omega, CEM43, time above 50 C, peak T) per voxel.
 - Ceiling: with one start temperature everywhere, no voxel passes T_start + phi_c rho_c H / (rho c)_mix of the richest
   voxel. Cement placed cold into warm bone can: its rim cures first and heats the unreacted core, which then adds its
   own heat (the monomer does not diffuse). A 2.1 mL ball of Palacos R placed at 23 C in bone at 37 C peaks at 185.7 C
   at its centre in a radial method-of-lines reference (tests/exotherm_radial.py) against 37 + H/c = 159.5 C; this
   voxel model gives 176.3 / 180.3 / 182.0 C on 2 / 1 / 0.5 mm voxels (tests/test_exotherm_ceiling.py).
+  These are the peaks without boiling (``monomer_boiling_point_k=None``); with it such a core stays near T_b =
+  100.25 C while it boils.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ from vertaug.model.labels import (
     TRABECULAR,
     VEIN_CHANNEL,
 )
-from vertaug.physics import rheology
+from vertaug.physics import monomer, rheology
 from vertaug.physics.damage import NECROSIS_OMEGA, DamageState
 from vertaug.physics.heat_pcg import mixed_jacobi_pcg
 
@@ -128,6 +137,9 @@ class ExothermResult:
     peak_by_label_c: dict = field(default_factory=dict)
     notes: tuple = field(default=())
     cement_peak_time_s: float = float("nan")  # time of the cement peak, s after placement
+    vaporised_j: float = 0.0  # latent heat carried off by the boiled monomer (a sink of the energy balance)
+    monomer_boiled_off_kg: float = 0.0  # monomer that boiled off (physics/monomer.py)
+    monomer_kg: float = 0.0  # monomer the placed cement held at mixing
 
     def probe_time_above_c(self, name: str, threshold_c: float) -> float:
         """Time (s) the probe ``name`` spent above ``threshold_c`` (linear interpolation between samples)."""
@@ -403,27 +415,6 @@ def _probe_indices(probes, shape) -> dict:
     return out
 
 
-def _advance_cure(cement, alpha, temp_k, dt_s, hottest_k=None):
-    """Advance alpha over dt at fixed temperature with RK4 sub-steps (sub-step size from the largest rate constant),
-    up to the conversion reachable after the hottest temperature each voxel has reached (vitrification)."""
-    if alpha.size == 0:
-        return alpha
-    kmax = cement.k0_1_s * np.exp(
-        -cement.activation_energy_j_mol / (rheology.GAS_CONSTANT_J_MOL_K * temp_k.max())
-    )
-    nsub = max(1, int(np.ceil(dt_s * kmax / 0.1)))
-    h = dt_s / nsub
-    a = alpha.copy()
-    amax = rheology.alpha_reachable(cement, temp_k, hottest_k)
-    for _ in range(nsub):
-        k1 = rheology.cure_rate_1_s(cement, a, temp_k, hottest_k)
-        k2 = rheology.cure_rate_1_s(cement, a + 0.5 * h * k1, temp_k, hottest_k)
-        k3 = rheology.cure_rate_1_s(cement, a + 0.5 * h * k2, temp_k, hottest_k)
-        k4 = rheology.cure_rate_1_s(cement, a + h * k3, temp_k, hottest_k)
-        a = np.minimum(a + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4), np.maximum(amax, a))
-    return np.maximum(a, alpha)  # cure never reverses
-
-
 @dataclass(frozen=True)
 class _ExothermProblem:
     """One exotherm run, validated and discretised (flat C-order vectors over the label grid)."""
@@ -447,6 +438,7 @@ class _ExothermProblem:
     phi_c: np.ndarray  # cement volume fraction per voxel
     cem_idx: np.ndarray  # voxels holding cement
     heat_per_alpha: np.ndarray  # J per unit cure degree per cement voxel
+    monomer_kg: np.ndarray  # monomer per cement voxel at mixing, kg (w_MMA phi_c rho_c V)
     probe_idx: dict
     solvers: dict  # step size -> _Solver (filled as step sizes are used)
     solver: str
@@ -466,6 +458,7 @@ class _ExothermState:
 
     temp: np.ndarray  # C per voxel
     alpha: np.ndarray  # cure degree per cement voxel
+    boiled: np.ndarray  # fraction of each cement voxel's monomer boiled off (physics/monomer.py)
     dmg: DamageState
     lin: _Solver  # the solver of the last step
     t_now: float = 0.0
@@ -476,6 +469,7 @@ class _ExothermState:
     released: float = 0.0
     conducted: float = 0.0
     perfused: float = 0.0
+    vaporised: float = 0.0  # latent heat carried off by the boiled monomer, J
     cement_peak: float = float("nan")
     cement_peak_time_s: float = 0.0  # time of the cement peak after placement
     t_list: list = field(default_factory=list)
@@ -514,6 +508,7 @@ def _exotherm_problem(labels, spacing_m, cement_fraction, t_end_s, dt_s, cement,
         max_cure_change=max_cure_change, theta=theta, far_c=far, cement=cement, vol_m3=vol, cap=cap, pmat=pmat,
         g_b=g_b, full=full, fixed_rhs=g_b * far + pmat * far, phi_c=phi, cem_idx=cem_idx,
         heat_per_alpha=phi[cem_idx] * vol * cement.density_kg_m3 * cement.heat_of_reaction_j_kg,  # J per unit alpha
+        monomer_kg=phi[cem_idx] * vol * cement.density_kg_m3 * cement.monomer_mass_fraction,
         probe_idx=_probe_indices(probes, lab.shape), solvers={}, solver=solver, solver_rtol=solver_rtol,
     )
 
@@ -536,7 +531,8 @@ def _initial_exotherm_state(pb: _ExothermProblem, t_cem, age_at_placement_s, ini
         alpha0 = float(rheology.cure_0d(cement, age_at_placement_s, "isothermal", t_cem, n_out=2).alpha[-1])
     cem_idx = pb.cem_idx
     return _ExothermState(
-        temp=temp, alpha=np.full(cem_idx.size, alpha0), dmg=DamageState.start(temp), lin=lin, dt_prev=pb.dt_s,
+        temp=temp, alpha=np.full(cem_idx.size, alpha0), boiled=np.zeros(cem_idx.size), dmg=DamageState.start(temp),
+        lin=lin, dt_prev=pb.dt_s,
         cement_peak=float(temp[cem_idx].max()) if cem_idx.size else float("nan"), t_list=[0.0],
         probe_t={name: [float(temp[ii].mean())] for name, ii in pb.probe_idx.items()},
     )
@@ -554,12 +550,44 @@ def _step_size(pb: _ExothermProblem, st: _ExothermState) -> float:
     return dt_next if pb.t_end_s - st.t_now > dt_next * (1 + 1e-9) else pb.t_end_s - st.t_now
 
 
+def _boiling_cure_cap(pb: _ExothermProblem, st: _ExothermState, temp_c: np.ndarray) -> np.ndarray:
+    """The most cure a step can make in each cement voxel while the monomer left can boil off its heat.
+
+    Heated alone, a voxel at T reaches T_b after the cure d_b = C (T_b - T) / Q_alpha (Q_alpha: its heat per unit
+    cure); beyond it each unit of cure boils off r = Q_alpha / (M L) = dH_p / dH_v units of monomer, so of the
+    monomer left R only d_b + (R - d_b) / (1 + r) can polymerise. The cure runs at the step's start temperature
+    (operator split), so without this cap a long step near T_b could use up the monomer in the cure and leave none
+    to take the heat: the temperature would pass T_b by the split error. Infinite where nothing can boil."""
+    tb_k = pb.cement.monomer_boiling_point_k
+    if tb_k is None or pb.cement.heat_of_reaction_j_kg <= 0.0:
+        return np.full(st.alpha.shape, np.inf)
+    left = np.maximum(1.0 - st.alpha - st.boiled, 0.0)
+    per_alpha = pb.heat_per_alpha
+    to_boil = np.maximum(tb_k - KELVIN - temp_c, 0.0) * pb.cap[pb.cem_idx] / np.where(per_alpha > 0, per_alpha, 1.0)
+    r = pb.cement.heat_of_reaction_j_kg / (pb.cement.monomer_mass_fraction * pb.cement.monomer_vaporisation_heat_j_kg)
+    return st.alpha + np.minimum(left, to_boil + np.maximum(left - to_boil, 0.0) / (1.0 + r))
+
+
+def _boil(pb: _ExothermProblem, st: _ExothermState, new: np.ndarray) -> None:
+    """Enthalpy step of the monomer's boiling (physics/monomer.py) on the solved temperatures ``new`` (in place)."""
+    tb_k = pb.cement.monomer_boiling_point_k
+    if tb_k is None or not pb.cem_idx.size:
+        return
+    cem_idx, latent = pb.cem_idx, pb.cement.monomer_vaporisation_heat_j_kg
+    left_kg = pb.monomer_kg * (1.0 - st.alpha - st.boiled)
+    new[cem_idx], out_kg = monomer.boil_off(new[cem_idx], pb.cap[cem_idx], left_kg, tb_k - KELVIN, latent)
+    if out_kg.any():
+        st.boiled += np.divide(out_kg, pb.monomer_kg, out=np.zeros_like(out_kg), where=pb.monomer_kg > 0)
+        st.vaporised += float(out_kg.sum()) * latent
+
+
 def _exotherm_step(pb: _ExothermProblem, st: _ExothermState, dt_step: float) -> None:
     """Advance the cure at the step's start temperature, solve the theta scheme, book the energy and the damage."""
     theta, cem_idx, temp = pb.theta, pb.cem_idx, st.temp
     st.lin = pb.solver_for(dt_step)
-    new_alpha = _advance_cure(pb.cement, st.alpha, temp[cem_idx] + KELVIN, dt_step,
-                              st.dmg.peak_temperature_c[cem_idx] + KELVIN)
+    new_alpha = rheology.advance_cure_isothermal(pb.cement, st.alpha, temp[cem_idx] + KELVIN, dt_step,
+                                                 st.dmg.peak_temperature_c[cem_idx] + KELVIN, 1.0 - st.boiled)
+    new_alpha = np.minimum(new_alpha, np.maximum(_boiling_cure_cap(pb, st, temp[cem_idx]), st.alpha))
     q_j = pb.heat_per_alpha * (new_alpha - st.alpha)
     alpha_old, st.alpha = st.alpha, new_alpha
     rhs = (pb.cap / dt_step) * temp + pb.fixed_rhs
@@ -573,6 +601,7 @@ def _exotherm_step(pb: _ExothermProblem, st: _ExothermState, dt_step: float) -> 
     st.released += float(q_j.sum())
     st.conducted += dt_step * float((pb.g_b * (t_theta - pb.far_c)).sum())
     st.perfused += dt_step * float((pb.pmat * (t_theta - pb.far_c)).sum())
+    _boil(pb, st, new)
     st.dmg.step(temp, new, dt_step)
     st.rate_t = float(np.abs(new - temp).max()) / dt_step
     st.rate_a = float((new_alpha - alpha_old).max()) / dt_step if st.alpha.size else 0.0
@@ -589,8 +618,8 @@ def _exotherm_result(pb: _ExothermProblem, st: _ExothermState, energy0: float) -
     """Close the energy balance (warn if it does not), measure necrosis and the canal wall, pack the fields."""
     lab, shape, dmg = pb.labels, pb.labels.shape, st.dmg
     stored = float((pb.cap * st.temp).sum()) - energy0
-    scale = max(abs(st.released), abs(stored), abs(st.conducted), abs(st.perfused), 1e-300)
-    err = abs(st.released - stored - st.conducted - st.perfused) / scale
+    scale = max(abs(st.released), abs(stored), abs(st.conducted), abs(st.perfused), st.vaporised, 1e-300)
+    err = abs(st.released - stored - st.conducted - st.perfused - st.vaporised) / scale
     tissue_vol_m3 = pb.vol_m3 * (1.0 - pb.phi_c)
     necrotic = dmg.omega >= NECROSIS_OMEGA
     wall = canal_wall_mask(lab).ravel()
@@ -601,6 +630,12 @@ def _exotherm_result(pb: _ExothermProblem, st: _ExothermState, energy0: float) -
     else:
         wall_peak = wall_50 = float("nan")
         notes.append(f"no canal (label {CANAL}) voxel: canal-wall metrics are NaN")
+    boiled_kg = float((st.boiled * pb.monomer_kg).sum())
+    if boiled_kg > 0.0:
+        notes.append(f"the cement's unreacted monomer boiled at {pb.cement.monomer_boiling_point_k - KELVIN:.2f} C: "
+                     f"{boiled_kg * 1e6:.0f} mg of its {pb.monomer_kg.sum() * 1e6:.0f} mg "
+                     f"({100 * boiled_kg / pb.monomer_kg.sum():.1f} %) left as vapour, taking {st.vaporised:.1f} J "
+                     "(assumed to escape; physics/monomer.py)")
     if not err <= ENERGY_TOL_REL:
         msg = f"energy balance error {err:.1e} exceeds {ENERGY_TOL_REL:g} (linear solver tolerance too loose?)"
         notes.append(msg)
@@ -625,6 +660,9 @@ def _exotherm_result(pb: _ExothermProblem, st: _ExothermState, energy0: float) -
         stored_j=stored,
         conducted_out_j=st.conducted,
         perfused_j=st.perfused,
+        vaporised_j=st.vaporised,
+        monomer_boiled_off_kg=boiled_kg,
+        monomer_kg=float(pb.monomer_kg.sum()),
         energy_balance_error_rel=float(err),
         solver=st.lin.method,
         peak_by_label_c=peaks,

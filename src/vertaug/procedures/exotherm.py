@@ -9,10 +9,12 @@ with the cure age it had when injection ended (start time + injection time), and
 and Pennes perfusion is integrated for ``duration_s`` (Crank-Nicolson, adaptive steps ``DT_S``..``DT_MAX_S``;
 physics/thermal.py).
 
-Peaks can exceed the adiabatic rise of the cement from body temperature (37 + H/c: 108 C for the generic "low"
-preset, 159 C for Palacos R = "high"): the rim cures first and preheats the uncured core, which then releases its own
-heat (cement does not diffuse: a "superadiabatic" front). ``ExothermMetrics.peak_time_after_mixing_min`` is when the
-hottest cement temperature is reached, counted from mixing (placement age + time after placement).
+Without boiling, peaks could exceed the adiabatic rise of the cement from body temperature (37 + H/c: 108 C for the
+generic "low" preset, 159 C for Palacos R = "high"): the rim cures first and preheats the uncured core, which then
+releases its own heat (cement does not diffuse: a "superadiabatic" front). The unreacted monomer boils at 100.25 C
+(physics/monomer.py), which holds such a core near that temperature while it loses monomer as vapour.
+``ExothermMetrics.peak_time_after_mixing_min`` is when the hottest cement temperature is reached, counted from mixing
+(placement age + time after placement).
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ DURATION_S = 900.0
 #: i.e. the coarser control stays within 0.5 C of the reference peak and 5 % of its necrosis, as the finer one did
 #: (tests/test_exotherm_steps.py checks 1 C and 5 % against a fine fixed-step run on a cement sphere, where both
 #: controls miss the peak by 0.5 C, in opposite directions); the rest of the CPU time per step is
-#: the cure's RK4 sub-steps (physics/thermal.py), whose number follows the cure rate, not the step size.
+#: the cure's RK4 sub-steps (physics/thermal.py), whose number followed the cure rate, not the step size (since
+#: issue 25 the cure step is the exact isothermal solution, one table look-up per voxel:
+#: rheology.advance_cure_isothermal).
 DT_S = 2.5
 DT_MAX_S = 20.0
 MAX_CHANGE_C = 2.0
