@@ -14,9 +14,11 @@ under the same load, which on a shared machine moves from one minute to the next
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -27,29 +29,34 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_pressure  # noqa: E402  (the same problem as the solver bench)
+import bench_pressure  # the same problem as the solver bench
 
-from vertaug.physics import gmg_pressure  # noqa: E402
+from vertaug.physics import gmg_pressure
 
 ITERATIONS = 10
 
 
-def module_at(rev: str) -> types.ModuleType:
-    """gmg_pressure (with its chebyshev) as of git revision ``rev``, as a private module."""
+def module_at(rev: str, folder: Path) -> types.ModuleType:
+    """gmg_pressure (with its chebyshev) as of git revision ``rev``, written into ``folder`` and imported as a
+    private module."""
     root = Path(__file__).resolve().parents[1]
+
+    def load(path, name, text):
+        (folder / f"{name}.py").write_text(text)
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+        return mod
 
     def show(path):
         return subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, check=True, capture_output=True,
                               text=True).stdout
 
-    cheb = types.ModuleType("_before_chebyshev")
-    exec(compile(show("src/vertaug/physics/chebyshev.py"), "_before_chebyshev", "exec"), cheb.__dict__)
-    sys.modules["_before_chebyshev"] = cheb
+    load("chebyshev", "_before_chebyshev", show("src/vertaug/physics/chebyshev.py"))
     src = show("src/vertaug/physics/gmg_pressure.py").replace("from vertaug.physics.chebyshev import",
                                                                 "from _before_chebyshev import")
-    mod = types.ModuleType("_before_gmg_pressure")
-    exec(compile(src, "_before_gmg_pressure", "exec"), mod.__dict__)
-    return mod
+    return load("gmg_pressure", "_before_gmg_pressure", src)
 
 
 def iteration(h, r0):
@@ -68,7 +75,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
     A, _, b, vox = bench_pressure.problem(a.n)
-    codes = {f"before ({a.before})": module_at(a.before), "this tree": gmg_pressure}
+    with tempfile.TemporaryDirectory() as tmp:
+        codes = {f"before ({a.before})": module_at(a.before, Path(tmp)), "this tree": gmg_pressure}
     hs = {name: m.build_hierarchy(A, *vox) for name, m in codes.items()}
     r0 = np.random.default_rng(1).standard_normal(A.shape[0])
     runs = {name: [] for name in hs}
@@ -80,7 +88,8 @@ def main():
     bw = (A.nnz * 12 + A.shape[0] * 16 + (A.shape[0] + 1) * 4) / t_mv
     floor = A.shape[0] * 48 / bw
     print(f"grid {a.n}^3, {A.shape[0]} unknowns; load average {load0:.1f} -> {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} cores; floor {1e3 * floor:.2f} ms CPU (CSR matvec {1e3 * t_mv:.1f} ms, {bw / 1e9:.1f} GB/s)")
+          f"{os.cpu_count()} cores; floor {1e3 * floor:.2f} ms CPU (CSR matvec {1e3 * t_mv:.1f} ms, "
+          f"{bw / 1e9:.1f} GB/s)")
     for name, v in runs.items():
         wall, cpu = min(w for w, _ in v), min(c for _, c in v)
         print(f"  {name:<22s} per CG iteration, best of {a.repeats} x {ITERATIONS}: {1e3 * cpu:6.2f} ms CPU = "

@@ -42,7 +42,10 @@ polynomial before and after the coarse correction, so the V-cycle is symmetric (
 Gauss-Seidel sweep it is a few vectorised passes per level, in residual-updating form
 (:func:`vertaug.physics.chebyshev.chebyshev_smooth_updating`): each product accumulates into the residual r = b - A x
 through the DIA kernel, the pre-smoother's last product is the residual the V-cycle restricts, and the polynomial's
-scalars are folded into scaled copies of D^-1 (docs/performance.md measures what each pass costs). The degree, range and over-correction are solver parameters chosen by measurement
+scalars are folded into scaled copies of D^-1; the post-smoother's last update goes straight into x
+(saxpy + one-diagonal product), the restriction sums into the coarse right-hand side through the idle d, and the
+CG's p = z + beta p is one saxpy into the V-cycle's output, whose buffer then trades places with p
+(docs/performance.md measures what each pass costs). The degree, range and over-correction are solver parameters chosen by measurement
 (docs/performance.md), not physical ones. The coarsest level (<= ``max_coarse`` active cells) is factorised
 (SuperLU, float64).
 """
