@@ -108,6 +108,15 @@ def test_residual_updating_chebyshev_is_the_same_polynomial(first, degree):
     assert np.allclose(x, ref, rtol=1e-12, atol=1e-12)
     assert np.allclose(r, b - a @ x, rtol=1e-10, atol=1e-10)
 
+    def axpy(c, v, y):
+        y += c * v
+
+    # the fused last step (no residual wanted): the last update goes straight into x, same polynomial
+    x2 = x0.copy()
+    chebyshev_smooth_updating(sub_product, fma, residual, dinv * inv_theta, [dinv * c for _, c in steps],
+                              [c for c, _ in steps], b, x2, np.empty(n), np.empty(n), first, False, axpy)
+    assert np.allclose(x2, ref, rtol=1e-12, atol=1e-12)
+
 
 def test_blocked_float32_dot_and_axpy():
     rng = np.random.default_rng(7)

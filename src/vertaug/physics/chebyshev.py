@@ -61,7 +61,7 @@ def chebyshev_coefficients(beta: float, degree: int, range_ratio: float) -> tupl
 
 
 def chebyshev_smooth_updating(sub_product, fma, residual, dinv_first, dinv_steps, c_old, b, x, r, d, first: bool,
-                              want_residual: bool):
+                              want_residual: bool, axpy=None):
     """The polynomial of :func:`chebyshev_smooth` in residual-updating form: r carries b - A x from step to step.
 
     ``sub_product(v, r)``: r -= A v in one pass; ``fma(s, v, d)``: d += s * v elementwise in one pass;
@@ -69,6 +69,8 @@ def chebyshev_smooth_updating(sub_product, fma, residual, dinv_first, dinv_steps
     ``c_old[k]`` from :func:`chebyshev_coefficients`. Same products as the residual form (degree per call), but no
     product starts from a copy of b and the scalars are folded into D^-1; with ``want_residual`` one more product
     leaves r = b - A x on return (the residual a V-cycle restricts, which it would otherwise compute itself).
+    ``axpy(a, v, y)``: y += a v in one pass; when given and no residual is wanted, the last step adds c_old d + c_new
+    D^-1 r straight into x (two passes instead of three: the last d is never needed again).
     """
     if first:
         np.copyto(r, b)
@@ -79,8 +81,13 @@ def chebyshev_smooth_updating(sub_product, fma, residual, dinv_first, dinv_steps
         np.multiply(dinv_first, r, out=d)
         x += d
         dprev = d
-    for s, c in zip(dinv_steps, c_old):
+    last = len(dinv_steps) - 1
+    for k, (s, c) in enumerate(zip(dinv_steps, c_old)):
         sub_product(dprev, r)
+        if k == last and axpy is not None and not want_residual:
+            axpy(c, dprev, x)
+            fma(s, r, x)
+            return x
         np.multiply(dprev, c, out=d)
         fma(s, r, d)
         x += d
