@@ -136,12 +136,12 @@ def _run(job: _Job, out: Path, console: Console):
         with stage_timer(timings, "model"):
             zone = job.fracture.zone if job.fracture is not None else None
             vertebra = vertebra_from_ct(ct, seg, job.level, body=body, numbering=job.numbering,
-                                        spacing_mm=job.spacing_mm, fracture_zone=zone)
+                                        spacing_mm=job.spacing_mm, fracture_zone=zone, spine=spine)
         progress.update(task, advance=1, description="cannula trajectories")
         trajectories = plan_study_trajectories(vertebra, vp, kp, timings)
         progress.update(task, advance=1)
         patient_figs = []
-        sampler = _Sampler(job, vertebra, trajectories, vp, kp, say, timings)
+        sampler = _Sampler(job, vertebra, trajectories, vp, kp, say, timings, spine)
         # one pool: the KP chain first, the sample chains queued behind it, while this process runs the VP chain
         with worker_pool((1 + (sampler.model is not None)) if job.workers >= 2 else 0) as pool:
             study = run_study(vertebra, vp, kp, job.thermal, job.mechanics, job.workers, trajectories, say,
@@ -246,7 +246,7 @@ class _Sampler:
     report's own when that is as coarse), the chains queued on the study's pool behind the KP chain (``submit``) or,
     without a pool, run after the study; ``result`` gathers them: (ParameterRanges or None, notes)."""
 
-    def __init__(self, job: _Job, vertebra, trajectories: dict, vp, kp, say, timings: dict):
+    def __init__(self, job: _Job, vertebra, trajectories: dict, vp, kp, say, timings: dict, spine=None):
         from ..errors import InputError
         from ..model.vertebra import vertebra_from_ct
         from .sampling import SAMPLE_SPACING_MM, carried_trajectories
@@ -264,7 +264,7 @@ class _Sampler:
                     ct, seg, body = job.scan
                     zone = job.fracture.zone if job.fracture is not None else None
                     self.model = vertebra_from_ct(ct, seg, job.level, body=body, numbering=job.numbering,
-                                                  spacing_mm=self.sp, fracture_zone=zone)
+                                                  spacing_mm=self.sp, fracture_zone=zone, spine=spine)
                     self.paths = carried_trajectories(trajectories, vertebra, self.model)
                 else:
                     self.model = vertebra
