@@ -80,7 +80,8 @@ def test_rigid_lifts_of_a_ct_model_are_measured_within_a_scan_voxel(bundled):
 def test_a_copy_of_the_model_reuses_its_heights_and_other_content_does_not(monkeypatch):
     """The model's own heights are kept by content (heights.heights_key): a parameter sample's model (the same labels,
     HU and axes, other materials) and a pickled copy (a worker's) get them without a new measurement; the same labels
-    given back (a procedure that moved nothing) too; other HU are measured again."""
+    given back (a procedure that moved nothing) too; other HU are measured again; heights kept in one process and
+    handed to another (kept_heights, keep_heights) are not measured there."""
     import pickle
     from dataclasses import replace
 
@@ -100,3 +101,7 @@ def test_a_copy_of_the_model_reuses_its_heights_and_other_content_does_not(monke
     assert heights.heights_key(other) != heights.heights_key(v)
     model_heights(other)
     assert calls == [1]
+    kept = heights.kept_heights(v)  # passed to a worker process, whose caches start empty
+    monkeypatch.setattr(heights, "_BY_KEY", {})
+    heights.keep_heights(kept)
+    assert model_heights(pickle.loads(pickle.dumps(v))) == b and calls == [1]

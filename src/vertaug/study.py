@@ -31,8 +31,8 @@ import numpy as np
 
 from .errors import InputError, check_range
 
-__all__ = ["ProcedureRun", "Study", "fe_state", "procedure_runner", "run_procedure", "run_study", "seeded_global_rng",
-           "stage_timer", "worker_pool"]
+__all__ = ["ProcedureRun", "Study", "fe_state", "procedure_runner", "run_procedure", "run_procedure_kept", "run_study",
+           "seeded_global_rng", "stage_timer", "worker_pool"]
 
 #: Seed of numpy's global random state while a chain runs: pyamg draws the start vectors of its spectral-radius
 #: estimates from it (pyamg.util.linalg.approximate_spectral_radius), which moved results in the 10th digit between
@@ -150,6 +150,15 @@ def run_procedure(model, plan, trajectories=None, thermal: bool = True, mechanic
     return ProcedureRun(name, plan, outcome, exotherm, state, timings, tuple(notes))
 
 
+def run_procedure_kept(kept: dict, *args, **kwargs) -> ProcedureRun:
+    """:func:`run_procedure` in another process, with the model's own heights measured in this one (``kept``:
+    model.heights.kept_heights) kept there first: the worker does not measure the untreated model again."""
+    from .model.heights import keep_heights
+
+    keep_heights(kept)
+    return run_procedure(*args, **kwargs)
+
+
 def pre_treatment_mechanics(model, timings_s: dict | None = None, notes: list[str] | None = None):
     """The FE state of the untreated model (None and a note when the FE cannot run on it)."""
     timings_s = {} if timings_s is None else timings_s
@@ -231,6 +240,7 @@ def run_study(model, vp=None, kp=None, thermal: bool = True, mechanics: bool = T
     the KP chain (whatever ``workers`` says); ``queued(pool)`` is called once the KP chain is queued on it, to queue
     more work behind it (the report's parameter samples) while this process runs the VP chain.
     """
+    from .model.heights import kept_heights
     from .procedures.kyphoplasty import Kyphoplasty
     from .procedures.vertebroplasty import Vertebroplasty
 
@@ -243,7 +253,8 @@ def run_study(model, vp=None, kp=None, thermal: bool = True, mechanics: bool = T
     with _second_process(workers, pool) as pool:
         kp_job = None
         if pool is not None:
-            kp_job = pool.apply_async(run_procedure, (model, kp, tr[kp.approach], thermal, mechanics))
+            kp_job = pool.apply_async(run_procedure_kept, (kept_heights(model), model, kp, tr[kp.approach], thermal,
+                                                           mechanics))
             if queued is not None:
                 queued(pool)
         vp_run = run_procedure(model, vp, tr[vp.approach], thermal, mechanics, progress)

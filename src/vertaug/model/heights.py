@@ -45,8 +45,8 @@ from ..anatomy.fracture import CRACK_FLUID_HU
 from ..anatomy.morphometry import BodyHeights, measure_body_heights
 from .labels import DEFECT, is_body
 
-__all__ = ["BodyHeights", "HeightChange", "crush_reference_mm", "height_change", "heights_key", "model_axes",
-           "model_heights", "moved_hu"]
+__all__ = ["BodyHeights", "HeightChange", "crush_reference_mm", "height_change", "heights_key", "keep_heights",
+           "kept_heights", "model_axes", "model_heights", "moved_hu"]
 
 _NAN_HEIGHTS = BodyHeights(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
 #: the heights of each model as built (the reduction, both procedures and the report ask for them): measured once
@@ -149,6 +149,18 @@ def heights_key(model) -> str:
         except TypeError:
             pass
     return got
+
+
+def kept_heights(model) -> dict[str, BodyHeights]:
+    """{:func:`heights_key`: the model's own heights} (measured here if they are not kept yet): what a process that
+    runs chains of copies of ``model`` (a spawned worker) passes to :func:`keep_heights` so as not to measure again."""
+    return {heights_key(model): _untreated(model)}
+
+
+def keep_heights(kept: dict[str, BodyHeights]) -> None:
+    """Keep heights measured elsewhere (:func:`kept_heights` of another process) for the models of the same content."""
+    for key, got in kept.items():
+        _kept(key, lambda got=got: got)
 
 
 def _untreated(model) -> BodyHeights:
