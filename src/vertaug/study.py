@@ -32,7 +32,7 @@ import numpy as np
 from .errors import InputError, check_range
 
 __all__ = ["ProcedureRun", "Study", "fe_state", "procedure_runner", "run_procedure", "run_procedure_kept", "run_study",
-           "seeded_global_rng", "stage_timer", "worker_pool"]
+           "seeded_global_rng", "stage_timer", "start_worker_server", "worker_pool"]
 
 #: Seed of numpy's global random state while a chain runs: pyamg draws the start vectors of its spectral-radius
 #: estimates from it (pyamg.util.linalg.approximate_spectral_radius), which moved results in the 10th digit between
@@ -184,6 +184,16 @@ def _worker_context():
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(list(WORKER_MODULES))
     return ctx
+
+
+def start_worker_server() -> None:
+    """Start the fork server of :func:`worker_pool` now, so that it imports :data:`WORKER_MODULES` while this process
+    works on (the demo's virtual fracture, the report's morphometry and model) and the pool's workers start at once
+    later; nothing where workers are spawned."""
+    if _worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 @contextmanager

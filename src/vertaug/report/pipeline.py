@@ -19,7 +19,7 @@ from rich.console import Console
 
 from ..anatomy.io import Volume
 from ..errors import check_range
-from ..study import Study, plan_study_trajectories, run_study, stage_timer, worker_pool
+from ..study import Study, plan_study_trajectories, run_study, stage_timer, start_worker_server, worker_pool
 
 __all__ = ["ReportRun", "run_pipeline"]
 
@@ -48,6 +48,8 @@ def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Vol
     console = console or Console()
     workers = int(check_range("workers", workers, 1, 2, "", "1 (serial) or 2 (VP and KP chains side by side)."))
     samples = int(check_range("samples", samples, 0, 1000, "", "0 (no parameter samples) or more, e.g. 4."))
+    if workers >= 2:
+        start_worker_server()  # the workers' imports while the level is measured and modelled here
     final = Path(out)
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_partials(final)
