@@ -153,7 +153,7 @@ def heights_key(model) -> str:
 
 def kept_heights(model) -> dict[str, BodyHeights]:
     """{:func:`heights_key`: the model's own heights} (measured here if they are not kept yet): what a process that
-    runs chains of copies of ``model`` (a spawned worker) passes to :func:`keep_heights` so as not to measure again."""
+    runs chains of copies of ``model`` (a worker process) passes to :func:`keep_heights` so as not to measure again."""
     return {heights_key(model): _untreated(model)}
 
 
