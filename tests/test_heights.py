@@ -75,3 +75,33 @@ def test_rigid_lifts_of_a_ct_model_are_measured_within_a_scan_voxel(bundled):
         hc = height_change(v, _insert(v, n)[0])
         for key in ("anterior", "middle", "posterior"):
             assert getattr(hc.after, f"{key}_mm") - getattr(hc.before, f"{key}_mm") == pytest.approx(1.5 * n, abs=3.0)
+
+
+def test_a_copy_of_the_model_reuses_its_heights_and_other_content_does_not(monkeypatch):
+    """The model's own heights are kept by content (heights.heights_key): a parameter sample's model (the same labels,
+    HU and axes, other materials) and a pickled copy (a worker's) get them without a new measurement; the same labels
+    given back (a procedure that moved nothing) too; other HU are measured again; heights kept in one process and
+    handed to another (kept_heights, keep_heights) are not measured there."""
+    import pickle
+    from dataclasses import replace
+
+    from vertaug.model import heights
+
+    v = vertebra_from_phantom(make_phantom(fracture="none", spacing_mm=2.0))
+    b = model_heights(v)
+    calls = []
+    real = heights._measure
+    monkeypatch.setattr(heights, "_measure", lambda *a: calls.append(1) or real(*a))
+    copies = (replace(v, extra=dict(v.extra)), pickle.loads(pickle.dumps(v)))
+    assert all(model_heights(c) == b for c in copies)
+    assert model_heights(v, np.asarray(v.labels).copy()) is b
+    assert height_change(copies[1], np.asarray(v.labels).copy()).after is b
+    assert calls == []
+    other = replace(v, hu=np.asarray(v.hu, np.float32) + 50.0)
+    assert heights.heights_key(other) != heights.heights_key(v)
+    model_heights(other)
+    assert calls == [1]
+    kept = heights.kept_heights(v)  # passed to a worker process, whose caches start empty
+    monkeypatch.setattr(heights, "_BY_KEY", {})
+    heights.keep_heights(kept)
+    assert model_heights(pickle.loads(pickle.dumps(v))) == b and calls == [1]

@@ -26,7 +26,8 @@ def test_sigkill_of_compare_leaves_no_process_and_the_partial_is_swept(tmp_path)
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             children = parent.children(recursive=True)
-            spawned = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+            # the pool's workers: forked by the fork server (study.worker_pool), or spawned where there is none
+            spawned = [c for c in children if any(w in " ".join(c.cmdline()) for w in ("spawn_main", "forkserver"))]
         except psutil.NoSuchProcess:
             continue
         partial = list(tmp_path.glob(".report.partial-*"))

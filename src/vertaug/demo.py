@@ -65,6 +65,10 @@ def run_demo(out: str | Path, console: Console | None = None, spacing_mm: float 
 
     console = console or Console()
     out = Path(out)
+    if workers >= 2:
+        from .study import start_worker_server
+
+        start_worker_server()  # the workers' imports while the level is fractured here
     paths = example_paths()
     ct = load_ct(paths["ct"])
     seg = load_labels(paths["seg"], ct, "segmentation")

@@ -31,8 +31,8 @@ import numpy as np
 
 from .errors import InputError, check_range
 
-__all__ = ["ProcedureRun", "Study", "fe_state", "procedure_runner", "run_procedure", "run_study", "seeded_global_rng",
-           "stage_timer", "worker_pool"]
+__all__ = ["ProcedureRun", "Study", "fe_state", "procedure_runner", "run_procedure", "run_procedure_kept", "run_study",
+           "seeded_global_rng", "stage_timer", "start_worker_server", "worker_pool"]
 
 #: Seed of numpy's global random state while a chain runs: pyamg draws the start vectors of its spectral-radius
 #: estimates from it (pyamg.util.linalg.approximate_spectral_radius), which moved results in the 10th digit between
@@ -150,6 +150,15 @@ def run_procedure(model, plan, trajectories=None, thermal: bool = True, mechanic
     return ProcedureRun(name, plan, outcome, exotherm, state, timings, tuple(notes))
 
 
+def run_procedure_kept(kept: dict, *args, **kwargs) -> ProcedureRun:
+    """:func:`run_procedure` in another process, with the model's own heights measured in this one (``kept``:
+    model.heights.kept_heights) kept there first: the worker does not measure the untreated model again."""
+    from .model.heights import keep_heights
+
+    keep_heights(kept)
+    return run_procedure(*args, **kwargs)
+
+
 def pre_treatment_mechanics(model, timings_s: dict | None = None, notes: list[str] | None = None):
     """The FE state of the untreated model (None and a note when the FE cannot run on it)."""
     timings_s = {} if timings_s is None else timings_s
@@ -157,17 +166,46 @@ def pre_treatment_mechanics(model, timings_s: dict | None = None, notes: list[st
         return fe_state(model, None, "pre-treatment", [] if notes is None else notes)
 
 
+#: Modules the worker processes need (the procedure chains, the report's sample chains): imported once in the fork
+#: server, which forks each worker with them loaded (spawn imported them in every worker: ~0.9 s CPU each).
+WORKER_MODULES = ("vertaug.study", "vertaug.procedures.exotherm", "vertaug.procedures.kyphoplasty",
+                  "vertaug.procedures.stiffness", "vertaug.procedures.vertebroplasty", "vertaug.report.sampling",
+                  "vertaug.report.compare")
+
+
+def _worker_context():
+    """The start method of the worker processes: a fork server with :data:`WORKER_MODULES` preloaded where the
+    platform has one (Linux, macOS), else spawn. Either starts its workers from a fresh interpreter, not from a copy
+    of this process's threads and state."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - Windows
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(WORKER_MODULES))
+    return ctx
+
+
+def start_worker_server() -> None:
+    """Start the fork server of :func:`worker_pool` now, so that it imports :data:`WORKER_MODULES` while this process
+    works on (the demo's virtual fracture, the report's morphometry and model) and the pool's workers start at once
+    later; nothing where workers are spawned."""
+    if _worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 @contextmanager
 def worker_pool(processes: int):
-    """A spawn pool of ``processes`` worker processes (None when ``processes`` < 1), started at once so that its
-    workers import the physics while this process works; terminated on the way out, whatever happens. One pool can
-    carry the KP chain of :func:`run_study` and the report's parameter samples (report.sampling.submit_samples)."""
+    """A pool of ``processes`` worker processes (None when ``processes`` < 1; :func:`_worker_context`), started at
+    once so that its workers are ready while this process works; terminated on the way out, whatever happens. One
+    pool can carry the KP chain of :func:`run_study` and the report's parameter samples
+    (report.sampling.submit_samples)."""
     if processes < 1:
         yield None
         return
-    import multiprocessing
-
-    pool = multiprocessing.get_context("spawn").Pool(processes, initializer=_die_with_parent, initargs=(os.getpid(),))
+    pool = _worker_context().Pool(processes, initializer=_die_with_parent, initargs=(os.getpid(),))
     try:
         for _ in range(processes):
             pool.apply_async(_warm_up)
@@ -189,7 +227,10 @@ def _second_process(workers: int, pool=None):
 
 def _die_with_parent(parent_pid: int) -> None:
     """Linux: the kernel sends SIGKILL to this process when its parent dies, even by SIGKILL (prctl
-    PR_SET_PDEATHSIG); elsewhere nothing. A parent already gone (the race before prctl) ends this process at once."""
+    PR_SET_PDEATHSIG); elsewhere nothing. ``parent_pid``: the process that started the pool; a worker forked by the
+    fork server is the server's child, and the server exits when that process is gone (its pipe closes), so the
+    rule reaches the worker through it. A process ``parent_pid`` already gone (the race before prctl) ends this
+    process at once."""
     import ctypes
     import signal
     import sys
@@ -199,8 +240,18 @@ def _die_with_parent(parent_pid: int) -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
         except OSError:  # pragma: no cover - no glibc
             return
-        if os.getppid() != parent_pid:
+        if os.getppid() != parent_pid and not _alive(parent_pid):
             os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _warm_up() -> None:
@@ -231,6 +282,7 @@ def run_study(model, vp=None, kp=None, thermal: bool = True, mechanics: bool = T
     the KP chain (whatever ``workers`` says); ``queued(pool)`` is called once the KP chain is queued on it, to queue
     more work behind it (the report's parameter samples) while this process runs the VP chain.
     """
+    from .model.heights import kept_heights
     from .procedures.kyphoplasty import Kyphoplasty
     from .procedures.vertebroplasty import Vertebroplasty
 
@@ -243,7 +295,8 @@ def run_study(model, vp=None, kp=None, thermal: bool = True, mechanics: bool = T
     with _second_process(workers, pool) as pool:
         kp_job = None
         if pool is not None:
-            kp_job = pool.apply_async(run_procedure, (model, kp, tr[kp.approach], thermal, mechanics))
+            kp_job = pool.apply_async(run_procedure_kept, (kept_heights(model), model, kp, tr[kp.approach], thermal,
+                                                           mechanics))
             if queued is not None:
                 queued(pool)
         vp_run = run_procedure(model, vp, tr[vp.approach], thermal, mechanics, progress)

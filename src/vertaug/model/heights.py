@@ -33,6 +33,7 @@ Hp_ref = Hp_before / (1 - D_crush) from the level's morphometry): restored % = 1
 
 from __future__ import annotations
 
+import hashlib
 import math
 import weakref
 from dataclasses import dataclass
@@ -44,12 +45,19 @@ from ..anatomy.fracture import CRACK_FLUID_HU
 from ..anatomy.morphometry import BodyHeights, measure_body_heights
 from .labels import DEFECT, is_body
 
-__all__ = ["BodyHeights", "HeightChange", "crush_reference_mm", "height_change", "model_axes",
-           "model_heights", "moved_hu"]
+__all__ = ["BodyHeights", "HeightChange", "crush_reference_mm", "height_change", "heights_key", "keep_heights",
+           "kept_heights", "model_axes", "model_heights", "moved_hu"]
 
 _NAN_HEIGHTS = BodyHeights(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
 #: the heights of each model as built (the reduction, both procedures and the report ask for them): measured once
 _BEFORE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: the same heights by the content they are measured from (:func:`heights_key`), for models that are copies of one
+#: another: a parameter sample's model (new materials, the same labels, HU and axes), a model unpickled in a worker
+_BY_KEY: dict[str, BodyHeights] = {}
+#: models' heights kept by content; the oldest goes first
+_BY_KEY_SIZE = 8
+#: each model's :func:`heights_key` (a digest of its arrays), computed once
+_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def model_axes(model) -> tuple[np.ndarray, np.ndarray]:
@@ -96,17 +104,79 @@ def moved_hu(model, labels: np.ndarray) -> np.ndarray:
 def model_heights(model, labels: np.ndarray | None = None, hu: np.ndarray | None = None) -> BodyHeights:
     """Heights of the body of ``labels`` (default: the model's own) along the model's axes, with the sub-voxel CT
     endplates of ``hu`` (default: the model's HU moved with ``labels``, :func:`moved_hu`), on the scan's voxel grid
-    (module docstring). The model's own heights (no ``labels``, no ``hu``) are measured once per model and kept."""
-    if labels is None and hu is None:
-        try:
-            got = _BEFORE.get(model)
-        except TypeError:  # an object without weak references (a stand-in of a test): measured each time
-            return _measure(model, model.labels, np.asarray(model.hu, np.float32))
-        if got is None:
-            got = _BEFORE[model] = _measure(model, model.labels, np.asarray(model.hu, np.float32))
-        return got
+    (module docstring). The model's own heights (no ``hu``, and ``labels`` None or equal to the model's: a procedure
+    that moved nothing) are measured once per model and per content (:func:`heights_key`) and kept."""
+    if hu is None and (labels is None or labels is model.labels or np.array_equal(labels, model.labels)):
+        return _untreated(model)  # the labels as built (nothing moved): the model's own heights
     lab = model.labels if labels is None else labels
     return _measure(model, lab, moved_hu(model, lab) if hu is None else hu)
+
+
+def _digest(*parts) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    for a in parts:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _kept(key: str, measure) -> BodyHeights:
+    """The heights kept under ``key``, else ``measure()`` kept there (the oldest of ``_BY_KEY_SIZE`` goes first)."""
+    got = _BY_KEY.get(key)
+    if got is None:
+        got = measure()
+        while len(_BY_KEY) >= _BY_KEY_SIZE:
+            _BY_KEY.pop(next(iter(_BY_KEY)))
+        _BY_KEY[key] = got
+    return got
+
+
+def heights_key(model) -> str:
+    """A digest of everything the model's own heights are measured from: labels, HU, affine, spacing, the scan's
+    voxel size and the axes (:func:`model_axes`). Models with the same key have the same heights (a parameter
+    sample's model differs from its nominal one in its materials only)."""
+    try:
+        got = _KEYS.get(model)
+    except TypeError:  # no weak references: digested each time
+        got = None
+    if got is None:
+        scan = np.asarray(getattr(model, "extra", {}).get("source_spacing_mm", math.nan), float)
+        got = _digest(np.asarray(model.labels), np.asarray(model.hu, np.float32), np.asarray(model.affine_mm, float),
+                      np.asarray(model.spacing_m, float), scan, *model_axes(model))
+        try:
+            _KEYS[model] = got
+        except TypeError:
+            pass
+    return got
+
+
+def kept_heights(model) -> dict[str, BodyHeights]:
+    """{:func:`heights_key`: the model's own heights} (measured here if they are not kept yet): what a process that
+    runs chains of copies of ``model`` (a worker process) passes to :func:`keep_heights` so as not to measure again."""
+    return {heights_key(model): _untreated(model)}
+
+
+def keep_heights(kept: dict[str, BodyHeights]) -> None:
+    """Keep heights measured elsewhere (:func:`kept_heights` of another process) for the models of the same content."""
+    for key, got in kept.items():
+        _kept(key, lambda got=got: got)
+
+
+def _untreated(model) -> BodyHeights:
+    """The model's own heights: measured once per model, and once per content (:func:`heights_key`)."""
+    try:
+        got = _BEFORE.get(model)
+    except TypeError:  # an object without weak references (a stand-in of a test): by content only
+        got = None
+        weak = False
+    else:
+        weak = True
+    if got is None:
+        got = _kept(heights_key(model), lambda: _measure(model, model.labels, np.asarray(model.hu, np.float32)))
+        if weak:
+            _BEFORE[model] = got
+    return got
 
 
 def _measure(model, labels: np.ndarray, hu: np.ndarray) -> BodyHeights:

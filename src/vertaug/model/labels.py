@@ -32,6 +32,7 @@ import numpy as np
 __all__ = [
     "OUTSIDE", "TRABECULAR", "CORTEX", "ENDPLATE", "CANAL", "BASIVERTEBRAL", "SEGMENTAL", "DEFECT", "DISC",
     "VEIN_CHANNEL", "POSTERIOR_ELEMENT", "LABELS", "LABEL_NAMES", "BODY", "SHELL", "POROUS", "CANCELLOUS", "VEINS", "INJECTABLE", "is_body",
+    "member_table",
 ]
 
 OUTSIDE = 0
@@ -83,3 +84,13 @@ INJECTABLE = POROUS + SHELL
 def is_body(labels: np.ndarray) -> np.ndarray:
     """Boolean mask of the vertebral body (:data:`BODY`)."""
     return np.isin(labels, BODY)
+
+
+def member_table(group: tuple[int, ...]) -> np.ndarray:
+    """Boolean look-up table of a label group, ``table[labels]`` = ``np.isin(labels, group)`` for the model's uint8
+    labels: one gather, for the short columns that the balloon and the reduction test one at a time (np.isin costs
+    ~17 us on a 60-voxel column, the gather ~1 us)."""
+    table = np.zeros(256, dtype=bool)
+    table[list(group)] = True
+    table.setflags(write=False)
+    return table

@@ -277,8 +277,12 @@ def vertebra_from_ct(
     modulus_law: str = "morgan2003",
     fracture_zone: Volume | None = None,
     veins_seed: int | None = 0,
+    spine=None,
 ) -> Vertebra:
     """Build the model of ``level`` from a CT, its TotalSegmentator labels and (optionally) the vertebrae_body map.
+
+    ``spine``: the morphometry of this ``ct``, ``seg``, ``body`` and ``numbering`` (``measure_volumes``), when the
+    caller has it (the report measured it already): not measured again.
 
     ``fracture_zone``: the zone map of a virtual fracture (``anatomy.fracture.fracture_level``) on the CT's grid.
     ``veins_seed``: seed of the patient's sampled intraosseous veins (model/veins.py); ``None`` switches them off
@@ -287,7 +291,7 @@ def vertebra_from_ct(
     spacing_mm = check_range("spacing_mm", spacing_mm, 0.25, 3.0, "mm", "use 1.0 (default) or 0.5 mm.")
     name = normalize_level(level)
     table = label_table(numbering)
-    spine = measure_volumes(ct, seg, body, numbering)
+    spine = spine if spine is not None else measure_volumes(ct, seg, body, numbering)
     if name not in spine.levels:
         raise LevelNotFoundError(
             f"Level {name} is not in the segmentation '{seg.source}' (present: {', '.join(spine.levels)}).",

@@ -136,6 +136,7 @@ from vertaug.model.labels import (
     SEGMENTAL,
     TRABECULAR,
     VEIN_CHANNEL,
+    member_table,
 )
 from vertaug.model.materials import (
     BVTV_FLOOR,
@@ -233,6 +234,7 @@ HEIGHT_BAND_MM = 3.0  # heights averaged over columns within +/- 3 mm of the mid
 # short names other modules and tests use, aliases of the label vocabulary (vertaug.model.labels)
 TRAB, BVF, SEG = TRABECULAR, BASIVERTEBRAL, SEGMENTAL
 BODY_LABELS = BODY
+_IS_BODY = member_table(BODY)  # _IS_BODY[column] == np.isin(column, BODY) for one column at a time
 
 
 @dataclass(frozen=True, eq=False)
@@ -390,7 +392,7 @@ def _top_endplate_insert(labels: np.ndarray, i: int, j: int, zone: np.ndarray | 
     column has no endplate on top (a cortical wall column, or a voxelised edge), the top body voxel. None if the
     column holds no body."""
     col = labels[i, j]
-    body = np.isin(col, BODY_LABELS)
+    body = _IS_BODY[col]
     if not body.any():
         return None
     z = int(np.nonzero(body)[0].max())

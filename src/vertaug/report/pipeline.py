@@ -19,7 +19,7 @@ from rich.console import Console
 
 from ..anatomy.io import Volume
 from ..errors import check_range
-from ..study import Study, plan_study_trajectories, run_study, stage_timer, worker_pool
+from ..study import Study, plan_study_trajectories, run_study, stage_timer, start_worker_server, worker_pool
 
 __all__ = ["ReportRun", "run_pipeline"]
 
@@ -48,6 +48,8 @@ def run_pipeline(ct: Volume, seg: Volume, level: str, out: str | Path, body: Vol
     console = console or Console()
     workers = int(check_range("workers", workers, 1, 2, "", "1 (serial) or 2 (VP and KP chains side by side)."))
     samples = int(check_range("samples", samples, 0, 1000, "", "0 (no parameter samples) or more, e.g. 4."))
+    if workers >= 2:
+        start_worker_server()  # the workers' imports while the level is measured and modelled here
     final = Path(out)
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_partials(final)
@@ -136,12 +138,12 @@ def _run(job: _Job, out: Path, console: Console):
         with stage_timer(timings, "model"):
             zone = job.fracture.zone if job.fracture is not None else None
             vertebra = vertebra_from_ct(ct, seg, job.level, body=body, numbering=job.numbering,
-                                        spacing_mm=job.spacing_mm, fracture_zone=zone)
+                                        spacing_mm=job.spacing_mm, fracture_zone=zone, spine=spine)
         progress.update(task, advance=1, description="cannula trajectories")
         trajectories = plan_study_trajectories(vertebra, vp, kp, timings)
         progress.update(task, advance=1)
         patient_figs = []
-        sampler = _Sampler(job, vertebra, trajectories, vp, kp, say, timings)
+        sampler = _Sampler(job, vertebra, trajectories, vp, kp, say, timings, spine)
         # one pool: the KP chain first, the sample chains queued behind it, while this process runs the VP chain
         with worker_pool((1 + (sampler.model is not None)) if job.workers >= 2 else 0) as pool:
             study = run_study(vertebra, vp, kp, job.thermal, job.mechanics, job.workers, trajectories, say,
@@ -246,7 +248,7 @@ class _Sampler:
     report's own when that is as coarse), the chains queued on the study's pool behind the KP chain (``submit``) or,
     without a pool, run after the study; ``result`` gathers them: (ParameterRanges or None, notes)."""
 
-    def __init__(self, job: _Job, vertebra, trajectories: dict, vp, kp, say, timings: dict):
+    def __init__(self, job: _Job, vertebra, trajectories: dict, vp, kp, say, timings: dict, spine=None):
         from ..errors import InputError
         from ..model.vertebra import vertebra_from_ct
         from .sampling import SAMPLE_SPACING_MM, carried_trajectories
@@ -264,7 +266,7 @@ class _Sampler:
                     ct, seg, body = job.scan
                     zone = job.fracture.zone if job.fracture is not None else None
                     self.model = vertebra_from_ct(ct, seg, job.level, body=body, numbering=job.numbering,
-                                                  spacing_mm=self.sp, fracture_zone=zone)
+                                                  spacing_mm=self.sp, fracture_zone=zone, spine=spine)
                     self.paths = carried_trajectories(trajectories, vertebra, self.model)
                 else:
                     self.model = vertebra

@@ -173,10 +173,12 @@ def carried_trajectories(trajectories: dict, fine, coarse) -> dict:
 def _one(args) -> tuple[str, dict]:
     """One procedure chain of one sample (top level: runs in a spawned worker): (name, its rows' metrics). The
     untreated FE state is not solved (no row uses it)."""
+    from ..model.heights import keep_heights
     from ..study import run_procedure
     from .compare import procedure_metrics
 
-    model, plan, sample, thermal, mechanics, trajectories = args
+    model, plan, sample, thermal, mechanics, trajectories, kept = args
+    keep_heights(kept)  # the untreated heights, measured once in the caller (the same for every sample)
     run = run_procedure(sampled_model(model, sample), plan, trajectories[plan.approach], thermal, mechanics)
     return run.name, procedure_metrics(run)
 
@@ -206,13 +208,18 @@ class PendingSamples:
     n: int
     samples: tuple
     todo: list  # the sampled inputs of each run, the nominal first when it is run
-    jobs: list  # (model, plan, sample, thermal, mechanics, trajectories) per chain, two per entry of todo
+    jobs: list  # (model, plan, sample, thermal, mechanics, trajectories, kept heights) per chain, two per todo entry
     handle: object  # multiprocessing AsyncResult, or None: run in this process by result()
     t0: float
 
     def result(self, nominal: dict | None = None) -> ParameterRanges:
         """The ranges; ``nominal``: the report's own metrics when no nominal run was queued (nothing transferred)."""
-        results = self.handle.get() if self.handle is not None else [_one(j) for j in self.jobs]
+        if self.handle is not None:
+            results = [None] * len(self.jobs)
+            for i, got in zip(_longest_first(self.jobs), self.handle.get()):
+                results[i] = got
+        else:
+            results = [_one(j) for j in self.jobs]
         by_sample = [dict(results[2 * i: 2 * i + 2]) for i in range(len(self.todo))]
         if len(self.todo) > len(self.samples):
             nominal, by_sample = by_sample[0], by_sample[1:]
@@ -228,14 +235,24 @@ def submit_samples(model, vp, kp, n: int, seed: int = 0, thermal: bool = True, m
     """Queue the ``n`` sampled chains of ``model`` (and, ``with_nominal``, the nominal run) on ``pool`` (a
     :func:`vertaug.study.worker_pool`, which may be running other work: the chains queue behind it), or leave them
     to :meth:`PendingSamples.result` when ``pool`` is None. Same chains, same results either way."""
+    from ..model.heights import kept_heights
     from ..study import plan_study_trajectories
 
     t0 = time.perf_counter()
     samples = case_samples(model.level, n, seed, inputs=SAMPLED_INPUTS)
     trajectories = trajectories if trajectories is not None else plan_study_trajectories(model, vp, kp)
     todo = ([nominal_sample(vp, kp)] if with_nominal else []) + list(samples)
-    jobs = [(model, plan, s, thermal, mechanics, trajectories) for s in todo for plan in sampled_plans(vp, kp, s)]
+    kept = kept_heights(model)
+    jobs = [(model, plan, s, thermal, mechanics, trajectories, kept) for s in todo
+            for plan in sampled_plans(vp, kp, s)]
     if progress:
         progress(f"parameter samples: {len(jobs)} procedure chains at {model.spacing_m[0] * 1e3:g} mm")
-    handle = pool.map_async(_one, jobs, chunksize=1) if pool is not None else None
+    handle = pool.map_async(_one, [jobs[i] for i in _longest_first(jobs)], chunksize=1) if pool is not None else None
     return PendingSamples(model, int(n), tuple(samples), todo, jobs, handle, t0)
+
+
+def _longest_first(jobs: list) -> list[int]:
+    """Order in which the pool takes the chains: the second plan of each sample (the kyphoplasty: balloon, then the
+    fill; ~2-3x a vertebroplasty chain at 2 mm) first, so that the last chains a worker takes are short and the
+    two workers end close together."""
+    return [i for i in range(len(jobs)) if i % 2 == 1] + [i for i in range(len(jobs)) if i % 2 == 0]
