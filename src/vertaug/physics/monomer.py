@@ -3,37 +3,60 @@
 Unreacted monomer per kilogram of cement, with alpha the cure degree (the fraction of the monomer polymerised) and e
 the fraction of the monomer already boiled off (both fractions of the monomer the cement held at mixing)::
 
-    m_MMA = w_MMA (1 - alpha - e),          w_MMA = H / dH_p     (Cement.monomer_mass_fraction)
+    m_1 = w_MMA (1 - alpha - e),   m_2 = s - w_MMA (1 - alpha),   w_MMA = H / dH_p   (Cement.monomer_mass_fraction)
 
-w_MMA is the monomer's mass fraction of the mixed cement; H = w_MMA dH_p is how every named cement's heat is built
-(physics/cements.py), so the heat not yet released and the monomer not yet polymerised are the same quantity.
+w_MMA is the monomer's mass fraction of the mixed cement (H = w_MMA dH_p is how every named cement's heat is built,
+physics/cements.py); m_2 the polymer dissolving it: the bead polymer (with initiator and activator) and the
+monomer polymerised so far, s (``Cement.solution_mass_fraction``) being all of the cement that is not radiopacifier
+or filler (the radiopacifier and fillers are not part of the solution).
 
-Enthalpy method (after each heat-equation step): a voxel holding unreacted monomer that would pass the boiling point
-T_b stays at T_b, and the energy above T_b evaporates monomer until none is left (then it heats further)::
+Boiling law: the dissolved monomer boils where its partial pressure over the cement reaches the ambient pressure::
 
-    E_x = C (T - T_b),   m_left = M (1 - alpha - e)      (C: voxel heat capacity J/K, M: its monomer at mixing, kg)
-    E_x <= m_left L:   T = T_b,                      e += E_x / (M L)
-    E_x >  m_left L:   T = T_b + (E_x - m_left L)/C, e = 1 - alpha
+    a_1(phi_1) p_sat(T_boil) = p_amb,                    p_amb = 101325 Pa (AMBIENT_PRESSURE_PA)
+    phi_1 = (m_1 / rho_1) / (m_1 / rho_1 + m_2 / rho_2)    (rho_1 = 936, rho_2 = 1190 kg/m^3)
+    ln a_1 = ln phi_1 + (1 - phi_1) + chi (1 - phi_1)^2    (Flory-Huggins, solvent in a high polymer)
+    ln p_sat(T) / p_0 = -(dH_v / R) (1/T - 1/T_b)          (Clausius-Clapeyron through (T_b, p_0 = 1 atm))
+    =>  1 / T_boil = 1 / T_b - (R / dH_v) ln(p_amb / (a_1 p_0))
+
+so T_boil rises as the monomer is used up (by the cure or by boiling) and is infinite with none left. Palacos R
+(s = 0.899, w_MMA = 0.309, chi = 0): phi_1 = 0.40 at mixing, T_boil = 111.5 C; 128.9 C at alpha 0.5; 161.9 C at
+alpha 0.8 [D]; pure monomer (m_2 = 0): T_b.
+
+Enthalpy method (after each heat-equation step): a voxel above its T_boil with monomer left evaporates monomer x
+until it sits at the T_boil of what is left::
+
+    T - x L / C = T_boil(m_1 - x, m_2)      (C: voxel heat capacity J/K, L = dH_v per kg; solved per voxel by a
+                                              safeguarded Newton iteration in x on [0, m_1], to 1e-9 K)
 
 The vapour leaves the reacting cement: its monomer no longer polymerises (the cure's ceiling falls to 1 - e) and its
-latent heat m L leaves the energy balance (``ExothermResult.vaporised_j``).
+latent heat x L leaves the energy balance (``ExothermResult.vaporised_j``); C (T_in - T_out) = x L exactly.
 
 Properties (docs/references.md, [MMA]):
 
 - normal boiling point T_b = 373.4 +/- 0.5 K (100.25 C), the NIST Chemistry WebBook's average of 10 values [V];
 - enthalpy of vaporisation at T_b: 33.8 kJ/mol [D], interpolated linearly in T between Steele, Chirico et al. 2002's
   8.68 +/- 0.05 kcal/mol at 340 K and 7.96 +/- 0.1 kcal/mol at 380 K (NIST WebBook [V]; 1 cal = 4.184 J). The value
-  at T_b is the one that belongs in this balance: the monomer leaves as vapour at T_b, its sensible heat up to T_b
-  being already in the voxel's temperature. The 25 C value (38.8 kJ/mol, 9.27 kcal/mol at 300 K [V]) would
-  overstate the sink by 15 %;
-- molar mass 100.12 g/mol [V].
+  at T_b is the one that belongs in this balance: the monomer leaves as vapour, its sensible heat being already in
+  the voxel's temperature. The 25 C value (38.8 kJ/mol, 9.27 kcal/mol at 300 K [V]) would overstate the sink by 15 %;
+- molar mass 100.12 g/mol [V]; density of the liquid 0.936 g/mL at 20 C [V]; PMMA 1190 kg/m^3 [M];
+- vapour pressure: Clausius-Clapeyron with that dH_v held constant, through the normal boiling point (1 atm at T_b,
+  not a fitted Antoine curve): exact at T_b; between the two enthalpy data (340-380 K) dH_v is interpolated, beyond
+  380 K extrapolated. If dH_v keeps falling as Steele's two points do (-75 J/(mol K)), the constant value overstates
+  p_sat above T_b by 2 % at 400 K, 6 % at 420 K, 12 % at 440 K, i.e. T_boil comes out too low by 0.8 / 2.6 / 5.5 K
+  there [D]: the model boils slightly early, more so the hotter the boiling (valid to a few K up to ~420 K);
+- Flory-Huggins chi of MMA in PMMA: the athermal limit chi = 0 (``MMA_PMMA_CHI``): no published value could be read
+  for this version. A positive chi (a poorer solvent) raises the activity and lowers T_boil: with chi = 0.5, T_boil
+  at mixing is 105.0 C instead of 111.5 C for Palacos R [D]. chi = 0 errs towards boiling too late.
 
 Assumptions (named; the direction of each error):
 
-- the monomer boils as pure MMA at 1 atm. Dissolved in the polymer its vapour pressure is lower (it boils above T_b,
-  more so as it runs out), and the cement inside bone may be under a few kPa of pressure (Clausius-Clapeyron with
-  the values above: dT_b/dp = R T_b^2 / (dH_v p) = 0.34 K per kPa [D]): both make the model boil too early, i.e.
-  understate the peak and overstate the monomer lost;
+- the bead polymer is taken as dissolved from mixing on (one monomer+polymer phase). Early on, before the beads
+  have swollen, part of the monomer is a liquid of its own (activity 1, boiling at T_b): the model boils too late in
+  the first minutes (the cores that boil pass 100 C later, when the beads have long swollen);
+- chi = 0 (above): boils too late; Clausius-Clapeyron with constant dH_v (above): boils slightly early;
+- the pressure over the cement is 1 atm. The cement inside bone may be under a few kPa (Clausius-Clapeyron:
+  dT_boil/dp = R T^2 / (dH_v p) = 0.34 K per kPa at T_b [D]; no measured pressure inside curing cement was read):
+  the model boils too early by about that;
 - the vapour escapes: it does not recondense in cooler bone or marrow next to the cement (where it would return its
   latent heat): the model understates the heating of the tissue around a boiling core;
 - the voxel's heat capacity stays that of the cement as placed (the matrix of the heat equation is constant): the

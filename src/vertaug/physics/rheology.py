@@ -22,7 +22,10 @@ exotherm [V]. ``vitrification_tg_k = None`` switches it off (Li 2003 as publishe
 
 0-D adiabatic mode (cement alone, no losses)::
 
-    c_c dT/dt = H d(alpha)/dt
+    c_c dT/dt = H d(alpha)/dt - w_MMA dH_v de/dt
+
+with e the fraction of the monomer boiled off where its partial pressure over the cement reaches 1 atm
+(physics/monomer.py: T_boil(alpha, e) rises as the monomer is used up; ``Cure0DResult.boiled``).
 
 Viscosity (power law whose consistency diverges at a gel point, Castro-Macosko form)::
 
