@@ -619,8 +619,8 @@ def _exotherm_result(pb: _ExothermProblem, st: _ExothermState, energy0: float) -
     if boiled_kg > 0.0:
         notes.append("the cement's unreacted monomer boiled where its partial pressure over the cement reached "
                      f"1 atm (pure MMA: {pb.cement.monomer_boiling_point_k - KELVIN:.2f} C; dissolved in the polymer "
-                     f"higher, rising as it runs out): {boiled_kg * 1e6:.0f} mg of its {pb.monomer_kg.sum() * 1e6:.0f} mg "
-                     f"({100 * boiled_kg / pb.monomer_kg.sum():.1f} %) left as vapour, taking {st.vaporised:.1f} J "
+                     f"higher, rising as it runs out): {boiled_kg * 1e6:.3g} mg of its {pb.monomer_kg.sum() * 1e6:.0f} mg "
+                     f"({100 * boiled_kg / pb.monomer_kg.sum():.2g} %) left as vapour, taking {st.vaporised:.1f} J "
                      "(assumed to escape; physics/monomer.py)")
     if not err <= ENERGY_TOL_REL:
         msg = f"energy balance error {err:.1e} exceeds {ENERGY_TOL_REL:g} (linear solver tolerance too loose?)"
