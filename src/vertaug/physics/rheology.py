@@ -22,7 +22,10 @@ exotherm [V]. ``vitrification_tg_k = None`` switches it off (Li 2003 as publishe
 
 0-D adiabatic mode (cement alone, no losses)::
 
-    c_c dT/dt = H d(alpha)/dt
+    c_c dT/dt = H d(alpha)/dt - w_MMA dH_v de/dt
+
+with e the fraction of the monomer boiled off where its partial pressure over the cement reaches 1 atm
+(physics/monomer.py: T_boil(alpha, e) rises as the monomer is used up; ``Cure0DResult.boiled``).
 
 Viscosity (power law whose consistency diverges at a gel point, Castro-Macosko form)::
 
@@ -154,6 +157,10 @@ class Cement:
     # boiling of the unreacted monomer (physics/monomer.py); None: no boiling
     monomer_boiling_point_k: float | None = monomer.MMA_BOILING_POINT_K
     monomer_vaporisation_heat_j_kg: float = monomer.MMA_VAPORISATION_J_KG
+    # the monomer dissolved in the polymer: Flory-Huggins chi, and the mass fraction of the monomer+polymer phase
+    # (all but radiopacifier and filler; 1: none known, the generic presets)
+    monomer_polymer_chi: float = monomer.MMA_PMMA_CHI
+    solution_mass_fraction: float = 1.0
     sources: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
@@ -211,6 +218,32 @@ class Cement:
                         "give the monomer's boiling point in K (MMA 373.4 K), or None for no boiling.")
         check_range("cement.monomer_vaporisation_heat_j_kg", self.monomer_vaporisation_heat_j_kg, 1e4, 5e6, "J/kg",
                     "give the monomer's enthalpy of vaporisation per kg (MMA 3.38e5 J/kg at its boiling point).")
+        check_range("cement.monomer_polymer_chi", self.monomer_polymer_chi, -2.0, 2.0, "",
+                    "give the Flory-Huggins parameter of the monomer in its polymer (athermal 0).")
+        if not self.monomer_mass_fraction <= self.solution_mass_fraction <= 1.0:
+            raise ParameterError(
+                f"Parameter cement.solution_mass_fraction={self.solution_mass_fraction!r} is outside "
+                f"[{self.monomer_mass_fraction:.3f}, 1] (the monomer's mass fraction H / dH_p up to the whole cement).",
+                "give the mass fraction of the cement that is not radiopacifier or filler.")
+
+    @property
+    def boiling_law(self) -> monomer.BoilingLaw | None:
+        """The monomer's boiling temperature in the cement (physics/monomer.py); None: no boiling."""
+        if self.monomer_boiling_point_k is None:
+            return None
+        return monomer.BoilingLaw(self.monomer_boiling_point_k,
+                                  self.monomer_vaporisation_heat_j_kg * monomer.MMA_MOLAR_MASS_KG_MOL,
+                                  self.monomer_polymer_chi)
+
+    def boiling_point_k(self, alpha, boiled):
+        """T_boil (K) of the cement at cure degree ``alpha`` with the fraction ``boiled`` of its monomer gone, and its
+        slopes dT_boil/d(alpha) and dT_boil/d(boiled) (K); numpy-vectorised."""
+        law = self.boiling_law
+        m1, m2 = monomer.solution_masses(self.monomer_mass_fraction, self.solution_mass_fraction, alpha, boiled)
+        t_k, dt_dm = law.point_k(m1, m2)
+        w = self.monomer_mass_fraction
+        dm2 = law.polymer_slope(m1, m2)
+        return t_k, -w * dt_dm + w * dm2, -w * dt_dm
 
     @property
     def volumetric_heat_capacity_j_m3k(self) -> float:
@@ -260,6 +293,8 @@ def named_cement(name: str, **overrides) -> Cement:
     comp = cements.NAMED_CEMENTS[str(name).strip().lower()]
     k_class = _CLASS_CONSISTENCY_PA_SN[comp.viscosity_class]
     kw["consistency_pa_sn"] = k_class
+    props = cements.cement_properties(comp)  # the monomer+polymer phase: all but radiopacifier and filler
+    kw["solution_mass_fraction"] = 1.0 - props["radiopacifier_mass_fraction"] - props["filler_mass_fraction"]
     if comp.working_viscosity:
         fit = cements.fit_working_viscosity(Cement(**kw), comp.working_viscosity)
         kw.update(fit.values, working_viscosity_fit_rms_log=fit.residual_rms_log)
@@ -443,6 +478,7 @@ class Cure0DResult:
     temperature_c: np.ndarray
     viscosity_pa_s: np.ndarray
     shear_rate_1_s: float
+    boiled: np.ndarray | None = None  # adiabatic: fraction of the monomer boiled off (physics/monomer.py)
 
     @property
     def peak_temperature_c(self) -> float:
@@ -481,44 +517,84 @@ def _checked(sol):
     return sol
 
 
-def _adiabatic_0d(cement: Cement, t_end: float, t0_k: float, t_eval: np.ndarray, rtol: float):
-    """Adiabatic cure (c dT/dt = H d(alpha)/dt) up to the monomer's boiling point, then at T_b while the monomer left
-    boils off r = H / (w_MMA dH_v) per unit of cure (physics/monomer.py): the room term falls to
-    1 - alpha - r (alpha - alpha_b) and the cure ends at alpha_b + (1 - alpha_b) / (1 + r). Returns (t, alpha, T K)."""
-    rise, tb_k = cement.adiabatic_rise_k, cement.monomer_boiling_point_k
+def _rate_below(cement: Cement, alpha: float, temp_k: float, ceiling: float) -> float:
+    """d(alpha)/dt with the room term's ceiling min(alpha_max(T), ``ceiling``) (as advance_cure_isothermal); T is the
+    hottest temperature so far (it only rises in the adiabatic run)."""
+    room = max(min(float(alpha_max(cement, temp_k)), ceiling) - alpha, 0.0)
+    if alpha >= float(alpha_vitrified(cement, temp_k)):
+        return 0.0
+    k = cement.k0_1_s * np.exp(-cement.activation_energy_j_mol / (GAS_CONSTANT_J_MOL_K * temp_k))
+    return float(k * max(alpha, 0.0) ** cement.exponent_m * room**cement.exponent_n)
 
-    def rhs(_t, y):
-        r = float(cure_rate_1_s(cement, y[0], y[1]))
-        return [r, rise * r]
+
+def boiled_fraction_adiabatic(cement: Cement, alpha: float, t0_k: float, alpha_start: float) -> float:
+    """e*(alpha): the fraction of the monomer boiled off when an adiabatic cement (from ``t0_k`` at ``alpha_start``)
+    sits at its boiling temperature at cure ``alpha``: the root of T0 + (H (alpha - alpha_0) - w L e) / c =
+    T_boil(alpha, e) (0 where the energy line is below T_boil at e = 0)."""
+    from scipy.optimize import brentq
+
+    w, c = cement.monomer_mass_fraction, cement.specific_heat_j_kg_k
+    lat = w * cement.monomer_vaporisation_heat_j_kg / c
+
+    def gap(e):
+        t_line = t0_k + cement.adiabatic_rise_k * (alpha - alpha_start) - lat * e
+        return t_line - min(float(cement.boiling_point_k(alpha, e)[0]), 1e4)
+
+    top = (1.0 - alpha) * (1.0 - 1e-12)
+    if gap(0.0) <= 0.0 or top <= 0.0:
+        return 0.0
+    return float(brentq(gap, 0.0, top, xtol=1e-15, rtol=1e-14))
+
+
+def _adiabatic_0d(cement: Cement, t_end: float, t0_k: float, t_eval: np.ndarray, rtol: float):
+    """Adiabatic cure (c dT/dt = H d(alpha)/dt - w L de/dt) with the monomer boiling where its partial pressure
+    over the cement reaches the ambient pressure (physics/monomer.py). Three phases: (1) heating, T = T0 + H (alpha -
+    alpha_0) / c, until T reaches T_boil(alpha, 0); (2) boiling, T = T_boil(alpha, e*(alpha)) with e* from the
+    energy balance (:func:`boiled_fraction_adiabatic`), until T_boil rises faster with the cure than the cure's heat
+    can follow (H = c dT_boil/d(alpha)); (3) heating again with e fixed. The cure's ceiling is 1 - e.
+    Returns (t, alpha, T K, e); the phases' ends are among the times."""
+    rise, law = cement.adiabatic_rise_k, cement.boiling_law
+    a0 = cement.alpha0
+    h_j, c = cement.heat_of_reaction_j_kg, cement.specific_heat_j_kg_k
+    lat = cement.monomer_mass_fraction * cement.monomer_vaporisation_heat_j_kg / c
+
+    def line_k(a, e):
+        return t0_k + rise * (a - a0) - lat * e
 
     def boils(_t, y):
-        return y[1] - tb_k
+        return line_k(y[0], 0.0) - float(cement.boiling_point_k(y[0], 0.0)[0])
 
-    boils.terminal, boils.direction = True, 1.0
-    if tb_k is None or t0_k < tb_k:
-        sol = _checked(solve_ivp(rhs, (0.0, t_end), [cement.alpha0, t0_k], method="LSODA", t_eval=t_eval, rtol=rtol,
-                                 atol=1e-12, events=None if tb_k is None else boils))
-        if sol.status != 1:  # no boiling (or none reached)
-            return sol.t, sol.y[0], sol.y[1]
-        t_b, alpha_b = float(sol.t_events[0][0]), float(sol.y_events[0][0][0])
-        t1, a1, temp1 = sol.t, sol.y[0], sol.y[1]
-    else:
-        t_b, alpha_b = 0.0, cement.alpha0
-        t1 = a1 = temp1 = np.empty(0)
-    ratio = cement.heat_of_reaction_j_kg / (cement.monomer_mass_fraction * cement.monomer_vaporisation_heat_j_kg)
-    k_b = cement.k0_1_s * np.exp(-cement.activation_energy_j_mol / (GAS_CONSTANT_J_MOL_K * tb_k))
-    a_v = float(alpha_vitrified(cement, tb_k))
-    c_max = float(alpha_max(cement, tb_k))
+    def stops(_t, y):
+        return h_j - c * float(cement.boiling_point_k(y[0], boiled_fraction_adiabatic(cement, y[0], t0_k, a0))[1])
 
-    def rhs_boiling(_t, y):
-        room = max(min(c_max, 1.0 - ratio * (y[0] - alpha_b)) - y[0], 0.0)
-        return [k_b * y[0] ** cement.exponent_m * room**cement.exponent_n if y[0] < a_v else 0.0]
+    boils.terminal, boils.direction, stops.terminal = True, 1.0, True
+    pieces, t_s, y0, e_fix = [], 0.0, a0, 0.0
+    phases = ("heat", "boil", "heat") if law is None or boils(0.0, [a0]) < 0.0 else ("boil", "heat")
+    for phase in phases:
+        if law is None and phase == "boil":
+            break
+        later = t_eval[t_eval > t_s] if pieces else t_eval
 
-    later = t_eval[t_eval > t_b]
-    sol2 = _checked(solve_ivp(rhs_boiling, (t_b, t_end), [alpha_b], method="LSODA", t_eval=later, rtol=rtol,
-                              atol=1e-12))
-    return (np.concatenate((t1, sol2.t)), np.concatenate((a1, sol2.y[0])),
-            np.concatenate((temp1, np.full(sol2.t.size, tb_k))))
+        def rhs(_t, y, phase=phase, e_fix=e_fix):
+            e = boiled_fraction_adiabatic(cement, y[0], t0_k, a0) if phase == "boil" else e_fix
+            return [_rate_below(cement, y[0], line_k(y[0], e), 1.0 - e)]
+
+        event = None if law is None else (boils if phase == "heat" and not pieces else stops if phase == "boil"
+                                          else None)
+        sol = _checked(solve_ivp(rhs, (t_s, t_end), [y0], method="LSODA", t_eval=later, rtol=rtol, atol=1e-12,
+                                 events=event))
+        t_out, a_out = np.asarray(sol.t, dtype=float), np.asarray(sol.y, dtype=float).reshape(-1)
+        if sol.status == 1:  # the phase ends at the event: keep that point too
+            t_s, y0 = float(sol.t_events[0][0]), float(sol.y_events[0][0][0])
+            t_out, a_out = np.append(t_out, t_s), np.append(a_out, y0)
+        e_of = (np.array([boiled_fraction_adiabatic(cement, a, t0_k, a0) for a in a_out]) if phase == "boil"
+                else np.full(t_out.size, e_fix))
+        pieces.append((t_out, a_out, line_k(a_out, e_of), e_of))
+        if sol.status != 1:
+            break
+        if phase == "boil":
+            e_fix = boiled_fraction_adiabatic(cement, y0, t0_k, a0)
+    return tuple(np.concatenate(p) for p in zip(*pieces))
 
 
 def cure_0d(
@@ -550,10 +626,11 @@ def cure_0d(
                                  atol=1e-12))
         t_s, alpha, temp_k = sol.t, sol.y[0], np.full_like(sol.t, t0_k)
     else:
-        t_s, alpha, temp_k = _adiabatic_0d(cement, t_end, t0_k, t_eval, rtol)
+        t_s, alpha, temp_k, boiled = _adiabatic_0d(cement, t_end, t0_k, t_eval, rtol)
     alpha = np.clip(alpha, 0.0, 1.0)
     mu = viscosity_pa_s(cement, alpha, temp_k, shear_rate_1_s)
-    return Cure0DResult(mode, t_s, alpha, temp_k - KELVIN, mu, float(shear_rate_1_s))
+    return Cure0DResult(mode, t_s, alpha, temp_k - KELVIN, mu, float(shear_rate_1_s),
+                        None if mode == "isothermal" else boiled)
 
 
 def time_to_alpha_s(cement: Cement, alpha: float, temperature_c: float) -> float:

@@ -21,11 +21,12 @@ Heat equation (per voxel, finite volume, 7-point stencil)::
   (rheology.advance_cure_isothermal), which gives the step's released heat exactly, so that the discrete energy
   balance closes to solver precision:
       released = stored + conducted out through the outer faces + removed by perfusion + vaporised.
-- Boiling of the unreacted monomer (physics/monomer.py): after each solve, a cement voxel above the monomer's boiling
-  point T_b with monomer left returns to T_b and the energy above it evaporates monomer (latent heat dH_v) until none
-  is left; the vapour leaves, so the cure's ceiling falls to 1 - e (e: fraction boiled off). Within a step the cure
-  is capped at what the monomer left can boil off (:func:`_boiling_cure_cap`); the rest of the split error (heat
-  conducted within a step from a neighbour's unclamped temperature) lets a voxel pass T_b by under 1 C at 2 s steps
+- Boiling of the unreacted monomer (physics/monomer.py): after each solve, a cement voxel above its boiling
+  temperature T_boil(phi_1) (where the dissolved monomer's partial pressure a_1(phi_1) p_sat(T) reaches 1 atm; it
+  rises as the monomer is used up) with monomer left evaporates monomer (latent heat dH_v) until it sits at the
+  T_boil of what is left; the vapour leaves, so the cure's ceiling falls to 1 - e (e: fraction boiled off). The cure
+  of a step runs first (at the step's start temperature), the boiling after it: a first-order split; adiabatic, the
+  boiled fraction is then the 0-D cure's up to O(d_alpha^2) at the point where boiling stops
   (tests/test_monomer_boiling.py).
 - Damage: damage.DamageState (Arrhenius Omega, CEM43, time above 50 C, peak T) per voxel.
 - Ceiling: with one start temperature everywhere, no voxel passes T_start + phi_c rho_c H / (rho c)_mix of the richest
@@ -33,8 +34,9 @@ Heat equation (per voxel, finite volume, 7-point stencil)::
   own heat (the monomer does not diffuse). A 2.1 mL ball of Palacos R placed at 23 C in bone at 37 C peaks at 185.7 C
   at its centre in a radial method-of-lines reference (tests/exotherm_radial.py) against 37 + H/c = 159.5 C; this
   voxel model gives 176.3 / 180.3 / 182.0 C on 2 / 1 / 0.5 mm voxels (tests/test_exotherm_ceiling.py).
-  These are the peaks without boiling (``monomer_boiling_point_k=None``); with it such a core stays near T_b =
-  100.25 C while it boils.
+  These are the peaks without boiling (``monomer_boiling_point_k=None``); with it (chi = 0) the same ball boils
+  off none of its monomer: by the time the core passes 111 C (T_boil at mixing) its monomer is mostly polymerised and
+  T_boil has risen above it (tests/test_monomer_boiling.py).
 """
 
 from __future__ import annotations
@@ -550,32 +552,16 @@ def _step_size(pb: _ExothermProblem, st: _ExothermState) -> float:
     return dt_next if pb.t_end_s - st.t_now > dt_next * (1 + 1e-9) else pb.t_end_s - st.t_now
 
 
-def _boiling_cure_cap(pb: _ExothermProblem, st: _ExothermState, temp_c: np.ndarray) -> np.ndarray:
-    """The most cure a step can make in each cement voxel while the monomer left can boil off its heat.
-
-    Heated alone, a voxel at T reaches T_b after the cure d_b = C (T_b - T) / Q_alpha (Q_alpha: its heat per unit
-    cure); beyond it each unit of cure boils off r = Q_alpha / (M L) = dH_p / dH_v units of monomer, so of the
-    monomer left R only d_b + (R - d_b) / (1 + r) can polymerise. The cure runs at the step's start temperature
-    (operator split), so without this cap a long step near T_b could use up the monomer in the cure and leave none
-    to take the heat: the temperature would pass T_b by the split error. Infinite where nothing can boil."""
-    tb_k = pb.cement.monomer_boiling_point_k
-    if tb_k is None or pb.cement.heat_of_reaction_j_kg <= 0.0:
-        return np.full(st.alpha.shape, np.inf)
-    left = np.maximum(1.0 - st.alpha - st.boiled, 0.0)
-    per_alpha = pb.heat_per_alpha
-    to_boil = np.maximum(tb_k - KELVIN - temp_c, 0.0) * pb.cap[pb.cem_idx] / np.where(per_alpha > 0, per_alpha, 1.0)
-    r = pb.cement.heat_of_reaction_j_kg / (pb.cement.monomer_mass_fraction * pb.cement.monomer_vaporisation_heat_j_kg)
-    return st.alpha + np.minimum(left, to_boil + np.maximum(left - to_boil, 0.0) / (1.0 + r))
-
-
 def _boil(pb: _ExothermProblem, st: _ExothermState, new: np.ndarray) -> None:
     """Enthalpy step of the monomer's boiling (physics/monomer.py) on the solved temperatures ``new`` (in place)."""
-    tb_k = pb.cement.monomer_boiling_point_k
-    if tb_k is None or not pb.cem_idx.size:
+    law = pb.cement.boiling_law
+    if law is None or not pb.cem_idx.size or pb.cement.monomer_mass_fraction <= 0.0:
         return
-    cem_idx, latent = pb.cem_idx, pb.cement.monomer_vaporisation_heat_j_kg
-    left_kg = pb.monomer_kg * (1.0 - st.alpha - st.boiled)
-    new[cem_idx], out_kg = monomer.boil_off(new[cem_idx], pb.cap[cem_idx], left_kg, tb_k - KELVIN, latent)
+    cem_idx, latent, w = pb.cem_idx, pb.cement.monomer_vaporisation_heat_j_kg, pb.cement.monomer_mass_fraction
+    m1, m2 = monomer.solution_masses(w, pb.cement.solution_mass_fraction, st.alpha, st.boiled)
+    cement_kg = pb.monomer_kg / w
+    new[cem_idx], out_kg = monomer.boil_off(new[cem_idx], pb.cap[cem_idx], cement_kg * m1, cement_kg * m2, latent,
+                                            law)
     if out_kg.any():
         st.boiled += np.divide(out_kg, pb.monomer_kg, out=np.zeros_like(out_kg), where=pb.monomer_kg > 0)
         st.vaporised += float(out_kg.sum()) * latent
@@ -587,7 +573,6 @@ def _exotherm_step(pb: _ExothermProblem, st: _ExothermState, dt_step: float) -> 
     st.lin = pb.solver_for(dt_step)
     new_alpha = rheology.advance_cure_isothermal(pb.cement, st.alpha, temp[cem_idx] + KELVIN, dt_step,
                                                  st.dmg.peak_temperature_c[cem_idx] + KELVIN, 1.0 - st.boiled)
-    new_alpha = np.minimum(new_alpha, np.maximum(_boiling_cure_cap(pb, st, temp[cem_idx]), st.alpha))
     q_j = pb.heat_per_alpha * (new_alpha - st.alpha)
     alpha_old, st.alpha = st.alpha, new_alpha
     rhs = (pb.cap / dt_step) * temp + pb.fixed_rhs
@@ -632,9 +617,10 @@ def _exotherm_result(pb: _ExothermProblem, st: _ExothermState, energy0: float) -
         notes.append(f"no canal (label {CANAL}) voxel: canal-wall metrics are NaN")
     boiled_kg = float((st.boiled * pb.monomer_kg).sum())
     if boiled_kg > 0.0:
-        notes.append(f"the cement's unreacted monomer boiled at {pb.cement.monomer_boiling_point_k - KELVIN:.2f} C: "
-                     f"{boiled_kg * 1e6:.0f} mg of its {pb.monomer_kg.sum() * 1e6:.0f} mg "
-                     f"({100 * boiled_kg / pb.monomer_kg.sum():.1f} %) left as vapour, taking {st.vaporised:.1f} J "
+        notes.append("the cement's unreacted monomer boiled where its partial pressure over the cement reached "
+                     f"1 atm (pure MMA: {pb.cement.monomer_boiling_point_k - KELVIN:.2f} C; dissolved in the polymer "
+                     f"higher, rising as it runs out): {boiled_kg * 1e6:.3g} mg of its {pb.monomer_kg.sum() * 1e6:.0f} mg "
+                     f"({100 * boiled_kg / pb.monomer_kg.sum():.2g} %) left as vapour, taking {st.vaporised:.1f} J "
                      "(assumed to escape; physics/monomer.py)")
     if not err <= ENERGY_TOL_REL:
         msg = f"energy balance error {err:.1e} exceeds {ENERGY_TOL_REL:g} (linear solver tolerance too loose?)"

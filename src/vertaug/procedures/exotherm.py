@@ -9,10 +9,11 @@ with the cure age it had when injection ended (start time + injection time), and
 and Pennes perfusion is integrated for ``duration_s`` (Crank-Nicolson, adaptive steps ``DT_S``..``DT_MAX_S``;
 physics/thermal.py).
 
-Without boiling, peaks could exceed the adiabatic rise of the cement from body temperature (37 + H/c: 108 C for the
-generic "low" preset, 159 C for Palacos R = "high"): the rim cures first and preheats the uncured core, which then
-releases its own heat (cement does not diffuse: a "superadiabatic" front). The unreacted monomer boils at 100.25 C
-(physics/monomer.py), which holds such a core near that temperature while it loses monomer as vapour.
+Peaks can exceed the adiabatic rise of the cement from body temperature (37 + H/c: 108 C for the generic "low"
+preset, 159 C for Palacos R = "high"): the rim cures first and preheats the uncured core, which then releases its own
+heat (cement does not diffuse: a "superadiabatic" front). The unreacted monomer boils where its partial pressure
+over the cement reaches 1 atm (physics/monomer.py: dissolved in the polymer, above 111 C for Palacos R and rising as
+the monomer is used up); in the demo's KP core it does not boil (docs/cement.md 7c).
 ``ExothermMetrics.peak_time_after_mixing_min`` is when the hottest cement temperature is reached, counted from mixing
 (placement age + time after placement).
 """

@@ -280,9 +280,9 @@ def run_f451_moulds(quick: bool) -> list[Measured]:
     (ptfe6, s_ptfe6), (ptfe40, s_ptfe40) = runs[("PTFE", 6.0)], runs[("PTFE", 40.0)]
     (pu6, s_pu6), (pu40, s_pu40) = runs[("PU foam", 6.0)], runs[("PU foam", 40.0)]
     ceiling_c = _adiabatic_peak_c(F451_ROOM_C)
-    cap = (f"the 40 mm specimen is near our adiabatic ceiling ({ceiling_c:.1f} C from 23 C: the monomer's boiling "
-           "point, where the model holds the cement while its unreacted monomer boils off), so the gap is decided by "
-           "the 6 mm peak")
+    cap = (f"the 40 mm specimen is near our adiabatic ceiling ({ceiling_c:.1f} C from 23 C: the cement's heat; its "
+           "monomer, dissolved in the polymer, boils only where its partial pressure reaches 1 atm, physics/monomer.py"
+           "), so the gap is decided by the 6 mm peak")
     return [
         Measured("peak difference, PU-foam vs PTFE mould (6 mm)", pu6 - ptfe6,
                  f"peaks: PTFE {ptfe6:.1f} C, PU foam {pu6:.1f} C" + (
@@ -328,9 +328,9 @@ def run_iso5833_named(quick: bool) -> list[Measured]:
         out.append(Measured(f"{comp.name}: ISO 5833 setting time within 3-15 min", 1.0 if ok_set else 0.0,
                             f"setting {t_set / 60:.1f} min, peak {peak:.1f} C" + rheo))
         why = ("" if peak <= ISO5833_PEAK_MAX_C else
-               "the disc's own heat takes its core to the monomer's boiling point (100.25 C), where the model holds "
-               "it while unreacted monomer boils off (as pure MMA at 1 atm: dissolved in the polymer it would boil "
-               "higher); the fitted kinetics release the heat in one burst (no DSC heat-release rate of this cement "
+               "the disc's own heat takes its core past 100 C (its monomer, dissolved in the polymer, boils only "
+               "where its partial pressure reaches 1 atm, above 111 C and rising as it is used up: physics/monomer.py"
+               "); the fitted kinetics release the heat in one burst (no DSC heat-release rate of this cement "
                "was read), no heat leaves through the thermocouple, and the ASSUMED mould wall and air film also "
                "decide it")
         out.append(Measured(f"{comp.name}: ISO 5833 peak at most 90 C", 1.0 if peak <= ISO5833_PEAK_MAX_C else 0.0,
