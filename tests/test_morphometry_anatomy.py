@@ -230,9 +230,9 @@ def test_ct_endplates_on_3mm_slices_every_type(kind, offset):
 # while the walls were the median line ends at the body's mid-height (16.6 / 21.5 / 25.0 mm, deformity 0.336; truth
 # 12.5 / 18.75 / 25.0): its anterior wall lies below that height. With each wall read at its own mid-height it reads
 # 12.55 / 19.12 / 24.41 mm, grade 3.
-STEEP_WEDGE = dict(fracture="wedge", grade=3, trabecular_hu=116.9452592021031, noise_hu=12.680616635929754,
-                   endplate_mm=0.3684077862445509, spacing_mm=1.0, slice_mm=3.0, slice_offset_mm=0.37247697966919313,
-                   partial_volume=True, seed=1162779116)
+STEEP_WEDGE = {"fracture": "wedge", "grade": 3, "trabecular_hu": 116.9452592021031, "noise_hu": 12.680616635929754,
+               "endplate_mm": 0.3684077862445509, "spacing_mm": 1.0, "slice_mm": 3.0,
+               "slice_offset_mm": 0.37247697966919313, "partial_volume": True, "seed": 1162779116}
 
 
 @pytest.mark.parametrize("kind,offset", [("crush", 1.5), ("biconcave", 1.0), ("steep", None)] + [
