@@ -149,8 +149,8 @@ def test_demo_writes_outputs(tmp_path):
     assert [c["number"] for c in comp["claims"]] == list(range(1, 9))
     metrics = {m["key"]: m for m in comp["metrics"]}
     # the demo's L1 carries a virtual grade-2 wedge fracture (L1 of the bundled CT measures a borderline grade-1 wedge,
-    # 0.241, with sub-voxel endplates, so a shallower cut reaches grade 2: measured 0.290, amplitude 3.02 mm, since the
-    # fracture search measures its trials with the CT endplates; 0.298 before); each injection ends by a recorded
+    # 0.224 with the default endplate surfaces since issue 23: measured after the cut 0.361, amplitude 3.41 mm; with
+    # the per-line CT fit before, 0.241 and 0.290 at 3.02 mm; 0.298 before that); each injection ends by a recorded
     # clinical rule: VP at the first leak visible on fluoroscopy (through the sampled veins and their extra-osseous
     # drainage, route S) after 2.51 of the 4 mL planned (2.26 on the former cut), KP (2 x 2 mL balloons) at the
     # planned volume, the cavity's 4.00 mL (the cavity is the balloons' space since issue 20's bookkeeping; it
