@@ -5,10 +5,10 @@ uniformly (grade 0 is "none"; grades 1-3 take a type among wedge, biconcave and 
 60-250 HU, noise 0-30 HU (standard deviation, white), endplate thickness 0.35-1.0 mm, and the slice lattice shifted by
 a uniform fraction of a slice against the anatomy (so endplates fall anywhere within a slice), the CT through a
 Gaussian slice profile of FWHM one slice (``partial_volume=True``). The morphometry is the default one
-(``measure_volumes``: sub-voxel CT endplates, body map given). Prints the confusion matrices of type and of grade, the
+(``measure_volumes``: CT endplate surfaces, body map given). Prints the confusion matrices of type and of grade, the
 % with both right, each miss with its deformities, and the time.
 
-Run: python benchmarks/bench_morphometry.py [--n 100] [--seed 0] [--slice-mm 1.0] [--endplates ct|surface|mask]
+Run: python benchmarks/bench_morphometry.py [--n 100] [--seed 0] [--slice-mm 1.0] [--endplates surface|ct|mask]
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--slice-mm", type=float, default=1.0)
-    ap.add_argument("--endplates", default="ct", choices=("ct", "surface", "mask"))
+    ap.add_argument("--endplates", default="surface", choices=("surface", "ct", "mask"))
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     true_t, got_t, true_g, got_g, misses = [], [], [], [], []

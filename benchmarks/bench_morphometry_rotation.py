@@ -5,7 +5,7 @@ same spacing (CT linear, labels nearest neighbour: tests/test_morphometry_anatom
 again. Prints the unrotated heights, grades and times, then for each rotation the largest height change, L1's
 deformity and every level whose Genant grade or type changed.
 
-Run: PYTHONPATH=src:tests python benchmarks/bench_morphometry_rotation.py [--endplates ct|surface|mask]
+Run: PYTHONPATH=src:tests python benchmarks/bench_morphometry_rotation.py [--endplates surface|ct|mask]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ KEYS = ("anterior", "middle", "posterior")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--endplates", default="ct", choices=("ct", "surface", "mask"))
+    ap.add_argument("--endplates", default="surface", choices=("surface", "ct", "mask"))
     args = ap.parse_args()
     ex = example_paths()
     ct = load_ct(ex["ct"])

@@ -87,16 +87,15 @@ def _resampled(vols, r: np.ndarray) -> list[Volume]:
     return out
 
 
-# measured (3 mm isotropic grid, sub-voxel CT endplates, the default): these resampled rotations move a height by more
-# than one voxel or change a grade. L1 is a borderline grade-1 wedge (deformity 0.241 +- 0.06 stated: the band edges
-# 0.20 and 0.25 both lie within its uncertainty), so resampling noise of ~1 mm per height moves it across a band edge;
-# at 20 deg sagittal the posterior lines of L1 and L5 run through the nearest-neighbour resampled masks' stepped
-# posterior-superior rims (the CT edge fit only refines within one voxel of the mask's face).
+# measured (3 mm isotropic grid, the default endplate surfaces, benchmarks/bench_morphometry_rotation.py): in all 9
+# resampled rotations every height of L1..L5 stays within one voxel (largest change 2.33 mm, L3's posterior height at
+# 5 deg sagittal; 1.35 mm or less in the 8 others) and L2..L5 keep grade and type. L1 is a borderline grade-1 wedge
+# (deformity 0.224 +- 0.034 stated: the band edges 0.20 and 0.25 both lie within one standard uncertainty of it); over
+# the 9 rotations it reads 0.208..0.264 and crosses the 0.25 edge in one. That flip is a value within its stated
+# uncertainty of a band edge, not a failure of the frame (test_resampled_rotation_stays_within_the_stated_uncertainty).
 RESAMPLED_FAIL = {
-    (2, 10): "L1 grade 1 -> 0 wedge (deformity 0.241 -> 0.181)",
-    (0, 10): "L1 grade 1 -> 2 wedge (deformity 0.241 -> 0.262)",
-    (0, 20): "L1 Hp 28.8 -> 34.5 mm, L5 Hp 20.2 -> 23.8 mm; L1 grade 2 biconcave, L2 grade 1 crush",
-    (1, 5): "L1 grade 1 -> 2 wedge (deformity 0.241 -> 0.277)",
+    (2, 20): "L1 grade 1 -> 2 wedge (deformity 0.224 +- 0.034 -> 0.264): the 0.25 band edge lies 0.026 from the "
+             "unrotated value, within its stated standard uncertainty; every height within 1.01 mm",
 }
 FAST_RESAMPLED = [(2, 5), (1, 20)]
 
@@ -200,7 +199,7 @@ def _height_errors(ph, endplates: str) -> list[float]:
 
 @pytest.mark.parametrize("slice_mm,offsets", [pytest.param(*c, marks=pytest.mark.slow) for c in SLICE_CASES])
 def test_ct_endplates_are_within_a_third_of_the_slice(slice_mm, offsets):
-    """Sub-voxel endplates (the default): on 1, 2 and 3 mm slices at every 0.5 mm offset, each height within a third of
+    """Sub-voxel endplates per line (endplates="ct"): on 1, 2 and 3 mm slices at every 0.5 mm offset, each height within a third of
     the slice spacing; the mask's faces, quantised to the slices, are off by more at 2 and 3 mm."""
     worst = {"ct": 0.0, "mask": 0.0}
     for offset in offsets:
@@ -214,10 +213,10 @@ def test_ct_endplates_are_within_a_third_of_the_slice(slice_mm, offsets):
 
 @pytest.mark.parametrize("kind,offset", [("crush", 1.5), ("biconcave", 1.0)])
 def test_ct_endplates_on_3mm_slices_every_type(kind, offset):
-    """3 mm slices (the bundled CT's), a crush and a biconcave grade-2 L1: heights within 1 mm, grade and type right,
+    """endplates="ct" (per line) on 3 mm slices (the bundled CT's), a crush and a biconcave grade-2 L1: heights within 1 mm, grade and type right,
     each height's stated uncertainty positive and below half a slice."""
     ph = _slice_phantom(kind, 3.0, offset)
-    m = measure_volumes(ph.ct, ph.labels, ph.body)["L1"]
+    m = measure_volumes(ph.ct, ph.labels, ph.body, endplates="ct")["L1"]
     truth = ph.truth["levels"]["L1"]
     assert m.endplate_method == "CT edge"
     for key in ("anterior", "middle", "posterior"):
@@ -226,83 +225,48 @@ def test_ct_endplates_on_3mm_slices_every_type(kind, offset):
     assert (m.genant_grade, m.genant_type) == (2, kind)
 
 
-# endplates="surface" (anatomy/endplates.py: CT edge points over the central half of each endplate, robust surfaces,
-# local planes at the Genant positions, walls as the median of the lines): measured on the bundled CT, every height of
-# L1..L5 stays within half a voxel in all 9 resampled rotations (worst 1.4 mm, L1 middle at 20 deg coronal; the
-# default per-line fit: 5.7 mm, L1 posterior at 20 deg sagittal) and L2..L5 keep grade and type. L1 is a borderline
-# grade-1 wedge with it too (0.248 +- 0.033 stated; 0.208..0.262 over the 9 rotations, the default's 0.181..0.341):
-# one rotation moves it across the 0.25 band edge.
-SURFACE_GRADE_FAIL = {
-    (0, 10): "L1 grade 1 -> 2 wedge (deformity 0.248 -> 0.262)",
-}
+# The default endplates="surface" (anatomy/endplates.py) on the 3 mm slice phantoms: the crush, biconcave and wedge
+# cases below and the steep grade-3 wedge that bench_morphometry.py (--n 20 --slice-mm 3, seed 0, #3) read as grade 2
+# while the walls were the median line ends at the body's mid-height (16.6 / 21.5 / 25.0 mm, deformity 0.336; truth
+# 12.5 / 18.75 / 25.0): its anterior wall lies below that height. With each wall read at its own mid-height it reads
+# 12.55 / 19.12 / 24.41 mm, grade 3.
+STEEP_WEDGE = {"fracture": "wedge", "grade": 3, "trabecular_hu": 116.9452592021031, "noise_hu": 12.680616635929754,
+               "endplate_mm": 0.3684077862445509, "spacing_mm": 1.0, "slice_mm": 3.0,
+               "slice_offset_mm": 0.37247697966919313, "partial_volume": True, "seed": 1162779116}
 
 
-@pytest.fixture(scope="module")
-def unrotated_surface(bundled):
-    return measure_volumes(*bundled, endplates="surface")
-
-
-@pytest.mark.parametrize(
-    "axis,deg", [pytest.param(*r, marks=() if r in FAST_RESAMPLED else pytest.mark.slow) for r in ROTATIONS]
-)
-def test_surface_endplates_resampled_heights_within_one_voxel(bundled, unrotated_surface, axis, deg):
-    """endplates="surface": every height of L1..L5 within one voxel (3 mm) under every resampled rotation."""
-    voxel_mm = float(np.max(np.linalg.norm(bundled[0].affine_mm[:3, :3], axis=0)))
-    rot = measure_volumes(*_resampled(bundled, _rotation(axis, deg)), endplates="surface")
-    for name in LUMBAR:
-        a, b = unrotated_surface[name], rot[name]
-        assert b.evaluable and b.endplate_method.startswith("CT surface"), (name, b.reason, b.endplate_method)
-        for key in ("anterior", "middle", "posterior"):
-            got, want = getattr(b, f"height_{key}_mm"), getattr(a, f"height_{key}_mm")
-            assert abs(got - want) <= voxel_mm, (name, key, want, got)
-
-
-def _surface_grade_marks(r):
-    marks = [] if r == (1, 20) else [pytest.mark.slow]
-    if r in SURFACE_GRADE_FAIL:
-        marks.append(pytest.mark.xfail(strict=True, reason=SURFACE_GRADE_FAIL[r]))
-    return marks
-
-
-@pytest.mark.parametrize("axis,deg", [pytest.param(*r, marks=_surface_grade_marks(r)) for r in ROTATIONS])
-def test_surface_endplates_resampled_grades(bundled, unrotated_surface, axis, deg):
-    """endplates="surface": the same Genant grade and type of L1..L5 under a resampled rotation."""
-    rot = measure_volumes(*_resampled(bundled, _rotation(axis, deg)), endplates="surface")
-    for name in LUMBAR:
-        a, b = unrotated_surface[name], rot[name]
-        assert (b.genant_grade, b.genant_type) == (a.genant_grade, a.genant_type), (name, b.deformity)
-
-
-@pytest.mark.parametrize("kind,offset", [("crush", 1.5), ("biconcave", 1.0)] + [
+@pytest.mark.parametrize("kind,offset", [("crush", 1.5), ("biconcave", 1.0), ("steep", None)] + [
     pytest.param(*c, marks=pytest.mark.slow) for c in (("wedge", 1.0), ("wedge", 2.0), ("biconcave", 0.0))])
 def test_surface_endplates_on_3mm_slice_phantoms(kind, offset):
-    """endplates="surface" on the 3 mm slice phantoms: heights within 1 mm (measured: worst 0.87 mm, the biconcave's
-    posterior height at offset 1.0), grade and type right, each stated uncertainty positive and below half a slice."""
-    ph = _slice_phantom(kind, 3.0, offset)
-    m = measure_volumes(ph.ct, ph.labels, ph.body, endplates="surface")["L1"]
+    """The default (endplate surfaces) on the 3 mm slice phantoms: heights within 1 mm, grade and type right, each
+    stated uncertainty positive and below half a slice."""
+    ph = make_phantom(**STEEP_WEDGE) if kind == "steep" else _slice_phantom(kind, 3.0, offset)
+    m = measure_volumes(ph.ct, ph.labels, ph.body)["L1"]
     truth = ph.truth["levels"]["L1"]
     assert m.endplate_method.startswith("CT surface")
     for key in ("anterior", "middle", "posterior"):
         assert abs(getattr(m, f"height_{key}_mm") - truth[f"height_{key}_mm"]) < 1.0, key
         assert 0 < getattr(m, f"height_{key}_uncertainty_mm") < 1.5, key
-    assert (m.genant_grade, m.genant_type) == (2, kind)
+    want = ("wedge", 3) if kind == "steep" else (kind, 2)
+    assert (m.genant_type, m.genant_grade) == want
 
 
-@pytest.mark.parametrize("axis,deg", [pytest.param(*r, marks=() if r == (0, 20) else pytest.mark.slow)
-                                      for r in ROTATIONS])
-def test_surface_endplates_rotated_affine_and_stated_uncertainty(bundled, unrotated_surface, axis, deg):
-    """endplates="surface": the same voxels with a rotated affine give every height within half a voxel and the same
-    grades (measured: within 0.71 mm); resampled, every deformity moves by at most twice the combined stated
-    uncertainty (measured: 0.78 of it at most) and a changed grade is one flagged borderline."""
-    r = _rotation(axis, deg)
-    same = measure_volumes(*(_rotated(v, r) for v in bundled), endplates="surface")
-    res = measure_volumes(*_resampled(bundled, r), endplates="surface")
+@pytest.mark.parametrize(
+    "axis,deg", [pytest.param(*r, marks=() if r == (0, 20) else pytest.mark.slow) for r in ROTATIONS]
+)
+def test_line_endplates_resampled_heights_within_one_voxel(bundled, axis, deg):
+    """endplates="ct" (the per-line CT edge fit): every height of L1..L5 within one voxel (3 mm) under every
+    resampled rotation. Measured: largest change 2.26 mm (L1's anterior height at 5 deg sagittal); before the line's
+    fit stopped half-way to the next vertebra and the Genant positions were taken from the median walls, 5.70 mm (L1's
+    posterior height at 20 deg sagittal: its edge fit reached across the thin posterior disc into T12's endplate, failed,
+    and fell back to the resampled mask's stepped rim, where the outermost voxel had moved the line). L1's grade is
+    not asserted: it reads 0.250 +- 0.060 unrotated, on the 0.25 band edge."""
+    voxel_mm = float(np.max(np.linalg.norm(bundled[0].affine_mm[:3, :3], axis=0)))
+    base = measure_volumes(*bundled, endplates="ct")
+    rot = measure_volumes(*_resampled(bundled, _rotation(axis, deg)), endplates="ct")
     for name in LUMBAR:
-        a, b, c = unrotated_surface[name], same[name], res[name]
+        a, b = base[name], rot[name]
+        assert b.evaluable and b.endplate_method.startswith("CT edge"), (name, b.reason, b.endplate_method)
         for key in ("anterior", "middle", "posterior"):
-            assert getattr(b, f"height_{key}_mm") == pytest.approx(getattr(a, f"height_{key}_mm"), abs=1.5), (name, key)
-        assert (b.genant_grade, b.genant_type) == (a.genant_grade, a.genant_type), name
-        u = np.hypot(a.deformity_uncertainty, c.deformity_uncertainty)
-        assert abs(c.deformity - a.deformity) <= 2 * u, (name, a.deformity, c.deformity, u)
-        if c.genant_grade != a.genant_grade:
-            assert a.grade_borderline or c.grade_borderline, (name, a.deformity, c.deformity)
+            got, want = getattr(b, f"height_{key}_mm"), getattr(a, f"height_{key}_mm")
+            assert abs(got - want) <= voxel_mm, (name, key, want, got)

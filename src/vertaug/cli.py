@@ -77,8 +77,8 @@ def morpho(
     body: Optional[Path] = typer.Option(None, "--body", help="TotalSegmentator vertebrae_body map (1 body, 2 disc)."),
     numbering: str = typer.Option("v2", help="Label numbering: v2 (TotalSegmentator >= 2.0, L1=31), v1 (L1=22) or verse (L1=20)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the table as JSON to this file."),
-    endplates: str = typer.Option("ct", "--endplates",
-                                  help="Endplates: ct (sub-voxel CT edge fit per line, default), surface (CT edge points fitted by surfaces) or mask."),
+    endplates: str = typer.Option("surface", "--endplates",
+                                  help="Endplates: surface (CT edge points fitted by surfaces, default), ct (sub-voxel CT edge fit per line) or mask."),
     method: str = typer.Option("vertaug", "--method",
                                help="Heights: vertaug (median of lines, default) or totalseg (TotalSegmentator spine report's way)."),
 ) -> None:

@@ -24,28 +24,34 @@ the result does not change when the same voxels are given a rotated affine (tilt
    ``h`` follows the spine's curve at the level, i.e. the bisector of the two endplate normals, so heights are measured
    perpendicular to the endplates (for a wedged body: to their mean plane).
 3. The body mask is resampled in that frame (trilinear, threshold 0.5, step ``SAMPLE_STEP_VOXELS`` voxel). In the
-   mid-sagittal band (``|l|`` within ``LATERAL_BAND_FRACTION`` of the body width) the anterior-posterior extent is found
-   in the central ``MID_HEIGHT_FRACTION`` of the body's height,
-   and heights are taken along ``h`` at ``MEASUREMENT_POSITIONS`` of that extent from the posterior wall (15 / 50 / 85 %,
-   as TotalSegmentator's spine report), as the median over the band's columns of the length of the body run through
-   the column. Each height carries a standard uncertainty: the quantisation of the mask's two faces (voxel extent along
-   ``h``, s_h^2/12 each) or the CT edge fit's (3b), plus the spread of the columns (scaled MAD / sqrt(n)).
-3b. Sub-voxel endplates (``endplates="ct"``, the default): each face is replaced by a partial-volume fit of the CT
+   mid-sagittal band (``|l|`` within ``LATERAL_BAND_FRACTION`` of the body width) the walls are the medians of the ends
+   of the band's lines along ``a`` in the central ``MID_HEIGHT_FRACTION`` of the body's height, each wall then read
+   again from the lines at the mid-height of the body next to it (the columns within ``WALL_ZONE_FRACTION`` of the
+   depth: a steep wedge's low anterior wall lies below the body's mid-height); medians, so that a voxel sticking out of
+   a resampled mask does not move the walls (the outermost voxels did, and with them the posterior line into the
+   mask's stepped posterior rim). Heights are taken along ``h`` at ``MEASUREMENT_POSITIONS`` of the depth between the
+   walls from the posterior wall (15 / 50 / 85 %, as TotalSegmentator's spine report), as the median over the band's
+   columns of the length of the body run through the column. Each height carries a standard uncertainty: the
+   quantisation of the mask's two faces (voxel extent along ``h``, s_h^2/12 each) or the CT edge fit's (3b), plus the
+   spread of the columns (scaled MAD / sqrt(n)).
+3b. Sub-voxel endplates per line (``endplates="ct"``): each face is replaced by a partial-volume fit of the CT
    along the line (:func:`_ct_edge`: bone step + thin endplate, Gaussian slice profile, the model sampled at the voxel
-   centres and interpolated linearly as the line is; within one voxel of the face), which is not quantised to the
-   slices. The model's endplate is ``ENDPLATE_THICKNESS_MM`` thick; a thicker dense plate reads up to half its excess
-   inside each face (docs/anatomy.md has the phantom errors at 1, 2 and 3 mm slices: within a third of the slice).
-   ``endplates="mask"`` keeps the mask's faces. The deformity carries the heights' propagated uncertainty and a
+   centres and interpolated linearly as the line is; within one voxel of the face; the line reaching no further out
+   than half-way to the next vertebra of the segmentation, so that a thin posterior disc's far endplate does not
+   enter the fit), which is not quantised to the slices. The model's endplate is ``ENDPLATE_THICKNESS_MM`` thick; a
+   thicker dense plate reads up to half its excess inside each face (docs/anatomy.md has the phantom errors at 1, 2
+   and 3 mm slices: within a third of the slice). ``endplates="mask"`` keeps the mask's faces. The deformity carries the heights' propagated uncertainty and a
    ``grade_borderline`` flag when a band edge lies within one standard uncertainty.
 3c. ``method="totalseg"``: heights as TotalSegmentator's spine report takes them (:func:`measure_body_heights_totalseg`,
    constants ``TS_*``): single chords in the sagittal slice (normal to ``l``) whose three heights differ most, at
    15 / 50 / 85 % of the AP chord of the body eroded by 3 mm; ``ratio_min_max`` < 0.8 is that report's flag.
-3d. ``endplates="surface"`` (:mod:`vertaug.anatomy.endplates`): the endplates as surfaces. The CT edge model of 3b is
-   fitted along columns every half voxel over the central half of the width and 5..95 % of the depth (about each
-   column's mask face, searched within a voxel of a smooth surface through the faces, so a resampled mask's stepped
-   rim does not set a height), the points fitted by robust least-squares surfaces and read by local planes at the
-   Genant positions; the walls are the median of the band's lines at mid-height. Under resampled rotations of the
-   bundled CT it keeps every L1..L5 height within 1.4 mm where the per-line default moves one by 5.7 mm (docs/anatomy.md).
+3d. ``endplates="surface"`` (the default; :mod:`vertaug.anatomy.endplates`): the endplates as surfaces. The CT edge
+   model of 3b is fitted along columns every half voxel over the central half of the width and 5..95 % of the depth
+   between the walls of step 3 (about each column's mask face, searched within a voxel of a smooth surface through the
+   faces, so a resampled mask's stepped rim does not set a height), the points fitted by robust least-squares surfaces
+   and read by local planes at the Genant positions. Under resampled rotations of the bundled CT it keeps every L1..L5
+   height within 2.4 mm (one voxel is 3 mm) and L1's wedge deformity within 0.208..0.264; the per-line fit of 3b moves
+   a height by up to 2.3 mm and L1 within 0.228..0.353 (docs/anatomy.md).
 4. Wedge angle: the angle between the superior and inferior endplate lines, each through its points at the posterior and
    anterior positions; positive when the anterior height is the smaller (kyphotic).
 5. HU: mean and median over the body eroded by ``HU_CORE_EROSION_MM`` (away from cortex and endplates).
@@ -138,6 +144,9 @@ CANAL_GRID_MM = 1.0
 CANAL_MIN_AREA_MM2 = 40.0
 #: Posterior elements whose centroid lies closer than this to the body's (mm) do not define an anterior direction.
 POSTERIOR_MIN_OFFSET_MM = 5.0
+#: Each wall is re-read from the lines at the mid-height of the body next to it: the columns within this fraction of
+#: the depth from the wall give that height (a steep wedge's anterior wall is lower than the body's mid-height).
+WALL_ZONE_FRACTION = 0.1
 #: Surface positions tried within one voxel either side of the mask's face (``endplates="ct"``, per line).
 EDGE_GRID_POINTS = 41
 #: A body smaller than this is not measured (partial segmentation or a fragment).
@@ -240,12 +249,12 @@ def measure_spine(
     seg: str | Path | Volume,
     body: str | Path | Volume | None = None,
     numbering: str = "v2",
-    endplates: str = "ct",
+    endplates: str = "surface",
     method: str = "vertaug",
 ) -> SpineMorphometry:
     """Measure every vertebral level present in ``seg`` (paths are loaded; Volumes are used as given).
-    ``endplates``: "mask" (the segmentation's faces) or "ct" (sub-voxel edge fit of the CT, step 3b of the module
-    docstring). ``method``: "vertaug" (steps 3-4) or "totalseg" (TotalSegmentator's spine report's way, step 3c)."""
+    ``endplates``: "surface" (the default: CT edge points fitted by endplate surfaces, step 3d of the module
+    docstring), "ct" (sub-voxel edge fit of the CT per line, step 3b) or "mask" (the segmentation's faces). ``method``: "vertaug" (steps 3-4) or "totalseg" (TotalSegmentator's spine report's way, step 3c)."""
     _check_endplates(endplates)
     _check_method(method)
     ct_vol = ct if isinstance(ct, Volume) else load_ct(ct)
@@ -274,7 +283,7 @@ def _check_endplates(endplates: str) -> None:
 
 
 def measure_volumes(
-    ct: Volume, seg: Volume, body: Volume | None = None, numbering: str = "v2", endplates: str = "ct",
+    ct: Volume, seg: Volume, body: Volume | None = None, numbering: str = "v2", endplates: str = "surface",
     method: str = "vertaug",
 ) -> SpineMorphometry:
     from .io import check_same_grid
@@ -720,14 +729,15 @@ class BodyHeights:
 
 def measure_body_heights(
     body: np.ndarray, affine_mm: np.ndarray, height_axis, anterior_axis, ct: np.ndarray | None = None,
-    others: np.ndarray | None = None, surface: bool = False,
+    others: np.ndarray | None = None, surface: bool = True,
 ) -> BodyHeights | None:
     """THE height measurement: anterior, middle and posterior heights and the wedge angle of a body mask.
 
     ``height_axis`` and ``anterior_axis`` are unit vectors in the world (RAS+ mm) frame of ``affine_mm``; the anterior
     axis is made orthogonal to the height axis. Method: steps 3 and 4 of the module docstring. With ``ct`` (HU, the
-    grid of ``body``) each endplate is placed at the half-maximum of the CT's endplate-to-disc edge along the
-    measurement line, within one voxel of the mask's face (sub-voxel); without it, at the mask's face. The morphometry
+    grid of ``body``) the endplates are the CT's sub-voxel endplate surfaces (step 3d, ``surface=True``, the default)
+    or the CT edge fit per measurement line (step 3b, ``surface=False``); ``others`` (the other vertebrae's voxels)
+    stops each line's fit half-way to the next vertebra; without ``ct``, the mask's faces. The morphometry
     of a CT and the heights of the voxel model before and after a procedure (:mod:`vertaug.model.heights`) both call
     this, so that "before" and "after" are measured the same way along the same spine axis. None if the body has no
     measurable mid-sagittal extent.
@@ -887,7 +897,7 @@ def _extent_along(affine_mm: np.ndarray, direction: np.ndarray) -> float:
 @dataclass(frozen=True)
 class _FrameSampling:
     """The body mask resampled in a level's (lat, a, h) frame: the sampler of the mask, the axes (mm), the mid-sagittal
-    slab, width, AP extent (posterior wall and depth, mm) and the voxel extents along h, a and lat (mm)."""
+    slab, width, the voxel extents along h, a and lat (mm) and the two walls (mm along a)."""
 
     sample: object
     l_ax: np.ndarray
@@ -895,14 +905,12 @@ class _FrameSampling:
     h_ax: np.ndarray
     slab: np.ndarray
     width: float
-    a_post: float
-    ap_depth: float
     step: float
     s_h: float
     s_a: float
     s_l: float
-    wall_post: float  # the walls as the median over the band's lines at mid-height (mm along a; robust to a voxel
-    wall_ant: float  # that sticks out of a resampled mask, where a_post / a_post + ap_depth are the outermost)
+    wall_post: float  # the walls (mm along a; :func:`_walls`): medians over the band's lines, robust to a voxel
+    wall_ant: float  # that sticks out of a resampled mask (the outermost voxels moved the Genant positions by it)
 
 
 def _frame_sampling(body, affine_mm, centre, h, a, lat) -> _FrameSampling | None:
@@ -940,16 +948,45 @@ def _frame_sampling(body, affine_mm, centre, h, a, lat) -> _FrameSampling | None
         return None
     h_lo, h_hi = h_ax[np.flatnonzero(h_any)[[0, -1]]]
     mid_height = np.abs(h_ax - 0.5 * (h_lo + h_hi)) <= max(MID_HEIGHT_FRACTION * (h_hi - h_lo) / 2, step)
-    ap_any = slab[:, :, mid_height].any(axis=(0, 2))
-    if not ap_any.any():
+    walls = _walls(slab, a_ax, h_ax, mid_height, step)
+    if walls is None:
         return None
-    idx = np.flatnonzero(ap_any)
-    a_post, a_ant = a_ax[idx[0]] - step / 2, a_ax[idx[-1]] + step / 2
-    runs = [_central_run(line) for line in np.moveaxis(slab[:, :, mid_height], 1, 2).reshape(-1, a_ax.size)]
-    ends = np.array([(a_ax[r[0]] - step / 2, a_ax[r[1]] + step / 2) for r in runs if r is not None])
-    return _FrameSampling(sample, l_ax, a_ax, h_ax, slab, width, float(a_post), float(a_ant - a_post), step,
+    return _FrameSampling(sample, l_ax, a_ax, h_ax, slab, width, step,
                           _extent_along(affine_mm, h), _extent_along(affine_mm, a), _extent_along(affine_mm, lat),
-                          *(float(v) for v in np.median(ends, axis=0)))
+                          *walls)
+
+
+def _walls(slab, a_ax, h_ax, mid_height, step) -> tuple[float, float] | None:
+    """Posterior and anterior walls (mm along a): first the median of the ends of the slab's lines along a at the
+    body's mid-height, then each wall again from the lines at the mid-height of the body next to that wall (the
+    columns within ``WALL_ZONE_FRACTION`` of the depth from it): a steep wedge's low anterior wall is met only by the
+    lines through its own height, which the body's mid-height misses. None if no line meets the body."""
+    ends = _wall_ends(slab, a_ax, h_ax, mid_height, step)
+    if ends is None:
+        return None
+    first = np.median(ends, axis=0)
+    zone = WALL_ZONE_FRACTION * (first[1] - first[0])
+    inside = (a_ax >= first[0] - step) & (a_ax <= first[1] + step)
+    walls = []
+    for j, near in enumerate((a_ax <= first[0] + zone, a_ax >= first[1] - zone)):
+        runs = [_central_run(c) for c in slab[:, near & inside, :].reshape(-1, h_ax.size)]
+        tb = np.array([(h_ax[r[0]], h_ax[r[1]]) for r in runs if r is not None])
+        if not tb.size:
+            walls.append(float(first[j]))
+            continue
+        lo, hi = np.median(tb, axis=0)
+        band = np.abs(h_ax - 0.5 * (lo + hi)) <= max(MID_HEIGHT_FRACTION * (hi - lo) / 2, step)
+        e = _wall_ends(slab, a_ax, h_ax, band, step)
+        walls.append(float(first[j] if e is None else np.median(e[:, j])))
+    return walls[0], walls[1]
+
+
+def _wall_ends(slab, a_ax, h_ax, band, step) -> np.ndarray | None:
+    """Posterior and anterior ends (mm along a) of the body run of each line along a of the slab at the heights
+    ``band`` (n, 2); None if no line meets the body."""
+    runs = [_central_run(line) for line in np.moveaxis(slab[:, :, band], 1, 2).reshape(-1, a_ax.size)]
+    ends = np.array([(a_ax[r[0]] - step / 2, a_ax[r[1]] + step / 2) for r in runs if r is not None])
+    return ends if ends.size else None
 
 
 def _profiles(body, affine_mm, centre, h, a, lat, ct=None, others=None, surface=False):
@@ -962,7 +999,7 @@ def _profiles(body, affine_mm, centre, h, a, lat, ct=None, others=None, surface=
     if fs is None:
         return None
     if ct is not None and not surface:
-        return _line_heights(fs, ct)
+        return _line_heights(fs, ct, others)
     if ct is not None:
         got = _surface_heights(fs, LineSampler(ct, affine_mm, centre, h, a, lat, others), float(
             np.linalg.norm(affine_mm[:3, :3], axis=0).min()))
@@ -971,19 +1008,23 @@ def _profiles(body, affine_mm, centre, h, a, lat, ct=None, others=None, surface=
     return _mask_heights(fs)
 
 
-def _line_heights(fs: _FrameSampling, ct):
+def _line_heights(fs: _FrameSampling, ct, others=None):
     """Heights from the CT edge fit of each line (:func:`_column_edges`): at each Genant position the median over the
     band's lines, with the variance of the faces and the lines' spread (step 3b of the module docstring)."""
     l_band = fs.l_ax[np.abs(fs.l_ax) <= max(LATERAL_BAND_FRACTION * fs.width / 2, fs.step)]
     hu = fs.sample(l_band, fs.a_ax, fs.h_ax, values=ct)
+    oth = None if others is None else fs.sample(l_band, fs.a_ax, fs.h_ax, values=others) >= 0.5
+    post, depth = fs.wall_post, fs.wall_ant - fs.wall_post
     heights, tops, bottoms, sig = {}, {}, {}, {}
-    win = max(AP_WINDOW_FRACTION * fs.ap_depth, fs.step)
+    win = max(AP_WINDOW_FRACTION * depth, fs.step)
     n_ct = n_all = 0
     for key, frac in MEASUREMENT_POSITIONS.items():
-        sel = np.abs(fs.a_ax - (fs.a_post + frac * fs.ap_depth)) <= win
+        sel = np.abs(fs.a_ax - (post + frac * depth)) <= win
         cols = fs.slab[:, sel, :].reshape(-1, fs.slab.shape[2])
         hus = hu[:, sel, :].reshape(-1, fs.slab.shape[2])
-        res = [_column_edges(col, fs.h_ax, fs.step, fs.s_h, hus[k]) for k, col in enumerate(cols)]
+        oths = None if oth is None else oth[:, sel, :].reshape(-1, fs.slab.shape[2])
+        res = [_column_edges(col, fs.h_ax, fs.step, fs.s_h, hus[k], None if oths is None else oths[k])
+               for k, col in enumerate(cols)]
         res = [r for r in res if r is not None]
         if not res:
             return None
@@ -995,16 +1036,17 @@ def _line_heights(fs: _FrameSampling, ct):
         spread = 1.4826 * float(np.median(np.abs(hs - heights[key]))) / math.sqrt(len(hs))
         sig[key] = float(math.sqrt(float(np.median(var)) + spread**2))
     method = "CT edge" if n_ct == n_all else "mask" if n_ct == 0 else f"CT edge ({n_ct} of {n_all} lines), mask"
-    return heights, tops, bottoms, fs.ap_depth, fs.width, fs.step, sig, method
+    return heights, tops, bottoms, depth, fs.width, fs.step, sig, method
 
 
 def _mask_heights(fs: _FrameSampling):
     """Heights from the mask's faces: at each Genant position the median over the band's lines of the body run, each
     face with the quantisation variance s_h^2/12, plus the lines' spread (scaled MAD / sqrt(n))."""
     heights, tops, bottoms, sig = {}, {}, {}, {}
-    win = max(AP_WINDOW_FRACTION * fs.ap_depth, fs.step)
+    depth = fs.wall_ant - fs.wall_post
+    win = max(AP_WINDOW_FRACTION * depth, fs.step)
     for key, frac in MEASUREMENT_POSITIONS.items():
-        sel = np.abs(fs.a_ax - (fs.a_post + frac * fs.ap_depth)) <= win
+        sel = np.abs(fs.a_ax - (fs.wall_post + frac * depth)) <= win
         runs = [_central_run(col) for col in fs.slab[:, sel, :].reshape(-1, fs.slab.shape[2])]
         runs = [r for r in runs if r is not None]
         if not runs:
@@ -1015,7 +1057,7 @@ def _mask_heights(fs: _FrameSampling):
         heights[key], tops[key], bottoms[key] = float(np.median(hs)), float(np.median(ts)), float(np.median(bs))
         spread = 1.4826 * float(np.median(np.abs(hs - heights[key]))) / math.sqrt(len(hs))
         sig[key] = float(math.sqrt(2 * fs.s_h**2 / 12.0 + spread**2))
-    return heights, tops, bottoms, fs.ap_depth, fs.width, fs.step, sig, "mask"
+    return heights, tops, bottoms, depth, fs.width, fs.step, sig, "mask"
 
 
 def _surface_columns(fs: _FrameSampling, spacing_min: float) -> ColumnGrid | None:
@@ -1076,7 +1118,7 @@ def _surface_heights(fs: _FrameSampling, sampler: LineSampler, spacing_min: floa
             f"{method}: " + "; ".join(how))
 
 
-def _column_edges(col, h_ax, step, s_h, hu) -> tuple[float, float, float, bool] | None:
+def _column_edges(col, h_ax, step, s_h, hu, other=None) -> tuple[float, float, float, bool] | None:
     """Top and bottom endplate of one measurement line (mm along h), the variance of their difference (mm^2) and
     whether both came from the CT edge. The mask's faces are quantised to the voxels: each has a uniform error over
     the voxel extent ``s_h`` (variance s_h^2/12); a CT edge replaces a face where it is found."""
@@ -1088,8 +1130,13 @@ def _column_edges(col, h_ax, step, s_h, hu) -> tuple[float, float, float, bool] 
     var_q = s_h**2 / 12.0
     if hu is None:
         return top, bot, 2 * var_q, False
-    et = _ct_edge(hu, h_ax, top, +1, s_h)
-    eb = _ct_edge(hu, h_ax, bot, -1, s_h)
+    out_t = out_b = np.inf
+    if other is not None:  # the next vertebra along the line: the fit stops half-way across the disc
+        up, dn = other & (h_ax > top - s_h), other & (h_ax < bot + s_h)
+        out_t = 0.5 * (h_ax[np.argmax(up)] - top) if up.any() else np.inf
+        out_b = 0.5 * (bot - h_ax[len(h_ax) - 1 - np.argmax(dn[::-1])]) if dn.any() else np.inf
+    et = _ct_edge(hu, h_ax, top, +1, s_h, out_t)
+    eb = _ct_edge(hu, h_ax, bot, -1, s_h, out_b)
     v_t, v_b = (var_q, var_q)
     if et is not None:
         top, v_t = et
@@ -1098,7 +1145,7 @@ def _column_edges(col, h_ax, step, s_h, hu) -> tuple[float, float, float, bool] 
     return top, bot, v_t + v_b, et is not None and eb is not None
 
 
-def _ct_edge(hu, h_ax, face, outward, s_h) -> tuple[float, float] | None:
+def _ct_edge(hu, h_ax, face, outward, s_h, outer=np.inf) -> tuple[float, float] | None:
     """Surface of the endplate near the mask ``face`` (mm along h) by a partial-volume edge fit, and its variance (mm^2).
 
     Model along the line, outward distance x: bone of level B inside the surface e, disc of level D outside, a thin
@@ -1111,7 +1158,7 @@ def _ct_edge(hu, h_ax, face, outward, s_h) -> tuple[float, float] | None:
     Variance: the residual noise through the curvature of the fit's residual in e. None where the edge's contrast is
     below ``EDGE_MIN_CONTRAST_HU`` or the best surface lies on the edge of the search."""
     x = (h_ax - face) * outward
-    win = (x >= -2.0 * s_h - EDGE_WINDOW_MM) & (x <= s_h + EDGE_WINDOW_MM)  # outward: short of the next endplate
+    win = (x >= -2.0 * s_h - EDGE_WINDOW_MM) & (x <= min(s_h + EDGE_WINDOW_MM, outer))
     x, y = x[win], hu[win].astype(float)
     if x.size < 8 or float(y.max() - y.min()) < EDGE_MIN_CONTRAST_HU:
         return None
