@@ -24,12 +24,16 @@ the result does not change when the same voxels are given a rotated affine (tilt
    ``h`` follows the spine's curve at the level, i.e. the bisector of the two endplate normals, so heights are measured
    perpendicular to the endplates (for a wedged body: to their mean plane).
 3. The body mask is resampled in that frame (trilinear, threshold 0.5, step ``SAMPLE_STEP_VOXELS`` voxel). In the
-   mid-sagittal band (``|l|`` within ``LATERAL_BAND_FRACTION`` of the body width) the walls are the medians of the ends
-   of the band's lines along ``a`` in the central ``MID_HEIGHT_FRACTION`` of the body's height, each wall then read
-   again from the lines at the mid-height of the body next to it (the columns within ``WALL_ZONE_FRACTION`` of the
-   depth: a steep wedge's low anterior wall lies below the body's mid-height); medians, so that a voxel sticking out of
-   a resampled mask does not move the walls (the outermost voxels did, and with them the posterior line into the
-   mask's stepped posterior rim). Heights are taken along ``h`` at ``MEASUREMENT_POSITIONS`` of the depth between the
+   mid-sagittal band (``|l|`` within ``LATERAL_BAND_FRACTION`` of the body width) heights are measured. The walls are
+   read on the mid-sagittal line from a robust curve (``WALL_TERMS``: quadratic across, the posterior wall's concavity
+   at the canal) through the ends of the lines along ``a`` over the central ``WALL_LATERAL_FRACTION`` of the width, in
+   the central ``MID_HEIGHT_FRACTION`` of the body's height, each wall then read again from the lines at the
+   mid-height of the body next to it (the columns within ``WALL_ZONE_FRACTION`` of the depth, starting
+   ``WALL_RIM_VOXELS`` inside the wall: a steep wedge's low anterior wall lies below the body's mid-height). A curve
+   over many lines, not the outermost voxel (before issue 23) nor the median of a few central lines (issue 23's first
+   fix), so that the steps of a resampled mask's rim average out; and the wall's height from columns clear of the
+   rim, whose runs those steps cut short (under a 20 deg axial rotation L1's posterior wall was read 1.6 mm back and its
+   grade flipped). Heights are taken along ``h`` at ``MEASUREMENT_POSITIONS`` of the depth between the
    walls from the posterior wall (15 / 50 / 85 %, as TotalSegmentator's spine report), as the median over the band's
    columns of the length of the body run through the column. Each height carries a standard uncertainty: the
    quantisation of the mask's two faces (voxel extent along ``h``, s_h^2/12 each) or the CT edge fit's (3b), plus the
@@ -918,8 +922,8 @@ class _FrameSampling:
     s_h: float
     s_a: float
     s_l: float
-    wall_post: float  # the walls (mm along a; :func:`_walls`): medians over the band's lines, robust to a voxel
-    wall_ant: float  # that sticks out of a resampled mask (the outermost voxels moved the Genant positions by it)
+    wall_post: float  # the walls (mm along a; :func:`_walls`): a robust curve across the central half of the width,
+    wall_ant: float  # read on the mid-sagittal line, robust to a resampled mask's stepped rim
 
 
 def _frame_sampling(body, affine_mm, centre, h, a, lat) -> _FrameSampling | None:
