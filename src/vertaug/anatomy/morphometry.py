@@ -54,8 +54,9 @@ the result does not change when the same voxels are given a rotated affine (tilt
    between the walls of step 3 (about each column's mask face, searched within a voxel of a smooth surface through the
    faces, so a resampled mask's stepped rim does not set a height), the points fitted by robust least-squares surfaces
    and read by local planes at the Genant positions. Under resampled rotations of the bundled CT it keeps every L1..L5
-   height within 2.4 mm (one voxel is 3 mm) and L1's wedge deformity within 0.208..0.264; the per-line fit of 3b moves
-   a height by up to 2.3 mm and L1 within 0.228..0.353 (docs/anatomy.md).
+   height within 1.7 mm (one voxel is 3 mm) and L1's wedge deformity within 0.207..0.240 (with the median walls before
+   the wall curve of step 3: 2.4 mm, 0.208..0.264); the per-line fit of 3b moved a height by up to 2.3 mm and L1 within
+   0.228..0.353 with the median walls (docs/anatomy.md).
 4. Wedge angle: the angle between the superior and inferior endplate lines, each through its points at the posterior and
    anterior positions; positive when the anterior height is the smaller (kyphotic).
 5. HU: mean and median over the body eroded by ``HU_CORE_EROSION_MM`` (away from cortex and endplates).
