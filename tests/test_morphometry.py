@@ -196,9 +196,10 @@ def test_totalseg_method_on_a_wedge_phantom():
 
 def test_bundled_ct_l1_under_both_methods(example):
     """L1 of the bundled CT: a (borderline) grade-1 wedge under the default and under the TotalSegmentator-style
-    heights (measured 0.224 +- 0.034 with the default endplate surfaces, 0.241 with the per-line CT fit it replaced;
+    heights (measured 0.239 +- 0.034 with the default endplate surfaces and issue 23's wall curve, 0.224 with the
+    median walls before it, 0.241 with the per-line CT fit the surfaces replaced;
     0.237 TotalSegmentator-style; the established tool's report quoted in issue 24 flags ~22 %)."""
-    for method, want in (("vertaug", 0.224), ("totalseg", 0.237)):
+    for method, want in (("vertaug", 0.239), ("totalseg", 0.237)):
         m = measure_spine(example["ct"], example["seg"], body=example["body"], method=method)["L1"]
         assert (m.genant_type, m.genant_grade) == ("wedge", 1), method
         assert m.deformity == pytest.approx(want, abs=0.01), method

@@ -24,12 +24,16 @@ the result does not change when the same voxels are given a rotated affine (tilt
    ``h`` follows the spine's curve at the level, i.e. the bisector of the two endplate normals, so heights are measured
    perpendicular to the endplates (for a wedged body: to their mean plane).
 3. The body mask is resampled in that frame (trilinear, threshold 0.5, step ``SAMPLE_STEP_VOXELS`` voxel). In the
-   mid-sagittal band (``|l|`` within ``LATERAL_BAND_FRACTION`` of the body width) the walls are the medians of the ends
-   of the band's lines along ``a`` in the central ``MID_HEIGHT_FRACTION`` of the body's height, each wall then read
-   again from the lines at the mid-height of the body next to it (the columns within ``WALL_ZONE_FRACTION`` of the
-   depth: a steep wedge's low anterior wall lies below the body's mid-height); medians, so that a voxel sticking out of
-   a resampled mask does not move the walls (the outermost voxels did, and with them the posterior line into the
-   mask's stepped posterior rim). Heights are taken along ``h`` at ``MEASUREMENT_POSITIONS`` of the depth between the
+   mid-sagittal band (``|l|`` within ``LATERAL_BAND_FRACTION`` of the body width) heights are measured. The walls are
+   read on the mid-sagittal line from a robust curve (``WALL_TERMS``: quadratic across, the posterior wall's concavity
+   at the canal) through the ends of the lines along ``a`` over the central ``WALL_LATERAL_FRACTION`` of the width, in
+   the central ``MID_HEIGHT_FRACTION`` of the body's height, each wall then read again from the lines at the
+   mid-height of the body next to it (the columns within ``WALL_ZONE_FRACTION`` of the depth, starting
+   ``WALL_RIM_VOXELS`` inside the wall: a steep wedge's low anterior wall lies below the body's mid-height). A curve
+   over many lines, not the outermost voxel (before issue 23) nor the median of a few central lines (issue 23's first
+   fix), so that the steps of a resampled mask's rim average out; and the wall's height from columns clear of the
+   rim, whose runs those steps cut short (under a 20 deg axial rotation L1's posterior wall was read 1.6 mm back and its
+   grade flipped). Heights are taken along ``h`` at ``MEASUREMENT_POSITIONS`` of the depth between the
    walls from the posterior wall (15 / 50 / 85 %, as TotalSegmentator's spine report), as the median over the band's
    columns of the length of the body run through the column. Each height carries a standard uncertainty: the
    quantisation of the mask's two faces (voxel extent along ``h``, s_h^2/12 each) or the CT edge fit's (3b), plus the
@@ -50,8 +54,9 @@ the result does not change when the same voxels are given a rotated affine (tilt
    between the walls of step 3 (about each column's mask face, searched within a voxel of a smooth surface through the
    faces, so a resampled mask's stepped rim does not set a height), the points fitted by robust least-squares surfaces
    and read by local planes at the Genant positions. Under resampled rotations of the bundled CT it keeps every L1..L5
-   height within 2.4 mm (one voxel is 3 mm) and L1's wedge deformity within 0.208..0.264; the per-line fit of 3b moves
-   a height by up to 2.3 mm and L1 within 0.228..0.353 (docs/anatomy.md).
+   height within 1.7 mm (one voxel is 3 mm) and L1's wedge deformity within 0.207..0.240 (with the median walls before
+   the wall curve of step 3: 2.4 mm, 0.208..0.264); the per-line fit of 3b moved a height by up to 2.3 mm and L1 within
+   0.228..0.353 with the median walls (docs/anatomy.md).
 4. Wedge angle: the angle between the superior and inferior endplate lines, each through its points at the posterior and
    anterior positions; positive when the anterior height is the smaller (kyphotic).
 5. HU: mean and median over the body eroded by ``HU_CORE_EROSION_MM`` (away from cortex and endplates).
@@ -147,6 +152,15 @@ POSTERIOR_MIN_OFFSET_MM = 5.0
 #: Each wall is re-read from the lines at the mid-height of the body next to it: the columns within this fraction of
 #: the depth from the wall give that height (a steep wedge's anterior wall is lower than the body's mid-height).
 WALL_ZONE_FRACTION = 0.1
+#: The walls are read on the mid-sagittal line from a curve fitted across this central fraction of the body's width
+#: (the endplate surfaces' band): a narrow band of lines meets the same few voxels of a resampled mask's stepped rim.
+WALL_LATERAL_FRACTION = 0.5
+#: The wall curve across the width (powers of the lateral offset): the posterior wall's concavity at the canal.
+WALL_TERMS = ((0, 0), (0, 1), (0, 2))
+#: The columns that give a wall's height start this many voxel extents (along a) inside the wall: the outer half voxel
+#: holds the mask's rim, whose steps in a nearest-neighbour resampled mask cut those columns' runs short (issue 23:
+#: L1's posterior wall was read at the wrong height and 1.6 mm too far back under a 20 deg axial rotation).
+WALL_RIM_VOXELS = 0.5
 #: Surface positions tried within one voxel either side of the mask's face (``endplates="ct"``, per line).
 EDGE_GRID_POINTS = 41
 #: A body smaller than this is not measured (partial segmentation or a fragment).
@@ -909,8 +923,8 @@ class _FrameSampling:
     s_h: float
     s_a: float
     s_l: float
-    wall_post: float  # the walls (mm along a; :func:`_walls`): medians over the band's lines, robust to a voxel
-    wall_ant: float  # that sticks out of a resampled mask (the outermost voxels moved the Genant positions by it)
+    wall_post: float  # the walls (mm along a; :func:`_walls`): a robust curve across the central half of the width,
+    wall_ant: float  # read on the mid-sagittal line, robust to a resampled mask's stepped rim
 
 
 def _frame_sampling(body, affine_mm, centre, h, a, lat) -> _FrameSampling | None:
@@ -948,7 +962,8 @@ def _frame_sampling(body, affine_mm, centre, h, a, lat) -> _FrameSampling | None
         return None
     h_lo, h_hi = h_ax[np.flatnonzero(h_any)[[0, -1]]]
     mid_height = np.abs(h_ax - 0.5 * (h_lo + h_hi)) <= max(MID_HEIGHT_FRACTION * (h_hi - h_lo) / 2, step)
-    walls = _walls(slab, a_ax, h_ax, mid_height, step)
+    l_wide = l_ax[np.abs(l_ax) <= max(WALL_LATERAL_FRACTION * width / 2, step)]
+    walls = _walls(slab, sample(l_wide, a_ax, h_ax), l_wide, a_ax, h_ax, mid_height, step, _extent_along(affine_mm, a))
     if walls is None:
         return None
     return _FrameSampling(sample, l_ax, a_ax, h_ax, slab, width, step,
@@ -956,19 +971,26 @@ def _frame_sampling(body, affine_mm, centre, h, a, lat) -> _FrameSampling | None
                           *walls)
 
 
-def _walls(slab, a_ax, h_ax, mid_height, step) -> tuple[float, float] | None:
-    """Posterior and anterior walls (mm along a): first the median of the ends of the slab's lines along a at the
-    body's mid-height, then each wall again from the lines at the mid-height of the body next to that wall (the
-    columns within ``WALL_ZONE_FRACTION`` of the depth from it): a steep wedge's low anterior wall is met only by the
-    lines through its own height, which the body's mid-height misses. None if no line meets the body."""
-    ends = _wall_ends(slab, a_ax, h_ax, mid_height, step)
-    if ends is None:
+def _walls(slab, wide, l_wide, a_ax, h_ax, mid_height, step, s_a) -> tuple[float, float] | None:
+    """Posterior and anterior walls (mm along a) on the mid-sagittal line: first from the ends of the lines along a of
+    ``wide`` (the mask over the central ``WALL_LATERAL_FRACTION`` of the width, lateral positions ``l_wide``) at the
+    body's mid-height, then each wall again from the lines at the mid-height of the body next to that wall (the height
+    of the columns of the mid-sagittal ``slab`` within ``WALL_ZONE_FRACTION`` of the depth from it, starting
+    ``WALL_RIM_VOXELS`` inside it, clear of the mask's rim): a steep wedge's low
+    anterior wall is met only by the lines through its own height, which the body's mid-height misses. Each wall is
+    the robust curve ``WALL_TERMS`` across the width through the lines' ends, read at the mid-sagittal line
+    (:func:`_wall_at_midline`). None if no line meets the body."""
+    got = _wall_ends(wide, l_wide, a_ax, h_ax, mid_height, step)
+    if got is None:
         return None
-    first = np.median(ends, axis=0)
+    half = max(float(np.abs(l_wide).max()), step)
+    first = [_wall_at_midline(got[0][:, j], got[1] / half, s_a) for j in (0, 1)]
     zone = WALL_ZONE_FRACTION * (first[1] - first[0])
     inside = (a_ax >= first[0] - step) & (a_ax <= first[1] + step)
     walls = []
-    for j, near in enumerate((a_ax <= first[0] + zone, a_ax >= first[1] - zone)):
+    rim = WALL_RIM_VOXELS * s_a
+    for j, near in enumerate(((a_ax >= first[0] + rim) & (a_ax <= first[0] + rim + zone),
+                              (a_ax <= first[1] - rim) & (a_ax >= first[1] - rim - zone))):
         runs = [_central_run(c) for c in slab[:, near & inside, :].reshape(-1, h_ax.size)]
         tb = np.array([(h_ax[r[0]], h_ax[r[1]]) for r in runs if r is not None])
         if not tb.size:
@@ -976,17 +998,29 @@ def _walls(slab, a_ax, h_ax, mid_height, step) -> tuple[float, float] | None:
             continue
         lo, hi = np.median(tb, axis=0)
         band = np.abs(h_ax - 0.5 * (lo + hi)) <= max(MID_HEIGHT_FRACTION * (hi - lo) / 2, step)
-        e = _wall_ends(slab, a_ax, h_ax, band, step)
-        walls.append(float(first[j] if e is None else np.median(e[:, j])))
+        e = _wall_ends(wide, l_wide, a_ax, h_ax, band, step)
+        walls.append(float(first[j] if e is None else _wall_at_midline(e[0][:, j], e[1] / half, s_a)))
     return walls[0], walls[1]
 
 
-def _wall_ends(slab, a_ax, h_ax, band, step) -> np.ndarray | None:
-    """Posterior and anterior ends (mm along a) of the body run of each line along a of the slab at the heights
-    ``band`` (n, 2); None if no line meets the body."""
-    runs = [_central_run(line) for line in np.moveaxis(slab[:, :, band], 1, 2).reshape(-1, a_ax.size)]
+def _wall_at_midline(ends: np.ndarray, x: np.ndarray, s_a: float) -> float:
+    """A wall's position (mm along a) on the mid-sagittal line (x = 0) from the ends of lines at lateral positions ``x``
+    (over the half-width): the robust least-squares curve ``WALL_TERMS`` of :func:`fit_surface` (points beyond 3 scaled
+    MADs refitted without), which averages a resampled mask's rim steps over the width instead of taking the steps of a
+    few lines; the median of the ends when too few lines meet the body."""
+    fit = fit_surface(np.zeros_like(x), x, ends, s_a, 1.0, 0.0, int(ends.size), "mask", WALL_TERMS, 0.0)
+    return float(np.median(ends)) if fit is None else fit.at(0.0, 0.0)[0]
+
+
+def _wall_ends(slab, l_vals, a_ax, h_ax, band, step) -> tuple[np.ndarray, np.ndarray] | None:
+    """Posterior and anterior ends (mm along a) of the body run of each line along a of the slab (lateral positions
+    ``l_vals``) at the heights ``band`` (n, 2), and each line's lateral position (n,); None if no line meets the body."""
+    lines = np.moveaxis(slab[:, :, band], 1, 2)  # (nl, nb, na)
+    ls = np.repeat(np.asarray(l_vals, float), lines.shape[1])
+    runs = [_central_run(line) for line in lines.reshape(-1, a_ax.size)]
+    keep = np.array([r is not None for r in runs])
     ends = np.array([(a_ax[r[0]] - step / 2, a_ax[r[1]] + step / 2) for r in runs if r is not None])
-    return ends if ends.size else None
+    return (ends, ls[keep]) if ends.size else None
 
 
 def _profiles(body, affine_mm, centre, h, a, lat, ct=None, others=None, surface=False):
