@@ -31,8 +31,8 @@ import numpy as np
 
 from .errors import InputError, check_range
 
-__all__ = ["ProcedureRun", "Study", "fe_state", "procedure_runner", "run_procedure", "run_procedure_kept", "run_study",
-           "seeded_global_rng", "stage_timer", "start_worker_server", "worker_pool"]
+__all__ = ["ProcedureRun", "Study", "fe_state", "pid_alive", "procedure_runner", "run_procedure", "run_procedure_kept",
+           "run_study", "seeded_global_rng", "stage_timer", "start_worker_server", "worker_pool"]
 
 #: Seed of numpy's global random state while a chain runs: pyamg draws the start vectors of its spectral-radius
 #: estimates from it (pyamg.util.linalg.approximate_spectral_radius), which moved results in the 10th digit between
@@ -240,11 +240,12 @@ def _die_with_parent(parent_pid: int) -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
         except OSError:  # pragma: no cover - no glibc
             return
-        if os.getppid() != parent_pid and not _alive(parent_pid):
+        if os.getppid() != parent_pid and not pid_alive(parent_pid):
             os._exit(1)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (it may belong to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

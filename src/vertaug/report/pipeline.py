@@ -19,7 +19,15 @@ from rich.console import Console
 
 from ..anatomy.io import Volume
 from ..errors import check_range
-from ..study import Study, plan_study_trajectories, run_study, stage_timer, start_worker_server, worker_pool
+from ..study import (
+    Study,
+    pid_alive,
+    plan_study_trajectories,
+    run_study,
+    stage_timer,
+    start_worker_server,
+    worker_pool,
+)
 
 __all__ = ["ReportRun", "run_pipeline"]
 
@@ -75,20 +83,10 @@ def sweep_stale_partials(final: Path) -> list[Path]:
     removed = []
     for p in Path(final).parent.glob(f".{Path(final).name}.partial-*"):
         pid = p.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
-        if p.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if p.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True, eq=False)
