@@ -97,6 +97,17 @@ RESAMPLED_FAIL: dict = {}
 FAST_RESAMPLED = [(2, 5), (1, 20)]
 
 
+#: measure_volumes of the resampled scan per rotation, shared by the tests below (each resampling and measurement
+#: takes seconds; three tests read the same rotations)
+_ROTATED: dict = {}
+
+
+def _resampled_measure(bundled, axis, deg):
+    if (axis, deg) not in _ROTATED:
+        _ROTATED[axis, deg] = measure_volumes(*_resampled(bundled, _rotation(axis, deg)))
+    return _ROTATED[axis, deg]
+
+
 def _resampled_marks(r):
     marks = [] if r in FAST_RESAMPLED else [pytest.mark.slow]
     if r in RESAMPLED_FAIL:
@@ -109,7 +120,7 @@ def test_resampled_rotation_gives_the_same_heights_and_grades(bundled, unrotated
     """The voxels resampled onto a rotated grid (not only the affine): every height of L1..L5 within one voxel
     (3 mm, the CT's spacing and the new grid's) and the same Genant grade and type."""
     voxel_mm = float(np.max(np.linalg.norm(bundled[0].affine_mm[:3, :3], axis=0)))
-    rot = measure_volumes(*_resampled(bundled, _rotation(axis, deg)))
+    rot = _resampled_measure(bundled, axis, deg)
     for name in LUMBAR:
         a, b = unrotated[name], rot[name]
         assert b.evaluable, (name, b.reason)
@@ -127,7 +138,7 @@ def test_walls_do_not_follow_the_resampled_rim(bundled, unrotated, deg):
     moved L1's by 1.50 mm at 20 deg and L3's at 10 deg, on the 0.75 mm sampling grid; the wall curve across the central
     half of the width, read half a voxel inside the rim, moves them by 0.70 mm or less)."""
     voxel_mm = float(np.max(np.linalg.norm(bundled[0].affine_mm[:3, :3], axis=0)))
-    rot = measure_volumes(*_resampled(bundled, _rotation(2, deg)))
+    rot = _resampled_measure(bundled, 2, deg)
     for name in LUMBAR:
         assert abs(rot[name].ap_depth_mm - unrotated[name].ap_depth_mm) <= voxel_mm / 3, (
             name, unrotated[name].ap_depth_mm, rot[name].ap_depth_mm)
@@ -139,7 +150,7 @@ def test_walls_do_not_follow_the_resampled_rim(bundled, unrotated, deg):
 def test_resampled_rotation_stays_within_the_stated_uncertainty(bundled, unrotated, axis, deg):
     """Where a resampled rotation changes a grade, the change is one the stated uncertainty allows: every deformity
     moves by at most twice the combined standard uncertainty, and a changed grade is one flagged borderline."""
-    rot = measure_volumes(*_resampled(bundled, _rotation(axis, deg)))
+    rot = _resampled_measure(bundled, axis, deg)
     for name in LUMBAR:
         a, b = unrotated[name], rot[name]
         u = np.hypot(a.deformity_uncertainty, b.deformity_uncertainty)
