@@ -157,32 +157,27 @@ class BoilingLaw:
         self.ln_pressure = float(np.log(pressure_pa / NORMAL_PRESSURE_PA))
 
     def point_k(self, monomer_kg, polymer_kg):
+        """(T_boil K, dT_boil/dm_1 K per kg of monomer)."""
+        temp_k, d_monomer, _ = self.point_and_slopes_k(monomer_kg, polymer_kg)
+        return temp_k, d_monomer
+
+    def point_and_slopes_k(self, monomer_kg, polymer_kg):
+        """(T_boil K, dT_boil/dm_1 <= 0 K per kg of monomer, dT_boil/dm_2 >= 0 K per kg of polymer: more polymer
+        dilutes the monomer); the slopes are -inf / +inf where nothing boils (T_boil inf or no monomer)."""
         m1 = np.maximum(np.asarray(monomer_kg, dtype=float), 0.0)
-        v2 = np.maximum(np.asarray(polymer_kg, dtype=float), 0.0) / PMMA_DENSITY_KG_M3
-        phi = monomer_volume_fraction(m1, v2 * PMMA_DENSITY_KG_M3)
+        m2 = np.maximum(np.asarray(polymer_kg, dtype=float), 0.0)
+        v1, v2 = m1 / MMA_DENSITY_KG_M3, m2 / PMMA_DENSITY_KG_M3
+        phi = monomer_volume_fraction(m1, m2)
         inv_t = 1.0 / self.boiling_point_k - self.r_over_h * (self.ln_pressure - log_activity(phi, self.chi))
         ok = inv_t > 0
         temp_k = np.divide(1.0, inv_t, out=np.full_like(inv_t, np.inf), where=ok)
-        tot = m1 / MMA_DENSITY_KG_M3 + v2
+        tot = v1 + v2
+        live = ok & (phi > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            dphi_dm = np.where(tot > 0, v2 / MMA_DENSITY_KG_M3 / tot**2, 0.0)
-            dlna_dphi = 1.0 / phi - 1.0 - 2.0 * self.chi * (1.0 - phi)
-            slope = np.where(ok & (phi > 0), -temp_k**2 * self.r_over_h * dlna_dphi * dphi_dm, -np.inf)
-        return temp_k, slope
-
-
-    def polymer_slope(self, monomer_kg, polymer_kg):
-        """dT_boil/dm_2 (K per kg of polymer, >= 0): more polymer dilutes the monomer."""
-        m1 = np.maximum(np.asarray(monomer_kg, dtype=float), 0.0)
-        m2 = np.maximum(np.asarray(polymer_kg, dtype=float), 0.0)
-        temp_k, _ = self.point_k(m1, m2)
-        v1, v2 = m1 / MMA_DENSITY_KG_M3, m2 / PMMA_DENSITY_KG_M3
-        phi = monomer_volume_fraction(m1, m2)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            dphi_dm2 = np.where(v1 + v2 > 0, -v1 / PMMA_DENSITY_KG_M3 / (v1 + v2) ** 2, 0.0)
-            dlna_dphi = 1.0 / phi - 1.0 - 2.0 * self.chi * (1.0 - phi)
-            return np.where(np.isfinite(temp_k) & (phi > 0), -temp_k**2 * self.r_over_h * dlna_dphi * dphi_dm2,
-                            np.inf)
+            dphi_dm1 = np.where(tot > 0, v2 / MMA_DENSITY_KG_M3 / tot**2, 0.0)
+            dphi_dm2 = np.where(tot > 0, -v1 / PMMA_DENSITY_KG_M3 / tot**2, 0.0)
+            dt_dphi = -temp_k**2 * self.r_over_h * (1.0 / phi - 1.0 - 2.0 * self.chi * (1.0 - phi))
+            return (temp_k, np.where(live, dt_dphi * dphi_dm1, -np.inf), np.where(live, dt_dphi * dphi_dm2, np.inf))
 
 
 def boil_off(temp_c, heat_capacity_j_k, monomer_left_kg, polymer_kg, latent_j_kg, law: BoilingLaw | None = None,

@@ -240,9 +240,8 @@ class Cement:
         slopes dT_boil/d(alpha) and dT_boil/d(boiled) (K); numpy-vectorised."""
         law = self.boiling_law
         m1, m2 = monomer.solution_masses(self.monomer_mass_fraction, self.solution_mass_fraction, alpha, boiled)
-        t_k, dt_dm = law.point_k(m1, m2)
+        t_k, dt_dm, dm2 = law.point_and_slopes_k(m1, m2)
         w = self.monomer_mass_fraction
-        dm2 = law.polymer_slope(m1, m2)
         return t_k, -w * dt_dm + w * dm2, -w * dt_dm
 
     @property
