@@ -13,7 +13,7 @@ frozen dataclass with its metrics as fields (units in the names); ``to_dict()`` 
 run on this model for a reason of the input (an :class:`~vertaug.errors.InputError`, e.g. no load path for the FE) is
 recorded as a note and the chain goes on; any other failure raises.
 
-``workers=2`` runs the kyphoplasty chain in a second (spawned) process while this one runs the vertebroplasty chain and
+``workers=2`` runs the kyphoplasty chain in a second process (:func:`worker_pool`) while this one runs the vertebroplasty chain and
 the untreated FE state: the same results (each chain is deterministic and independent), in about the time of the
 longer chain on a machine with two free cores.
 """

@@ -171,7 +171,7 @@ def carried_trajectories(trajectories: dict, fine, coarse) -> dict:
 
 
 def _one(args) -> tuple[str, dict]:
-    """One procedure chain of one sample (top level: runs in a spawned worker): (name, its rows' metrics). The
+    """One procedure chain of one sample (top level: runs in a worker process): (name, its rows' metrics). The
     untreated FE state is not solved (no row uses it)."""
     from ..model.heights import keep_heights
     from ..study import run_procedure
@@ -189,7 +189,7 @@ def run_samples(model, vp, kp, n: int, seed: int = 0, thermal: bool = True, mech
     """``n`` sampled chains of ``model`` (a coarse model, or the report's own when ``nominal`` is given: its
     metrics {"VP": ..., "KP": ...}, then no nominal run is made and nothing is transferred); ``trajectories``:
     the cannula paths on ``model`` ({approach: paths}; planned here when None). ``workers`` >= 2: the chains run
-    in a spawn pool of that many processes made here (:func:`submit_samples` queues them on the caller's pool)."""
+    in a :func:`vertaug.study.worker_pool` of that many processes made here (:func:`submit_samples` queues them on the caller's pool)."""
     from ..study import worker_pool
 
     jobs = 2 * (n + (nominal is None))
