@@ -543,9 +543,11 @@ LIMITATIONS = (
     "Kyphoplasty: each balloon crushes bone within its device's rated shape and lifts the plate while that is cheaper; "
     "the lift stops where the plate leaves the rated shape; only the superior endplate is lifted; the posterior wall "
     "and the bending of the membrane around the fragment are not modelled.",
-    "Cement: Li 2003 kinetics are slow at room temperature compared with commercial cements (Nicholas 2007); both "
-    "presets share kinetics and thermal properties; the porcine thermal validation runs hotter than measured "
-    "(see docs/validation.md).",
+    "Cement: the high-viscosity preset is Palacos R, its cure fitted to published rheometer curing times (Nicholas "
+    "2007); the low-viscosity preset is generic (no rheometry of a named low-viscosity cement was found), with Li 2003 "
+    "kinetics, slow at room temperature compared with commercial cements; its viscosity hardly rises before setting "
+    "and neither preset has a yield stress; the porcine thermal validation runs hotter than measured (see "
+    "docs/validation.md).",
     "Mechanics: linear elastic voxel FE of the body between PMMA end caps; cement by a Voigt mix; strength from a "
     "tissue-strain criterion (Pistoia) that counts bone voxels only.",
     "Clinical evidence is group-level; it says what happened on average in studies, not what will happen to this "
