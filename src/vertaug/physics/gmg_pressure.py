@@ -383,7 +383,10 @@ class GMGHierarchy:
         for k in range(1, max(max_iterations, 1) + 1):
             q.fill(0)
             lv.sub_product(p, q)  # q = -A p
-            alpha = rz / -_dot(p, q)
+            pap = -_dot(p, q)
+            if not (pap > 0.0 and rz > 0.0):  # breakdown (A or the cycle not SPD here): the refinement stagnates
+                return d, k - 1
+            alpha = rz / pap
             _axpy(alpha, p, d)
             _axpy(alpha, q, r)
             if _norm(r) <= stop:
