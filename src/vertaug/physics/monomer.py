@@ -66,6 +66,8 @@ Assumptions (named; the direction of each error):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from vertaug.constants import KELVIN
@@ -143,6 +145,7 @@ def log_activity(phi_1, chi=MMA_PMMA_CHI):
         return np.log(phi) + (1.0 - phi) + chi * (1.0 - phi) ** 2
 
 
+@dataclass(frozen=True)
 class BoilingLaw:
     """T_boil(m_1, m_2): where a_1(phi_1) p_sat(T) reaches the ambient pressure (module docstring), in K.
 
@@ -150,11 +153,20 @@ class BoilingLaw:
     parameter, ``pressure_pa`` the ambient pressure. ``point_k`` gives T_boil and dT_boil/dm_1 (K per kg of monomer);
     inf where the monomer's activity is too low to boil at any temperature (no monomer left)."""
 
-    def __init__(self, boiling_point_k=MMA_BOILING_POINT_K, vaporisation_j_mol=MMA_VAPORISATION_J_MOL,
-                 chi=MMA_PMMA_CHI, pressure_pa=AMBIENT_PRESSURE_PA):
-        self.boiling_point_k, self.chi = float(boiling_point_k), float(chi)
-        self.r_over_h = GAS_CONSTANT_J_MOL_K / float(vaporisation_j_mol)
-        self.ln_pressure = float(np.log(pressure_pa / NORMAL_PRESSURE_PA))
+    boiling_point_k: float = MMA_BOILING_POINT_K
+    vaporisation_j_mol: float = MMA_VAPORISATION_J_MOL
+    chi: float = MMA_PMMA_CHI
+    pressure_pa: float = AMBIENT_PRESSURE_PA
+
+    @property
+    def r_over_h(self) -> float:
+        """R / dH_v (1/K), the Clausius-Clapeyron slope of 1/T against ln p."""
+        return GAS_CONSTANT_J_MOL_K / float(self.vaporisation_j_mol)
+
+    @property
+    def ln_pressure(self) -> float:
+        """ln(p / 1 atm) of the ambient pressure."""
+        return float(np.log(self.pressure_pa / NORMAL_PRESSURE_PA))
 
     def point_k(self, monomer_kg, polymer_kg):
         """(T_boil K, dT_boil/dm_1 K per kg of monomer)."""
@@ -168,7 +180,7 @@ class BoilingLaw:
         m2 = np.maximum(np.asarray(polymer_kg, dtype=float), 0.0)
         v1, v2 = m1 / MMA_DENSITY_KG_M3, m2 / PMMA_DENSITY_KG_M3
         phi = monomer_volume_fraction(m1, m2)
-        inv_t = 1.0 / self.boiling_point_k - self.r_over_h * (self.ln_pressure - log_activity(phi, self.chi))
+        inv_t = 1.0 / float(self.boiling_point_k) - self.r_over_h * (self.ln_pressure - log_activity(phi, float(self.chi)))
         ok = inv_t > 0
         temp_k = np.divide(1.0, inv_t, out=np.full_like(inv_t, np.inf), where=ok)
         tot = v1 + v2
@@ -176,7 +188,7 @@ class BoilingLaw:
         with np.errstate(divide="ignore", invalid="ignore"):
             dphi_dm1 = np.where(tot > 0, v2 / MMA_DENSITY_KG_M3 / tot**2, 0.0)
             dphi_dm2 = np.where(tot > 0, -v1 / PMMA_DENSITY_KG_M3 / tot**2, 0.0)
-            dt_dphi = -temp_k**2 * self.r_over_h * (1.0 / phi - 1.0 - 2.0 * self.chi * (1.0 - phi))
+            dt_dphi = -temp_k**2 * self.r_over_h * (1.0 / phi - 1.0 - 2.0 * float(self.chi) * (1.0 - phi))
             return (temp_k, np.where(live, dt_dphi * dphi_dm1, -np.inf), np.where(live, dt_dphi * dphi_dm2, np.inf))
 
 
