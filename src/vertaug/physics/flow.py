@@ -449,9 +449,10 @@ def _saturation_step(S_old, dt, pv, up, dn, wf, out, src, mu_c, mu_m, active, p,
     a = a[np.argsort(-p[a], kind="stable")]
     loc = np.full(n, -1, dtype=np.int64)
     loc[a] = np.arange(a.size)
-    fm = active[dn] & active[up] & (wf > 0)
+    act_dn, act_up = active[dn], active[up]
+    fm = act_dn & act_up & (wf > 0)
     dn_a, up_a, w_a = loc[dn[fm]], loc[up[fm]], wf[fm]
-    inflow_edge = active[dn] & ~active[up]  # inflow from inactive (S fixed) cells
+    inflow_edge = act_dn & ~act_up  # inflow from inactive (S fixed) cells
     pv_a, out_a, mu_a = pv[a], out[a], mu_c[a]
     fixed_in = np.bincount(loc[dn[inflow_edge]], _frac(S[up[inflow_edge]], mu_c[up[inflow_edge]], mu_m)[0]
                            * wf[inflow_edge], a.size) if inflow_edge.any() else np.zeros(a.size)
@@ -487,7 +488,7 @@ class _LowerTriangle:
     def __init__(self, rows: np.ndarray, cols: np.ndarray, n: int):
         diag = np.arange(n)
         r, c = np.concatenate([rows, diag]), np.concatenate([cols, diag])
-        order = np.lexsort((r, c))  # CSC: by column, then row
+        order = np.argsort(c.astype(np.int64) * n + r)  # CSC: by column, then row (the keys are unique)
         self.indices = r[order].astype(np.int32)
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(c, minlength=n))]).astype(np.int32)
         slot = np.empty_like(order)
