@@ -85,7 +85,7 @@ def record():
               f"{sum(cycles)} CG iterations", flush=True)
     finally:
         gmg_pressure.build_hierarchy, gmg_pressure.GMGHierarchy.solve, flow._LowerTriangle = build, solve, tri
-    return coarse[::10], int(round(np.mean(cycles))) + 2, triangles[::10]  # + the first cycle of each round
+    return coarse[::10], round(float(np.mean(cycles))) + 2, triangles[::10]  # + the first cycle of each round
 
 
 def main():
