@@ -3,7 +3,7 @@
 Run:  python benchmarks/bench_procedure_pressure.py [gmg] [sa] [rs]
 
 Runs run_vertebroplasty and run_kyphoplasty with flow.inject's pressure solver forced to each backend named (rtol
-1e-8, as flow.inject uses) and prints per procedure: wall and CPU (process) seconds, the number of pressure solves
+flow.PRESSURE_RTOL, as flow.inject uses) and prints per procedure: wall and CPU (process) seconds, the number of pressure solves
 and multigrid setups, the setup and solve seconds, and the CG iterations. CPU time is the steadier figure on a
 shared machine.
 """
@@ -29,7 +29,7 @@ def main(backends):
     made = []
 
     def forced(backend):
-        def make(_backend, rtol=1e-8, **kw):
+        def make(_backend, rtol=flow.PRESSURE_RTOL, **kw):
             s = PressureSolver(backend, rtol=rtol, **kw)
             made.append(s)
             return s

@@ -83,6 +83,11 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components
 
+try:  # SuperLU's triangular solve, the kernel behind spsolve_triangular (its wrapper's checks and copies skipped)
+    from scipy.sparse.linalg._dsolve._superlu import gstrs as _gstrs
+except ImportError:  # pragma: no cover - a future scipy that moves it: the public spsolve_triangular
+    _gstrs = None
+
 from vertaug.errors import EmptyMaskError, GridMismatchError, InvalidValueError, ParameterError, check_range
 from vertaug.model.labels import (
     BASIVERTEBRAL,
@@ -444,9 +449,10 @@ def _saturation_step(S_old, dt, pv, up, dn, wf, out, src, mu_c, mu_m, active, p,
     a = a[np.argsort(-p[a], kind="stable")]
     loc = np.full(n, -1, dtype=np.int64)
     loc[a] = np.arange(a.size)
-    fm = active[dn] & active[up] & (wf > 0)
+    act_dn, act_up = active[dn], active[up]
+    fm = act_dn & act_up & (wf > 0)
     dn_a, up_a, w_a = loc[dn[fm]], loc[up[fm]], wf[fm]
-    inflow_edge = active[dn] & ~active[up]  # inflow from inactive (S fixed) cells
+    inflow_edge = act_dn & ~act_up  # inflow from inactive (S fixed) cells
     pv_a, out_a, mu_a = pv[a], out[a], mu_c[a]
     fixed_in = np.bincount(loc[dn[inflow_edge]], _frac(S[up[inflow_edge]], mu_c[up[inflow_edge]], mu_m)[0]
                            * wf[inflow_edge], a.size) if inflow_edge.any() else np.zeros(a.size)
@@ -473,33 +479,53 @@ def _saturation_step(S_old, dt, pv, up, dn, wf, out, src, mu_c, mu_m, active, p,
 class _LowerTriangle:
     """Solves of one lower-triangular sparsity pattern (entries at (row, col) with col < row, and the diagonal) with
     new values each time: the Newton steps of :func:`_saturation_step`. The CSC pattern is sorted once; each solve
-    scales the columns by the inverse diagonal (unit diagonal) and calls scipy's triangular solve with
-    ``unit_diagonal``: the scaled values and the SuperLU solve that ``spsolve_triangular(J, b, lower=True)`` uses,
+    scales the columns by the inverse diagonal (unit diagonal), writes the scaled values into the pattern's slots and
+    calls SuperLU's triangular solve (``gstrs``, with an empty U), as ``spsolve_triangular(J, b, lower=True)`` does,
     without rebuilding J from coordinates, transposing it and multiplying it by a diagonal matrix at every Newton
-    step (3x less time per solve, the same bits: tests/test_flow_triangle.py)."""
+    step, nor spsolve_triangular's own setdiag, duplicate sum and empty-U construction at every call (the same bits:
+    tests/test_flow_triangle.py; docs/performance.md measures the time)."""
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, n: int):
         diag = np.arange(n)
         r, c = np.concatenate([rows, diag]), np.concatenate([cols, diag])
-        self.order = np.lexsort((r, c))  # CSC: by column, then row
-        self.indices = r[self.order].astype(np.int32)
+        order = np.argsort(c.astype(np.int64) * n + r)  # CSC: by column, then row (the keys are unique)
+        self.indices = r[order].astype(np.int32)
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(c, minlength=n))]).astype(np.int32)
+        slot = np.empty_like(order)
+        slot[order] = np.arange(order.size)
+        self.off_slot = slot[: rows.size]  # where each (row, col) entry sits in the CSC values
+        self.vals = np.ones(order.size)  # the diagonal slots keep their 1
         self.cols, self.n = cols, n
+        self.empty_u = (np.zeros(0), np.zeros(0, np.int32), np.zeros(n + 1, np.int32))
 
     def solve(self, offdiag: np.ndarray, diag: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """x with J x = b, J: ``offdiag`` at the pattern's (row, col), ``diag`` on the diagonal."""
+        """x with J x = b, J: ``offdiag`` at the pattern's (row, col), ``diag`` on the diagonal (``b`` is
+        overwritten)."""
         invdiag = 1.0 / diag
-        vals = np.concatenate([offdiag * invdiag[self.cols], np.ones(self.n)])[self.order]
-        j = sp.csc_matrix((vals, self.indices, self.indptr), shape=(self.n, self.n))
-        j.has_sorted_indices = True
-        return spla.spsolve_triangular(j, b, lower=True, unit_diagonal=True, overwrite_A=True,
-                                       overwrite_b=True) * invdiag
+        self.vals[self.off_slot] = offdiag * invdiag[self.cols]
+        if _gstrs is None:  # pragma: no cover
+            j = sp.csc_matrix((self.vals.copy(), self.indices, self.indptr), shape=(self.n, self.n))
+            j.has_sorted_indices = True
+            return spla.spsolve_triangular(j, b, lower=True, unit_diagonal=True, overwrite_A=True,
+                                           overwrite_b=True) * invdiag
+        x, info = _gstrs("N", self.n, self.vals.size, self.vals, self.indices, self.indptr,
+                         self.n, 0, *self.empty_u, np.asarray(b, dtype=float))
+        if info:
+            raise np.linalg.LinAlgError("the saturation Newton matrix is singular.")
+        return x * invdiag
 
 
 class _SaturationNotConverged(RuntimeError):
     """The implicit saturation step did not converge at this time step (inject halves the step and retries)."""
 
 
+#: Relative residual of the default pressure solve, ||b - A p||_2 <= PRESSURE_RTOL ||b||_2 (1e-8 before the fourth
+#: pass of issue 26). The saturation update needs the face fluxes' divergence to match the sources to well below the
+#: mass tolerance (1e-6): on the demo's VP and KP at 1 mm, 1e-7 instead of 1e-8 raises the largest volume-balance
+#: error from 4.5e-9 to 4.3e-8, changes the saturation by at most 5e-6, the injected volume by 2e-7 mL, the leaks by
+#: 2e-8 mL, the tip pressure by 8e-5 Pa and no cell of the cement mask, and saves 11-16 % of the CG iterations
+#: (the second refinement round of each solve is shorter; docs/performance.md, "Fourth pass, fill").
+PRESSURE_RTOL = 1e-7
 #: Halvings of a time step whose saturation Newton iteration fails before inject gives up.
 MAX_STEP_HALVINGS = 8
 #: Largest saturation a cell outside the implicit set may receive in one step before the set is grown.
@@ -923,7 +949,7 @@ def inject(
     outlets = tip & np.isin(labels, POROUS_LABELS)  # tip voxels in the cortex/endplate are walls (see _build_grid)
     pb = _make_problem(g, outlets, rate, vol_target, stop_cells=_stop_cells(g, stop_mask), **controls)
     asm = _Assembler(g)
-    solver = solver or PressureSolver("gmg", rtol=1e-8)
+    solver = solver or PressureSolver("gmg", rtol=PRESSURE_RTOL)
     st = _initial_state(pb)
     stop_reason = STOP_VOLUME
     while st.injected < pb.vol_target * (1 - 1e-12):
