@@ -15,6 +15,7 @@ a RuntimeError (the caller falls back to a direct or AMG solve).
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg.blas import saxpy as _saxpy
 
 __all__ = ["INNER_REDUCTION", "mixed_jacobi_pcg"]
 
@@ -23,8 +24,8 @@ STAGNATION = 0.9
 
 
 def _dot(u: np.ndarray, v: np.ndarray) -> float:
-    # einsum: its own loops, no BLAS threads to wait for on a shared, oversubscribed machine
-    return float(np.einsum("i,i->", u, v))
+    # np.dot: one BLAS pass over a contiguous pair (the CLI and the workers pin BLAS to one thread)
+    return float(np.dot(u, v))
 
 
 def _pcg32(a32, dinv32: np.ndarray, r: np.ndarray, reduction: float, max_iterations: int):
@@ -33,15 +34,12 @@ def _pcg32(a32, dinv32: np.ndarray, r: np.ndarray, reduction: float, max_iterati
     stop2 = reduction**2 * _dot(r, r)
     z = dinv32 * r
     p = z.copy()
-    tmp = np.empty_like(r)
     rz = _dot(r, z)
     for it in range(1, max_iterations + 1):
         ap = a32 @ p
-        step = np.float32(rz / _dot(p, ap))
-        np.multiply(p, step, out=tmp)
-        d += tmp
-        np.multiply(ap, step, out=tmp)
-        r -= tmp
+        step = rz / _dot(p, ap)
+        _saxpy(p, d, a=step)  # d += step p, one pass, no temporary
+        _saxpy(ap, r, a=-step)
         if _dot(r, r) <= stop2:
             return d, it
         np.multiply(dinv32, r, out=z)

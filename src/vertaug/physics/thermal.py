@@ -464,8 +464,10 @@ class _ExothermState:
     dmg: DamageState
     lin: _Solver  # the solver of the last step
     t_now: float = 0.0
-    temp_prev: np.ndarray | None = None  # the last two states give a linear extrapolation as the CG start
+    temp_prev: np.ndarray | None = None  # the last three states give a quadratic extrapolation as the CG start
     dt_prev: float = 0.0
+    temp_prev2: np.ndarray | None = None
+    dt_prev2: float = 0.0
     rate_t: float = 0.0  # largest |dT/dt| of the last step
     rate_a: float = 0.0  # largest d(alpha)/dt of the last step
     released: float = 0.0
@@ -567,6 +569,20 @@ def _boil(pb: _ExothermProblem, st: _ExothermState, new: np.ndarray) -> None:
         st.vaporised += float(out_kg.sum()) * latent
 
 
+def _start_guess(st: _ExothermState, dt_step: float) -> np.ndarray:
+    """The CG start: the temperatures extrapolated to the step's end through the last three states (quadratic; two
+    states: linear, one: constant). It only sets the iteration count; the solve meets the same tolerance."""
+    temp, prev, h1 = st.temp, st.temp_prev, st.dt_prev
+    if prev is None:
+        return temp
+    if st.temp_prev2 is None:
+        return temp + (temp - prev) * (dt_step / h1)
+    h, h2 = dt_step, st.dt_prev2
+    c1 = -h * (h + h1 + h2) / (h1 * h2)
+    c2 = h * (h + h1) / ((h1 + h2) * h2)
+    return temp + c1 * (prev - temp) + c2 * (st.temp_prev2 - temp)
+
+
 def _exotherm_step(pb: _ExothermProblem, st: _ExothermState, dt_step: float) -> None:
     """Advance the cure at the step's start temperature, solve the theta scheme, book the energy and the damage."""
     theta, cem_idx, temp = pb.theta, pb.cem_idx, st.temp
@@ -579,8 +595,8 @@ def _exotherm_step(pb: _ExothermProblem, st: _ExothermState, dt_step: float) -> 
     if theta < 1.0:
         rhs -= (1.0 - theta) * (pb.full @ temp)
     rhs[cem_idx] += q_j / dt_step
-    guess = temp if st.temp_prev is None else temp + (temp - st.temp_prev) * (dt_step / st.dt_prev)
-    new = st.lin.solve(rhs, guess)
+    new = st.lin.solve(rhs, _start_guess(st, dt_step))
+    st.temp_prev2, st.dt_prev2 = st.temp_prev, st.dt_prev
     st.temp_prev, st.dt_prev = temp, dt_step
     t_theta = theta * new + (1.0 - theta) * temp
     st.released += float(q_j.sum())
