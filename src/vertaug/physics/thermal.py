@@ -64,7 +64,7 @@ from vertaug.model.labels import (
 )
 from vertaug.physics import monomer, rheology
 from vertaug.physics.damage import NECROSIS_OMEGA, DamageState
-from vertaug.physics.heat_pcg import mixed_jacobi_pcg
+from vertaug.physics.heat_pcg import jacobi_scaled, mixed_jacobi_pcg
 
 from ..constants import BODY_TEMPERATURE_C, KELVIN
 
@@ -345,8 +345,7 @@ class _Solver:
             dia = a.todia()
             if dia.offsets.size <= 7:
                 self._mv = dia
-            self._mv32 = self._mv.astype(np.float32)  # the inner solves of heat_pcg.mixed_jacobi_pcg
-            self._dinv32 = self._dinv.astype(np.float32)
+            self._scaled32 = jacobi_scaled(self._mv)  # the inner solves of heat_pcg.mixed_jacobi_pcg
         if method == "direct":
             self._lu = spla.splu(a.tocsc())
         elif method == "amg":
@@ -373,7 +372,7 @@ class _Solver:
             return x
         if self.method == "cg":
             try:
-                x, its = mixed_jacobi_pcg(self._mv, self._mv32, self._dinv32, b, x0, self.rtol, CG_MAX_ITER)
+                x, its = mixed_jacobi_pcg(self._mv, self._scaled32, b, x0, self.rtol, CG_MAX_ITER)
                 self.iterations += its
                 return x
             except RuntimeError:
