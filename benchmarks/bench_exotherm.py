@@ -19,7 +19,7 @@ import time
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def _outcomes(spacing_mm: float) -> dict:
@@ -63,8 +63,8 @@ def main():
                     metavar=("MAX_C", "MAX_CURE", "DT_MAX_S", "DT_S"))
     a = ap.parse_args()
     outcomes = _outcomes(a.spacing_mm)
-    rows = [("default", {})] + [(" / ".join(f"{v:g}" for v in c), dict(max_change_c=c[0], max_cure_change=c[1],
-                                                                          dt_max_s=c[2], dt_s=c[3]))
+    rows = [("default", {})] + [(" / ".join(f"{v:g}" for v in c),
+                                 {"max_change_c": c[0], "max_cure_change": c[1], "dt_max_s": c[2], "dt_s": c[3]})
                                 for c in a.control]
     print(f"exotherm_after at {a.spacing_mm:g} mm, load average {os.getloadavg()[0]:.2f} at the start")
     print(f"  {'arm, control (C / cure / s / s)':<31s} steps   CPU s  wall s  load  peak C  peak min  >=50C mL "

@@ -1,9 +1,9 @@
 """Mixed-precision Jacobi-preconditioned conjugate gradients for the implicit heat steps (physics/thermal.py).
 
-The system of a theta step, (C / dt + theta L) T = b, is strongly diagonally dominant at the exotherm's steps (dt
-2.5-10 s on 1 mm voxels), so Jacobi-PCG from the extrapolated temperature needs 8-15 iterations to the relative
-residual 1e-10 that the energy balance asks for; each iteration is one 7-diagonal product and a few vector passes,
-bound by memory bandwidth. Iterative refinement halves those bytes: the residual r = b - A T and the temperature are
+The system of a theta step, (C / dt + theta L) T = b, is diagonally dominant at the exotherm's steps (dt 2.5-20 s on
+1 mm voxels), so Jacobi-PCG from the extrapolated temperature needs ~10-30 iterations (14 per step on average in the
+demo's KP at 1 mm) to the relative residual 1e-10 that the energy balance asks for; each iteration is one
+7-diagonal product and a few vector passes, bound by memory bandwidth. Iterative refinement halves those bytes: the residual r = b - A T and the temperature are
 float64 (A as assembled), each correction A d = r / ||r|| is a float32 Jacobi-PCG (float32 7-diagonal matrix, float32
 vectors) to a reduction of ``INNER_REDUCTION`` (or less when that already meets the tolerance), and the stopping test
 ||b - A T|| <= rtol ||b|| is on the float64 residual, as in the voxel FE's solver (physics/fe_solvers.py) and the
