@@ -67,8 +67,8 @@ def main():
                                  {"max_change_c": c[0], "max_cure_change": c[1], "dt_max_s": c[2], "dt_s": c[3]})
                                 for c in a.control]
     print(f"exotherm_after at {a.spacing_mm:g} mm, load average {os.getloadavg()[0]:.2f} at the start")
-    print(f"  {'arm, control (C / cure / s / s)':<31s} steps   CPU s  wall s  load  peak C  peak min  >=50C mL "
-          f"necr. mL  energy err")
+    print(f"  {'arm, control (C/cure/s/s)':<28s} {'steps':>5s} {'CPU s':>7s} {'wall s':>7s} {'load':>5s} {'peak C':>9s} "
+          f"{'peak min':>8s} {'>=50C mL':>8s} {'necr. mL':>8s} {'energy err':>9s}")
     for name, outcome in outcomes.items():
         for label, kw in rows:
             print(_row(f"{name} {label}", outcome, a.repeats, kw), flush=True)
