@@ -12,7 +12,7 @@ import scipy.sparse.linalg as spla
 
 from vertaug.errors import ParameterError
 from vertaug.physics import thermal
-from vertaug.physics.heat_pcg import mixed_jacobi_pcg
+from vertaug.physics.heat_pcg import jacobi_scaled, mixed_jacobi_pcg
 
 
 def _bolus(n=16, h=1e-3, radius_m=4e-3):
@@ -50,8 +50,24 @@ def test_mixed_precision_pcg_meets_the_float64_tolerance():
     a = (sp.diags(np.full(n**3, 4e3 * 1e-9 / 2.5)) + 0.5 * lmat).tocsr()
     x_true = 37.0 + rng.standard_normal(n**3)
     b = a @ x_true
-    x, its = mixed_jacobi_pcg(a, a.astype(np.float32), (1.0 / a.diagonal()).astype(np.float32), b,
+    x, its = mixed_jacobi_pcg(a, jacobi_scaled(a), b,
                               np.full(n**3, 37.0), 1e-12, 500)
     assert np.linalg.norm(b - a @ x) <= 1e-12 * np.linalg.norm(b)
     assert np.abs(x - spla.spsolve(a.tocsc(), b)).max() < 1e-8
     assert its > 1
+
+
+def test_jacobi_scaled_matrix_has_unit_diagonal_and_stays_seven_diagonals():
+    """S A S with S = diag(A)^-1/2 of a 6^3 C/dt + L/2: unit diagonal, symmetric, the same 7 offsets in DIA form,
+    float32; its off-diagonal entries are -g_ij / sqrt(a_ii a_jj)."""
+    n = 6
+    k = 10.0 ** np.random.default_rng(5).uniform(-1, 1, (n, n, n))
+    lmat, _ = thermal.assemble_conduction(k, (1e-3,) * 3)
+    a = (sp.diags(np.full(n**3, 4e3 * 1e-9 / 2.5)) + 0.5 * lmat).tocsr()
+    sas, s = jacobi_scaled(a.todia())
+    assert sas.format == "dia" and sorted(sas.offsets.tolist()) == [-36, -6, -1, 0, 1, 6, 36]
+    assert sas.dtype == np.float32 and s.dtype == np.float32
+    np.testing.assert_allclose(sas.diagonal(), 1.0, rtol=1e-6)
+    dense = sas.toarray()
+    np.testing.assert_allclose(dense, dense.T, rtol=1e-6)
+    assert dense[0, 1] == pytest.approx(a[0, 1] / np.sqrt(a[0, 0] * a[1, 1]), rel=1e-6)

@@ -265,6 +265,18 @@ def test_damage_step_is_exact_for_linear_heating():
     assert trapezoid / exact - 1.0 == pytest.approx(1.145, abs=0.001)
 
 
+
+def test_time_above_threshold_matches_a_sampled_linear_history():
+    """Steps 40 -> 60 (half above 50 C), 60 -> 45 (2/3), 52 -> 52 (all), 50 -> 50 (none: not above), 50 -> 58 (all),
+    30 -> 49 (none): the fraction of the step above 50 C, against 1e5 samples of the linear history."""
+    t0 = np.array([40.0, 60.0, 52.0, 50.0, 50.0, 30.0])
+    t1 = np.array([60.0, 45.0, 52.0, 50.0, 58.0, 49.0])
+    s = (np.arange(100_000) + 0.5) / 100_000
+    sampled = ((t0[:, None] + (t1 - t0)[:, None] * s) > 50.0).mean(axis=1)
+    got = damage._fraction_above(t0, t1, 50.0)
+    np.testing.assert_allclose(got, [0.5, 2.0 / 3.0, 1.0, 0.0, 1.0, 0.0], atol=1e-15)
+    np.testing.assert_allclose(got, sampled, atol=1e-5)
+
 def test_face_conductances_are_harmonic_and_films_in_series():
     """Two voxels along R with k 0.3 and 0.6 W/mK, 1 x 2 x 4 mm: interior and outer-face conductances by hand."""
     k = np.array([0.3, 0.6]).reshape(2, 1, 1)

@@ -63,11 +63,15 @@ def cem43_rate_min_s(temperature_c):
 
 def _log_mean_step(log_r0, log_r1, dt_s):
     """int_0^dt exp(log_r0 + (log_r1 - log_r0) s / dt) ds = dt exp(log_r0) expm1(d) / d, d = log_r1 - log_r0."""
-    d = log_r1 - log_r0
+    d = np.subtract(log_r1, log_r0)
     small = np.abs(d) < 1e-8
-    safe = np.where(small, 1.0, d)
-    factor = np.where(small, 1.0 + 0.5 * d, np.expm1(safe) / safe)
-    return dt_s * np.exp(log_r0) * factor
+    factor = np.expm1(d)
+    np.divide(factor, d, out=factor, where=~small)
+    factor[small] = 1.0 + 0.5 * d[small]
+    out = np.exp(log_r0)
+    out *= dt_s
+    out *= factor
+    return out
 
 
 def time_to_omega_one_s(temperature_c: float) -> float:
@@ -76,12 +80,19 @@ def time_to_omega_one_s(temperature_c: float) -> float:
 
 
 def _fraction_above(t0, t1, thr):
-    """Fraction of a step with linear T from t0 to t1 spent above ``thr``."""
-    both = (t0 > thr) & (t1 > thr)
-    cross = (t0 > thr) != (t1 > thr)
-    denom = np.where(cross, t1 - t0, 1.0)
-    f_cross = np.where(t1 > t0, (t1 - thr) / denom, (t0 - thr) / -denom)
-    return np.where(both, 1.0, np.where(cross, np.clip(f_cross, 0.0, 1.0), 0.0))
+    """Fraction of a step with linear T from t0 to t1 spent above ``thr``: (max - thr) / |t1 - t0| clipped to 0..1
+    (1 or 0 for a constant T), evaluated only where the step reaches above ``thr``."""
+    out = np.zeros(np.shape(t0))
+    top = np.maximum(t0, t1)
+    hot = np.flatnonzero(top > thr)
+    if hot.size:
+        a, b = t0[hot], t1[hot]
+        span = np.abs(b - a)
+        moving = span > 0.0
+        f = np.ones(hot.size)
+        f[moving] = np.minimum((top[hot][moving] - thr) / span[moving], 1.0)
+        out[hot] = f
+    return out
 
 
 @dataclass
