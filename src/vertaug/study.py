@@ -14,8 +14,9 @@ run on this model for a reason of the input (an :class:`~vertaug.errors.InputErr
 recorded as a note and the chain goes on; any other failure raises.
 
 ``workers=2`` runs the kyphoplasty chain in a second process (:func:`worker_pool`) while this one runs the vertebroplasty chain and
-the untreated FE state: the same results (each chain is deterministic and independent), in about the time of the
-longer chain on a machine with two free cores.
+the untreated FE state (on a caller's pool of two workers, e.g. the report's, the untreated FE state goes to the
+second worker before the work queued behind it): the same results (each chain is deterministic and independent), in
+about the time of the longer chain on a machine with two free cores.
 """
 
 from __future__ import annotations
@@ -182,6 +183,18 @@ def pre_treatment_mechanics(model, timings_s: dict | None = None, notes: list[st
         return fe_state(model, None, "pre-treatment", [] if notes is None else notes)
 
 
+def pre_treatment_job(model) -> tuple[Any, dict[str, float], list[str]]:
+    """:func:`pre_treatment_mechanics` in a worker process: (state, its timings, its notes)."""
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    return pre_treatment_mechanics(model, timings, notes), timings, notes
+
+
+def _pool_processes(pool) -> int:
+    """How many worker processes ``pool`` (a multiprocessing pool of :func:`worker_pool`) has."""
+    return int(getattr(pool, "_processes", 1))
+
+
 #: Modules the worker processes need (the procedure chains, the report's sample chains): imported once in the fork
 #: server, which forks each worker with them loaded (spawn imported them in every worker: ~0.9 s CPU each).
 WORKER_MODULES = ("vertaug.study", "vertaug.procedures.exotherm", "vertaug.procedures.kyphoplasty",
@@ -310,14 +323,20 @@ def run_study(model, vp=None, kp=None, thermal: bool = True, mechanics: bool = T
     t0 = time.perf_counter()
     tr = trajectories if trajectories is not None else plan_study_trajectories(model, vp, kp, timings)
     with _second_process(workers, pool) as pool:
-        kp_job = None
+        kp_job = pre_job = None
         if pool is not None:
             kp_job = pool.apply_async(run_procedure_kept, (kept_heights(model), model, kp, tr[kp.approach], thermal,
                                                            mechanics))
+            if mechanics and _pool_processes(pool) >= 2:  # the pool's second worker, before the queued work
+                pre_job = pool.apply_async(pre_treatment_job, (model,))
             if queued is not None:
                 queued(pool)
         vp_run = run_procedure(model, vp, tr[vp.approach], thermal, mechanics, progress)
-        pre_state = pre_treatment_mechanics(model, timings, notes) if mechanics else None
+        pre_state = pre_treatment_mechanics(model, timings, notes) if mechanics and pre_job is None else None
+        if pre_job is not None:
+            pre_state, pre_timings, pre_notes = pre_job.get()
+            timings.update(pre_timings)
+            notes.extend(pre_notes)
         if during is not None:
             during()
         if kp_job is not None:
