@@ -1,7 +1,8 @@
 """Benchmark: CPU of the height measurements on the bundled CT, before/after a change, with the numbers compared.
 
 Runs the same three measurements in one child process per source tree (``--src``, each a ``src`` folder; default:
-this checkout's), with OPENBLAS_NUM_THREADS=1 and the process clock:
+this checkout's), with OPENBLAS_NUM_THREADS=1 and the process clock, each from a cold start (no heights kept from the
+step before, as in a fresh process):
 
 1. ``measure_volumes`` of the bundled CT (the whole-scan morphometry: every level's heights, grade, wedge angle);
 2. ``fracture_level`` of L1 with the demo's DEMO_FRACTURE (two whole-scan morphometries and the amplitude search);
@@ -49,6 +50,8 @@ def spine(s, pre, out):
         flat(m, f"{pre}.{name}", out)
 
 def clock(fn):
+    import vertaug.anatomy.morphometry as M
+    getattr(M, "_KEPT_HEIGHTS", {}).clear()  # each step from a cold start, as in a fresh process
     c, w = time.process_time(), time.perf_counter()
     got = fn()
     return got, time.process_time() - c, time.perf_counter() - w

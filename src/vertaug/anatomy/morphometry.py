@@ -76,6 +76,7 @@ Artif Intell 5:e230024), spine_report/measure_verte_height.py (the 15/50/85 % me
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -770,9 +771,43 @@ def measure_body_heights(
     aff = aff.copy()
     aff[:3, 3] = aff[:3, :3] @ np.array([b.start for b in box], float) + aff[:3, 3]
     sub = body[box]
+    ct_box = None if ct is None else np.asarray(ct[box])
+    others_box = None if others is None or ct is None else np.asarray(others[box])
+    key = content_digest(sub, aff, h, a, np.array([surface, ct_box is None, others_box is None]),
+                         *(v for v in (ct_box, others_box) if v is not None))
+    if key not in _KEPT_HEIGHTS:
+        _keep(key, _heights_of(sub, aff, h, a, lat, ct_box, others_box, surface))
+    return _KEPT_HEIGHTS[key]
+
+
+#: Heights by the content they are measured from (:func:`measure_body_heights`: the level's box of the mask, the CT
+#: and the other vertebrae, the affine and the axes): a level measured again unchanged (the whole-scan morphometry
+#: after a virtual fracture, of the levels the fracture left as they were) is read back, not measured again.
+_KEPT_HEIGHTS: dict[str, BodyHeights | None] = {}
+#: heights kept; the oldest goes first
+_KEPT_HEIGHTS_SIZE = 64
+
+
+def content_digest(*parts) -> str:
+    """A digest of arrays: their dtypes, shapes and bytes."""
+    h = hashlib.blake2b(digest_size=20)
+    for a in parts:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _keep(key: str, got: BodyHeights | None) -> None:
+    while len(_KEPT_HEIGHTS) >= _KEPT_HEIGHTS_SIZE:
+        _KEPT_HEIGHTS.pop(next(iter(_KEPT_HEIGHTS)))
+    _KEPT_HEIGHTS[key] = got
+
+
+def _heights_of(sub, aff, h, a, lat, ct_box, others_box, surface) -> BodyHeights | None:
+    """:func:`measure_body_heights` of the level's box (``sub``, ``aff``: its affine), along unit axes h, a, lat."""
     centre = _centroid_mm(sub, aff)
-    prof = _profiles(sub, aff, centre, h, a, lat, None if ct is None else ct[box],
-                     None if others is None or ct is None else others[box], surface)
+    prof = _profiles(sub, aff, centre, h, a, lat, ct_box, others_box, surface)
     if prof is None:
         return None
     heights, tops, bottoms, ap_depth, width, _, sig, method = prof
