@@ -977,13 +977,15 @@ def _frame_sampling(body, affine_mm, centre, h, a, lat) -> _FrameSampling | None
 
     def sample(l_vals, a_vals, h_vals, values=None):
         """The mask (threshold 0.5) on the grid, or trilinear ``values`` (the CT, HU) with ``values``."""
-        L, A, H = np.meshgrid(l_vals, a_vals, h_vals, indexing="ij")
-        xyz = centre + L[..., None] * lat + A[..., None] * a + H[..., None] * h
+        lv, av, hv = (np.asarray(v, float) for v in (l_vals, a_vals, h_vals))
+        # the grid's points, summed in the same order as on a meshgrid, the first two terms before broadcasting
+        xyz = centre + lv[:, None, None, None] * lat + av[None, :, None, None] * a + hv[None, None, :, None] * h
+        shape = xyz.shape[:3]
         ijk = (xyz @ inv[:3, :3].T + inv[:3, 3]).reshape(-1, 3).T
         if values is not None:
-            return ndimage.map_coordinates(np.asarray(values, np.float32), ijk, order=1, mode="nearest").reshape(L.shape)
+            return ndimage.map_coordinates(np.asarray(values, np.float32), ijk, order=1, mode="nearest").reshape(shape)
         vals = ndimage.map_coordinates(fmask, ijk, order=1, mode="constant", cval=0.0)
-        return vals.reshape(L.shape) >= 0.5
+        return vals.reshape(shape) >= 0.5
 
     # width: lateral extent of the body within 3 mm of its mid-height plane
     lat_any = sample(l_ax, a_ax, h_ax[np.abs(h_ax) <= max(3.0, 2 * step)]).any(axis=(1, 2))
