@@ -113,6 +113,13 @@ class EndplateSurface:
         phi = _basis(np.array([u]), np.array([x]), self.terms, self.u0)[0]
         return float(phi @ np.asarray(self.coef)), float(phi @ self.cov @ phi + self.floor_var_mm2)
 
+    def positions(self, u: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Positions (mm along h) at the points (``u``, ``x``): :meth:`at`'s, bit for bit (one basis for all points,
+        each row's dot product as :meth:`at` takes it; a matrix-vector product would round differently)."""
+        coef = np.asarray(self.coef)
+        rows = _basis(np.asarray(u, float), np.asarray(x, float), self.terms, self.u0)
+        return np.fromiter((phi @ coef for phi in rows), float, len(rows))
+
 
 @dataclass(frozen=True)
 class ColumnGrid:
@@ -182,30 +189,46 @@ def fit_edges(y: np.ndarray, w: np.ndarray, x: np.ndarray, s_h: float, knot_mm: 
     es = np.linspace(-reach, reach, round(2 * EDGE_SEARCH_VOXELS * EDGE_GRID_PER_VOXEL) + 1)
     allowed = np.abs(es[:, None] - centre[None, :]) <= search_voxels * s_h  # (ne, nc)
     sigmas = np.maximum(np.asarray(EDGE_SIGMA_VOXELS) * s_h, EDGE_SIGMA_MIN_MM)
-    A = edge_model(x, es, sigmas, knot_mm)  # (ne, ns, nx, 3)
-    wy = w * y
-    yy = (wy * y).sum(axis=1)  # (nc,)
+    rss, peak = _edge_fits(edge_model(x, es, sigmas, knot_mm), y, w)  # (ne, ns, nc) each
+    rss = np.where(allowed[:, None, :], rss, np.inf)
+    cols = np.arange(y.shape[0])
     best = np.full(y.shape[0], np.inf)
     best_e = np.zeros(y.shape[0], int)
     best_peak = np.zeros(y.shape[0])
-    for j in range(sigmas.size):
-        Aj = A[:, j]  # (ne, nx, 3)
-        G = np.einsum("exi,cx,exj->ecij", Aj, w, Aj) + 1e-9 * np.eye(3)
-        rhs = np.einsum("exi,cx->eci", Aj, wy)
-        coef = np.linalg.solve(G, rhs[..., None])[..., 0]  # (ne, nc, 3)
-        rss = yy[None, :] - (coef * rhs).sum(axis=-1)  # the residual at the least-squares solution
-        rss = np.where(allowed, rss, np.inf)
-        ie = np.argmin(rss, axis=0)
-        r = rss[ie, np.arange(y.shape[0])]
+    for j in range(sigmas.size):  # the blurs in turn: of equal residuals the first blur is kept
+        ie = np.argmin(rss[:, j], axis=0)
+        r = rss[ie, j, cols]
         better = r < best
-        c = coef[ie, np.arange(y.shape[0])]
         best = np.where(better, r, best)
         best_e = np.where(better, ie, best_e)
-        best_peak = np.where(better, np.abs(c[:, 1]) + np.maximum(c[:, 2], 0.0), best_peak)
+        best_peak = np.where(better, peak[ie, j, cols], best_peak)
     e = es[best_e]
     inside = np.abs(e - centre) < search_voxels * s_h - 1.5 * (es[1] - es[0])  # not at the end of the search
     ok = (best_peak >= EDGE_MIN_CONTRAST_HU) & inside & (w.sum(axis=1) >= 8)
     return np.where(ok, e, np.nan)
+
+
+#: The six distinct entries (i, j) of a symmetric 3 x 3 normal matrix.
+_SYM3 = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+
+
+def _edge_fits(A: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least squares of every column's profile ``y`` (nc, nx), weights ``w``, on every design matrix of
+    ``A`` (ne, ns, nx, 3) of :func:`edge_model`: the residual sum of squares and the edge contrast |B| + max(M, 0),
+    each (ne, ns, nc). The normal equations (with 1e-9 on the diagonal) are formed by two matrix products over the
+    samples and solved in closed form (the adjugate of the symmetric 3 x 3 matrix) for all of them at once."""
+    nx = A.shape[2]
+    At = np.moveaxis(A, -1, 0)  # (3, ne, ns, nx)
+    g = (np.stack([At[i] * At[j] for i, j in _SYM3]).reshape(-1, nx) @ w.T).reshape(6, *A.shape[:2], -1)
+    g00, g01, g02, g11, g12, g22 = g + 1e-9 * np.array([1.0, 0, 0, 1, 0, 1])[:, None, None, None]
+    b0, b1, b2 = (At.reshape(-1, nx) @ (w * y).T).reshape(3, *A.shape[:2], -1)
+    c00, c01, c02 = g11 * g22 - g12 * g12, g02 * g12 - g01 * g22, g01 * g12 - g02 * g11
+    c11, c12, c22 = g00 * g22 - g02 * g02, g01 * g02 - g00 * g12, g00 * g11 - g01 * g01
+    det = g00 * c00 + g01 * c01 + g02 * c02
+    k0, k1, k2 = ((c0 * b0 + c1 * b1 + c2 * b2) / det for c0, c1, c2 in ((c00, c01, c02), (c01, c11, c12),
+                                                                           (c02, c12, c22)))
+    rss = (w * y * y).sum(axis=1) - (k0 * b0 + k1 * b1 + k2 * b2)  # the residual at the least-squares solution
+    return rss, np.abs(k1) + np.maximum(k2, 0.0)
 
 
 def window_weights(x: np.ndarray, inward_limit: np.ndarray, outward_limit: np.ndarray) -> np.ndarray:
@@ -253,7 +276,7 @@ def ct_surface(sampler: LineSampler, cols: ColumnGrid, outward: int, start: Endp
                corr: float, step_mm: float) -> tuple[EndplateSurface, np.ndarray, np.ndarray, np.ndarray] | None:
     """The CT surface of one endplate (``outward`` +1 superior, -1 inferior) from the mask surface ``start``, and
     its edge points (u, x, z); None when too few columns give an edge (the caller keeps the mask's faces)."""
-    z0 = np.array([start.at(u, x)[0] for u, x in zip(cols.u, cols.x)])
+    z0 = start.positions(cols.u, cols.x)
     ref = sampler.nearest_boundary(cols.l_mm, cols.a_mm, z0)
     face = cols.top_mm if outward > 0 else cols.bottom_mm
     ref = np.where(np.abs(face - z0) <= FACE_TRUST_VOXELS * s_h, face, ref)
@@ -282,7 +305,7 @@ def ct_surface(sampler: LineSampler, cols: ColumnGrid, outward: int, start: Endp
         if surface is None:
             return None
         limit = (EDGE_SEARCH_VOXELS - EDGE_REFINE_VOXELS) * s_h
-        centre = np.clip(outward * (np.array([surface.at(u, v)[0] for u, v in zip(cols.u, cols.x)]) - ref), -limit, limit)
+        centre = np.clip(outward * (surface.positions(cols.u, cols.x) - ref), -limit, limit)
         search_voxels = EDGE_REFINE_VOXELS
     return surface, cols.u[ok], cols.x[ok], z
 

@@ -76,6 +76,7 @@ Artif Intell 5:e230024), spine_report/measure_verte_height.py (the 15/50/85 % me
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -770,9 +771,43 @@ def measure_body_heights(
     aff = aff.copy()
     aff[:3, 3] = aff[:3, :3] @ np.array([b.start for b in box], float) + aff[:3, 3]
     sub = body[box]
+    ct_box = None if ct is None else np.asarray(ct[box])
+    others_box = None if others is None or ct is None else np.asarray(others[box])
+    key = content_digest(sub, aff, h, a, np.array([surface, ct_box is None, others_box is None]),
+                         *(v for v in (ct_box, others_box) if v is not None))
+    if key not in _KEPT_HEIGHTS:
+        _keep(key, _heights_of(sub, aff, h, a, lat, ct_box, others_box, surface))
+    return _KEPT_HEIGHTS[key]
+
+
+#: Heights by the content they are measured from (:func:`measure_body_heights`: the level's box of the mask, the CT
+#: and the other vertebrae, the affine and the axes): a level measured again unchanged (the whole-scan morphometry
+#: after a virtual fracture, of the levels the fracture left as they were) is read back, not measured again.
+_KEPT_HEIGHTS: dict[str, BodyHeights | None] = {}
+#: heights kept; the oldest goes first
+_KEPT_HEIGHTS_SIZE = 64
+
+
+def content_digest(*parts) -> str:
+    """A digest of arrays: their dtypes, shapes and bytes."""
+    h = hashlib.blake2b(digest_size=20)
+    for a in parts:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _keep(key: str, got: BodyHeights | None) -> None:
+    while len(_KEPT_HEIGHTS) >= _KEPT_HEIGHTS_SIZE:
+        _KEPT_HEIGHTS.pop(next(iter(_KEPT_HEIGHTS)))
+    _KEPT_HEIGHTS[key] = got
+
+
+def _heights_of(sub, aff, h, a, lat, ct_box, others_box, surface) -> BodyHeights | None:
+    """:func:`measure_body_heights` of the level's box (``sub``, ``aff``: its affine), along unit axes h, a, lat."""
     centre = _centroid_mm(sub, aff)
-    prof = _profiles(sub, aff, centre, h, a, lat, None if ct is None else ct[box],
-                     None if others is None or ct is None else others[box], surface)
+    prof = _profiles(sub, aff, centre, h, a, lat, ct_box, others_box, surface)
     if prof is None:
         return None
     heights, tops, bottoms, ap_depth, width, _, sig, method = prof
@@ -942,13 +977,15 @@ def _frame_sampling(body, affine_mm, centre, h, a, lat) -> _FrameSampling | None
 
     def sample(l_vals, a_vals, h_vals, values=None):
         """The mask (threshold 0.5) on the grid, or trilinear ``values`` (the CT, HU) with ``values``."""
-        L, A, H = np.meshgrid(l_vals, a_vals, h_vals, indexing="ij")
-        xyz = centre + L[..., None] * lat + A[..., None] * a + H[..., None] * h
+        lv, av, hv = (np.asarray(v, float) for v in (l_vals, a_vals, h_vals))
+        # the grid's points, summed in the same order as on a meshgrid, the first two terms before broadcasting
+        xyz = centre + lv[:, None, None, None] * lat + av[None, :, None, None] * a + hv[None, None, :, None] * h
+        shape = xyz.shape[:3]
         ijk = (xyz @ inv[:3, :3].T + inv[:3, 3]).reshape(-1, 3).T
         if values is not None:
-            return ndimage.map_coordinates(np.asarray(values, np.float32), ijk, order=1, mode="nearest").reshape(L.shape)
+            return ndimage.map_coordinates(np.asarray(values, np.float32), ijk, order=1, mode="nearest").reshape(shape)
         vals = ndimage.map_coordinates(fmask, ijk, order=1, mode="constant", cval=0.0)
-        return vals.reshape(L.shape) >= 0.5
+        return vals.reshape(shape) >= 0.5
 
     # width: lateral extent of the body within 3 mm of its mid-height plane
     lat_any = sample(l_ax, a_ax, h_ax[np.abs(h_ax) <= max(3.0, 2 * step)]).any(axis=(1, 2))
@@ -991,8 +1028,8 @@ def _walls(slab, wide, l_wide, a_ax, h_ax, mid_height, step, s_a) -> tuple[float
     rim = WALL_RIM_VOXELS * s_a
     for j, near in enumerate(((a_ax >= first[0] + rim) & (a_ax <= first[0] + rim + zone),
                               (a_ax <= first[1] - rim) & (a_ax >= first[1] - rim - zone))):
-        runs = [_central_run(c) for c in slab[:, near & inside, :].reshape(-1, h_ax.size)]
-        tb = np.array([(h_ax[r[0]], h_ax[r[1]]) for r in runs if r is not None])
+        lo, hi, found = _central_runs(slab[:, near & inside, :].reshape(-1, h_ax.size))
+        tb = np.stack([h_ax[lo[found]], h_ax[hi[found]]], axis=1)
         if not tb.size:
             walls.append(float(first[j]))
             continue
@@ -1017,9 +1054,8 @@ def _wall_ends(slab, l_vals, a_ax, h_ax, band, step) -> tuple[np.ndarray, np.nda
     ``l_vals``) at the heights ``band`` (n, 2), and each line's lateral position (n,); None if no line meets the body."""
     lines = np.moveaxis(slab[:, :, band], 1, 2)  # (nl, nb, na)
     ls = np.repeat(np.asarray(l_vals, float), lines.shape[1])
-    runs = [_central_run(line) for line in lines.reshape(-1, a_ax.size)]
-    keep = np.array([r is not None for r in runs])
-    ends = np.array([(a_ax[r[0]] - step / 2, a_ax[r[1]] + step / 2) for r in runs if r is not None])
+    lo, hi, keep = _central_runs(lines.reshape(-1, a_ax.size))
+    ends = np.stack([a_ax[lo[keep]] - step / 2, a_ax[hi[keep]] + step / 2], axis=1)
     return (ends, ls[keep]) if ends.size else None
 
 
@@ -1081,12 +1117,10 @@ def _mask_heights(fs: _FrameSampling):
     win = max(AP_WINDOW_FRACTION * depth, fs.step)
     for key, frac in MEASUREMENT_POSITIONS.items():
         sel = np.abs(fs.a_ax - (fs.wall_post + frac * depth)) <= win
-        runs = [_central_run(col) for col in fs.slab[:, sel, :].reshape(-1, fs.slab.shape[2])]
-        runs = [r for r in runs if r is not None]
-        if not runs:
+        lo, hi, found = _central_runs(fs.slab[:, sel, :].reshape(-1, fs.slab.shape[2]))
+        if not found.any():
             return None
-        ts = np.array([fs.h_ax[hi] + fs.step / 2 for _, hi in runs])
-        bs = np.array([fs.h_ax[lo] - fs.step / 2 for lo, _ in runs])
+        ts, bs = fs.h_ax[hi[found]] + fs.step / 2, fs.h_ax[lo[found]] - fs.step / 2
         hs = ts - bs
         heights[key], tops[key], bottoms[key] = float(np.median(hs)), float(np.median(ts)), float(np.median(bs))
         spread = 1.4826 * float(np.median(np.abs(hs - heights[key]))) / math.sqrt(len(hs))
@@ -1107,17 +1141,12 @@ def _surface_columns(fs: _FrameSampling, spacing_min: float) -> ColumnGrid | Non
     a_cols = fs.wall_post + u_cols * depth
     grid = fs.sample(l_cols, a_cols, fs.h_ax)  # (nl, na, nh)
     L, U = np.meshgrid(l_cols, u_cols, indexing="ij")
-    top = np.full(L.shape, np.nan)
-    bot = np.full(L.shape, np.nan)
-    for i, j in np.ndindex(L.shape):
-        run = _central_run(grid[i, j])
-        if run is not None:
-            top[i, j], bot[i, j] = fs.h_ax[run[1]] + fs.step / 2, fs.h_ax[run[0]] - fs.step / 2
-    ok = np.isfinite(top).ravel()
+    lo, hi, ok = _central_runs(grid)  # the columns in the order of L.ravel()
     if ok.sum() < 2 * len(SURFACE_TERMS):
         return None
     l_f, u_f = L.ravel()[ok], U.ravel()[ok]
-    return ColumnGrid(l_f, fs.wall_post + u_f * depth, u_f, l_f / max(band, col), top.ravel()[ok], bot.ravel()[ok])
+    return ColumnGrid(l_f, fs.wall_post + u_f * depth, u_f, l_f / max(band, col), fs.h_ax[hi[ok]] + fs.step / 2,
+                      fs.h_ax[lo[ok]] - fs.step / 2)
 
 
 def _surface_heights(fs: _FrameSampling, sampler: LineSampler, spacing_min: float):
@@ -1231,15 +1260,25 @@ def _interp_matrix(knots: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(x, knots, row) for row in eye])
 
 
+def _central_runs(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The longest run of True along the last axis of each row of ``cols`` (n, m): first and last index (inclusive;
+    -1 where the row has none) and whether it has one; of equally long runs the first."""
+    cols = np.asarray(cols, bool)
+    cols = cols.reshape(math.prod(cols.shape[:-1]), cols.shape[-1])
+    d = np.diff(np.pad(cols, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    rows, starts = np.nonzero(d > 0)  # row-major: the k-th start and the k-th end are one run
+    ends = np.nonzero(d < 0)[1]
+    order = np.lexsort((starts, starts - ends, rows))  # by row, the longest first, then the first
+    first = order[np.flatnonzero(np.diff(rows[order], prepend=-1))]
+    lo, hi = np.full(cols.shape[0], -1), np.full(cols.shape[0], -1)
+    lo[rows[first]], hi[rows[first]] = starts[first], ends[first] - 1
+    return lo, hi, lo >= 0
+
+
 def _central_run(col: np.ndarray) -> tuple[int, int] | None:
     """The longest run of True in a column (index bounds inclusive)."""
-    if not col.any():
-        return None
-    padded = np.concatenate([[False], col, [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    starts, ends = edges[0::2], edges[1::2]
-    k = int(np.argmax(ends - starts))
-    return int(starts[k]), int(ends[k] - 1)
+    lo, hi, found = _central_runs(np.asarray(col)[None, :])
+    return (int(lo[0]), int(hi[0])) if found[0] else None
 
 
 def _run_length(flags: np.ndarray, coords: np.ndarray, step: float) -> float:

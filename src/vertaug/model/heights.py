@@ -33,7 +33,6 @@ Hp_ref = Hp_before / (1 - D_crush) from the level's morphometry): restored % = 1
 
 from __future__ import annotations
 
-import hashlib
 import math
 import weakref
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..anatomy.fracture import CRACK_FLUID_HU
-from ..anatomy.morphometry import BodyHeights, measure_body_heights
+from ..anatomy.morphometry import BodyHeights, content_digest, measure_body_heights
 from .labels import DEFECT, is_body
 
 __all__ = ["BodyHeights", "HeightChange", "crush_reference_mm", "height_change", "heights_key", "keep_heights",
@@ -112,15 +111,6 @@ def model_heights(model, labels: np.ndarray | None = None, hu: np.ndarray | None
     return _measure(model, lab, moved_hu(model, lab) if hu is None else hu)
 
 
-def _digest(*parts) -> str:
-    h = hashlib.blake2b(digest_size=20)
-    for a in parts:
-        a = np.ascontiguousarray(a)
-        h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def _kept(key: str, measure) -> BodyHeights:
     """The heights kept under ``key``, else ``measure()`` kept there (the oldest of ``_BY_KEY_SIZE`` goes first)."""
     got = _BY_KEY.get(key)
@@ -142,8 +132,9 @@ def heights_key(model) -> str:
         got = None
     if got is None:
         scan = np.asarray(getattr(model, "extra", {}).get("source_spacing_mm", math.nan), float)
-        got = _digest(np.asarray(model.labels), np.asarray(model.hu, np.float32), np.asarray(model.affine_mm, float),
-                      np.asarray(model.spacing_m, float), scan, *model_axes(model))
+        got = content_digest(np.asarray(model.labels), np.asarray(model.hu, np.float32),
+                             np.asarray(model.affine_mm, float), np.asarray(model.spacing_m, float), scan,
+                             *model_axes(model))
         try:
             _KEYS[model] = got
         except TypeError:
