@@ -180,7 +180,8 @@ class BoilingLaw:
         m2 = np.maximum(np.asarray(polymer_kg, dtype=float), 0.0)
         v1, v2 = m1 / MMA_DENSITY_KG_M3, m2 / PMMA_DENSITY_KG_M3
         phi = monomer_volume_fraction(m1, m2)
-        inv_t = 1.0 / float(self.boiling_point_k) - self.r_over_h * (self.ln_pressure - log_activity(phi, float(self.chi)))
+        chi = float(self.chi)
+        inv_t = 1.0 / float(self.boiling_point_k) - self.r_over_h * (self.ln_pressure - log_activity(phi, chi))
         ok = inv_t > 0
         temp_k = np.divide(1.0, inv_t, out=np.full_like(inv_t, np.inf), where=ok)
         tot = v1 + v2
@@ -188,7 +189,7 @@ class BoilingLaw:
         with np.errstate(divide="ignore", invalid="ignore"):
             dphi_dm1 = np.where(tot > 0, v2 / MMA_DENSITY_KG_M3 / tot**2, 0.0)
             dphi_dm2 = np.where(tot > 0, -v1 / PMMA_DENSITY_KG_M3 / tot**2, 0.0)
-            dt_dphi = -temp_k**2 * self.r_over_h * (1.0 / phi - 1.0 - 2.0 * float(self.chi) * (1.0 - phi))
+            dt_dphi = -temp_k**2 * self.r_over_h * (1.0 / phi - 1.0 - 2.0 * chi * (1.0 - phi))
             return (temp_k, np.where(live, dt_dphi * dphi_dm1, -np.inf), np.where(live, dt_dphi * dphi_dm2, np.inf))
 
 
