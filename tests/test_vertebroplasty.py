@@ -114,13 +114,15 @@ def test_stop_reason_and_detection_limits_are_recorded(outcomes, model):
 def test_injector_limit_caps_the_plunger_pressure_and_stops_a_late_injection(model):
     from vertaug.physics.flow import STOP_PRESSURE
 
-    late = run_vertebroplasty(model, Vertebroplasty(volume_ml=4.0, start_time_s=600.0, stop_at_visible_leak=False))
+    # Palacos R ("high") 13 min after mixing (its rheometer curing time at 25 C, Nicholas 2007): thickening fast
+    late = run_vertebroplasty(model, Vertebroplasty(volume_ml=4.0, cement="high", start_time_s=780.0,
+                                                    stop_at_visible_leak=False))
     assert late.series["plunger_pressure_pa"].max() <= cannula.INJECTORS["hand"][0] * (1 + 1e-6)
     assert late.injection.stop_reason == STOP_PRESSURE
     assert late.injection.injected_ml < 4.0
     assert any("injector stalled" in n for n in late.notes)
-    free = run_vertebroplasty(model, Vertebroplasty(volume_ml=late.injection.injected_ml + 0.2, start_time_s=600.0,
-                                                    injector="none", stop_at_visible_leak=False))
+    free = run_vertebroplasty(model, Vertebroplasty(volume_ml=late.injection.injected_ml + 0.2, cement="high",
+                                                    start_time_s=780.0, injector="none", stop_at_visible_leak=False))
     assert free.series["plunger_pressure_pa"].max() > cannula.INJECTORS["hand"][0]  # what the limit prevented
 
 
@@ -185,8 +187,37 @@ def test_an_injection_stalled_at_its_first_step_records_the_limit_not_the_needed
     from vertaug.physics.flow import STOP_PRESSURE
 
     limit = cannula.INJECTORS["hand"][0]
-    dead = run_vertebroplasty(model, Vertebroplasty(volume_ml=2.0, start_time_s=1800.0, stop_at_visible_leak=False))
+    dead = run_vertebroplasty(model, Vertebroplasty(volume_ml=2.0, cement="high", start_time_s=1800.0,
+                                                    stop_at_visible_leak=False))
     assert dead.injection.stop_reason == STOP_PRESSURE
     assert dead.injection.injected_ml < 0.05
     assert dead.injection.max_injection_pressure_pa == pytest.approx(limit, rel=1e-6)
     assert dead.injection.max_injection_pressure_cannula_pa <= limit
+
+
+def test_the_cement_waits_in_the_syringe_at_room_temperature(model):
+    """Palacos R ("high") 6.5 min after mixing: held at room temperature in the syringe it is in its working phase
+    (rheometer curing time 13 min at 25 C, Nicholas 2007) and the whole volume goes in; had it cured at body
+    temperature since mixing (6.5 min curing time at 37 C) it would have set and the injector would stall at once.
+    The cure at body temperature starts when the injection starts."""
+    from vertaug.physics.flow import STOP_PRESSURE
+    from vertaug.procedures.injection import cement_viscosity_law
+
+    plan = {"volume_ml": 1.0, "cement": "high", "start_time_s": 390.0, "stop_at_visible_leak": False}
+    room = run_vertebroplasty(model, Vertebroplasty(**plan))
+    warm = run_vertebroplasty(model, Vertebroplasty(**plan, syringe_temperature_c=37.0))
+    assert room.injection.injected_ml == pytest.approx(1.0, rel=1e-6)
+    assert room.series["plunger_pressure_pa"].max() < 1.0e6
+    assert warm.injection.stop_reason == STOP_PRESSURE and warm.injection.injected_ml < 0.05
+    mu_room = cement_viscosity_law("high", 37.0, 390.0, 23.0)
+    mu_body = cement_viscosity_law("high", 37.0)
+    assert float(mu_room(390.0, 1.0)) == pytest.approx(192.7, rel=0.02)  # still near its mixing viscosity
+    assert float(mu_body(390.0, 1.0)) > 1e4  # set
+    # in the bone it cures at 37 C from the start of the injection on
+    assert float(mu_room(390.0 + 120.0, 1.0)) > float(mu_room(390.0, 1.0)) * 1.2
+
+
+def test_a_syringe_temperature_out_of_range_is_one_line():
+    with pytest.raises(ParameterError, match="syringe_temperature_c") as e:
+        Vertebroplasty(syringe_temperature_c=-5.0)
+    assert "\n" not in str(e.value)

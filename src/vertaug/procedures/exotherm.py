@@ -4,9 +4,10 @@ The injected cement (``Outcome.cement_fraction``: cement volume per voxel volume
 fraction of pore space, ``S = min(1, f / p)``, with p the treated model's porosity (``Vertebra.phi``) in porous bone and
 the label's pore fraction of :data:`vertaug.physics.thermal.LABEL_THERMAL` elsewhere; clipped volume is reported. Each
 voxel is then a mixture of bone matrix, marrow and cement (:func:`vertaug.physics.thermal.mix_properties`). The domain is cropped to the body's bounding
-box plus ``MARGIN_MM`` (the far-field boundary at 37 C sits there). The cement is placed at its mixing temperature
-with the cure age it had when injection ended (start time + injection time), and the heat equation with the cure source
-and Pennes perfusion is integrated for ``duration_s`` (Crank-Nicolson, adaptive steps ``DT_S``..``DT_MAX_S``;
+box plus ``MARGIN_MM`` (the far-field boundary at 37 C sits there). The cement is placed at its syringe temperature
+(the plan's ``syringe_temperature_c``, 23 C) with the cure it reached at that temperature by the end of the injection
+(start time + injection time; the last minute or two in the bone at 37 C is not counted), and the heat equation
+with the cure source and Pennes perfusion is integrated for ``duration_s`` (Crank-Nicolson, adaptive steps ``DT_S``..``DT_MAX_S``;
 physics/thermal.py).
 
 Peaks can exceed the adiabatic rise of the cement from body temperature (37 + H/c: 108 C for the generic "low"
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..constants import BODY_TEMPERATURE_C
+from ..constants import BODY_TEMPERATURE_C, ROOM_TEMPERATURE_C
 from ..model.labels import CORTEX, ENDPLATE
 from ..physics import rheology, thermal
 
@@ -133,7 +134,9 @@ def exotherm_after(outcome, duration_s: float = DURATION_S, dt_s: float = DT_S, 
     lab_c, sat_c = labels[box].astype(np.uint8), sat[box]
     cement = rheology.cement_preset(outcome.inputs.get("cement", "low"))
     age = float(outcome.inputs.get("start_time_s", 0.0)) + float(outcome.metrics.get("injection_time_s", 0.0))
+    syringe_c = float(outcome.inputs.get("syringe_temperature_c", ROOM_TEMPERATURE_C))
     res = thermal.simulate_exotherm(lab_c, model.spacing_m, sat_c, duration_s, dt_s=dt_s, cement=cement,
+                                    cement_temperature_c=syringe_c,
                                     probes=_probes(lab_c, sat_c), age_at_placement_s=age, theta=THETA,
                                     dt_max_s=dt_max_s if dt_max_s is None else max(dt_max_s, dt_s),
                                     max_change_c=max_change_c, max_cure_change=max_cure_change,

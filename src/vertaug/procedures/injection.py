@@ -1,7 +1,9 @@
 """What vertebroplasty and the kyphoplasty fill share: the cement's viscosity law, the injection done as in the
 operating room (injector pressure limit, clinical stopping rules), the cannula loss and the injection's metrics.
 
-* viscosity: the preset cured isothermally (0-D) from mixing, shear-thinning (:mod:`vertaug.physics.rheology`);
+* viscosity: the preset cured isothermally (0-D) at the syringe's temperature (the operating room's,
+  ``ROOM_TEMPERATURE_C``, unless the plan says otherwise) from mixing until the injection starts, then at body
+  temperature in the bone; shear-thinning (:mod:`vertaug.physics.rheology`, :func:`cement_viscosity_law`);
 * plunger pressure = cannula loss + bone pressure at the cannula outlet. Cannula loss (physics/cannula.py), per
   cannula at flow q = rate / n_cannulas, with the cement taken as a power law fitted at the wall shear rate:
   gamma_w = 4 q / (pi r^3), n = 1 + log2(mu(2 gamma_w) / mu(gamma_w)), K = mu(gamma_w) gamma_w^(1 - n),
@@ -31,7 +33,13 @@ from vertaug.constants import BODY_TEMPERATURE_C, KELVIN
 from vertaug.errors import ParameterError, check_range
 from vertaug.physics import cannula
 from vertaug.physics.flow import ROUTES, VENOUS_PRESSURE_PA, ExitVein
-from vertaug.physics.rheology import cement_preset, cure_0d, require_rheometry, viscosity_pa_s
+from vertaug.physics.rheology import (
+    cement_preset,
+    cure_0d,
+    require_rheometry,
+    time_to_alpha_s,
+    viscosity_pa_s,
+)
 from vertaug.procedures.outcome import InjectionMetrics
 
 __all__ = [
@@ -47,6 +55,7 @@ __all__ = [
     "injection_metrics",
     "plunger_limit_pa",
     "posterior_quarter_mask",
+    "viscosity_law_of",
 ]
 
 DEFAULT_RATE_ML_S = 0.05  # 3 mL/min (Bou-Francis, docs/references.md) [V]
@@ -66,6 +75,9 @@ def check_injection_plan(spec) -> None:
     """The injection-control fields shared by both plans: cement with rheometry, injector, pressure limit,
     fluoroscopy limit."""
     require_rheometry(cement_preset(spec.cement))
+    check_range("syringe_temperature_c", spec.syringe_temperature_c, 0.0, 45.0, "C",
+                "the cement's temperature in the syringe until injection: the operating room's (23 C), lower if "
+                "pre-chilled.")
     cannula.injector_limit_pa(spec.injector)
     if spec.max_plunger_pressure_pa is not None and not spec.max_plunger_pressure_pa > VENOUS_PRESSURE_PA:
         raise ParameterError(
@@ -131,17 +143,50 @@ def injection_controls(vertebra, spec, mu) -> dict:
     }
 
 
-def cement_viscosity_law(cement_name: str, temperature_c: float = BODY_TEMPERATURE_C):
-    """``mu(t_s, shear_rate_1_s)`` for :func:`flow.inject`: the preset cured isothermally (0-D) from mixing."""
+def cement_viscosity_law(cement_name: str, temperature_c: float = BODY_TEMPERATURE_C, start_time_s: float = 0.0,
+                         syringe_temperature_c: float | None = None):
+    """``mu(t_s, shear_rate_1_s)`` for :func:`flow.inject`, ``t_s`` counted from mixing: the preset cured
+    isothermally (0-D) at ``syringe_temperature_c`` in the mixing system and syringe until ``start_time_s`` (when the
+    injection starts), then at ``temperature_c`` (the cement in the bone).
+
+    The second stage is the body-temperature cure curve shifted in time so that it starts from the cure degree the
+    syringe reached (the rate law depends only on alpha and T, so the shift is exact). ``syringe_temperature_c=None``:
+    one temperature throughout (a bench injection with syringe and specimen at the same temperature).
+    """
     cement = require_rheometry(cement_preset(cement_name))
-    cure = cure_0d(cement, CURE_HORIZON_S, "isothermal", temperature_c, n_out=3601)
-    t_k = temperature_c + KELVIN
+    start = check_range("start_time_s", start_time_s, 0.0, CURE_HORIZON_S, "s")
+    t_syr = temperature_c if syringe_temperature_c is None else syringe_temperature_c
+    body = cure_0d(cement, CURE_HORIZON_S, "isothermal", temperature_c, n_out=3601)
+    syringe = body if t_syr == temperature_c else cure_0d(cement, CURE_HORIZON_S, "isothermal", t_syr, n_out=3601)
+    shift = 0.0
+    if syringe is not body and start > 0.0:
+        alpha_start = float(cure_0d(cement, start, "isothermal", t_syr, n_out=2).alpha[-1])
+        shift = _body_time_at_alpha_s(cement, body, alpha_start, temperature_c) - start
+    t_body_k, t_syr_k = temperature_c + KELVIN, t_syr + KELVIN
 
     def mu(t_s, shear_rate_1_s):
-        alpha = np.interp(t_s, cure.t_s, cure.alpha)
-        return viscosity_pa_s(cement, alpha, t_k, shear_rate_1_s)
+        t = np.asarray(t_s, dtype=float)
+        in_bone = t >= start
+        alpha = np.where(in_bone, np.interp(t + shift, body.t_s, body.alpha), np.interp(t, syringe.t_s, syringe.alpha))
+        return viscosity_pa_s(cement, alpha, np.where(in_bone, t_body_k, t_syr_k), shear_rate_1_s)
 
     return mu
+
+
+def _body_time_at_alpha_s(cement, body, alpha: float, temperature_c: float) -> float:
+    """Time from mixing at which the isothermal cure at ``temperature_c`` reaches ``alpha``; past the curve's end
+    (a syringe warmer than the body cured further than the body can) the curve's end, where alpha stays."""
+    if alpha <= cement.alpha0:
+        return 0.0
+    if alpha >= float(body.alpha[-1]) - 1e-9:
+        return float(body.t_s[-1])
+    return time_to_alpha_s(cement, alpha, temperature_c)
+
+
+def viscosity_law_of(spec):
+    """The viscosity law of a plan (Vertebroplasty or Kyphoplasty): its cement, body temperature, start time and
+    syringe temperature."""
+    return cement_viscosity_law(spec.cement, spec.temperature_c, spec.start_time_s, spec.syringe_temperature_c)
 
 
 def cannula_pressure_drop_series_pa(mu, t_s, flow_per_cannula_m3_s, length_m: float, radius_m: float):

@@ -22,8 +22,8 @@ Timeline (each step one physics module):
    3.42 mL balloon space): the balloon space filled completely and the 0.5 mL beyond it went into the bone beside
    the left balloon and out through an intraosseous vein channel 1-2 voxels from the cavity wall to route S, a
    visible leak (0.10 mL) at 4.09 mL with 86 % of that "cavity" filled. The cement viscosity
-   follows the preset's cure at body temperature (0-D, isothermal 37 C) from ``start_time_s`` after mixing, and
-   shear-thins (:func:`vertaug.physics.rheology.viscosity_pa_s`); leaks by route B, S, C, D as in VP; the plunger
+   follows the preset's cure (0-D, isothermal) at ``syringe_temperature_c`` (23 C) in the syringe from mixing until
+   ``start_time_s`` and at body temperature in the bone after it, and shear-thins (:func:`vertaug.physics.rheology.viscosity_pa_s`); leaks by route B, S, C, D as in VP; the plunger
    pressure adds the cannula loss as vertebroplasty computes it (power law at the wall shear rate, 11 G, 120 mm).
    Start time default 210 s after mixing, as vertebroplasty (Habib et al. benchmark leakage study). The fill
    uses CFL 10 by default (vertebroplasty: 1): the flow solver's saturation step is implicit, and the open cavity
@@ -46,14 +46,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from vertaug.constants import BODY_TEMPERATURE_C, DEFAULT_CANNULA_GAUGE, PSI_PA
+from vertaug.constants import BODY_TEMPERATURE_C, DEFAULT_CANNULA_GAUGE, PSI_PA, ROOM_TEMPERATURE_C
 from vertaug.errors import ParameterError, check_range
+from vertaug.model.heights import height_change, model_heights
 from vertaug.physics import balloon as bl
 from vertaug.physics import cannula
 from vertaug.physics.flow import ROUTES, inject
 from vertaug.physics.rheology import cement_preset
-from vertaug.model.heights import height_change, model_heights
-from vertaug.procedures.outcome import BalloonMetrics, Outcome, make_outcome
 from vertaug.procedures.injection import (
     DEFAULT_CANNULA_LENGTH_MM,
     DEFAULT_START_S,
@@ -63,7 +62,9 @@ from vertaug.procedures.injection import (
     exit_veins,
     injection_controls,
     injection_metrics,
+    viscosity_law_of,
 )
+from vertaug.procedures.outcome import BalloonMetrics, Outcome, make_outcome
 
 __all__ = ["Kyphoplasty", "cement_viscosity_law", "fill_with_cement", "run_kyphoplasty"]
 
@@ -91,6 +92,7 @@ class Kyphoplasty:
     rate_ml_s: float = DEFAULT_RATE_ML_S
     start_time_s: float = DEFAULT_START_S
     temperature_c: float = BODY_TEMPERATURE_C
+    syringe_temperature_c: float = ROOM_TEMPERATURE_C
     cannula_gauge: int = DEFAULT_CANNULA_GAUGE
     cannula_length_mm: float = DEFAULT_CANNULA_LENGTH_MM
     device_max_pressure_pa: float | None = None  # default: the device's rated pressure
@@ -150,20 +152,23 @@ class Kyphoplasty:
 
 def fill_with_cement(model, tip_voxels, volume_ml: float, cement: str = "high", rate_ml_s: float = DEFAULT_RATE_ML_S,
                      start_time_s: float = DEFAULT_START_S, temperature_c: float = BODY_TEMPERATURE_C, cfl: float = DEFAULT_CFL,
-                     max_saturation_change: float = DEFAULT_MAX_SATURATION_CHANGE, **controls):
+                     max_saturation_change: float = DEFAULT_MAX_SATURATION_CHANGE,
+                     syringe_temperature_c: float = ROOM_TEMPERATURE_C, **controls):
     """Inject ``volume_ml`` of cement into ``model`` (a Vertebra, treated or not) through ``tip_voxels``.
 
     The same call serves the kyphoplasty fill and a vertebroplasty reference on the untreated model: anisotropic
     permeability (transverse on axes 0 and 1, longitudinal on the height axis 2). ``controls``: pressure limit and
     stopping rules for :func:`flow.inject` (:func:`vertaug.procedures.vertebroplasty.injection_controls`); the
     model's extra-osseous veins (:func:`vertaug.procedures.injection.exit_veins`) unless ``exit_veins`` is given.
-    Returns an InjectionResult.
+    The cement waits in the syringe at ``syringe_temperature_c`` until ``start_time_s`` and cures at ``temperature_c``
+    in the bone (:func:`vertaug.procedures.injection.cement_viscosity_law`). Returns an InjectionResult.
     """
     controls.setdefault("exit_veins", exit_veins(model))
     m = model.materials
     kt, kl = m.permeability_transverse_m2, m.permeability_m2
     return inject(model.labels, model.spacing_m, model.phi, (kt, kt, kl), tip_voxels, rate_ml_s * 1e-6,
-                  volume_ml * 1e-6, cement_viscosity_law(cement, temperature_c), start_time_s=start_time_s, cfl=cfl,
+                  volume_ml * 1e-6, cement_viscosity_law(cement, temperature_c, start_time_s, syringe_temperature_c),
+                  start_time_s=start_time_s, cfl=cfl,
                   max_saturation_change=max_saturation_change, **controls)
 
 
@@ -233,10 +238,10 @@ def run_kyphoplasty(vertebra, spec: Kyphoplasty | None = None, trajectories=None
     cavity_ml = float(res.cavity.sum()) * vvox_ml
     cement_ml = spec.cement_ml if spec.cement_ml is not None else spec.fill_ratio * cavity_ml
     tip_vox = np.concatenate([np.asarray(t.tip_voxels) for t in trajectories])
-    mu = cement_viscosity_law(spec.cement, spec.temperature_c)
+    mu = viscosity_law_of(spec)
     inj = fill_with_cement(treated, tip_vox, cement_ml, spec.cement, spec.rate_ml_s, spec.start_time_s,
                            spec.temperature_c, spec.cfl, spec.max_saturation_change,
-                           **injection_controls(treated, spec, mu))
+                           syringe_temperature_c=spec.syringe_temperature_c, **injection_controls(treated, spec, mu))
     if inj.stop_reason != "volume reached":
         notes.append(f"fill stopped: {inj.stop_reason} after {inj.injected_m3[-1] * 1e6:.2f} mL")
     cement_fraction = (inj.saturation * treated.phi).astype(np.float32)

@@ -5,8 +5,9 @@ Timeline (each step one physics module):
 1. cannula paths: :func:`vertaug.model.trajectory.plan_trajectories` (uni- or bipedicular);
 2. injection: :func:`vertaug.physics.flow.inject` of ``volume_ml`` at ``rate_ml_s`` (split evenly between the
    cannulas), two-phase Darcy flow of cement displacing marrow, leakage by route B, S, C, D; the cement viscosity
-   follows the preset's isothermal cure at ``temperature_c`` from ``start_time_s`` after mixing and shear-thins
-   (:func:`vertaug.procedures.kyphoplasty.cement_viscosity_law`, :mod:`vertaug.physics.rheology`). The injection is
+   follows the preset's isothermal cure at ``syringe_temperature_c`` (the operating room's, 23 C) from mixing until
+   ``start_time_s``, then at ``temperature_c`` (37 C) in the bone, and shear-thins
+   (:func:`vertaug.procedures.injection.cement_viscosity_law`, :mod:`vertaug.physics.rheology`). The injection is
    done as in the operating room (:func:`injection_controls`): the injector's plunger pressure limit
    (``injector``, the table :data:`vertaug.physics.cannula.INJECTORS`, or ``max_plunger_pressure_pa``) lowers the
    rate when it is reached, and the injection stops at the first of: the planned volume; cement in the posterior
@@ -38,13 +39,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from vertaug.constants import BODY_TEMPERATURE_C, DEFAULT_CANNULA_GAUGE
+from vertaug.constants import BODY_TEMPERATURE_C, DEFAULT_CANNULA_GAUGE, ROOM_TEMPERATURE_C
 from vertaug.errors import ParameterError, check_range
+from vertaug.model.heights import height_change
 from vertaug.physics import cannula
 from vertaug.physics.flow import ROUTES, STOP_VOLUME, inject
 from vertaug.physics.reduction import vertebroplasty_reduction
 from vertaug.physics.rheology import cement_preset
-from vertaug.model.heights import height_change
 from vertaug.procedures.injection import (  # noqa: F401 - shared with the kyphoplasty fill, importable from here too
     CURE_HORIZON_S,
     DEFAULT_CANNULA_LENGTH_MM,
@@ -59,6 +60,7 @@ from vertaug.procedures.injection import (  # noqa: F401 - shared with the kypho
     injection_metrics,
     plunger_limit_pa,
     posterior_quarter_mask,
+    viscosity_law_of,
 )
 from vertaug.procedures.outcome import Outcome, make_outcome
 
@@ -85,6 +87,7 @@ class Vertebroplasty:
     start_time_s: float = DEFAULT_START_S
     stop_leak_ml: float | None = None
     temperature_c: float = BODY_TEMPERATURE_C
+    syringe_temperature_c: float = ROOM_TEMPERATURE_C
     cannula_length_mm: float = DEFAULT_CANNULA_LENGTH_MM
     cfl: float = 1.0
     injector: str = "hand"
@@ -122,7 +125,7 @@ def run_vertebroplasty(vertebra, spec: Vertebroplasty | None = None, trajectorie
     tips = np.concatenate([np.asarray(t.tip_voxels) for t in trajectories])
     m = vertebra.materials
     kt, kl = m.permeability_transverse_m2, m.permeability_m2
-    mu = cement_viscosity_law(spec.cement, spec.temperature_c)
+    mu = viscosity_law_of(spec)
     inj = inject(vertebra.labels, vertebra.spacing_m, vertebra.phi, (kt, kt, kl), tips, spec.rate_ml_s * 1e-6,
                  spec.volume_ml * 1e-6, mu, start_time_s=spec.start_time_s, cfl=spec.cfl,
                  **injection_controls(vertebra, spec, mu))

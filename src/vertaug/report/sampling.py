@@ -7,7 +7,8 @@ their sources; the plan's volume, rate and cement stay as given):
 * material: ``permeability_scale``, log-uniform [0.474, 2.109] (Baroud 2004 scatter of lumbar permeability, exp(+-2
   sigma_ln)); both trabecular permeabilities times the factor;
 * rheology: ``cement_start_time_min``, uniform [2, 8] min (when the cement reaches the cannula after mixing: it sets
-  the viscosity at the start of the injection; Nicholas 2007's shortest curing time 8.7 min bounds it);
+  the viscosity at the start of the injection; Nicholas 2007's shortest curing time at 25 C, 8.7 min, bounds it, the
+  cement waiting in the syringe at room temperature until then);
 * calibration: ``bmd_slope_mg_cm3_per_hu``, uniform [0.7, 1.3] (HU -> BMD slope at 120 kVp around the nominal 1.0);
   BV/TV, permeability, E and yield all follow it.
 
