@@ -277,6 +277,44 @@ def test_time_above_threshold_matches_a_sampled_linear_history():
     np.testing.assert_allclose(got, [0.5, 2.0 / 3.0, 1.0, 0.0, 1.0, 0.0], atol=1e-15)
     np.testing.assert_allclose(got, sampled, atol=1e-5)
 
+
+def test_damage_floor_bound_over_the_procedures_exotherm():
+    """Below DAMAGE_FLOOR_C = 39 C the damage is not booked; both rates rise with T, so over the procedures' 900 s
+    exotherm that leaves out at most 4.04e-4 of Omega and 0.25^(43 - 39) x 15 min = 0.0586 min of CEM43 per voxel."""
+    from vertaug.procedures.exotherm import DURATION_S
+
+    assert damage.DAMAGE_FLOOR_C == 39.0 and DURATION_S == 900.0
+    omega_bound = float(damage.arrhenius_rate_1_s(damage.DAMAGE_FLOOR_C)) * DURATION_S
+    cem_bound = float(damage.cem43_rate_min_s(damage.DAMAGE_FLOOR_C)) * DURATION_S
+    assert omega_bound == pytest.approx(4.04e-4, rel=1e-3) and omega_bound < 1e-3 * damage.NECROSIS_OMEGA
+    assert cem_bound == pytest.approx(0.25**4 * 15.0, rel=1e-12) and cem_bound == pytest.approx(0.0586, abs=1e-4)
+    assert float(damage.arrhenius_rate_1_s(38.99)) < float(damage.arrhenius_rate_1_s(39.0))  # the rates rise with T
+
+
+def test_damage_floor_books_hot_voxels_as_the_full_computation():
+    """A field with voxels held at 38 C, at 60 C, one rising 38 -> 60 C and one falling 60 -> 38 C over 900 s in 36
+    steps: above the floor the same Omega, CEM43 and time above 50 C as booking every voxel (floor -inf); below it the
+    difference is within the bound at 39 C."""
+    ramp = np.linspace(38.0, 60.0, 37)
+    hist = np.stack([np.full(37, 38.0), np.full(37, 60.0), ramp, ramp[::-1], np.full(37, 37.0)], axis=1)
+    floored = damage.DamageState.start(hist[0])
+    full = damage.DamageState.start(hist[0], floor_c=-np.inf)
+    dt = 900.0 / 36
+    for t0, t1 in zip(hist[:-1], hist[1:]):
+        floored.step(t0, t1, dt)
+        full.step(t0, t1, dt)
+    assert floored.omega[0] == floored.cem43_min[0] == floored.omega[4] == floored.cem43_min[4] == 0.0
+    assert 0.0 < full.cem43_min[0] <= float(damage.cem43_rate_min_s(39.0)) * 900.0
+    assert 0.0 < full.omega[0] <= float(damage.arrhenius_rate_1_s(39.0)) * 900.0
+    assert floored.omega[1] == full.omega[1] and floored.cem43_min[1] == full.cem43_min[1]
+    for ramp_voxel in (2, 3):  # the steps that reach above 39 C are booked exactly, the one below it left out
+        t_below = dt * np.count_nonzero(np.maximum(hist[:-1, ramp_voxel], hist[1:, ramp_voxel]) <= 39.0)
+        assert 0.0 < full.omega[ramp_voxel] - floored.omega[ramp_voxel] <= damage.arrhenius_rate_1_s(39.0) * t_below
+        assert 0.0 < full.cem43_min[ramp_voxel] - floored.cem43_min[ramp_voxel] <= (damage.cem43_rate_min_s(39.0)
+                                                                                   * t_below)
+    np.testing.assert_array_equal(floored.time_above_50c_s, full.time_above_50c_s)
+    np.testing.assert_array_equal(floored.peak_temperature_c, full.peak_temperature_c)
+
 def test_face_conductances_are_harmonic_and_films_in_series():
     """Two voxels along R with k 0.3 and 0.6 W/mK, 1 x 2 x 4 mm: interior and outer-face conductances by hand."""
     k = np.array([0.3, 0.6]).reshape(2, 1, 1)

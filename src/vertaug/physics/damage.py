@@ -14,6 +14,14 @@ the trapezoidal rule for constant T, and exact for CEM43 while T varies linearly
 Omega since B / T is nearly linear in T over a step): the rates change by a factor ~1.8 per degree near 75 C, where the
 trapezoidal rule on adaptive steps of ~1 C overestimates. The time above a threshold is the fraction of the step spent
 above it under linear interpolation.
+
+Floor: Omega and CEM43 are booked only in voxels whose step reaches above ``DAMAGE_FLOOR_C`` = 39 C (max of the
+step's end temperatures); a voxel below it all step keeps its damage. Both rates rise with T, so what this leaves out is
+bounded by their values at 39 C: dOmega/dt <= A exp(-B / 312.15 K) = 4.5e-7 1/s, dCEM43/dt <= 0.25^(43 - 39) = 0.0039
+equivalent minutes per minute; over the procedures' 900 s exotherm (procedures/exotherm.py) at most 4.04e-4 of Omega
+(necrosis at 1) and 0.0586 min of CEM43 (15 min x 0.25^4) per voxel (tests/test_thermal.py computes both). In the
+demo's runs at 1 mm only 4 % (VP) and 12 % (KP) of the voxels pass 39 C, so the floor skips the logarithms and
+exponentials of the other 88-96 %.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from vertaug.constants import KELVIN
 __all__ = [
     "ARRHENIUS_A_1_S",
     "ARRHENIUS_B_K",
+    "DAMAGE_FLOOR_C",
     "NECROSIS_OMEGA",
     "DamageState",
     "arrhenius_rate_1_s",
@@ -38,6 +47,7 @@ ARRHENIUS_A_1_S = 1.0e98
 ARRHENIUS_B_K = 7.5e4
 NECROSIS_OMEGA = 1.0
 THRESHOLD_50_C = 50.0
+DAMAGE_FLOOR_C = 39.0  # Omega and CEM43 are booked where a step reaches above this (module docstring: the bound)
 _LN_A = float(np.log(ARRHENIUS_A_1_S))
 _LN_HALF, _LN_QUARTER, _LN_60 = float(np.log(0.5)), float(np.log(0.25)), float(np.log(60.0))
 
@@ -86,37 +96,47 @@ def _fraction_above(t0, t1, thr):
     top = np.maximum(t0, t1)
     hot = np.flatnonzero(top > thr)
     if hot.size:
-        a, b = t0[hot], t1[hot]
-        span = np.abs(b - a)
-        moving = span > 0.0
-        f = np.ones(hot.size)
-        f[moving] = np.minimum((top[hot][moving] - thr) / span[moving], 1.0)
-        out[hot] = f
+        out[hot] = _fraction_above_where_hot(t0[hot], t1[hot], top[hot], thr)
     return out
+
+
+def _fraction_above_where_hot(a, b, top, thr):
+    """:func:`_fraction_above` on steps whose top ``top`` = max(a, b) is above ``thr``."""
+    span = np.abs(b - a)
+    moving = span > 0.0
+    f = np.ones(a.size)
+    f[moving] = np.minimum((top[moving] - thr) / span[moving], 1.0)
+    return f
 
 
 @dataclass
 class DamageState:
-    """Running per-voxel damage accumulators (mutable: updated in place every step, flat arrays)."""
+    """Running per-voxel damage accumulators (mutable: updated in place every step, flat arrays). ``floor_c``: Omega
+    and CEM43 are booked where a step's end temperatures reach above it (module docstring; -inf books every voxel)."""
 
     omega: np.ndarray
     cem43_min: np.ndarray
     time_above_50c_s: np.ndarray
     peak_temperature_c: np.ndarray
-    _log_rate_prev: np.ndarray
-    _log_cem_prev: np.ndarray
+    floor_c: float = DAMAGE_FLOOR_C
 
     @classmethod
-    def start(cls, temperature_c: np.ndarray) -> DamageState:
+    def start(cls, temperature_c: np.ndarray, floor_c: float = DAMAGE_FLOOR_C) -> DamageState:
         t = np.asarray(temperature_c, dtype=float)
         z = np.zeros_like(t)
-        return cls(z.copy(), z.copy(), z.copy(), t.copy(), _log_arrhenius(t), _log_cem43(t))
+        return cls(z.copy(), z.copy(), z.copy(), t.copy(), floor_c)
 
     def step(self, t_old_c: np.ndarray, t_new_c: np.ndarray, dt_s: float) -> None:
-        log_rate = _log_arrhenius(t_new_c)
-        log_cem = _log_cem43(t_new_c)
-        self.omega += _log_mean_step(self._log_rate_prev, log_rate, dt_s)
-        self.cem43_min += _log_mean_step(self._log_cem_prev, log_cem, dt_s)
-        self.time_above_50c_s += dt_s * _fraction_above(t_old_c, t_new_c, THRESHOLD_50_C)
+        """Book one step with T linear from ``t_old_c`` (the previous step's ``t_new_c``) to ``t_new_c``."""
+        top = np.maximum(t_old_c, t_new_c)
+        hot = np.flatnonzero(top > self.floor_c)
         np.maximum(self.peak_temperature_c, t_new_c, out=self.peak_temperature_c)
-        self._log_rate_prev, self._log_cem_prev = log_rate, log_cem
+        if not hot.size:
+            return
+        t0, t1, top = t_old_c[hot], t_new_c[hot], top[hot]
+        self.omega[hot] += _log_mean_step(_log_arrhenius(t0), _log_arrhenius(t1), dt_s)
+        self.cem43_min[hot] += _log_mean_step(_log_cem43(t0), _log_cem43(t1), dt_s)
+        above = np.flatnonzero(top > THRESHOLD_50_C)
+        if above.size:
+            self.time_above_50c_s[hot[above]] += dt_s * _fraction_above_where_hot(t0[above], t1[above], top[above],
+                                                                                THRESHOLD_50_C)
