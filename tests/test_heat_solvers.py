@@ -71,3 +71,29 @@ def test_jacobi_scaled_matrix_has_unit_diagonal_and_stays_seven_diagonals():
     dense = sas.toarray()
     np.testing.assert_allclose(dense, dense.T, rtol=1e-6)
     assert dense[0, 1] == pytest.approx(a[0, 1] / np.sqrt(a[0, 0] * a[1, 1]), rel=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(7, 5, 6), (5, 1, 4), (1, 1, 6)])
+def test_step_matrix_built_on_the_diagonals_is_scipys_bit_for_bit(shape):
+    """The exotherm's DIA path (thermal._as_dia from CSR's index arrays, thermal._add_to_diagonal for C/dt + theta
+    (L + P), heat_pcg.jacobi_scaled on the diagonals) gives the same offsets and bits as scipy's todia, CSR sum and
+    S @ A @ S, mixed films, degenerate axes included."""
+    rng = np.random.default_rng(11)
+    lmat, _ = thermal.assemble_conduction(rng.uniform(0.2, 0.6, shape), (1e-3, 2e-3, 1.5e-3),
+                                          film_w_m2k=(np.inf, 10.0, 0.0, 0.0, 5.0, np.inf))
+    n = lmat.shape[0]
+    full = (lmat + sp.diags(rng.uniform(0.0, 1e-4, n))).tocsr()
+    cap_dt = rng.uniform(1e-3, 2e-3, n)
+    ours = thermal._as_dia(full)
+    ref = full.todia()
+    np.testing.assert_array_equal(ours.offsets, ref.offsets)
+    np.testing.assert_array_equal(ours.data, ref.data)
+    a = thermal._add_to_diagonal(ours, 0.5, cap_dt)
+    a_ref = (sp.diags(cap_dt) + 0.5 * full).tocsr().todia()
+    np.testing.assert_array_equal(a.offsets, a_ref.offsets)
+    np.testing.assert_array_equal(a.data, a_ref.data)
+    sas, s = jacobi_scaled(a)
+    sc = sp.diags(1.0 / np.sqrt(a_ref.diagonal()))
+    sas_ref = (sc @ a_ref @ sc).astype(np.float32)
+    assert sas.format == "dia" and s.dtype == np.float32
+    np.testing.assert_array_equal(sas.toarray(), sas_ref.toarray())

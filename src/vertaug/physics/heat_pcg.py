@@ -37,10 +37,25 @@ def _dot(u: np.ndarray, v: np.ndarray) -> float:
 def jacobi_scaled(a) -> tuple:
     """(S A S in float32, S in float32) with S = diag(A)^(-1/2); a 7-diagonal A stays in DIA form."""
     scale = 1.0 / np.sqrt(a.diagonal())
+    if sp.isspmatrix_dia(a) and a.offsets.size <= 7:
+        return _scaled_dia(a, scale).astype(np.float32), scale.astype(np.float32)
     s = sp.diags(scale)
     sas = s @ a @ s
     dia = sas.todia()
     return (dia if dia.offsets.size <= 7 else sas.tocsr()).astype(np.float32), scale.astype(np.float32)
+
+
+def _scaled_dia(a, scale: np.ndarray):
+    """S A S for a DIA ``a`` on its diagonals: data[d, j] = A[j - o_d, j] times scale[j - o_d] and then scale[j]."""
+    n_rows, width = a.shape[0], a.data.shape[1]
+    data = np.array(a.data, dtype=np.float64)
+    for d, o in enumerate(a.offsets):
+        lo, hi = max(o, 0), min(n_rows + o, width)  # the columns j whose row j - o is in the matrix
+        data[d, :lo] = 0.0
+        data[d, hi:] = 0.0
+        data[d, lo:hi] *= scale[lo - o:hi - o]
+    data *= scale[:width]
+    return sp.dia_matrix((data, a.offsets), shape=a.shape)
 
 
 def _pcg32(a32, r: np.ndarray, reduction: float, max_iterations: int):

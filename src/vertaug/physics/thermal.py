@@ -307,9 +307,33 @@ def assemble_conduction(k: np.ndarray, spacing_m, film_w_m2k=np.inf):
 
 
 def _as_dia(a):
-    """``a`` as DIA when it has at most 7 diagonals (the 7-point stencil on the full box), else unchanged."""
-    dia = a.todia()
-    return dia if dia.offsets.size <= 7 else a
+    """``a`` as DIA when it has at most 7 diagonals (the 7-point stencil on the full box), else unchanged. A CSR
+    matrix's diagonals are read from its index arrays in one pass (scipy's todia sorts them all: np.unique)."""
+    if sp.isspmatrix_dia(a):
+        return a
+    a = a.tocsr()
+    a.sum_duplicates()
+    n_rows, n_cols = a.shape
+    rows = np.repeat(np.arange(n_rows), np.diff(a.indptr))
+    off = a.indices - rows
+    seen = np.zeros(n_rows + n_cols, dtype=bool)
+    seen[off + n_rows] = True
+    offsets = np.flatnonzero(seen) - n_rows  # ascending, as todia gives them
+    if offsets.size > 7:
+        return a
+    data = np.zeros((offsets.size, n_cols), dtype=a.dtype)
+    data[np.searchsorted(offsets, off), a.indices] = a.data  # DIA: data[d, j] = A[j - offsets[d], j]
+    return sp.dia_matrix((data, offsets), shape=a.shape)
+
+
+def _add_to_diagonal(a, scale: float, diag: np.ndarray):
+    """scale a + diag(``diag``): for a DIA ``a`` on its diagonals' data (no conversion), else as CSR."""
+    main = np.flatnonzero(a.offsets == 0) if sp.isspmatrix_dia(a) else np.array([], int)
+    if not main.size:
+        return (sp.diags(diag) + scale * a).tocsr()
+    data = scale * a.data
+    data[main[0]] += diag
+    return sp.dia_matrix((data, a.offsets), shape=a.shape)
 
 
 class _Solver:
@@ -323,18 +347,16 @@ class _Solver:
     CG_MAX_COND, else direct (small grids) or amg.
     """
 
-    def __init__(self, a: sp.csr_matrix, method: str = "auto", rtol: float = 1e-13, shape=None):
+    def __init__(self, a, method: str = "auto", rtol: float = 1e-13, shape=None):
         n = a.shape[0]
-        self.a = a
+        self.a = a  # CSR or DIA (the exotherm's 7 diagonals); the direct, AMG and GMG set-ups take it as CSR
         self.shape = shape
         self.rtol = rtol
         self.iterations = 0
         self._dinv = 1.0 / a.diagonal()
         self._fallback = method == "auto"
         if method == "auto":
-            offdiag = (
-                np.asarray(abs(a).sum(axis=1)).ravel() * self._dinv - 1.0
-            )  # row sums of |offdiag| / diag
+            offdiag = (abs(a) @ np.ones(n)) * self._dinv - 1.0  # row sums of |offdiag| / diag
             cond_bound = (
                 (1.0 + offdiag.max()) / max(1.0 - offdiag.max(), 1e-300) if offdiag.max() < 1 else np.inf
             )
@@ -351,7 +373,7 @@ class _Solver:
             self._mv = _as_dia(a)
             self._scaled32 = jacobi_scaled(self._mv)  # the inner solves of heat_pcg.mixed_jacobi_pcg
         if method == "direct":
-            self._lu = spla.splu(a.tocsc())
+            self._lu = spla.splu(sp.csc_matrix(a))
         elif method == "amg":
             import pyamg
 
@@ -454,7 +476,7 @@ class _ExothermProblem:
     def solver_for(self, step_s: float) -> _Solver:
         """The linear solver of C/dt + theta (L + P) for step ``step_s`` (one kept per step size used)."""
         if step_s not in self.solvers:
-            a = (sp.diags(self.cap / step_s) + self.theta * self.full).tocsr()
+            a = _add_to_diagonal(self.full_mv, self.theta, self.cap / step_s)
             self.solvers[step_s] = _Solver(a, self.solver, rtol=self.solver_rtol, shape=self.labels.shape)
         return self.solvers[step_s]
 
