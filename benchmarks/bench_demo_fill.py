@@ -65,7 +65,8 @@ def _replay(tree: str, pkl: Path, out: Path) -> list[str]:
     env = dict(os.environ, PYTHONPATH=tree)
     r = subprocess.run([sys.executable, "-c", _REPLAY, str(pkl), str(out)], env=env, capture_output=True, text=True,
                        check=True)
-    return r.stdout.split()
+    cpu, steps, its, stop = r.stdout.strip().split(" ", 3)
+    return cpu, steps, its, stop
 
 
 def _rel(a, b) -> float:
