@@ -449,10 +449,12 @@ def _saturation_step(S_old, dt, pv, up, dn, wf, out, src, mu_c, mu_m, active, p,
     a = a[np.argsort(-p[a], kind="stable")]
     loc = np.full(n, -1, dtype=np.int64)
     loc[a] = np.arange(a.size)
-    act_dn, act_up = active[dn], active[up]
-    fm = act_dn & act_up & (wf > 0)
+    into = np.flatnonzero(active[dn])  # the faces into the set (in face order: the same sums as with masks)
+    dn, up, wf = dn[into], up[into], wf[into]
+    act_up = active[up]
+    fm = act_up & (wf > 0)
     dn_a, up_a, w_a = loc[dn[fm]], loc[up[fm]], wf[fm]
-    inflow_edge = act_dn & ~act_up  # inflow from inactive (S fixed) cells
+    inflow_edge = ~act_up  # inflow from inactive (S fixed) cells
     pv_a, out_a, mu_a = pv[a], out[a], mu_c[a]
     fixed_in = np.bincount(loc[dn[inflow_edge]], _frac(S[up[inflow_edge]], mu_c[up[inflow_edge]], mu_m)[0]
                            * wf[inflow_edge], a.size) if inflow_edge.any() else np.zeros(a.size)
