@@ -25,7 +25,10 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 
 def capture(folder: Path) -> None:
-    import cloudpickle
+    try:  # the procedures' viscosity laws are closures, which the standard pickle cannot write
+        import cloudpickle
+    except ImportError:
+        sys.exit("capture needs cloudpickle (pip install cloudpickle); compare does not.")
 
     from vertaug.physics import flow
 
