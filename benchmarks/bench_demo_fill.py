@@ -3,7 +3,7 @@
 Run:  python benchmarks/bench_demo_fill.py capture DIR
       python benchmarks/bench_demo_fill.py compare DIR --trees BEFORE_SRC AFTER_SRC [--rounds 2] [--repeats 1]
 
-``capture`` runs the demo's pipeline (``vertaug demo --workers 1 --samples 0 --no-fluoro``, without exotherms and FE)
+``capture`` (needs cloudpickle, as does reading its files) runs the demo's pipeline (``vertaug demo --workers 1 --samples 0 --no-fluoro``, without exotherms and FE)
 and writes the arguments of each ``flow.inject`` call (cloudpickle) to DIR. ``compare`` replays each call in a fresh
 process per tree (``PYTHONPATH=TREE``), alternating the trees round by round, and prints the CPU (process) seconds of
 ``flow.inject`` (the best of ``--repeats`` timed calls after a warm-up one), the steps and CG iterations; the best of
@@ -28,7 +28,7 @@ def capture(folder: Path) -> None:
     try:  # the procedures' viscosity laws are closures, which the standard pickle cannot write
         import cloudpickle
     except ImportError:
-        sys.exit("capture needs cloudpickle (pip install cloudpickle); compare does not.")
+        sys.exit("capture needs cloudpickle (pip install cloudpickle), and so does compare to read what it wrote.")
 
     from vertaug.physics import flow
 
