@@ -3,12 +3,13 @@
 Run:  python benchmarks/bench_demo_fill.py capture DIR
       python benchmarks/bench_demo_fill.py compare DIR --trees BEFORE_SRC AFTER_SRC [--rounds 2] [--repeats 1]
 
-``capture`` (needs cloudpickle, as does reading its files) runs the demo's pipeline (``vertaug demo --workers 1 --samples 0 --no-fluoro``, without exotherms and FE)
-and writes the arguments of each ``flow.inject`` call (cloudpickle) to DIR. ``compare`` replays each call in a fresh
-process per tree (``PYTHONPATH=TREE``), alternating the trees round by round, and prints the CPU (process) seconds of
-``flow.inject`` (the best of ``--repeats`` timed calls after a warm-up one), the steps and CG iterations; the best of
-the rounds is the figure on a shared machine. The last round's
-results are compared field by field: the largest relative pressure and saturation differences (max |diff| / max |x|).
+``capture`` runs the demo's pipeline (``vertaug demo --workers 1 --samples 0 --no-fluoro``, without exotherms and
+FE) and writes the arguments of each ``flow.inject`` call to DIR with cloudpickle (the viscosity laws are closures;
+reading the files needs cloudpickle too). ``compare`` replays each call in a fresh process per tree
+(``PYTHONPATH=TREE``), alternating the trees round by round, and prints the CPU (process) seconds of ``flow.inject``
+(the best of ``--repeats`` timed calls after a warm-up one), the steps and CG iterations; the best of the rounds is
+the figure on a shared machine. The last round's results are compared field by field: the largest relative pressure
+and saturation differences (max |diff| / max |x|).
 """
 
 from __future__ import annotations
