@@ -171,7 +171,43 @@ def test_coarsest_lu_without_pivoting_solves_the_spd_coarse_level_to_rounding():
     C = sp.csc_matrix(h.levels[-1].matrix().astype(np.float64))
     assert 1000 < C.shape[0] <= 2000
     b = np.random.default_rng(2).standard_normal(C.shape[0])
-    x, ref = h._coarse.solve(b), spla.splu(C).solve(b)
+    x, ref = h.coarse_solve(b), spla.splu(C).solve(b)
     residual = np.linalg.norm(b - C @ x) / (abs(C).max() * np.linalg.norm(x))
     assert residual < 1e-14
     assert np.linalg.norm(x - ref) / np.linalg.norm(ref) < 1e-10
+
+
+def test_coarsest_layout_is_kept_with_the_pattern_and_factorises_each_new_matrix():
+    """The coarsest LU's layout (structure and fill-reducing order) is made once per sparsity pattern: a second matrix
+    of the same pattern (other values: seed 2) reuses it and its coarse solve is SuperLU's on that matrix to
+    rounding."""
+    A1, _, (shape, cells) = _heterogeneous_block(n=16, contrast=1e3, seed=1)
+    A2, _, _ = _heterogeneous_block(n=16, contrast=1e3, seed=2)
+    h1 = build_hierarchy(A1, shape, cells, max_coarse=300)
+    layout = h1.pattern.coarse
+    h2 = build_hierarchy(A2, shape, cells, max_coarse=300, pattern=h1.pattern)
+    assert h2.pattern is h1.pattern and h2.pattern.coarse is layout
+    C = sp.csc_matrix(h2.levels[-1].matrix().astype(np.float64))
+    b = np.random.default_rng(3).standard_normal(C.shape[0])
+    x, ref = h2.coarse_solve(b), spla.splu(C).solve(b)
+    assert np.linalg.norm(x - ref) / np.linalg.norm(ref) < 1e-12
+
+
+def test_coarsest_layout_leaves_out_neighbour_blocks_without_a_face_and_notices_one():
+    """Two neighbouring coarse blocks with no fine face between them (a wall of inactive voxels at x = 3 with a
+    hole) have no entry in the coarse matrix (SuperLU's own path drops the zero) nor in the layout; a value there in a
+    later matrix makes the layout unfit (a new one is made)."""
+    n = 8
+    active = np.ones((n, n, n), bool)
+    active[3] = False
+    active[3, :2, :2] = True  # the hole that keeps the block connected
+    A, cells = _two_point_matrix(np.ones(active.shape), active, 1.0)
+    h = build_hierarchy(A, active.shape, cells, max_coarse=100)
+    layout, last = h.pattern.coarse, h.levels[-1]
+    assert len(h.levels) == 2 and layout.zero_where.size > 0
+    C = sp.csc_matrix(last.matrix().astype(np.float64))
+    b = np.random.default_rng(4).standard_normal(C.shape[0])
+    assert np.linalg.norm(h.coarse_solve(b) - spla.splu(C).solve(b)) < 1e-12 * np.linalg.norm(spla.splu(C).solve(b))
+    assert layout.fits(last)
+    last.neg.reshape(-1)[layout.zero_where[0]] = 1.0
+    assert not layout.fits(last)

@@ -449,10 +449,12 @@ def _saturation_step(S_old, dt, pv, up, dn, wf, out, src, mu_c, mu_m, active, p,
     a = a[np.argsort(-p[a], kind="stable")]
     loc = np.full(n, -1, dtype=np.int64)
     loc[a] = np.arange(a.size)
-    act_dn, act_up = active[dn], active[up]
-    fm = act_dn & act_up & (wf > 0)
+    into = np.flatnonzero(active[dn])  # the faces into the set (in face order: the same sums as with masks)
+    dn, up, wf = dn[into], up[into], wf[into]
+    act_up = active[up]
+    fm = act_up & (wf > 0)
     dn_a, up_a, w_a = loc[dn[fm]], loc[up[fm]], wf[fm]
-    inflow_edge = act_dn & ~act_up  # inflow from inactive (S fixed) cells
+    inflow_edge = ~act_up  # inflow from inactive (S fixed) cells
     pv_a, out_a, mu_a = pv[a], out[a], mu_c[a]
     fixed_in = np.bincount(loc[dn[inflow_edge]], _frac(S[up[inflow_edge]], mu_c[up[inflow_edge]], mu_m)[0]
                            * wf[inflow_edge], a.size) if inflow_edge.any() else np.zeros(a.size)
@@ -563,6 +565,8 @@ class _Problem:
     sqrt_kphi: np.ndarray  # sqrt(k phi) per cell, m (shear-rate scale)
     exit_veins: tuple = (None,) * len(ROUTES)  # ExitVein or None per route (module docstring)
     e_vein: np.ndarray | None = None  # per exit face: its share G_face of the route's vein conductance, m^3 (inf: none)
+    # bins axis * n + cell of the interior faces' two cells and of the tip faces (the shear rate's per-axis sums)
+    shear_bins: tuple = ()
 
     @property
     def n(self) -> int:
@@ -636,9 +640,11 @@ def _make_problem(g: _Grid, tip, rate, vol_target, **controls) -> _Problem:
     q_face = rate / g.n_cannulas / faces_per_can[g.t_can]
     adj = sp.csr_matrix((np.ones(2 * g.fi.size), (np.concatenate([g.fi, g.fj]), np.concatenate([g.fj, g.fi]))),
                         shape=(n, n))
+    axis_f, axis_t = g.f_axis.astype(np.int64) * n, g.t_axis.astype(np.int64) * n
     return _Problem(g=g, tip=tip, rate=rate, vol_target=vol_target, faces_per_can=faces_per_can, q_face=q_face,
                     src=np.bincount(g.ti, q_face, n), adj=adj, sqrt_kphi=np.sqrt(g.k_iso * g.phi),
-                    e_vein=_vein_face_conductance(g, controls["exit_veins"]), **controls)
+                    e_vein=_vein_face_conductance(g, controls["exit_veins"]),
+                    shear_bins=(axis_f + g.fi, axis_f + g.fj, axis_t + g.ti), **controls)
 
 
 def _checked_exit_veins(exit_veins) -> tuple:
@@ -773,15 +779,15 @@ def _implicit_saturation(pb: _Problem, st: _State, dt, up, dn, w, out, mu_c):
 
 
 def _shear_rate(pb: _Problem, F) -> np.ndarray:
-    """Cell shear rate gamma = |u| / sqrt(k phi), the cell velocity from the face fluxes around it."""
+    """Cell shear rate gamma = |u| / sqrt(k phi), the cell velocity from the face fluxes around it: per axis, half
+    the sum of |flux| over the cell's two faces on that axis (tip faces carry their cement inflow), over the area.
+    One bincount per face set on the bins axis * n + cell (``_Problem.shear_bins``, built once per grid)."""
     g, n = pb.g, pb.n
-    u2 = np.zeros(n)
-    for a in range(3):
-        m = g.f_axis == a
-        ua = np.bincount(g.fi[m], np.abs(F[m]), n) + np.bincount(g.fj[m], np.abs(F[m]), n)
-        mt = g.t_axis == a
-        ua += np.bincount(g.ti[mt], pb.q_face[mt], n)
-        u2 += (0.5 * ua / g.area[a]) ** 2
+    bin_i, bin_j, bin_t = pb.shear_bins
+    w = np.abs(F)
+    ua = (np.bincount(bin_i, w, 3 * n) + np.bincount(bin_j, w, 3 * n) + np.bincount(bin_t, pb.q_face, 3 * n))
+    ua = ua.reshape(3, n)
+    u2 = (0.5 * ua[0] / g.area[0]) ** 2 + (0.5 * ua[1] / g.area[1]) ** 2 + (0.5 * ua[2] / g.area[2]) ** 2
     return np.sqrt(u2) / pb.sqrt_kphi
 
 
