@@ -37,8 +37,8 @@ def capture(folder: Path) -> None:
     original, calls = flow.inject, []
 
     def recording(*args, **kwargs):
+        (folder / f"inject_{len(calls)}.pkl").write_bytes(cloudpickle.dumps((args, kwargs)))
         calls.append(len(calls))
-        (folder / f"inject_{len(calls) - 1}.pkl").write_bytes(cloudpickle.dumps((args, kwargs)))
         return original(*args, **kwargs)
 
     flow.inject = recording  # before the procedures import it by name
@@ -68,7 +68,7 @@ print(f"{cpu:.3f} {res.n_steps} {sum(res.solver_iterations)} {res.stop_reason}")
 """
 
 
-def _replay(tree: str, pkl: Path, out: Path, repeats: int) -> list[str]:
+def _replay(tree: str, pkl: Path, out: Path, repeats: int) -> tuple[str, str, str, str]:
     env = dict(os.environ, PYTHONPATH=tree)
     r = subprocess.run([sys.executable, "-c", _REPLAY, str(pkl), str(out), str(repeats)], env=env, capture_output=True,
                        text=True, check=True)

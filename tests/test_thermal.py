@@ -315,6 +315,7 @@ def test_damage_floor_books_hot_voxels_as_the_full_computation():
     np.testing.assert_array_equal(floored.time_above_50c_s, full.time_above_50c_s)
     np.testing.assert_array_equal(floored.peak_temperature_c, full.peak_temperature_c)
 
+
 def test_face_conductances_are_harmonic_and_films_in_series():
     """Two voxels along R with k 0.3 and 0.6 W/mK, 1 x 2 x 4 mm: interior and outer-face conductances by hand."""
     k = np.array([0.3, 0.6]).reshape(2, 1, 1)
