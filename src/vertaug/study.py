@@ -14,9 +14,11 @@ run on this model for a reason of the input (an :class:`~vertaug.errors.InputErr
 recorded as a note and the chain goes on; any other failure raises.
 
 ``workers=2`` runs the kyphoplasty chain in a second process (:func:`worker_pool`) while this one runs the vertebroplasty chain and
-the untreated FE state (on a caller's pool of two workers, e.g. the report's, the untreated FE state goes to the
-second worker before the work queued behind it): the same results (each chain is deterministic and independent), in
-about the time of the longer chain on a machine with two free cores.
+the untreated FE state: the same results (each chain is deterministic and independent), in about the time of the
+longer chain on a machine with two free cores. On a caller's pool of two or more workers (the report's, which queues
+its parameter samples behind the study) both chains and the untreated FE state go to the pool, and this process only
+draws the caller's figures meanwhile: it has the report's figures to draw after the chains, so the pool's workers
+carry the physics to the end and this process the drawing, instead of the workers idling while it draws alone.
 """
 
 from __future__ import annotations
@@ -301,6 +303,24 @@ def plan_study_trajectories(model, vp, kp, timings_s: dict | None = None) -> dic
     return out
 
 
+def _queue_chains(pool, model, vp, kp, tr: dict, thermal: bool, mechanics: bool, queued: Callable | None) -> dict:
+    """Queue the study's work on ``pool``: the KP chain and, on a pool of two or more workers, the VP chain and the
+    untreated FE state too (this process then draws the caller's ``during`` work and waits: it has the report's
+    figures to draw after the chains, while the workers go on with ``queued`` work); then ``queued(pool)``.
+    Returns {"KP"/"VP"/"pre": AsyncResult} of what was queued."""
+    from .model.heights import kept_heights
+
+    kept = kept_heights(model)
+    jobs = {"KP": pool.apply_async(run_procedure_kept, (kept, model, kp, tr[kp.approach], thermal, mechanics))}
+    if _pool_processes(pool) >= 2:
+        jobs["VP"] = pool.apply_async(run_procedure_kept, (kept, model, vp, tr[vp.approach], thermal, mechanics))
+        if mechanics:
+            jobs["pre"] = pool.apply_async(pre_treatment_job, (model,))
+    if queued is not None:
+        queued(pool)
+    return jobs
+
+
 def run_study(model, vp=None, kp=None, thermal: bool = True, mechanics: bool = True, workers: int = 1,
               trajectories: dict | None = None, progress: Callable[[str], None] | None = None,
               during: Callable[[], None] | None = None, pool=None, queued: Callable | None = None) -> Study:
@@ -309,10 +329,10 @@ def run_study(model, vp=None, kp=None, thermal: bool = True, mechanics: bool = T
     ``workers``: 1 (serial) or 2 (the KP chain in a second process). ``during``: work of the caller's (figures, say)
     run in this process while the KP chain runs in the other one (serial: between the two chains). ``trajectories``:
     {approach: paths} planned beforehand, else planned here. ``pool``: a :func:`worker_pool` of the caller's that runs
-    the KP chain (whatever ``workers`` says); ``queued(pool)`` is called once the KP chain is queued on it, to queue
-    more work behind it (the report's parameter samples) while this process runs the VP chain.
+    the KP chain (whatever ``workers`` says) and, when it has two or more workers, the VP chain and the untreated FE
+    state as well (:func:`_queue_chains`); ``queued(pool)`` is called once the study's work is queued on it, to queue
+    more work behind it (the report's parameter samples). Same results wherever a chain runs.
     """
-    from .model.heights import kept_heights
     from .procedures.kyphoplasty import Kyphoplasty
     from .procedures.vertebroplasty import Vertebroplasty
 
@@ -323,28 +343,20 @@ def run_study(model, vp=None, kp=None, thermal: bool = True, mechanics: bool = T
     t0 = time.perf_counter()
     tr = trajectories if trajectories is not None else plan_study_trajectories(model, vp, kp, timings)
     with _second_process(workers, pool) as pool:
-        kp_job = pre_job = None
-        if pool is not None:
-            kp_job = pool.apply_async(run_procedure_kept, (kept_heights(model), model, kp, tr[kp.approach], thermal,
-                                                           mechanics))
-            if mechanics and _pool_processes(pool) >= 2:  # the pool's second worker, before the queued work
-                pre_job = pool.apply_async(pre_treatment_job, (model,))
-            if queued is not None:
-                queued(pool)
-        vp_run = run_procedure(model, vp, tr[vp.approach], thermal, mechanics, progress)
-        pre_state = pre_treatment_mechanics(model, timings, notes) if mechanics and pre_job is None else None
-        if pre_job is not None:
-            pre_state, pre_timings, pre_notes = pre_job.get()
-            timings.update(pre_timings)
-            notes.extend(pre_notes)
+        jobs = _queue_chains(pool, model, vp, kp, tr, thermal, mechanics, queued) if pool is not None else {}
+        vp_run = None if "VP" in jobs else run_procedure(model, vp, tr[vp.approach], thermal, mechanics, progress)
+        pre_state = pre_treatment_mechanics(model, timings, notes) if mechanics and "pre" not in jobs else None
         if during is not None:
             during()
-        if kp_job is not None:
-            if progress:
-                progress("kyphoplasty chain (second process): balloon, fill, exotherm, FE")
-            kp_run = kp_job.get()
-        else:
-            kp_run = run_procedure(model, kp, tr[kp.approach], thermal, mechanics, progress)
+        if jobs and progress:
+            progress(f"{' and '.join(sorted(set(jobs) - {'pre'}))} chain(s) in worker processes: fill, exotherm, FE")
+        if "pre" in jobs:
+            pre_state, pre_timings, pre_notes = jobs["pre"].get()
+            timings.update(pre_timings)
+            notes.extend(pre_notes)
+        vp_run = jobs["VP"].get() if "VP" in jobs else vp_run
+        kp_run = jobs["KP"].get() if "KP" in jobs else run_procedure(model, kp, tr[kp.approach], thermal, mechanics,
+                                                                     progress)
     for run in (vp_run, kp_run):
         timings.update(run.timings_s)
         notes.extend(run.notes)

@@ -115,7 +115,7 @@ class _Job:
 
 
 def _run(job: _Job, out: Path, console: Console):
-    """Measure, build, run the study (figures of the level drawn while the KP chain runs), then write the report."""
+    """Measure, build, run the study (figures of the level drawn while the chains run), then write the report."""
     from rich.progress import Progress
 
     from ..model.vertebra import vertebra_from_ct
@@ -142,7 +142,8 @@ def _run(job: _Job, out: Path, console: Console):
         progress.update(task, advance=1)
         patient_figs = []
         sampler = _Sampler(job, vertebra, trajectories, vp, kp, say, timings, spine)
-        # one pool: the KP chain first, the sample chains queued behind it, while this process runs the VP chain
+        # one pool: the KP chain first (and with two workers the VP chain and the untreated FE state), the sample
+        # chains queued behind them; this process draws the figures
         with worker_pool((1 + (sampler.model is not None)) if job.workers >= 2 else 0) as pool:
             study = run_study(vertebra, vp, kp, job.thermal, job.mechanics, job.workers, trajectories, say,
                               during=lambda: patient_figs.extend(_level_figures(job, spine, before, vertebra, out,
@@ -184,7 +185,7 @@ def _morphometry(job: _Job):
 
 
 def _level_figures(job: _Job, spine, before, vertebra, out: Path, written: dict, say) -> list[tuple[Path, str]]:
-    """Mid-sagittal CT with the heights, and the voxel model's labels (no physics: drawn while the KP chain runs)."""
+    """Mid-sagittal CT with the heights, and the voxel model's labels (no physics: drawn while the chains run)."""
     from . import figures as fg
 
     say("figures of the level and its model")
