@@ -455,19 +455,35 @@ def write_key_frame_grid(procedures: list[ProcedureFrames], path: str | Path, n_
     h = max(im.rgb.shape[0] for row in picks for im in row)
     w = max(im.rgb.shape[1] for row in picks for im in row)
     ncol = max(len(row) for row in picks)
-    gap, title = 6, 14  # px between tiles; px of the title line above each tile
+    font, title = _title_font(KEY_FRAME_TITLE_PX)
+    gap = 6  # px between tiles
     sheet = Image.new("RGB", (ncol * (w + gap) + gap, len(rows) * (h + title + gap) + gap), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     for r, ((p, v), row) in enumerate(zip(rows, picks)):
         y = gap + r * (h + title + gap)
         for c, im in enumerate(row):
             x = gap + c * (w + gap)
-            draw.text((x, y), f"{p.name} {v}: {im.label}", fill=(0, 0, 0))
+            draw.text((x, y), f"{p.name} {v}: {im.label}", fill=(0, 0, 0), font=font)
             sheet.paste(Image.fromarray(np.ascontiguousarray(im.rgb[..., :3], dtype=np.uint8)), (x, y + title))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path
+
+
+#: Height (px) of the key-frame grid's titles: legible when the report shows the grid at about half its width.
+KEY_FRAME_TITLE_PX = 18
+
+
+def _title_font(size_px: int):
+    """(Pillow font, title line height in px): the default TrueType font at ``size_px`` (Pillow >= 10.1 with
+    FreeType), else Pillow's bitmap font (11 px)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size_px), size_px + 6
+    except (TypeError, ImportError, OSError):  # pragma: no cover - older Pillow or no FreeType
+        return ImageFont.load_default(), 14
 
 
 def write_drr_png(ct: Volume, path: str | Path, energy_kev: float = EFFECTIVE_ENERGY_KEV, pixel_mm: float = 1.0,
