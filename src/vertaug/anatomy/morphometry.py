@@ -410,7 +410,7 @@ def _body_and_source(vertebra, body, spacing_mm, affine_mm=None, height_axis=Non
 
 
 def _bbox(mask: np.ndarray, pad) -> tuple[slice, ...]:
-    idx = np.argwhere(mask)
+    idx = _argwhere(mask)
     lo = np.maximum(idx.min(axis=0) - pad, 0)
     hi = np.minimum(idx.max(axis=0) + pad + 1, mask.shape)
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
@@ -438,7 +438,7 @@ def _body_from_canal(vertebra: np.ndarray, affine_mm: np.ndarray, h: np.ndarray)
     a = p - canal.centre_mm
     a = a - (a @ h) * h
     a /= np.linalg.norm(a)
-    ijk = np.argwhere(v)
+    ijk = _argwhere(v)
     along = (ijk @ aff[:3, :3].T + aff[:3, 3] - p) @ a
     keep = np.zeros_like(v)
     sel = along >= canal.front_mm
@@ -466,18 +466,25 @@ def _body_by_opening(vertebra: np.ndarray, spacing_mm) -> np.ndarray:
     return out
 
 
+def _argwhere(mask: np.ndarray) -> np.ndarray:
+    """``np.argwhere(mask)``: the same indices in the same order, dtype and memory layout (the transpose of the index
+    arrays), found through the flat indices: a 3-D ``nonzero`` costs ~2.5x a flat one with its unravelling."""
+    mask = np.asarray(mask)
+    return np.transpose(np.unravel_index(np.flatnonzero(mask), mask.shape))
+
+
 def _centroid_mm(mask: np.ndarray, affine_mm: np.ndarray) -> np.ndarray | None:
     if not mask.any():
         return None
-    ijk = np.argwhere(mask).mean(axis=0)
+    ijk = _argwhere(mask).mean(axis=0)
     return affine_mm[:3, :3] @ ijk + affine_mm[:3, 3]
 
 
 def _touches_border(mask: np.ndarray) -> str | None:
     names = ("right-left (x)", "anterior-posterior (y)", "superior-inferior (z)")
     for ax in range(3):
-        lo = np.take(mask, 0, axis=ax).any()
-        hi = np.take(mask, mask.shape[ax] - 1, axis=ax).any()
+        lo = mask[(slice(None),) * ax + (0,)].any()  # views of the two faces (np.take copied them: ~150x slower)
+        hi = mask[(slice(None),) * ax + (-1,)].any()
         if lo or hi:
             return f"the body touches the {'lower' if lo else 'upper'} image border along {names[ax]}"
     return None
@@ -501,7 +508,7 @@ def _height_axis(name: str, centroids: dict, levels: list[str], mask: np.ndarray
     else:
         # No neighbour: the body's least principal axis; its sign (which end is cranial) is not in the anatomy of
         # one body, so the world's superior direction decides it.
-        pts = (affine_mm[:3, :3] @ np.argwhere(mask).T).T
+        pts = (affine_mm[:3, :3] @ _argwhere(mask).T).T
         evals, evecs = np.linalg.eigh(np.cov(pts.T))
         axis = evecs[:, 0]
         sup = np.array([0.0, 0.0, 1.0])  # RAS+ world
@@ -587,7 +594,7 @@ def _projected_points(mask: np.ndarray, affine_mm: np.ndarray, step_mm: float) -
     spacing = np.linalg.norm(affine_mm[:3, :3], axis=0)
     n_sub = [max(1, int(math.ceil(s / step_mm))) for s in spacing]
     offs = np.stack(np.meshgrid(*[(np.arange(n) + 0.5) / n - 0.5 for n in n_sub], indexing="ij"), -1).reshape(-1, 3)
-    ijk = np.argwhere(mask).astype(float)
+    ijk = _argwhere(mask).astype(float)
     pts = (ijk[:, None, :] + offs[None, :, :]).reshape(-1, 3)
     return pts @ affine_mm[:3, :3].T + affine_mm[:3, 3]
 
@@ -616,7 +623,7 @@ def _find_canal(vertebra: np.ndarray, affine_mm: np.ndarray, centre: np.ndarray,
     area = float(sizes[k]) * g * g
     if area < CANAL_MIN_AREA_MM2:
         return None
-    hole = np.argwhere(lab == k + 1)
+    hole = _argwhere(lab == k + 1)
     huv = (hole + 0.5) * g + lo
     c_uv = huv.mean(axis=0)
     centre_canal = centre + c_uv[0] * e1 + c_uv[1] * e2
@@ -855,7 +862,7 @@ def measure_body_heights_totalseg(body: np.ndarray, affine_mm: np.ndarray, heigh
         shape[ax] = 2 * r + 1
         eroded = ndimage.binary_erosion(eroded, structure=np.ones(shape, bool))
     core = eroded if eroded.any() else grid
-    ci = np.argwhere(core).mean(axis=0)
+    ci = _argwhere(core).mean(axis=0)
     ia, ih = int(round(ci[1])), int(round(ci[2]))
     lat_idx = np.flatnonzero(core.any(axis=(1, 2)))
     lo, hi = lat_idx[0], lat_idx[-1]
@@ -920,7 +927,7 @@ def _unit_frame(height_axis, anterior_axis) -> tuple[np.ndarray, np.ndarray, np.
 def _frame_grid(body, affine_mm, centre, h, a, lat, step, margin):
     """The body mask resampled (trilinear, threshold 0.5) on a grid of ``step`` mm in the (lat, a, h) frame about
     ``centre``: the three axes (mm) and the boolean grid."""
-    pts = np.argwhere(body)
+    pts = _argwhere(body)
     world = (affine_mm[:3, :3] @ pts.T).T + affine_mm[:3, 3] - centre
     half = np.abs(world @ np.stack([lat, a, h], axis=1)).max(axis=0) + margin
     axes = [np.arange(-hv, hv + step / 2, step) for hv in half]
@@ -967,7 +974,7 @@ def _frame_sampling(body, affine_mm, centre, h, a, lat) -> _FrameSampling | None
     extent in the central ``MID_HEIGHT_FRACTION`` of the height of the mid-sagittal band; None if any is empty."""
     spacing = np.linalg.norm(affine_mm[:3, :3], axis=0)
     step = max(SAMPLE_STEP_VOXELS * float(spacing.min()), MIN_SAMPLE_STEP_MM)
-    pts = np.argwhere(body)
+    pts = _argwhere(body)
     world = (affine_mm[:3, :3] @ pts.T).T + affine_mm[:3, 3] - centre
     margin = 2 * float(spacing.max()) + 3 * _extent_along(affine_mm, h) + EDGE_WINDOW_MM  # room for the CT lines
     half = np.abs(world @ np.stack([lat, a, h], axis=1)).max(axis=0) + margin
@@ -1288,7 +1295,7 @@ def _run_length(flags: np.ndarray, coords: np.ndarray, step: float) -> float:
 
 
 def _core_hu(ct: Volume, body: np.ndarray) -> tuple[float, float, int, str]:
-    idx = np.argwhere(body)
+    idx = _argwhere(body)
     box = tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(axis=0), idx.max(axis=0)))
     body_box, hu_box = np.pad(body[box], 1), np.pad(ct.data[box], 1)
     for radius in (HU_CORE_EROSION_MM, HU_CORE_EROSION_MM / 2):
