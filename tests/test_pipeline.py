@@ -147,8 +147,9 @@ def test_compare_cli_numerical_failure_is_one_line(tmp_path, example, monkeypatc
 
 @pytest.mark.slow
 def test_two_workers_give_the_serial_results(tmp_path):
-    """The KP chain in a second process (workers=2) gives the serial run's numbers (round-off: reductions in
-    another process may sum in another order), and so do the parameter samples queued behind it on the same pool."""
+    """The chains in worker processes (workers=2 with samples: VP, KP and the untreated FE state on the pool of two)
+    give the serial run's numbers (round-off: reductions in another process may sum in another order), and so do the
+    parameter samples queued behind them on the same pool."""
     ph = make_phantom(fracture="wedge", grade=2)
     runs = {}
     for workers in (1, 2):
@@ -194,6 +195,21 @@ def test_error_in_the_kp_worker_reaches_the_caller_and_leaves_no_report(tmp_path
         run_pipeline(ph.ct, ph.labels, "L1", out, body=ph.body, vp=Vertebroplasty(volume_ml=2.0),
                      kp=Kyphoplasty(balloon_ml=1.0, cement_ml=30.0), thermal=False, mechanics=False, workers=2)
     assert info.value.fix  # the fix survived the trip between processes
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.slow
+def test_error_in_the_vp_worker_reaches_the_caller_and_leaves_no_report(tmp_path):
+    """With parameter samples the pool has two workers and the VP chain runs in one of them: bad input that only the
+    VP chain meets (more cement than the body's pore space) comes back with its fix, and no report folder is left."""
+    from vertaug.errors import ParameterError
+
+    ph = make_phantom(fracture="wedge", grade=2, spacing_mm=2.0)
+    out = tmp_path / "report"
+    with pytest.raises(ParameterError, match="pore space") as info:
+        run_pipeline(ph.ct, ph.labels, "L1", out, body=ph.body, spacing_mm=2.0, vp=Vertebroplasty(volume_ml=25.0),
+                     kp=Kyphoplasty(balloon_ml=1.0), thermal=False, mechanics=False, workers=2, samples=1)
+    assert info.value.fix
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))
 
 
