@@ -316,8 +316,13 @@ def test_write_fluoro_files(tmp_path):
     with Image.open(paths["VP_ap"]) as im:
         assert im.n_frames == 3
         assert im.size == (120, 120)  # 60 mm at 1 mm, shown at 2x
-    with Image.open(paths["key_frames"]) as im:
-        assert im.size[0] > 300 and im.size[1] > 400
+    with Image.open(paths["key_frames"]) as im:  # 4 rows (VP, KP x lateral, AP) of up to 3 tiles at their own size
+        title = fluoro._title_font(fluoro.KEY_FRAME_TITLE_PX)[1]
+        assert im.size == (3 * (120 + 6) + 6, 4 * (120 + title + 6) + 6)
+        sheet = np.asarray(im.convert("RGB"))
+    pf = fluoro.render_procedure(ct, grid, frames, name="VP", fov_mm=60.0)
+    first = pf.images["lateral"][0].rgb  # row 0, column 0: VP lateral, frame "a", pasted without resampling
+    assert np.array_equal(sheet[6 + title: 6 + title + 120, 6: 126], first)
 
 
 def test_frame_inputs_validated():

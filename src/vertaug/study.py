@@ -327,7 +327,7 @@ def run_study(model, vp=None, kp=None, thermal: bool = True, mechanics: bool = T
     """Both procedures on ``model`` (a pre-treatment Vertebra), with exotherms and FE states.
 
     ``workers``: 1 (serial) or 2 (the KP chain in a second process). ``during``: work of the caller's (figures, say)
-    run in this process while the KP chain runs in the other one (serial: between the two chains). ``trajectories``:
+    run in this process while the chains run in the pool's processes (serial: between the two chains). ``trajectories``:
     {approach: paths} planned beforehand, else planned here. ``pool``: a :func:`worker_pool` of the caller's that runs
     the KP chain (whatever ``workers`` says) and, when it has two or more workers, the VP chain and the untreated FE
     state as well (:func:`_queue_chains`); ``queued(pool)`` is called once the study's work is queued on it, to queue

@@ -441,6 +441,21 @@ def _save_png(fig, plt, path) -> Path:
     return path
 
 
+#: Height (px) of the key-frame grid's titles: legible when the report shows the grid at about half its width.
+KEY_FRAME_TITLE_PX = 18
+
+
+def _title_font(size_px: int):
+    """(Pillow font, title line height in px): the default TrueType font at ``size_px`` (Pillow >= 10.1 with
+    FreeType), else Pillow's bitmap font (11 px)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size_px), size_px + 6
+    except (TypeError, ImportError, OSError):  # pragma: no cover - older Pillow or no FreeType
+        return ImageFont.load_default(), 14
+
+
 def write_key_frame_grid(procedures: list[ProcedureFrames], path: str | Path, n_key: int = 4,
                          views: tuple[str, ...] = ("lateral", "ap")) -> Path:
     """PNG grid: one row per (procedure, view), ``n_key`` key frames (first to last, evenly spaced) per row.
@@ -469,21 +484,6 @@ def write_key_frame_grid(procedures: list[ProcedureFrames], path: str | Path, n_
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path
-
-
-#: Height (px) of the key-frame grid's titles: legible when the report shows the grid at about half its width.
-KEY_FRAME_TITLE_PX = 18
-
-
-def _title_font(size_px: int):
-    """(Pillow font, title line height in px): the default TrueType font at ``size_px`` (Pillow >= 10.1 with
-    FreeType), else Pillow's bitmap font (11 px)."""
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size_px), size_px + 6
-    except (TypeError, ImportError, OSError):  # pragma: no cover - older Pillow or no FreeType
-        return ImageFont.load_default(), 14
 
 
 def write_drr_png(ct: Volume, path: str | Path, energy_kev: float = EFFECTIVE_ENERGY_KEV, pixel_mm: float = 1.0,
