@@ -146,7 +146,7 @@ def pyamg_sa(A: sp.csr_matrix):
     import pyamg
 
     ml = pyamg.smoothed_aggregation_solver(A, symmetry="symmetric", max_coarse=300, coarse_solver="splu")
-    return lambda r: ml.aspreconditioner(cycle="V") @ r
+    return ml.aspreconditioner(cycle="V").matvec  # one operator, applied at each iteration
 
 
 def main() -> None:

@@ -354,7 +354,8 @@ def run_study(model, vp=None, kp=None, thermal: bool = True, mechanics: bool = T
             pre_state, pre_timings, pre_notes = jobs["pre"].get()
             timings.update(pre_timings)
             notes.extend(pre_notes)
-        vp_run = jobs["VP"].get() if "VP" in jobs else vp_run
+        if "VP" in jobs:
+            vp_run = jobs["VP"].get()
         kp_run = jobs["KP"].get() if "KP" in jobs else run_procedure(model, kp, tr[kp.approach], thermal, mechanics,
                                                                      progress)
     for run in (vp_run, kp_run):
